@@ -1,0 +1,100 @@
+//! The task-local "current lock": `assert_locked`, `current_lock`, `extend_active_lock`.
+//!
+//! Task-local rather than thread-local, so it survives `.await` points where a
+//! multi-threaded runtime moves the task between threads.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{LockError, LockGuard, LockInfo};
+
+/// A lock held by the current task's executor, shared with the job's body.
+pub(crate) struct ActiveLock {
+    pub(crate) info: LockInfo,
+    /// `None` once the executor has taken the guard back to release it.
+    pub(crate) guard: tokio::sync::Mutex<Option<LockGuard>>,
+}
+
+/// The locks the current task holds, outermost first.
+#[derive(Clone, Default)]
+pub(crate) struct HeldLocks(Vec<Arc<ActiveLock>>);
+
+tokio::task_local! {
+    static HELD: HeldLocks;
+}
+
+impl HeldLocks {
+    /// The locks of the current task (empty outside any locked task).
+    pub(crate) fn current() -> HeldLocks {
+        HELD.try_with(Clone::clone).unwrap_or_default()
+    }
+
+    pub(crate) fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|held| held.info.name() == name)
+    }
+
+    pub(crate) fn innermost(&self) -> Option<&Arc<ActiveLock>> {
+        self.0.last()
+    }
+
+    pub(crate) fn with(mut self, lock: Arc<ActiveLock>) -> HeldLocks {
+        self.0.push(lock);
+        self
+    }
+
+    /// Runs `future` with `self` as the task's held locks.
+    pub(crate) async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
+        HELD.scope(self, future).await
+    }
+}
+
+/// Panics unless the current task runs under a lock taken by shedlock.
+///
+/// Like ShedLock's `LockAssert.assertLocked()`: put it at the top of a job
+/// that must never run unlocked, to catch a missing attribute in tests.
+///
+/// # Panics
+///
+/// When the current task holds no lock (including inside a task spawned from
+/// a locked one: the lock belongs to the task that took it).
+#[track_caller]
+pub fn assert_locked() {
+    if HeldLocks::current().innermost().is_none() {
+        // allow-panic: asserting is this function's whole purpose.
+        panic!(
+            "shedlock::assert_locked: this task holds no lock; run it through \
+             #[scheduler_lock] or LockingTaskExecutor::execute"
+        );
+    }
+}
+
+/// The innermost lock the current task holds, if any.
+pub fn current_lock() -> Option<LockInfo> {
+    HeldLocks::current()
+        .innermost()
+        .map(|active| active.info.clone())
+}
+
+/// Extends the innermost lock the current task holds: its lease now ends
+/// `lock_at_most_for` from now, and it is kept at least `lock_at_least_for` from now.
+///
+/// # Errors
+///
+/// [`LockError::NotLocked`] outside a locked task, [`LockError::LeaseLost`] when
+/// the lease had already ended, and store errors.
+pub async fn extend_active_lock(
+    lock_at_most_for: Duration,
+    lock_at_least_for: Duration,
+) -> Result<(), LockError> {
+    let held = HeldLocks::current();
+    let active = held.innermost().ok_or(LockError::NotLocked)?;
+    let mut guard = active.guard.lock().await;
+    let guard = guard.as_mut().ok_or(LockError::NotLocked)?;
+    if guard.extend(lock_at_most_for, lock_at_least_for).await? {
+        Ok(())
+    } else {
+        Err(LockError::LeaseLost {
+            name: guard.name().to_owned(),
+        })
+    }
+}

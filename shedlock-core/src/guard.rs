@@ -1,0 +1,201 @@
+//! `LockGuard`: a held lease, and `LockInfo`: what a job can read about its lock.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::configuration::validate_durations;
+use crate::provider::Lease;
+use crate::{LockConfiguration, LockError};
+
+/// What a job can read about the lock it holds (see [`current_lock`](crate::current_lock)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockInfo {
+    name: Arc<str>,
+    fencing_token: u64,
+    locked_at: SystemTime,
+}
+
+impl LockInfo {
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The fencing token of this acquisition: strictly greater than every
+    /// earlier token of the same name. Pass it to stores downstream so they can
+    /// refuse writes from a holder whose lease has ended.
+    pub fn fencing_token(&self) -> u64 {
+        self.fencing_token
+    }
+
+    /// When the lock was taken, by this process's wall clock. For display
+    /// only: leases are timed by the store's clock or the monotonic clock.
+    pub fn locked_at(&self) -> SystemTime {
+        self.locked_at
+    }
+}
+
+/// A held lock.
+///
+/// Release it with [`unlock`](LockGuard::unlock), which honours
+/// `lock_at_least_for`. A guard dropped without `unlock` (a cancelled or
+/// panicking job) is released in the background on the current Tokio runtime;
+/// without a runtime, the lease simply ends after `lock_at_most_for`.
+#[must_use = "a lock guard holds the lock until it is unlocked or dropped"]
+pub struct LockGuard {
+    info: LockInfo,
+    /// The earliest instant at which `unlock` may free the lock (`lock_at_least_for`).
+    keep_until: Instant,
+    /// An instant before which the lease certainly has not ended on the store.
+    lease_until: Instant,
+    lease: Option<Box<dyn Lease>>,
+}
+
+impl LockGuard {
+    /// Wraps a lease just taken in a store. For providers.
+    ///
+    /// `requested_at` is the instant just before the acquisition was sent: the
+    /// store's lease cannot end before `requested_at + lock_at_most_for`.
+    pub fn new(
+        config: &LockConfiguration,
+        fencing_token: u64,
+        requested_at: Instant,
+        lease: impl Lease,
+    ) -> Self {
+        // Measured from the reply, so the lock is never freed early.
+        let keep_until = Instant::now() + config.lock_at_least_for();
+        LockGuard {
+            info: LockInfo {
+                name: config.shared_name().clone(),
+                fencing_token,
+                locked_at: SystemTime::now(),
+            },
+            keep_until,
+            lease_until: requested_at + config.lock_at_most_for(),
+            lease: Some(Box::new(lease)),
+        }
+    }
+
+    /// The lock's name.
+    pub fn name(&self) -> &str {
+        self.info.name()
+    }
+
+    /// The fencing token: strictly greater than every earlier token of this name.
+    pub fn fencing_token(&self) -> u64 {
+        self.info.fencing_token
+    }
+
+    /// What a job can read about this lock.
+    pub fn info(&self) -> &LockInfo {
+        &self.info
+    }
+
+    /// An instant before which the lease certainly has not ended, measured by
+    /// this process's monotonic clock from just before the last acquisition or
+    /// extension was sent.
+    pub fn lease_until(&self) -> Instant {
+        self.lease_until
+    }
+
+    /// Makes the lease end `lock_at_most_for` from now and keeps the lock at
+    /// least `lock_at_least_for` from now, if this guard still holds it.
+    ///
+    /// `Ok(false)`: the lease had already ended (another holder may have the
+    /// lock now); the store was not changed.
+    pub async fn extend(
+        &mut self,
+        lock_at_most_for: Duration,
+        lock_at_least_for: Duration,
+    ) -> Result<bool, LockError> {
+        validate_durations(self.name(), lock_at_most_for, lock_at_least_for)?;
+        let Some(lease) = self.lease.as_ref() else {
+            return Ok(false);
+        };
+        let requested_at = Instant::now();
+        match lease.extend(lock_at_most_for).await {
+            Ok(true) => {
+                self.lease_until = requested_at + lock_at_most_for;
+                self.keep_until = Instant::now() + lock_at_least_for;
+                tracing::debug!(lock = %self.name(), ?lock_at_most_for, "lock extended");
+                Ok(true)
+            }
+            Ok(false) => {
+                tracing::warn!(lock = %self.name(), "lock lease lost: extension found it ended");
+                self.lease = None;
+                Ok(false)
+            }
+            Err(err) => {
+                tracing::warn!(lock = %self.name(), error = %err, "lock extension failed");
+                Err(err)
+            }
+        }
+    }
+
+    /// Releases the lock. Before `lock_at_least_for` has passed since
+    /// acquisition, the lock stays held until then; after it, it is free at once.
+    ///
+    /// A lease that already ended is left alone: the next holder's lock is
+    /// never touched.
+    pub async fn unlock(mut self) -> Result<(), LockError> {
+        let Some(lease) = self.lease.take() else {
+            return Ok(());
+        };
+        let keep_for = self.keep_until.saturating_duration_since(Instant::now());
+        match lease.release(keep_for).await {
+            Ok(true) => {
+                tracing::debug!(lock = %self.name(), ?keep_for, "lock released");
+                Ok(())
+            }
+            Ok(false) => {
+                tracing::warn!(
+                    lock = %self.name(),
+                    "lock lease had already ended before release; the job ran longer than lock_at_most_for"
+                );
+                Ok(())
+            }
+            Err(err) => {
+                tracing::warn!(lock = %self.name(), error = %err, "lock release failed; it ends at lock_at_most_for");
+                Err(err)
+            }
+        }
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        let Some(lease) = self.lease.take() else {
+            return;
+        };
+        let name = self.info.name.clone();
+        let keep_for = self.keep_until.saturating_duration_since(Instant::now());
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(async move {
+                    match lease.release(keep_for).await {
+                        Ok(_) => tracing::debug!(lock = %name, "dropped lock released in the background"),
+                        Err(err) => tracing::warn!(
+                            lock = %name, error = %err,
+                            "dropped lock could not be released; it ends at lock_at_most_for"
+                        ),
+                    }
+                });
+            }
+            Err(_) => tracing::warn!(
+                lock = %name,
+                "lock guard dropped outside a Tokio runtime; the lock ends at lock_at_most_for"
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("name", &self.name())
+            .field("fencing_token", &self.fencing_token())
+            .field("held", &self.lease.is_some())
+            .finish()
+    }
+}

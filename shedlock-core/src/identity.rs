@@ -1,0 +1,63 @@
+//! Who holds a lock (`locked_by`) and unique values for each acquisition.
+
+use std::collections::hash_map::RandomState;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// This process's default `locked_by`: `"{host name}:{process id}"`.
+pub fn default_locked_by() -> String {
+    format!("{}:{}", host_name(), std::process::id())
+}
+
+/// The machine's host name, or `"unknown-host"` when it cannot be read.
+pub fn host_name() -> String {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .or_else(|| std::env::var("COMPUTERNAME").ok())
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| "unknown-host".to_owned())
+    })
+    .clone()
+}
+
+/// A value no other acquisition in any process will produce: a random
+/// per-process prefix (so a reused pid or host name cannot collide) and a counter.
+pub fn unique_acquisition_id() -> String {
+    static PROCESS_NONCE: OnceLock<u64> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nonce = *PROCESS_NONCE.get_or_init(|| {
+        // RandomState is seeded from the OS's random source.
+        let mut hasher = RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
+            hasher.write_u128(now.as_nanos());
+        }
+        hasher.finish()
+    });
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{nonce:016x}-{n:x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn acquisition_ids_are_unique() {
+        let ids: std::collections::HashSet<_> = (0..1000).map(|_| unique_acquisition_id()).collect();
+        assert_eq!(ids.len(), 1000);
+    }
+
+    #[test]
+    fn locked_by_names_host_and_process() {
+        let by = default_locked_by();
+        assert!(by.ends_with(&format!(":{}", std::process::id())), "{by}");
+        assert!(!host_name().is_empty());
+    }
+}

@@ -1,0 +1,31 @@
+//! The runtime of [shedlock](https://docs.rs/shedlock): lock configuration, the
+//! [`LockProvider`] trait, [`LockGuard`], [`LockingTaskExecutor`], the
+//! process-wide [`SchedulerLock`] default, the task-local current lock, and
+//! the [`InMemoryLockProvider`].
+//!
+//! Applications use these through the `shedlock` facade; provider crates
+//! depend on this crate directly.
+
+mod configuration;
+mod context;
+mod error;
+mod executor;
+mod guard;
+pub mod identity;
+mod memory;
+mod provider;
+mod scheduler_lock;
+
+#[doc(hidden)]
+pub mod private;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use configuration::{LockConfiguration, MAX_NAME_LEN};
+pub use context::{assert_locked, current_lock, extend_active_lock};
+pub use error::{BoxError, LockError};
+pub use executor::LockingTaskExecutor;
+pub use guard::{LockGuard, LockInfo};
+pub use memory::InMemoryLockProvider;
+pub use provider::{BoxFuture, Lease, LockProvider};
+pub use scheduler_lock::{SchedulerLock, SchedulerLockBuilder};

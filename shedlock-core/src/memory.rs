@@ -1,0 +1,139 @@
+//! `InMemoryLockProvider`: locks in this process's memory, for the quickstart,
+//! single-process services and tests.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crate::provider::{BoxFuture, Lease};
+use crate::{LockConfiguration, LockError, LockGuard, LockProvider};
+
+/// Locks kept in this process's memory, timed by its monotonic clock.
+///
+/// Clones share the same locks, so one provider can be handed to several
+/// simulated replicas. It keeps every guarantee of a shedlock provider
+/// (leases end, ownership-checked release and extension, fencing tokens),
+/// but only within one process: use a Redis or SQL provider across replicas.
+#[derive(Clone, Default)]
+pub struct InMemoryLockProvider {
+    state: Arc<Mutex<State>>,
+}
+
+#[derive(Default)]
+struct State {
+    locks: HashMap<Arc<str>, Held>,
+    last_token: u64,
+}
+
+struct Held {
+    acquisition: u64,
+    expires_at: Instant,
+}
+
+impl State {
+    /// The lease of `name` if it has not ended.
+    fn live(&mut self, name: &str, now: Instant) -> Option<&mut Held> {
+        self.locks
+            .get_mut(name)
+            .filter(|held| held.expires_at > now)
+    }
+
+    /// The lease of `name` if it has not ended and is `acquisition`'s.
+    fn owned(&mut self, name: &str, acquisition: u64, now: Instant) -> Option<&mut Held> {
+        self.live(name, now)
+            .filter(|held| held.acquisition == acquisition)
+    }
+}
+
+impl InMemoryLockProvider {
+    /// A provider with no locks held.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether a lease of `name` is held right now.
+    pub fn is_locked(&self, name: &str) -> bool {
+        lock_state(&self.state).live(name, Instant::now()).is_some()
+    }
+}
+
+impl std::fmt::Debug for InMemoryLockProvider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InMemoryLockProvider").finish_non_exhaustive()
+    }
+}
+
+/// The state's mutex is never held across a panic point that leaves it
+/// inconsistent, so a poisoned lock is still safe to use.
+fn lock_state(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl LockProvider for InMemoryLockProvider {
+    fn try_lock<'a>(
+        &'a self,
+        config: &'a LockConfiguration,
+    ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let mut state = lock_state(&self.state);
+            if state.live(config.name(), now).is_some() {
+                return Ok(None);
+            }
+            state.last_token += 1;
+            let token = state.last_token;
+            state.locks.insert(
+                config.shared_name().clone(),
+                Held {
+                    acquisition: token,
+                    expires_at: now + config.lock_at_most_for(),
+                },
+            );
+            drop(state);
+            let lease = MemoryLease {
+                state: self.state.clone(),
+                name: config.shared_name().clone(),
+                acquisition: token,
+            };
+            Ok(Some(LockGuard::new(config, token, now, lease)))
+        })
+    }
+}
+
+struct MemoryLease {
+    state: Arc<Mutex<State>>,
+    name: Arc<str>,
+    acquisition: u64,
+}
+
+impl Lease for MemoryLease {
+    fn extend(&self, lock_at_most_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let mut state = lock_state(&self.state);
+            Ok(match state.owned(&self.name, self.acquisition, now) {
+                Some(held) => {
+                    held.expires_at = now + lock_at_most_for;
+                    true
+                }
+                None => false,
+            })
+        })
+    }
+
+    fn release(&self, keep_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let mut state = lock_state(&self.state);
+            let Some(held) = state.owned(&self.name, self.acquisition, now) else {
+                return Ok(false);
+            };
+            if keep_for.is_zero() {
+                state.locks.remove(&*self.name);
+            } else {
+                held.expires_at = held.expires_at.min(now + keep_for);
+            }
+            Ok(true)
+        })
+    }
+}

@@ -1,0 +1,76 @@
+//! What `#[scheduler_lock]` expands to. Not a public API: it changes without notice.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::executor::run_locked;
+use crate::{LockConfiguration, LockError, LockProvider, SchedulerLock};
+
+/// The attribute's keys other than `name` and `provider`, as the macro saw them.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AttributeOptions {
+    /// `lock_at_most_for`, when the attribute sets it.
+    pub lock_at_most_for: Option<Duration>,
+    /// `lock_at_least_for`, when the attribute sets it.
+    pub lock_at_least_for: Option<Duration>,
+}
+
+impl AttributeOptions {
+    fn configuration(
+        self,
+        name: Arc<str>,
+        installed: Option<&SchedulerLock>,
+    ) -> Result<LockConfiguration, LockError> {
+        let lock_at_most_for = self
+            .lock_at_most_for
+            .or_else(|| installed.map(SchedulerLock::default_lock_at_most_for))
+            .ok_or_else(|| {
+                LockError::InvalidConfiguration(format!(
+                    "lock '{name}' has no lock_at_most_for: set it in \
+                     #[scheduler_lock(lock_at_most_for = \"..\")] or install a default with \
+                     SchedulerLock::builder(..).default_lock_at_most_for(..).install()"
+                ))
+            })?;
+        let lock_at_least_for = self
+            .lock_at_least_for
+            .or_else(|| installed.map(SchedulerLock::default_lock_at_least_for))
+            .unwrap_or(Duration::ZERO);
+        LockConfiguration::new(name, lock_at_most_for, lock_at_least_for)
+    }
+}
+
+/// Runs `task` under the lock `name`, taken from the installed default provider.
+pub async fn execute_default<F: Future>(
+    name: impl Into<Arc<str>>,
+    options: AttributeOptions,
+    task: F,
+) -> Result<Option<F::Output>, LockError> {
+    let installed = SchedulerLock::installed().ok_or(LockError::NotConfigured)?;
+    let config = options.configuration(name.into(), Some(installed))?;
+    run_locked(&**installed.provider(), &config, task).await
+}
+
+/// Runs `task` under the lock `name`, taken from `provider` (the attribute's
+/// `provider = ..`). Defaults for lease times still come from the installed
+/// `SchedulerLock`, if any.
+pub async fn execute_with<P: LockProvider + ?Sized, F: Future>(
+    provider: &P,
+    name: impl Into<Arc<str>>,
+    options: AttributeOptions,
+    task: F,
+) -> Result<Option<F::Output>, LockError> {
+    let config = options.configuration(name.into(), SchedulerLock::installed())?;
+    run_locked(provider, &config, task).await
+}
+
+/// Lets `provider = <expr>` accept a provider, a reference to one, or an
+/// `Arc` of one: method-call auto-dereferencing finds the provider.
+pub trait ProviderRef: LockProvider {
+    /// The provider itself.
+    fn shedlock_provider(&self) -> &Self {
+        self
+    }
+}
+
+impl<P: LockProvider + ?Sized> ProviderRef for P {}

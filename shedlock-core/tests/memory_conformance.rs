@@ -1,0 +1,13 @@
+//! The in-memory provider passes the conformance suite. Each "connection" is
+//! a clone of one provider: clones share the same locks.
+
+use std::sync::OnceLock;
+
+use shedlock_core::InMemoryLockProvider;
+
+async fn provider() -> InMemoryLockProvider {
+    static SHARED: OnceLock<InMemoryLockProvider> = OnceLock::new();
+    SHARED.get_or_init(InMemoryLockProvider::new).clone()
+}
+
+shedlock_core::provider_conformance_tests!(provider);
