@@ -1,0 +1,319 @@
+//! `RedisLockProvider`: leases as Redis keys set with `SET NX PX`.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, RedisError};
+use shedlock_core::identity::default_locked_by;
+use shedlock_core::{BoxFuture, Lease, LockConfiguration, LockError, LockGuard, LockProvider};
+
+use crate::keys::LockKeys;
+use crate::scripts::{ACQUIRE, EXTEND, RELEASE};
+use crate::value::new_lock_value;
+
+/// How long a command may wait for its reply before it fails (and, for an
+/// acquisition, before the lease it may have taken is cleaned up).
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one connection attempt may take.
+pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
+const STORE: &str = "redis";
+
+/// Locks in Redis, one key per lock: `{prefix}:{environment}:{name}` (ShedLock's
+/// format, so Java and Rust services can share locks).
+///
+/// - Acquisition is one round trip: a script that runs `SET NX PX` and hands
+///   out the fencing token.
+/// - Release and extension run scripts that first compare the key's value
+///   with this acquisition's unique value: a holder whose lease ended never
+///   touches the next holder's lock.
+/// - Leases are timed by Redis (key expiry); `lock_at_least_for` is measured by
+///   this process's monotonic clock. No wall clocks are compared.
+/// - The connection is a [`ConnectionManager`]: one multiplexed connection
+///   shared by clones of the provider, reconnecting by itself.
+///
+/// Credentials in the URL are used to connect and never appear in errors,
+/// logs or `Debug` output.
+#[derive(Clone)]
+pub struct RedisLockProvider {
+    connection: ConnectionManager,
+    /// `host:port` (or socket path) of the server, for messages: no credentials.
+    server: Arc<str>,
+    key_prefix: Arc<str>,
+    environment: Arc<str>,
+    locked_by: Arc<str>,
+}
+
+impl RedisLockProvider {
+    /// Connects to the Redis server at `url`: `redis://[user:password@]host:port[/db]`,
+    /// `rediss://...` for TLS (feature `tls`), or `redis+unix:///path`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidConfiguration`] for a malformed URL,
+    /// [`LockError::Store`] when the server cannot be reached.
+    pub async fn connect(url: &str) -> Result<Self, LockError> {
+        let client = Client::open(url).map_err(|err| {
+            LockError::InvalidConfiguration(format!(
+                "the Redis URL is not valid ({}); expected redis://[user:password@]host:port[/db] \
+                 or rediss://... for TLS",
+                err.detail().unwrap_or(err.category())
+            ))
+        })?;
+        Self::new(client).await
+    }
+
+    /// Connects with `client`, with shedlock's default timeouts
+    /// ([`DEFAULT_RESPONSE_TIMEOUT`], [`DEFAULT_CONNECTION_TIMEOUT`]).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Store`] when the server cannot be reached.
+    pub async fn new(client: Client) -> Result<Self, LockError> {
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(DEFAULT_CONNECTION_TIMEOUT))
+            .set_number_of_retries(2)
+            .set_max_delay(Duration::from_millis(500));
+        Self::with_connection_config(client, config).await
+    }
+
+    /// Connects with `client` and your own connection settings (timeouts,
+    /// reconnection). Keep a response timeout: it bounds how long a lock call
+    /// can hang when Redis stops answering.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Store`] when the server cannot be reached.
+    pub async fn with_connection_config(
+        client: Client,
+        config: ConnectionManagerConfig,
+    ) -> Result<Self, LockError> {
+        let server: Arc<str> = client.get_connection_info().addr().to_string().into();
+        let connection = ConnectionManager::new_with_config(client, config)
+            .await
+            .map_err(|err| {
+                store_error(
+                    &server,
+                    "connecting",
+                    &err,
+                    "check that Redis is running there and the URL's credentials are right",
+                )
+            })?;
+        Ok(RedisLockProvider {
+            connection,
+            server,
+            key_prefix: "job-lock".into(),
+            environment: "default".into(),
+            locked_by: default_locked_by().into(),
+        })
+    }
+
+    /// Sets the first part of every lock key (default `"job-lock"`, as ShedLock).
+    pub fn with_key_prefix(mut self, key_prefix: impl Into<String>) -> Self {
+        self.key_prefix = key_prefix.into().into();
+        self
+    }
+
+    /// Sets the second part of every lock key (default `"default"`, as
+    /// ShedLock), e.g. to keep staging and production locks apart on one server.
+    pub fn with_environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = environment.into().into();
+        self
+    }
+
+    /// Sets who this process is in lock values (default: host name and process id).
+    pub fn with_locked_by(mut self, locked_by: impl Into<String>) -> Self {
+        self.locked_by = locked_by.into().into();
+        self
+    }
+
+    /// The Redis key of the lock `name`.
+    pub fn lock_key(&self, name: &str) -> String {
+        self.keys(name).lock
+    }
+
+    /// `locked_by` of this provider's acquisitions.
+    pub fn locked_by(&self) -> &str {
+        &self.locked_by
+    }
+
+    fn keys(&self, name: &str) -> LockKeys {
+        LockKeys::new(&self.key_prefix, &self.environment, name)
+    }
+
+    /// After an acquisition whose reply was lost: release whatever it may have
+    /// taken (the value is unique, so only that acquisition's lease can match),
+    /// then report the failure.
+    async fn release_uncertain_acquisition(
+        &self,
+        config: &LockConfiguration,
+        lease: RedisLease,
+        requested_at: Instant,
+        err: RedisError,
+    ) -> LockError {
+        let name = config.name().to_owned();
+        let reason = format!("Redis at {} did not answer in time: {err}", self.server);
+        let released = lease.release(Duration::ZERO).await.is_ok();
+        if released {
+            tracing::warn!(lock = %name, %reason, "lock acquisition uncertain; any lease it took was released");
+        } else {
+            tracing::error!(
+                lock = %name, %reason,
+                "lock acquisition uncertain; retrying the release in the background"
+            );
+            let deadline = requested_at + config.lock_at_most_for();
+            let name = name.clone();
+            tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    if lease.release(Duration::ZERO).await.is_ok() {
+                        tracing::info!(lock = %name, "uncertain lock acquisition released");
+                        return;
+                    }
+                }
+            });
+        }
+        LockError::AcquisitionUncertain {
+            name,
+            reason,
+            released,
+        }
+    }
+}
+
+impl fmt::Debug for RedisLockProvider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisLockProvider")
+            .field("server", &self.server)
+            .field("key_prefix", &self.key_prefix)
+            .field("environment", &self.environment)
+            .field("locked_by", &self.locked_by)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LockProvider for RedisLockProvider {
+    fn try_lock<'a>(
+        &'a self,
+        config: &'a LockConfiguration,
+    ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
+        Box::pin(async move {
+            let keys = self.keys(config.name());
+            let lease = RedisLease {
+                connection: self.connection.clone(),
+                server: self.server.clone(),
+                lock_key: keys.lock,
+                value: new_lock_value(&self.locked_by),
+            };
+            let mut connection = self.connection.clone();
+            let requested_at = Instant::now();
+            let reply = ACQUIRE
+                .key(&lease.lock_key)
+                .key(&keys.fence)
+                .arg(&lease.value)
+                .arg(millis(config.lock_at_most_for()))
+                .invoke_async::<u64>(&mut connection)
+                .await;
+            match reply {
+                Ok(0) => Ok(None),
+                Ok(token) => Ok(Some(LockGuard::new(config, token, requested_at, lease))),
+                Err(err) if reply_may_be_lost(&err) => Err(self
+                    .release_uncertain_acquisition(config, lease, requested_at, err)
+                    .await),
+                Err(err) => Err(store_error(
+                    &self.server,
+                    &format!("acquiring lock '{}'", config.name()),
+                    &err,
+                    "the lock was not taken",
+                )),
+            }
+        })
+    }
+}
+
+/// One acquisition's lease: its key and unique value.
+struct RedisLease {
+    connection: ConnectionManager,
+    server: Arc<str>,
+    lock_key: String,
+    value: String,
+}
+
+impl Lease for RedisLease {
+    fn extend(&self, lock_at_most_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
+        Box::pin(async move {
+            EXTEND
+                .key(&self.lock_key)
+                .arg(&self.value)
+                .arg(millis(lock_at_most_for))
+                .invoke_async::<i64>(&mut self.connection.clone())
+                .await
+                .map(|extended| extended == 1)
+                .map_err(|err| {
+                    store_error(
+                        &self.server,
+                        &format!("extending lock key '{}'", self.lock_key),
+                        &err,
+                        "the lease still ends at its previous end",
+                    )
+                })
+        })
+    }
+
+    fn release(&self, keep_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
+        Box::pin(async move {
+            let keep_ms = if keep_for.is_zero() { 0 } else { millis(keep_for) };
+            RELEASE
+                .key(&self.lock_key)
+                .arg(&self.value)
+                .arg(keep_ms)
+                .invoke_async::<i64>(&mut self.connection.clone())
+                .await
+                .map(|released| released == 1)
+                .map_err(|err| {
+                    store_error(
+                        &self.server,
+                        &format!("releasing lock key '{}'", self.lock_key),
+                        &err,
+                        "the lease ends at lock_at_most_for at the latest",
+                    )
+                })
+        })
+    }
+}
+
+/// A duration in whole milliseconds, rounded up (a lease is never shorter than asked), at least 1.
+fn millis(duration: Duration) -> u64 {
+    let ms = duration.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX).max(1)
+}
+
+/// Whether the command may have run on the server although no reply came.
+fn reply_may_be_lost(err: &RedisError) -> bool {
+    err.is_timeout() || err.is_connection_dropped() || (err.is_io_error() && !err.is_connection_refusal())
+}
+
+fn store_error(server: &str, action: &str, err: &RedisError, consequence: &str) -> LockError {
+    LockError::store(
+        STORE,
+        action,
+        format!("Redis at {server}: {err}; {consequence}"),
+        None,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_round_up_to_whole_milliseconds() {
+        assert_eq!(millis(Duration::from_micros(1)), 1);
+        assert_eq!(millis(Duration::from_micros(1500)), 2);
+        assert_eq!(millis(Duration::from_secs(2)), 2000);
+        assert_eq!(millis(Duration::ZERO), 1);
+    }
+}

@@ -1,0 +1,64 @@
+//! The value of a lock key: unique per acquisition, readable by operators.
+//!
+//! `ADDED:<locked_at>@<locked_by>;id=<acquisition id>`: the start is ShedLock
+//! for Java's format (`ADDED:<time>@<host>`), the id makes it unique, so the
+//! release and extension scripts can tell this acquisition from the next.
+
+use std::time::SystemTime;
+
+use shedlock_core::identity::unique_acquisition_id;
+
+const ID_SEPARATOR: &str = ";id=";
+
+/// Builds the value of a new acquisition.
+pub(crate) fn new_lock_value(locked_by: &str) -> String {
+    format!(
+        "ADDED:{}@{locked_by}{ID_SEPARATOR}{}",
+        humantime::format_rfc3339_millis(SystemTime::now()),
+        unique_acquisition_id()
+    )
+}
+
+/// What an operator can read from a lock value (ours or ShedLock for Java's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LockValue {
+    /// When the holder took the lock, by the holder's clock (RFC 3339).
+    pub locked_at: String,
+    /// Who holds the lock (host name and process id by default).
+    pub locked_by: String,
+}
+
+impl LockValue {
+    /// Reads a lock value; `None` for values in another format.
+    pub fn parse(value: &str) -> Option<LockValue> {
+        let rest = value.strip_prefix("ADDED:")?;
+        let rest = rest.rsplit_once(ID_SEPARATOR).map_or(rest, |(rest, _id)| rest);
+        let (locked_at, locked_by) = rest.split_once('@')?;
+        Some(LockValue {
+            locked_at: locked_at.to_owned(),
+            locked_by: locked_by.to_owned(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_unique_and_readable() {
+        let (a, b) = (new_lock_value("host:1"), new_lock_value("host:1"));
+        assert_ne!(a, b);
+        let parsed = LockValue::parse(&a).unwrap();
+        assert_eq!(parsed.locked_by, "host:1");
+        assert!(humantime::parse_rfc3339(&parsed.locked_at).is_ok(), "{}", parsed.locked_at);
+    }
+
+    #[test]
+    fn reads_values_written_by_shedlock_for_java() {
+        let parsed = LockValue::parse("ADDED:2024-05-01T10:00:00.123Z@app-7f9c").unwrap();
+        assert_eq!(parsed.locked_at, "2024-05-01T10:00:00.123Z");
+        assert_eq!(parsed.locked_by, "app-7f9c");
+        assert_eq!(LockValue::parse("something else"), None);
+    }
+}

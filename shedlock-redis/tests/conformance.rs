@@ -1,0 +1,17 @@
+//! The Redis provider passes the provider conformance suite against a real,
+//! private redis-server; every provider is a new connection.
+
+use std::sync::LazyLock;
+
+use shedlock_redis::RedisLockProvider;
+use shedlock_redis::testkit::RedisServer;
+
+static SERVER: LazyLock<RedisServer> = LazyLock::new(RedisServer::start);
+
+async fn provider() -> RedisLockProvider {
+    RedisLockProvider::connect(SERVER.url())
+        .await
+        .unwrap_or_else(|err| panic!("cannot connect to the test Redis: {err}"))
+}
+
+shedlock_core::provider_conformance_tests!(provider);
