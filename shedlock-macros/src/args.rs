@@ -1,0 +1,341 @@
+//! The attribute's arguments: `name = "..", lock_at_most_for = "..", provider = .., crate = ..`.
+
+use std::time::Duration;
+
+use proc_macro2::Span;
+use syn::ext::IdentExt;
+use syn::parse::{Parse, ParseStream};
+use syn::{Error, Expr, ExprLit, Ident, Lit, LitStr, Path, Token};
+
+use crate::duration::parse_duration;
+
+/// Every key the attribute accepts, as the "unknown key" error lists them.
+/// A new key is a field of [`SchedulerLockArgs`], an arm in its `set`, and an entry here.
+const KEYS: &[&str] = &[
+    "name",
+    "lock_at_most_for",
+    "lock_at_least_for",
+    "provider",
+    "crate",
+];
+
+/// The arguments of one `#[scheduler_lock(..)]`, each value checked.
+///
+/// Parsing reports every mistake it finds at once, as one combined error.
+#[derive(Default)]
+pub(crate) struct SchedulerLockArgs {
+    /// `name = "report-{region}"`: required, never blank; read it with [`Self::name`].
+    name: Option<LitStr>,
+    /// `lock_at_most_for = "10m"`: how long a lease lasts at most; never zero.
+    pub(crate) lock_at_most_for: Option<DurationArg>,
+    /// `lock_at_least_for = "30s"`: how long a lease lasts at least; at most `lock_at_most_for`.
+    pub(crate) lock_at_least_for: Option<DurationArg>,
+    /// `provider = <expr>`: the provider to use instead of the installed default.
+    pub(crate) provider: Option<Expr>,
+    /// `crate = path`: the path of the `shedlock` facade, when it is renamed.
+    pub(crate) krate: Option<Path>,
+}
+
+/// A duration key's value, parsed, with the literal it came from (for error spans).
+pub(crate) struct DurationArg {
+    pub(crate) value: Duration,
+    pub(crate) literal: LitStr,
+}
+
+impl SchedulerLockArgs {
+    /// The lock name's literal, or the "missing `name`" error (pointing at the attribute).
+    pub(crate) fn name(&self) -> syn::Result<&LitStr> {
+        self.name.as_ref().ok_or_else(|| {
+            Error::new(
+                Span::call_site(),
+                "missing `name`: every lock needs a unique name, \
+                 e.g. #[scheduler_lock(name = \"nightly-report\")]",
+            )
+        })
+    }
+
+    /// Stores the value of `key`, checked. A duplicate keeps the first value
+    /// (and has been reported already).
+    fn set(&mut self, key: &Ident, value: Expr) -> syn::Result<()> {
+        match key.unraw().to_string().as_str() {
+            "name" => set_once(&mut self.name, name(key, &value)?),
+            "lock_at_most_for" => {
+                set_once(&mut self.lock_at_most_for, lock_at_most_for(key, &value)?)
+            }
+            "lock_at_least_for" => set_once(&mut self.lock_at_least_for, duration(key, &value)?),
+            "provider" => set_once(&mut self.provider, value),
+            "crate" => set_once(&mut self.krate, crate_path(&value)?),
+            _ => return Err(unknown_key(key)),
+        }
+        Ok(())
+    }
+
+    /// Checks between keys, once every key has been read.
+    fn check(&self, seen: &[String], errors: &mut Vec<Error>) {
+        if !seen.iter().any(|key| key == "name") {
+            errors.extend(self.name().err());
+        }
+        if let (Some(most), Some(least)) = (&self.lock_at_most_for, &self.lock_at_least_for)
+            && least.value > most.value
+        {
+            errors.push(Error::new(
+                least.literal.span(),
+                format!(
+                    "lock_at_least_for ({}) is longer than lock_at_most_for ({}): \
+                     a lease cannot be kept longer than it lasts; \
+                     lower lock_at_least_for or raise lock_at_most_for",
+                    humantime::format_duration(least.value),
+                    humantime::format_duration(most.value),
+                ),
+            ));
+        }
+    }
+}
+
+impl Parse for SchedulerLockArgs {
+    fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
+        let mut args = SchedulerLockArgs::default();
+        let mut errors = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        while !input.is_empty() {
+            let key = parse_key(input)?;
+            let key_name = key.unraw().to_string();
+            if seen.contains(&key_name) {
+                errors.push(Error::new(
+                    key.span(),
+                    format!("duplicate key `{key_name}`: give each key once"),
+                ));
+            }
+            match parse_value(input, &key)? {
+                Ok(value) => errors.extend(args.set(&key, value).err()),
+                Err(error) => errors.push(error),
+            }
+            seen.push(key_name);
+            if input.is_empty() {
+                break;
+            }
+            input.parse::<Token![,]>()?;
+        }
+        args.check(&seen, &mut errors);
+        match errors.into_iter().reduce(|mut all, error| {
+            all.combine(error);
+            all
+        }) {
+            Some(error) => Err(error),
+            None => Ok(args),
+        }
+    }
+}
+
+/// Keeps the first value of a key; a duplicate has already been reported.
+fn set_once<T>(slot: &mut Option<T>, value: T) {
+    if slot.is_none() {
+        *slot = Some(value);
+    }
+}
+
+/// `= value` after `key`. A missing value is the inner error: parsing goes on
+/// at the next `,`; a value that does not parse as an expression stops it.
+fn parse_value(input: ParseStream<'_>, key: &Ident) -> syn::Result<Result<Expr, Error>> {
+    let key_name = key.unraw().to_string();
+    if !input.peek(Token![=]) {
+        if !KEYS.contains(&key_name.as_str()) {
+            return Ok(Err(unknown_key(key)));
+        }
+        return Ok(Err(Error::new(
+            key.span(),
+            format!("expected `{key_name} = ...` (keys take a value after `=`)"),
+        )));
+    }
+    let eq: Token![=] = input.parse()?;
+    if input.is_empty() || input.peek(Token![,]) {
+        return Ok(Err(Error::new(
+            eq.span,
+            format!("expected a value after `{key_name} =`"),
+        )));
+    }
+    input.parse().map(Ok)
+}
+
+/// A key: any identifier, including the keyword `crate`.
+fn parse_key(input: ParseStream<'_>) -> syn::Result<Ident> {
+    if input.peek(LitStr) {
+        return Err(input.error(
+            "the attribute takes `key = value` pairs: write `name = \"...\"`, not just the name",
+        ));
+    }
+    input.call(Ident::parse_any).map_err(|error| {
+        Error::new(
+            error.span(),
+            "expected a key such as `name = \"...\"` or `lock_at_most_for = \"...\"`",
+        )
+    })
+}
+
+fn unknown_key(key: &Ident) -> Error {
+    Error::new(
+        key.span(),
+        format!(
+            "unknown key `{}`; expected one of: {}",
+            key.unraw(),
+            KEYS.join(", ")
+        ),
+    )
+}
+
+/// A string literal, looking through the invisible groups of `macro_rules!` fragments.
+fn string_literal<'a>(key: &Ident, value: &'a Expr, example: &str) -> syn::Result<&'a LitStr> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(literal),
+            attrs,
+        }) if attrs.is_empty() => Ok(literal),
+        Expr::Group(group) => string_literal(key, &group.expr, example),
+        _ => Err(Error::new_spanned(
+            value,
+            format!("`{key}` takes a string literal, e.g. `{key} = {example}`"),
+        )),
+    }
+}
+
+fn name(key: &Ident, value: &Expr) -> syn::Result<LitStr> {
+    let literal = string_literal(key, value, "\"nightly-report\"")?;
+    if literal.value().trim().is_empty() {
+        return Err(Error::new(
+            literal.span(),
+            "the lock name is empty: give every job a unique, non-blank name, \
+             e.g. name = \"nightly-report\"",
+        ));
+    }
+    Ok(literal.clone())
+}
+
+fn duration(key: &Ident, value: &Expr) -> syn::Result<DurationArg> {
+    if let Expr::Lit(ExprLit {
+        lit: Lit::Int(number),
+        ..
+    }) = value
+    {
+        return Err(Error::new(
+            number.span(),
+            format!(
+                "`{key}` needs a unit: write a duration string, e.g. `{key} = \"{}s\"`",
+                number.base10_digits()
+            ),
+        ));
+    }
+    let literal = string_literal(key, value, "\"30s\"")?;
+    let value = parse_duration(&literal.value())
+        .map_err(|message| Error::new(literal.span(), format!("`{key}`: {message}")))?;
+    Ok(DurationArg {
+        value,
+        literal: literal.clone(),
+    })
+}
+
+fn lock_at_most_for(key: &Ident, value: &Expr) -> syn::Result<DurationArg> {
+    let duration = duration(key, value)?;
+    if duration.value.is_zero() {
+        return Err(Error::new(
+            duration.literal.span(),
+            "lock_at_most_for is zero: a lease must last longer than the job normally runs, \
+             e.g. lock_at_most_for = \"10m\"",
+        ));
+    }
+    Ok(duration)
+}
+
+/// `crate = my_shedlock`, `crate = ::renamed`, or the same as a string (`crate = "renamed"`).
+fn crate_path(value: &Expr) -> syn::Result<Path> {
+    match value {
+        Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => Ok(path.path.clone()),
+        Expr::Lit(ExprLit {
+            lit: Lit::Str(literal),
+            ..
+        }) => literal.parse_with(Path::parse_mod_style),
+        Expr::Group(group) => crate_path(&group.expr),
+        _ => Err(Error::new_spanned(
+            value,
+            "`crate` takes the path of the shedlock crate, e.g. `crate = my_shedlock`",
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(tokens: proc_macro2::TokenStream) -> syn::Result<SchedulerLockArgs> {
+        syn::parse2(tokens)
+    }
+
+    fn messages(tokens: proc_macro2::TokenStream) -> Vec<String> {
+        match parse(tokens) {
+            Ok(_) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn every_listed_key_is_accepted() {
+        for key in KEYS {
+            let key = Ident::new(key, Span::call_site());
+            let value = match key.to_string().as_str() {
+                "provider" => quote::quote!(PROVIDER),
+                "crate" => quote::quote!(renamed),
+                _ => quote::quote!("30s"),
+            };
+            let extra = if key == "name" {
+                quote::quote!()
+            } else {
+                quote::quote!(, name = "job")
+            };
+            let result = parse(quote::quote!(#key = #value #extra));
+            assert!(result.is_ok(), "{key}: {:?}", result.err());
+        }
+    }
+
+    #[test]
+    fn reads_all_keys() -> syn::Result<()> {
+        let args = parse(quote::quote!(
+            name = "report-{region}",
+            lock_at_most_for = "10m",
+            lock_at_least_for = "PT30S",
+            provider = self.provider,
+            crate = ::renamed,
+        ))?;
+        assert_eq!(args.name()?.value(), "report-{region}");
+        assert_eq!(
+            args.lock_at_most_for.map(|d| d.value),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            args.lock_at_least_for.map(|d| d.value),
+            Some(Duration::from_secs(30))
+        );
+        assert!(args.provider.is_some());
+        assert!(args.krate.is_some_and(|path| path.leading_colon.is_some()));
+        Ok(())
+    }
+
+    #[test]
+    fn reports_every_mistake_at_once() {
+        let found = messages(quote::quote!(
+            wait_for = "5s",
+            lock_at_most_for = "0s",
+            lock_at_most_for = "1m",
+        ));
+        assert_eq!(found.len(), 4, "{found:?}");
+        assert!(found[0].starts_with("unknown key `wait_for`; expected one of: name,"));
+        assert!(found[1].starts_with("lock_at_most_for is zero"));
+        assert!(found[2].starts_with("duplicate key `lock_at_most_for`"));
+        assert!(found[3].starts_with("missing `name`"));
+    }
+
+    #[test]
+    fn a_bad_name_is_not_also_missing() {
+        let found = messages(quote::quote!(name = "  "));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(found[0].starts_with("the lock name is empty"));
+    }
+}

@@ -1,0 +1,9 @@
+use shedlock::scheduler_lock;
+
+// Every mistake is reported at once, each at its own token.
+#[scheduler_lock(keep_alive = true, lock_at_most_for = "soon", lock_at_least_for = 5)]
+fn nightly_report() {}
+
+fn main() {
+    nightly_report();
+}

@@ -1,0 +1,8 @@
+use shedlock::scheduler_lock;
+
+#[scheduler_lock(name = "nightly-report", wait_for = "5s")]
+async fn nightly_report() {}
+
+fn main() {
+    drop(nightly_report());
+}
