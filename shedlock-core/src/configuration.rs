@@ -158,8 +158,8 @@ mod tests {
 
     #[test]
     fn rejects_names_longer_than_the_limit() {
-        let err = LockConfiguration::new("x".repeat(MAX_NAME_LEN + 1), SEC, Duration::ZERO)
-            .unwrap_err();
+        let err =
+            LockConfiguration::new("x".repeat(MAX_NAME_LEN + 1), SEC, Duration::ZERO).unwrap_err();
         assert!(err.to_string().contains("bytes long"), "{err}");
         assert!(LockConfiguration::new("x".repeat(MAX_NAME_LEN), SEC, Duration::ZERO).is_ok());
     }
@@ -167,13 +167,19 @@ mod tests {
     #[test]
     fn rejects_zero_lock_at_most_for() {
         let err = LockConfiguration::new("job", Duration::ZERO, Duration::ZERO).unwrap_err();
-        assert!(err.to_string().contains("lock_at_most_for is zero"), "{err}");
+        assert!(
+            err.to_string().contains("lock_at_most_for is zero"),
+            "{err}"
+        );
     }
 
     #[test]
     fn rejects_lock_at_least_for_longer_than_lock_at_most_for() {
         let err = LockConfiguration::new("job", SEC, 2 * SEC).unwrap_err();
-        assert!(err.to_string().contains("longer than lock_at_most_for"), "{err}");
+        assert!(
+            err.to_string().contains("longer than lock_at_most_for"),
+            "{err}"
+        );
         assert!(LockConfiguration::new("job", SEC, SEC).is_ok());
     }
 }

@@ -174,7 +174,9 @@ impl Drop for LockGuard {
             Ok(runtime) => {
                 runtime.spawn(async move {
                     match lease.release(keep_for).await {
-                        Ok(_) => tracing::debug!(lock = %name, "dropped lock released in the background"),
+                        Ok(_) => {
+                            tracing::debug!(lock = %name, "dropped lock released in the background")
+                        }
                         Err(err) => tracing::warn!(
                             lock = %name, error = %err,
                             "dropped lock could not be released; it ends at lock_at_most_for"

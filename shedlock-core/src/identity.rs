@@ -50,7 +50,8 @@ mod tests {
 
     #[test]
     fn acquisition_ids_are_unique() {
-        let ids: std::collections::HashSet<_> = (0..1000).map(|_| unique_acquisition_id()).collect();
+        let ids: std::collections::HashSet<_> =
+            (0..1000).map(|_| unique_acquisition_id()).collect();
         assert_eq!(ids.len(), 1000);
     }
 

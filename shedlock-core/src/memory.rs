@@ -59,14 +59,17 @@ impl InMemoryLockProvider {
 
 impl std::fmt::Debug for InMemoryLockProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("InMemoryLockProvider").finish_non_exhaustive()
+        f.debug_struct("InMemoryLockProvider")
+            .finish_non_exhaustive()
     }
 }
 
 /// The state's mutex is never held across a panic point that leaves it
 /// inconsistent, so a poisoned lock is still safe to use.
 fn lock_state(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl LockProvider for InMemoryLockProvider {

@@ -32,7 +32,11 @@ pub fn unique_name(case: &str) -> String {
     format!("conformance-{case}-{}", unique_acquisition_id())
 }
 
-fn config(name: &str, lock_at_most_for: Duration, lock_at_least_for: Duration) -> LockConfiguration {
+fn config(
+    name: &str,
+    lock_at_most_for: Duration,
+    lock_at_least_for: Duration,
+) -> LockConfiguration {
     LockConfiguration::new(name, lock_at_most_for, lock_at_least_for)
         .unwrap_or_else(|err| panic!("test configuration rejected: {err}"))
 }
@@ -51,7 +55,10 @@ async fn assert_held<P: LockProvider>(provider: &P, config: &LockConfiguration) 
         Ok(Some(guard)) => {
             let token = guard.fencing_token();
             let _ = guard.unlock().await;
-            panic!("lock '{}' should be held, but was taken again (token {token})", config.name())
+            panic!(
+                "lock '{}' should be held, but was taken again (token {token})",
+                config.name()
+            )
         }
         Err(err) => panic!("lock '{}' failed: {err}", config.name()),
     }
@@ -158,11 +165,18 @@ pub async fn lock_at_least_for_keeps_lock_after_unlock<P: LockProvider, Fut: Fut
 }
 
 /// `unlock` after `lock_at_least_for` has passed frees the lock at once.
-pub async fn unlock_after_lock_at_least_for_frees_at_once<P: LockProvider, Fut: Future<Output = P>>(
+pub async fn unlock_after_lock_at_least_for_frees_at_once<
+    P: LockProvider,
+    Fut: Future<Output = P>,
+>(
     make: impl Fn() -> Fut,
 ) {
     let (first, second) = (make().await, make().await);
-    let config = config(&unique_name("at-least-passed"), LONG, Duration::from_millis(100));
+    let config = config(
+        &unique_name("at-least-passed"),
+        LONG,
+        Duration::from_millis(100),
+    );
     let guard = acquire(&first, &config).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     unlock(guard).await;
@@ -176,7 +190,10 @@ pub async fn extend_keeps_the_lease<P: LockProvider, Fut: Future<Output = P>>(
     let (first, second) = (make().await, make().await);
     let config = config(&unique_name("extend"), SHORT, Duration::ZERO);
     let mut guard = acquire(&first, &config).await;
-    assert!(extend(&mut guard, LONG).await, "extending a held lease must succeed");
+    assert!(
+        extend(&mut guard, LONG).await,
+        "extending a held lease must succeed"
+    );
     tokio::time::sleep(PAST_SHORT).await;
     assert_held(&second, &config).await;
     unlock(guard).await;
@@ -192,7 +209,10 @@ pub async fn extend_several_times<P: LockProvider, Fut: Future<Output = P>>(
     let mut guard = acquire(&first, &config).await;
     for _ in 0..4 {
         tokio::time::sleep(Duration::from_millis(150)).await;
-        assert!(extend(&mut guard, SHORT).await, "extending a held lease must succeed");
+        assert!(
+            extend(&mut guard, SHORT).await,
+            "extending a held lease must succeed"
+        );
     }
     // 600 ms have passed: without the extensions the 300 ms lease would have ended.
     assert_held(&second, &config).await;
@@ -212,7 +232,10 @@ pub async fn extend_after_lease_ended_never_touches_next_holder<
     let mut stale = acquire(&first, &config).await;
     tokio::time::sleep(PAST_SHORT).await;
     let next = acquire(&second, &config).await;
-    assert!(!extend(&mut stale, LONG).await, "a stale extension must return false");
+    assert!(
+        !extend(&mut stale, LONG).await,
+        "a stale extension must return false"
+    );
     // The next holder's 300 ms lease was not stretched to LONG by the stale guard.
     assert_held(&third, &config).await;
     tokio::time::sleep(PAST_SHORT).await;
@@ -231,7 +254,10 @@ pub async fn extend_after_unlock_returns_false<P: LockProvider, Fut: Future<Outp
     let mut stale = acquire(&first, &config).await;
     tokio::time::sleep(PAST_SHORT).await;
     unlock(acquire(&second, &config).await).await;
-    assert!(!extend(&mut stale, LONG).await, "a stale extension must return false");
+    assert!(
+        !extend(&mut stale, LONG).await,
+        "a stale extension must return false"
+    );
     unlock(acquire(&second, &config).await).await;
     unlock(stale).await;
 }
@@ -337,9 +363,15 @@ pub async fn no_lost_updates_under_concurrency<P: LockProvider, Fut: Future<Outp
         }
     }
     for which in 0..2 {
-        let (counter, ran) = (counters[which].load(Ordering::SeqCst), runs[which].load(Ordering::SeqCst));
+        let (counter, ran) = (
+            counters[which].load(Ordering::SeqCst),
+            runs[which].load(Ordering::SeqCst),
+        );
         assert!(ran > 0, "no task ever got lock {which}");
-        assert_eq!(counter, ran, "lock {which}: {ran} runs but the counter says {counter}: an update was lost");
+        assert_eq!(
+            counter, ran,
+            "lock {which}: {ran} runs but the counter says {counter}: an update was lost"
+        );
     }
 }
 

@@ -89,12 +89,29 @@ mod tests {
     #[test]
     fn auxiliary_keys_share_the_lock_keys_slot_for_any_name() {
         let names = [
-            "plain", "with{tag}", "{}", "{", "}", "a}b", "}{", "x{}y{z}", "{a{b}c}", "ü{ñ}",
-            "new\nline", "\"quoted\"", "}}}{{{", "a{b", "{{}}",
+            "plain",
+            "with{tag}",
+            "{}",
+            "{",
+            "}",
+            "a}b",
+            "}{",
+            "x{}y{z}",
+            "{a{b}c}",
+            "ü{ñ}",
+            "new\nline",
+            "\"quoted\"",
+            "}}}{{{",
+            "a{b",
+            "{{}}",
         ];
         for name in names {
             let keys = LockKeys::new("job-lock", "default", name);
-            assert_eq!(slot(&keys.lock), slot(&keys.fence), "name {name:?}: {keys:?}");
+            assert_eq!(
+                slot(&keys.lock),
+                slot(&keys.fence),
+                "name {name:?}: {keys:?}"
+            );
         }
     }
 }

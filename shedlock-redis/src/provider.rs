@@ -265,7 +265,11 @@ impl Lease for RedisLease {
 
     fn release(&self, keep_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
         Box::pin(async move {
-            let keep_ms = if keep_for.is_zero() { 0 } else { millis(keep_for) };
+            let keep_ms = if keep_for.is_zero() {
+                0
+            } else {
+                millis(keep_for)
+            };
             RELEASE
                 .key(&self.lock_key)
                 .arg(&self.value)
@@ -293,7 +297,9 @@ fn millis(duration: Duration) -> u64 {
 
 /// Whether the command may have run on the server although no reply came.
 fn reply_may_be_lost(err: &RedisError) -> bool {
-    err.is_timeout() || err.is_connection_dropped() || (err.is_io_error() && !err.is_connection_refusal())
+    err.is_timeout()
+        || err.is_connection_dropped()
+        || (err.is_io_error() && !err.is_connection_refusal())
 }
 
 fn store_error(server: &str, action: &str, err: &RedisError, consequence: &str) -> LockError {

@@ -29,7 +29,11 @@ impl RedisServer {
     /// it) or does not start: a test that needs Redis must fail, not skip.
     pub fn start() -> RedisServer {
         if let Ok(url) = std::env::var(REDIS_URL_ENV) {
-            return RedisServer { port: 0, url, child: None };
+            return RedisServer {
+                port: 0,
+                url,
+                child: None,
+            };
         }
         let port = free_port();
         let mut server = RedisServer {
@@ -54,7 +58,8 @@ impl RedisServer {
     /// Kills the server at once (SIGKILL): every key is lost, as after a crash.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            // Closing the shell's stdin makes it kill the server and exit.
+            drop(child.stdin.take());
             let _ = child.wait();
         }
         let deadline = Instant::now() + Duration::from_secs(5);
@@ -72,7 +77,10 @@ impl RedisServer {
     /// Sends one command (inline protocol) and returns the raw reply, for
     /// tests that inspect the server without a client library.
     pub fn command(&self, command: &str) -> String {
-        let addr = self.url.trim_start_matches("redis://").trim_end_matches('/');
+        let addr = self
+            .url
+            .trim_start_matches("redis://")
+            .trim_end_matches('/');
         let mut stream = TcpStream::connect(addr)
             .unwrap_or_else(|err| panic!("cannot connect to test Redis at {addr}: {err}"));
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
@@ -83,7 +91,11 @@ impl RedisServer {
     }
 
     fn spawn(&mut self) {
-        if Command::new("redis-server").arg("--version").output().is_err() {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
             panic!(
                 "redis-server is not installed, and these tests need a real Redis. Install it \
                  (Debian/Ubuntu: `apt-get install -y redis-server`; macOS: `brew install redis`), \
@@ -94,8 +106,8 @@ impl RedisServer {
         // closes), so no server outlives a test run, even one that panics.
         let script = format!(
             "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
-             --daemonize no --loglevel warning --logfile '' & pid=$!; \
-             read _; kill -9 $pid",
+             --daemonize no --loglevel warning --logfile '' </dev/null & pid=$!; \
+             read _; kill -9 $pid; wait $pid",
             port = self.port
         );
         let child = Command::new("sh")
@@ -103,6 +115,7 @@ impl RedisServer {
             .arg(script)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|err| panic!("cannot start redis-server: {err}"));
         self.child = Some(child);
@@ -112,7 +125,10 @@ impl RedisServer {
                 return;
             }
             if Instant::now() > deadline {
-                panic!("redis-server on port {} did not answer PING within 10 s", self.port);
+                panic!(
+                    "redis-server on port {} did not answer PING within 10 s",
+                    self.port
+                );
             }
             std::thread::sleep(Duration::from_millis(20));
         }

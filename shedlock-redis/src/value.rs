@@ -32,7 +32,9 @@ impl LockValue {
     /// Reads a lock value; `None` for values in another format.
     pub fn parse(value: &str) -> Option<LockValue> {
         let rest = value.strip_prefix("ADDED:")?;
-        let rest = rest.rsplit_once(ID_SEPARATOR).map_or(rest, |(rest, _id)| rest);
+        let rest = rest
+            .rsplit_once(ID_SEPARATOR)
+            .map_or(rest, |(rest, _id)| rest);
         let (locked_at, locked_by) = rest.split_once('@')?;
         Some(LockValue {
             locked_at: locked_at.to_owned(),
@@ -51,7 +53,11 @@ mod tests {
         assert_ne!(a, b);
         let parsed = LockValue::parse(&a).unwrap();
         assert_eq!(parsed.locked_by, "host:1");
-        assert!(humantime::parse_rfc3339(&parsed.locked_at).is_ok(), "{}", parsed.locked_at);
+        assert!(
+            humantime::parse_rfc3339(&parsed.locked_at).is_ok(),
+            "{}",
+            parsed.locked_at
+        );
     }
 
     #[test]
