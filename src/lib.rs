@@ -1,10 +1,64 @@
-//! shedlock: placeholder facade while the crates are written.
-pub use shedlock_core::*;
+//! Run a scheduled job at most once at a time across every replica of a service.
+//!
+//! Put `#[scheduler_lock]` on an `async fn`: the first replica to take the lock
+//! runs the body, the others get `Ok(None)` at once. The lock is a lease: it
+//! always ends (`lock_at_most_for`), even if its holder dies, and it can be
+//! kept past the end of a short run (`lock_at_least_for`) so replicas whose
+//! schedulers fire a little apart do not run the same tick twice.
+//!
+//! ```
+//! use std::time::Duration;
+//! use shedlock::{InMemoryLockProvider, SchedulerLock, scheduler_lock};
+//!
+//! #[scheduler_lock(name = "nightly-report", lock_at_most_for = "10m", lock_at_least_for = "30s")]
+//! async fn nightly_report() -> Result<u32, String> {
+//!     shedlock::assert_locked();
+//!     Ok(42)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), shedlock::LockError> {
+//! // Once at startup; with the `redis` feature, use
+//! // `shedlock::redis::RedisLockProvider::connect(url).await?` across replicas.
+//! SchedulerLock::builder(InMemoryLockProvider::new())
+//!     .default_lock_at_most_for(Duration::from_secs(600))
+//!     .install()?;
+//!
+//! assert_eq!(nightly_report().await?, Some(Ok(42))); // ran here
+//! assert_eq!(nightly_report().await?, None); // lock_at_least_for: skipped
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Programmatic use goes through [`LockingTaskExecutor`] and a
+//! [`LockConfiguration`]; stores implement [`LockProvider`].
+//!
+//! # Features
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `redis` | [`redis::RedisLockProvider`] (standalone Redis) |
+//! | `redis-tls` | `rediss://` URLs for the Redis provider |
+//!
+//! The in-memory provider needs no feature; no provider is on by default.
+
+pub use shedlock_core::{
+    BoxFuture, InMemoryLockProvider, Lease, LockConfiguration, LockError, LockGuard, LockInfo,
+    LockProvider, LockingTaskExecutor, MAX_NAME_LEN, SchedulerLock, SchedulerLockBuilder,
+    assert_locked, current_lock, extend_active_lock,
+};
 pub use shedlock_macros::scheduler_lock;
+
+/// The Redis provider (feature `redis`).
 #[cfg(feature = "redis")]
 pub mod redis {
-    pub use shedlock_redis::*;
+    /// The `redis` crate, for building a `Client` or `ConnectionManagerConfig`.
+    pub use shedlock_redis::redis as client;
+    pub use shedlock_redis::{
+        DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, LockValue, RedisLockProvider,
+    };
 }
+
 #[doc(hidden)]
 pub mod __private {
     pub use shedlock_core::private::*;

@@ -40,12 +40,11 @@ const SLOTS: u16 = 16384;
 
 /// The part of a key Redis Cluster hashes: the first non-empty `{...}`, or the whole key.
 fn hashed_part(key: &str) -> &str {
-    if let Some(open) = key.find('{') {
-        if let Some(len) = key[open + 1..].find('}') {
-            if len > 0 {
-                return &key[open + 1..open + 1 + len];
-            }
-        }
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
     }
     key
 }

@@ -24,3 +24,6 @@ pub mod testkit;
 
 pub use provider::{DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisLockProvider};
 pub use value::LockValue;
+
+/// The `redis` crate this provider is built on, for `Client` and `ConnectionManagerConfig`.
+pub use redis;
