@@ -13,6 +13,25 @@ pub(crate) struct ActiveLock {
     pub(crate) info: LockInfo,
     /// `None` once the executor has taken the guard back to release it.
     pub(crate) guard: tokio::sync::Mutex<Option<LockGuard>>,
+    /// Set to `true` when the lease is known to have ended under the job.
+    pub(crate) lost: tokio::sync::watch::Sender<bool>,
+}
+
+impl ActiveLock {
+    pub(crate) fn new(guard: LockGuard) -> Self {
+        ActiveLock {
+            info: guard.info().clone(),
+            guard: tokio::sync::Mutex::new(Some(guard)),
+            lost: tokio::sync::watch::channel(false).0,
+        }
+    }
+
+    /// Records that the lease ended under the job, and tells whoever waits.
+    pub(crate) fn mark_lost(&self) {
+        if !self.lost.send_replace(true) {
+            tracing::warn!(lock = %self.info.name(), "lock lease lost while the job runs");
+        }
+    }
 }
 
 /// The locks the current task holds, outermost first.
@@ -93,8 +112,47 @@ pub async fn extend_active_lock(
     if guard.extend(lock_at_most_for, lock_at_least_for).await? {
         Ok(())
     } else {
+        active.mark_lost();
         Err(LockError::LeaseLost {
             name: guard.name().to_owned(),
         })
     }
+}
+
+/// Resolves when the lease of the innermost lock the current task holds is
+/// lost: an extension found it taken or deleted, or the store stayed
+/// unreachable until the lease's end. Never resolves outside a locked task.
+///
+/// Loss is watched for while the lock is kept alive (`keep_alive`) or when the
+/// job is to be cancelled on loss (`cancel_on_lease_loss`); an
+/// [`extend_active_lock`] that finds the lease ended also signals it.
+///
+/// ```no_run
+/// # async fn copy_next_batch() -> bool { false }
+/// # async fn job() {
+/// loop {
+///     tokio::select! {
+///         () = shedlock_core::lease_lost() => break, // stop writing: someone else may run now
+///         more = copy_next_batch() => if !more { break },
+///     }
+/// }
+/// # }
+/// ```
+pub async fn lease_lost() {
+    let held = HeldLocks::current();
+    let Some(active) = held.innermost() else {
+        return std::future::pending().await;
+    };
+    let mut lost = active.lost.subscribe();
+    if lost.wait_for(|lost| *lost).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Whether the lease of the innermost lock the current task holds is known
+/// to be lost (see [`lease_lost`]). `false` outside a locked task.
+pub fn is_lease_lost() -> bool {
+    HeldLocks::current()
+        .innermost()
+        .is_some_and(|active| *active.lost.borrow())
 }

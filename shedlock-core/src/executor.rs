@@ -1,4 +1,5 @@
-//! `LockingTaskExecutor`: runs a future while holding a lock, or skips it.
+//! `LockingTaskExecutor`: runs a future while holding a lock, or skips it,
+//! waits for it, keeps it alive, and tells the future when it is lost.
 
 use std::any::Any;
 use std::future::{Future, poll_fn};
@@ -6,9 +7,82 @@ use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::{Duration, Instant};
 
 use crate::context::{ActiveLock, HeldLocks};
-use crate::{LockConfiguration, LockError, LockProvider};
+use crate::{LockConfiguration, LockError, LockGuard, LockProvider};
+
+/// The first pause of a waiter that gets no release notification; it doubles
+/// up to [`MAX_POLL_INTERVAL`]. Notifications wake waiters sooner.
+const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// The longest pause between two attempts of a waiter.
+const MAX_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How soon keep-alive retries an extension that failed on a store error.
+const KEEP_ALIVE_RETRY: Duration = Duration::from_millis(100);
+
+/// How [`LockingTaskExecutor::execute_with`] takes and keeps a lock.
+///
+/// ```
+/// use std::time::Duration;
+/// use shedlock_core::ExecutionOptions;
+///
+/// let options = ExecutionOptions::new()
+///     .wait_for(Duration::from_secs(300)) // wait up to 5 minutes instead of skipping
+///     .keep_alive(true)                   // extend the lease while the job runs
+///     .cancel_on_lease_loss(true);        // stop the job if the lease is lost anyway
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ExecutionOptions {
+    wait_for: Option<Duration>,
+    retries: Option<(u32, Duration)>,
+    keep_alive: bool,
+    cancel_on_lease_loss: bool,
+}
+
+impl ExecutionOptions {
+    /// Skip when the lock is held, no keep-alive: ShedLock's behaviour.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// When the lock is held, wait up to `wait_for` for it and run as soon as
+    /// it is free. Waiters wake on the release itself where the provider
+    /// supports it (Redis, memory), and poll with backoff otherwise.
+    pub fn wait_for(mut self, wait_for: Duration) -> Self {
+        self.wait_for = Some(wait_for);
+        self
+    }
+
+    /// When the lock is held, try `retries` more times, `retry_wait` apart
+    /// (an enterprise lock service's `getLock(name, ttl, retryWait, retryCount)`).
+    /// Ignored when [`wait_for`](Self::wait_for) is set.
+    pub fn retry(mut self, retries: u32, retry_wait: Duration) -> Self {
+        self.retries = Some((retries, retry_wait));
+        self
+    }
+
+    /// While the task runs, extend its lease every third of
+    /// `lock_at_most_for`, so a short lease can protect a long job whose
+    /// process stays alive. `lock_at_least_for` still counts from acquisition.
+    pub fn keep_alive(mut self, keep_alive: bool) -> Self {
+        self.keep_alive = keep_alive;
+        self
+    }
+
+    /// When the lease is lost while the task runs (an extension fails, or the
+    /// lease reaches its end), drop the task's future and return
+    /// [`LockError::LeaseLost`]. Without it the task is only told
+    /// ([`lease_lost`](crate::lease_lost)) and runs on.
+    pub fn cancel_on_lease_loss(mut self, cancel: bool) -> Self {
+        self.cancel_on_lease_loss = cancel;
+        self
+    }
+
+    /// Whether something must watch the lease while the task runs.
+    fn watches_lease(&self) -> bool {
+        self.keep_alive || self.cancel_on_lease_loss
+    }
+}
 
 /// Runs futures under locks taken from one provider.
 ///
@@ -55,14 +129,126 @@ impl<P: LockProvider> LockingTaskExecutor<P> {
         config: impl AsRef<LockConfiguration>,
         task: F,
     ) -> Result<Option<F::Output>, LockError> {
-        run_locked(&self.provider, config.as_ref(), task).await
+        run_locked(
+            &self.provider,
+            config.as_ref(),
+            ExecutionOptions::new(),
+            task,
+        )
+        .await
     }
+
+    /// Like [`execute`](Self::execute), but waits up to `wait_for` for a held
+    /// lock; `Ok(None)` only when `wait_for` has passed.
+    pub async fn execute_waiting<F: Future>(
+        &self,
+        config: impl AsRef<LockConfiguration>,
+        wait_for: Duration,
+        task: F,
+    ) -> Result<Option<F::Output>, LockError> {
+        let options = ExecutionOptions::new().wait_for(wait_for);
+        run_locked(&self.provider, config.as_ref(), options, task).await
+    }
+
+    /// Like [`execute`](Self::execute), with waiting, retries, keep-alive and
+    /// cancellation chosen by `options`.
+    ///
+    /// With `cancel_on_lease_loss`, a lost lease gives `Err(LockError::LeaseLost)`
+    /// and the task's future is dropped.
+    pub async fn execute_with<F: Future>(
+        &self,
+        config: impl AsRef<LockConfiguration>,
+        options: ExecutionOptions,
+        task: F,
+    ) -> Result<Option<F::Output>, LockError> {
+        run_locked(&self.provider, config.as_ref(), options, task).await
+    }
+
+    /// Takes the lock, waiting up to `wait_for` when it is held. `Ok(None)`:
+    /// still held when `wait_for` passed.
+    pub async fn lock_waiting(
+        &self,
+        config: impl AsRef<LockConfiguration>,
+        wait_for: Duration,
+    ) -> Result<Option<LockGuard>, LockError> {
+        lock_waiting(&self.provider, config.as_ref(), wait_for).await
+    }
+
+    /// Takes the lock, trying `retries` more times `retry_wait` apart when it
+    /// is held. `Ok(None)`: still held after the last try.
+    pub async fn lock_retrying(
+        &self,
+        config: impl AsRef<LockConfiguration>,
+        retries: u32,
+        retry_wait: Duration,
+    ) -> Result<Option<LockGuard>, LockError> {
+        lock_retrying(&self.provider, config.as_ref(), retries, retry_wait).await
+    }
+}
+
+/// Takes the lock as `options` say: once, with retries, or waiting.
+async fn acquire<P: LockProvider + ?Sized>(
+    provider: &P,
+    config: &LockConfiguration,
+    options: &ExecutionOptions,
+) -> Result<Option<LockGuard>, LockError> {
+    match (options.wait_for, options.retries) {
+        (Some(wait_for), _) => lock_waiting(provider, config, wait_for).await,
+        (None, Some((retries, retry_wait))) => {
+            lock_retrying(provider, config, retries, retry_wait).await
+        }
+        (None, None) => provider.try_lock(config).await,
+    }
+}
+
+/// Tries until the lock is free or `wait_for` has passed. Wakes on the
+/// provider's release notification; the backoff only covers a lost one.
+async fn lock_waiting<P: LockProvider + ?Sized>(
+    provider: &P,
+    config: &LockConfiguration,
+    wait_for: Duration,
+) -> Result<Option<LockGuard>, LockError> {
+    let deadline = Instant::now() + wait_for;
+    // Watch before the first attempt: a release right after it still wakes us.
+    let mut releases = provider.watch_releases(config.name()).await;
+    let mut pause = FIRST_POLL_INTERVAL;
+    loop {
+        if let Some(guard) = provider.try_lock(config).await? {
+            return Ok(Some(guard));
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            tracing::debug!(lock = %config.name(), ?wait_for, "gave up waiting for lock");
+            return Ok(None);
+        }
+        tracing::trace!(lock = %config.name(), "lock held elsewhere; waiting");
+        let _ = tokio::time::timeout(pause.min(deadline - now), releases.released()).await;
+        pause = (pause * 2).min(MAX_POLL_INTERVAL);
+    }
+}
+
+async fn lock_retrying<P: LockProvider + ?Sized>(
+    provider: &P,
+    config: &LockConfiguration,
+    retries: u32,
+    retry_wait: Duration,
+) -> Result<Option<LockGuard>, LockError> {
+    for retry in 0..=retries {
+        if retry > 0 {
+            tokio::time::sleep(retry_wait).await;
+        }
+        if let Some(guard) = provider.try_lock(config).await? {
+            return Ok(Some(guard));
+        }
+    }
+    Ok(None)
 }
 
 /// The executor's algorithm, shared with the attribute's expansion.
 pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
     provider: &P,
     config: &LockConfiguration,
+    options: ExecutionOptions,
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
     let held = HeldLocks::current();
@@ -72,7 +258,7 @@ pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
         return Ok(Some(task.await));
     }
     tracing::debug!(lock = %name, "attempting lock");
-    let guard = match provider.try_lock(config).await {
+    let guard = match acquire(provider, config, &options).await {
         Ok(Some(guard)) => guard,
         Ok(None) => {
             tracing::debug!(lock = %name, "lock held elsewhere; skipping");
@@ -84,20 +270,87 @@ pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
         }
     };
     tracing::debug!(lock = %name, fencing_token = guard.fencing_token(), "lock acquired");
-    let active = Arc::new(ActiveLock {
-        info: guard.info().clone(),
-        guard: tokio::sync::Mutex::new(Some(guard)),
-    });
-    let outcome = held.with(active.clone()).scope(catch_unwind_of(task)).await;
+    let active = Arc::new(ActiveLock::new(guard));
+    let task = held.with(active.clone()).scope(catch_unwind_of(task));
+    let outcome = if options.watches_lease() {
+        run_watched(&active, config, options, task).await
+    } else {
+        Some(task.await)
+    };
     let guard = active.guard.lock().await.take();
     if let Some(guard) = guard {
         // Errors are logged by the guard; the task's output is what the caller needs.
         let _ = guard.unlock().await;
     }
     match outcome {
-        Ok(output) => Ok(Some(output)),
-        Err(panic) => resume_unwind(panic),
+        Some(Ok(output)) => Ok(Some(output)),
+        Some(Err(panic)) => resume_unwind(panic),
+        None => Err(LockError::LeaseLost {
+            name: name.to_owned(),
+        }),
     }
+}
+
+/// Runs `task` beside the lease's watcher; `None` when the lease was lost and
+/// the task was to be cancelled for it.
+async fn run_watched<F: Future>(
+    active: &ActiveLock,
+    config: &LockConfiguration,
+    options: ExecutionOptions,
+    task: F,
+) -> Option<F::Output> {
+    let mut task = pin!(task);
+    let mut watcher = pin!(watch_lease(active, config, options.keep_alive));
+    let mut watching = true;
+    poll_fn(|cx| {
+        if let Poll::Ready(output) = task.as_mut().poll(cx) {
+            return Poll::Ready(Some(output));
+        }
+        if watching && watcher.as_mut().poll(cx).is_ready() {
+            watching = false;
+            if options.cancel_on_lease_loss {
+                tracing::warn!(lock = %config.name(), "cancelling the job: its lease was lost");
+                return Poll::Ready(None);
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// Keeps the lease alive (when asked) and returns once it is lost.
+async fn watch_lease(active: &ActiveLock, config: &LockConfiguration, keep_alive: bool) {
+    let lock_at_most_for = config.lock_at_most_for();
+    let period = lock_at_most_for / 3;
+    let mut next_extension = Instant::now() + period;
+    loop {
+        let lease_until = match active.guard.lock().await.as_ref() {
+            Some(guard) => guard.lease_until(),
+            None => return,
+        };
+        let wake = if keep_alive {
+            next_extension.min(lease_until)
+        } else {
+            lease_until
+        };
+        tokio::time::sleep_until(wake.into()).await;
+        let mut guard = active.guard.lock().await;
+        let Some(guard) = guard.as_mut() else { return };
+        if Instant::now() >= guard.lease_until() {
+            // Not extended in time (by keep-alive or the job): the store may
+            // have given the lock to someone else.
+            break;
+        }
+        if !keep_alive || Instant::now() < next_extension {
+            continue;
+        }
+        match guard.renew(lock_at_most_for).await {
+            Ok(true) => next_extension = Instant::now() + period,
+            Ok(false) => break,
+            Err(_) => next_extension = Instant::now() + KEEP_ALIVE_RETRY.min(period),
+        }
+    }
+    active.mark_lost();
 }
 
 /// Turns a panic while polling `task` into an `Err`, so the lock can be

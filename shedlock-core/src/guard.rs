@@ -110,6 +110,21 @@ impl LockGuard {
         lock_at_least_for: Duration,
     ) -> Result<bool, LockError> {
         validate_durations(self.name(), lock_at_most_for, lock_at_least_for)?;
+        self.extend_lease(lock_at_most_for, Some(lock_at_least_for))
+            .await
+    }
+
+    /// Keep-alive's extension: like [`extend`](Self::extend), but the lock is
+    /// still kept only until `lock_at_least_for` after the acquisition.
+    pub(crate) async fn renew(&mut self, lock_at_most_for: Duration) -> Result<bool, LockError> {
+        self.extend_lease(lock_at_most_for, None).await
+    }
+
+    async fn extend_lease(
+        &mut self,
+        lock_at_most_for: Duration,
+        lock_at_least_for: Option<Duration>,
+    ) -> Result<bool, LockError> {
         let Some(lease) = self.lease.as_ref() else {
             return Ok(false);
         };
@@ -117,7 +132,9 @@ impl LockGuard {
         match lease.extend(lock_at_most_for).await {
             Ok(true) => {
                 self.lease_until = requested_at + lock_at_most_for;
-                self.keep_until = Instant::now() + lock_at_least_for;
+                if let Some(lock_at_least_for) = lock_at_least_for {
+                    self.keep_until = Instant::now() + lock_at_least_for;
+                }
                 tracing::debug!(lock = %self.name(), ?lock_at_most_for, "lock extended");
                 Ok(true)
             }

@@ -22,10 +22,10 @@ pub mod private;
 pub mod testkit;
 
 pub use configuration::{LockConfiguration, MAX_NAME_LEN};
-pub use context::{assert_locked, current_lock, extend_active_lock};
+pub use context::{assert_locked, current_lock, extend_active_lock, is_lease_lost, lease_lost};
 pub use error::{BoxError, LockError};
-pub use executor::LockingTaskExecutor;
+pub use executor::{ExecutionOptions, LockingTaskExecutor};
 pub use guard::{LockGuard, LockInfo};
 pub use memory::InMemoryLockProvider;
-pub use provider::{BoxFuture, Lease, LockProvider};
+pub use provider::{BoxFuture, Lease, LockProvider, ReleaseWatch};
 pub use scheduler_lock::{SchedulerLock, SchedulerLockBuilder};

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::provider::{BoxFuture, Lease};
+use crate::provider::{BoxFuture, Lease, ReleaseWatch};
 use crate::{LockConfiguration, LockError, LockGuard, LockProvider};
 
 /// Locks kept in this process's memory, timed by its monotonic clock.
@@ -23,6 +23,8 @@ pub struct InMemoryLockProvider {
 struct State {
     locks: HashMap<Arc<str>, Held>,
     last_token: u64,
+    /// Release counters of names that somebody waits for.
+    watchers: HashMap<Arc<str>, tokio::sync::watch::Sender<u64>>,
 }
 
 struct Held {
@@ -36,6 +38,17 @@ impl State {
         self.locks
             .get_mut(name)
             .filter(|held| held.expires_at > now)
+    }
+
+    /// Wakes the waiters of `name`, and forgets the counter once nobody watches.
+    fn notify_release(&mut self, name: &str) {
+        if let Some(releases) = self.watchers.get(name) {
+            if releases.receiver_count() == 0 {
+                self.watchers.remove(name);
+            } else {
+                releases.send_modify(|count| *count += 1);
+            }
+        }
     }
 
     /// The lease of `name` if it has not ended and is `acquisition`'s.
@@ -101,6 +114,17 @@ impl LockProvider for InMemoryLockProvider {
             Ok(Some(LockGuard::new(config, token, now, lease)))
         })
     }
+
+    fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
+        Box::pin(async move {
+            let mut state = lock_state(&self.state);
+            let releases = state
+                .watchers
+                .entry(Arc::from(name))
+                .or_insert_with(|| tokio::sync::watch::channel(0).0);
+            ReleaseWatch::new(releases.subscribe())
+        })
+    }
 }
 
 struct MemoryLease {
@@ -133,6 +157,7 @@ impl Lease for MemoryLease {
             };
             if keep_for.is_zero() {
                 state.locks.remove(&*self.name);
+                state.notify_release(&self.name);
             } else {
                 held.expires_at = held.expires_at.min(now + keep_for);
             }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::executor::run_locked;
-use crate::{LockConfiguration, LockError, LockProvider, SchedulerLock};
+use crate::{ExecutionOptions, LockConfiguration, LockError, LockProvider, SchedulerLock};
 
 /// The attribute's keys other than `name` and `provider`, as the macro saw them.
 #[derive(Clone, Copy, Debug, Default)]
@@ -14,9 +14,25 @@ pub struct AttributeOptions {
     pub lock_at_most_for: Option<Duration>,
     /// `lock_at_least_for`, when the attribute sets it.
     pub lock_at_least_for: Option<Duration>,
+    /// `wait_for`, when the attribute sets it.
+    pub wait_for: Option<Duration>,
+    /// `keep_alive = true`.
+    pub keep_alive: bool,
+    /// `cancel_on_lease_loss = true`.
+    pub cancel_on_lease_loss: bool,
 }
 
 impl AttributeOptions {
+    fn execution(self) -> ExecutionOptions {
+        let options = ExecutionOptions::new()
+            .keep_alive(self.keep_alive)
+            .cancel_on_lease_loss(self.cancel_on_lease_loss);
+        match self.wait_for {
+            Some(wait_for) => options.wait_for(wait_for),
+            None => options,
+        }
+    }
+
     fn configuration(
         self,
         name: Arc<str>,
@@ -48,7 +64,7 @@ pub async fn execute_default<F: Future>(
 ) -> Result<Option<F::Output>, LockError> {
     let installed = SchedulerLock::installed().ok_or(LockError::NotConfigured)?;
     let config = options.configuration(name.into(), Some(installed))?;
-    run_locked(&**installed.provider(), &config, task).await
+    run_locked(&**installed.provider(), &config, options.execution(), task).await
 }
 
 /// Runs `task` under the lock `name`, taken from `provider` (the attribute's
@@ -61,7 +77,7 @@ pub async fn execute_with<P: LockProvider + ?Sized, F: Future>(
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
     let config = options.configuration(name.into(), SchedulerLock::installed())?;
-    run_locked(provider, &config, task).await
+    run_locked(provider, &config, options.execution(), task).await
 }
 
 /// Lets `provider = <expr>` accept a provider, a reference to one, or an

@@ -37,6 +37,54 @@ pub trait LockProvider: Send + Sync + 'static {
         &'a self,
         config: &'a LockConfiguration,
     ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>>;
+
+    /// Starts watching for releases of the lock `name`, so a waiting caller
+    /// wakes as soon as the holder lets go instead of polling.
+    ///
+    /// Called *before* the attempt whose failure makes the caller wait, so no
+    /// release in between is missed. Providers without notifications keep the
+    /// default, [`ReleaseWatch::none`]: waiters then poll with backoff.
+    fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
+        let _ = name;
+        Box::pin(async { ReleaseWatch::none() })
+    }
+}
+
+/// Wakes a waiter when a lock it waits for is released. See
+/// [`LockProvider::watch_releases`].
+#[derive(Debug)]
+pub struct ReleaseWatch {
+    releases: Option<tokio::sync::watch::Receiver<u64>>,
+}
+
+impl ReleaseWatch {
+    /// A watch that never fires: waiters fall back to polling.
+    pub fn none() -> Self {
+        ReleaseWatch { releases: None }
+    }
+
+    /// A watch on a counter of releases, which the provider increments
+    /// (`send_modify(|n| *n += 1)`) on every release of the lock.
+    pub fn new(releases: tokio::sync::watch::Receiver<u64>) -> Self {
+        ReleaseWatch {
+            releases: Some(releases),
+        }
+    }
+
+    /// Resolves at the first release after the watch was made (or after the
+    /// previous call returned); never, for a watch without notifications.
+    pub async fn released(&mut self) {
+        match &mut self.releases {
+            Some(releases) => {
+                if releases.changed().await.is_err() {
+                    // The provider stopped notifying: behave like `none`.
+                    self.releases = None;
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
 }
 
 impl<P: LockProvider + ?Sized> LockProvider for Arc<P> {
@@ -46,6 +94,10 @@ impl<P: LockProvider + ?Sized> LockProvider for Arc<P> {
     ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
         (**self).try_lock(config)
     }
+
+    fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
+        (**self).watch_releases(name)
+    }
 }
 
 impl<P: LockProvider + ?Sized> LockProvider for Box<P> {
@@ -54,6 +106,10 @@ impl<P: LockProvider + ?Sized> LockProvider for Box<P> {
         config: &'a LockConfiguration,
     ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
         (**self).try_lock(config)
+    }
+
+    fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
+        (**self).watch_releases(name)
     }
 }
 

@@ -375,6 +375,187 @@ pub async fn no_lost_updates_under_concurrency<P: LockProvider, Fut: Future<Outp
     }
 }
 
+/// A waiter runs as soon as the holder releases, long before its bound.
+pub async fn waiter_runs_right_after_release<P: LockProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (holder, waiter) = (make().await, LockingTaskExecutor::new(make().await));
+    let config = config(&unique_name("waiter"), LONG, Duration::ZERO);
+    let guard = acquire(&holder, &config).await;
+    let released = Arc::new(AtomicU64::new(0));
+    let seen = released.clone();
+    let waiting = tokio::spawn(async move {
+        waiter
+            .execute_waiting(&config, Duration::from_secs(20), async move {
+                seen.load(Ordering::SeqCst)
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    released.store(1, Ordering::SeqCst);
+    unlock(guard).await;
+    let ran = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap_or_else(|_| panic!("the waiter did not run within 10 s of the release"));
+    match ran {
+        Ok(Ok(Some(seen))) => assert_eq!(seen, 1, "the waiter ran before the release"),
+        other => panic!("the waiter should have run: {other:?}"),
+    }
+}
+
+/// A waiter gives `Ok(None)` once `wait_for` passes, not before.
+pub async fn waiter_gives_up_at_its_bound<P: LockProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (holder, waiter) = (make().await, LockingTaskExecutor::new(make().await));
+    let config = config(&unique_name("waiter-bound"), LONG, Duration::ZERO);
+    let guard = acquire(&holder, &config).await;
+    let started = std::time::Instant::now();
+    let ran = waiter
+        .execute_waiting(&config, Duration::from_millis(500), async {})
+        .await
+        .unwrap_or_else(|err| panic!("waiting failed: {err}"));
+    assert!(ran.is_none(), "the lock was held: the waiter must not run");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "gave up before its bound"
+    );
+    unlock(guard).await;
+}
+
+/// Five waiters on one name, each holding briefly, all run, one at a time.
+pub async fn waiters_run_one_at_a_time<P: LockProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let config = config_named(&unique_name("waiters"));
+    let inside = Arc::new(AtomicU64::new(0));
+    let mut waiters = Vec::new();
+    for _ in 0..5 {
+        let executor = LockingTaskExecutor::new(make().await);
+        let (config, inside) = (config.clone(), inside.clone());
+        waiters.push(tokio::spawn(async move {
+            executor
+                .execute_waiting(&config, Duration::from_secs(30), async {
+                    let others = inside.fetch_add(1, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    inside.fetch_sub(1, Ordering::SeqCst);
+                    others
+                })
+                .await
+        }));
+    }
+    for waiter in waiters {
+        match waiter.await {
+            Ok(Ok(Some(others))) => assert_eq!(others, 0, "two waiters ran at once"),
+            other => panic!("every waiter should run: {other:?}"),
+        }
+    }
+}
+
+/// Retrying gets the lock once the holder lets go within the retries.
+pub async fn retries_get_the_lock_once_released<P: LockProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (holder, retrier) = (make().await, LockingTaskExecutor::new(make().await));
+    let config = config(&unique_name("retry"), LONG, Duration::ZERO);
+    let guard = acquire(&holder, &config).await;
+    let none = retrier
+        .lock_retrying(&config, 2, Duration::from_millis(50))
+        .await
+        .unwrap_or_else(|err| panic!("retrying failed: {err}"));
+    assert!(
+        none.is_none(),
+        "retries must give up while the lock is held"
+    );
+    let release = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        unlock(guard).await;
+    };
+    let (taken, ()) = tokio::join!(
+        retrier.lock_retrying(&config, 20, Duration::from_millis(100)),
+        release
+    );
+    match taken {
+        Ok(Some(guard)) => unlock(guard).await,
+        other => panic!("retries should get the released lock: {other:?}"),
+    }
+}
+
+/// Keep-alive holds a 2 s lease through a 10 s job while another node tries
+/// every 100 ms and never gets in; the lock is free after the job.
+pub async fn keep_alive_holds_a_short_lease_through_a_long_job<
+    P: LockProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let (runner, other) = (LockingTaskExecutor::new(make().await), make().await);
+    let config = config(
+        &unique_name("keep-alive"),
+        Duration::from_secs(2),
+        Duration::ZERO,
+    );
+    let options = crate::ExecutionOptions::new().keep_alive(true);
+    let job = runner.execute_with(&config, options, async {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        crate::is_lease_lost()
+    });
+    let intruder = async {
+        let mut attempts = 0;
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Ok(Some(guard)) = other.try_lock(&config).await {
+                return (attempts, Some(guard));
+            }
+            attempts += 1;
+            if attempts >= 95 {
+                return (attempts, None);
+            }
+        }
+    };
+    let (ran, (attempts, intruded)) = tokio::join!(job, intruder);
+    assert!(
+        intruded.is_none(),
+        "another node got in after {attempts} attempts"
+    );
+    assert_eq!(
+        ran.ok(),
+        Some(Some(false)),
+        "the job must run with its lease intact"
+    );
+    unlock(acquire(&other, &config).await).await;
+}
+
+/// With `cancel_on_lease_loss`, a job that outlives its lease (no keep-alive)
+/// is dropped and the call returns `LockError::LeaseLost`.
+pub async fn job_outliving_its_lease_is_cancelled<P: LockProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let runner = LockingTaskExecutor::new(make().await);
+    let config = config(
+        &unique_name("cancel"),
+        Duration::from_millis(500),
+        Duration::ZERO,
+    );
+    let options = crate::ExecutionOptions::new().cancel_on_lease_loss(true);
+    let finished = Arc::new(AtomicU64::new(0));
+    let result = runner
+        .execute_with(&config, options, async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            finished.store(1, Ordering::SeqCst);
+        })
+        .await;
+    assert!(
+        matches!(result, Err(crate::LockError::LeaseLost { .. })),
+        "expected LeaseLost, got {result:?}"
+    );
+    assert_eq!(
+        finished.load(Ordering::SeqCst),
+        0,
+        "the job must have been dropped"
+    );
+}
+
 /// Generates one `#[tokio::test]` per conformance case for a provider.
 ///
 /// `$make` is a function (or closure) that returns a future of a new provider;
@@ -400,6 +581,12 @@ macro_rules! provider_conformance_tests {
             dropped_guard_is_released,
             fencing_tokens_strictly_increase,
             no_lost_updates_under_concurrency,
+            waiter_runs_right_after_release,
+            waiter_gives_up_at_its_bound,
+            waiters_run_one_at_a_time,
+            retries_get_the_lock_once_released,
+            keep_alive_holds_a_short_lease_through_a_long_job,
+            job_outliving_its_lease_is_cancelled,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

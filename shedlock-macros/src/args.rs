@@ -15,6 +15,9 @@ const KEYS: &[&str] = &[
     "name",
     "lock_at_most_for",
     "lock_at_least_for",
+    "wait_for",
+    "keep_alive",
+    "cancel_on_lease_loss",
     "provider",
     "crate",
 ];
@@ -30,6 +33,12 @@ pub(crate) struct SchedulerLockArgs {
     pub(crate) lock_at_most_for: Option<DurationArg>,
     /// `lock_at_least_for = "30s"`: how long a lease lasts at least; at most `lock_at_most_for`.
     pub(crate) lock_at_least_for: Option<DurationArg>,
+    /// `wait_for = "5m"`: wait up to this long for a held lock instead of skipping.
+    pub(crate) wait_for: Option<DurationArg>,
+    /// `keep_alive = true`: extend the lease while the body runs.
+    pub(crate) keep_alive: Option<bool>,
+    /// `cancel_on_lease_loss = true`: drop the body when its lease is lost.
+    pub(crate) cancel_on_lease_loss: Option<bool>,
     /// `provider = <expr>`: the provider to use instead of the installed default.
     pub(crate) provider: Option<Expr>,
     /// `crate = path`: the path of the `shedlock` facade, when it is renamed.
@@ -63,6 +72,11 @@ impl SchedulerLockArgs {
                 set_once(&mut self.lock_at_most_for, lock_at_most_for(key, &value)?)
             }
             "lock_at_least_for" => set_once(&mut self.lock_at_least_for, duration(key, &value)?),
+            "wait_for" => set_once(&mut self.wait_for, duration(key, &value)?),
+            "keep_alive" => set_once(&mut self.keep_alive, boolean(key, &value)?),
+            "cancel_on_lease_loss" => {
+                set_once(&mut self.cancel_on_lease_loss, boolean(key, &value)?)
+            }
             "provider" => set_once(&mut self.provider, value),
             "crate" => set_once(&mut self.krate, crate_path(&value)?),
             _ => return Err(unknown_key(key)),
@@ -231,6 +245,19 @@ fn duration(key: &Ident, value: &Expr) -> syn::Result<DurationArg> {
         value,
         literal: literal.clone(),
     })
+}
+
+fn boolean(key: &Ident, value: &Expr) -> syn::Result<bool> {
+    match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Bool(flag),
+            ..
+        }) => Ok(flag.value),
+        other => Err(Error::new_spanned(
+            other,
+            format!("`{key}` takes `true` or `false`, e.g. `{key} = true`"),
+        )),
+    }
 }
 
 fn lock_at_most_for(key: &Ident, value: &Expr) -> syn::Result<DurationArg> {

@@ -144,6 +144,9 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
     let name = lock_name(args.name()?);
     let lock_at_most_for = duration(args.lock_at_most_for.as_ref());
     let lock_at_least_for = duration(args.lock_at_least_for.as_ref());
+    let wait_for = duration(args.wait_for.as_ref());
+    let keep_alive = args.keep_alive.unwrap_or(false);
+    let cancel_on_lease_loss = args.cancel_on_lease_loss.unwrap_or(false);
     let (provider_let, execute) = match &args.provider {
         Some(provider) => (
             quote! { let #provider_var = &(#provider); },
@@ -178,6 +181,9 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
             let #options_var = #krate::__private::AttributeOptions {
                 lock_at_most_for: #lock_at_most_for,
                 lock_at_least_for: #lock_at_least_for,
+                wait_for: #wait_for,
+                keep_alive: #keep_alive,
+                cancel_on_lease_loss: #cancel_on_lease_loss,
                 ..::core::default::Default::default()
             };
             #provider_let

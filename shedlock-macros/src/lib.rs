@@ -30,6 +30,9 @@
 //! | `name` | string literal; `{arg}` placeholders take the function's arguments | required |
 //! | `lock_at_most_for` | duration string | the installed default |
 //! | `lock_at_least_for` | duration string | the installed default, else 0 |
+//! | `wait_for` | duration string: wait up to this long for a held lock, run as soon as it is free | skip at once |
+//! | `keep_alive` | `true`: extend the lease every third of `lock_at_most_for` while the body runs | `false` |
+//! | `cancel_on_lease_loss` | `true`: drop the body when its lease is lost and return `Err(LockError::LeaseLost)` | `false` |
 //! | `provider` | an expression giving the provider | the installed default |
 //! | `crate` | path of the `shedlock` facade | `::shedlock` |
 //!

@@ -16,6 +16,7 @@
 
 mod keys;
 mod provider;
+mod releases;
 mod scripts;
 mod value;
 

@@ -7,9 +7,12 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError};
 use shedlock_core::identity::default_locked_by;
-use shedlock_core::{BoxFuture, Lease, LockConfiguration, LockError, LockGuard, LockProvider};
+use shedlock_core::{
+    BoxFuture, Lease, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch,
+};
 
 use crate::keys::LockKeys;
+use crate::releases::{RELEASE_CHANNEL, ReleaseHub};
 use crate::scripts::{ACQUIRE, EXTEND, RELEASE};
 use crate::value::new_lock_value;
 
@@ -39,6 +42,7 @@ const STORE: &str = "redis";
 #[derive(Clone)]
 pub struct RedisLockProvider {
     connection: ConnectionManager,
+    releases: Arc<ReleaseHub>,
     /// `host:port` (or socket path) of the server, for messages: no credentials.
     server: Arc<str>,
     key_prefix: Arc<str>,
@@ -92,6 +96,7 @@ impl RedisLockProvider {
         config: ConnectionManagerConfig,
     ) -> Result<Self, LockError> {
         let server: Arc<str> = client.get_connection_info().addr().to_string().into();
+        let releases = Arc::new(ReleaseHub::new(client.clone()));
         let connection = ConnectionManager::new_with_config(client, config)
             .await
             .map_err(|err| {
@@ -104,6 +109,7 @@ impl RedisLockProvider {
             })?;
         Ok(RedisLockProvider {
             connection,
+            releases,
             server,
             key_prefix: "job-lock".into(),
             environment: "default".into(),
@@ -232,6 +238,10 @@ impl LockProvider for RedisLockProvider {
             }
         })
     }
+
+    fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
+        Box::pin(async move { self.releases.watch(&self.keys(name).lock).await })
+    }
 }
 
 /// One acquisition's lease: its key and unique value.
@@ -274,6 +284,7 @@ impl Lease for RedisLease {
                 .key(&self.lock_key)
                 .arg(&self.value)
                 .arg(keep_ms)
+                .arg(RELEASE_CHANNEL)
                 .invoke_async::<i64>(&mut self.connection.clone())
                 .await
                 .map(|released| released == 1)

@@ -1,6 +1,6 @@
 use shedlock::scheduler_lock;
 
-#[scheduler_lock(name = "nightly-report", wait_for = "5s")]
+#[scheduler_lock(name = "nightly-report", timeout = "5s")]
 async fn nightly_report() {}
 
 fn main() {

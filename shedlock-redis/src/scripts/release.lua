@@ -1,7 +1,8 @@
 -- Ends a lease only if it is still this acquisition's: a holder whose lease
 -- ended never frees or shortens the next holder's lock.
 -- KEYS[1] lock key; ARGV[1] the acquisition's value; ARGV[2] ms to keep the
--- lock (lock_at_least_for not yet passed), 0 to free it now.
+-- lock (lock_at_least_for not yet passed), 0 to free it now; ARGV[3] the
+-- channel on which a freed lock's key is published, to wake its waiters.
 -- Returns 1 when released (or shortened), 0 when the lease had already ended.
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return 0
@@ -14,5 +15,6 @@ if keep > 0 then
   end
 else
   redis.call('DEL', KEYS[1])
+  redis.call('PUBLISH', ARGV[3], KEYS[1])
 end
 return 1

@@ -1,0 +1,113 @@
+//! Release notifications: the release script publishes a freed lock's key on
+//! [`RELEASE_CHANNEL`]; one subscriber connection per provider wakes the
+//! waiters of that key, so a waiting job starts right after the release.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use redis::Client;
+use shedlock_core::ReleaseWatch;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// The channel every release is published on; the message is the lock key.
+pub(crate) const RELEASE_CHANNEL: &str = "shedlock:released";
+
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+type Watchers = Mutex<HashMap<String, watch::Sender<u64>>>;
+
+/// The subscriber shared by clones of a provider.
+pub(crate) struct ReleaseHub {
+    client: Client,
+    /// Release counters of lock keys somebody waits for.
+    watchers: Arc<Watchers>,
+    listener: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl ReleaseHub {
+    pub(crate) fn new(client: Client) -> Self {
+        ReleaseHub {
+            client,
+            watchers: Arc::default(),
+            listener: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// A watch on releases of `lock_key`. If the subscription cannot be made,
+    /// the watch never fires and the waiter polls with backoff.
+    pub(crate) async fn watch(&self, lock_key: &str) -> ReleaseWatch {
+        let releases = lock(&self.watchers)
+            .entry(lock_key.to_owned())
+            .or_insert_with(|| watch::channel(0).0)
+            .subscribe();
+        self.ensure_listening().await;
+        ReleaseWatch::new(releases)
+    }
+
+    /// Subscribes (again, if the connection was lost) before any waiter's first attempt.
+    async fn ensure_listening(&self) {
+        let mut listener = self.listener.lock().await;
+        if listener.as_ref().is_some_and(|task| !task.is_finished()) {
+            return;
+        }
+        let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
+            let mut pubsub = self.client.get_async_pubsub().await?;
+            pubsub.subscribe(RELEASE_CHANNEL).await?;
+            Ok::<_, redis::RedisError>(pubsub)
+        })
+        .await;
+        match subscribed {
+            Ok(Ok(pubsub)) => {
+                let watchers = Arc::downgrade(&self.watchers);
+                *listener = Some(tokio::spawn(dispatch(pubsub, watchers)));
+            }
+            Ok(Err(err)) => tracing::debug!(
+                error = %err,
+                "cannot subscribe to lock releases; waiters poll instead"
+            ),
+            Err(_) => {
+                tracing::debug!("subscribing to lock releases timed out; waiters poll instead")
+            }
+        }
+    }
+}
+
+impl Drop for ReleaseHub {
+    fn drop(&mut self) {
+        if let Some(listener) = self.listener.get_mut().take() {
+            listener.abort();
+        }
+    }
+}
+
+/// Wakes the waiters of each published key until the connection or the hub goes.
+async fn dispatch(pubsub: redis::aio::PubSub, watchers: Weak<Watchers>) {
+    let mut messages = pubsub.into_on_message();
+    while let Some(message) = messages.next().await {
+        let Some(watchers) = watchers.upgrade() else {
+            return;
+        };
+        let Ok(lock_key) = message.get_payload::<String>() else {
+            continue;
+        };
+        let mut watchers = lock(&watchers);
+        if let Some(releases) = watchers.get(&lock_key) {
+            if releases.receiver_count() == 0 {
+                watchers.remove(&lock_key);
+            } else {
+                releases.send_modify(|count| *count += 1);
+            }
+        }
+    }
+    tracing::debug!("lock release subscription ended; waiters poll until it is renewed");
+}
+
+/// The map is never left inconsistent by a panic, so a poisoned lock is still usable.
+fn lock(watchers: &Watchers) -> MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+    watchers
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
