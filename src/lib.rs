@@ -43,9 +43,10 @@
 //! The in-memory provider needs no feature; no provider is on by default.
 
 pub use shedlock_core::{
-    BoxFuture, InMemoryLockProvider, Lease, LockConfiguration, LockError, LockGuard, LockInfo,
-    LockProvider, LockingTaskExecutor, MAX_NAME_LEN, SchedulerLock, SchedulerLockBuilder,
-    assert_locked, current_lock, extend_active_lock,
+    BoxFuture, ExecutionOptions, InMemoryLockProvider, Lease, LockConfiguration, LockError,
+    LockGuard, LockInfo, LockProvider, LockingTaskExecutor, MAX_NAME_LEN, ReleaseWatch,
+    SchedulerLock, SchedulerLockBuilder, assert_locked, current_lock, extend_active_lock,
+    is_lease_lost, lease_lost,
 };
 pub use shedlock_macros::scheduler_lock;
 

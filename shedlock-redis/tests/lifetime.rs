@@ -1,0 +1,128 @@
+//! Lock lifetime on Redis: release notifications, lease loss under keep-alive.
+
+use std::time::{Duration, Instant};
+
+use shedlock_core::{
+    ExecutionOptions, LockConfiguration, LockError, LockProvider, LockingTaskExecutor,
+    is_lease_lost, lease_lost,
+};
+use shedlock_redis::RedisLockProvider;
+use shedlock_redis::testkit::RedisServer;
+
+async fn connect(server: &RedisServer) -> RedisLockProvider {
+    RedisLockProvider::connect(server.url()).await.unwrap()
+}
+
+#[tokio::test]
+async fn a_release_is_published_to_waiters() {
+    let server = RedisServer::start();
+    let (holder, waiter) = (connect(&server).await, connect(&server).await);
+    let config =
+        LockConfiguration::new("published", Duration::from_secs(30), Duration::ZERO).unwrap();
+    let guard = holder.try_lock(&config).await.unwrap().unwrap();
+    let mut releases = waiter.watch_releases("published").await;
+    guard.unlock().await.unwrap();
+    // Only the notification can end this wait: nothing polls here.
+    tokio::time::timeout(Duration::from_secs(5), releases.released())
+        .await
+        .expect("the release was not published to the waiter");
+}
+
+#[tokio::test]
+async fn deleting_the_key_under_a_keep_alive_job_signals_loss_within_a_third_of_the_lease() {
+    let server = RedisServer::start();
+    let executor = LockingTaskExecutor::new(connect(&server).await);
+    let lock_at_most_for = Duration::from_secs(3);
+    let config = LockConfiguration::new("deleted", lock_at_most_for, Duration::ZERO).unwrap();
+    let options = ExecutionOptions::new().keep_alive(true);
+    let deleted_at = tokio::sync::OnceCell::new();
+    let job = executor.execute_with(&config, options, async {
+        tokio::time::timeout(Duration::from_secs(20), lease_lost())
+            .await
+            .expect("the job was never told it lost its lease");
+        assert!(is_lease_lost());
+        deleted_at.get().map(Instant::elapsed)
+    });
+    let delete = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            server
+                .command("DEL job-lock:default:deleted")
+                .starts_with(":1")
+        );
+        let _ = deleted_at.set(Instant::now());
+    };
+    let (ran, ()) = tokio::join!(job, delete);
+    let noticed_after = ran
+        .unwrap()
+        .unwrap()
+        .expect("loss signalled before the key was deleted");
+    // Keep-alive renews every third of the lease; the first renewal after the
+    // deletion finds the key gone.
+    assert!(
+        noticed_after <= lock_at_most_for / 3 + Duration::from_millis(500),
+        "loss noticed {noticed_after:?} after the deletion"
+    );
+}
+
+#[tokio::test]
+async fn another_holder_taking_the_key_cancels_a_job_that_asked_for_it() {
+    let server = RedisServer::start();
+    let executor = LockingTaskExecutor::new(connect(&server).await);
+    let config =
+        LockConfiguration::new("stolen", Duration::from_millis(900), Duration::ZERO).unwrap();
+    let options = ExecutionOptions::new()
+        .keep_alive(true)
+        .cancel_on_lease_loss(true);
+    let job = executor.execute_with(
+        &config,
+        options,
+        tokio::time::sleep(Duration::from_secs(20)),
+    );
+    let steal = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        server.command("SET job-lock:default:stolen someone-else PX 60000");
+    };
+    let (result, ()) = tokio::join!(job, steal);
+    assert!(
+        matches!(result, Err(LockError::LeaseLost { .. })),
+        "{result:?}"
+    );
+    // The other holder's lock was not touched by the release after cancellation.
+    assert!(
+        server
+            .command("GET job-lock:default:stolen")
+            .contains("someone-else")
+    );
+}
+
+#[tokio::test]
+async fn redis_unreachable_past_the_lease_end_signals_loss() {
+    let mut server = RedisServer::start();
+    let executor = LockingTaskExecutor::new(connect(&server).await);
+    let config =
+        LockConfiguration::new("unreachable", Duration::from_millis(1500), Duration::ZERO).unwrap();
+    let options = ExecutionOptions::new()
+        .keep_alive(true)
+        .cancel_on_lease_loss(true);
+    let job = executor.execute_with(
+        &config,
+        options,
+        tokio::time::sleep(Duration::from_secs(20)),
+    );
+    let outage = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        server.kill();
+    };
+    let started = Instant::now();
+    let (result, ()) = tokio::join!(job, outage);
+    assert!(
+        matches!(result, Err(LockError::LeaseLost { .. })),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "loss took {:?}",
+        started.elapsed()
+    );
+}
