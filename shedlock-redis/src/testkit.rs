@@ -18,6 +18,8 @@ pub struct RedisServer {
     port: u16,
     url: String,
     child: Option<Child>,
+    /// Extra `redis-server` arguments (TLS); with them, readiness is a TCP connect.
+    extra_args: Vec<String>,
 }
 
 impl RedisServer {
@@ -33,6 +35,7 @@ impl RedisServer {
                 port: 0,
                 url,
                 child: None,
+                extra_args: Vec::new(),
             };
         }
         let port = free_port();
@@ -40,6 +43,29 @@ impl RedisServer {
             port,
             url: format!("redis://127.0.0.1:{port}"),
             child: None,
+            extra_args: Vec::new(),
+        };
+        server.spawn();
+        server
+    }
+
+    /// Starts a private server that accepts only TLS, with the certificate
+    /// and key in `server_cert` and `server_key` (PEM files). Its URL is
+    /// `rediss://localhost:{port}`.
+    pub fn start_tls(server_cert: &str, server_key: &str, ca_cert: &str) -> RedisServer {
+        let port = free_port();
+        let mut server = RedisServer {
+            port,
+            url: format!("rediss://localhost:{port}"),
+            child: None,
+            extra_args: vec![
+                "--port 0".to_owned(),
+                format!("--tls-port {port}"),
+                format!("--tls-cert-file '{server_cert}'"),
+                format!("--tls-key-file '{server_key}'"),
+                format!("--tls-ca-cert-file '{ca_cert}'"),
+                "--tls-auth-clients no".to_owned(),
+            ],
         };
         server.spawn();
         server
@@ -104,11 +130,15 @@ impl RedisServer {
         }
         // The shell kills the server when the test process exits (its stdin
         // closes), so no server outlives a test run, even one that panics.
+        let listen = if self.extra_args.is_empty() {
+            format!("--port {}", self.port)
+        } else {
+            self.extra_args.join(" ")
+        };
         let script = format!(
-            "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
+            "redis-server {listen} --bind 127.0.0.1 --save '' --appendonly no \
              --daemonize no --loglevel warning --logfile '' </dev/null & pid=$!; \
-             read _; kill -9 $pid; wait $pid",
-            port = self.port
+             read _; kill -9 $pid; wait $pid"
         );
         let child = Command::new("sh")
             .arg("-c")
@@ -135,6 +165,9 @@ impl RedisServer {
     }
 
     fn ping(&self) -> bool {
+        if !self.extra_args.is_empty() {
+            return TcpStream::connect(("127.0.0.1", self.port)).is_ok();
+        }
         let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
             return false;
         };
