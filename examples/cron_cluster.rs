@@ -1,0 +1,138 @@
+//! Three replicas, each with its own `tokio-cron-scheduler` and its own Redis
+//! connection, schedule the same every-second job: each tick runs on one of them.
+//!
+//! ```text
+//! cargo run --example cron_cluster                       # starts a private redis-server
+//! REDIS_URL=redis://127.0.0.1:6379 SECONDS=20 cargo run --example cron_cluster
+//! ```
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::Context;
+use shedlock::redis::RedisLockProvider;
+use shedlock::{LockConfiguration, LockingTaskExecutor};
+use shedlock_redis::testkit::RedisServer;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+/// Every second (fields: sec min hour day-of-month month day-of-week).
+const EVERY_SECOND: &str = "*/1 * * * * *";
+const REPLICAS: usize = 3;
+
+/// tokio-cron-scheduler looks for due jobs every 500 ms, so the replicas run a
+/// tick up to ~500 ms apart. Holding the lock 800 ms covers that spread, and
+/// still frees it before the next tick, 1 s later.
+const LOCK_AT_LEAST_FOR: Duration = Duration::from_millis(800);
+
+/// How far apart the replicas start.
+const STAGGER: Duration = Duration::from_millis(150);
+
+/// Which replicas ran each tick (a second since the epoch).
+type Runs = Arc<Mutex<BTreeMap<u64, Vec<String>>>>;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let seconds: u64 = match std::env::var("SECONDS") {
+        Ok(seconds) => seconds
+            .parse()
+            .with_context(|| format!("SECONDS={seconds:?} is not a whole number of seconds"))?,
+        Err(_) => 6,
+    };
+    // Kept alive until the end of main: dropping it stops the server.
+    let mut private_server = None;
+    let url = match std::env::var("REDIS_URL") {
+        Ok(url) => url,
+        Err(_) => {
+            let server = RedisServer::start();
+            println!(
+                "REDIS_URL not set: started a private redis-server at {}",
+                server.url()
+            );
+            let url = server.url().to_owned();
+            private_server = Some(server);
+            url
+        }
+    };
+
+    let config = LockConfiguration::new(
+        "cron-cluster-report",
+        Duration::from_secs(30),
+        LOCK_AT_LEAST_FOR,
+    )?;
+    let runs = Runs::default();
+    let mut schedulers = Vec::new();
+    for n in 1..=REPLICAS {
+        let replica = format!("replica-{n}");
+        // Each replica connects on its own, as separate processes would.
+        let provider = RedisLockProvider::connect(&url)
+            .await?
+            .with_locked_by(&replica);
+        let executor = LockingTaskExecutor::new(provider);
+        let (config, runs) = (config.clone(), runs.clone());
+        let job = Job::new_async(EVERY_SECOND, move |_job_id, _scheduler| {
+            let (executor, config) = (executor.clone(), config.clone());
+            let (replica, runs) = (replica.clone(), runs.clone());
+            Box::pin(async move { run_tick(&executor, &config, &replica, &runs).await })
+        })?;
+        let scheduler = JobScheduler::new().await?;
+        scheduler.add(job).await?;
+        scheduler.start().await?;
+        schedulers.push(scheduler);
+        // Real replicas start at different times, so their schedulers fire a
+        // little apart: only lock_at_least_for makes the later ones skip.
+        tokio::time::sleep(STAGGER).await;
+    }
+    println!(
+        "{REPLICAS} replicas scheduled '{EVERY_SECOND}'; running for {seconds} s (UTC times):"
+    );
+
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    for scheduler in &mut schedulers {
+        scheduler.shutdown().await?;
+    }
+
+    let runs = runs.lock().map_err(|_| anyhow::anyhow!("a job panicked"))?;
+    let twice: Vec<_> = runs.iter().filter(|(_, by)| by.len() > 1).collect();
+    if twice.is_empty() {
+        println!("{} ticks, each run by exactly one replica.", runs.len());
+    } else {
+        println!("{} ticks; run more than once: {twice:?}", runs.len());
+    }
+    drop(private_server);
+    Ok(())
+}
+
+/// One replica's run of one tick: the report runs only if this replica takes the lock.
+async fn run_tick(
+    executor: &LockingTaskExecutor<RedisLockProvider>,
+    config: &LockConfiguration,
+    replica: &str,
+    runs: &Runs,
+) {
+    let (tick, time) = tick_now();
+    let report = async {
+        if let Ok(mut runs) = runs.lock() {
+            runs.entry(tick).or_default().push(replica.to_owned());
+        }
+        let token = shedlock::current_lock().map_or(0, |lock| lock.fencing_token());
+        println!("{time}  {replica} runs the report (fencing token {token})");
+    };
+    match executor.execute(config, report).await {
+        Ok(Some(())) => {}
+        Ok(None) => println!("{time}  {replica} skips: locked elsewhere"),
+        Err(err) => eprintln!("{time}  {replica}: the report did not run: {err}"),
+    }
+}
+
+/// The current second since the epoch (the tick being run), and the time
+/// as `HH:MM:SS +late` (UTC, and how late past the second this scheduler fired).
+fn tick_now() -> (u64, String) {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    let second = now.as_secs();
+    let (h, m, s) = (second / 3600 % 24, second / 60 % 60, second % 60);
+    let late = format!("+{}ms", now.subsec_millis());
+    (second, format!("{h:02}:{m:02}:{s:02} {late:>6}"))
+}
