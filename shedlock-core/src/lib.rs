@@ -27,5 +27,5 @@ pub use error::{BoxError, LockError};
 pub use executor::{ExecutionOptions, LockingTaskExecutor};
 pub use guard::{LockGuard, LockInfo};
 pub use memory::InMemoryLockProvider;
-pub use provider::{BoxFuture, Lease, LockProvider, ReleaseWatch};
+pub use provider::{BoxFuture, Lease, LockProvider, ReleaseNotifier, ReleaseWatch};
 pub use scheduler_lock::{SchedulerLock, SchedulerLockBuilder};

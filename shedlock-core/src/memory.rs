@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::provider::{BoxFuture, Lease, ReleaseWatch};
+use crate::provider::{BoxFuture, Lease, ReleaseNotifier, ReleaseWatch};
 use crate::{LockConfiguration, LockError, LockGuard, LockProvider};
 
 /// Locks kept in this process's memory, timed by its monotonic clock.
@@ -24,7 +24,7 @@ struct State {
     locks: HashMap<Arc<str>, Held>,
     last_token: u64,
     /// Release counters of names that somebody waits for.
-    watchers: HashMap<Arc<str>, tokio::sync::watch::Sender<u64>>,
+    watchers: HashMap<Arc<str>, ReleaseNotifier>,
 }
 
 struct Held {
@@ -43,10 +43,10 @@ impl State {
     /// Wakes the waiters of `name`, and forgets the counter once nobody watches.
     fn notify_release(&mut self, name: &str) {
         if let Some(releases) = self.watchers.get(name) {
-            if releases.receiver_count() == 0 {
-                self.watchers.remove(name);
+            if releases.is_watched() {
+                releases.notify_released();
             } else {
-                releases.send_modify(|count| *count += 1);
+                self.watchers.remove(name);
             }
         }
     }
@@ -93,7 +93,11 @@ impl LockProvider for InMemoryLockProvider {
         Box::pin(async move {
             let now = Instant::now();
             let mut state = lock_state(&self.state);
-            if state.live(config.name(), now).is_some() {
+            if let Some(held) = state.live(config.name(), now) {
+                let ends_at = held.expires_at;
+                if let Some(releases) = state.watchers.get(config.name()) {
+                    releases.note_lease_end(Some(ends_at));
+                }
                 return Ok(None);
             }
             state.last_token += 1;
@@ -118,11 +122,7 @@ impl LockProvider for InMemoryLockProvider {
     fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
         Box::pin(async move {
             let mut state = lock_state(&self.state);
-            let releases = state
-                .watchers
-                .entry(Arc::from(name))
-                .or_insert_with(|| tokio::sync::watch::channel(0).0);
-            ReleaseWatch::new(releases.subscribe())
+            state.watchers.entry(Arc::from(name)).or_default().watch()
         })
     }
 }

@@ -3,7 +3,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::{LockConfiguration, LockError, LockGuard};
 
@@ -50,40 +50,102 @@ pub trait LockProvider: Send + Sync + 'static {
     }
 }
 
-/// Wakes a waiter when a lock it waits for is released. See
-/// [`LockProvider::watch_releases`].
+/// Wakes a waiter when a lock it waits for is released or its lease ends.
+/// See [`LockProvider::watch_releases`]; made by a [`ReleaseNotifier`].
 #[derive(Debug)]
 pub struct ReleaseWatch {
-    releases: Option<tokio::sync::watch::Receiver<u64>>,
+    state: Option<tokio::sync::watch::Receiver<WatchState>>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct WatchState {
+    releases: u64,
+    /// When the current holder's lease ends at the latest, if the store said.
+    lease_ends_at: Option<Instant>,
 }
 
 impl ReleaseWatch {
     /// A watch that never fires: waiters fall back to polling.
     pub fn none() -> Self {
-        ReleaseWatch { releases: None }
-    }
-
-    /// A watch on a counter of releases, which the provider increments
-    /// (`send_modify(|n| *n += 1)`) on every release of the lock.
-    pub fn new(releases: tokio::sync::watch::Receiver<u64>) -> Self {
-        ReleaseWatch {
-            releases: Some(releases),
-        }
+        ReleaseWatch { state: None }
     }
 
     /// Resolves at the first release after the watch was made (or after the
-    /// previous call returned); never, for a watch without notifications.
+    /// previous call returned), or when the holder's lease ends, if the
+    /// provider reported its end; never, for a watch without notifications.
     pub async fn released(&mut self) {
-        match &mut self.releases {
-            Some(releases) => {
-                if releases.changed().await.is_err() {
-                    // The provider stopped notifying: behave like `none`.
-                    self.releases = None;
-                    std::future::pending::<()>().await;
+        let Some(state) = &mut self.state else {
+            return std::future::pending().await;
+        };
+        // `borrow`, not `borrow_and_update`: a release that came before this call must still count.
+        let lease_ends_at = state.borrow().lease_ends_at;
+        let changed = match lease_ends_at {
+            // A millisecond past the end: the store's expiry has surely run.
+            Some(end) => {
+                let wake = end.max(Instant::now()) + Duration::from_millis(1);
+                match tokio::time::timeout_at(wake.into(), state.changed()).await {
+                    Ok(changed) => changed,
+                    Err(_elapsed) => Ok(()),
                 }
             }
-            None => std::future::pending::<()>().await,
+            None => state.changed().await,
+        };
+        if changed.is_err() {
+            // The provider stopped notifying: behave like `none`.
+            self.state = None;
+            std::future::pending::<()>().await;
         }
+    }
+}
+
+/// The provider's side of [`ReleaseWatch`]es on one lock name.
+#[derive(Clone, Debug)]
+pub struct ReleaseNotifier {
+    state: tokio::sync::watch::Sender<WatchState>,
+}
+
+impl Default for ReleaseNotifier {
+    fn default() -> Self {
+        ReleaseNotifier {
+            state: tokio::sync::watch::channel(WatchState::default()).0,
+        }
+    }
+}
+
+impl ReleaseNotifier {
+    /// A notifier nobody watches yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A new watch on this lock.
+    pub fn watch(&self) -> ReleaseWatch {
+        ReleaseWatch {
+            state: Some(self.state.subscribe()),
+        }
+    }
+
+    /// Whether any waiter still watches; a provider may forget the notifier when not.
+    pub fn is_watched(&self) -> bool {
+        self.state.receiver_count() > 0
+    }
+
+    /// The lock was released: wake every waiter.
+    pub fn notify_released(&self) {
+        self.state.send_modify(|state| {
+            state.releases += 1;
+            state.lease_ends_at = None;
+        });
+    }
+
+    /// A failed attempt learned when the holder's lease ends (`None`: not
+    /// known). Waiters wake then, as the store will not announce an expiry.
+    pub fn note_lease_end(&self, lease_ends_at: Option<Instant>) {
+        // Waiters read it before they sleep; changing it wakes nobody.
+        self.state.send_if_modified(|state| {
+            state.lease_ends_at = lease_ends_at;
+            false
+        });
     }
 }
 

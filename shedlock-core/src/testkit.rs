@@ -452,6 +452,42 @@ pub async fn waiters_run_one_at_a_time<P: LockProvider, Fut: Future<Output = P>>
     }
 }
 
+/// A waiter takes over an abandoned lease (a crashed holder) when it ends,
+/// never before: the provider tells waiters when the holder's lease ends.
+pub async fn waiter_takes_over_when_an_abandoned_lease_ends<
+    P: LockProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let (crashed, waiter) = (make().await, LockingTaskExecutor::new(make().await));
+    let lease = Duration::from_millis(800);
+    let config = config(&unique_name("abandoned"), lease, Duration::ZERO);
+    let acquired_at = std::time::Instant::now();
+    std::mem::forget(acquire(&crashed, &config).await); // never released
+    let ran = waiter
+        .execute_waiting(&config, Duration::from_secs(10), async {
+            std::time::Instant::now()
+        })
+        .await
+        .unwrap_or_else(|err| panic!("waiting failed: {err}"));
+    let Some(started) = ran else {
+        panic!("the waiter never got the abandoned lock");
+    };
+    let after_end = started.saturating_duration_since(acquired_at + lease);
+    assert!(
+        started >= acquired_at + lease,
+        "the waiter got in before the lease ended"
+    );
+    // A figure, not a speed assertion: the bound only catches a waiter that
+    // slept through the end (polling alone would take up to 500 ms).
+    assert!(
+        after_end < Duration::from_secs(2),
+        "took over {after_end:?} after the lease end"
+    );
+    eprintln!("abandoned lease taken over {after_end:?} after its end");
+}
+
 /// Retrying gets the lock once the holder lets go within the retries.
 pub async fn retries_get_the_lock_once_released<P: LockProvider, Fut: Future<Output = P>>(
     make: impl Fn() -> Fut,
@@ -584,6 +620,7 @@ macro_rules! provider_conformance_tests {
             waiter_runs_right_after_release,
             waiter_gives_up_at_its_bound,
             waiters_run_one_at_a_time,
+            waiter_takes_over_when_an_abandoned_lease_ends,
             retries_get_the_lock_once_released,
             keep_alive_holds_a_short_lease_through_a_long_job,
             job_outliving_its_lease_is_cancelled,

@@ -221,11 +221,23 @@ impl LockProvider for RedisLockProvider {
                 .key(&keys.fence)
                 .arg(&lease.value)
                 .arg(millis(config.lock_at_most_for()))
-                .invoke_async::<u64>(&mut connection)
+                .invoke_async::<i64>(&mut connection)
                 .await;
             match reply {
-                Ok(0) => Ok(None),
-                Ok(token) => Ok(Some(LockGuard::new(config, token, requested_at, lease))),
+                Ok(token) if token > 0 => Ok(Some(LockGuard::new(
+                    config,
+                    token.unsigned_abs(),
+                    requested_at,
+                    lease,
+                ))),
+                Ok(held) => {
+                    // -2 - ms left of the holder's lease; -1: no expiry known.
+                    let lease_ends_at = u64::try_from(-2 - held)
+                        .ok()
+                        .map(|left| Instant::now() + Duration::from_millis(left));
+                    self.releases.note_lease_end(&lease.lock_key, lease_ends_at);
+                    Ok(None)
+                }
                 Err(err) if reply_may_be_lost(&err) => Err(self
                     .release_uncertain_acquisition(config, lease, requested_at, err)
                     .await),

@@ -1,15 +1,16 @@
 //! Release notifications: the release script publishes a freed lock's key on
 //! [`RELEASE_CHANNEL`]; one subscriber connection per provider wakes the
 //! waiters of that key, so a waiting job starts right after the release.
+//! Expiries are not published; a failed attempt learns the remaining lease
+//! instead ([`ReleaseHub::note_lease_end`]), so waiters wake when it ends.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::Client;
-use shedlock_core::ReleaseWatch;
-use tokio::sync::watch;
+use shedlock_core::{ReleaseNotifier, ReleaseWatch};
 use tokio::task::JoinHandle;
 
 /// The channel every release is published on; the message is the lock key.
@@ -17,7 +18,7 @@ pub(crate) const RELEASE_CHANNEL: &str = "shedlock:released";
 
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 
-type Watchers = Mutex<HashMap<String, watch::Sender<u64>>>;
+type Watchers = Mutex<HashMap<String, ReleaseNotifier>>;
 
 /// The subscriber shared by clones of a provider.
 pub(crate) struct ReleaseHub {
@@ -39,12 +40,19 @@ impl ReleaseHub {
     /// A watch on releases of `lock_key`. If the subscription cannot be made,
     /// the watch never fires and the waiter polls with backoff.
     pub(crate) async fn watch(&self, lock_key: &str) -> ReleaseWatch {
-        let releases = lock(&self.watchers)
+        let watch = lock(&self.watchers)
             .entry(lock_key.to_owned())
-            .or_insert_with(|| watch::channel(0).0)
-            .subscribe();
+            .or_default()
+            .watch();
         self.ensure_listening().await;
-        ReleaseWatch::new(releases)
+        watch
+    }
+
+    /// Tells the waiters of `lock_key`, if any, when its holder's lease ends.
+    pub(crate) fn note_lease_end(&self, lock_key: &str, lease_ends_at: Option<Instant>) {
+        if let Some(releases) = lock(&self.watchers).get(lock_key) {
+            releases.note_lease_end(lease_ends_at);
+        }
     }
 
     /// Subscribes (again, if the connection was lost) before any waiter's first attempt.
@@ -95,10 +103,10 @@ async fn dispatch(pubsub: redis::aio::PubSub, watchers: Weak<Watchers>) {
         };
         let mut watchers = lock(&watchers);
         if let Some(releases) = watchers.get(&lock_key) {
-            if releases.receiver_count() == 0 {
-                watchers.remove(&lock_key);
+            if releases.is_watched() {
+                releases.notify_released();
             } else {
-                releases.send_modify(|count| *count += 1);
+                watchers.remove(&lock_key);
             }
         }
     }
@@ -106,7 +114,7 @@ async fn dispatch(pubsub: redis::aio::PubSub, watchers: Weak<Watchers>) {
 }
 
 /// The map is never left inconsistent by a panic, so a poisoned lock is still usable.
-fn lock(watchers: &Watchers) -> MutexGuard<'_, HashMap<String, watch::Sender<u64>>> {
+fn lock(watchers: &Watchers) -> MutexGuard<'_, HashMap<String, ReleaseNotifier>> {
     watchers
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -1,11 +1,16 @@
 -- Takes the lock if nobody holds it, and hands out a fencing token, atomically.
 -- KEYS[1] lock key, KEYS[2] fencing counter (same Cluster slot)
 -- ARGV[1] this acquisition's unique value, ARGV[2] lease in ms
--- Returns 0 when the lock is held, else the token: above every earlier token
+-- Returns, when the lock is held, -2 - (ms left of the holder's lease), or -1
+-- if the key has no expiry; else the token: above every earlier token
 -- of this lock, and never below the server's clock in microseconds, so tokens
 -- keep increasing even after a server that keeps nothing on disk restarts.
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return 0
+  local left = redis.call('PTTL', KEYS[1])
+  if left < 0 then
+    return -1
+  end
+  return -2 - left
 end
 local token = redis.call('INCR', KEYS[2])
 local time = redis.call('TIME')
