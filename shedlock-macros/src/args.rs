@@ -310,6 +310,7 @@ mod tests {
             let value = match key.to_string().as_str() {
                 "provider" => quote::quote!(PROVIDER),
                 "crate" => quote::quote!(renamed),
+                "keep_alive" | "cancel_on_lease_loss" => quote::quote!(true),
                 _ => quote::quote!("30s"),
             };
             let extra = if key == "name" {
@@ -328,9 +329,20 @@ mod tests {
             name = "report-{region}",
             lock_at_most_for = "10m",
             lock_at_least_for = "PT30S",
+            wait_for = "5m",
+            keep_alive = true,
+            cancel_on_lease_loss = false,
             provider = self.provider,
             crate = ::renamed,
         ))?;
+        assert_eq!(
+            args.wait_for.as_ref().map(|d| d.value),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            (args.keep_alive, args.cancel_on_lease_loss),
+            (Some(true), Some(false))
+        );
         assert_eq!(args.name()?.value(), "report-{region}");
         assert_eq!(
             args.lock_at_most_for.map(|d| d.value),
@@ -348,12 +360,12 @@ mod tests {
     #[test]
     fn reports_every_mistake_at_once() {
         let found = messages(quote::quote!(
-            wait_for = "5s",
+            retries = "5s",
             lock_at_most_for = "0s",
             lock_at_most_for = "1m",
         ));
         assert_eq!(found.len(), 4, "{found:?}");
-        assert!(found[0].starts_with("unknown key `wait_for`; expected one of: name,"));
+        assert!(found[0].starts_with("unknown key `retries`; expected one of: name,"));
         assert!(found[1].starts_with("lock_at_most_for is zero"));
         assert!(found[2].starts_with("duplicate key `lock_at_most_for`"));
         assert!(found[3].starts_with("missing `name`"));
