@@ -42,7 +42,9 @@ async fn measure<P: LockProvider + Clone>(
     let mut latencies = Vec::with_capacity(handoffs);
     for _ in 0..handoffs {
         let Some(guard) = holder.try_lock(&config).await? else {
-            return Err(LockError::InvalidConfiguration("lock unexpectedly held".into()));
+            return Err(LockError::InvalidConfiguration(
+                "lock unexpectedly held".into(),
+            ));
         };
         let (waiter, config) = (waiter.clone(), config.clone());
         let waiting = tokio::spawn(async move {
@@ -83,7 +85,13 @@ async fn main() -> Result<(), LockError> {
         .unwrap_or(300);
     let server = RedisServer::start();
     let connect = || RedisLockProvider::connect(server.url());
-    measure("redis, release notification", connect().await?, connect().await?, handoffs).await?;
+    measure(
+        "redis, release notification",
+        connect().await?,
+        connect().await?,
+        handoffs,
+    )
+    .await?;
     let (holder, waiter) = (connect().await?, connect().await?);
     measure(
         "redis, polling fallback",
