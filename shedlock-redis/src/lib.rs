@@ -14,6 +14,7 @@
 //! `ADDED:<locked_at>@<locked_by>;id=<unique id>`. Its fencing counter lives in
 //! `{job-lock:default:{name}}:fence`, in the same Redis Cluster slot.
 
+mod connection;
 mod keys;
 mod provider;
 mod releases;

@@ -5,12 +5,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, RedisError};
+use redis::cluster::ClusterClient;
+use redis::sentinel::{SentinelClient, SentinelServerType};
+use redis::{AsyncConnectionConfig, Client, RedisError};
 use shedlock_core::identity::default_locked_by;
 use shedlock_core::{
     BoxFuture, Lease, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch,
 };
 
+use crate::connection::{RedisConnection, SentinelConnection};
 use crate::keys::LockKeys;
 use crate::releases::{RELEASE_CHANNEL, ReleaseHub};
 use crate::scripts::{ACQUIRE, EXTEND, RELEASE};
@@ -41,7 +44,7 @@ const STORE: &str = "redis";
 /// logs or `Debug` output.
 #[derive(Clone)]
 pub struct RedisLockProvider {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     releases: Arc<ReleaseHub>,
     /// `host:port` (or socket path) of the server, for messages: no credentials.
     server: Arc<str>,
@@ -59,13 +62,7 @@ impl RedisLockProvider {
     /// [`LockError::InvalidConfiguration`] for a malformed URL,
     /// [`LockError::Store`] when the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, LockError> {
-        let client = Client::open(url).map_err(|err| {
-            LockError::InvalidConfiguration(format!(
-                "the Redis URL is not valid ({}); expected redis://[user:password@]host:port[/db] \
-                 or rediss://... for TLS",
-                err.detail().unwrap_or(err.category())
-            ))
-        })?;
+        let client = Client::open(url).map_err(invalid_url)?;
         Self::new(client).await
     }
 
@@ -95,26 +92,114 @@ impl RedisLockProvider {
         client: Client,
         config: ConnectionManagerConfig,
     ) -> Result<Self, LockError> {
-        let server: Arc<str> = client.get_connection_info().addr().to_string().into();
-        let releases = Arc::new(ReleaseHub::new(client.clone()));
+        let server = client.get_connection_info().addr().to_string();
+        let releases = ReleaseHub::new(Some(client.clone()));
         let connection = ConnectionManager::new_with_config(client, config)
             .await
-            .map_err(|err| {
-                store_error(
-                    &server,
-                    "connecting",
-                    &err,
-                    "check that Redis is running there and the URL's credentials are right",
-                )
-            })?;
-        Ok(RedisLockProvider {
-            connection,
-            releases,
+            .map_err(|err| connect_error(&server, &err))?;
+        Ok(Self::from_parts(
+            RedisConnection::Standalone(connection),
             server,
+            releases,
+        ))
+    }
+
+    /// Connects to a Redis Cluster through any of its nodes (`redis://host:port`
+    /// each), with shedlock's default timeouts. All keys of a lock share one
+    /// hash slot, so every script runs on the node that owns the lock.
+    ///
+    /// Waiters on a cluster are woken at the holder's lease end and by polling
+    /// with backoff; release notifications (pub/sub) are standalone and
+    /// Sentinel only.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidConfiguration`] for malformed URLs,
+    /// [`LockError::Store`] when the cluster cannot be reached.
+    pub async fn connect_cluster(nodes: &[&str]) -> Result<Self, LockError> {
+        let client = ClusterClient::builder(nodes.iter().copied())
+            .response_timeout(DEFAULT_RESPONSE_TIMEOUT)
+            .connection_timeout(DEFAULT_CONNECTION_TIMEOUT)
+            .build()
+            .map_err(invalid_url)?;
+        Self::new_cluster(client, &cluster_description(nodes)).await
+    }
+
+    /// Connects with a Redis Cluster client you built (timeouts, TLS, retries).
+    /// `description` names the cluster in error messages; give no credentials.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Store`] when the cluster cannot be reached.
+    pub async fn new_cluster(client: ClusterClient, description: &str) -> Result<Self, LockError> {
+        let connection = client
+            .get_async_connection()
+            .await
+            .map_err(|err| connect_error(description, &err))?;
+        Ok(Self::from_parts(
+            RedisConnection::Cluster(connection),
+            description.to_owned(),
+            ReleaseHub::new(None),
+        ))
+    }
+
+    /// Connects to the master that the Sentinels at `sentinels`
+    /// (`redis://host:port` each) name for `master_name`. After a connection
+    /// failure the master is looked up again, so a failover is followed.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidConfiguration`] for malformed URLs,
+    /// [`LockError::Store`] when no Sentinel or master can be reached.
+    pub async fn connect_sentinel(
+        sentinels: &[&str],
+        master_name: &str,
+    ) -> Result<Self, LockError> {
+        let sentinel = SentinelClient::build(
+            sentinels.to_vec(),
+            master_name.to_owned(),
+            None,
+            SentinelServerType::Master,
+        )
+        .map_err(invalid_url)?;
+        Self::new_sentinel(sentinel, master_name).await
+    }
+
+    /// Connects with a Sentinel client you built (credentials, TLS, database).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::Store`] when no Sentinel or master can be reached.
+    pub async fn new_sentinel(
+        sentinel: SentinelClient,
+        master_name: &str,
+    ) -> Result<Self, LockError> {
+        let server = format!("the master '{master_name}' named by Sentinel");
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(DEFAULT_CONNECTION_TIMEOUT));
+        let connection = SentinelConnection::connect(sentinel, config)
+            .await
+            .map_err(|err| connect_error(&server, &err))?;
+        // Release notifications go to the master found now; after a failover,
+        // waiters fall back to lease-end hints and polling.
+        let releases = ReleaseHub::new(connection.master_client().await.ok());
+        Ok(Self::from_parts(
+            RedisConnection::Sentinel(Arc::new(connection)),
+            server,
+            releases,
+        ))
+    }
+
+    fn from_parts(connection: RedisConnection, server: String, releases: ReleaseHub) -> Self {
+        RedisLockProvider {
+            connection,
+            releases: Arc::new(releases),
+            server: server.into(),
             key_prefix: "job-lock".into(),
             environment: "default".into(),
             locked_by: default_locked_by().into(),
-        })
+        }
     }
 
     /// Sets the first part of every lock key (default `"job-lock"`, as ShedLock).
@@ -139,6 +224,12 @@ impl RedisLockProvider {
     /// The Redis key of the lock `name`.
     pub fn lock_key(&self, name: &str) -> String {
         self.keys(name).lock
+    }
+
+    /// The Redis key of the fencing-token counter of the lock `name` (in the
+    /// lock key's Cluster slot).
+    pub fn fence_key(&self, name: &str) -> String {
+        self.keys(name).fence
     }
 
     /// `locked_by` of this provider's acquisitions.
@@ -258,7 +349,7 @@ impl LockProvider for RedisLockProvider {
 
 /// One acquisition's lease: its key and unique value.
 struct RedisLease {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     server: Arc<str>,
     lock_key: String,
     value: String,
@@ -310,6 +401,38 @@ impl Lease for RedisLease {
                 })
         })
     }
+}
+
+/// A URL that did not parse. The client's message never repeats the URL, so
+/// no credentials can leak through it.
+fn invalid_url(err: RedisError) -> LockError {
+    LockError::InvalidConfiguration(format!(
+        "the Redis URL is not valid ({}); expected redis://[user:password@]host:port[/db] \
+         or rediss://... for TLS",
+        err.detail().unwrap_or(err.category())
+    ))
+}
+
+fn connect_error(server: &str, err: &RedisError) -> LockError {
+    store_error(
+        server,
+        "connecting",
+        err,
+        "check that Redis is running there and the URL's credentials are right",
+    )
+}
+
+/// `cluster of host:port, host:port`, without credentials.
+fn cluster_description(nodes: &[&str]) -> String {
+    let addresses: Vec<String> = nodes
+        .iter()
+        .map(|node| {
+            redis::IntoConnectionInfo::into_connection_info(*node)
+                .map(|info| info.addr().to_string())
+                .unwrap_or_else(|_| "?".to_owned())
+        })
+        .collect();
+    format!("cluster of {}", addresses.join(", "))
 }
 
 /// A duration in whole milliseconds, rounded up (a lease is never shorter than asked), at least 1.

@@ -22,14 +22,16 @@ type Watchers = Mutex<HashMap<String, ReleaseNotifier>>;
 
 /// The subscriber shared by clones of a provider.
 pub(crate) struct ReleaseHub {
-    client: Client,
+    /// Where to subscribe; `None`: no notifications (Redis Cluster), so
+    /// waiters rely on lease-end hints and polling.
+    client: Option<Client>,
     /// Release counters of lock keys somebody waits for.
     watchers: Arc<Watchers>,
     listener: tokio::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl ReleaseHub {
-    pub(crate) fn new(client: Client) -> Self {
+    pub(crate) fn new(client: Option<Client>) -> Self {
         ReleaseHub {
             client,
             watchers: Arc::default(),
@@ -61,8 +63,11 @@ impl ReleaseHub {
         if listener.as_ref().is_some_and(|task| !task.is_finished()) {
             return;
         }
+        let Some(client) = &self.client else {
+            return;
+        };
         let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
-            let mut pubsub = self.client.get_async_pubsub().await?;
+            let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(RELEASE_CHANNEL).await?;
             Ok::<_, redis::RedisError>(pubsub)
         })

@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -54,11 +55,10 @@ impl RedisServer {
     /// `rediss://localhost:{port}`.
     pub fn start_tls(server_cert: &str, server_key: &str, ca_cert: &str) -> RedisServer {
         let port = free_port();
-        let mut server = RedisServer {
+        RedisServer::start_with(
             port,
-            url: format!("rediss://localhost:{port}"),
-            child: None,
-            extra_args: vec![
+            format!("rediss://localhost:{port}"),
+            vec![
                 "--port 0".to_owned(),
                 format!("--tls-port {port}"),
                 format!("--tls-cert-file '{server_cert}'"),
@@ -66,6 +66,17 @@ impl RedisServer {
                 format!("--tls-ca-cert-file '{ca_cert}'"),
                 "--tls-auth-clients no".to_owned(),
             ],
+        )
+    }
+
+    /// Starts a private server with `args` in place of `--port {port}` (they
+    /// must make it listen on `port`); ready once the port accepts connections.
+    pub fn start_with(port: u16, url: String, args: Vec<String>) -> RedisServer {
+        let mut server = RedisServer {
+            port,
+            url,
+            child: None,
+            extra_args: args,
         };
         server.spawn();
         server
@@ -186,6 +197,169 @@ impl Drop for RedisServer {
         }
     }
 }
+
+/// A private three-master Redis Cluster (no replicas), made by the test
+/// with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+    dir: PathBuf,
+}
+
+impl RedisCluster {
+    /// Starts three cluster-enabled servers and joins them into one cluster.
+    ///
+    /// # Panics
+    ///
+    /// When `redis-server` or `redis-cli` is missing or the cluster does not
+    /// become healthy within 20 s.
+    pub fn start() -> RedisCluster {
+        let dir = scratch_dir("cluster");
+        let nodes: Vec<RedisServer> = (0..3)
+            .map(|_| {
+                let port = free_cluster_port();
+                RedisServer::start_with(
+                    port,
+                    format!("redis://127.0.0.1:{port}"),
+                    vec![
+                        format!("--port {port}"),
+                        "--cluster-enabled yes".to_owned(),
+                        format!(
+                            "--cluster-config-file '{}/nodes-{port}.conf'",
+                            dir.display()
+                        ),
+                        format!("--dir '{}'", dir.display()),
+                    ],
+                )
+            })
+            .collect();
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|node| format!("127.0.0.1:{}", node.port()))
+            .collect();
+        let created = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(&addresses)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap_or_else(|err| {
+                panic!("redis-cli is needed to create the test cluster (it comes with redis-server, e.g. apt-get install -y redis-server): {err}")
+            });
+        assert!(
+            created.status.success(),
+            "redis-cli --cluster create failed: {}",
+            String::from_utf8_lossy(&created.stdout)
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !nodes
+            .iter()
+            .all(|node| node.command("CLUSTER INFO").contains("cluster_state:ok"))
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the test cluster did not become healthy within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        RedisCluster { nodes, dir }
+    }
+
+    /// `redis://127.0.0.1:{port}` of each node.
+    pub fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .map(|node| node.url().to_owned())
+            .collect()
+    }
+
+    /// One node, for raw commands such as `CLUSTER KEYSLOT`.
+    pub fn node(&self, index: usize) -> &RedisServer {
+        &self.nodes[index % self.nodes.len()]
+    }
+}
+
+impl Drop for RedisCluster {
+    fn drop(&mut self) {
+        self.nodes.clear();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A private Sentinel monitoring `master` under the name `master_name`.
+pub struct RedisSentinel {
+    server: RedisServer,
+    dir: PathBuf,
+}
+
+impl RedisSentinel {
+    /// Starts a Sentinel (quorum 1) for the server `master`.
+    pub fn start(master: &RedisServer, master_name: &str) -> RedisSentinel {
+        let dir = scratch_dir("sentinel");
+        let port = free_port();
+        let config = dir.join("sentinel.conf");
+        let written = std::fs::write(
+            &config,
+            format!(
+                "port {port}\nsentinel monitor {master_name} 127.0.0.1 {} 1\n",
+                master.port()
+            ),
+        );
+        if let Err(err) = written {
+            panic!("cannot write {}: {err}", config.display());
+        }
+        let server = RedisServer::start_with(
+            port,
+            format!("redis://127.0.0.1:{port}"),
+            vec![format!("'{}'", config.display()), "--sentinel".to_owned()],
+        );
+        RedisSentinel { server, dir }
+    }
+
+    /// The Sentinel's URL.
+    pub fn url(&self) -> &str {
+        self.server.url()
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        self.server.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A new, empty directory for a test's server files.
+fn scratch_dir(kind: &str) -> PathBuf {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("shedlock-{kind}-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(err) = std::fs::create_dir_all(&dir) {
+        panic!("cannot create {}: {err}", dir.display());
+    }
+    dir
+}
+
+/// A free port whose cluster bus port (port + 10000) is free too.
+fn free_cluster_port() -> u16 {
+    let start = 20000 + (std::process::id() % 20000) as u16;
+    (0..20000u16)
+        .map(|offset| 20000 + (start - 20000 + offset * 7) % 25000)
+        .find(|&port| {
+            TcpListener::bind(("127.0.0.1", port)).is_ok()
+                && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok()
+                && CLUSTER_PORTS_TAKEN
+                    .lock()
+                    .map(|mut taken| taken.insert(port))
+                    .unwrap_or(false)
+        })
+        .unwrap_or_else(|| panic!("no free port pair for a cluster node"))
+}
+
+/// Ports handed out to cluster nodes of this process, so two are never equal.
+static CLUSTER_PORTS_TAKEN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<u16>>> =
+    std::sync::LazyLock::new(Default::default);
 
 /// A TCP port nobody listens on right now.
 pub fn free_port() -> u16 {

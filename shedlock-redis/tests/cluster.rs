@@ -1,0 +1,45 @@
+//! Redis Cluster: the conformance suite through the cluster client on a
+//! private three-master cluster, and every key of a lock in one slot.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use shedlock_core::{LockConfiguration, LockProvider};
+use shedlock_redis::RedisLockProvider;
+use shedlock_redis::testkit::RedisCluster;
+
+static CLUSTER: LazyLock<RedisCluster> = LazyLock::new(RedisCluster::start);
+
+async fn provider() -> RedisLockProvider {
+    let urls = CLUSTER.urls();
+    let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+    RedisLockProvider::connect_cluster(&nodes)
+        .await
+        .unwrap_or_else(|err| panic!("cannot connect to the test cluster: {err}"))
+}
+
+shedlock_core::provider_conformance_tests!(provider);
+
+fn keyslot(key: &str) -> String {
+    let escaped = key.replace('\\', "\\\\").replace('"', "\\\"");
+    CLUSTER
+        .node(0)
+        .command(&format!("CLUSTER KEYSLOT \"{escaped}\""))
+}
+
+#[tokio::test]
+async fn a_locks_keys_share_one_slot_whatever_its_name() {
+    let provider = provider().await;
+    for name in ["plain", "with{tag}", "}{", "a}b", "{", "{}", "ünïcode:name"] {
+        let config = LockConfiguration::new(name, Duration::from_secs(5), Duration::ZERO).unwrap();
+        let guard = provider
+            .try_lock(&config)
+            .await
+            .unwrap()
+            .expect("free lock");
+        let lock_key = provider.lock_key(name);
+        let fence_key = provider.fence_key(name);
+        assert_eq!(keyslot(&lock_key), keyslot(&fence_key), "name {name:?}");
+        guard.unlock().await.unwrap();
+    }
+}

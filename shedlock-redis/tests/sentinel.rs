@@ -1,0 +1,54 @@
+//! Redis Sentinel: the conformance suite through a provider that finds its
+//! master through a private Sentinel (one master, one Sentinel).
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use shedlock_core::{LockConfiguration, LockProvider};
+use shedlock_redis::RedisLockProvider;
+use shedlock_redis::testkit::{RedisSentinel, RedisServer};
+
+const MASTER_NAME: &str = "shedlock-master";
+
+static MASTER: LazyLock<RedisServer> = LazyLock::new(RedisServer::start);
+static SENTINEL: LazyLock<RedisSentinel> =
+    LazyLock::new(|| RedisSentinel::start(&MASTER, MASTER_NAME));
+
+async fn provider() -> RedisLockProvider {
+    RedisLockProvider::connect_sentinel(&[SENTINEL.url()], MASTER_NAME)
+        .await
+        .unwrap_or_else(|err| panic!("cannot connect through the test Sentinel: {err}"))
+}
+
+shedlock_core::provider_conformance_tests!(provider);
+
+#[tokio::test]
+async fn locks_land_on_the_master_sentinel_names() {
+    let provider = provider().await;
+    let config =
+        LockConfiguration::new("via-sentinel", Duration::from_secs(10), Duration::ZERO).unwrap();
+    let guard = provider
+        .try_lock(&config)
+        .await
+        .unwrap()
+        .expect("free lock");
+    assert!(
+        MASTER
+            .command("EXISTS job-lock:default:via-sentinel")
+            .starts_with(":1")
+    );
+    guard.unlock().await.unwrap();
+    assert!(
+        MASTER
+            .command("EXISTS job-lock:default:via-sentinel")
+            .starts_with(":0")
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_master_name_is_a_clear_error() {
+    let err = RedisLockProvider::connect_sentinel(&[SENTINEL.url()], "no-such-master")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("no-such-master"), "{err}");
+}
