@@ -37,7 +37,7 @@
 //!
 //! | feature | what it adds |
 //! |---|---|
-//! | `redis` | [`redis::RedisLockProvider`] (standalone Redis) |
+//! | `redis` | [`redis::RedisLockProvider`] (standalone Redis, Cluster, Sentinel) |
 //! | `redis-tls` | `rediss://` URLs for the Redis provider |
 //!
 //! The in-memory provider needs no feature; no provider is on by default.

@@ -10,6 +10,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Redis Cluster: [`RedisLockProvider::connect_cluster`]; Sentinel:
+//! [`RedisLockProvider::connect_sentinel`].
+//!
 //! One lock is one key, `job-lock:default:{name}` by default, holding
 //! `ADDED:<locked_at>@<locked_by>;id=<unique id>`. Its fencing counter lives in
 //! `{job-lock:default:{name}}:fence`, in the same Redis Cluster slot.
