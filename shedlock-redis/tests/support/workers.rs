@@ -1,0 +1,175 @@
+//! Worker processes for the fault tests: this test binary again, running one
+//! ignored test, killed (SIGKILL) and reaped when dropped so none outlives
+//! the test, even one that panics.
+
+#![allow(dead_code)] // each test file uses part of this module
+
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use shedlock_redis::testkit::{REDIS_URL_ENV, RedisServer};
+
+/// A worker process. Its output is read once it has exited (it prints a few
+/// lines at most, far less than a pipe holds, so it never blocks on them).
+pub struct Worker {
+    child: Child,
+    name: String,
+}
+
+impl Worker {
+    /// Runs the ignored test `test` of this binary in a new process, with `envs`.
+    pub fn spawn(test: &str, envs: &[(&str, &str)]) -> Worker {
+        Worker::spawn_with_env(test, envs, &[])
+    }
+
+    /// Like [`spawn`](Self::spawn), with extra environment variables of the
+    /// process itself (e.g. `LD_PRELOAD`).
+    pub fn spawn_with_env(
+        test: &str,
+        envs: &[(&str, &str)],
+        process_env: &[(&str, &str)],
+    ) -> Worker {
+        let exe = std::env::current_exe()
+            .unwrap_or_else(|err| panic!("cannot find the test binary: {err}"));
+        let mut command = Command::new(exe);
+        command
+            .args([
+                test,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .envs(envs.iter().copied())
+            .envs(process_env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot start worker {test}: {err}"));
+        Worker {
+            child,
+            name: test.to_owned(),
+        }
+    }
+
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the worker at once (SIGKILL on Unix), as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the worker has exited.
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits up to `timeout` for the worker to exit (killing it after that),
+    /// and returns its status and output (stdout, then stderr).
+    pub async fn finish(mut self, timeout: Duration) -> (Option<ExitStatus>, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                _ => {
+                    self.kill();
+                    break None;
+                }
+            }
+        };
+        (status, self.output())
+    }
+
+    /// Kills the worker and returns what it printed, for a failure message.
+    pub fn kill_and_output(mut self) -> String {
+        self.kill();
+        self.output()
+    }
+
+    /// The output of an exited worker.
+    fn output(&mut self) -> String {
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        if let Some(mut pipe) = self.child.stdout.take() {
+            let _ = pipe.read_to_string(&mut stdout);
+        }
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        format!("--- {} stdout:\n{stdout}--- stderr:\n{stderr}", self.name)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A server this test owns: it kills, restarts or reconfigures it, which it
+/// cannot do to a server named by `SHEDLOCK_TEST_REDIS_URL`.
+pub fn owned_server() -> RedisServer {
+    assert!(
+        std::env::var_os(REDIS_URL_ENV).is_none(),
+        "this test kills or reconfigures its Redis server, so it needs a private one: \
+         unset {REDIS_URL_ENV} (the tests then start redis-server themselves)"
+    );
+    RedisServer::start()
+}
+
+/// Milliseconds since the epoch, by this process's wall clock (shared by the
+/// processes of one machine).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |now| now.as_millis() as u64)
+}
+
+/// Waits up to `timeout` for an element of the Redis list `list` (polled:
+/// a blocking pop would tie up the shared connection).
+pub async fn next_event(
+    connection: &mut redis::aio::MultiplexedConnection,
+    list: &str,
+    timeout: Duration,
+) -> Option<String> {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let popped: Option<String> = redis::cmd("LPOP")
+            .arg(list)
+            .query_async(connection)
+            .await
+            .unwrap_or_else(|err| panic!("LPOP {list} failed: {err}"));
+        if popped.is_some() {
+            return popped;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    None
+}
+
+/// A plain connection to `url` for the test's own commands.
+pub async fn connection(url: &str) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(url)
+        .unwrap_or_else(|err| panic!("bad Redis URL {url}: {err}"))
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap_or_else(|err| panic!("cannot connect to {url}: {err}"))
+}
+
+/// The remaining time to live of `key` in milliseconds (negative: no key or no expiry).
+pub async fn pttl(connection: &mut redis::aio::MultiplexedConnection, key: &str) -> i64 {
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(connection)
+        .await
+        .unwrap_or_else(|err| panic!("PTTL {key} failed: {err}"))
+}
