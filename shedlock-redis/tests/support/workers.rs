@@ -8,7 +8,7 @@ use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use shedlock_redis::testkit::{REDIS_URL_ENV, RedisServer};
+use shedlock_redis::testkit::{RedisServer, free_port};
 
 /// A worker process. Its output is read once it has exited (it prints a few
 /// lines at most, far less than a pipe holds, so it never blocks on them).
@@ -115,15 +115,15 @@ impl Drop for Worker {
     }
 }
 
-/// A server this test owns: it kills, restarts or reconfigures it, which it
-/// cannot do to a server named by `SHEDLOCK_TEST_REDIS_URL`.
+/// A private server this test owns, even when `SHEDLOCK_TEST_REDIS_URL` names
+/// a shared one: the test kills, restarts or reconfigures it.
 pub fn owned_server() -> RedisServer {
-    assert!(
-        std::env::var_os(REDIS_URL_ENV).is_none(),
-        "this test kills or reconfigures its Redis server, so it needs a private one: \
-         unset {REDIS_URL_ENV} (the tests then start redis-server themselves)"
-    );
-    RedisServer::start()
+    let port = free_port();
+    RedisServer::start_with(
+        port,
+        format!("redis://127.0.0.1:{port}"),
+        vec![format!("--port {port}")],
+    )
 }
 
 /// Milliseconds since the epoch, by this process's wall clock (shared by the
