@@ -1,0 +1,296 @@
+//! Clock skew: processes whose wall clocks are two hours ahead or behind
+//! keep mutual exclusion, because leases run on the server's clock (Redis
+//! key expiry), never on a client's.
+//!
+//! The skewed processes are this test binary again, run under libfaketime
+//! (`LD_PRELOAD` with `FAKETIME=+2h` / `-2h`), which they prove by reporting
+//! their `SystemTime::now()`. Install it with `apt-get install -y faketime`.
+
+#[path = "support/workers.rs"]
+mod workers;
+
+use std::error::Error;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
+use shedlock_redis::testkit::RedisServer;
+use shedlock_redis::{LockValue, RedisLockProvider};
+use workers::{Worker, connection, next_event, now_ms, pttl};
+
+const LOCK: &str = "skewed-clocks";
+const LOCK_KEY: &str = "job-lock:default:skewed-clocks";
+const LEASE: Duration = Duration::from_secs(2);
+/// How long the skewed holder's job runs: past its lease, so the lease's end
+/// comes from the server, not from a release.
+const HOLDER_JOB: Duration = Duration::from_secs(3);
+/// Where the workers report `held <epoch_ms>`, `refused <epoch_ms>` or `acquired <epoch_ms>`.
+const EVENTS: &str = "skewed-clocks-events";
+const SKEW_MS: i64 = 2 * 3600 * 1000;
+/// How far a worker's reported clock may be from the expected skew
+/// (the report travels through Redis and the machine may be loaded).
+const SKEW_TOLERANCE_MS: i64 = 60_000;
+
+const URL_ENV: &str = "SHEDLOCK_CLOCKS_URL";
+/// Points at libfaketime's `libfaketimeMT.so.1` where it is not in a standard place.
+const LIBFAKETIME_ENV: &str = "SHEDLOCK_TEST_LIBFAKETIME";
+
+fn config() -> LockConfiguration {
+    LockConfiguration::new(LOCK, LEASE, Duration::ZERO)
+        .unwrap_or_else(|err| panic!("configuration rejected: {err}"))
+}
+
+/// libfaketime's multi-threaded variant (the workers run Tokio's thread pool).
+///
+/// # Panics
+///
+/// When it is not installed, with the command that installs it: a test that
+/// cannot skew clocks must fail, not skip.
+fn libfaketime() -> PathBuf {
+    if let Some(path) = std::env::var_os(LIBFAKETIME_ENV) {
+        return PathBuf::from(path);
+    }
+    let mut dirs = vec![
+        PathBuf::from("/usr/lib/faketime"),
+        PathBuf::from("/usr/local/lib/faketime"),
+        PathBuf::from("/usr/lib64/faketime"),
+    ];
+    // Debian and Ubuntu: /usr/lib/<multiarch triple>/faketime.
+    if let Ok(entries) = std::fs::read_dir("/usr/lib") {
+        dirs.extend(entries.flatten().map(|entry| entry.path().join("faketime")));
+    }
+    dirs.into_iter()
+        .map(|dir| dir.join("libfaketimeMT.so.1"))
+        .find(|lib| lib.is_file())
+        .unwrap_or_else(|| {
+            panic!(
+                "libfaketime is not installed, and this test needs it to skew a worker's clock. \
+                 Install it (Debian/Ubuntu: `apt-get install -y faketime`; it is in `.ci/run`), \
+                 or set {LIBFAKETIME_ENV}=/path/to/libfaketimeMT.so.1"
+            )
+        })
+}
+
+/// Starts `test` of this binary with its clock moved by `offset` (e.g. `+2h`).
+fn skewed_worker(test: &str, offset: &str, url: &str) -> Worker {
+    let lib = libfaketime();
+    let lib = lib.to_string_lossy();
+    Worker::spawn_with_env(
+        test,
+        &[(URL_ENV, url)],
+        &[("LD_PRELOAD", &lib), ("FAKETIME", offset)],
+    )
+}
+
+/// Waits for a worker's `<what> <epoch_ms>` report; returns `<what>` and the
+/// worker's clock minus ours.
+async fn report(events: &mut redis::aio::MultiplexedConnection) -> Option<(String, i64)> {
+    let event = next_event(events, EVENTS, Duration::from_secs(10)).await?;
+    let ours = now_ms() as i64;
+    let (what, at) = event
+        .split_once(' ')
+        .unwrap_or_else(|| panic!("malformed report {event:?}"));
+    let theirs: i64 = at
+        .parse()
+        .unwrap_or_else(|_| panic!("malformed report {event:?}"));
+    Some((what.to_owned(), theirs - ours))
+}
+
+fn assert_skew(who: &str, skew_ms: i64, expected_ms: i64) {
+    assert!(
+        (skew_ms - expected_ms).abs() < SKEW_TOLERANCE_MS,
+        "the {who}'s clock is {skew_ms} ms off ours, expected about {expected_ms} ms: \
+         libfaketime did not apply"
+    );
+}
+
+#[tokio::test]
+async fn clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_servers_clock() {
+    let server = RedisServer::start();
+    let mut events = connection(server.url()).await;
+    let provider = RedisLockProvider::connect(server.url())
+        .await
+        .unwrap()
+        .with_locked_by("normal-clock");
+    let config = config();
+
+    let holder = skewed_worker("skewed_holder", "+2h", server.url());
+    // Started at once, it waits for the holder's key before it tries.
+    let behind = skewed_worker("skewed_contender", "-2h", server.url());
+
+    let Some((what, holder_skew)) = report(&mut events).await else {
+        panic!(
+            "the skewed holder never reported:\n{}\n{}",
+            holder.kill_and_output(),
+            behind.kill_and_output()
+        );
+    };
+    let reported_at = Instant::now();
+    assert_eq!(what, "held", "the holder (+2h) reported {what:?}");
+    assert_skew("holder", holder_skew, SKEW_MS);
+
+    // The server's clock alone sets the lease's end.
+    let sent = Instant::now();
+    let ttl = pttl(&mut events, LOCK_KEY).await;
+    let received = Instant::now();
+    assert!(
+        ttl > 0 && ttl <= LEASE.as_millis() as i64,
+        "the skewed holder's lease has {ttl} ms left, expected 0 < ttl <= {} ms",
+        LEASE.as_millis()
+    );
+    let lease_end_earliest = sent + Duration::from_millis(ttl.unsigned_abs() - 1);
+    assert!(received + Duration::from_millis(ttl.unsigned_abs()) <= reported_at + LEASE);
+    let value: String = redis::cmd("GET")
+        .arg(LOCK_KEY)
+        .query_async(&mut events)
+        .await
+        .unwrap();
+    let locked_at = LockValue::parse(&value).map(|value| value.locked_at);
+
+    // The process two hours behind is refused while the lease stands.
+    let Some((what, behind_skew)) = report(&mut events).await else {
+        panic!(
+            "the skewed contender never reported:\n{}\n{}",
+            behind.kill_and_output(),
+            holder.kill_and_output()
+        );
+    };
+    let behind_reported_at = Instant::now();
+    assert_skew("contender", behind_skew, -SKEW_MS);
+    assert_eq!(
+        what, "refused",
+        "the contender 2 h behind got the lock while the skewed holder's lease stood"
+    );
+    assert!(
+        behind_reported_at < lease_end_earliest,
+        "the contender tried only after the lease end ({:?} late): inconclusive, the machine \
+         is too slow for this test",
+        behind_reported_at - lease_end_earliest
+    );
+
+    // So is this process, with the right clock.
+    assert!(
+        provider.try_lock(&config).await.unwrap().is_none(),
+        "the lock was free while the skewed holder's lease stood"
+    );
+    assert!(Instant::now() < lease_end_earliest);
+
+    // And it gets the lock when the server ends the lease.
+    let guard = LockingTaskExecutor::new(provider.clone())
+        .lock_waiting(&config, Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("the skewed holder's lease never ended");
+    let taken_at = Instant::now();
+    assert!(
+        taken_at >= lease_end_earliest,
+        "the lock was taken {:?} before the lease end",
+        lease_end_earliest - taken_at
+    );
+    let after_end = taken_at - lease_end_earliest;
+    println!(
+        "clocks: holder's clock {:+.3} h off (its lock value says locked_at {}), contender's \
+         {:+.3} h off and refused; the server gave the {:?} lease {:?} to live right after the holder's report, and the \
+         normal-clock waiter got the lock {after_end:?} after it ended",
+        holder_skew as f64 / 3_600_000.0,
+        locked_at.as_deref().unwrap_or("?"),
+        behind_skew as f64 / 3_600_000.0,
+        LEASE,
+        ttl_as_duration(ttl)
+    );
+    assert!(
+        after_end <= Duration::from_millis(200) + (received - sent),
+        "the lock was free only {after_end:?} after the lease end"
+    );
+
+    // The skewed holder's job ends after its lease: its release must leave
+    // the new holder's lock alone.
+    let (status, output) = holder.finish(Duration::from_secs(10)).await;
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "the skewed holder failed: {output}"
+    );
+    let (status, output) = behind.finish(Duration::from_secs(10)).await;
+    assert!(
+        status.is_some_and(|status| status.success()),
+        "the skewed contender failed: {output}"
+    );
+    let value: String = redis::cmd("GET")
+        .arg(LOCK_KEY)
+        .query_async(&mut events)
+        .await
+        .unwrap();
+    assert!(
+        value.contains("@normal-clock;"),
+        "the late release of the skewed holder touched the new holder's lock: {value}"
+    );
+    guard.unlock().await.unwrap();
+}
+
+fn ttl_as_duration(ttl: i64) -> Duration {
+    Duration::from_millis(ttl.unsigned_abs())
+}
+
+/// Takes the lock, reports `held <its clock>`, and runs past its lease.
+#[tokio::test]
+#[ignore = "a worker process of clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_servers_clock"]
+async fn skewed_holder() -> Result<(), Box<dyn Error>> {
+    let Ok(url) = std::env::var(URL_ENV) else {
+        return Ok(());
+    };
+    let executor = LockingTaskExecutor::new(
+        RedisLockProvider::connect(&url)
+            .await?
+            .with_locked_by("clock-ahead"),
+    );
+    let mut events = connection(&url).await;
+    let ran = executor
+        .execute(&config(), async {
+            redis::cmd("RPUSH")
+                .arg(EVENTS)
+                .arg(format!("held {}", now_ms()))
+                .query_async::<i64>(&mut events)
+                .await?;
+            tokio::time::sleep(HOLDER_JOB).await;
+            Ok::<_, redis::RedisError>(())
+        })
+        .await?;
+    match ran {
+        Some(result) => Ok(result?),
+        None => Err("the lock was already held".into()),
+    }
+}
+
+/// Waits for the holder's key, tries once, and reports `refused` or `acquired`
+/// with its clock.
+#[tokio::test]
+#[ignore = "a worker process of clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_servers_clock"]
+async fn skewed_contender() -> Result<(), Box<dyn Error>> {
+    let Ok(url) = std::env::var(URL_ENV) else {
+        return Ok(());
+    };
+    let provider = RedisLockProvider::connect(&url)
+        .await?
+        .with_locked_by("clock-behind");
+    let mut events = connection(&url).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while pttl(&mut events, LOCK_KEY).await <= 0 {
+        if Instant::now() > deadline {
+            return Err("the holder's lock never appeared".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let outcome = match provider.try_lock(&config()).await? {
+        Some(guard) => {
+            guard.unlock().await?;
+            "acquired"
+        }
+        None => "refused",
+    };
+    redis::cmd("RPUSH")
+        .arg(EVENTS)
+        .arg(format!("{outcome} {}", now_ms()))
+        .query_async::<i64>(&mut events)
+        .await?;
+    Ok(())
+}
