@@ -10,24 +10,36 @@ pub(crate) struct LockKeys {
     pub(crate) fence: String,
 }
 
+const FENCE_SUFFIX: &str = ":fence";
+
 impl LockKeys {
+    /// Built on every acquisition, so each key is one exact-size allocation
+    /// (`format!` would grow its buffer several times).
     pub(crate) fn new(prefix: &str, environment: &str, name: &str) -> Self {
-        let lock = format!("{prefix}:{environment}:{name}");
-        let fence = format!("{}:fence", slot_tag_for(&lock));
+        let mut lock = String::with_capacity(prefix.len() + environment.len() + name.len() + 2);
+        for part in [prefix, ":", environment, ":", name] {
+            lock.push_str(part);
+        }
+        let hashed = hashed_part(&lock);
+        let fence = if hashed.contains('}') {
+            format!("{}{FENCE_SUFFIX}", same_slot_tag(hashed))
+        } else {
+            // `{x}` hashes exactly x, and x is what the lock key hashes.
+            let mut fence = String::with_capacity(hashed.len() + 2 + FENCE_SUFFIX.len());
+            for part in ["{", hashed, "}", FENCE_SUFFIX] {
+                fence.push_str(part);
+            }
+            fence
+        };
         LockKeys { lock, fence }
     }
 }
 
-/// A `{hash tag}` whose Cluster slot is the slot of `key`, so auxiliary keys
-/// built on it live on the same node and scripts may touch them together.
-fn slot_tag_for(key: &str) -> String {
-    let hashed = hashed_part(key);
-    if !hashed.contains('}') {
-        // `{x}` hashes exactly x, and x is what `key` hashes.
-        return format!("{{{hashed}}}");
-    }
-    // Only a key without a usable tag that contains '}' gets here (a lock
-    // name with unbalanced braces): find a tag with the same slot.
+/// A `{hash tag}` whose Cluster slot is the slot of `hashed`, for a hashed
+/// part that cannot sit inside braces itself because it contains '}' (a lock
+/// name with unbalanced braces), so auxiliary keys built on it live on the
+/// lock's node and scripts may touch them together.
+fn same_slot_tag(hashed: &str) -> String {
     let slot = crc16(hashed.as_bytes()) % SLOTS;
     (0u32..)
         .map(|n| format!("shedlock-slot-{n}"))

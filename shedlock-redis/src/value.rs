@@ -4,19 +4,35 @@
 //! for Java's format (`ADDED:<time>@<host>`), the id makes it unique, so the
 //! release and extension scripts can tell this acquisition from the next.
 
+use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use shedlock_core::identity::unique_acquisition_id;
 
 const ID_SEPARATOR: &str = ";id=";
 
-/// Builds the value of a new acquisition.
+/// `2024-05-01T10:00:00.123Z`: the length of `locked_at` (a capacity hint).
+const RFC3339_MILLIS_LEN: usize = 24;
+
+/// Builds the value of a new acquisition. Runs on every acquisition, so the
+/// value is written into one buffer of its final size (`format!` would grow
+/// its buffer several times).
 pub(crate) fn new_lock_value(locked_by: &str) -> String {
-    format!(
-        "ADDED:{}@{locked_by}{ID_SEPARATOR}{}",
-        humantime::format_rfc3339_millis(SystemTime::now()),
-        unique_acquisition_id()
-    )
+    let id = unique_acquisition_id();
+    let mut value = String::with_capacity(
+        "ADDED:@".len() + RFC3339_MILLIS_LEN + locked_by.len() + ID_SEPARATOR.len() + id.len(),
+    );
+    value.push_str("ADDED:");
+    // Formatting into a String never fails.
+    let _ = write!(
+        value,
+        "{}",
+        humantime::format_rfc3339_millis(SystemTime::now())
+    );
+    for part in ["@", locked_by, ID_SEPARATOR, &id] {
+        value.push_str(part);
+    }
+    value
 }
 
 /// What an operator can read from a lock value (ours or ShedLock for Java's).

@@ -224,3 +224,52 @@ async fn fencing_tokens_keep_increasing_across_a_server_restart() {
         after.fencing_token()
     );
 }
+
+#[tokio::test]
+async fn the_fencing_counter_expires_a_week_after_its_last_use_whichever_is_ahead() {
+    const WEEK_MS: i64 = 604_800_000;
+    let server = RedisServer::start();
+    let provider = connect(&server).await;
+    let config = config("fence-ttl", Duration::from_secs(30), Duration::ZERO);
+    let fence = provider.fence_key("fence-ttl");
+    let counter = || {
+        let reply = server.command(&format!("GET {fence}"));
+        reply
+            .lines()
+            .nth(1)
+            .unwrap_or_default()
+            .parse::<u64>()
+            .unwrap()
+    };
+    let ttl = || -> i64 {
+        server
+            .command(&format!("PTTL {fence}"))
+            .trim_start_matches(':')
+            .trim()
+            .parse()
+            .unwrap()
+    };
+
+    // Usually the clock is ahead of the counter: the token is the clock's.
+    let guard = provider.try_lock(&config).await.unwrap().unwrap();
+    assert_eq!(counter(), guard.fencing_token());
+    let left = ttl();
+    assert!(
+        left > WEEK_MS - 60_000 && left <= WEEK_MS,
+        "counter TTL {left} ms"
+    );
+    guard.unlock().await.unwrap();
+
+    // A counter ahead of the clock (and without expiry) is incremented and renewed.
+    let ahead = 9_000_000_000_000_000u64;
+    server.command(&format!("SET {fence} {ahead}"));
+    let guard = provider.try_lock(&config).await.unwrap().unwrap();
+    assert_eq!(guard.fencing_token(), ahead + 1);
+    assert_eq!(counter(), ahead + 1);
+    let left = ttl();
+    assert!(
+        left > WEEK_MS - 60_000 && left <= WEEK_MS,
+        "counter TTL {left} ms"
+    );
+    guard.unlock().await.unwrap();
+}

@@ -15,11 +15,15 @@ end
 local token = redis.call('INCR', KEYS[2])
 local time = redis.call('TIME')
 local micros = tonumber(time[1]) * 1000000 + tonumber(time[2])
+-- The clock floor keeps tokens increasing if this counter expires, so it
+-- need not live forever (templated per-resource names would pile up): it
+-- lives a week (604800000 ms) past its last use. The clock is usually ahead
+-- of the counter, and then one SET both moves the counter and renews it (the
+-- TTL is a string so Lua does not format a number on every acquisition).
 if token < micros then
   token = micros
-  redis.call('SET', KEYS[2], string.format('%.0f', micros))
+  redis.call('SET', KEYS[2], string.format('%.0f', micros), 'PX', '604800000')
+else
+  redis.call('PEXPIRE', KEYS[2], '604800000')
 end
--- The clock floor keeps tokens increasing if this counter expires, so it
--- need not live forever (templated per-resource names would pile up).
-redis.call('PEXPIRE', KEYS[2], 604800000)
 return token
