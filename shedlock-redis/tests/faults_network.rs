@@ -99,7 +99,11 @@ async fn a_reply_delayed_past_the_response_timeout_is_reported_and_its_lease_rel
     // Load the scripts first: on a fresh server the first EVALSHA gets NOSCRIPT,
     // and with its reply delayed, the script would never run at all.
     let guard = proxied.provider().try_lock(&warm_up).await.unwrap();
-    guard.expect("the warm-up lock is free").unlock().await.unwrap();
+    guard
+        .expect("the warm-up lock is free")
+        .unlock()
+        .await
+        .unwrap();
 
     // Commands reach the server at once; their replies take 1 s, five times
     // the response timeout. So the acquisition runs, and its reply is lost.
