@@ -11,12 +11,14 @@ use std::collections::{HashMap, HashSet};
 use std::fs::OpenOptions;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Write;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shedlock_core::{LockConfiguration, LockingTaskExecutor, current_lock};
 use shedlock_redis::RedisLockProvider;
-use shedlock_redis::testkit::RedisServer;
+
+#[path = "support/workers.rs"]
+mod workers;
+use workers::{Worker, owned_server};
 
 const WORKERS: usize = 8;
 const NAMES: [&str; 2] = ["torture-a", "torture-b"];
@@ -84,33 +86,16 @@ async fn torture_worker() {
     }
 }
 
-struct Workers(Vec<Child>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn spawn_worker(url: &str, log: &str, until: u128) -> Child {
-    Command::new(std::env::current_exe().expect("test binary"))
-        .args([
-            "torture_worker",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("TORTURE_URL", url)
-        .env("TORTURE_LOG", log)
-        .env("TORTURE_UNTIL_NS", until.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn worker")
+fn spawn_worker(url: &str, log: &str, until: u128) -> Worker {
+    let until = until.to_string();
+    Worker::spawn(
+        "torture_worker",
+        &[
+            ("TORTURE_URL", url),
+            ("TORTURE_LOG", log),
+            ("TORTURE_UNTIL_NS", &until),
+        ],
+    )
 }
 
 #[test]
@@ -119,18 +104,16 @@ fn torture_keeps_exclusion_through_kills_and_a_restart() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(12);
-    let mut server = RedisServer::start();
+    let mut server = owned_server();
     let log = std::env::temp_dir()
         .join(format!("shedlock-torture-{}.log", std::process::id()))
         .to_string_lossy()
         .into_owned();
     let _ = std::fs::remove_file(&log);
     let until = now_ns() + u128::from(seconds) * 1_000_000_000;
-    let mut workers = Workers(
-        (0..WORKERS)
-            .map(|_| spawn_worker(server.url(), &log, until))
-            .collect(),
-    );
+    let mut workers: Vec<Worker> = (0..WORKERS)
+        .map(|_| spawn_worker(server.url(), &log, until))
+        .collect();
 
     let started = std::time::Instant::now();
     let (mut kills, mut restarted) = (0, false);
@@ -146,15 +129,16 @@ fn torture_keeps_exclusion_through_kills_and_a_restart() {
             continue;
         }
         let victim = random(WORKERS as u64) as usize;
-        let pid = workers.0[victim].id();
-        let _ = workers.0[victim].kill(); // SIGKILL
-        let _ = workers.0[victim].wait();
+        let pid = workers[victim].pid();
+        workers[victim].kill(); // SIGKILL
         append(&log, &format!("K {pid} {}", now_ns()));
         kills += 1;
-        workers.0[victim] = spawn_worker(server.url(), &log, until);
+        workers[victim] = spawn_worker(server.url(), &log, until);
     }
-    for child in &mut workers.0 {
-        let _ = child.wait();
+    // Workers stop by themselves at `until`; give them a moment past it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !workers.iter_mut().all(Worker::has_exited) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
     }
     assert!(restarted, "the run was too short to restart Redis");
 
