@@ -79,13 +79,12 @@ impl HeldLocks {
 #[track_caller]
 pub fn assert_locked() {
     if HeldLocks::current().innermost().is_none() {
-        // allow-panic: asserting is this function's whole purpose.
-        panic!(
-            "shedlock::assert_locked: this task holds no lock; run it through \
-             #[scheduler_lock] or LockingTaskExecutor::execute"
-        );
+        panic!("{NOT_LOCKED}"); // allow-panic: asserting is this function's whole purpose
     }
 }
+
+const NOT_LOCKED: &str = "shedlock::assert_locked: this task holds no lock; run it through \
+                          #[scheduler_lock] or LockingTaskExecutor::execute";
 
 /// The innermost lock the current task holds, if any.
 pub fn current_lock() -> Option<LockInfo> {
