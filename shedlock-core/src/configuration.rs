@@ -11,6 +11,10 @@ use crate::LockError;
 /// limit keys further (ShedLock's SQL table: 64 characters).
 pub const MAX_NAME_LEN: usize = 1024;
 
+/// The longest `lock_at_most_for` accepted: 100 years, far beyond any job,
+/// yet small enough that lease arithmetic on instants never overflows.
+pub const MAX_LOCK_AT_MOST_FOR: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 /// A validated description of one lock: its name and how long a lease lasts.
 ///
 /// Reusable: the lease times are computed when the lock is acquired, not when
@@ -122,6 +126,11 @@ pub(crate) fn validate_durations(
             "lock '{name}': lock_at_most_for is zero; set it longer than the job normally runs"
         )));
     }
+    if lock_at_most_for > MAX_LOCK_AT_MOST_FOR {
+        return Err(LockError::InvalidConfiguration(format!(
+            "lock '{name}': lock_at_most_for is longer than 100 years; a lease must end"
+        )));
+    }
     if lock_at_least_for > lock_at_most_for {
         return Err(LockError::InvalidConfiguration(format!(
             "lock '{name}': lock_at_least_for ({}) is longer than lock_at_most_for ({}); \
@@ -171,6 +180,13 @@ mod tests {
             err.to_string().contains("lock_at_most_for is zero"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn rejects_a_lock_at_most_for_so_long_that_the_lease_never_ends() {
+        let err = LockConfiguration::new("job", Duration::MAX, Duration::ZERO).unwrap_err();
+        assert!(err.to_string().contains("100 years"), "{err}");
+        assert!(LockConfiguration::new("job", MAX_LOCK_AT_MOST_FOR, Duration::ZERO).is_ok());
     }
 
     #[test]

@@ -11,18 +11,25 @@ use crate::{LockError, LockGuard, LockInfo};
 /// A lock held by the current task's executor, shared with the job's body.
 pub(crate) struct ActiveLock {
     pub(crate) info: LockInfo,
+    /// The provider's [`scope`](crate::LockProvider::scope): the same name in
+    /// another store is another lock.
+    pub(crate) scope: String,
     /// `None` once the executor has taken the guard back to release it.
     pub(crate) guard: tokio::sync::Mutex<Option<LockGuard>>,
     /// Set to `true` when the lease is known to have ended under the job.
     pub(crate) lost: tokio::sync::watch::Sender<bool>,
+    /// Wakes the lease watcher when the job extended the lease or lost it.
+    pub(crate) changed: tokio::sync::Notify,
 }
 
 impl ActiveLock {
-    pub(crate) fn new(guard: LockGuard) -> Self {
+    pub(crate) fn new(guard: LockGuard, scope: &str) -> Self {
         ActiveLock {
             info: guard.info().clone(),
+            scope: scope.to_owned(),
             guard: tokio::sync::Mutex::new(Some(guard)),
             lost: tokio::sync::watch::channel(false).0,
+            changed: tokio::sync::Notify::new(),
         }
     }
 
@@ -31,6 +38,7 @@ impl ActiveLock {
         if !self.lost.send_replace(true) {
             tracing::warn!(lock = %self.info.name(), "lock lease lost while the job runs");
         }
+        self.changed.notify_one();
     }
 }
 
@@ -48,8 +56,10 @@ impl HeldLocks {
         HELD.try_with(Clone::clone).unwrap_or_default()
     }
 
-    pub(crate) fn contains(&self, name: &str) -> bool {
-        self.0.iter().any(|held| held.info.name() == name)
+    pub(crate) fn contains(&self, scope: &str, name: &str) -> bool {
+        self.0
+            .iter()
+            .any(|held| held.info.name() == name && held.scope == scope)
     }
 
     pub(crate) fn innermost(&self) -> Option<&Arc<ActiveLock>> {
@@ -109,6 +119,8 @@ pub async fn extend_active_lock(
     let mut guard = active.guard.lock().await;
     let guard = guard.as_mut().ok_or(LockError::NotLocked)?;
     if guard.extend(lock_at_most_for, lock_at_least_for).await? {
+        // The lease watcher times its next check from the new lease.
+        active.changed.notify_one();
         Ok(())
     } else {
         active.mark_lost();

@@ -208,7 +208,8 @@ async fn lock_waiting<P: LockProvider + ?Sized>(
     config: &LockConfiguration,
     wait_for: Duration,
 ) -> Result<Option<LockGuard>, LockError> {
-    let deadline = Instant::now() + wait_for;
+    // No deadline when `wait_for` is too long to add to an instant: wait on.
+    let deadline = Instant::now().checked_add(wait_for);
     // Watch before the first attempt: a release right after it still wakes us.
     let mut releases = provider.watch_releases(config.name()).await;
     let mut pause = FIRST_POLL_INTERVAL;
@@ -217,12 +218,15 @@ async fn lock_waiting<P: LockProvider + ?Sized>(
             return Ok(Some(guard));
         }
         let now = Instant::now();
-        if now >= deadline {
+        let left = deadline.map_or(MAX_POLL_INTERVAL, |deadline| {
+            deadline.saturating_duration_since(now)
+        });
+        if left.is_zero() {
             tracing::debug!(lock = %config.name(), ?wait_for, "gave up waiting for lock");
             return Ok(None);
         }
         tracing::trace!(lock = %config.name(), "lock held elsewhere; waiting");
-        let _ = tokio::time::timeout(pause.min(deadline - now), releases.released()).await;
+        let _ = tokio::time::timeout(pause.min(left), releases.released()).await;
         pause = (pause * 2).min(MAX_POLL_INTERVAL);
     }
 }
@@ -253,7 +257,7 @@ pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
 ) -> Result<Option<F::Output>, LockError> {
     let held = HeldLocks::current();
     let name = config.name();
-    if held.contains(name) {
+    if held.contains(provider.scope(), name) {
         tracing::trace!(lock = %name, "lock already held by this task; running reentrantly");
         return Ok(Some(task.await));
     }
@@ -270,7 +274,7 @@ pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
         }
     };
     tracing::debug!(lock = %name, fencing_token = guard.fencing_token(), "lock acquired");
-    let active = Arc::new(ActiveLock::new(guard));
+    let active = Arc::new(ActiveLock::new(guard, provider.scope()));
     let task = held.with(active.clone()).scope(catch_unwind_of(task));
     let outcome = if options.watches_lease() {
         run_watched(&active, config, options, task).await
@@ -300,7 +304,7 @@ async fn run_watched<F: Future>(
     task: F,
 ) -> Option<F::Output> {
     let mut task = pin!(task);
-    let mut watcher = pin!(watch_lease(active, config, options.keep_alive));
+    let mut watcher = pin!(watch_lease(active, options.keep_alive));
     let mut watching = true;
     poll_fn(|cx| {
         if let Poll::Ready(output) = task.as_mut().poll(cx) {
@@ -318,36 +322,49 @@ async fn run_watched<F: Future>(
     .await
 }
 
-/// Keeps the lease alive (when asked) and returns once it is lost.
-async fn watch_lease(active: &ActiveLock, config: &LockConfiguration, keep_alive: bool) {
-    let lock_at_most_for = config.lock_at_most_for();
-    let period = lock_at_most_for / 3;
-    let mut next_extension = Instant::now() + period;
+/// Keeps the lease alive (when asked) and returns once it is lost: an
+/// extension finds it ended, the store stays unreachable until its end, or
+/// the job's own `extend_active_lock` found it lost.
+async fn watch_lease(active: &ActiveLock, keep_alive: bool) {
+    let mut next_extension = None;
     loop {
-        let lease_until = match active.guard.lock().await.as_ref() {
-            Some(guard) => guard.lease_until(),
+        if *active.lost.borrow() {
+            return; // marked by the job's extend_active_lock
+        }
+        let (lease_until, period) = match active.guard.lock().await.as_ref() {
+            Some(guard) => (guard.lease_until(), guard.lease_length() / 3),
             None => return,
         };
+        let next = *next_extension.get_or_insert_with(|| Instant::now() + period);
         let wake = if keep_alive {
-            next_extension.min(lease_until)
+            next.min(lease_until)
         } else {
             lease_until
         };
-        tokio::time::sleep_until(wake.into()).await;
+        // The job extended the lease or lost it: look again from its new state.
+        if tokio::time::timeout_at(wake.into(), active.changed.notified())
+            .await
+            .is_ok()
+        {
+            next_extension = None;
+            continue;
+        }
         let mut guard = active.guard.lock().await;
         let Some(guard) = guard.as_mut() else { return };
-        if Instant::now() >= guard.lease_until() {
+        let lease_until = guard.lease_until();
+        if Instant::now() >= lease_until {
             // Not extended in time (by keep-alive or the job): the store may
             // have given the lock to someone else.
             break;
         }
-        if !keep_alive || Instant::now() < next_extension {
+        if !keep_alive || Instant::now() < next {
             continue;
         }
-        match guard.renew(lock_at_most_for).await {
-            Ok(true) => next_extension = Instant::now() + period,
-            Ok(false) => break,
-            Err(_) => next_extension = Instant::now() + KEEP_ALIVE_RETRY.min(period),
+        // Bounded by the lease end: a store that never answers must not hide the loss.
+        match tokio::time::timeout_at(lease_until.into(), guard.renew()).await {
+            Ok(Ok(true)) => next_extension = Some(Instant::now() + guard.lease_length() / 3),
+            Ok(Ok(false)) | Err(_) => break,
+            Ok(Err(_)) => next_extension = Some(Instant::now() + KEEP_ALIVE_RETRY.min(period)),
         }
     }
     active.mark_lost();

@@ -49,6 +49,8 @@ pub struct LockGuard {
     keep_until: Instant,
     /// An instant before which the lease certainly has not ended on the store.
     lease_until: Instant,
+    /// The lease length last asked of the store, which keep-alive renews.
+    lease_length: Duration,
     lease: Option<Box<dyn Lease>>,
 }
 
@@ -73,6 +75,7 @@ impl LockGuard {
             },
             keep_until,
             lease_until: requested_at + config.lock_at_most_for(),
+            lease_length: config.lock_at_most_for(),
             lease: Some(Box::new(lease)),
         }
     }
@@ -114,10 +117,16 @@ impl LockGuard {
             .await
     }
 
-    /// Keep-alive's extension: like [`extend`](Self::extend), but the lock is
-    /// still kept only until `lock_at_least_for` after the acquisition.
-    pub(crate) async fn renew(&mut self, lock_at_most_for: Duration) -> Result<bool, LockError> {
-        self.extend_lease(lock_at_most_for, None).await
+    /// Keep-alive's extension: the lease length last asked for (by the
+    /// configuration or the job's own `extend`) starts again from now; the
+    /// lock is still kept only until its `lock_at_least_for` end.
+    pub(crate) async fn renew(&mut self) -> Result<bool, LockError> {
+        self.extend_lease(self.lease_length, None).await
+    }
+
+    /// The lease length last asked of the store.
+    pub(crate) fn lease_length(&self) -> Duration {
+        self.lease_length
     }
 
     async fn extend_lease(
@@ -132,6 +141,7 @@ impl LockGuard {
         match lease.extend(lock_at_most_for).await {
             Ok(true) => {
                 self.lease_until = requested_at + lock_at_most_for;
+                self.lease_length = lock_at_most_for;
                 if let Some(lock_at_least_for) = lock_at_least_for {
                     self.keep_until = Instant::now() + lock_at_least_for;
                 }
@@ -156,11 +166,15 @@ impl LockGuard {
     /// A lease that already ended is left alone: the next holder's lock is
     /// never touched.
     pub async fn unlock(mut self) -> Result<(), LockError> {
-        let Some(lease) = self.lease.take() else {
+        let Some(lease) = self.lease.as_ref() else {
             return Ok(());
         };
         let keep_for = self.keep_until.saturating_duration_since(Instant::now());
-        match lease.release(keep_for).await {
+        let released = lease.release(keep_for).await;
+        // Taken only now: if this future is dropped mid-release, `Drop` still
+        // releases the lease in the background.
+        self.lease = None;
+        match released {
             Ok(true) => {
                 tracing::debug!(lock = %self.name(), ?keep_for, "lock released");
                 Ok(())

@@ -21,7 +21,7 @@ pub mod private;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use configuration::{LockConfiguration, MAX_NAME_LEN};
+pub use configuration::{LockConfiguration, MAX_LOCK_AT_MOST_FOR, MAX_NAME_LEN};
 pub use context::{assert_locked, current_lock, extend_active_lock, is_lease_lost, lease_lost};
 pub use error::{BoxError, LockError};
 pub use executor::{ExecutionOptions, LockingTaskExecutor};

@@ -14,9 +14,19 @@ use crate::{LockConfiguration, LockError, LockGuard, LockProvider};
 /// simulated replicas. It keeps every guarantee of a shedlock provider
 /// (leases end, ownership-checked release and extension, fencing tokens),
 /// but only within one process: use a Redis or SQL provider across replicas.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct InMemoryLockProvider {
     state: Arc<Mutex<State>>,
+    /// Names a provider (and its clones) hold, apart from other providers'.
+    scope: Arc<str>,
+}
+
+impl Default for InMemoryLockProvider {
+    fn default() -> Self {
+        let state = Arc::new(Mutex::new(State::default()));
+        let scope = format!("memory:{:p}", Arc::as_ptr(&state)).into();
+        InMemoryLockProvider { state, scope }
+    }
 }
 
 #[derive(Default)]
@@ -25,7 +35,15 @@ struct State {
     last_token: u64,
     /// Release counters of names that somebody waits for.
     watchers: HashMap<Arc<str>, ReleaseNotifier>,
+    /// Sizes past which ended leases and unwatched counters are swept out,
+    /// so per-resource names do not pile up.
+    sweep_locks_at: usize,
+    sweep_watchers_at: usize,
 }
+
+/// The smallest map that is swept; after a sweep the threshold doubles from
+/// what is left, so sweeping costs O(1) per insertion on average.
+const SWEEP_FLOOR: usize = 1024;
 
 struct Held {
     acquisition: u64,
@@ -102,6 +120,10 @@ impl LockProvider for InMemoryLockProvider {
             }
             state.last_token += 1;
             let token = state.last_token;
+            if state.locks.len() >= state.sweep_locks_at.max(SWEEP_FLOOR) {
+                state.locks.retain(|_, held| held.expires_at > now);
+                state.sweep_locks_at = 2 * state.locks.len();
+            }
             state.locks.insert(
                 config.shared_name().clone(),
                 Held {
@@ -122,8 +144,16 @@ impl LockProvider for InMemoryLockProvider {
     fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
         Box::pin(async move {
             let mut state = lock_state(&self.state);
+            if state.watchers.len() >= state.sweep_watchers_at.max(SWEEP_FLOOR) {
+                state.watchers.retain(|_, releases| releases.is_watched());
+                state.sweep_watchers_at = 2 * state.watchers.len();
+            }
             state.watchers.entry(Arc::from(name)).or_default().watch()
         })
+    }
+
+    fn scope(&self) -> &str {
+        &self.scope
     }
 }
 

@@ -48,6 +48,14 @@ pub trait LockProvider: Send + Sync + 'static {
         let _ = name;
         Box::pin(async { ReleaseWatch::none() })
     }
+
+    /// Which lock space this provider's names live in (store, key prefix,
+    /// environment). A task holding `n` runs a nested call on `n` directly
+    /// only when both come from the same scope; the same name in another
+    /// store is another lock. Empty by default: one space per process.
+    fn scope(&self) -> &str {
+        ""
+    }
 }
 
 /// Wakes a waiter when a lock it waits for is released or its lease ends.
@@ -160,6 +168,10 @@ impl<P: LockProvider + ?Sized> LockProvider for Arc<P> {
     fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
         (**self).watch_releases(name)
     }
+
+    fn scope(&self) -> &str {
+        (**self).scope()
+    }
 }
 
 impl<P: LockProvider + ?Sized> LockProvider for Box<P> {
@@ -172,6 +184,10 @@ impl<P: LockProvider + ?Sized> LockProvider for Box<P> {
 
     fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
         (**self).watch_releases(name)
+    }
+
+    fn scope(&self) -> &str {
+        (**self).scope()
     }
 }
 

@@ -51,6 +51,8 @@ pub struct RedisLockProvider {
     key_prefix: Arc<str>,
     environment: Arc<str>,
     locked_by: Arc<str>,
+    /// Server, prefix and environment: see [`LockProvider::scope`].
+    scope: Arc<str>,
 }
 
 impl RedisLockProvider {
@@ -199,20 +201,31 @@ impl RedisLockProvider {
             key_prefix: "job-lock".into(),
             environment: "default".into(),
             locked_by: default_locked_by().into(),
+            scope: "".into(),
         }
+        .with_new_scope()
+    }
+
+    fn with_new_scope(mut self) -> Self {
+        self.scope = format!(
+            "redis:{}/{}:{}",
+            self.server, self.key_prefix, self.environment
+        )
+        .into();
+        self
     }
 
     /// Sets the first part of every lock key (default `"job-lock"`, as ShedLock).
     pub fn with_key_prefix(mut self, key_prefix: impl Into<String>) -> Self {
         self.key_prefix = key_prefix.into().into();
-        self
+        self.with_new_scope()
     }
 
     /// Sets the second part of every lock key (default `"default"`, as
     /// ShedLock), e.g. to keep staging and production locks apart on one server.
     pub fn with_environment(mut self, environment: impl Into<String>) -> Self {
         self.environment = environment.into().into();
-        self
+        self.with_new_scope()
     }
 
     /// Sets who this process is in lock values (default: host name and process id).
@@ -271,6 +284,7 @@ impl RedisLockProvider {
                         return;
                     }
                 }
+                tracing::warn!(lock = %name, "gave up releasing an uncertain acquisition: its lease has ended anyway");
             });
         }
         LockError::AcquisitionUncertain {
@@ -306,14 +320,19 @@ impl LockProvider for RedisLockProvider {
                 value: new_lock_value(&self.locked_by),
             };
             let mut connection = self.connection.clone();
-            let requested_at = Instant::now();
-            let reply = ACQUIRE
-                .key(&lease.lock_key)
+            let mut acquire = ACQUIRE.key(&lease.lock_key);
+            acquire
                 .key(&keys.fence)
                 .arg(&lease.value)
-                .arg(millis(config.lock_at_most_for()))
-                .invoke_async::<i64>(&mut connection)
-                .await;
+                .arg(millis(config.lock_at_most_for()));
+            // If this future is dropped while the command is out, the lease it
+            // may take is released in the background, not left until it ends.
+            let mut unanswered = Unanswered(Some(lease));
+            let requested_at = Instant::now();
+            let reply = acquire.invoke_async::<i64>(&mut connection).await;
+            let Some(lease) = unanswered.0.take() else {
+                return Ok(None); // unreachable: only this function takes it
+            };
             match reply {
                 Ok(token) if token > 0 => Ok(Some(LockGuard::new(
                     config,
@@ -344,6 +363,30 @@ impl LockProvider for RedisLockProvider {
 
     fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
         Box::pin(async move { self.releases.watch(&self.keys(name).lock).await })
+    }
+
+    fn scope(&self) -> &str {
+        &self.scope
+    }
+}
+
+/// An acquisition sent but not yet answered; see `try_lock`.
+struct Unanswered(Option<RedisLease>);
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        if let Some(lease) = self.0.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                if let Err(err) = lease.release(Duration::ZERO).await {
+                    tracing::warn!(
+                        key = %lease.lock_key, error = %err,
+                        "a cancelled lock acquisition could not be released; it ends at lock_at_most_for"
+                    );
+                }
+            });
+        }
     }
 }
 

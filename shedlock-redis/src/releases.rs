@@ -5,6 +5,7 @@
 //! instead ([`ReleaseHub::note_lease_end`]), so waiters wake when it ends.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -17,6 +18,11 @@ use tokio::task::JoinHandle;
 pub(crate) const RELEASE_CHANNEL: &str = "shedlock:released";
 
 const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a failed subscription, waiters poll for this long before anyone
+/// tries (and waits for) the subscription again.
+const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(30);
+/// The smallest watcher map that is swept of counters nobody watches.
+const SWEEP_FLOOR: usize = 1024;
 
 type Watchers = Mutex<HashMap<String, ReleaseNotifier>>;
 
@@ -27,7 +33,15 @@ pub(crate) struct ReleaseHub {
     client: Option<Client>,
     /// Release counters of lock keys somebody waits for.
     watchers: Arc<Watchers>,
-    listener: tokio::sync::Mutex<Option<JoinHandle<()>>>,
+    listener: tokio::sync::Mutex<Listener>,
+    /// Size of the watcher map past which it is swept.
+    sweep_at: AtomicUsize,
+}
+
+#[derive(Default)]
+struct Listener {
+    task: Option<JoinHandle<()>>,
+    failed_at: Option<Instant>,
 }
 
 impl ReleaseHub {
@@ -35,17 +49,24 @@ impl ReleaseHub {
         ReleaseHub {
             client,
             watchers: Arc::default(),
-            listener: tokio::sync::Mutex::new(None),
+            listener: tokio::sync::Mutex::default(),
+            sweep_at: AtomicUsize::new(SWEEP_FLOOR),
         }
     }
 
     /// A watch on releases of `lock_key`. If the subscription cannot be made,
     /// the watch never fires and the waiter polls with backoff.
     pub(crate) async fn watch(&self, lock_key: &str) -> ReleaseWatch {
-        let watch = lock(&self.watchers)
-            .entry(lock_key.to_owned())
-            .or_default()
-            .watch();
+        let watch = {
+            let mut watchers = lock(&self.watchers);
+            if watchers.len() >= self.sweep_at.load(Ordering::Relaxed) {
+                // Names whose leases expired (no release published) leave counters behind.
+                watchers.retain(|_, releases| releases.is_watched());
+                let next = (2 * watchers.len()).max(SWEEP_FLOOR);
+                self.sweep_at.store(next, Ordering::Relaxed);
+            }
+            watchers.entry(lock_key.to_owned()).or_default().watch()
+        };
         self.ensure_listening().await;
         watch
     }
@@ -60,12 +81,22 @@ impl ReleaseHub {
     /// Subscribes (again, if the connection was lost) before any waiter's first attempt.
     async fn ensure_listening(&self) {
         let mut listener = self.listener.lock().await;
-        if listener.as_ref().is_some_and(|task| !task.is_finished()) {
+        if listener
+            .task
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
+        {
             return;
         }
         let Some(client) = &self.client else {
             return;
         };
+        if listener
+            .failed_at
+            .is_some_and(|failed| failed.elapsed() < RESUBSCRIBE_AFTER)
+        {
+            return;
+        }
         let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(RELEASE_CHANNEL).await?;
@@ -75,14 +106,16 @@ impl ReleaseHub {
         match subscribed {
             Ok(Ok(pubsub)) => {
                 let watchers = Arc::downgrade(&self.watchers);
-                *listener = Some(tokio::spawn(dispatch(pubsub, watchers)));
+                listener.task = Some(tokio::spawn(dispatch(pubsub, watchers)));
+                listener.failed_at = None;
             }
-            Ok(Err(err)) => tracing::debug!(
-                error = %err,
-                "cannot subscribe to lock releases; waiters poll instead"
-            ),
+            Ok(Err(err)) => {
+                tracing::debug!(error = %err, "cannot subscribe to lock releases; waiters poll instead");
+                listener.failed_at = Some(Instant::now());
+            }
             Err(_) => {
-                tracing::debug!("subscribing to lock releases timed out; waiters poll instead")
+                tracing::debug!("subscribing to lock releases timed out; waiters poll instead");
+                listener.failed_at = Some(Instant::now());
             }
         }
     }
@@ -90,8 +123,8 @@ impl ReleaseHub {
 
 impl Drop for ReleaseHub {
     fn drop(&mut self) {
-        if let Some(listener) = self.listener.get_mut().take() {
-            listener.abort();
+        if let Some(task) = self.listener.get_mut().task.take() {
+            task.abort();
         }
     }
 }

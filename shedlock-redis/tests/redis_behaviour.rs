@@ -273,3 +273,66 @@ async fn the_fencing_counter_expires_a_week_after_its_last_use_whichever_is_ahea
     );
     guard.unlock().await.unwrap();
 }
+
+#[tokio::test]
+async fn an_acquisition_resent_after_a_lost_reply_still_owns_the_lock() {
+    // A cluster client resends a request whose connection dropped: the
+    // script then finds its own value and must report the lock as taken.
+    let server = RedisServer::start();
+    let mut connection = Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let acquire = redis::Script::new(include_str!("../src/scripts/acquire.lua"));
+    let run = |value: &'static str| {
+        let mut invocation = acquire.key("job-lock:default:resent");
+        invocation
+            .key("{job-lock:default:resent}:fence")
+            .arg(value)
+            .arg(30_000);
+        invocation
+    };
+    let first: i64 = run("value-1").invoke_async(&mut connection).await.unwrap();
+    let resent: i64 = run("value-1").invoke_async(&mut connection).await.unwrap();
+    let other: i64 = run("value-2").invoke_async(&mut connection).await.unwrap();
+    assert!(first > 0);
+    assert_eq!(
+        resent, first,
+        "the resent acquisition must get its own token back"
+    );
+    assert!(other < 0, "another acquisition must still be refused");
+}
+
+#[tokio::test]
+async fn an_acquisition_cancelled_while_unanswered_is_released() {
+    let server = RedisServer::start();
+    let provider = connect(&server).await;
+    let observer = connect(&server).await;
+    let warm_up = config("warm-up", Duration::from_secs(1), Duration::ZERO);
+    let config = config("cancelled", Duration::from_secs(60), Duration::ZERO);
+    provider
+        .try_lock(&warm_up)
+        .await
+        .unwrap();
+    // The server holds the write; the caller gives up before the reply.
+    assert!(server.command("CLIENT PAUSE 400 WRITE").starts_with("+OK"));
+    let cancelled =
+        tokio::time::timeout(Duration::from_millis(100), provider.try_lock(&config)).await;
+    assert!(
+        cancelled.is_err(),
+        "the acquisition should still have been unanswered"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some(guard) = observer.try_lock(&config).await.unwrap() {
+            guard.unlock().await.unwrap();
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the cancelled acquisition's lease was left held"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -6,6 +6,11 @@
 -- of this lock, and never below the server's clock in microseconds, so tokens
 -- keep increasing even after a server that keeps nothing on disk restarts.
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
+  -- Our own value: this very acquisition already ran (a client resent it after
+  -- a lost reply). It holds the lock; its token is the counter's value.
+  if redis.call('GET', KEYS[1]) == ARGV[1] then
+    return tonumber(redis.call('GET', KEYS[2]))
+  end
   local left = redis.call('PTTL', KEYS[1])
   if left < 0 then
     return -1
