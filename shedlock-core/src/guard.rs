@@ -41,7 +41,8 @@ impl LockInfo {
 /// Release it with [`unlock`](LockGuard::unlock), which honours
 /// `lock_at_least_for`. A guard dropped without `unlock` (a cancelled or
 /// panicking job) is released in the background on the current Tokio runtime;
-/// without a runtime, the lease simply ends after `lock_at_most_for`.
+/// without a runtime (or while it shuts down), the lease simply ends after
+/// `lock_at_most_for`.
 #[must_use = "a lock guard holds the lock until it is unlocked or dropped"]
 pub struct LockGuard {
     info: LockInfo,

@@ -27,7 +27,8 @@ pub fn host_name() -> String {
 }
 
 /// A value no other acquisition in any process will produce: a random
-/// per-process prefix (so a reused pid or host name cannot collide) and a counter.
+/// per-process prefix (so a reused pid or host name cannot collide), the
+/// process id (a forked child keeps the prefix) and a counter.
 pub fn unique_acquisition_id() -> String {
     static PROCESS_NONCE: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -41,7 +42,8 @@ pub fn unique_acquisition_id() -> String {
         hasher.finish()
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{nonce:016x}-{n:x}")
+    // The pid too: a forked child inherits the nonce and the counter.
+    format!("{nonce:016x}-{:x}-{n:x}", std::process::id())
 }
 
 #[cfg(test)]
