@@ -157,39 +157,29 @@ impl ReleaseNotifier {
     }
 }
 
-impl<P: LockProvider + ?Sized> LockProvider for Arc<P> {
-    fn try_lock<'a>(
-        &'a self,
-        config: &'a LockConfiguration,
-    ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
-        (**self).try_lock(config)
-    }
+/// `Arc<P>` and `Box<P>` (so `Arc<dyn LockProvider>` too) are the provider they hold.
+macro_rules! forward_lock_provider {
+    ($($pointer:ident),*) => {$(
+        impl<P: LockProvider + ?Sized> LockProvider for $pointer<P> {
+            fn try_lock<'a>(
+                &'a self,
+                config: &'a LockConfiguration,
+            ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
+                (**self).try_lock(config)
+            }
 
-    fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
-        (**self).watch_releases(name)
-    }
+            fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
+                (**self).watch_releases(name)
+            }
 
-    fn scope(&self) -> &str {
-        (**self).scope()
-    }
+            fn scope(&self) -> &str {
+                (**self).scope()
+            }
+        }
+    )*};
 }
 
-impl<P: LockProvider + ?Sized> LockProvider for Box<P> {
-    fn try_lock<'a>(
-        &'a self,
-        config: &'a LockConfiguration,
-    ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
-        (**self).try_lock(config)
-    }
-
-    fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
-        (**self).watch_releases(name)
-    }
-
-    fn scope(&self) -> &str {
-        (**self).scope()
-    }
-}
+forward_lock_provider!(Arc, Box);
 
 /// One lease in a store, as its [`LockGuard`] sees it. Implemented by providers.
 ///

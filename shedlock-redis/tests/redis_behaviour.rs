@@ -96,16 +96,27 @@ async fn an_acquisition_whose_reply_is_lost_is_released_and_reported() {
     assert!(err.to_string().contains("lost-reply"), "{err}");
 
     // The lease the lost command took is released long before its 60 s end.
+    assert_freed_within_5s(
+        &observer,
+        &config,
+        "the lost acquisition's lease was never released",
+    )
+    .await;
+}
+
+/// Fails unless `observer` gets the lock within 5 s (and then releases it).
+async fn assert_freed_within_5s(
+    observer: &RedisLockProvider,
+    config: &LockConfiguration,
+    failure: &str,
+) {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if let Some(guard) = observer.try_lock(&config).await.unwrap() {
+        if let Some(guard) = observer.try_lock(config).await.unwrap() {
             guard.unlock().await.unwrap();
-            break;
+            return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the lost acquisition's lease was never released"
-        );
+        assert!(Instant::now() < deadline, "{failure}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -311,10 +322,7 @@ async fn an_acquisition_cancelled_while_unanswered_is_released() {
     let observer = connect(&server).await;
     let warm_up = config("warm-up", Duration::from_secs(1), Duration::ZERO);
     let config = config("cancelled", Duration::from_secs(60), Duration::ZERO);
-    provider
-        .try_lock(&warm_up)
-        .await
-        .unwrap();
+    provider.try_lock(&warm_up).await.unwrap();
     // The server holds the write; the caller gives up before the reply.
     assert!(server.command("CLIENT PAUSE 400 WRITE").starts_with("+OK"));
     let cancelled =
@@ -323,16 +331,10 @@ async fn an_acquisition_cancelled_while_unanswered_is_released() {
         cancelled.is_err(),
         "the acquisition should still have been unanswered"
     );
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        if let Some(guard) = observer.try_lock(&config).await.unwrap() {
-            guard.unlock().await.unwrap();
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the cancelled acquisition's lease was left held"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    assert_freed_within_5s(
+        &observer,
+        &config,
+        "the cancelled acquisition's lease was left held",
+    )
+    .await;
 }
