@@ -66,7 +66,9 @@ impl ConnectionLike for RedisConnection {
 /// connection failure, so a failover is followed on the next call.
 pub(crate) struct SentinelConnection {
     sentinel: tokio::sync::Mutex<SentinelClient>,
-    master: Mutex<Option<MultiplexedConnection>>,
+    /// The master's connection and its generation, so a failed call forgets
+    /// only the connection it used, not a newer one another call just made.
+    master: Mutex<(u64, Option<MultiplexedConnection>)>,
     config: AsyncConnectionConfig,
 }
 
@@ -77,7 +79,7 @@ impl SentinelConnection {
     ) -> RedisResult<Self> {
         let connection = SentinelConnection {
             sentinel: tokio::sync::Mutex::new(sentinel),
-            master: Mutex::new(None),
+            master: Mutex::new((0, None)),
             config,
         };
         connection.master().await?;
@@ -89,7 +91,7 @@ impl SentinelConnection {
         self.sentinel.lock().await.async_get_client().await
     }
 
-    async fn master(&self) -> RedisResult<MultiplexedConnection> {
+    async fn master(&self) -> RedisResult<(u64, MultiplexedConnection)> {
         if let Some(master) = self.current() {
             return Ok(master);
         }
@@ -97,20 +99,26 @@ impl SentinelConnection {
         if let Some(master) = self.current() {
             return Ok(master); // another call connected while this one waited
         }
-        let master = sentinel
+        let connection = sentinel
             .async_get_client()
             .await?
             .get_multiplexed_async_connection_with_config(&self.config)
             .await?;
-        *self.master.lock().unwrap_or_else(|p| p.into_inner()) = Some(master.clone());
-        Ok(master)
+        let mut master = self.lock_master();
+        master.0 += 1;
+        master.1 = Some(connection.clone());
+        Ok((master.0, connection))
     }
 
-    fn current(&self) -> Option<MultiplexedConnection> {
+    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
+        let master = self.lock_master();
+        master.1.clone().map(|connection| (master.0, connection))
+    }
+
+    fn lock_master(&self) -> std::sync::MutexGuard<'_, (u64, Option<MultiplexedConnection>)> {
         self.master
             .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn send<T, F, Fut>(&self, request: F) -> RedisResult<T>
@@ -118,11 +126,15 @@ impl SentinelConnection {
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = RedisResult<T>>,
     {
-        let result = request(self.master().await?).await;
+        let (generation, connection) = self.master().await?;
+        let result = request(connection).await;
         if let Err(err) = &result
             && needs_new_master(err)
         {
-            *self.master.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            let mut master = self.lock_master();
+            if master.0 == generation {
+                master.1 = None;
+            }
         }
         result
     }
