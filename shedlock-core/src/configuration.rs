@@ -149,12 +149,13 @@ mod tests {
     const SEC: Duration = Duration::from_secs(1);
 
     #[test]
-    fn accepts_a_valid_configuration_and_keeps_its_values() {
-        let config = LockConfiguration::new("job", 10 * SEC, 2 * SEC).unwrap();
+    fn accepts_a_valid_configuration_and_keeps_its_values() -> Result<(), LockError> {
+        let config = LockConfiguration::new("job", 10 * SEC, 2 * SEC)?;
         assert_eq!(config.name(), "job");
         assert_eq!(config.lock_at_most_for(), 10 * SEC);
         assert_eq!(config.lock_at_least_for(), 2 * SEC);
         assert_eq!(config.clone(), config);
+        Ok(())
     }
 
     #[test]

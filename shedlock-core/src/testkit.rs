@@ -5,7 +5,7 @@
 //! function that makes a new provider (a new connection) on each call:
 //!
 //! ```ignore
-//! async fn provider() -> MyProvider { MyProvider::connect(..).await.unwrap() }
+//! async fn provider() -> MyProvider { MyProvider::connect(..).await.expect("test store") } // allow-panic: example
 //! shedlock_core::provider_conformance_tests!(provider);
 //! ```
 //!
@@ -20,6 +20,13 @@ use std::time::Duration;
 
 use crate::identity::unique_acquisition_id;
 use crate::{LockConfiguration, LockGuard, LockProvider, LockingTaskExecutor};
+
+/// Fails the running test: how the test kit reports a broken guarantee.
+macro_rules! fail {
+    ($($message:tt)*) => {
+        panic!($($message)*) // allow-panic: a failed check in test support is a test failure
+    };
+}
 
 const LONG: Duration = Duration::from_secs(30);
 /// A lease short enough to wait out in a test.
@@ -38,14 +45,14 @@ fn config(
     lock_at_least_for: Duration,
 ) -> LockConfiguration {
     LockConfiguration::new(name, lock_at_most_for, lock_at_least_for)
-        .unwrap_or_else(|err| panic!("test configuration rejected: {err}"))
+        .unwrap_or_else(|err| fail!("test configuration rejected: {err}"))
 }
 
 async fn acquire<P: LockProvider>(provider: &P, config: &LockConfiguration) -> LockGuard {
     match provider.try_lock(config).await {
         Ok(Some(guard)) => guard,
-        Ok(None) => panic!("lock '{}' should be free, but it is held", config.name()),
-        Err(err) => panic!("lock '{}' failed: {err}", config.name()),
+        Ok(None) => fail!("lock '{}' should be free, but it is held", config.name()),
+        Err(err) => fail!("lock '{}' failed: {err}", config.name()),
     }
 }
 
@@ -55,26 +62,26 @@ async fn assert_held<P: LockProvider>(provider: &P, config: &LockConfiguration) 
         Ok(Some(guard)) => {
             let token = guard.fencing_token();
             let _ = guard.unlock().await;
-            panic!(
+            fail!(
                 "lock '{}' should be held, but was taken again (token {token})",
                 config.name()
             )
         }
-        Err(err) => panic!("lock '{}' failed: {err}", config.name()),
+        Err(err) => fail!("lock '{}' failed: {err}", config.name()),
     }
 }
 
 async fn unlock(guard: LockGuard) {
     let name = guard.name().to_owned();
     if let Err(err) = guard.unlock().await {
-        panic!("unlocking '{name}' failed: {err}");
+        fail!("unlocking '{name}' failed: {err}");
     }
 }
 
 async fn extend(guard: &mut LockGuard, lock_at_most_for: Duration) -> bool {
     match guard.extend(lock_at_most_for, Duration::ZERO).await {
         Ok(extended) => extended,
-        Err(err) => panic!("extending '{}' failed: {err}", guard.name()),
+        Err(err) => fail!("extending '{}' failed: {err}", guard.name()),
     }
 }
 
@@ -294,7 +301,7 @@ pub async fn dropped_guard_is_released<P: LockProvider, Fut: Future<Output = P>>
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    panic!("a dropped guard was not released within 2 s");
+    fail!("a dropped guard was not released within 2 s");
 }
 
 /// Fencing tokens of one name strictly increase across holders and connections.
@@ -350,7 +357,7 @@ pub async fn no_lost_updates_under_concurrency<P: LockProvider, Fut: Future<Outp
                         counter.store(seen + 1, Ordering::SeqCst);
                     })
                     .await
-                    .unwrap_or_else(|err| panic!("execute failed: {err}"));
+                    .unwrap_or_else(|err| fail!("execute failed: {err}"));
                 if ran.is_some() {
                     runs[which].fetch_add(1, Ordering::SeqCst);
                 }
@@ -359,7 +366,7 @@ pub async fn no_lost_updates_under_concurrency<P: LockProvider, Fut: Future<Outp
     }
     for task in tasks {
         if let Err(err) = task.await {
-            panic!("a fuzz task failed: {err}");
+            fail!("a fuzz task failed: {err}");
         }
     }
     for which in 0..2 {
@@ -396,10 +403,10 @@ pub async fn waiter_runs_right_after_release<P: LockProvider, Fut: Future<Output
     unlock(guard).await;
     let ran = tokio::time::timeout(Duration::from_secs(10), waiting)
         .await
-        .unwrap_or_else(|_| panic!("the waiter did not run within 10 s of the release"));
+        .unwrap_or_else(|_| fail!("the waiter did not run within 10 s of the release"));
     match ran {
         Ok(Ok(Some(seen))) => assert_eq!(seen, 1, "the waiter ran before the release"),
-        other => panic!("the waiter should have run: {other:?}"),
+        other => fail!("the waiter should have run: {other:?}"),
     }
 }
 
@@ -414,7 +421,7 @@ pub async fn waiter_gives_up_at_its_bound<P: LockProvider, Fut: Future<Output = 
     let ran = waiter
         .execute_waiting(&config, Duration::from_millis(500), async {})
         .await
-        .unwrap_or_else(|err| panic!("waiting failed: {err}"));
+        .unwrap_or_else(|err| fail!("waiting failed: {err}"));
     assert!(ran.is_none(), "the lock was held: the waiter must not run");
     assert!(
         started.elapsed() >= Duration::from_millis(500),
@@ -447,7 +454,7 @@ pub async fn waiters_run_one_at_a_time<P: LockProvider, Fut: Future<Output = P>>
     for waiter in waiters {
         match waiter.await {
             Ok(Ok(Some(others))) => assert_eq!(others, 0, "two waiters ran at once"),
-            other => panic!("every waiter should run: {other:?}"),
+            other => fail!("every waiter should run: {other:?}"),
         }
     }
 }
@@ -470,9 +477,9 @@ pub async fn waiter_takes_over_when_an_abandoned_lease_ends<
             std::time::Instant::now()
         })
         .await
-        .unwrap_or_else(|err| panic!("waiting failed: {err}"));
+        .unwrap_or_else(|err| fail!("waiting failed: {err}"));
     let Some(started) = ran else {
-        panic!("the waiter never got the abandoned lock");
+        fail!("the waiter never got the abandoned lock");
     };
     let after_end = started.saturating_duration_since(acquired_at + lease);
     assert!(
@@ -498,7 +505,7 @@ pub async fn retries_get_the_lock_once_released<P: LockProvider, Fut: Future<Out
     let none = retrier
         .lock_retrying(&config, 2, Duration::from_millis(50))
         .await
-        .unwrap_or_else(|err| panic!("retrying failed: {err}"));
+        .unwrap_or_else(|err| fail!("retrying failed: {err}"));
     assert!(
         none.is_none(),
         "retries must give up while the lock is held"
@@ -513,7 +520,7 @@ pub async fn retries_get_the_lock_once_released<P: LockProvider, Fut: Future<Out
     );
     match taken {
         Ok(Some(guard)) => unlock(guard).await,
-        other => panic!("retries should get the released lock: {other:?}"),
+        other => fail!("retries should get the released lock: {other:?}"),
     }
 }
 

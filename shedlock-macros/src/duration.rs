@@ -169,13 +169,13 @@ mod tests {
     fn ok(text: &str) -> Duration {
         match parse_duration(text) {
             Ok(duration) => duration,
-            Err(message) => panic!("{text:?} was rejected: {message}"),
+            Err(message) => panic!("{text:?} was rejected: {message}"), // allow-panic: test helper
         }
     }
 
     fn rejected(text: &str) -> String {
         match parse_duration(text) {
-            Ok(duration) => panic!("{text:?} was accepted as {duration:?}"),
+            Ok(duration) => panic!("{text:?} was accepted as {duration:?}"), // allow-panic: test helper
             Err(message) => message,
         }
     }

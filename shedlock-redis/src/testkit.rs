@@ -10,6 +10,13 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// Fails the running test: how the test kit reports a broken guarantee.
+macro_rules! fail {
+    ($($message:tt)*) => {
+        panic!($($message)*) // allow-panic: a failed check in test support is a test failure
+    };
+}
+
 /// The environment variable naming an existing server for tests.
 pub const REDIS_URL_ENV: &str = "SHEDLOCK_TEST_REDIS_URL";
 
@@ -119,7 +126,7 @@ impl RedisServer {
             .trim_start_matches("redis://")
             .trim_end_matches('/');
         let mut stream = TcpStream::connect(addr)
-            .unwrap_or_else(|err| panic!("cannot connect to test Redis at {addr}: {err}"));
+            .unwrap_or_else(|err| fail!("cannot connect to test Redis at {addr}: {err}"));
         let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
         let _ = stream.write_all(format!("{command}\r\n").as_bytes());
         let mut reply = vec![0; 64 * 1024];
@@ -133,7 +140,7 @@ impl RedisServer {
             .output()
             .is_err()
         {
-            panic!(
+            fail!(
                 "redis-server is not installed, and these tests need a real Redis. Install it \
                  (Debian/Ubuntu: `apt-get install -y redis-server`; macOS: `brew install redis`), \
                  or set {REDIS_URL_ENV}=redis://127.0.0.1:6379 to use a running server."
@@ -158,7 +165,7 @@ impl RedisServer {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|err| panic!("cannot start redis-server: {err}"));
+            .unwrap_or_else(|err| fail!("cannot start redis-server: {err}"));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -166,7 +173,7 @@ impl RedisServer {
                 return;
             }
             if Instant::now() > deadline {
-                panic!(
+                fail!(
                     "redis-server on port {} did not answer PING within 10 s",
                     self.port
                 );
@@ -244,7 +251,7 @@ impl RedisCluster {
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|err| {
-                panic!("redis-cli is needed to create the test cluster (it comes with redis-server, e.g. apt-get install -y redis-server): {err}")
+                fail!("redis-cli is needed to create the test cluster (it comes with redis-server, e.g. apt-get install -y redis-server): {err}")
             });
         assert!(
             created.status.success(),
@@ -306,7 +313,7 @@ impl RedisSentinel {
             ),
         );
         if let Err(err) = written {
-            panic!("cannot write {}: {err}", config.display());
+            fail!("cannot write {}: {err}", config.display());
         }
         let server = RedisServer::start_with(
             port,
@@ -336,7 +343,7 @@ fn scratch_dir(kind: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("shedlock-{kind}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(err) = std::fs::create_dir_all(&dir) {
-        panic!("cannot create {}: {err}", dir.display());
+        fail!("cannot create {}: {err}", dir.display());
     }
     dir
 }
@@ -354,7 +361,7 @@ fn free_cluster_port() -> u16 {
                     .map(|mut taken| taken.insert(port))
                     .unwrap_or(false)
         })
-        .unwrap_or_else(|| panic!("no free port pair for a cluster node"))
+        .unwrap_or_else(|| fail!("no free port pair for a cluster node"))
 }
 
 /// Ports handed out to cluster nodes of this process, so two are never equal.
@@ -366,5 +373,5 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
-        .unwrap_or_else(|err| panic!("cannot find a free port: {err}"))
+        .unwrap_or_else(|err| fail!("cannot find a free port: {err}"))
 }

@@ -67,20 +67,26 @@ mod tests {
     fn values_are_unique_and_readable() {
         let (a, b) = (new_lock_value("host:1"), new_lock_value("host:1"));
         assert_ne!(a, b);
-        let parsed = LockValue::parse(&a).unwrap();
-        assert_eq!(parsed.locked_by, "host:1");
+        let parsed = LockValue::parse(&a);
+        assert_eq!(
+            parsed.as_ref().map(|value| value.locked_by.as_str()),
+            Some("host:1")
+        );
         assert!(
-            humantime::parse_rfc3339(&parsed.locked_at).is_ok(),
-            "{}",
-            parsed.locked_at
+            parsed.is_some_and(|value| humantime::parse_rfc3339(&value.locked_at).is_ok()),
+            "unreadable value {a:?}"
         );
     }
 
     #[test]
     fn reads_values_written_by_shedlock_for_java() {
-        let parsed = LockValue::parse("ADDED:2024-05-01T10:00:00.123Z@app-7f9c").unwrap();
-        assert_eq!(parsed.locked_at, "2024-05-01T10:00:00.123Z");
-        assert_eq!(parsed.locked_by, "app-7f9c");
+        assert_eq!(
+            LockValue::parse("ADDED:2024-05-01T10:00:00.123Z@app-7f9c"),
+            Some(LockValue {
+                locked_at: "2024-05-01T10:00:00.123Z".to_owned(),
+                locked_by: "app-7f9c".to_owned(),
+            })
+        );
         assert_eq!(LockValue::parse("something else"), None);
     }
 }
