@@ -5,14 +5,13 @@
 //! (an ignored test that does nothing unless `WORKER_URL_ENV` is set).
 
 use std::collections::BTreeMap;
-use std::io::Read;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use redis::AsyncTypedCommands;
 use redis::aio::MultiplexedConnection;
 use shedlock::redis::RedisLockProvider;
 use shedlock::scheduler_lock;
+use shedlock_core::testkit::Worker;
 use shedlock_redis::testkit::RedisServer;
 
 const WORKERS: usize = 4;
@@ -30,19 +29,6 @@ const RUNS: &str = "runs";
 const WORKER_URL_ENV: &str = "SHEDLOCK_PROCESSES_REDIS_URL";
 const WORKER_TICKS_ENV: &str = "SHEDLOCK_PROCESSES_TICKS";
 const WORKER_ID_ENV: &str = "SHEDLOCK_PROCESSES_WORKER";
-
-/// The worker processes, killed and reaped when dropped, so none outlives
-/// the test even when it panics.
-struct Workers(Vec<Child>);
-
-impl Drop for Workers {
-    fn drop(&mut self) {
-        for child in &mut self.0 {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
 
 /// The job: record which process ran `tick`. The lock is held at least 300 ms
 /// from its acquisition, so processes whose timers fire a few ms later skip the tick.
@@ -68,45 +54,31 @@ async fn four_processes_run_every_tick_exactly_once() -> anyhow::Result<()> {
     let first = now_ms() / PERIOD_MS + 1000 / PERIOD_MS + 1;
     let last = first + TICKS - 1;
 
-    let mut workers = Workers(Vec::new());
-    for worker in 1..=WORKERS {
-        let child = Command::new(std::env::current_exe()?)
-            .args(["worker_process", "--exact", "--ignored", "--nocapture"])
-            .env(WORKER_URL_ENV, server.url())
-            .env(WORKER_TICKS_ENV, format!("{first}-{last}"))
-            .env(WORKER_ID_ENV, worker.to_string())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        workers.0.push(child);
-    }
-    let deadline = Instant::now()
-        + Duration::from_millis(((last + 1) * PERIOD_MS).saturating_sub(now_ms()))
+    let ticks = format!("{first}-{last}");
+    let workers: Vec<Worker> = (1..=WORKERS)
+        .map(|worker| {
+            let id = worker.to_string();
+            Worker::spawn(
+                "worker_process",
+                &[
+                    (WORKER_URL_ENV, server.url()),
+                    (WORKER_TICKS_ENV, &ticks),
+                    (WORKER_ID_ENV, &id),
+                ],
+            )
+        })
+        .collect();
+    let time_left = Duration::from_millis(((last + 1) * PERIOD_MS).saturating_sub(now_ms()))
         + Duration::from_secs(10);
-    for child in &mut workers.0 {
-        let status = loop {
-            if let Some(status) = child.try_wait()? {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "a worker did not finish in time");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
-        // The worker has exited, so its pipes are at their end. (Its output is
-        // a few lines, far less than a pipe holds, so it never blocked on it.)
-        let (mut stdout, mut stderr) = (String::new(), String::new());
-        if let Some(mut pipe) = child.stdout.take() {
-            pipe.read_to_string(&mut stdout)?;
-        }
-        if let Some(mut pipe) = child.stderr.take() {
-            pipe.read_to_string(&mut stderr)?;
-        }
-        for line in stdout.lines().filter(|line| line.starts_with("worker ")) {
+    for worker in workers {
+        // Killed (and reported) if it has not finished by the end of the ticks.
+        let (status, output) = worker.finish(time_left).await;
+        for line in output.lines().filter(|line| line.starts_with("worker ")) {
             println!("{line}");
         }
         assert!(
-            status.success(),
-            "a worker failed ({status}):\n{stdout}\n{stderr}"
+            status.is_some_and(|status| status.success()),
+            "a worker failed or did not finish in time ({status:?}):\n{output}"
         );
     }
 

@@ -28,6 +28,9 @@ macro_rules! fail {
     };
 }
 
+mod worker;
+pub use worker::Worker;
+
 const LONG: Duration = Duration::from_secs(30);
 /// A lease short enough to wait out in a test.
 const SHORT: Duration = Duration::from_millis(300);

@@ -12,10 +12,11 @@ use std::error::Error;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use shedlock_core::testkit::Worker;
 use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
 use shedlock_redis::RedisLockProvider;
 use shedlock_redis::testkit::RedisServer;
-use workers::{Worker, connection, next_event, pttl};
+use workers::{connection, next_event, pttl};
 
 const LOCK: &str = "crashed-holder";
 const LOCK_KEY: &str = "job-lock:default:crashed-holder";

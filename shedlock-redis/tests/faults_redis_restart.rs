@@ -15,9 +15,10 @@ use std::error::Error;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use shedlock_core::testkit::Worker;
 use shedlock_core::{LockConfiguration, LockingTaskExecutor};
 use shedlock_redis::RedisLockProvider;
-use workers::{Worker, now_ms, owned_server};
+use workers::{now_ms, owned_server};
 
 const WORKERS: usize = 3;
 /// Ticks fall on multiples of this period of the wall clock.

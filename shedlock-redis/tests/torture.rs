@@ -18,7 +18,8 @@ use shedlock_redis::RedisLockProvider;
 
 #[path = "support/workers.rs"]
 mod workers;
-use workers::{Worker, owned_server};
+use shedlock_core::testkit::Worker;
+use workers::owned_server;
 
 const WORKERS: usize = 8;
 const NAMES: [&str; 2] = ["torture-a", "torture-b"];

@@ -1,0 +1,112 @@
+//! Worker processes for multi-process tests: this test binary again, running
+//! one ignored test, killed (SIGKILL) and reaped when dropped so none outlives
+//! the test, even one that panics.
+
+use std::io::Read;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// A worker process. Its output is read once it has exited (it prints a few
+/// lines at most, far less than a pipe holds, so it never blocks on them).
+pub struct Worker {
+    child: Child,
+    name: String,
+}
+
+impl Worker {
+    /// Runs the ignored test `test` of this binary in a new process, with `envs`.
+    pub fn spawn(test: &str, envs: &[(&str, &str)]) -> Worker {
+        Worker::spawn_with_env(test, envs, &[])
+    }
+
+    /// Like [`spawn`](Self::spawn), with extra environment variables of the
+    /// process itself (e.g. `LD_PRELOAD`).
+    pub fn spawn_with_env(
+        test: &str,
+        envs: &[(&str, &str)],
+        process_env: &[(&str, &str)],
+    ) -> Worker {
+        let exe = std::env::current_exe()
+            .unwrap_or_else(|err| fail!("cannot find the test binary: {err}"));
+        let mut command = Command::new(exe);
+        command
+            .args([
+                test,
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .envs(envs.iter().copied())
+            .envs(process_env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = command
+            .spawn()
+            .unwrap_or_else(|err| fail!("cannot start worker {test}: {err}"));
+        Worker {
+            child,
+            name: test.to_owned(),
+        }
+    }
+
+    /// The worker's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the worker at once (SIGKILL on Unix), as a crash would, and reaps it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Whether the worker has exited.
+    pub fn has_exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
+    /// Waits up to `timeout` for the worker to exit (killing it after that),
+    /// and returns its status and output (stdout, then stderr).
+    pub async fn finish(mut self, timeout: Duration) -> (Option<ExitStatus>, String) {
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await
+                }
+                _ => {
+                    self.kill();
+                    break None;
+                }
+            }
+        };
+        (status, self.output())
+    }
+
+    /// Kills the worker and returns what it printed, for a failure message.
+    pub fn kill_and_output(mut self) -> String {
+        self.kill();
+        self.output()
+    }
+
+    /// The output of an exited worker.
+    fn output(&mut self) -> String {
+        let (mut stdout, mut stderr) = (String::new(), String::new());
+        if let Some(mut pipe) = self.child.stdout.take() {
+            let _ = pipe.read_to_string(&mut stdout);
+        }
+        if let Some(mut pipe) = self.child.stderr.take() {
+            let _ = pipe.read_to_string(&mut stderr);
+        }
+        format!("--- {} stdout:\n{stdout}--- stderr:\n{stderr}", self.name)
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
