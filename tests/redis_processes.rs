@@ -5,13 +5,13 @@
 //! (an ignored test that does nothing unless `WORKER_URL_ENV` is set).
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use redis::AsyncTypedCommands;
 use redis::aio::MultiplexedConnection;
 use shedlock::redis::RedisLockProvider;
 use shedlock::scheduler_lock;
-use shedlock_core::testkit::Worker;
+use shedlock_core::testkit::{Worker, now_ms, sleep_until_ms};
 use shedlock_redis::testkit::RedisServer;
 
 const WORKERS: usize = 4;
@@ -153,12 +153,7 @@ async fn worker_process() -> anyhow::Result<()> {
 
     let (mut ran, mut skipped, mut late) = (Vec::new(), 0, 0);
     for tick in first..=last {
-        let due = tick * PERIOD_MS;
-        let now = now_ms();
-        if now < due {
-            tokio::time::sleep(Duration::from_millis(due - now)).await;
-        }
-        if now_ms().saturating_sub(due) > MAX_LATE_MS {
+        if sleep_until_ms(tick * PERIOD_MS).await > Duration::from_millis(MAX_LATE_MS) {
             late += 1;
             continue;
         }
@@ -175,11 +170,4 @@ async fn worker_process() -> anyhow::Result<()> {
         std::process::id()
     );
     Ok(())
-}
-
-/// Milliseconds since the epoch.
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |now| now.as_millis() as u64)
 }

@@ -29,7 +29,7 @@ macro_rules! fail {
 }
 
 mod worker;
-pub use worker::Worker;
+pub use worker::{Worker, now_ms, sleep_until_ms};
 
 const LONG: Duration = Duration::from_secs(30);
 /// A lease short enough to wait out in a test.

@@ -13,11 +13,11 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use shedlock_core::testkit::Worker;
+use shedlock_core::testkit::{Worker, now_ms};
 use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
 use shedlock_redis::testkit::RedisServer;
 use shedlock_redis::{LockValue, RedisLockProvider};
-use workers::{connection, next_event, now_ms, pttl};
+use workers::{connection, next_event, pttl};
 
 const LOCK: &str = "skewed-clocks";
 const LOCK_KEY: &str = "job-lock:default:skewed-clocks";

@@ -15,10 +15,10 @@ use std::error::Error;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use shedlock_core::testkit::Worker;
+use shedlock_core::testkit::{Worker, now_ms, sleep_until_ms};
 use shedlock_core::{LockConfiguration, LockingTaskExecutor};
 use shedlock_redis::RedisLockProvider;
-use workers::{now_ms, owned_server};
+use workers::owned_server;
 
 const WORKERS: usize = 3;
 /// Ticks fall on multiples of this period of the wall clock.
@@ -271,12 +271,7 @@ async fn ticking_worker() -> Result<(), Box<dyn Error>> {
     let (mut ran, mut skipped, mut errors, mut late) = (Vec::new(), 0, 0, 0);
     let mut slowest = Duration::ZERO;
     for tick in first..=last {
-        let due = tick * PERIOD_MS;
-        let now = now_ms();
-        if now < due {
-            tokio::time::sleep(Duration::from_millis(due - now)).await;
-        }
-        if now_ms().saturating_sub(due) > MAX_LATE_MS {
+        if sleep_until_ms(tick * PERIOD_MS).await > Duration::from_millis(MAX_LATE_MS) {
             late += 1;
             continue;
         }

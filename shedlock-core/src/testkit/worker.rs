@@ -4,7 +4,7 @@
 
 use std::io::Read;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A worker process. Its output is read once it has exited (it prints a few
 /// lines at most, far less than a pipe holds, so it never blocks on them).
@@ -109,4 +109,22 @@ impl Drop for Worker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// Milliseconds since the epoch by the wall clock, which the processes of one
+/// machine share: worker processes use it to agree on ticks.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |now| u64::try_from(now.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Sleeps until wall-clock millisecond `due` (the start of a tick) and returns
+/// how late it woke, so a simulated scheduler can skip a tick it missed.
+pub async fn sleep_until_ms(due: u64) -> Duration {
+    let now = now_ms();
+    if now < due {
+        tokio::time::sleep(Duration::from_millis(due - now)).await;
+    }
+    Duration::from_millis(now_ms().saturating_sub(due))
 }

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // each test file uses part of this module
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use shedlock_redis::testkit::{RedisServer, free_port};
 
@@ -16,14 +16,6 @@ pub fn owned_server() -> RedisServer {
         format!("redis://127.0.0.1:{port}"),
         vec![format!("--port {port}")],
     )
-}
-
-/// Milliseconds since the epoch, by this process's wall clock (shared by the
-/// processes of one machine).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |now| now.as_millis() as u64)
 }
 
 /// Waits up to `timeout` for an element of the Redis list `list` (polled:
