@@ -15,7 +15,42 @@ pub const MAX_NAME_LEN: usize = 1024;
 /// yet small enough that lease arithmetic on instants never overflows.
 pub const MAX_LOCK_AT_MOST_FOR: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
-/// A validated description of one lock: its name and how long a lease lasts.
+/// The largest number of permits one holder may take, and the largest capacity.
+pub const MAX_PERMITS: u32 = 1_000_000;
+
+/// How a holder uses a lock.
+///
+/// Every lock has a *capacity*, kept in the store and changeable at run time
+/// (see [`LockAdmin`](crate::LockAdmin)); capacity 0 means *paused*: nobody
+/// acquires the lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum LockMode {
+    /// The whole lock: acquired only when nobody else holds it, shared or
+    /// not, and nobody gets in while it is held. An ordinary lock. Waiting
+    /// exclusive holders go first: once one is queued, new shared holders wait.
+    #[default]
+    Exclusive,
+    /// `permits` of the lock's capacity (1 for a plain shared holder): any
+    /// number of shared holders run together as long as their permits do
+    /// not exceed the capacity.
+    Shared {
+        /// How many permits this holder takes, at least 1.
+        permits: u32,
+    },
+}
+
+impl LockMode {
+    /// The permits a holder in this mode takes; exclusive holders take the whole lock.
+    pub fn permits(self) -> Option<u32> {
+        match self {
+            LockMode::Exclusive => None,
+            LockMode::Shared { permits } => Some(permits),
+        }
+    }
+}
+
+/// A validated description of one lock: its name, how long a lease lasts,
+/// and how the holder uses the lock ([`LockMode`]).
 ///
 /// Reusable: the lease times are computed when the lock is acquired, not when
 /// the configuration is built, so one configuration can serve every run of a job.
@@ -25,6 +60,8 @@ pub struct LockConfiguration {
     name: Arc<str>,
     lock_at_most_for: Duration,
     lock_at_least_for: Duration,
+    mode: LockMode,
+    capacity: Option<u32>,
 }
 
 impl LockConfiguration {
@@ -59,7 +96,102 @@ impl LockConfiguration {
             name,
             lock_at_most_for,
             lock_at_least_for,
+            mode: LockMode::Exclusive,
+            capacity: None,
         })
+    }
+
+    /// Makes this a shared holder of one permit (see [`LockMode::Shared`]).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shedlock_core::{LockConfiguration, LockMode};
+    ///
+    /// let reader = LockConfiguration::new("catalog", Duration::from_secs(60), Duration::ZERO)?.shared();
+    /// assert_eq!(reader.mode(), LockMode::Shared { permits: 1 });
+    /// # Ok::<(), shedlock_core::LockError>(())
+    /// ```
+    pub fn shared(self) -> Self {
+        LockConfiguration {
+            mode: LockMode::Shared { permits: 1 },
+            ..self
+        }
+    }
+
+    /// Makes this a counted holder taking `permits` of the lock's capacity.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidConfiguration`] for 0 permits or more than [`MAX_PERMITS`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shedlock_core::LockConfiguration;
+    ///
+    /// // Nine permits in all; each export takes three, so three run at once.
+    /// let export = LockConfiguration::new("exports", Duration::from_secs(600), Duration::ZERO)?
+    ///     .with_permits(3)?
+    ///     .with_capacity(9)?;
+    /// assert_eq!(export.mode().permits(), Some(3));
+    /// # Ok::<(), shedlock_core::LockError>(())
+    /// ```
+    pub fn with_permits(self, permits: u32) -> Result<Self, LockError> {
+        if permits == 0 || permits > MAX_PERMITS {
+            return Err(LockError::InvalidConfiguration(format!(
+                "lock '{}': permits must be between 1 and {MAX_PERMITS}, not {permits}",
+                self.name
+            )));
+        }
+        Ok(LockConfiguration {
+            mode: LockMode::Shared { permits },
+            ..self
+        })
+    }
+
+    /// Sets how the holder uses the lock.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidConfiguration`] for a shared mode with 0 permits or
+    /// more than [`MAX_PERMITS`].
+    pub fn with_mode(self, mode: LockMode) -> Result<Self, LockError> {
+        match mode {
+            LockMode::Exclusive => Ok(LockConfiguration {
+                mode: LockMode::Exclusive,
+                ..self
+            }),
+            LockMode::Shared { permits } => self.with_permits(permits),
+        }
+    }
+
+    /// The capacity to use while the store holds none for this lock (an
+    /// operator's capacity, set at run time, wins). Without one, the capacity
+    /// is 1 for exclusive holders and unlimited for shared ones. 0 means paused.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidConfiguration`] above [`MAX_PERMITS`].
+    pub fn with_capacity(self, capacity: u32) -> Result<Self, LockError> {
+        if capacity > MAX_PERMITS {
+            return Err(LockError::InvalidConfiguration(format!(
+                "lock '{}': the capacity must be at most {MAX_PERMITS}, not {capacity}",
+                self.name
+            )));
+        }
+        Ok(LockConfiguration {
+            capacity: Some(capacity),
+            ..self
+        })
+    }
+
+    /// How the holder uses the lock: exclusive (the default) or shared.
+    pub fn mode(&self) -> LockMode {
+        self.mode
+    }
+
+    /// The capacity used while the store holds none, if one was set.
+    pub fn capacity(&self) -> Option<u32> {
+        self.capacity
     }
 
     /// The lock's name, unique per job (or per job and resource).
@@ -95,6 +227,8 @@ impl fmt::Debug for LockConfiguration {
             .field("name", &&*self.name)
             .field("lock_at_most_for", &self.lock_at_most_for)
             .field("lock_at_least_for", &self.lock_at_least_for)
+            .field("mode", &self.mode)
+            .field("capacity", &self.capacity)
             .finish()
     }
 }
@@ -188,6 +322,29 @@ mod tests {
         let err = LockConfiguration::new("job", Duration::MAX, Duration::ZERO).unwrap_err();
         assert!(err.to_string().contains("100 years"), "{err}");
         assert!(LockConfiguration::new("job", MAX_LOCK_AT_MOST_FOR, Duration::ZERO).is_ok());
+    }
+
+    #[test]
+    fn counted_and_shared_modes_are_validated() -> Result<(), LockError> {
+        let config = LockConfiguration::new("job", SEC, Duration::ZERO)?;
+        assert_eq!(config.mode(), LockMode::Exclusive);
+        assert_eq!(config.capacity(), None);
+        let err = config.clone().with_permits(0).unwrap_err();
+        assert!(
+            err.to_string().contains("permits must be between 1"),
+            "{err}"
+        );
+        assert!(config.clone().with_permits(MAX_PERMITS + 1).is_err());
+        assert!(config.clone().with_capacity(MAX_PERMITS + 1).is_err());
+        let counted = config.clone().with_permits(3)?.with_capacity(9)?;
+        assert_eq!(counted.mode(), LockMode::Shared { permits: 3 });
+        assert_eq!(counted.capacity(), Some(9));
+        assert_eq!(
+            counted.with_mode(LockMode::Exclusive)?.mode(),
+            LockMode::Exclusive
+        );
+        assert_eq!(config.shared().mode().permits(), Some(1));
+        Ok(())
     }
 
     #[test]

@@ -65,6 +65,18 @@ pub enum LockError {
         released: bool,
     },
 
+    /// The provider cannot do what was asked (e.g. shared or counted locks on
+    /// a store whose format has no room for them).
+    #[error("the {store} lock provider does not support {what}; {advice}")]
+    Unsupported {
+        /// Which store.
+        store: &'static str,
+        /// What was asked.
+        what: &'static str,
+        /// What to do instead.
+        advice: &'static str,
+    },
+
     /// An operation needed the current task to hold a lock, and it holds none.
     #[error(
         "this task holds no lock: call it from inside a #[scheduler_lock] function or a \

@@ -10,6 +10,7 @@ use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use crate::context::{ActiveLock, HeldLocks};
+use crate::provider::Waiter;
 use crate::{LockConfiguration, LockError, LockGuard, LockProvider};
 
 /// The first pause of a waiter that gets no release notification; it doubles
@@ -17,6 +18,10 @@ use crate::{LockConfiguration, LockError, LockGuard, LockProvider};
 const FIRST_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// The longest pause between two attempts of a waiter.
 const MAX_POLL_INTERVAL: Duration = Duration::from_millis(500);
+/// How long a waiting exclusive holder keeps its place in the queue after an
+/// attempt (it tries again at least every [`MAX_POLL_INTERVAL`]), so a waiter
+/// that dies blocks shared holders this long at most.
+const HOLD_PLACE_FOR: Duration = Duration::from_secs(2);
 /// How soon keep-alive retries an extension that failed on a store error.
 const KEEP_ALIVE_RETRY: Duration = Duration::from_millis(100);
 
@@ -213,8 +218,14 @@ async fn lock_waiting<P: LockProvider + ?Sized>(
     // Watch before the first attempt: a release right after it still wakes us.
     let mut releases = provider.watch_releases(config.name()).await;
     let mut pause = FIRST_POLL_INTERVAL;
+    let mut waiter = Waiter::new(HOLD_PLACE_FOR);
     loop {
-        if let Some(guard) = provider.try_lock(config).await? {
+        let left = deadline.map_or(Duration::MAX, |deadline| {
+            deadline.saturating_duration_since(Instant::now())
+        });
+        // A place in the queue never outlives the wait.
+        waiter.set_hold_place_for(HOLD_PLACE_FOR.min(left).max(Duration::from_millis(1)));
+        if let Some(guard) = provider.try_lock_waiting(config, &waiter).await? {
             return Ok(Some(guard));
         }
         let now = Instant::now();

@@ -6,6 +6,7 @@
 //! Applications use these through the `shedlock` facade; provider crates
 //! depend on this crate directly.
 
+mod admin;
 mod configuration;
 mod context;
 mod error;
@@ -21,11 +22,14 @@ pub mod private;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use configuration::{LockConfiguration, MAX_LOCK_AT_MOST_FOR, MAX_NAME_LEN};
+pub use admin::{LockAdmin, LockHolder, LockState};
+pub use configuration::{
+    LockConfiguration, LockMode, MAX_LOCK_AT_MOST_FOR, MAX_NAME_LEN, MAX_PERMITS,
+};
 pub use context::{assert_locked, current_lock, extend_active_lock, is_lease_lost, lease_lost};
 pub use error::{BoxError, LockError};
 pub use executor::{ExecutionOptions, LockingTaskExecutor};
 pub use guard::{LockGuard, LockInfo};
 pub use memory::InMemoryLockProvider;
-pub use provider::{BoxFuture, Lease, LockProvider, ReleaseNotifier, ReleaseWatch};
+pub use provider::{BoxFuture, Lease, LockProvider, ReleaseNotifier, ReleaseWatch, Waiter};
 pub use scheduler_lock::{SchedulerLock, SchedulerLockBuilder};

@@ -3,39 +3,46 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
-use crate::provider::{BoxFuture, Lease, ReleaseNotifier, ReleaseWatch};
-use crate::{LockConfiguration, LockError, LockGuard, LockProvider};
+use crate::admin::{LockAdmin, LockHolder, LockState};
+use crate::provider::{BoxFuture, Lease, ReleaseNotifier, ReleaseWatch, Waiter};
+use crate::{LockConfiguration, LockError, LockGuard, LockMode, LockProvider};
 
 /// Locks kept in this process's memory, timed by its monotonic clock.
 ///
 /// Clones share the same locks, so one provider can be handed to several
 /// simulated replicas. It keeps every guarantee of a shedlock provider
-/// (leases end, ownership-checked release and extension, fencing tokens),
-/// but only within one process: use a Redis or SQL provider across replicas.
+/// (leases end, ownership-checked release and extension, fencing tokens,
+/// shared and counted locks, capacity and pause), but only within one
+/// process: use a Redis or SQL provider across replicas.
 #[derive(Clone)]
 pub struct InMemoryLockProvider {
     state: Arc<Mutex<State>>,
     /// Names a provider (and its clones) hold, apart from other providers'.
     scope: Arc<str>,
+    locked_by: Arc<str>,
 }
 
 impl Default for InMemoryLockProvider {
     fn default() -> Self {
         let state = Arc::new(Mutex::new(State::default()));
         let scope = format!("memory:{:p}", Arc::as_ptr(&state)).into();
-        InMemoryLockProvider { state, scope }
+        InMemoryLockProvider {
+            state,
+            scope,
+            locked_by: crate::identity::default_locked_by().into(),
+        }
     }
 }
 
 #[derive(Default)]
 struct State {
-    locks: HashMap<Arc<str>, Held>,
+    locks: HashMap<Arc<str>, Entry>,
     last_token: u64,
     /// Release counters of names that somebody waits for.
     watchers: HashMap<Arc<str>, ReleaseNotifier>,
-    /// Sizes past which ended leases and unwatched counters are swept out,
+    /// Sizes past which idle entries and unwatched counters are swept out,
     /// so per-resource names do not pile up.
     sweep_locks_at: usize,
     sweep_watchers_at: usize,
@@ -45,19 +52,112 @@ struct State {
 /// what is left, so sweeping costs O(1) per insertion on average.
 const SWEEP_FLOOR: usize = 1024;
 
+/// Everything about one lock name.
+#[derive(Default)]
+struct Entry {
+    /// Holders by acquisition number (= fencing token). Ended leases stay
+    /// until the next look at the entry removes them.
+    holders: HashMap<u64, Held>,
+    /// Exclusive waiters' ids and when their places in the queue lapse.
+    waiters: HashMap<String, Instant>,
+    /// The operator's capacity, if set.
+    capacity: Option<u32>,
+    /// The capacity to go back to when a pause ends.
+    resume_to: Option<u32>,
+}
+
 struct Held {
-    acquisition: u64,
     expires_at: Instant,
+    mode: LockMode,
+    locked_at: SystemTime,
+    locked_by: Arc<str>,
+}
+
+/// Why an attempt failed.
+enum Refusal {
+    Paused,
+    /// Held; when the earliest holder's lease ends.
+    Held(Option<Instant>),
+}
+
+impl Entry {
+    /// Drops ended leases and lapsed queue places.
+    fn forget_ended(&mut self, now: Instant) {
+        self.holders.retain(|_, held| held.expires_at > now);
+        self.waiters.retain(|_, until| *until > now);
+    }
+
+    fn is_idle(&self, now: Instant) -> bool {
+        self.capacity.is_none()
+            && self.holders.values().all(|held| held.expires_at <= now)
+            && self.waiters.values().all(|until| *until <= now)
+    }
+
+    /// Whether `config` may take the lock now. Call after `forget_ended`.
+    fn admits(&self, config: &LockConfiguration, waiter: Option<&str>) -> Result<(), Refusal> {
+        let capacity = self.capacity.or(config.capacity());
+        if capacity == Some(0) {
+            return Err(Refusal::Paused);
+        }
+        let earliest_end = || self.holders.values().map(|held| held.expires_at).min();
+        match config.mode() {
+            LockMode::Exclusive => {
+                if !self.holders.is_empty() {
+                    return Err(Refusal::Held(earliest_end()));
+                }
+            }
+            LockMode::Shared { permits } => {
+                if self.holders.values().any(|h| h.mode == LockMode::Exclusive) {
+                    return Err(Refusal::Held(earliest_end()));
+                }
+                // An exclusive waiter goes first; it wakes us when it is done.
+                if self.waiters.keys().any(|id| Some(id.as_str()) != waiter) {
+                    return Err(Refusal::Held(None));
+                }
+                let taken: u64 = self
+                    .holders
+                    .values()
+                    .map(|held| u64::from(held.mode.permits().unwrap_or(1)))
+                    .sum();
+                if let Some(capacity) = capacity
+                    && taken + u64::from(permits) > u64::from(capacity)
+                {
+                    return Err(Refusal::Held(earliest_end()));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn state(&self, name: &str, now: Instant) -> LockState {
+        let mut holders: Vec<(u64, LockHolder)> = self
+            .holders
+            .iter()
+            .filter(|(_, held)| held.expires_at > now)
+            .map(|(token, held)| {
+                let holder = LockHolder {
+                    locked_by: held.locked_by.to_string(),
+                    locked_at: Some(held.locked_at),
+                    lease_left: Some(held.expires_at - now),
+                    mode: held.mode,
+                    fencing_token: Some(*token),
+                };
+                (*token, holder)
+            })
+            .collect();
+        holders.sort_by_key(|(token, _)| *token);
+        LockState {
+            name: name.to_owned(),
+            holders: holders.into_iter().map(|(_, holder)| holder).collect(),
+            capacity: self.capacity,
+            paused: self.capacity == Some(0),
+            exclusive_waiters: u32::try_from(self.waiters.values().filter(|t| **t > now).count())
+                .unwrap_or(u32::MAX),
+        }
+    }
 }
 
 impl State {
-    /// The lease of `name` if it has not ended.
-    fn live(&mut self, name: &str, now: Instant) -> Option<&mut Held> {
-        self.locks
-            .get_mut(name)
-            .filter(|held| held.expires_at > now)
-    }
-
     /// Wakes the waiters of `name`, and forgets the counter once nobody watches.
     fn notify_release(&mut self, name: &str) {
         if let Some(releases) = self.watchers.get(name) {
@@ -69,10 +169,28 @@ impl State {
         }
     }
 
-    /// The lease of `name` if it has not ended and is `acquisition`'s.
+    /// The live lease `acquisition` of `name`.
     fn owned(&mut self, name: &str, acquisition: u64, now: Instant) -> Option<&mut Held> {
-        self.live(name, now)
-            .filter(|held| held.acquisition == acquisition)
+        self.locks
+            .get_mut(name)?
+            .holders
+            .get_mut(&acquisition)
+            .filter(|held| held.expires_at > now)
+    }
+
+    fn entry(&mut self, name: &str, now: Instant) -> &mut Entry {
+        // The stored key is reused (a reference count), so a known name costs no allocation.
+        let key = match self.locks.get_key_value(name) {
+            Some((key, _)) => key.clone(),
+            None => {
+                if self.locks.len() >= self.sweep_locks_at.max(SWEEP_FLOOR) {
+                    self.locks.retain(|_, entry| !entry.is_idle(now));
+                    self.sweep_locks_at = 2 * self.locks.len();
+                }
+                Arc::from(name)
+            }
+        };
+        self.locks.entry(key).or_default()
     }
 }
 
@@ -82,9 +200,79 @@ impl InMemoryLockProvider {
         Self::default()
     }
 
+    /// Sets who this process is in [`LockAdmin::lock_state`] (default: host
+    /// name and process id).
+    pub fn with_locked_by(mut self, locked_by: impl Into<String>) -> Self {
+        self.locked_by = locked_by.into().into();
+        self
+    }
+
     /// Whether a lease of `name` is held right now.
     pub fn is_locked(&self, name: &str) -> bool {
-        lock_state(&self.state).live(name, Instant::now()).is_some()
+        let now = Instant::now();
+        lock_state(&self.state)
+            .locks
+            .get(name)
+            .is_some_and(|entry| entry.holders.values().any(|held| held.expires_at > now))
+    }
+
+    fn acquire(
+        &self,
+        config: &LockConfiguration,
+        waiter: Option<&Waiter>,
+    ) -> Result<Option<LockGuard>, LockError> {
+        let now = Instant::now();
+        let mut state = lock_state(&self.state);
+        let entry = state.entry(config.name(), now);
+        entry.forget_ended(now);
+        if let Err(refusal) = entry.admits(config, waiter.map(Waiter::id)) {
+            if let (Some(waiter), LockMode::Exclusive) = (waiter, config.mode()) {
+                entry
+                    .waiters
+                    .insert(waiter.id().to_owned(), now + waiter.hold_place_for());
+            }
+            let ends_at = match refusal {
+                Refusal::Paused => {
+                    tracing::debug!(lock = %config.name(), "lock paused (capacity 0)");
+                    None
+                }
+                Refusal::Held(ends_at) => ends_at,
+            };
+            if let Some(releases) = state.watchers.get(config.name()) {
+                releases.note_lease_end(ends_at);
+            }
+            return Ok(None);
+        }
+        if let Some(waiter) = waiter {
+            entry.waiters.remove(waiter.id());
+        }
+        state.last_token += 1;
+        let token = state.last_token;
+        let held = Held {
+            expires_at: now + config.lock_at_most_for(),
+            mode: config.mode(),
+            locked_at: SystemTime::now(),
+            locked_by: self.locked_by.clone(),
+        };
+        state.entry(config.name(), now).holders.insert(token, held);
+        drop(state);
+        let lease = MemoryLease {
+            state: self.state.clone(),
+            name: config.shared_name().clone(),
+            acquisition: token,
+        };
+        Ok(Some(LockGuard::new(config, token, now, lease)))
+    }
+
+    /// Applies `change` to the entry of `name`, then wakes its waiters.
+    fn change<T>(&self, name: &str, change: impl FnOnce(&mut Entry) -> T) -> T {
+        let now = Instant::now();
+        let mut state = lock_state(&self.state);
+        let entry = state.entry(name, now);
+        entry.forget_ended(now);
+        let result = change(entry);
+        state.notify_release(name);
+        result
     }
 }
 
@@ -108,37 +296,15 @@ impl LockProvider for InMemoryLockProvider {
         &'a self,
         config: &'a LockConfiguration,
     ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
-        Box::pin(async move {
-            let now = Instant::now();
-            let mut state = lock_state(&self.state);
-            if let Some(held) = state.live(config.name(), now) {
-                let ends_at = held.expires_at;
-                if let Some(releases) = state.watchers.get(config.name()) {
-                    releases.note_lease_end(Some(ends_at));
-                }
-                return Ok(None);
-            }
-            state.last_token += 1;
-            let token = state.last_token;
-            if state.locks.len() >= state.sweep_locks_at.max(SWEEP_FLOOR) {
-                state.locks.retain(|_, held| held.expires_at > now);
-                state.sweep_locks_at = 2 * state.locks.len();
-            }
-            state.locks.insert(
-                config.shared_name().clone(),
-                Held {
-                    acquisition: token,
-                    expires_at: now + config.lock_at_most_for(),
-                },
-            );
-            drop(state);
-            let lease = MemoryLease {
-                state: self.state.clone(),
-                name: config.shared_name().clone(),
-                acquisition: token,
-            };
-            Ok(Some(LockGuard::new(config, token, now, lease)))
-        })
+        Box::pin(async move { self.acquire(config, None) })
+    }
+
+    fn try_lock_waiting<'a>(
+        &'a self,
+        config: &'a LockConfiguration,
+        waiter: &'a Waiter,
+    ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
+        Box::pin(async move { self.acquire(config, Some(waiter)) })
     }
 
     fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
@@ -155,6 +321,95 @@ impl LockProvider for InMemoryLockProvider {
     fn scope(&self) -> &str {
         &self.scope
     }
+}
+
+impl LockAdmin for InMemoryLockProvider {
+    fn lock_state<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<LockState, LockError>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let state = lock_state(&self.state);
+            Ok(match state.locks.get(name) {
+                Some(entry) => entry.state(name, now),
+                None => Entry::default().state(name, now),
+            })
+        })
+    }
+
+    fn list_locks(&self) -> BoxFuture<'_, Result<Vec<LockState>, LockError>> {
+        Box::pin(async move {
+            let now = Instant::now();
+            let state = lock_state(&self.state);
+            let mut locks: Vec<LockState> = state
+                .locks
+                .iter()
+                .filter(|(_, entry)| !entry.is_idle(now))
+                .map(|(name, entry)| entry.state(name, now))
+                .collect();
+            locks.sort_by(|a, b| a.name.cmp(&b.name));
+            Ok(locks)
+        })
+    }
+
+    fn set_capacity<'a>(
+        &'a self,
+        name: &'a str,
+        capacity: u32,
+    ) -> BoxFuture<'a, Result<(), LockError>> {
+        Box::pin(async move {
+            check_capacity(capacity)?;
+            self.change(name, |entry| {
+                entry.capacity = Some(capacity);
+                entry.resume_to = None;
+            });
+            Ok(())
+        })
+    }
+
+    fn pause<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), LockError>> {
+        Box::pin(async move {
+            self.change(name, |entry| {
+                if entry.capacity != Some(0) {
+                    entry.resume_to = entry.capacity;
+                    entry.capacity = Some(0);
+                }
+            });
+            Ok(())
+        })
+    }
+
+    fn resume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), LockError>> {
+        Box::pin(async move {
+            self.change(name, |entry| {
+                if entry.capacity == Some(0) {
+                    entry.capacity = entry.resume_to.take();
+                }
+            });
+            Ok(())
+        })
+    }
+
+    fn force_release<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, LockError>> {
+        Box::pin(async move {
+            let released = self.change(name, |entry| {
+                let released = entry.holders.len();
+                entry.holders.clear();
+                released
+            });
+            tracing::warn!(lock = %name, holders = released, "lock force-released");
+            Ok(released)
+        })
+    }
+}
+
+/// Rejects capacities no lock can have.
+pub(crate) fn check_capacity(capacity: u32) -> Result<(), LockError> {
+    if capacity > crate::MAX_PERMITS {
+        return Err(LockError::InvalidConfiguration(format!(
+            "the capacity must be at most {}, not {capacity}",
+            crate::MAX_PERMITS
+        )));
+    }
+    Ok(())
 }
 
 struct MemoryLease {
@@ -186,7 +441,9 @@ impl Lease for MemoryLease {
                 return Ok(false);
             };
             if keep_for.is_zero() {
-                state.locks.remove(&*self.name);
+                if let Some(entry) = state.locks.get_mut(&*self.name) {
+                    entry.holders.remove(&self.acquisition);
+                }
                 state.notify_release(&self.name);
             } else {
                 held.expires_at = held.expires_at.min(now + keep_for);

@@ -38,6 +38,23 @@ pub trait LockProvider: Send + Sync + 'static {
         config: &'a LockConfiguration,
     ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>>;
 
+    /// Like [`try_lock`](Self::try_lock), for a caller that waits for the lock
+    /// and will try again. An exclusive attempt that fails queues `waiter`, so
+    /// new shared holders stay out until it has had its turn: a stream of
+    /// shared holders cannot starve an exclusive one. The place lasts
+    /// [`Waiter::hold_place_for`] unless renewed by the next attempt, so a
+    /// waiter that gives up or dies frees it soon.
+    ///
+    /// Providers without shared locks keep the default: a plain `try_lock`.
+    fn try_lock_waiting<'a>(
+        &'a self,
+        config: &'a LockConfiguration,
+        waiter: &'a Waiter,
+    ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
+        let _ = waiter;
+        self.try_lock(config)
+    }
+
     /// Starts watching for releases of the lock `name`, so a waiting caller
     /// wakes as soon as the holder lets go instead of polling.
     ///
@@ -55,6 +72,40 @@ pub trait LockProvider: Send + Sync + 'static {
     /// store is another lock. Empty by default: one space per process.
     fn scope(&self) -> &str {
         ""
+    }
+}
+
+/// One caller waiting for a lock, across all its attempts: see
+/// [`LockProvider::try_lock_waiting`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Waiter {
+    id: String,
+    hold_place_for: Duration,
+}
+
+impl Waiter {
+    /// A waiter with a new unique id, whose place in the queue lasts
+    /// `hold_place_for` after each attempt.
+    pub fn new(hold_place_for: Duration) -> Self {
+        Waiter {
+            id: crate::identity::unique_acquisition_id(),
+            hold_place_for,
+        }
+    }
+
+    /// Unique to this wait, the same for each of its attempts.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// How long a failed attempt keeps the waiter's place in the queue.
+    pub fn hold_place_for(&self) -> Duration {
+        self.hold_place_for
+    }
+
+    /// The same waiter holding its place for `hold_place_for` from its next attempt.
+    pub(crate) fn set_hold_place_for(&mut self, hold_place_for: Duration) {
+        self.hold_place_for = hold_place_for;
     }
 }
 
@@ -166,6 +217,14 @@ macro_rules! forward_lock_provider {
                 config: &'a LockConfiguration,
             ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
                 (**self).try_lock(config)
+            }
+
+            fn try_lock_waiting<'a>(
+                &'a self,
+                config: &'a LockConfiguration,
+                waiter: &'a Waiter,
+            ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
+                (**self).try_lock_waiting(config, waiter)
             }
 
             fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {

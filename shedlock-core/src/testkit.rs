@@ -28,6 +28,7 @@ macro_rules! fail {
     };
 }
 
+pub mod kinds;
 mod worker;
 pub use worker::{Worker, now_ms, sleep_until_ms};
 
@@ -641,6 +642,42 @@ macro_rules! provider_conformance_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
                 $crate::testkit::$case($make).await;
+            }
+        )*
+    };
+}
+
+/// Generates one `#[tokio::test]` per lock-kinds conformance case (shared and
+/// counted holders, capacity, pause, the operators' API) for a provider that
+/// is also a [`LockAdmin`](crate::LockAdmin). Used like
+/// [`provider_conformance_tests!`](crate::provider_conformance_tests).
+#[macro_export]
+macro_rules! lock_kinds_conformance_tests {
+    ($make:expr) => {
+        $crate::lock_kinds_conformance_tests!(@cases $make;
+            shared_holders_run_together,
+            exclusive_and_shared_exclude_each_other,
+            counted_permits_never_exceed_capacity,
+            stored_capacity_wins,
+            pause_refuses_everyone_until_resumed,
+            pause_and_resume_an_ordinary_lock,
+            pause_keeps_current_holders,
+            waiting_job_starts_after_resume,
+            raised_capacity_admits_a_waiter,
+            exclusive_waiter_goes_before_new_shared_holders,
+            shared_lease_ends_and_permits_return,
+            stale_shared_holder_never_touches_the_next,
+            lock_at_least_for_applies_per_shared_holder,
+            lock_state_describes_holders,
+            force_release_ends_every_lease,
+            permits_never_exceed_capacity_under_contention,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::testkit::kinds::$case($make).await;
             }
         )*
     };

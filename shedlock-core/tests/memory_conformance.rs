@@ -11,3 +11,9 @@ async fn provider() -> InMemoryLockProvider {
 }
 
 shedlock_core::provider_conformance_tests!(provider);
+
+mod kinds {
+    use super::provider;
+
+    shedlock_core::lock_kinds_conformance_tests!(provider);
+}

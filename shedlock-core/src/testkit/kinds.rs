@@ -1,0 +1,478 @@
+//! Conformance cases for lock kinds: shared and counted holders, exclusive
+//! holders beside them, capacity, pause and resume, and the operators' API.
+//! Run with [`lock_kinds_conformance_tests!`](crate::lock_kinds_conformance_tests)
+//! by providers that are also a [`LockAdmin`].
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use super::{LONG, PAST_SHORT, SHORT, acquire, assert_held, config, extend, unique_name, unlock};
+use crate::{LockAdmin, LockConfiguration, LockMode, LockProvider, LockingTaskExecutor};
+
+/// A provider the kinds suite can run against.
+pub trait AdminProvider: LockProvider + LockAdmin {}
+impl<P: LockProvider + LockAdmin> AdminProvider for P {}
+
+fn shared(name: &str, permits: u32, capacity: Option<u32>) -> LockConfiguration {
+    let config = config(name, LONG, Duration::ZERO)
+        .with_permits(permits)
+        .unwrap_or_else(|err| fail!("test configuration rejected: {err}"));
+    match capacity {
+        Some(capacity) => config
+            .with_capacity(capacity)
+            .unwrap_or_else(|err| fail!("test capacity rejected: {err}")),
+        None => config,
+    }
+}
+
+async fn state<P: LockAdmin>(provider: &P, name: &str) -> crate::LockState {
+    provider
+        .lock_state(name)
+        .await
+        .unwrap_or_else(|err| fail!("reading the state of '{name}' failed: {err}"))
+}
+
+async fn admin<T>(what: &str, result: impl Future<Output = Result<T, crate::LockError>>) -> T {
+    result
+        .await
+        .unwrap_or_else(|err| fail!("{what} failed: {err}"))
+}
+
+/// Shared holders (capacity unset: unlimited) hold the lock together.
+pub async fn shared_holders_run_together<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b, c) = (make().await, make().await, make().await);
+    let name = unique_name("shared-together");
+    let reader = shared(&name, 1, None);
+    let guards = vec![
+        acquire(&a, &reader).await,
+        acquire(&b, &reader).await,
+        acquire(&c, &reader).await,
+    ];
+    assert_eq!(state(&a, &name).await.holders.len(), 3);
+    for guard in guards {
+        unlock(guard).await;
+    }
+    assert!(!state(&a, &name).await.is_locked());
+}
+
+/// An exclusive holder keeps shared holders out, and the other way round.
+pub async fn exclusive_and_shared_exclude_each_other<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b) = (make().await, make().await);
+    let name = unique_name("shared-exclusive");
+    let writer = config(&name, LONG, Duration::ZERO);
+    let reader = shared(&name, 1, None);
+    let exclusive = acquire(&a, &writer).await;
+    assert_held(&b, &reader).await;
+    unlock(exclusive).await;
+    let first = acquire(&b, &reader).await;
+    let second = acquire(&a, &reader).await;
+    assert_held(&a, &writer).await;
+    unlock(first).await;
+    assert_held(&b, &writer).await;
+    unlock(second).await;
+    unlock(acquire(&b, &writer).await).await;
+}
+
+/// Counted holders: capacity 9, 3 permits each: three hold, a fourth is refused
+/// until one lets go.
+pub async fn counted_permits_never_exceed_capacity<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let providers = [make().await, make().await, make().await, make().await];
+    let name = unique_name("counted");
+    let job = shared(&name, 3, Some(9));
+    let mut guards = Vec::new();
+    for provider in &providers[..3] {
+        guards.push(acquire(provider, &job).await);
+    }
+    assert_held(&providers[3], &job).await;
+    let small = shared(&name, 1, Some(9));
+    assert_held(&providers[3], &small).await;
+    assert_eq!(state(&providers[0], &name).await.permits_held(), 9);
+    if let Some(guard) = guards.pop() {
+        unlock(guard).await;
+    }
+    guards.push(acquire(&providers[3], &job).await);
+    for guard in guards {
+        unlock(guard).await;
+    }
+}
+
+/// A capacity stored by an operator wins over the acquisition's default.
+pub async fn stored_capacity_wins<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b) = (make().await, make().await);
+    let name = unique_name("stored-capacity");
+    admin("set_capacity", a.set_capacity(&name, 2)).await;
+    let job = shared(&name, 1, Some(9));
+    let first = acquire(&a, &job).await;
+    let second = acquire(&b, &job).await;
+    assert_held(&b, &job).await;
+    let seen = state(&b, &name).await;
+    assert_eq!(seen.capacity, Some(2));
+    assert!(!seen.paused);
+    admin("set_capacity", b.set_capacity(&name, 3)).await;
+    let third = acquire(&b, &job).await;
+    for guard in [first, second, third] {
+        unlock(guard).await;
+    }
+}
+
+/// Paused (capacity 0): nobody acquires, exclusive or shared; resume restores
+/// the capacity from before the pause.
+pub async fn pause_refuses_everyone_until_resumed<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b) = (make().await, make().await);
+    let name = unique_name("pause");
+    admin("set_capacity", a.set_capacity(&name, 3)).await;
+    admin("pause", a.pause(&name)).await;
+    admin("pause twice", a.pause(&name)).await;
+    let seen = state(&b, &name).await;
+    assert!(seen.paused, "{seen:?}");
+    assert_eq!(seen.capacity, Some(0));
+    assert_held(&b, &config(&name, LONG, Duration::ZERO)).await;
+    assert_held(&b, &shared(&name, 1, Some(5))).await;
+    admin("resume", b.resume(&name)).await;
+    let seen = state(&a, &name).await;
+    assert!(!seen.paused, "{seen:?}");
+    assert_eq!(seen.capacity, Some(3), "resume restores the capacity");
+    let guard = acquire(&a, &shared(&name, 3, None)).await;
+    unlock(guard).await;
+}
+
+/// An ordinary lock can be paused and resumed too; resuming a lock that was
+/// never given a capacity leaves it with none.
+pub async fn pause_and_resume_an_ordinary_lock<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b) = (make().await, make().await);
+    let name = unique_name("pause-ordinary");
+    let job = config(&name, LONG, Duration::ZERO);
+    admin("pause", a.pause(&name)).await;
+    assert_held(&b, &job).await;
+    admin("resume", a.resume(&name)).await;
+    assert_eq!(state(&a, &name).await.capacity, None);
+    unlock(acquire(&b, &job).await).await;
+}
+
+/// Pausing does not end current leases: holders finish their runs.
+pub async fn pause_keeps_current_holders<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b) = (make().await, make().await);
+    let name = unique_name("pause-holders");
+    let mut guard = acquire(&a, &config(&name, LONG, Duration::ZERO)).await;
+    admin("pause", b.pause(&name)).await;
+    assert!(
+        extend(&mut guard, LONG).await,
+        "a pause must not end a lease"
+    );
+    assert_eq!(state(&b, &name).await.holders.len(), 1);
+    unlock(guard).await;
+    admin("resume", b.resume(&name)).await;
+}
+
+/// A job waiting on a paused lock starts soon after the resume.
+pub async fn waiting_job_starts_after_resume<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (operator, waiter) = (make().await, LockingTaskExecutor::new(make().await));
+    let name = unique_name("resume-wakes");
+    admin("pause", operator.pause(&name)).await;
+    let job = config(&name, LONG, Duration::ZERO);
+    let resumed = Arc::new(AtomicU64::new(0));
+    let seen = resumed.clone();
+    let waiting = tokio::spawn(async move {
+        waiter
+            .execute_waiting(&job, Duration::from_secs(20), async move {
+                seen.load(Ordering::SeqCst)
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    resumed.store(1, Ordering::SeqCst);
+    admin("resume", operator.resume(&name)).await;
+    let ran = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap_or_else(|_| fail!("the waiter did not run within 5 s of the resume"));
+    match ran {
+        Ok(Ok(Some(seen))) => assert_eq!(seen, 1, "the waiter ran while paused"),
+        other => fail!("the waiter should have run: {other:?}"),
+    }
+}
+
+/// Raising the capacity lets a waiting shared job in.
+pub async fn raised_capacity_admits_a_waiter<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (holder, waiter) = (make().await, LockingTaskExecutor::new(make().await));
+    let name = unique_name("raise-capacity");
+    let job = shared(&name, 1, Some(1));
+    let guard = acquire(&holder, &job).await;
+    let waiting = tokio::spawn(async move {
+        waiter
+            .execute_waiting(&job, Duration::from_secs(20), async {})
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    admin("set_capacity", holder.set_capacity(&name, 2)).await;
+    let ran = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap_or_else(|_| fail!("the waiter did not run within 5 s of the new capacity"));
+    assert!(
+        matches!(ran, Ok(Ok(Some(())))),
+        "the waiter should have run: {ran:?}"
+    );
+    unlock(guard).await;
+}
+
+/// An exclusive waiter is not starved by shared holders: once it waits, new
+/// shared holders wait behind it; it runs when the current ones end.
+pub async fn exclusive_waiter_goes_before_new_shared_holders<
+    P: AdminProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let (readers, writer) = (make().await, LockingTaskExecutor::new(make().await));
+    let name = unique_name("no-starvation");
+    let reader = shared(&name, 1, None);
+    let first = acquire(&readers, &reader).await;
+    let exclusive = config(&name, LONG, Duration::ZERO);
+    let order = Arc::new(AtomicU64::new(0));
+    let writer_saw = order.clone();
+    let waiting = tokio::spawn(async move {
+        writer
+            .execute_waiting(&exclusive, Duration::from_secs(20), async move {
+                writer_saw.fetch_add(1, Ordering::SeqCst)
+            })
+            .await
+    });
+    // Give the writer time to queue, then show a new reader must wait.
+    let queued = Instant::now() + Duration::from_secs(5);
+    while state(&readers, &name).await.exclusive_waiters == 0 {
+        if Instant::now() > queued {
+            fail!("the exclusive waiter never queued");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_held(&readers, &reader).await;
+    unlock(first).await;
+    let ran = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .unwrap_or_else(|_| fail!("the exclusive waiter did not run after the readers ended"));
+    assert!(
+        matches!(ran, Ok(Ok(Some(0)))),
+        "the writer should have run: {ran:?}"
+    );
+    assert_eq!(state(&readers, &name).await.exclusive_waiters, 0);
+    unlock(acquire(&readers, &reader).await).await;
+}
+
+/// A shared holder's lease ends on its own: its permits return although it never released.
+pub async fn shared_lease_ends_and_permits_return<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b) = (make().await, make().await);
+    let name = unique_name("shared-lease-ends");
+    let short = config(&name, SHORT, Duration::ZERO)
+        .with_permits(2)
+        .and_then(|config| config.with_capacity(2))
+        .unwrap_or_else(|err| fail!("{err}"));
+    let abandoned = acquire(&a, &short).await;
+    std::mem::forget(abandoned); // a crashed holder: no release, no drop
+    let job = shared(&name, 1, Some(2));
+    assert_held(&b, &job).await;
+    tokio::time::sleep(PAST_SHORT).await;
+    let guard = acquire(&b, &shared(&name, 2, Some(2))).await;
+    unlock(guard).await;
+}
+
+/// A shared holder whose lease ended never releases or extends the next holder's permits.
+pub async fn stale_shared_holder_never_touches_the_next<
+    P: AdminProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b) = (make().await, make().await);
+    let name = unique_name("stale-shared");
+    let short = config(&name, SHORT, Duration::ZERO)
+        .with_permits(1)
+        .and_then(|config| config.with_capacity(1))
+        .unwrap_or_else(|err| fail!("{err}"));
+    let mut stale = acquire(&a, &short).await;
+    tokio::time::sleep(PAST_SHORT).await;
+    let next = acquire(&b, &shared(&name, 1, Some(1))).await;
+    assert!(!extend(&mut stale, LONG).await, "a stale holder extended");
+    let _ = stale.unlock().await;
+    let seen = state(&b, &name).await;
+    assert_eq!(
+        seen.holders.len(),
+        1,
+        "the next holder was released: {seen:?}"
+    );
+    if let Some(token) = seen.holders[0].fencing_token {
+        assert_eq!(token, next.fencing_token(), "{seen:?}");
+    }
+    unlock(next).await;
+}
+
+/// `lock_at_least_for` is kept per shared holder.
+pub async fn lock_at_least_for_applies_per_shared_holder<
+    P: AdminProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b) = (make().await, make().await);
+    let name = unique_name("shared-least");
+    let kept = config(&name, LONG, SHORT)
+        .with_permits(1)
+        .and_then(|config| config.with_capacity(1))
+        .unwrap_or_else(|err| fail!("{err}"));
+    unlock(acquire(&a, &kept).await).await;
+    assert_held(&b, &shared(&name, 1, Some(1))).await;
+    tokio::time::sleep(PAST_SHORT).await;
+    unlock(acquire(&b, &shared(&name, 1, Some(1))).await).await;
+}
+
+/// The state shows each holder: who, since when, how long it has left, its permits.
+pub async fn lock_state_describes_holders<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b) = (make().await, make().await);
+    let name = unique_name("state");
+    let empty = state(&a, &name).await;
+    assert_eq!(empty.name, name);
+    assert!(empty.holders.is_empty() && !empty.paused && empty.capacity.is_none());
+    let two = acquire(&a, &shared(&name, 2, Some(5))).await;
+    let one = acquire(&b, &shared(&name, 1, Some(5))).await;
+    let seen = state(&b, &name).await;
+    assert_eq!(seen.holders.len(), 2, "{seen:?}");
+    assert_eq!(seen.permits_held(), 3);
+    let mut permits: Vec<_> = seen.holders.iter().map(|h| h.mode).collect();
+    permits.sort_by_key(|mode| mode.permits());
+    assert_eq!(
+        permits,
+        [
+            LockMode::Shared { permits: 1 },
+            LockMode::Shared { permits: 2 }
+        ]
+    );
+    for holder in &seen.holders {
+        assert!(!holder.locked_by.is_empty(), "{holder:?}");
+        assert!(holder.locked_at.is_some(), "{holder:?}");
+        let left = holder
+            .lease_left
+            .unwrap_or_else(|| fail!("no lease end: {holder:?}"));
+        assert!(left <= LONG && left > LONG / 2, "{holder:?}");
+    }
+    unlock(two).await;
+    unlock(one).await;
+    let exclusive = acquire(&a, &config(&name, LONG, Duration::ZERO)).await;
+    let seen = state(&b, &name).await;
+    assert_eq!(seen.holders.len(), 1);
+    assert_eq!(seen.holders[0].mode, LockMode::Exclusive);
+    let listed = admin("list_locks", b.list_locks()).await;
+    assert!(
+        listed
+            .iter()
+            .any(|lock| lock.name == name && lock.is_locked()),
+        "'{name}' missing from the list"
+    );
+    unlock(exclusive).await;
+}
+
+/// Force-release ends every lease; the old holders find them gone, and the
+/// next holder's token is greater.
+pub async fn force_release_ends_every_lease<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b) = (make().await, make().await);
+    let name = unique_name("force");
+    let mut first = acquire(&a, &shared(&name, 1, None)).await;
+    let second = acquire(&a, &shared(&name, 1, None)).await;
+    let released = admin("force_release", b.force_release(&name)).await;
+    assert_eq!(released, 2);
+    let next = acquire(&b, &config(&name, LONG, Duration::ZERO)).await;
+    assert!(next.fencing_token() > second.fencing_token());
+    assert!(
+        !extend(&mut first, LONG).await,
+        "a force-released lease was extended"
+    );
+    let _ = second.unlock().await;
+    assert_eq!(state(&b, &name).await.holders.len(), 1);
+    unlock(next).await;
+    assert_eq!(admin("force_release", b.force_release(&name)).await, 0);
+}
+
+/// Under contention from many tasks on several connections, the permits
+/// held never exceed the capacity.
+pub async fn permits_never_exceed_capacity_under_contention<
+    P: AdminProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    const CAPACITY: u64 = 3;
+    let name = unique_name("contention");
+    let inside = Arc::new(AtomicU64::new(0));
+    let most = Arc::new(AtomicU64::new(0));
+    let runs = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let executor = Arc::new(LockingTaskExecutor::new(make().await));
+        for task in 0..4 {
+            let (executor, inside, most, runs) =
+                (executor.clone(), inside.clone(), most.clone(), runs.clone());
+            let job = if task == 0 {
+                config(&name, LONG, Duration::ZERO) // one exclusive among the shared
+            } else {
+                shared(&name, 1, Some(3))
+            };
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..15 {
+                    let weight = match job.mode() {
+                        LockMode::Exclusive => CAPACITY,
+                        LockMode::Shared { permits } => u64::from(permits),
+                    };
+                    let ran = executor
+                        .execute(&job, async {
+                            let now = inside.fetch_add(weight, Ordering::SeqCst) + weight;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            tokio::time::sleep(Duration::from_millis(2)).await;
+                            inside.fetch_sub(weight, Ordering::SeqCst);
+                        })
+                        .await;
+                    match ran {
+                        Ok(Some(())) => {
+                            runs.fetch_add(1, Ordering::SeqCst);
+                        }
+                        Ok(None) => tokio::task::yield_now().await,
+                        Err(err) => fail!("a locked run failed: {err}"),
+                    }
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        if let Err(err) = task.await {
+            fail!("a contending task failed: {err}");
+        }
+    }
+    assert!(runs.load(Ordering::SeqCst) > 0, "nothing ran");
+    let most = most.load(Ordering::SeqCst);
+    assert!(
+        most <= CAPACITY,
+        "{most} permits were held at once (capacity {CAPACITY})"
+    );
+}
