@@ -4,13 +4,18 @@
 /// The keys of one lock.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct LockKeys {
-    /// The lock itself: ShedLock's format, so Java and Rust services share locks.
+    /// The lock itself, holding the exclusive holder's value: ShedLock's
+    /// format, so Java and Rust services share locks.
     pub(crate) lock: String,
-    /// The fencing-token counter.
-    pub(crate) fence: String,
+    /// The hash tag (with braces) that puts auxiliary keys in the lock's slot.
+    tag: String,
 }
 
-const FENCE_SUFFIX: &str = ":fence";
+/// Suffixes of the auxiliary keys of a lock.
+pub(crate) const FENCE_SUFFIX: &str = ":fence";
+pub(crate) const HOLDERS_SUFFIX: &str = ":holders";
+pub(crate) const WAITERS_SUFFIX: &str = ":waiters";
+pub(crate) const SETTINGS_SUFFIX: &str = ":settings";
 
 impl LockKeys {
     /// Built on every acquisition, so each key is one exact-size allocation
@@ -21,17 +26,53 @@ impl LockKeys {
             lock.push_str(part);
         }
         let hashed = hashed_part(&lock);
-        let fence = if hashed.contains('}') {
-            format!("{}{FENCE_SUFFIX}", same_slot_tag(hashed))
-        } else {
+        let tag = if hashed.len() == lock.len() && !hashed.contains('}') {
             // `{x}` hashes exactly x, and x is what the lock key hashes.
-            let mut fence = String::with_capacity(hashed.len() + 2 + FENCE_SUFFIX.len());
-            for part in ["{", hashed, "}", FENCE_SUFFIX] {
-                fence.push_str(part);
+            let mut tag = String::with_capacity(hashed.len() + 2);
+            for part in ["{", hashed, "}"] {
+                tag.push_str(part);
             }
-            fence
+            tag
+        } else {
+            // The lock key has a hash tag of its own (`report-{tenant}`), which
+            // other locks may share, or a '}' that cannot go inside braces: a
+            // tag of the same slot, followed by the whole lock key, so every
+            // lock still has auxiliary keys of its own.
+            let slot_tag = if hashed.contains('}') {
+                same_slot_tag(hashed)
+            } else {
+                format!("{{{hashed}}}")
+            };
+            format!("{slot_tag}:{lock}")
         };
-        LockKeys { lock, fence }
+        LockKeys { lock, tag }
+    }
+
+    fn auxiliary(&self, suffix: &str) -> String {
+        let mut key = String::with_capacity(self.tag.len() + suffix.len());
+        key.push_str(&self.tag);
+        key.push_str(suffix);
+        key
+    }
+
+    /// The fencing-token counter.
+    pub(crate) fn fence(&self) -> String {
+        self.auxiliary(FENCE_SUFFIX)
+    }
+
+    /// Shared holders: a hash of acquisition value to "end permits token".
+    pub(crate) fn holders(&self) -> String {
+        self.auxiliary(HOLDERS_SUFFIX)
+    }
+
+    /// Queued exclusive waiters: a sorted set of waiter id by end of place.
+    pub(crate) fn waiters(&self) -> String {
+        self.auxiliary(WAITERS_SUFFIX)
+    }
+
+    /// Operator settings: a hash with `capacity` and `resume_to`.
+    pub(crate) fn settings(&self) -> String {
+        self.auxiliary(SETTINGS_SUFFIX)
     }
 }
 
@@ -86,7 +127,35 @@ mod tests {
     fn lock_key_has_shedlocks_format() {
         let keys = LockKeys::new("job-lock", "default", "nightly-report");
         assert_eq!(keys.lock, "job-lock:default:nightly-report");
-        assert_eq!(keys.fence, "{job-lock:default:nightly-report}:fence");
+        assert_eq!(keys.fence(), "{job-lock:default:nightly-report}:fence");
+        assert_eq!(keys.holders(), "{job-lock:default:nightly-report}:holders");
+        assert_eq!(
+            keys.settings(),
+            "{job-lock:default:nightly-report}:settings"
+        );
+    }
+
+    #[test]
+    fn names_with_braces_in_one_slot_keep_keys_of_their_own() {
+        let a = LockKeys::new("job-lock", "default", "a}b");
+        let b = LockKeys::new("job-lock", "default", "c}d");
+        assert_ne!(a.holders(), b.holders());
+        assert!(
+            a.holders().ends_with("job-lock:default:a}b:holders"),
+            "{}",
+            a.holders()
+        );
+    }
+
+    #[test]
+    fn names_sharing_a_hash_tag_keep_keys_of_their_own() {
+        let a = LockKeys::new("job-lock", "default", "export-{tenant-1}");
+        let b = LockKeys::new("job-lock", "default", "import-{tenant-1}");
+        assert_ne!(a.holders(), b.holders());
+        assert_eq!(
+            a.fence(),
+            "{tenant-1}:job-lock:default:export-{tenant-1}:fence"
+        );
     }
 
     #[test]
@@ -118,11 +187,14 @@ mod tests {
         ];
         for name in names {
             let keys = LockKeys::new("job-lock", "default", name);
-            assert_eq!(
-                slot(&keys.lock),
-                slot(&keys.fence),
-                "name {name:?}: {keys:?}"
-            );
+            for aux in [
+                keys.fence(),
+                keys.holders(),
+                keys.waiters(),
+                keys.settings(),
+            ] {
+                assert_eq!(slot(&keys.lock), slot(&aux), "name {name:?}: {aux}");
+            }
         }
     }
 }

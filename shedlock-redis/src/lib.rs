@@ -14,9 +14,17 @@
 //! [`RedisLockProvider::connect_sentinel`].
 //!
 //! One lock is one key, `job-lock:default:{name}` by default, holding
-//! `ADDED:<locked_at>@<locked_by>;id=<unique id>`. Its fencing counter lives in
-//! `{job-lock:default:{name}}:fence`, in the same Redis Cluster slot.
+//! `ADDED:<locked_at>@<locked_by>;id=<unique id>` while an exclusive holder has
+//! it. Its auxiliary keys live in the same Redis Cluster slot:
+//! `{job-lock:default:{name}}:fence` (the fencing counter), `:holders` (shared
+//! holders), `:waiters` (queued exclusive waiters) and `:settings` (capacity).
+//! A name with a hash tag of its own (`report-{tenant}`) keeps that tag:
+//! `{tenant}:job-lock:default:report-{tenant}:fence`.
+//!
+//! The provider is also a [`LockAdmin`](shedlock_core::LockAdmin): lock
+//! state, capacity, pause and resume, force-release.
 
+mod admin;
 mod connection;
 mod keys;
 mod provider;

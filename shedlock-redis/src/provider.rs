@@ -10,13 +10,13 @@ use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, RedisError};
 use shedlock_core::identity::default_locked_by;
 use shedlock_core::{
-    BoxFuture, Lease, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch,
+    BoxFuture, Lease, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch, Waiter,
 };
 
 use crate::connection::{RedisConnection, SentinelConnection};
 use crate::keys::LockKeys;
 use crate::releases::{RELEASE_CHANNEL, ReleaseHub};
-use crate::scripts::{ACQUIRE, EXTEND, RELEASE};
+use crate::scripts::{ACQUIRE, EXTEND, EXTEND_SHARED, RELEASE, RELEASE_SHARED};
 use crate::value::new_lock_value;
 
 /// How long a command may wait for its reply before it fails (and, for an
@@ -25,7 +25,7 @@ pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one connection attempt may take.
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
-const STORE: &str = "redis";
+pub(crate) const STORE: &str = "redis";
 
 /// Locks in Redis, one key per lock: `{prefix}:{environment}:{name}` (ShedLock's
 /// format, so Java and Rust services can share locks).
@@ -44,15 +44,15 @@ const STORE: &str = "redis";
 /// logs or `Debug` output.
 #[derive(Clone)]
 pub struct RedisLockProvider {
-    connection: RedisConnection,
-    releases: Arc<ReleaseHub>,
+    pub(crate) connection: RedisConnection,
+    pub(crate) releases: Arc<ReleaseHub>,
     /// `host:port` (or socket path) of the server, for messages: no credentials.
-    server: Arc<str>,
-    key_prefix: Arc<str>,
-    environment: Arc<str>,
-    locked_by: Arc<str>,
+    pub(crate) server: Arc<str>,
+    pub(crate) key_prefix: Arc<str>,
+    pub(crate) environment: Arc<str>,
+    pub(crate) locked_by: Arc<str>,
     /// Server, prefix and environment: see [`LockProvider::scope`].
-    scope: Arc<str>,
+    pub(crate) scope: Arc<str>,
 }
 
 impl RedisLockProvider {
@@ -242,7 +242,7 @@ impl RedisLockProvider {
     /// The Redis key of the fencing-token counter of the lock `name` (in the
     /// lock key's Cluster slot).
     pub fn fence_key(&self, name: &str) -> String {
-        self.keys(name).fence
+        self.keys(name).fence()
     }
 
     /// `locked_by` of this provider's acquisitions.
@@ -250,8 +250,74 @@ impl RedisLockProvider {
         &self.locked_by
     }
 
-    fn keys(&self, name: &str) -> LockKeys {
+    pub(crate) fn keys(&self, name: &str) -> LockKeys {
         LockKeys::new(&self.key_prefix, &self.environment, name)
+    }
+
+    /// One acquisition: exclusive or shared, with a waiter's place in the queue.
+    async fn acquire(
+        &self,
+        config: &LockConfiguration,
+        waiter: Option<&Waiter>,
+    ) -> Result<Option<LockGuard>, LockError> {
+        let keys = self.keys(config.name());
+        let permits = config.mode().permits();
+        let lease = RedisLease {
+            connection: self.connection.clone(),
+            server: self.server.clone(),
+            holders_key: permits.map(|_| keys.holders()),
+            value: new_lock_value(&self.locked_by),
+            lock_key: keys.lock.clone(),
+        };
+        let mut connection = self.connection.clone();
+        let mut acquire = ACQUIRE.key(&lease.lock_key);
+        acquire
+            .key(keys.fence())
+            .key(keys.holders())
+            .key(keys.waiters())
+            .key(keys.settings())
+            .arg(&lease.value)
+            .arg(millis(config.lock_at_most_for()))
+            .arg(permits.unwrap_or(0))
+            .arg(config.capacity().map_or(-1, i64::from))
+            .arg(waiter.map_or("", Waiter::id))
+            .arg(waiter.map_or(0, |waiter| millis(waiter.hold_place_for())));
+        // If this future is dropped while the command is out, the lease it
+        // may take is released in the background, not left until it ends.
+        let mut unanswered = Unanswered(Some(lease));
+        let requested_at = Instant::now();
+        let reply = acquire.invoke_async::<i64>(&mut connection).await;
+        let Some(lease) = unanswered.0.take() else {
+            return Ok(None); // unreachable: only this function takes it
+        };
+        match reply {
+            Ok(token) if token > 0 => Ok(Some(LockGuard::new(
+                config,
+                token.unsigned_abs(),
+                requested_at,
+                lease,
+            ))),
+            Ok(held) => {
+                if held == 0 {
+                    tracing::debug!(lock = %config.name(), "lock paused (capacity 0)");
+                }
+                // -2 - ms left of the soonest lease; -1 or 0: no end known.
+                let lease_ends_at = u64::try_from(-2 - held)
+                    .ok()
+                    .map(|left| Instant::now() + Duration::from_millis(left));
+                self.releases.note_lease_end(&lease.lock_key, lease_ends_at);
+                Ok(None)
+            }
+            Err(err) if reply_may_be_lost(&err) => Err(self
+                .release_uncertain_acquisition(config, lease, requested_at, err)
+                .await),
+            Err(err) => Err(store_error(
+                &self.server,
+                &format!("acquiring lock '{}'", config.name()),
+                &err,
+                "the lock was not taken",
+            )),
+        }
     }
 
     /// After an acquisition whose reply was lost: release whatever it may have
@@ -311,54 +377,15 @@ impl LockProvider for RedisLockProvider {
         &'a self,
         config: &'a LockConfiguration,
     ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
-        Box::pin(async move {
-            let keys = self.keys(config.name());
-            let lease = RedisLease {
-                connection: self.connection.clone(),
-                server: self.server.clone(),
-                lock_key: keys.lock,
-                value: new_lock_value(&self.locked_by),
-            };
-            let mut connection = self.connection.clone();
-            let mut acquire = ACQUIRE.key(&lease.lock_key);
-            acquire
-                .key(&keys.fence)
-                .arg(&lease.value)
-                .arg(millis(config.lock_at_most_for()));
-            // If this future is dropped while the command is out, the lease it
-            // may take is released in the background, not left until it ends.
-            let mut unanswered = Unanswered(Some(lease));
-            let requested_at = Instant::now();
-            let reply = acquire.invoke_async::<i64>(&mut connection).await;
-            let Some(lease) = unanswered.0.take() else {
-                return Ok(None); // unreachable: only this function takes it
-            };
-            match reply {
-                Ok(token) if token > 0 => Ok(Some(LockGuard::new(
-                    config,
-                    token.unsigned_abs(),
-                    requested_at,
-                    lease,
-                ))),
-                Ok(held) => {
-                    // -2 - ms left of the holder's lease; -1: no expiry known.
-                    let lease_ends_at = u64::try_from(-2 - held)
-                        .ok()
-                        .map(|left| Instant::now() + Duration::from_millis(left));
-                    self.releases.note_lease_end(&lease.lock_key, lease_ends_at);
-                    Ok(None)
-                }
-                Err(err) if reply_may_be_lost(&err) => Err(self
-                    .release_uncertain_acquisition(config, lease, requested_at, err)
-                    .await),
-                Err(err) => Err(store_error(
-                    &self.server,
-                    &format!("acquiring lock '{}'", config.name()),
-                    &err,
-                    "the lock was not taken",
-                )),
-            }
-        })
+        Box::pin(self.acquire(config, None))
+    }
+
+    fn try_lock_waiting<'a>(
+        &'a self,
+        config: &'a LockConfiguration,
+        waiter: &'a Waiter,
+    ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
+        Box::pin(self.acquire(config, Some(waiter)))
     }
 
     fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
@@ -395,14 +422,20 @@ struct RedisLease {
     connection: RedisConnection,
     server: Arc<str>,
     lock_key: String,
+    /// The shared holders' key, for a shared lease; `None`: exclusive.
+    holders_key: Option<String>,
     value: String,
 }
 
 impl Lease for RedisLease {
     fn extend(&self, lock_at_most_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
         Box::pin(async move {
-            EXTEND
-                .key(&self.lock_key)
+            let (script, key) = match &self.holders_key {
+                Some(holders) => (&*EXTEND_SHARED, holders),
+                None => (&*EXTEND, &self.lock_key),
+            };
+            script
+                .key(key)
                 .arg(&self.value)
                 .arg(millis(lock_at_most_for))
                 .invoke_async::<i64>(&mut self.connection.clone())
@@ -426,11 +459,15 @@ impl Lease for RedisLease {
             } else {
                 millis(keep_for)
             };
-            RELEASE
-                .key(&self.lock_key)
+            let mut release = match &self.holders_key {
+                Some(holders) => RELEASE_SHARED.key(holders),
+                None => RELEASE.key(&self.lock_key),
+            };
+            release
                 .arg(&self.value)
                 .arg(keep_ms)
                 .arg(RELEASE_CHANNEL)
+                .arg(&self.lock_key)
                 .invoke_async::<i64>(&mut self.connection.clone())
                 .await
                 .map(|released| released == 1)
@@ -491,7 +528,12 @@ fn reply_may_be_lost(err: &RedisError) -> bool {
         || (err.is_io_error() && !err.is_connection_refusal())
 }
 
-fn store_error(server: &str, action: &str, err: &RedisError, consequence: &str) -> LockError {
+pub(crate) fn store_error(
+    server: &str,
+    action: &str,
+    err: &RedisError,
+    consequence: &str,
+) -> LockError {
     LockError::store(
         STORE,
         action,

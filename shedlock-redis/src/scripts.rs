@@ -1,18 +1,39 @@
-//! The Lua scripts behind every lock operation. `redis::Script` sends them
-//! by SHA (EVALSHA) and loads them on a NOSCRIPT reply.
+//! The Lua scripts behind every lock operation: each operation is one script,
+//! one round trip, on keys of one Cluster slot. `redis::Script` sends them by
+//! SHA (EVALSHA) and loads them on a NOSCRIPT reply.
 
 use std::sync::LazyLock;
 
 use redis::Script;
 
-/// `SET NX PX` plus the fencing token, in one atomic round trip.
-pub(crate) static ACQUIRE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/acquire.lua")));
+macro_rules! scripts {
+    ($($(#[$doc:meta])* $name:ident = $file:literal;)*) => {$(
+        $(#[$doc])*
+        pub(crate) static $name: LazyLock<Script> =
+            LazyLock::new(|| Script::new(include_str!(concat!("scripts/", $file))));
+    )*};
+}
 
-/// Compare-and-delete (or compare-and-shorten for `lock_at_least_for`).
-pub(crate) static RELEASE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/release.lua")));
-
-/// Compare-and-expire.
-pub(crate) static EXTEND: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("scripts/extend.lua")));
+scripts! {
+    /// Exclusive `SET NX PX` or shared permits, checked against the capacity,
+    /// plus the fencing token, atomically.
+    ACQUIRE = "acquire.lua";
+    /// Compare-and-delete (or compare-and-shorten for `lock_at_least_for`).
+    RELEASE = "release.lua";
+    /// Compare-and-expire.
+    EXTEND = "extend.lua";
+    /// A shared holder's release, checked against its own value.
+    RELEASE_SHARED = "release_shared.lua";
+    /// A shared holder's extension, checked against its own value.
+    EXTEND_SHARED = "extend_shared.lua";
+    /// A lock's state, read in one step.
+    STATE = "state.lua";
+    /// Stores a capacity.
+    SET_CAPACITY = "set_capacity.lua";
+    /// Capacity 0, remembering the capacity to resume to.
+    PAUSE = "pause.lua";
+    /// Back to the capacity from before the pause.
+    RESUME = "resume.lua";
+    /// Ends every lease of a lock.
+    FORCE_RELEASE = "force_release.lua";
+}

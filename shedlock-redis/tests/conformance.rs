@@ -15,3 +15,9 @@ async fn provider() -> RedisLockProvider {
 }
 
 shedlock_core::provider_conformance_tests!(provider);
+
+mod kinds {
+    use super::provider;
+
+    shedlock_core::lock_kinds_conformance_tests!(provider);
+}

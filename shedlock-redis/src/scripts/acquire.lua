@@ -1,34 +1,125 @@
--- Takes the lock if nobody holds it, and hands out a fencing token, atomically.
--- KEYS[1] lock key, KEYS[2] fencing counter (same Cluster slot)
--- ARGV[1] this acquisition's unique value, ARGV[2] lease in ms
--- Returns, when the lock is held, -2 - (ms left of the holder's lease), or -1
--- if the key has no expiry; else the token: above every earlier token
--- of this lock, and never below the server's clock in microseconds, so tokens
--- keep increasing even after a server that keeps nothing on disk restarts.
-if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  -- Our own value: this very acquisition already ran (a client resent it after
-  -- a lost reply). It holds the lock; its token is the counter's value.
-  if redis.call('GET', KEYS[1]) == ARGV[1] then
+-- Takes the lock if the caller's mode and the lock's capacity allow it, and
+-- hands out a fencing token, atomically.
+-- KEYS[1] lock key (the exclusive holder's value, ShedLock's format)
+-- KEYS[2] fencing counter; KEYS[3] shared holders (hash: value -> "end permits token");
+-- KEYS[4] queued exclusive waiters (zset: id -> end of place); KEYS[5] settings
+-- (hash: capacity, resume_to). All in the lock key's Cluster slot.
+-- ARGV[1] this acquisition's unique value, ARGV[2] lease in ms,
+-- ARGV[3] permits (0: exclusive), ARGV[4] capacity when none is stored (-1: unlimited),
+-- ARGV[5] a waiting caller's id ('' when not waiting), ARGV[6] how long its place lasts, ms.
+-- Returns the token (> 0) when taken; 0 when paused (capacity 0); else -1
+-- when held with no known end, or -2 - (ms until the soonest holder's lease ends).
+-- Tokens are above every earlier token of this lock and never below the
+-- server's clock in microseconds, so they keep increasing even after a server
+-- that keeps nothing on disk restarts.
+local value, lease, permits = ARGV[1], ARGV[2], tonumber(ARGV[3])
+
+local function clock()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000000 + tonumber(time[2])
+end
+
+local function new_token(micros)
+  local token = redis.call('INCR', KEYS[2])
+  -- The clock floor keeps tokens increasing if this counter expires, so it
+  -- need not live forever (templated per-resource names would pile up): it
+  -- lives a week (604800000 ms) past its last use. The clock is usually ahead
+  -- of the counter, and then one SET both moves the counter and renews it.
+  if token < micros then
+    token = micros
+    redis.call('SET', KEYS[2], string.format('%.0f', micros), 'PX', '604800000')
+  else
+    redis.call('PEXPIRE', KEYS[2], '604800000')
+  end
+  return token
+end
+
+-- Live shared holders: how many, their permits, and the soonest end (ms);
+-- ended ones are removed on the way.
+local function shared_holders(now)
+  local count, taken, soonest = 0, 0, nil
+  local all = redis.call('HGETALL', KEYS[3])
+  for i = 1, #all, 2 do
+    local ends, held = string.match(all[i + 1], '^(%d+) (%d+)')
+    ends = tonumber(ends)
+    if ends == nil or ends <= now then
+      redis.call('HDEL', KEYS[3], all[i])
+    else
+      count = count + 1
+      taken = taken + tonumber(held)
+      if soonest == nil or ends < soonest then soonest = ends end
+    end
+  end
+  return count, taken, soonest
+end
+
+local function held_until(soonest, now)
+  if soonest == nil then return -1 end
+  return -2 - (soonest - now)
+end
+
+local capacity = redis.call('HGET', KEYS[5], 'capacity')
+if capacity then capacity = tonumber(capacity) else capacity = tonumber(ARGV[4]) end
+
+if permits == 0 then
+  -- Exclusive: no holder at all, and not paused.
+  local refused = nil
+  if capacity == 0 then
+    refused = 0
+  elseif redis.call('EXISTS', KEYS[3]) == 1 then
+    local micros = clock()
+    local now = math.floor(micros / 1000)
+    local count, _, soonest = shared_holders(now)
+    if count > 0 then refused = held_until(soonest, now) end
+  end
+  if refused == nil then
+    if redis.call('SET', KEYS[1], value, 'NX', 'PX', lease) then
+      if ARGV[5] ~= '' then redis.call('ZREM', KEYS[4], ARGV[5]) end
+      return new_token(clock())
+    end
+    local left = redis.call('PTTL', KEYS[1])
+    if left < 0 then refused = -1 else refused = -2 - left end
+  end
+  -- Our own value: this very acquisition already ran (a client resent it
+  -- after a lost reply). It holds the lock; its token is the counter's value.
+  if redis.call('GET', KEYS[1]) == value then
     return tonumber(redis.call('GET', KEYS[2]))
   end
-  local left = redis.call('PTTL', KEYS[1])
-  if left < 0 then
-    return -1
+  if ARGV[5] ~= '' then
+    -- Queue the waiter: new shared holders stay out while its place lasts.
+    local place = tonumber(ARGV[6])
+    redis.call('ZADD', KEYS[4], math.floor(clock() / 1000) + place, ARGV[5])
+    if redis.call('PTTL', KEYS[4]) < place then redis.call('PEXPIRE', KEYS[4], place) end
   end
-  return -2 - left
+  return refused
 end
-local token = redis.call('INCR', KEYS[2])
-local time = redis.call('TIME')
-local micros = tonumber(time[1]) * 1000000 + tonumber(time[2])
--- The clock floor keeps tokens increasing if this counter expires, so it
--- need not live forever (templated per-resource names would pile up): it
--- lives a week (604800000 ms) past its last use. The clock is usually ahead
--- of the counter, and then one SET both moves the counter and renews it (the
--- TTL is a string so Lua does not format a number on every acquisition).
-if token < micros then
-  token = micros
-  redis.call('SET', KEYS[2], string.format('%.0f', micros), 'PX', '604800000')
-else
-  redis.call('PEXPIRE', KEYS[2], '604800000')
+
+-- Shared (permits >= 1).
+local micros = clock()
+local now = math.floor(micros / 1000)
+local mine = redis.call('HGET', KEYS[3], value)
+if mine then
+  -- Resent after a lost reply: this acquisition holds its permits already.
+  local ends, _, token = string.match(mine, '^(%d+) (%d+) (%d+)$')
+  if tonumber(ends) > now then return tonumber(token) end
+end
+if capacity == 0 then return 0 end
+local left = redis.call('PTTL', KEYS[1])
+if left == -1 then return -1 end
+if left >= 0 then return -2 - left end
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  -- An exclusive waiter goes first; its release wakes us.
+  redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+  if redis.call('ZCARD', KEYS[4]) > 0 then return -1 end
+end
+local _, taken, soonest = shared_holders(now)
+if capacity >= 0 and taken + permits > capacity then
+  return held_until(soonest, now)
+end
+local token = new_token(micros)
+redis.call('HSET', KEYS[3], value,
+  string.format('%.0f %d %.0f', now + tonumber(lease), permits, token))
+if redis.call('PTTL', KEYS[3]) < tonumber(lease) then
+  redis.call('PEXPIRE', KEYS[3], lease)
 end
 return token

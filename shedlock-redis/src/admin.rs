@@ -1,0 +1,342 @@
+//! `LockAdmin` for Redis: state, capacity, pause, resume, force-release, each
+//! one script on the lock's keys; listing by `SCAN`.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, SystemTime};
+
+use redis::{Cmd, Script, ScriptInvocation};
+use shedlock_core::{
+    BoxFuture, LockAdmin, LockError, LockHolder, LockMode, LockState, MAX_PERMITS,
+};
+
+use crate::connection::RedisConnection;
+use crate::keys::{FENCE_SUFFIX, HOLDERS_SUFFIX, SETTINGS_SUFFIX, WAITERS_SUFFIX};
+use crate::provider::{RedisLockProvider, STORE, store_error};
+use crate::releases::RELEASE_CHANNEL;
+use crate::scripts::{FORCE_RELEASE, PAUSE, RESUME, SET_CAPACITY, STATE};
+use crate::value::LockValue;
+
+/// What `state.lua` returns: server ms, exclusive value, its PTTL, stored
+/// capacity, live exclusive waiters, shared holders (value, "end permits token" pairs).
+type StateReply = (i64, Option<String>, i64, Option<String>, i64, Vec<String>);
+
+/// Keys looked at per `SCAN` step.
+const SCAN_COUNT: usize = 500;
+
+impl RedisLockProvider {
+    async fn run<T: redis::FromRedisValue>(
+        &self,
+        invocation: ScriptInvocation<'_>,
+        action: String,
+    ) -> Result<T, LockError> {
+        invocation
+            .invoke_async::<T>(&mut self.connection.clone())
+            .await
+            .map_err(|err| store_error(&self.server, &action, &err, "nothing was changed"))
+    }
+
+    fn state_of(&self, name: &str, reply: StateReply) -> LockState {
+        let (now, exclusive, exclusive_left, capacity, waiters, shared) = reply;
+        let mut holders = Vec::new();
+        if let Some(value) = exclusive {
+            let mut holder = holder_from_value(&value);
+            holder.lease_left = u64::try_from(exclusive_left)
+                .ok()
+                .map(Duration::from_millis);
+            holders.push(holder);
+        }
+        let mut shared_holders: Vec<LockHolder> = shared
+            .chunks_exact(2)
+            .filter_map(|pair| {
+                let mut fields = pair[1].split(' ').map(str::parse::<i64>);
+                let (Some(Ok(end)), Some(Ok(permits)), Some(Ok(token))) =
+                    (fields.next(), fields.next(), fields.next())
+                else {
+                    return None;
+                };
+                let left = u64::try_from(end - now).ok().filter(|left| *left > 0)?;
+                let mut holder = holder_from_value(&pair[0]);
+                holder.lease_left = Some(Duration::from_millis(left));
+                holder.mode = LockMode::Shared {
+                    permits: u32::try_from(permits).unwrap_or(MAX_PERMITS),
+                };
+                holder.fencing_token = u64::try_from(token).ok();
+                Some(holder)
+            })
+            .collect();
+        shared_holders.sort_by_key(|holder| holder.fencing_token);
+        holders.extend(shared_holders);
+        let capacity = capacity.and_then(|capacity| capacity.parse::<u32>().ok());
+        LockState {
+            name: name.to_owned(),
+            holders,
+            capacity,
+            paused: capacity == Some(0),
+            exclusive_waiters: u32::try_from(waiters).unwrap_or(0),
+        }
+    }
+
+    /// Names of locks with any key under this provider's prefix and environment.
+    async fn scan_names(&self) -> Result<BTreeSet<String>, LockError> {
+        if matches!(self.connection, RedisConnection::Cluster(_)) {
+            return Err(LockError::Unsupported {
+                store: STORE,
+                what: "listing locks on a Redis Cluster",
+                advice: "read a lock by name (lock_state, or `shedlock show NAME`), \
+                         or list each master node through its own URL",
+            });
+        }
+        let base = format!("{}:{}:", self.key_prefix, self.environment);
+        let escaped = glob_escape(&base);
+        let mut names = BTreeSet::new();
+        // Lock keys; auxiliary keys in `{base name}:suffix` form; and those of
+        // names with braces, `{tag}:base name:suffix`.
+        for pattern in [
+            format!("{escaped}*"),
+            format!("{{{escaped}*"),
+            format!("{{*}}:{escaped}*"),
+        ] {
+            for key in self.scan(&pattern).await? {
+                if let Some(name) = name_of_key(&key, &base) {
+                    names.insert(name);
+                }
+            }
+        }
+        Ok(names)
+    }
+
+    async fn scan(&self, pattern: &str) -> Result<Vec<String>, LockError> {
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let mut command = Cmd::new();
+            command
+                .arg("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT);
+            let (next, batch): (u64, Vec<String>) = command
+                .query_async(&mut self.connection.clone())
+                .await
+                .map_err(|err| {
+                    store_error(
+                        &self.server,
+                        "listing lock keys",
+                        &err,
+                        "nothing was listed",
+                    )
+                })?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    async fn read_state(&self, name: &str) -> Result<LockState, LockError> {
+        let keys = self.keys(name);
+        let mut state = STATE.key(&keys.lock);
+        state
+            .key(keys.holders())
+            .key(keys.waiters())
+            .key(keys.settings());
+        let reply = self
+            .run::<StateReply>(state, format!("reading lock '{name}'"))
+            .await?;
+        Ok(self.state_of(name, reply))
+    }
+
+    async fn settings_change(
+        &self,
+        script: &Script,
+        name: &str,
+        action: &str,
+        args: &[&str],
+    ) -> Result<i64, LockError> {
+        let keys = self.keys(name);
+        let mut invocation = script.key(keys.settings());
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        invocation.arg(RELEASE_CHANNEL).arg(&keys.lock);
+        self.run::<i64>(invocation, format!("{action} lock '{name}'"))
+            .await
+    }
+}
+
+/// Who, and since when, from a lock value; the raw value when it is in
+/// neither shedlock's nor ShedLock for Java's format.
+fn holder_from_value(value: &str) -> LockHolder {
+    let parsed = LockValue::parse(value);
+    LockHolder {
+        locked_by: parsed
+            .as_ref()
+            .map_or_else(|| value.to_owned(), |parsed| parsed.locked_by.clone()),
+        locked_at: parsed
+            .and_then(|parsed| humantime::parse_rfc3339_weak(&parsed.locked_at).ok())
+            .map(|at: SystemTime| at),
+        lease_left: None,
+        mode: LockMode::Exclusive,
+        fencing_token: None,
+    }
+}
+
+/// The lock name a key belongs to, if it is a lock key or an auxiliary key under `base`.
+fn name_of_key(key: &str, base: &str) -> Option<String> {
+    for suffix in [
+        FENCE_SUFFIX,
+        HOLDERS_SUFFIX,
+        WAITERS_SUFFIX,
+        SETTINGS_SUFFIX,
+    ] {
+        let Some(rest) = key.strip_suffix(suffix) else {
+            continue;
+        };
+        // `{base name}:suffix`
+        if let Some(name) = rest
+            .strip_prefix('{')
+            .and_then(|rest| rest.strip_prefix(base))
+            .and_then(|rest| rest.strip_suffix('}'))
+            && !name.contains('}')
+        {
+            return Some(name.to_owned());
+        }
+        // `{tag}:base name:suffix`, for names with a hash tag or a '}'.
+        if rest.starts_with('{')
+            && let Some(at) = rest.find(&format!("}}:{base}"))
+        {
+            return Some(rest[at + 2 + base.len()..].to_owned());
+        }
+    }
+    key.strip_prefix(base).map(str::to_owned)
+}
+
+/// `pattern` with Redis glob's special characters escaped.
+fn glob_escape(pattern: &str) -> String {
+    let mut escaped = String::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+fn check_capacity(capacity: u32) -> Result<(), LockError> {
+    if capacity > MAX_PERMITS {
+        return Err(LockError::InvalidConfiguration(format!(
+            "the capacity must be at most {MAX_PERMITS}, not {capacity}"
+        )));
+    }
+    Ok(())
+}
+
+impl LockAdmin for RedisLockProvider {
+    fn lock_state<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<LockState, LockError>> {
+        Box::pin(self.read_state(name))
+    }
+
+    fn list_locks(&self) -> BoxFuture<'_, Result<Vec<LockState>, LockError>> {
+        Box::pin(async move {
+            let mut locks = Vec::new();
+            for name in self.scan_names().await? {
+                let state = self.read_state(&name).await?;
+                if state.is_locked() || state.capacity.is_some() {
+                    locks.push(state);
+                }
+            }
+            Ok(locks)
+        })
+    }
+
+    fn set_capacity<'a>(
+        &'a self,
+        name: &'a str,
+        capacity: u32,
+    ) -> BoxFuture<'a, Result<(), LockError>> {
+        Box::pin(async move {
+            check_capacity(capacity)?;
+            let capacity = capacity.to_string();
+            self.settings_change(&SET_CAPACITY, name, "setting the capacity of", &[&capacity])
+                .await?;
+            tracing::info!(lock = %name, %capacity, "lock capacity set");
+            Ok(())
+        })
+    }
+
+    fn pause<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), LockError>> {
+        Box::pin(async move {
+            let keys = self.keys(name);
+            let paused = self
+                .run::<i64>(PAUSE.key(keys.settings()), format!("pausing lock '{name}'"))
+                .await?;
+            if paused == 1 {
+                tracing::info!(lock = %name, "lock paused");
+            }
+            Ok(())
+        })
+    }
+
+    fn resume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), LockError>> {
+        Box::pin(async move {
+            if self.settings_change(&RESUME, name, "resuming", &[]).await? == 1 {
+                tracing::info!(lock = %name, "lock resumed");
+            }
+            Ok(())
+        })
+    }
+
+    fn force_release<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, LockError>> {
+        Box::pin(async move {
+            let keys = self.keys(name);
+            let mut invocation = FORCE_RELEASE.key(&keys.lock);
+            invocation.key(keys.holders()).arg(RELEASE_CHANNEL);
+            let released = self
+                .run::<i64>(invocation, format!("force-releasing lock '{name}'"))
+                .await?;
+            tracing::warn!(lock = %name, holders = released, "lock force-released");
+            Ok(usize::try_from(released).unwrap_or(0))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_come_back_from_every_kind_of_key() {
+        let base = "job-lock:default:";
+        for name in [
+            "report",
+            "a:b",
+            "with space",
+            "a}b",
+            "{x}",
+            "r-{t}",
+            "}{",
+            "ü",
+        ] {
+            let keys = crate::keys::LockKeys::new("job-lock", "default", name);
+            for key in [
+                keys.lock.clone(),
+                keys.fence(),
+                keys.holders(),
+                keys.waiters(),
+                keys.settings(),
+            ] {
+                assert_eq!(name_of_key(&key, base).as_deref(), Some(name), "key {key}");
+            }
+        }
+        assert_eq!(name_of_key("other:default:x", base), None);
+    }
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
+    }
+}

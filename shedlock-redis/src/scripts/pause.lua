@@ -1,0 +1,7 @@
+-- Pauses a lock (capacity 0), remembering the capacity to resume to.
+-- KEYS[1] settings. Returns 1 when paused now, 0 when it already was.
+local capacity = redis.call('HGET', KEYS[1], 'capacity')
+if capacity == '0' then return 0 end
+if capacity then redis.call('HSET', KEYS[1], 'resume_to', capacity) end
+redis.call('HSET', KEYS[1], 'capacity', '0')
+return 1

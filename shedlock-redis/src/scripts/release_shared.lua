@@ -1,0 +1,26 @@
+-- Ends a shared holder's lease if it has not ended: a holder whose lease
+-- ended never frees or shortens another's permits.
+-- KEYS[1] shared holders; ARGV[1] the acquisition's value; ARGV[2] ms to keep
+-- the permits (lock_at_least_for not yet passed), 0 to free them now;
+-- ARGV[3] the release channel; ARGV[4] the lock key, published to wake waiters.
+-- Returns 1 when released (or shortened), 0 when the lease had already ended.
+local mine = redis.call('HGET', KEYS[1], ARGV[1])
+if not mine then return 0 end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local ends, permits, token = string.match(mine, '^(%d+) (%d+) (%d+)$')
+ends = tonumber(ends)
+if ends <= now then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 0
+end
+local keep = tonumber(ARGV[2])
+if keep > 0 then
+  if now + keep < ends then
+    redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f %s %s', now + keep, permits, token))
+  end
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('PUBLISH', ARGV[3], ARGV[4])
+end
+return 1
