@@ -33,6 +33,11 @@
 //! Programmatic use goes through [`LockingTaskExecutor`] and a
 //! [`LockConfiguration`]; stores implement [`LockProvider`].
 //!
+//! Beyond a mutex: `mode = "shared"` holders run together while an exclusive
+//! holder keeps everyone out; `permits = k` takes k of a lock's `capacity`;
+//! an operator changes the capacity at run time, or pauses a lock (capacity
+//! 0), through [`LockAdmin`] or the `shedlock` command.
+//!
 //! # Features
 //!
 //! | feature | what it adds |
@@ -43,10 +48,11 @@
 //! The in-memory provider needs no feature; no provider is on by default.
 
 pub use shedlock_core::{
-    BoxFuture, ExecutionOptions, InMemoryLockProvider, Lease, LockConfiguration, LockError,
-    LockGuard, LockInfo, LockProvider, LockingTaskExecutor, MAX_NAME_LEN, ReleaseWatch,
-    SchedulerLock, SchedulerLockBuilder, assert_locked, current_lock, extend_active_lock,
-    is_lease_lost, lease_lost,
+    BoxFuture, ExecutionOptions, InMemoryLockProvider, Lease, LockAdmin, LockConfiguration,
+    LockError, LockGuard, LockHolder, LockInfo, LockMode, LockProvider, LockState,
+    LockingTaskExecutor, MAX_NAME_LEN, MAX_PERMITS, ReleaseWatch, SchedulerLock,
+    SchedulerLockBuilder, Waiter, assert_locked, current_lock, extend_active_lock, is_lease_lost,
+    lease_lost,
 };
 pub use shedlock_macros::scheduler_lock;
 

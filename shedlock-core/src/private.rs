@@ -20,6 +20,12 @@ pub struct AttributeOptions {
     pub keep_alive: bool,
     /// `cancel_on_lease_loss = true`.
     pub cancel_on_lease_loss: bool,
+    /// `mode = "shared"`.
+    pub shared: bool,
+    /// `permits = k` (shared mode with k permits).
+    pub permits: Option<u32>,
+    /// `capacity = n`.
+    pub capacity: Option<u32>,
 }
 
 impl AttributeOptions {
@@ -52,7 +58,16 @@ impl AttributeOptions {
             .lock_at_least_for
             .or_else(|| installed.map(SchedulerLock::default_lock_at_least_for))
             .unwrap_or(Duration::ZERO);
-        LockConfiguration::new(name, lock_at_most_for, lock_at_least_for)
+        let config = LockConfiguration::new(name, lock_at_most_for, lock_at_least_for)?;
+        let config = match (self.permits, self.shared) {
+            (Some(permits), _) => config.with_permits(permits)?,
+            (None, true) => config.shared(),
+            (None, false) => config,
+        };
+        match self.capacity {
+            Some(capacity) => config.with_capacity(capacity),
+            None => Ok(config),
+        }
     }
 }
 

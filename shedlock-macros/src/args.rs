@@ -18,9 +18,15 @@ const KEYS: &[&str] = &[
     "wait_for",
     "keep_alive",
     "cancel_on_lease_loss",
+    "mode",
+    "permits",
+    "capacity",
     "provider",
     "crate",
 ];
+
+/// The most permits (and the largest capacity) a lock can have: `shedlock_core::MAX_PERMITS`.
+const MAX_PERMITS: u32 = 1_000_000;
 
 /// The arguments of one `#[scheduler_lock(..)]`, each value checked.
 ///
@@ -39,10 +45,28 @@ pub(crate) struct SchedulerLockArgs {
     pub(crate) keep_alive: Option<bool>,
     /// `cancel_on_lease_loss = true`: drop the body when its lease is lost.
     pub(crate) cancel_on_lease_loss: Option<bool>,
+    /// `mode = "shared"` or `"exclusive"` (the default).
+    pub(crate) mode: Option<ModeArg>,
+    /// `permits = 3`: a counted holder taking this many permits (shared mode).
+    pub(crate) permits: Option<CountArg>,
+    /// `capacity = 9`: the capacity used while the store holds none.
+    pub(crate) capacity: Option<CountArg>,
     /// `provider = <expr>`: the provider to use instead of the installed default.
     pub(crate) provider: Option<Expr>,
     /// `crate = path`: the path of the `shedlock` facade, when it is renamed.
     pub(crate) krate: Option<Path>,
+}
+
+/// `mode = ".."`, with its literal (for error spans).
+pub(crate) struct ModeArg {
+    pub(crate) shared: bool,
+    pub(crate) literal: LitStr,
+}
+
+/// A count key's value (`permits`, `capacity`), with its literal.
+pub(crate) struct CountArg {
+    pub(crate) value: u32,
+    pub(crate) literal: syn::LitInt,
 }
 
 /// A duration key's value, parsed, with the literal it came from (for error spans).
@@ -77,6 +101,9 @@ impl SchedulerLockArgs {
             "cancel_on_lease_loss" => {
                 set_once(&mut self.cancel_on_lease_loss, boolean(key, &value)?)
             }
+            "mode" => set_once(&mut self.mode, mode(key, &value)?),
+            "permits" => set_once(&mut self.permits, count(key, &value, 1)?),
+            "capacity" => set_once(&mut self.capacity, count(key, &value, 0)?),
             "provider" => set_once(&mut self.provider, value),
             "crate" => set_once(&mut self.krate, crate_path(&value)?),
             _ => return Err(unknown_key(key)),
@@ -100,6 +127,34 @@ impl SchedulerLockArgs {
                      lower lock_at_least_for or raise lock_at_most_for",
                     humantime::format_duration(least.value),
                     humantime::format_duration(most.value),
+                ),
+            ));
+        }
+    }
+}
+
+impl SchedulerLockArgs {
+    /// Checks between `mode`, `permits` and `capacity`.
+    fn check_kind(&self, errors: &mut Vec<Error>) {
+        if let (Some(mode), Some(permits)) = (&self.mode, &self.permits)
+            && !mode.shared
+        {
+            errors.push(Error::new(
+                permits.literal.span(),
+                "`permits` with `mode = \"exclusive\"`: an exclusive holder takes the whole \
+                 lock; remove `permits`, or use `mode = \"shared\"` for a counted lock",
+            ));
+        }
+        if let (Some(permits), Some(capacity)) = (&self.permits, &self.capacity)
+            && permits.value > capacity.value
+            && capacity.value > 0
+        {
+            errors.push(Error::new(
+                permits.literal.span(),
+                format!(
+                    "`permits = {}` is more than `capacity = {}`: the lock could never be taken; \
+                     lower permits or raise capacity",
+                    permits.value, capacity.value
                 ),
             ));
         }
@@ -131,6 +186,7 @@ impl Parse for SchedulerLockArgs {
             input.parse::<Token![,]>()?;
         }
         args.check(&seen, &mut errors);
+        args.check_kind(&mut errors);
         match errors.into_iter().reduce(|mut all, error| {
             all.combine(error);
             all
@@ -272,6 +328,64 @@ fn lock_at_most_for(key: &Ident, value: &Expr) -> syn::Result<DurationArg> {
     Ok(duration)
 }
 
+fn mode(key: &Ident, value: &Expr) -> syn::Result<ModeArg> {
+    let literal = string_literal(key, value, "\"shared\"")?;
+    let shared = match literal.value().as_str() {
+        "shared" => true,
+        "exclusive" => false,
+        other => {
+            return Err(Error::new(
+                literal.span(),
+                format!("unknown mode \"{other}\"; expected \"shared\" or \"exclusive\""),
+            ));
+        }
+    };
+    Ok(ModeArg {
+        shared,
+        literal: literal.clone(),
+    })
+}
+
+/// A whole number from `min` to [`MAX_PERMITS`].
+fn count(key: &Ident, value: &Expr, min: u32) -> syn::Result<CountArg> {
+    let literal = match value {
+        Expr::Lit(ExprLit {
+            lit: Lit::Int(literal),
+            attrs,
+        }) if attrs.is_empty() && literal.suffix().is_empty() => literal,
+        Expr::Group(group) => return count(key, &group.expr, min),
+        _ => {
+            return Err(Error::new_spanned(
+                value,
+                format!("`{key}` takes a whole number, e.g. `{key} = 3`"),
+            ));
+        }
+    };
+    let number = literal.base10_parse::<u64>()?;
+    if number < u64::from(min) {
+        return Err(Error::new(
+            literal.span(),
+            format!(
+                "`{key} = {number}`: a holder takes at least 1 permit; \
+                 leave `permits` out for an ordinary lock"
+            ),
+        ));
+    }
+    let value = u32::try_from(number)
+        .ok()
+        .filter(|value| *value <= MAX_PERMITS)
+        .ok_or_else(|| {
+            Error::new(
+                literal.span(),
+                format!("`{key} = {number}` is more than the {MAX_PERMITS} a lock can have"),
+            )
+        })?;
+    Ok(CountArg {
+        value,
+        literal: literal.clone(),
+    })
+}
+
 /// `crate = my_shedlock`, `crate = ::renamed`, or the same as a string (`crate = "renamed"`).
 fn crate_path(value: &Expr) -> syn::Result<Path> {
     match value {
@@ -311,6 +425,8 @@ mod tests {
                 "provider" => quote::quote!(PROVIDER),
                 "crate" => quote::quote!(renamed),
                 "keep_alive" | "cancel_on_lease_loss" => quote::quote!(true),
+                "mode" => quote::quote!("shared"),
+                "permits" | "capacity" => quote::quote!(2),
                 _ => quote::quote!("30s"),
             };
             let extra = if key == "name" {

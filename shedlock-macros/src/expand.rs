@@ -147,6 +147,9 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
     let wait_for = duration(args.wait_for.as_ref());
     let keep_alive = args.keep_alive.unwrap_or(false);
     let cancel_on_lease_loss = args.cancel_on_lease_loss.unwrap_or(false);
+    let shared = args.mode.as_ref().is_some_and(|mode| mode.shared);
+    let permits = option_u32(args.permits.as_ref().map(|permits| permits.value));
+    let capacity = option_u32(args.capacity.as_ref().map(|capacity| capacity.value));
     let (provider_let, execute) = match &args.provider {
         Some(provider) => (
             quote! { let #provider_var = &(#provider); },
@@ -184,6 +187,9 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
                 wait_for: #wait_for,
                 keep_alive: #keep_alive,
                 cancel_on_lease_loss: #cancel_on_lease_loss,
+                shared: #shared,
+                permits: #permits,
+                capacity: #capacity,
                 ..::core::default::Default::default()
             };
             #provider_let
@@ -194,6 +200,14 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
             #execute.await
         }
     })
+}
+
+/// `Some(n)` or `None` as tokens.
+fn option_u32(value: Option<u32>) -> TokenStream {
+    match value {
+        Some(value) => quote!(::core::option::Option::Some(#value)),
+        None => quote!(::core::option::Option::None),
+    }
 }
 
 /// An unreachable `return` of the declared output type, first in the body's

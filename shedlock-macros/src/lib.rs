@@ -33,9 +33,18 @@
 //! | `wait_for` | duration string: wait up to this long for a held lock, run as soon as it is free | skip at once |
 //! | `keep_alive` | `true`: extend the lease every third of `lock_at_most_for` while the body runs | `false` |
 //! | `cancel_on_lease_loss` | `true`: drop the body when its lease is lost and return `Err(LockError::LeaseLost)` | `false` |
+//! | `mode` | `"exclusive"`: the whole lock; `"shared"`: one permit, beside other shared holders | `"exclusive"` |
+//! | `permits` | whole number ≥ 1: a counted holder taking this many permits (implies shared) | none |
+//! | `capacity` | whole number: the lock's capacity while the store holds none (0: paused) | 1 exclusive, unlimited shared |
 //! | `provider` | an expression giving the provider | the installed default |
 //! | `crate` | path of the `shedlock` facade | `::shedlock` |
 //!
+//! - **`mode`, `permits`, `capacity`**: lock kinds. Shared holders run
+//!   together; an exclusive holder needs no other holder, and a waiting one
+//!   goes before new shared holders. The permits of all holders never exceed
+//!   the capacity; an operator's capacity (set at run time) wins over
+//!   `capacity`. Compile errors: `permits = 0`, `permits` with
+//!   `mode = "exclusive"`, `permits` above `capacity`, an unknown mode.
 //! - **`name = "..."`**: the lock's name, unique per job. It may contain
 //!   placeholders in Rust's format syntax that name the function's arguments
 //!   (`"report-{region}"`, `"{tenant}:{id:>04}"`): each distinct value gets its
