@@ -57,10 +57,9 @@ pub(crate) struct SchedulerLockArgs {
     pub(crate) krate: Option<Path>,
 }
 
-/// `mode = ".."`, with its literal (for error spans).
+/// `mode = ".."`.
 pub(crate) struct ModeArg {
     pub(crate) shared: bool,
-    pub(crate) literal: LitStr,
 }
 
 /// A count key's value (`permits`, `capacity`), with its literal.
@@ -340,10 +339,7 @@ fn mode(key: &Ident, value: &Expr) -> syn::Result<ModeArg> {
             ));
         }
     };
-    Ok(ModeArg {
-        shared,
-        literal: literal.clone(),
-    })
+    Ok(ModeArg { shared })
 }
 
 /// A whole number from `min` to [`MAX_PERMITS`].

@@ -1,0 +1,376 @@
+//! The lock kinds as a user writes them, with `#[scheduler_lock]`, against a
+//! real, private redis-server: exclusive and shared jobs, counted jobs,
+//! pause and resume, and a holder process killed in the middle of its run.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use shedlock::redis::RedisLockProvider;
+use shedlock::{LockAdmin, LockMode, LockProvider as _, scheduler_lock};
+use shedlock_core::testkit::Worker;
+use shedlock_redis::testkit::RedisServer;
+
+/// When each job ran: name, start, end.
+#[derive(Clone, Default)]
+struct Runs(Arc<Mutex<Vec<(&'static str, Instant, Instant)>>>);
+
+impl Runs {
+    async fn run(&self, job: &'static str, length: Duration) {
+        let start = Instant::now();
+        tokio::time::sleep(length).await;
+        self.record(job, start, Instant::now());
+    }
+
+    fn record(&self, job: &'static str, start: Instant, end: Instant) {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push((job, start, end));
+    }
+
+    fn get(&self, job: &str) -> (Instant, Instant) {
+        let runs = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        match runs.iter().find(|(name, ..)| *name == job) {
+            Some((_, start, end)) => (*start, *end),
+            None => panic!(
+                "{job} never ran; runs: {:?}",
+                runs.iter().map(|r| r.0).collect::<Vec<_>>()
+            ),
+        }
+    }
+}
+
+async fn connect(server: &RedisServer) -> RedisLockProvider {
+    RedisLockProvider::connect(server.url())
+        .await
+        .unwrap_or_else(|err| panic!("cannot connect to the test Redis: {err}"))
+}
+
+#[scheduler_lock(name = "{lock}", lock_at_most_for = "30s", mode = "exclusive", provider = provider)]
+async fn exclusive_job(
+    provider: &RedisLockProvider,
+    lock: &str,
+    runs: &Runs,
+    job: &'static str,
+    length: Duration,
+) {
+    runs.run(job, length).await;
+}
+
+#[scheduler_lock(name = "{lock}", lock_at_most_for = "30s", mode = "exclusive", wait_for = "20s", provider = provider)]
+async fn exclusive_job_waiting(
+    provider: &RedisLockProvider,
+    lock: &str,
+    runs: &Runs,
+    job: &'static str,
+    length: Duration,
+) {
+    runs.run(job, length).await;
+}
+
+#[scheduler_lock(name = "{lock}", lock_at_most_for = "30s", mode = "shared", provider = provider)]
+async fn shared_job(
+    provider: &RedisLockProvider,
+    lock: &str,
+    runs: &Runs,
+    job: &'static str,
+    length: Duration,
+) {
+    runs.run(job, length).await;
+}
+
+#[scheduler_lock(name = "{lock}", lock_at_most_for = "30s", mode = "shared", wait_for = "20s", provider = provider)]
+async fn shared_job_waiting(
+    provider: &RedisLockProvider,
+    lock: &str,
+    runs: &Runs,
+    job: &'static str,
+    length: Duration,
+) {
+    runs.run(job, length).await;
+}
+
+#[scheduler_lock(name = "{lock}", lock_at_most_for = "30s", permits = 3, capacity = 9, provider = provider)]
+async fn counted_job(
+    provider: &RedisLockProvider,
+    lock: &str,
+    runs: &Runs,
+    job: &'static str,
+    length: Duration,
+) {
+    runs.run(job, length).await;
+}
+
+/// Each scenario's jobs on connections of their own.
+async fn replicas(server: &RedisServer) -> [RedisLockProvider; 4] {
+    [
+        connect(server).await,
+        connect(server).await,
+        connect(server).await,
+        connect(server).await,
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_jobs_skip_or_wait_while_an_exclusive_job_runs() {
+    let server = RedisServer::start();
+    let [p1, p2, p3, p4] = replicas(&server).await;
+    let runs = Runs::default();
+    let lock = "catalog-1";
+    let job1 = exclusive_job(&p1, lock, &runs, "job1", Duration::from_millis(600));
+    let later = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Skipping: refused at once while job1 runs.
+        let skipped = shared_job(&p4, lock, &runs, "skipped", Duration::ZERO).await;
+        assert!(
+            matches!(skipped, Ok(None)),
+            "a shared job ran beside job1: {skipped:?}"
+        );
+        // Waiting: they run after job1, together.
+        tokio::join!(
+            shared_job_waiting(&p2, lock, &runs, "job2", Duration::from_millis(300)),
+            shared_job_waiting(&p3, lock, &runs, "job3", Duration::from_millis(300)),
+        )
+    };
+    let (ran1, (ran2, ran3)) = tokio::join!(job1, later);
+    assert!(matches!(ran1, Ok(Some(()))), "{ran1:?}");
+    assert!(
+        matches!(ran2, Ok(Some(()))) && matches!(ran3, Ok(Some(()))),
+        "{ran2:?} {ran3:?}"
+    );
+    let (_, end1) = runs.get("job1");
+    let (start2, end2) = runs.get("job2");
+    let (start3, end3) = runs.get("job3");
+    assert!(
+        start2 >= end1 && start3 >= end1,
+        "a shared job started before job1 ended"
+    );
+    assert!(
+        start2 < end3 && start3 < end2,
+        "the shared jobs did not run together"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exclusive_job_waits_for_running_shared_jobs_and_goes_before_new_ones() {
+    let server = RedisServer::start();
+    let [p1, p2, p3, p4] = replicas(&server).await;
+    let runs = Runs::default();
+    let lock = "catalog-2";
+    let shared = async {
+        tokio::join!(
+            shared_job(&p2, lock, &runs, "job2", Duration::from_millis(500)),
+            shared_job(&p3, lock, &runs, "job3", Duration::from_millis(700)),
+        )
+    };
+    let exclusive = async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        exclusive_job_waiting(&p1, lock, &runs, "job1", Duration::from_millis(300)).await
+    };
+    let newcomer = async {
+        // Once job1 waits, a new shared job waits behind it.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let state = p4
+            .lock_state(lock)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(state.exclusive_waiters, 1, "job1 is not queued: {state:?}");
+        shared_job_waiting(&p4, lock, &runs, "job4", Duration::from_millis(50)).await
+    };
+    let ((ran2, ran3), ran1, ran4) = tokio::join!(shared, exclusive, newcomer);
+    for ran in [ran1, ran2, ran3, ran4] {
+        assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
+    }
+    let (start1, end1) = runs.get("job1");
+    let (_, end2) = runs.get("job2");
+    let (_, end3) = runs.get("job3");
+    let (start4, _) = runs.get("job4");
+    assert!(
+        start1 >= end2 && start1 >= end3,
+        "job1 started before the shared jobs ended"
+    );
+    assert!(start4 >= end1, "job4 jumped the queued exclusive job");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn counted_jobs_three_of_three_permits_run_and_a_fourth_is_refused() {
+    let server = RedisServer::start();
+    let providers = replicas(&server).await;
+    let runs = Runs::default();
+    let lock = "exports";
+    let length = Duration::from_millis(500);
+    let [p1, p2, p3, p4] = &providers;
+    let (a, b, c, d) = tokio::join!(
+        counted_job(p1, lock, &runs, "a", length),
+        counted_job(p2, lock, &runs, "b", length),
+        counted_job(p3, lock, &runs, "c", length),
+        counted_job(p4, lock, &runs, "d", length),
+    );
+    let results = [a, b, c, d];
+    let ran = results.iter().filter(|r| matches!(r, Ok(Some(())))).count();
+    let skipped = results.iter().filter(|r| matches!(r, Ok(None))).count();
+    assert_eq!((ran, skipped), (3, 1), "{results:?}");
+    let spans: Vec<_> = runs.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let latest_start = spans.iter().map(|s| s.1).max();
+    let earliest_end = spans.iter().map(|s| s.2).min();
+    assert!(
+        latest_start < earliest_end,
+        "the three did not run at the same time"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_locks_skip_every_job_and_resumed_ones_run_them() {
+    let server = RedisServer::start();
+    let [operator, p1, p2, _] = replicas(&server).await;
+    let runs = Runs::default();
+    for lock in [
+        "maintenance-ordinary",
+        "maintenance-shared",
+        "maintenance-counted",
+    ] {
+        operator
+            .pause(lock)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+    }
+    let short = Duration::from_millis(10);
+    assert!(matches!(
+        exclusive_job(&p1, "maintenance-ordinary", &runs, "x", short).await,
+        Ok(None)
+    ));
+    assert!(matches!(
+        shared_job(&p1, "maintenance-shared", &runs, "s", short).await,
+        Ok(None)
+    ));
+    assert!(matches!(
+        counted_job(&p2, "maintenance-counted", &runs, "c", short).await,
+        Ok(None)
+    ));
+    let listed = operator
+        .list_locks()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        listed.iter().filter(|lock| lock.paused).count(),
+        3,
+        "{listed:?}"
+    );
+
+    // A waiting job starts when the lock is resumed.
+    let waiting = shared_job_waiting(&p2, "maintenance-shared", &runs, "waiter", short);
+    let resume = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for lock in [
+            "maintenance-ordinary",
+            "maintenance-shared",
+            "maintenance-counted",
+        ] {
+            operator
+                .resume(lock)
+                .await
+                .unwrap_or_else(|err| panic!("{err}"));
+        }
+        Instant::now()
+    };
+    let (waited, resumed_at) = tokio::join!(waiting, resume);
+    assert!(matches!(waited, Ok(Some(()))), "{waited:?}");
+    assert!(
+        runs.get("waiter").0 >= resumed_at - Duration::from_millis(5),
+        "ran while paused"
+    );
+    assert!(matches!(
+        exclusive_job(&p1, "maintenance-ordinary", &runs, "x", short).await,
+        Ok(Some(()))
+    ));
+    assert!(matches!(
+        counted_job(&p2, "maintenance-counted", &runs, "c", short).await,
+        Ok(Some(()))
+    ));
+}
+
+const HOLDER_URL_ENV: &str = "SHEDLOCK_KINDS_HOLDER_URL";
+const KILLED_LOCK: &str = "killed-counted";
+const KILLED_LEASE: Duration = Duration::from_millis(1500);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_holders_permits_return_at_its_lease_end() {
+    let server = RedisServer::start();
+    let observer = connect(&server).await;
+    let mut holder = Worker::spawn("counted_holder_process", &[(HOLDER_URL_ENV, server.url())]);
+    let holder_name = format!("holder-{}", holder.pid());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let left = loop {
+        let state = observer
+            .lock_state(KILLED_LOCK)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        if let Some(held) = state.holders.iter().find(|h| h.locked_by == holder_name) {
+            assert_eq!(held.mode, LockMode::Shared { permits: 3 });
+            break held.lease_left;
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "the holder never took its permits:\n{}",
+                holder.kill_and_output()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    holder.kill();
+    let killed_at = Instant::now();
+    let lease_left = left.unwrap_or_else(|| panic!("the holder's lease has no end"));
+    // All 3 of 3 permits are the dead holder's until its lease ends.
+    let config =
+        shedlock::LockConfiguration::new(KILLED_LOCK, Duration::from_secs(30), Duration::ZERO)
+            .and_then(|config| config.with_permits(1))
+            .and_then(|config| config.with_capacity(3))
+            .unwrap_or_else(|err| panic!("{err}"));
+    let mut refused = 0;
+    let taken_at = loop {
+        match observer.try_lock(&config).await {
+            Ok(Some(guard)) => {
+                let at = Instant::now();
+                let _ = guard.unlock().await;
+                break at;
+            }
+            Ok(None) => refused += 1,
+            Err(err) => panic!("{err}"),
+        }
+        if killed_at.elapsed() > KILLED_LEASE + Duration::from_secs(5) {
+            panic!("the dead holder's permits never came back");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(refused > 0, "the dead holder's permits were free at once");
+    // The lease ended at most `lease_left` after it was read (just before the kill).
+    assert!(
+        taken_at <= killed_at + lease_left + Duration::from_millis(500),
+        "the permits came back {:?} after the kill; the lease had {lease_left:?} left",
+        taken_at - killed_at
+    );
+    assert!(taken_at >= killed_at + lease_left.saturating_sub(Duration::from_millis(100)));
+}
+
+/// The holder process: takes 3 of 3 permits with a short lease and runs
+/// forever, until the test kills it. Does nothing unless run by the test.
+#[tokio::test]
+#[ignore = "a worker process of a_killed_holders_permits_return_at_its_lease_end"]
+async fn counted_holder_process() {
+    let Ok(url) = std::env::var(HOLDER_URL_ENV) else {
+        return;
+    };
+    let provider = RedisLockProvider::connect(&url)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"))
+        .with_locked_by(format!("holder-{}", std::process::id()));
+    let config = shedlock::LockConfiguration::new(KILLED_LOCK, KILLED_LEASE, Duration::ZERO)
+        .and_then(|config| config.with_permits(3))
+        .and_then(|config| config.with_capacity(3))
+        .unwrap_or_else(|err| panic!("{err}"));
+    let executor = shedlock::LockingTaskExecutor::new(provider);
+    let ran = executor
+        .execute(&config, std::future::pending::<()>())
+        .await;
+    panic!("the holder's job ended: {ran:?}");
+}
