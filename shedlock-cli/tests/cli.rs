@@ -1,0 +1,262 @@
+//! The real `shedlock` binary against a real, private redis-server: what it
+//! prints, what it changes, its exit codes, and that passwords stay hidden.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use shedlock_core::{LockAdmin, LockConfiguration, LockGuard, LockMode, LockProvider};
+use shedlock_redis::RedisLockProvider;
+use shedlock_redis::testkit::{RedisServer, free_port};
+
+fn shedlock(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shedlock"))
+        .env_remove("SHEDLOCK_REDIS_URL")
+        .arg("--redis")
+        .arg(url)
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run the shedlock binary: {err}"))
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn succeeded(output: &Output) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "shedlock failed:\n{}\n{}",
+        stdout(output),
+        stderr(output)
+    );
+    stdout(output)
+}
+
+async fn connect(url: &str) -> RedisLockProvider {
+    RedisLockProvider::connect(url)
+        .await
+        .unwrap_or_else(|err| panic!("cannot connect to the test Redis: {err}"))
+}
+
+fn config(name: &str, mode: LockMode) -> LockConfiguration {
+    LockConfiguration::new(name, Duration::from_secs(60), Duration::ZERO)
+        .and_then(|config| config.with_mode(mode))
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+async fn lock(provider: &RedisLockProvider, name: &str, mode: LockMode) -> LockGuard {
+    match provider.try_lock(&config(name, mode)).await {
+        Ok(Some(guard)) => guard,
+        other => panic!("cannot take '{name}': {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_and_show_describe_every_kind_of_lock() {
+    let server = RedisServer::start();
+    let provider = connect(server.url()).await.with_locked_by("worker-7");
+    let _nightly = lock(&provider, "nightly-report", LockMode::Exclusive).await;
+    let shared = LockMode::Shared { permits: 2 };
+    let _reader_a = lock(&provider, "catalog", shared).await;
+    let _reader_b = lock(&provider, "catalog", LockMode::Shared { permits: 1 }).await;
+    provider
+        .pause("maintenance")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    // A lock written by ShedLock for Java under the same prefix.
+    let reply = server
+        .command("SET job-lock:default:java-job ADDED:2026-11-22T10:00:00.123Z@java-host PX 60000");
+    assert!(reply.starts_with("+OK"), "{reply}");
+    // Another prefix is not listed.
+    server.command("SET other:default:elsewhere x PX 60000");
+
+    let listed = succeeded(&shedlock(server.url(), &["list"]));
+    let lines: Vec<&str> = listed.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("TIME LEFT"),
+        "{listed}"
+    );
+    let row = |name: &str| {
+        lines
+            .iter()
+            .find(|line| line.starts_with(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{listed}"))
+            .to_string()
+    };
+    assert!(
+        row("nightly-report").contains("exclusive") && row("nightly-report").contains("worker-7")
+    );
+    assert!(row("catalog").contains("2 (3 permits)"), "{listed}");
+    assert!(row("maintenance").trim_end().ends_with("yes"), "{listed}");
+    assert!(
+        row("java-job").contains("java-host") && row("java-job").contains("2026-11-22T10:00:00Z")
+    );
+    assert!(!listed.contains("elsewhere"), "{listed}");
+    assert_eq!(lines.len(), 5, "{listed}");
+
+    let json = succeeded(&shedlock(server.url(), &["--json", "list"]));
+    assert!(
+        json.trim_start().starts_with('[') && json.trim_end().ends_with(']'),
+        "{json}"
+    );
+    assert!(
+        json.contains(r#""name":"catalog""#) && json.contains(r#""permits_held":3"#),
+        "{json}"
+    );
+    assert!(json.contains(r#""locked_by":"java-host""#), "{json}");
+
+    let shown = succeeded(&shedlock(server.url(), &["show", "catalog"]));
+    assert!(
+        shown.contains("key:       job-lock:default:catalog"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("shared, 2 permits: worker-7") && shown.contains("fencing token"),
+        "{shown}"
+    );
+    let free = succeeded(&shedlock(server.url(), &["show", "never-used"]));
+    assert!(free.contains("none (free)"), "{free}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_capacity_change_what_services_see() {
+    let server = RedisServer::start();
+    let provider = connect(server.url()).await;
+    let job = config("exports", LockMode::Shared { permits: 3 });
+
+    succeeded(&shedlock(server.url(), &["capacity", "exports", "6"]));
+    assert_eq!(
+        provider
+            .lock_state("exports")
+            .await
+            .map(|s| s.capacity)
+            .ok(),
+        Some(Some(6))
+    );
+
+    let paused = succeeded(&shedlock(server.url(), &["--json", "pause", "exports"]));
+    assert!(
+        paused.contains(r#""action":"paused""#) && paused.contains(r#""paused":true"#),
+        "{paused}"
+    );
+    assert!(
+        matches!(provider.try_lock(&job).await, Ok(None)),
+        "a paused lock was taken"
+    );
+
+    let resumed = succeeded(&shedlock(server.url(), &["resume", "exports"]));
+    assert!(
+        resumed.contains("resumed") && resumed.contains("capacity:  6"),
+        "{resumed}"
+    );
+    let first = provider.try_lock(&job).await.ok().flatten();
+    let second = provider.try_lock(&job).await.ok().flatten();
+    assert!(
+        first.is_some() && second.is_some(),
+        "capacity 6 admits two holders of 3"
+    );
+    assert!(matches!(provider.try_lock(&job).await, Ok(None)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlock_needs_force_and_then_ends_every_lease() {
+    let server = RedisServer::start();
+    let provider = connect(server.url()).await;
+    let mut held = lock(&provider, "stuck-job", LockMode::Exclusive).await;
+
+    let refused = shedlock(server.url(), &["unlock", "stuck-job"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert!(stderr(&refused).contains("--force"), "{}", stderr(&refused));
+    assert!(
+        provider
+            .lock_state("stuck-job")
+            .await
+            .is_ok_and(|s| s.is_locked())
+    );
+
+    let unlocked = succeeded(&shedlock(
+        server.url(),
+        &["--json", "unlock", "stuck-job", "--force"],
+    ));
+    assert!(unlocked.contains(r#""released":1"#), "{unlocked}");
+    assert!(matches!(
+        held.extend(Duration::from_secs(60), Duration::ZERO).await,
+        Ok(false)
+    ));
+    let again = succeeded(&shedlock(server.url(), &["unlock", "stuck-job", "--force"]));
+    assert!(again.contains("nobody held it"), "{again}");
+}
+
+#[test]
+fn an_unreachable_server_exits_1_without_printing_the_password() {
+    let url = format!("redis://:s3cret-pass@127.0.0.1:{}", free_port());
+    let output = shedlock(&url, &["list"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let all = format!("{}{}", stdout(&output), stderr(&output));
+    assert!(all.contains("error:") && all.contains("127.0.0.1"), "{all}");
+    assert!(!all.contains("s3cret"), "the password was printed: {all}");
+}
+
+#[test]
+fn a_password_protected_server_works_and_the_password_stays_hidden() {
+    let port = free_port();
+    let server = RedisServer::start_with(
+        port,
+        format!("redis://:s3cret-pass@127.0.0.1:{port}"),
+        vec![
+            format!("--port {port}"),
+            "--requirepass s3cret-pass".to_owned(),
+        ],
+    );
+    let listed = succeeded(&shedlock(server.url(), &["list"]));
+    assert!(listed.contains("no locks"), "{listed}");
+    let wrong = shedlock(&format!("redis://:wrong-pass@127.0.0.1:{port}"), &["list"]);
+    assert_eq!(wrong.status.code(), Some(1));
+    let all = format!("{}{}", stdout(&wrong), stderr(&wrong));
+    assert!(
+        !all.contains("wrong-pass"),
+        "the password was printed: {all}"
+    );
+    let help = Command::new(env!("CARGO_BIN_EXE_shedlock"))
+        .env("SHEDLOCK_REDIS_URL", server.url())
+        .arg("--help")
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(
+        !stdout(&help).contains("s3cret"),
+        "--help shows the URL from the environment"
+    );
+}
+
+#[test]
+fn the_url_can_come_from_the_environment() {
+    let server = RedisServer::start();
+    let output = Command::new(env!("CARGO_BIN_EXE_shedlock"))
+        .env("SHEDLOCK_REDIS_URL", server.url())
+        .args(["show", "anything"])
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(succeeded(&output).contains("lock:      anything"));
+}
+
+#[test]
+fn usage_mistakes_exit_2() {
+    for args in [
+        &["capacity", "exports", "many"][..],
+        &["frobnicate"][..],
+        &["show"][..],
+    ] {
+        let output = shedlock("redis://127.0.0.1:1", args);
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+    }
+}
