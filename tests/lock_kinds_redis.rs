@@ -10,9 +10,12 @@ use shedlock::{LockAdmin, LockMode, LockProvider as _, scheduler_lock};
 use shedlock_core::testkit::Worker;
 use shedlock_redis::testkit::RedisServer;
 
-/// When each job ran: name, start, end.
+/// One job's run: name, start, end.
+type Run = (&'static str, Instant, Instant);
+
+/// When each job ran.
 #[derive(Clone, Default)]
-struct Runs(Arc<Mutex<Vec<(&'static str, Instant, Instant)>>>);
+struct Runs(Arc<Mutex<Vec<Run>>>);
 
 impl Runs {
     async fn run(&self, job: &'static str, length: Duration) {
