@@ -4,14 +4,16 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use redis::{Cmd, Script, ScriptInvocation};
+use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+use redis::{Cmd, RedisError, Script, ScriptInvocation};
 use shedlock_core::{
     BoxFuture, LockAdmin, LockError, LockHolder, LockMode, LockState, MAX_PERMITS,
 };
 
 use crate::connection::RedisConnection;
 use crate::keys::{FENCE_SUFFIX, HOLDERS_SUFFIX, SETTINGS_SUFFIX, WAITERS_SUFFIX};
-use crate::provider::{RedisLockProvider, STORE, store_error};
+use crate::provider::{RedisLockProvider, store_error};
 use crate::releases::RELEASE_CHANNEL;
 use crate::scripts::{FORCE_RELEASE, PAUSE, RESUME, SET_CAPACITY, STATE};
 use crate::value::LockValue;
@@ -78,14 +80,6 @@ impl RedisLockProvider {
 
     /// Names of locks with any key under this provider's prefix and environment.
     async fn scan_names(&self) -> Result<BTreeSet<String>, LockError> {
-        if matches!(self.connection, RedisConnection::Cluster(_)) {
-            return Err(LockError::Unsupported {
-                store: STORE,
-                what: "listing locks on a Redis Cluster",
-                advice: "read a lock by name (lock_state, or `shedlock show NAME`), \
-                         or list each master node through its own URL",
-            });
-        }
         let base = format!("{}:{}:", self.key_prefix, self.environment);
         let escaped = glob_escape(&base);
         let mut names = BTreeSet::new();
@@ -105,7 +99,62 @@ impl RedisLockProvider {
         Ok(names)
     }
 
+    /// Every key matching `pattern`: on each master of a cluster, else on the server.
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, LockError> {
+        let RedisConnection::Cluster(cluster) = &self.connection else {
+            return self.scan_node(pattern, None).await;
+        };
+        let mut keys = Vec::new();
+        for (host, port) in self.cluster_masters(cluster).await? {
+            let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+            keys.extend(self.scan_node(pattern, Some(node)).await?);
+        }
+        Ok(keys)
+    }
+
+    /// The masters of a cluster, as `CLUSTER SLOTS` names them.
+    async fn cluster_masters(
+        &self,
+        cluster: &ClusterConnection,
+    ) -> Result<BTreeSet<(String, u16)>, LockError> {
+        let reply = cluster
+            .clone()
+            .route_command(
+                redis::cmd("CLUSTER").arg("SLOTS").clone(),
+                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await
+            .and_then(|reply| {
+                // Each range: start, end, its master (ip, port, id, ..), then replicas.
+                redis::from_redis_value::<Vec<Vec<redis::Value>>>(reply).map_err(RedisError::from)
+            })
+            .map_err(|err: RedisError| {
+                store_error(
+                    &self.server,
+                    "listing cluster nodes",
+                    &err,
+                    "nothing was listed",
+                )
+            })?;
+        Ok(reply
+            .into_iter()
+            .filter_map(|range| {
+                let master = range.into_iter().nth(2)?;
+                let mut fields = redis::from_redis_value::<Vec<redis::Value>>(master)
+                    .ok()?
+                    .into_iter();
+                let host = redis::from_redis_value::<String>(fields.next()?).ok()?;
+                let port = redis::from_redis_value::<u16>(fields.next()?).ok()?;
+                Some((host, port))
+            })
+            .collect())
+    }
+
+    async fn scan_node(
+        &self,
+        pattern: &str,
+        node: Option<RoutingInfo>,
+    ) -> Result<Vec<String>, LockError> {
         let mut keys = Vec::new();
         let mut cursor = 0u64;
         loop {
@@ -117,9 +166,14 @@ impl RedisLockProvider {
                 .arg(pattern)
                 .arg("COUNT")
                 .arg(SCAN_COUNT);
-            let (next, batch): (u64, Vec<String>) = command
-                .query_async(&mut self.connection.clone())
-                .await
+            let reply = match (&node, &self.connection) {
+                (Some(node), RedisConnection::Cluster(cluster)) => {
+                    cluster.clone().route_command(command, node.clone()).await
+                }
+                _ => command.query_async(&mut self.connection.clone()).await,
+            };
+            let (next, batch): (u64, Vec<String>) = reply
+                .and_then(|reply| redis::from_redis_value(reply).map_err(RedisError::from))
                 .map_err(|err| {
                     store_error(
                         &self.server,

@@ -43,3 +43,38 @@ async fn a_locks_keys_share_one_slot_whatever_its_name() {
         guard.unlock().await.unwrap();
     }
 }
+
+mod kinds {
+    use super::provider;
+
+    shedlock_core::lock_kinds_conformance_tests!(provider);
+}
+
+#[tokio::test]
+async fn shared_holders_and_settings_live_in_the_locks_slot() {
+    use shedlock_core::LockAdmin;
+    let provider = provider().await;
+    for name in ["plain-kinds", "tenant-{t1}", "a}b-kinds", "x:holders"] {
+        let config = LockConfiguration::new(name, Duration::from_secs(5), Duration::ZERO)
+            .and_then(|config| config.with_permits(2))
+            .unwrap();
+        let guard = provider
+            .try_lock(&config)
+            .await
+            .unwrap()
+            .expect("free lock");
+        provider.set_capacity(name, 4).await.unwrap();
+        let state = provider.lock_state(name).await.unwrap();
+        assert_eq!(
+            (state.holders.len(), state.capacity),
+            (1, Some(4)),
+            "{name}"
+        );
+        let listed = provider.list_locks().await.unwrap();
+        assert!(
+            listed.iter().any(|lock| lock.name == name),
+            "{name} not listed: {listed:?}"
+        );
+        guard.unlock().await.unwrap();
+    }
+}
