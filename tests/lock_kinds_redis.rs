@@ -377,3 +377,137 @@ async fn counted_holder_process() {
         .await;
     panic!("the holder's job ended: {ran:?}");
 }
+
+const MIX_URL_ENV: &str = "SHEDLOCK_KINDS_MIX_URL";
+const MIX_WORKER_ENV: &str = "SHEDLOCK_KINDS_MIX_WORKER";
+const MIX_LOCK: &str = "mixed-processes";
+/// Every run is pushed here as `kind start_ms end_ms`.
+const MIX_RUNS: &str = "mixed-runs";
+const MIX_CAPACITY: u32 = 2;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_never_exceed_the_capacity_or_share_an_exclusive_run() {
+    let server = RedisServer::start();
+    let workers: Vec<Worker> = (1..=4)
+        .map(|worker| {
+            let id = worker.to_string();
+            Worker::spawn(
+                "mixed_worker_process",
+                &[(MIX_URL_ENV, server.url()), (MIX_WORKER_ENV, &id)],
+            )
+        })
+        .collect();
+    for worker in workers {
+        let (status, output) = worker.finish(Duration::from_secs(30)).await;
+        assert!(
+            status.is_some_and(|status| status.success()),
+            "a worker failed ({status:?}):\n{output}"
+        );
+    }
+    let reply = server.command(&format!("LRANGE {MIX_RUNS} 0 -1"));
+    // Inline reply: `*n`, then `$len` / value lines.
+    let runs: Vec<(String, u64, u64)> = reply
+        .lines()
+        .filter(|line| line.starts_with("shared") || line.starts_with("exclusive"))
+        .map(|line| {
+            let mut parts = line.split(' ');
+            let kind = parts.next().unwrap_or_default().to_owned();
+            let mut number = || {
+                parts
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("bad run {line}"))
+            };
+            (kind, number(), number())
+        })
+        .collect();
+    let shared = runs.iter().filter(|run| run.0 == "shared").count();
+    let exclusive = runs.len() - shared;
+    assert!(
+        shared >= 10 && exclusive >= 3,
+        "too few runs: {shared} shared, {exclusive} exclusive"
+    );
+    // Sweep the intervals, ends before starts at one instant: never more
+    // than the capacity of shared runs, never two exclusive runs, never an
+    // exclusive run beside a shared one.
+    let mut events: Vec<(u64, bool, &str)> = Vec::new();
+    for (kind, start, end) in &runs {
+        events.push((*start, true, kind.as_str()));
+        events.push((*end, false, kind.as_str()));
+    }
+    events.sort();
+    let (mut shared_in, mut exclusive_in) = (0u32, 0u32);
+    for (at, starts, kind) in events {
+        let count = if kind == "exclusive" {
+            &mut exclusive_in
+        } else {
+            &mut shared_in
+        };
+        if starts {
+            *count += 1;
+        } else {
+            *count -= 1;
+        }
+        assert!(
+            shared_in <= MIX_CAPACITY && exclusive_in <= 1 && (exclusive_in == 0 || shared_in == 0),
+            "at {at} ms {shared_in} shared and {exclusive_in} exclusive runs held the lock"
+        );
+    }
+}
+
+/// A worker of `four_processes_never_exceed_the_capacity_or_share_an_exclusive_run`:
+/// for 3 s, worker 4 runs exclusive jobs, the others shared ones, each 20 ms
+/// long, as often as they get the lock. Does nothing unless run by the test.
+#[tokio::test]
+#[ignore = "a worker process of four_processes_never_exceed_the_capacity_or_share_an_exclusive_run"]
+async fn mixed_worker_process() {
+    let (Ok(url), Ok(worker)) = (std::env::var(MIX_URL_ENV), std::env::var(MIX_WORKER_ENV)) else {
+        return;
+    };
+    let provider = connect_url(&url).await;
+    let exclusive = worker == "4";
+    let config =
+        shedlock::LockConfiguration::new(MIX_LOCK, Duration::from_secs(10), Duration::ZERO)
+            .and_then(|config| {
+                if exclusive {
+                    Ok(config)
+                } else {
+                    config.with_permits(1)
+                }
+            })
+            .and_then(|config| config.with_capacity(MIX_CAPACITY))
+            .unwrap_or_else(|err| panic!("{err}"));
+    let executor = shedlock::LockingTaskExecutor::new(provider);
+    let mut records = match redis::Client::open(url.as_str()) {
+        Ok(client) => client.get_multiplexed_async_connection().await,
+        Err(err) => Err(err),
+    }
+    .unwrap_or_else(|err| panic!("{err}"));
+    let kind = if exclusive { "exclusive" } else { "shared" };
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let ran = executor
+            .execute_waiting(&config, Duration::from_secs(2), async {
+                let start = shedlock_core::testkit::now_ms();
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                (start, shedlock_core::testkit::now_ms())
+            })
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        if let Some((start, end)) = ran {
+            let _: i64 = redis::cmd("RPUSH")
+                .arg(MIX_RUNS)
+                .arg(format!("{kind} {start} {end}"))
+                .query_async(&mut records)
+                .await
+                .unwrap_or_else(|err| panic!("{err}"));
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn connect_url(url: &str) -> RedisLockProvider {
+    RedisLockProvider::connect(url)
+        .await
+        .unwrap_or_else(|err| panic!("cannot connect to the test Redis: {err}"))
+}
