@@ -90,12 +90,20 @@ impl Floor {
     /// shedlock's acquire and release scripts with fixed keys and a counter value.
     async fn scripts_cycle(&self, key: &str, fence_key: &str) -> BenchResult<()> {
         let value = FLOOR_VALUE.fetch_add(1, Ordering::Relaxed);
+        let tag = fence_key.trim_end_matches(":fence");
         let token: i64 = self
             .shedlock_acquire
             .key(key)
             .key(fence_key)
+            .key(format!("{tag}:holders"))
+            .key(format!("{tag}:waiters"))
+            .key(format!("{tag}:settings"))
             .arg(value)
             .arg(LEASE.as_millis() as u64)
+            .arg(0) // exclusive
+            .arg(-1) // no default capacity
+            .arg("") // not waiting
+            .arg(0)
             .invoke_async(&mut self.connection.clone())
             .await?;
         let released: i64 = self

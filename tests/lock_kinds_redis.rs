@@ -511,3 +511,70 @@ async fn connect_url(url: &str) -> RedisLockProvider {
         .await
         .unwrap_or_else(|err| panic!("cannot connect to the test Redis: {err}"))
 }
+
+/// Resuming and raising the capacity are published like releases: a waiter
+/// that has backed off to its longest poll still starts at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_and_capacity_changes_wake_waiters_at_once() {
+    let server = RedisServer::start();
+    let [operator, waiter, holder, _] = replicas(&server).await;
+    let runs = Runs::default();
+    let short = Duration::from_millis(10);
+
+    operator
+        .pause("wake-resume")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let waiting = exclusive_job_waiting(&waiter, "wake-resume", &runs, "resumed", short);
+    let resume = async {
+        // The waiter's polls back off to 500 ms: at about 1.13 s, 1.63 s and
+        // 2.13 s. Resuming at 1.7 s, only the notification starts it in time.
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+        operator
+            .resume("wake-resume")
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        Instant::now()
+    };
+    let (ran, resumed_at) = tokio::join!(waiting, resume);
+    assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
+    let late = runs.get("resumed").0.saturating_duration_since(resumed_at);
+    assert!(
+        late < Duration::from_millis(200),
+        "started {late:?} after the resume"
+    );
+
+    let config =
+        shedlock::LockConfiguration::new("wake-capacity", Duration::from_secs(30), Duration::ZERO)
+            .and_then(|config| config.with_permits(1))
+            .and_then(|config| config.with_capacity(1))
+            .unwrap_or_else(|err| panic!("{err}"));
+    let held = holder
+        .try_lock(&config)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("free"));
+    let waiting = shared_job_waiting(&waiter, "wake-capacity", &runs, "raised", short);
+    let raise = async {
+        tokio::time::sleep(Duration::from_millis(1700)).await;
+        operator
+            .set_capacity("wake-capacity", 2)
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        Instant::now()
+    };
+    // The attribute's default capacity is unlimited for shared jobs: the stored 1 wins until raised.
+    operator
+        .set_capacity("wake-capacity", 1)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let (ran, raised_at) = tokio::join!(waiting, raise);
+    assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
+    let late = runs.get("raised").0.saturating_duration_since(raised_at);
+    assert!(
+        late < Duration::from_millis(200),
+        "started {late:?} after the capacity was raised"
+    );
+    let _ = held.unlock().await;
+}

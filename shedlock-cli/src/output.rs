@@ -65,6 +65,7 @@ fn list_table(locks: &[LockState]) -> String {
             .iter()
             .max_by_key(|holder| holder.lease_left.unwrap_or(Duration::MAX));
         let mut locked_by: Vec<&str> = lock.holders.iter().map(|h| h.locked_by.as_str()).collect();
+        locked_by.sort_unstable();
         locked_by.dedup();
         rows.push([
             clean(&lock.name),
@@ -153,7 +154,11 @@ fn holders_summary(lock: &LockState) -> String {
     match lock.holders.as_slice() {
         [] => "-".to_owned(),
         [holder] if holder.mode == LockMode::Exclusive => "exclusive".to_owned(),
-        holders => format!("{} ({} permits)", holders.len(), lock.permits_held()),
+        holders => {
+            let permits = lock.permits_held();
+            let plural = if permits == 1 { "" } else { "s" };
+            format!("{} ({permits} permit{plural})", holders.len())
+        }
     }
 }
 

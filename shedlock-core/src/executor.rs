@@ -248,11 +248,22 @@ async fn lock_retrying<P: LockProvider + ?Sized>(
     retries: u32,
     retry_wait: Duration,
 ) -> Result<Option<LockGuard>, LockError> {
+    // Between tries an exclusive caller keeps its place, as a waiter does.
+    let mut waiter = Waiter::new(retry_wait.saturating_add(HOLD_PLACE_FOR));
     for retry in 0..=retries {
         if retry > 0 {
             tokio::time::sleep(retry_wait).await;
         }
-        if let Some(guard) = provider.try_lock(config).await? {
+        if retry == retries {
+            // The last try: no place to keep for later.
+            waiter.set_hold_place_for(Duration::from_millis(1));
+        }
+        let attempt = if retries == 0 {
+            provider.try_lock(config).await?
+        } else {
+            provider.try_lock_waiting(config, &waiter).await?
+        };
+        if let Some(guard) = attempt {
             return Ok(Some(guard));
         }
     }

@@ -227,9 +227,10 @@ impl InMemoryLockProvider {
         entry.forget_ended(now);
         if let Err(refusal) = entry.admits(config, waiter.map(Waiter::id)) {
             if let (Some(waiter), LockMode::Exclusive) = (waiter, config.mode()) {
-                entry
-                    .waiters
-                    .insert(waiter.id().to_owned(), now + waiter.hold_place_for());
+                let place_ends = now
+                    .checked_add(waiter.hold_place_for())
+                    .unwrap_or(now + crate::MAX_LOCK_AT_MOST_FOR);
+                entry.waiters.insert(waiter.id().to_owned(), place_ends);
             }
             let ends_at = match refusal {
                 Refusal::Paused => {
@@ -358,8 +359,15 @@ impl LockAdmin for InMemoryLockProvider {
         Box::pin(async move {
             check_capacity(capacity)?;
             self.change(name, |entry| {
+                if capacity == 0 {
+                    // Like a pause: remember what to resume to.
+                    if entry.capacity != Some(0) {
+                        entry.resume_to = entry.capacity;
+                    }
+                } else {
+                    entry.resume_to = None;
+                }
                 entry.capacity = Some(capacity);
-                entry.resume_to = None;
             });
             Ok(())
         })

@@ -671,6 +671,11 @@ macro_rules! lock_kinds_conformance_tests {
             lock_state_describes_holders,
             force_release_ends_every_lease,
             permits_never_exceed_capacity_under_contention,
+            capacity_zero_pauses_and_resume_restores,
+            lowered_capacity_keeps_holders_and_refuses_newcomers,
+            extended_shared_holder_keeps_its_permits,
+            a_waiter_that_gives_up_frees_its_place,
+            tokens_increase_across_kinds,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

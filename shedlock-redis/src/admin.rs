@@ -22,6 +22,9 @@ use crate::value::LockValue;
 /// capacity, live exclusive waiters, shared holders (value, "end permits token" pairs).
 type StateReply = (i64, Option<String>, i64, Option<String>, i64, Vec<String>);
 
+/// The lock key's value while shared holders have the lock (see `acquire.lua`).
+const SHARED_MARKER: &str = "shedlock:shared";
+
 /// Keys looked at per `SCAN` step.
 const SCAN_COUNT: usize = 500;
 
@@ -40,7 +43,7 @@ impl RedisLockProvider {
     fn state_of(&self, name: &str, reply: StateReply) -> LockState {
         let (now, exclusive, exclusive_left, capacity, waiters, shared) = reply;
         let mut holders = Vec::new();
-        if let Some(value) = exclusive {
+        if let Some(value) = exclusive.filter(|value| value != SHARED_MARKER) {
             let mut holder = holder_from_value(&value);
             holder.lease_left = u64::try_from(exclusive_left)
                 .ok()

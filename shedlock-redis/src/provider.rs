@@ -430,12 +430,15 @@ struct RedisLease {
 impl Lease for RedisLease {
     fn extend(&self, lock_at_most_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
         Box::pin(async move {
-            let (script, key) = match &self.holders_key {
-                Some(holders) => (&*EXTEND_SHARED, holders),
-                None => (&*EXTEND, &self.lock_key),
+            let mut extend = match &self.holders_key {
+                // The lock key's shared marker follows the latest shared lease.
+                Some(holders) => EXTEND_SHARED.key(holders),
+                None => EXTEND.key(&self.lock_key),
             };
-            script
-                .key(key)
+            if self.holders_key.is_some() {
+                extend.key(&self.lock_key);
+            }
+            extend
                 .arg(&self.value)
                 .arg(millis(lock_at_most_for))
                 .invoke_async::<i64>(&mut self.connection.clone())
@@ -463,11 +466,13 @@ impl Lease for RedisLease {
                 Some(holders) => RELEASE_SHARED.key(holders),
                 None => RELEASE.key(&self.lock_key),
             };
+            if self.holders_key.is_some() {
+                release.key(&self.lock_key);
+            }
             release
                 .arg(&self.value)
                 .arg(keep_ms)
                 .arg(RELEASE_CHANNEL)
-                .arg(&self.lock_key)
                 .invoke_async::<i64>(&mut self.connection.clone())
                 .await
                 .map(|released| released == 1)

@@ -288,7 +288,9 @@ async fn the_fencing_counter_expires_a_week_after_its_last_use_whichever_is_ahea
 #[tokio::test]
 async fn an_acquisition_resent_after_a_lost_reply_still_owns_the_lock() {
     // A cluster client resends a request whose connection dropped: the
-    // script then finds its own value and must report the lock as taken.
+    // script then finds its own value and must report the lock as taken,
+    // with the same token, and a shared acquisition must not take its
+    // permits twice.
     let server = RedisServer::start();
     let mut connection = Client::open(server.url())
         .unwrap()
@@ -296,23 +298,117 @@ async fn an_acquisition_resent_after_a_lost_reply_still_owns_the_lock() {
         .await
         .unwrap();
     let acquire = redis::Script::new(include_str!("../src/scripts/acquire.lua"));
-    let run = |value: &'static str| {
-        let mut invocation = acquire.key("job-lock:default:resent");
+    let run = |name: &str, value: &'static str, permits: u32, capacity: i64| {
+        let lock = format!("job-lock:default:{name}");
+        let mut invocation = acquire.key(&lock);
         invocation
-            .key("{job-lock:default:resent}:fence")
+            .key(format!("{{{lock}}}:fence"))
+            .key(format!("{{{lock}}}:holders"))
+            .key(format!("{{{lock}}}:waiters"))
+            .key(format!("{{{lock}}}:settings"))
             .arg(value)
-            .arg(30_000);
+            .arg(30_000)
+            .arg(permits)
+            .arg(capacity)
+            .arg("")
+            .arg(0);
         invocation
     };
-    let first: i64 = run("value-1").invoke_async(&mut connection).await.unwrap();
-    let resent: i64 = run("value-1").invoke_async(&mut connection).await.unwrap();
-    let other: i64 = run("value-2").invoke_async(&mut connection).await.unwrap();
+    // Exclusive.
+    let first: i64 = run("resent", "value-1", 0, -1)
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
+    let resent: i64 = run("resent", "value-1", 0, -1)
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
+    let other: i64 = run("resent", "value-2", 0, -1)
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
     assert!(first > 0);
     assert_eq!(
         resent, first,
         "the resent acquisition must get its own token back"
     );
     assert!(other < 0, "another acquisition must still be refused");
+
+    // Counted: 2 of 3 permits, resent, leaves 1 permit for someone else.
+    let first: i64 = run("resent-counted", "value-1", 2, 3)
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
+    let resent: i64 = run("resent-counted", "value-1", 2, 3)
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(first > 0);
+    assert_eq!(
+        resent, first,
+        "the resent shared acquisition must get its own token back"
+    );
+    let one: i64 = run("resent-counted", "value-2", 1, 3)
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(one > first, "the permit left must still be free");
+    let none: i64 = run("resent-counted", "value-3", 1, 3)
+        .invoke_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(none < 0, "the resend took its permits twice");
+}
+
+#[tokio::test]
+async fn shared_holders_mark_the_lock_key_so_shedlock_for_java_finds_it_held() {
+    let server = RedisServer::start();
+    let provider = connect(&server).await;
+    let shared = config("marked", Duration::from_secs(30), Duration::ZERO)
+        .with_permits(1)
+        .unwrap();
+    let mut first = provider.try_lock(&shared).await.unwrap().expect("free");
+    let second = provider.try_lock(&shared).await.unwrap().expect("shared");
+    // ShedLock for Java takes a lock with SET NX PX on the same key.
+    let java = server
+        .command("SET job-lock:default:marked ADDED:2026-01-01T00:00:00.000Z@java NX PX 30000");
+    assert!(
+        java.starts_with("$-1"),
+        "Java took a lock held by shared holders: {java}"
+    );
+    // The marker follows the latest shared lease, and goes with the last holder.
+    assert!(
+        first
+            .extend(Duration::from_secs(90), Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    let ttl: i64 = server
+        .command("PTTL job-lock:default:marked")
+        .trim_start_matches(':')
+        .trim()
+        .parse()
+        .unwrap();
+    assert!(
+        ttl > 60_000,
+        "the marker did not follow the extension: {ttl} ms"
+    );
+    first.unlock().await.unwrap();
+    assert!(
+        server
+            .command("EXISTS job-lock:default:marked")
+            .starts_with(":1")
+    );
+    second.unlock().await.unwrap();
+    assert!(
+        server
+            .command("EXISTS job-lock:default:marked")
+            .starts_with(":0")
+    );
+    let state = shedlock_core::LockAdmin::lock_state(&provider, "marked")
+        .await
+        .unwrap();
+    assert!(state.holders.is_empty(), "{state:?}");
 }
 
 #[tokio::test]

@@ -476,3 +476,133 @@ pub async fn permits_never_exceed_capacity_under_contention<
         "{most} permits were held at once (capacity {CAPACITY})"
     );
 }
+
+/// `set_capacity(0)` pauses like `pause`: resume brings the capacity back.
+pub async fn capacity_zero_pauses_and_resume_restores<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let provider = make().await;
+    let name = unique_name("capacity-zero");
+    admin("set_capacity", provider.set_capacity(&name, 4)).await;
+    admin("set_capacity 0", provider.set_capacity(&name, 0)).await;
+    admin("set_capacity 0 again", provider.set_capacity(&name, 0)).await;
+    assert!(state(&provider, &name).await.paused);
+    let listed = admin("list_locks", provider.list_locks()).await;
+    assert!(
+        listed.iter().any(|lock| lock.name == name && lock.paused),
+        "a paused lock without holders must be listed"
+    );
+    admin("resume", provider.resume(&name)).await;
+    assert_eq!(state(&provider, &name).await.capacity, Some(4));
+    admin("pause", provider.pause(&name)).await;
+    admin(
+        "set_capacity 0 while paused",
+        provider.set_capacity(&name, 0),
+    )
+    .await;
+    admin("resume", provider.resume(&name)).await;
+    assert_eq!(state(&provider, &name).await.capacity, Some(4));
+}
+
+/// Lowering the capacity below what is held keeps current holders and
+/// refuses new ones until enough permits come back.
+pub async fn lowered_capacity_keeps_holders_and_refuses_newcomers<
+    P: AdminProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b) = (make().await, make().await);
+    let name = unique_name("lowered");
+    let job = shared(&name, 1, Some(3));
+    let mut first = acquire(&a, &job).await;
+    let second = acquire(&a, &job).await;
+    admin("set_capacity", b.set_capacity(&name, 1)).await;
+    assert!(
+        extend(&mut first, LONG).await,
+        "a holder lost its lease to a lower capacity"
+    );
+    assert_held(&b, &job).await;
+    unlock(second).await;
+    assert_held(&b, &job).await; // one held, capacity 1
+    unlock(first).await;
+    unlock(acquire(&b, &job).await).await;
+}
+
+/// A shared holder extended past its first lease still counts after that
+/// lease would have ended, beside a holder with a shorter lease.
+pub async fn extended_shared_holder_keeps_its_permits<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b) = (make().await, make().await);
+    let name = unique_name("extended-shared");
+    let short = config(&name, SHORT, Duration::ZERO)
+        .with_permits(1)
+        .and_then(|config| config.with_capacity(2))
+        .unwrap_or_else(|err| fail!("{err}"));
+    let mut long = acquire(&a, &short).await;
+    let brief = acquire(&b, &short).await;
+    assert!(extend(&mut long, LONG).await);
+    tokio::time::sleep(PAST_SHORT).await;
+    let _ = brief.unlock().await; // ended already
+    let seen = state(&b, &name).await;
+    assert_eq!(seen.holders.len(), 1, "{seen:?}");
+    let newcomer = acquire(&b, &shared(&name, 1, Some(2))).await;
+    assert_held(&b, &shared(&name, 1, Some(2))).await;
+    assert_held(&b, &config(&name, LONG, Duration::ZERO)).await;
+    unlock(newcomer).await;
+    unlock(long).await;
+}
+
+/// An exclusive waiter that gives up lets shared holders back in soon
+/// after (its place lapses).
+pub async fn a_waiter_that_gives_up_frees_its_place<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (readers, writer) = (make().await, LockingTaskExecutor::new(make().await));
+    let name = unique_name("gave-up");
+    let reader = shared(&name, 1, None);
+    let held = acquire(&readers, &reader).await;
+    let exclusive = config(&name, LONG, Duration::ZERO);
+    let ran = writer
+        .execute_waiting(&exclusive, Duration::from_millis(400), async {})
+        .await
+        .unwrap_or_else(|err| fail!("waiting failed: {err}"));
+    assert!(ran.is_none(), "the writer ran beside a reader");
+    // Its place lasts until the end of its wait at most.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let guard = loop {
+        if let Ok(Some(guard)) = readers.try_lock(&reader).await {
+            break guard;
+        }
+        if Instant::now() > deadline {
+            fail!("shared holders were kept out after the exclusive waiter gave up");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    unlock(guard).await;
+    unlock(held).await;
+}
+
+/// Fencing tokens keep increasing across exclusive, shared and counted
+/// holders, and across a force-release.
+pub async fn tokens_increase_across_kinds<P: AdminProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let provider = make().await;
+    let name = unique_name("kinds-tokens");
+    let mut last = 0;
+    for round in 0..3 {
+        let exclusive = acquire(&provider, &config(&name, LONG, Duration::ZERO)).await;
+        assert!(exclusive.fencing_token() > last, "round {round}");
+        last = exclusive.fencing_token();
+        unlock(exclusive).await;
+        let reader = acquire(&provider, &shared(&name, 1, None)).await;
+        let counted = acquire(&provider, &shared(&name, 2, None)).await;
+        assert!(reader.fencing_token() > last && counted.fencing_token() > reader.fencing_token());
+        last = counted.fencing_token();
+        admin("force_release", provider.force_release(&name)).await;
+        let _ = reader.unlock().await;
+        let _ = counted.unlock().await;
+    }
+}

@@ -1,6 +1,8 @@
 -- Takes the lock if the caller's mode and the lock's capacity allow it, and
 -- hands out a fencing token, atomically.
--- KEYS[1] lock key (the exclusive holder's value, ShedLock's format)
+-- KEYS[1] lock key: the exclusive holder's value (ShedLock's format), or
+-- 'shedlock:shared' while shared holders have the lock, so that exclusive
+-- acquirers (ShedLock for Java's `SET NX` too) find it held
 -- KEYS[2] fencing counter; KEYS[3] shared holders (hash: value -> "end permits token");
 -- KEYS[4] queued exclusive waiters (zset: id -> end of place); KEYS[5] settings
 -- (hash: capacity, resume_to). All in the lock key's Cluster slot.
@@ -13,6 +15,7 @@
 -- server's clock in microseconds, so they keep increasing even after a server
 -- that keeps nothing on disk restarts.
 local value, lease, permits = ARGV[1], ARGV[2], tonumber(ARGV[3])
+local SHARED = 'shedlock:shared'
 
 local function clock()
   local time = redis.call('TIME')
@@ -58,8 +61,7 @@ local function held_until(soonest, now)
   return -2 - (soonest - now)
 end
 
-local capacity = redis.call('HGET', KEYS[5], 'capacity')
-if capacity then capacity = tonumber(capacity) else capacity = tonumber(ARGV[4]) end
+local capacity = tonumber(redis.call('HGET', KEYS[5], 'capacity') or '') or tonumber(ARGV[4])
 
 if permits == 0 then
   -- Exclusive: no holder at all, and not paused.
@@ -101,12 +103,15 @@ local mine = redis.call('HGET', KEYS[3], value)
 if mine then
   -- Resent after a lost reply: this acquisition holds its permits already.
   local ends, _, token = string.match(mine, '^(%d+) (%d+) (%d+)$')
-  if tonumber(ends) > now then return tonumber(token) end
+  if ends and tonumber(ends) > now then return tonumber(token) end
 end
 if capacity == 0 then return 0 end
 local left = redis.call('PTTL', KEYS[1])
-if left == -1 then return -1 end
-if left >= 0 then return -2 - left end
+if left ~= -2 and redis.call('GET', KEYS[1]) ~= SHARED then
+  -- An exclusive holder.
+  if left == -1 then return -1 end
+  return -2 - left
+end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   -- An exclusive waiter goes first; its release wakes us.
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
@@ -121,5 +126,9 @@ redis.call('HSET', KEYS[3], value,
   string.format('%.0f %d %.0f', now + tonumber(lease), permits, token))
 if redis.call('PTTL', KEYS[3]) < tonumber(lease) then
   redis.call('PEXPIRE', KEYS[3], lease)
+end
+-- The marker lasts as long as the latest shared lease.
+if redis.call('PTTL', KEYS[1]) < tonumber(lease) then
+  redis.call('SET', KEYS[1], SHARED, 'PX', lease)
 end
 return token

@@ -3,7 +3,9 @@
 -- Returns how many leases there were.
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local released = redis.call('EXISTS', KEYS[1])
+local released = 0
+local current = redis.call('GET', KEYS[1])
+if current and current ~= 'shedlock:shared' then released = 1 end
 local all = redis.call('HGETALL', KEYS[2])
 for i = 2, #all, 2 do
   local ends = tonumber(string.match(all[i], '^(%d+)'))

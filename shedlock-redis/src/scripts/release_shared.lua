@@ -1,26 +1,53 @@
 -- Ends a shared holder's lease if it has not ended: a holder whose lease
 -- ended never frees or shortens another's permits.
--- KEYS[1] shared holders; ARGV[1] the acquisition's value; ARGV[2] ms to keep
--- the permits (lock_at_least_for not yet passed), 0 to free them now;
--- ARGV[3] the release channel; ARGV[4] the lock key, published to wake waiters.
+-- KEYS[1] shared holders; KEYS[2] lock key (its shared marker follows);
+-- ARGV[1] the acquisition's value; ARGV[2] ms to keep the permits
+-- (lock_at_least_for not yet passed), 0 to free them now;
+-- ARGV[3] the release channel, on which the lock key is published to wake waiters.
 -- Returns 1 when released (or shortened), 0 when the lease had already ended.
+
+-- The holders' key and the lock key's shared marker last exactly as long as
+-- the latest live shared lease; with none left, the marker goes.
+local function settle(now)
+  local latest = nil
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    local ends = tonumber(string.match(all[i + 1], '^(%d+)') or '')
+    if ends == nil or ends <= now then
+      redis.call('HDEL', KEYS[1], all[i])
+    elseif latest == nil or ends > latest then
+      latest = ends
+    end
+  end
+  local current = redis.call('GET', KEYS[2])
+  if latest == nil then
+    if current == 'shedlock:shared' then redis.call('DEL', KEYS[2]) end
+  else
+    redis.call('PEXPIRE', KEYS[1], latest - now)
+    if current == 'shedlock:shared' or not current then
+      redis.call('SET', KEYS[2], 'shedlock:shared', 'PX', latest - now)
+    end
+  end
+end
+
 local mine = redis.call('HGET', KEYS[1], ARGV[1])
 if not mine then return 0 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local ends, permits, token = string.match(mine, '^(%d+) (%d+) (%d+)$')
-ends = tonumber(ends)
-if ends <= now then
+if ends == nil or tonumber(ends) <= now then
   redis.call('HDEL', KEYS[1], ARGV[1])
   return 0
 end
 local keep = tonumber(ARGV[2])
 if keep > 0 then
-  if now + keep < ends then
+  if now + keep < tonumber(ends) then
     redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f %s %s', now + keep, permits, token))
   end
+  settle(now)
 else
   redis.call('HDEL', KEYS[1], ARGV[1])
-  redis.call('PUBLISH', ARGV[3], ARGV[4])
+  settle(now)
+  redis.call('PUBLISH', ARGV[3], KEYS[2])
 end
 return 1
