@@ -82,12 +82,29 @@ impl LockKeys {
 /// lock's node and scripts may touch them together.
 fn same_slot_tag(hashed: &str) -> String {
     let slot = crc16(hashed.as_bytes()) % SLOTS;
-    (0u32..)
-        .map(|n| format!("shedlock-slot-{n}"))
-        .find(|tag| crc16(tag.as_bytes()) % SLOTS == slot)
-        .map(|tag| format!("{{{tag}}}"))
-        .unwrap_or_default() // unreachable: every slot is hit within a few thousand tags
+    let n = SLOT_TAGS
+        .get(usize::from(slot))
+        .copied()
+        .unwrap_or_default();
+    format!("{{shedlock-slot-{n}}}")
 }
+
+/// For each slot, the smallest n whose `shedlock-slot-{n}` hashes to it:
+/// found once (about 170,000 checksums, a few milliseconds), then looked up.
+static SLOT_TAGS: std::sync::LazyLock<Vec<u32>> = std::sync::LazyLock::new(|| {
+    let mut tags = vec![u32::MAX; usize::from(SLOTS)];
+    let mut missing = tags.len();
+    let mut n = 0u32;
+    while missing > 0 && n < u32::MAX {
+        let slot = usize::from(crc16(format!("shedlock-slot-{n}").as_bytes()) % SLOTS);
+        if tags[slot] == u32::MAX {
+            tags[slot] = n;
+            missing -= 1;
+        }
+        n += 1;
+    }
+    tags
+});
 
 const SLOTS: u16 = 16384;
 
