@@ -22,7 +22,7 @@ pub mod private;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use admin::{LockAdmin, LockHolder, LockState};
+pub use admin::{LockAdmin, LockHolder, LockState, validate_capacity};
 pub use configuration::{
     LockConfiguration, LockMode, MAX_LOCK_AT_MOST_FOR, MAX_NAME_LEN, MAX_PERMITS,
 };

@@ -357,7 +357,7 @@ impl LockAdmin for InMemoryLockProvider {
         capacity: u32,
     ) -> BoxFuture<'a, Result<(), LockError>> {
         Box::pin(async move {
-            check_capacity(capacity)?;
+            crate::admin::validate_capacity(capacity)?;
             self.change(name, |entry| {
                 if capacity == 0 {
                     // Like a pause: remember what to resume to.
@@ -407,17 +407,6 @@ impl LockAdmin for InMemoryLockProvider {
             Ok(released)
         })
     }
-}
-
-/// Rejects capacities no lock can have.
-pub(crate) fn check_capacity(capacity: u32) -> Result<(), LockError> {
-    if capacity > crate::MAX_PERMITS {
-        return Err(LockError::InvalidConfiguration(format!(
-            "the capacity must be at most {}, not {capacity}",
-            crate::MAX_PERMITS
-        )));
-    }
-    Ok(())
 }
 
 struct MemoryLease {

@@ -283,15 +283,6 @@ fn glob_escape(pattern: &str) -> String {
     escaped
 }
 
-fn check_capacity(capacity: u32) -> Result<(), LockError> {
-    if capacity > MAX_PERMITS {
-        return Err(LockError::InvalidConfiguration(format!(
-            "the capacity must be at most {MAX_PERMITS}, not {capacity}"
-        )));
-    }
-    Ok(())
-}
-
 impl LockAdmin for RedisLockProvider {
     fn lock_state<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<LockState, LockError>> {
         Box::pin(self.read_state(name))
@@ -316,7 +307,7 @@ impl LockAdmin for RedisLockProvider {
         capacity: u32,
     ) -> BoxFuture<'a, Result<(), LockError>> {
         Box::pin(async move {
-            check_capacity(capacity)?;
+            shedlock_core::validate_capacity(capacity)?;
             let capacity = capacity.to_string();
             self.settings_change(&SET_CAPACITY, name, "setting the capacity of", &[&capacity])
                 .await?;

@@ -7,10 +7,11 @@ use std::sync::LazyLock;
 use redis::Script;
 
 macro_rules! scripts {
-    ($($(#[$doc:meta])* $name:ident = $file:literal;)*) => {$(
+    ($($(#[$doc:meta])* $name:ident = $($file:literal),+;)*) => {$(
         $(#[$doc])*
-        pub(crate) static $name: LazyLock<Script> =
-            LazyLock::new(|| Script::new(include_str!(concat!("scripts/", $file))));
+        pub(crate) static $name: LazyLock<Script> = LazyLock::new(|| {
+            Script::new(concat!($(include_str!(concat!("scripts/", $file))),+))
+        });
     )*};
 }
 
@@ -23,9 +24,9 @@ scripts! {
     /// Compare-and-expire.
     EXTEND = "extend.lua";
     /// A shared holder's release, checked against its own value.
-    RELEASE_SHARED = "release_shared.lua";
+    RELEASE_SHARED = "settle_shared.lua", "release_shared.lua";
     /// A shared holder's extension, checked against its own value.
-    EXTEND_SHARED = "extend_shared.lua";
+    EXTEND_SHARED = "settle_shared.lua", "extend_shared.lua";
     /// A lock's state, read in one step.
     STATE = "state.lua";
     /// Stores a capacity.
