@@ -95,12 +95,23 @@ pub(crate) struct Failure {
 }
 
 impl Failure {
-    fn into_error(self, store: &'static str, server: &str, action: String, consequence: &str) -> LockError {
+    fn into_error(
+        self,
+        store: &'static str,
+        server: &str,
+        action: String,
+        consequence: &str,
+    ) -> LockError {
         LockError::store(
             store,
             action,
-            format!("{} at {server}: {}; {consequence}", store_title(store), self.message),
-            self.source.map(|err| Box::new(err) as shedlock_core::BoxError),
+            format!(
+                "{} at {server}: {}; {consequence}",
+                store_title(store),
+                self.message
+            ),
+            self.source
+                .map(|err| Box::new(err) as shedlock_core::BoxError),
         )
     }
 }
@@ -176,11 +187,13 @@ pub(crate) fn token(value: i64) -> u64 {
 /// The token of an acquisition that went through. Failing to read it leaves
 /// a lease taken, so the failure counts as unanswered: the lease is released.
 pub(crate) fn taken(value: Result<i64, sqlx::Error>) -> Result<Option<u64>, Failure> {
-    value.map(|value| Some(token(value))).map_err(|err| Failure {
-        unanswered: true,
-        message: format!("the lock was taken but its fencing token could not be read: {err}"),
-        source: Some(err),
-    })
+    value
+        .map(|value| Some(token(value)))
+        .map_err(|err| Failure {
+            unanswered: true,
+            message: format!("the lock was taken but its fencing token could not be read: {err}"),
+            source: Some(err),
+        })
 }
 
 /// The provider logic shared by the three databases.
@@ -321,7 +334,11 @@ impl<E: Engine> SqlLocks<E> {
 
     async fn detect_fencing_column(&self) -> Result<bool, LockError> {
         let action = || format!("looking up the columns of the lock table '{}'", self.table);
-        match self.engine.has_fencing_column(&self.table, self.timeout).await {
+        match self
+            .engine
+            .has_fencing_column(&self.table, self.timeout)
+            .await
+        {
             Ok(Some(fencing)) => Ok(fencing),
             Ok(None) => Err(LockError::store(
                 E::STORE,
@@ -335,12 +352,9 @@ impl<E: Engine> SqlLocks<E> {
                 ),
                 None,
             )),
-            Err(failure) => Err(failure.into_error(
-                E::STORE,
-                &self.server,
-                action(),
-                "no lock was taken",
-            )),
+            Err(failure) => {
+                Err(failure.into_error(E::STORE, &self.server, action(), "no lock was taken"))
+            }
         }
     }
 
@@ -369,7 +383,12 @@ impl<E: Engine> SqlLocks<E> {
         let reply = match &unanswered.0 {
             Some(lease) => {
                 self.engine
-                    .acquire(&lease.statements, &lease.row, config.lock_at_most_for(), self.timeout)
+                    .acquire(
+                        &lease.statements,
+                        &lease.row,
+                        config.lock_at_most_for(),
+                        self.timeout,
+                    )
                     .await
             }
             None => return Ok(None), // unreachable: set just above

@@ -20,8 +20,7 @@ use sqlx::Executor;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 
 use crate::engine::{
-    DEFAULT_STATEMENT_TIMEOUT, Engine, Failure, LeaseRow, SqlLocks, answer, checkout, millis,
-    taken,
+    DEFAULT_STATEMENT_TIMEOUT, Engine, Failure, LeaseRow, SqlLocks, answer, checkout, millis, taken,
 };
 use crate::provider::sql_provider;
 use crate::table::TableName;

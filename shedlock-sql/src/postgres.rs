@@ -15,8 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
 use crate::engine::{
-    DEFAULT_STATEMENT_TIMEOUT, Engine, Failure, LeaseRow, SqlLocks, answer, checkout, millis,
-    taken,
+    DEFAULT_STATEMENT_TIMEOUT, Engine, Failure, LeaseRow, SqlLocks, answer, checkout, millis, taken,
 };
 use crate::provider::sql_provider;
 use crate::table::TableName;
@@ -138,7 +137,12 @@ impl Engine for PgEngine {
             )
         } else {
             // No counter: microseconds of the database's clock.
-            ("", "", "", "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint")
+            (
+                "",
+                "",
+                "",
+                "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+            )
         };
         PgStatements {
             acquire: format!(

@@ -52,10 +52,7 @@ pub(crate) fn notify(scope: &str, name: &str, keep_for: Duration) {
     if watchers.notifiers.is_empty() {
         return;
     }
-    if let Some(notifier) = watchers
-        .notifiers
-        .get(&(scope.to_owned(), name.to_owned()))
-    {
+    if let Some(notifier) = watchers.notifiers.get(&(scope.to_owned(), name.to_owned())) {
         if keep_for.is_zero() {
             notifier.notify_released();
         } else {

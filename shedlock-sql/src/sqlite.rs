@@ -21,8 +21,7 @@ use sqlx::sqlite::{
 use sqlx::{Executor, Row};
 
 use crate::engine::{
-    DEFAULT_STATEMENT_TIMEOUT, Engine, Failure, LeaseRow, SqlLocks, answer, checkout, millis,
-    taken,
+    DEFAULT_STATEMENT_TIMEOUT, Engine, Failure, LeaseRow, SqlLocks, answer, checkout, millis, taken,
 };
 use crate::provider::sql_provider;
 use crate::table::TableName;

@@ -115,7 +115,13 @@ mod tests {
 
     #[test]
     fn accepts_plain_and_schema_qualified_names() {
-        for name in ["shedlock", "_locks", "Locks_2", "public.shedlock", "app.job_locks"] {
+        for name in [
+            "shedlock",
+            "_locks",
+            "Locks_2",
+            "public.shedlock",
+            "app.job_locks",
+        ] {
             let parsed = TableName::parse(name).unwrap_or_else(|err| panic!("{name}: {err}"));
             assert_eq!(parsed.to_string(), name);
         }

@@ -8,7 +8,8 @@ use shedlock_sql::SqliteLockProvider;
 use shedlock_sql::testkit::unique_table_name;
 
 static FILE: LazyLock<PathBuf> = LazyLock::new(|| {
-    PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.db", unique_table_name("conformance")))
+    PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{}.db", unique_table_name("conformance")))
 });
 
 async fn provider() -> SqliteLockProvider {
