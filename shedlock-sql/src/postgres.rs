@@ -119,6 +119,9 @@ pub(crate) struct PgStatements {
     /// Shortens the lease to `lock_at_least_for` after `locked_at` (the
     /// database's clock) or `keep_for` from now, whichever is later, never
     /// lengthening it; only while the row is still this lease's and live.
+    /// Truncated to the column's milliseconds: PostgreSQL would round the
+    /// microseconds of `now()` up half the time, and an immediate release
+    /// would keep the lock for a fraction of a millisecond.
     /// ($1 name, $2 locked_by, $3 lock_at_least_for ms, $4 keep_for ms)
     release: String,
 }
@@ -158,9 +161,9 @@ impl Engine for PgEngine {
                  WHERE name = $1 AND locked_by = $2 AND lock_until > {NOW}"
             ),
             release: format!(
-                "UPDATE {table} SET lock_until = LEAST(lock_until, GREATEST(\
+                "UPDATE {table} SET lock_until = date_trunc('milliseconds', LEAST(lock_until, GREATEST(\
                  locked_at + $3::bigint * INTERVAL '1 millisecond', \
-                 {NOW} + $4::bigint * INTERVAL '1 millisecond')) \
+                 {NOW} + $4::bigint * INTERVAL '1 millisecond'))) \
                  WHERE name = $1 AND locked_by = $2 AND lock_until > {NOW}"
             ),
         }
