@@ -56,12 +56,15 @@
 //! back, or (on SQLite) two acquisitions of one name within a millisecond,
 //! break the "strictly greater" promise. Add the column where tokens matter.
 
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod engine;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod provider;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod releases;
 #[cfg(feature = "sqlite")]
 mod sqlite;
@@ -70,6 +73,7 @@ mod table;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 pub use engine::DEFAULT_STATEMENT_TIMEOUT;
 #[cfg(feature = "mysql")]
 pub use mysql::MySqlLockProvider;

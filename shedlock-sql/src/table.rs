@@ -1,6 +1,12 @@
 //! The lock table's name (validated, so it can be put into SQL text) and the
 //! limits of its columns.
 
+// Without a database feature, only the constants are used.
+#![cfg_attr(
+    not(any(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code)
+)]
+
 use std::fmt;
 
 use shedlock_core::LockError;
@@ -43,11 +49,13 @@ impl TableName {
     }
 
     /// The schema part, if one was given.
+    #[cfg_attr(not(any(feature = "mysql", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn schema(&self) -> Option<&str> {
         self.schema.as_deref()
     }
 
     /// The table part, without the schema.
+    #[cfg_attr(not(any(feature = "mysql", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn table(&self) -> &str {
         &self.table
     }
