@@ -11,7 +11,7 @@ use shedlock_core::identity::default_locked_by;
 use shedlock_core::{BoxFuture, Lease, LockConfiguration, LockError, LockGuard, ReleaseWatch};
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, oneshot};
 
 use crate::releases;
 use crate::table::{TableName, acquisition_locked_by, check_lock_name};
@@ -46,10 +46,18 @@ pub(crate) trait Engine: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<(), Failure>>;
 
+    /// A connection of the pool, for an acquisition.
+    type Connection: Send + 'static;
+
+    /// Takes a connection from the pool within `timeout` (nothing is sent yet).
+    fn checkout(&self, timeout: Duration) -> BoxFuture<'_, Result<Self::Connection, Failure>>;
+
     /// Takes `name` for `lease` if its lease has ended (or it has no row yet);
-    /// `Ok(Some(token))`: taken, `Ok(None)`: held.
+    /// `Ok(Some(token))`: taken, `Ok(None)`: held. `timeout` bounds the wait
+    /// for the answer.
     fn acquire<'a>(
         &'a self,
+        connection: &'a mut Self::Connection,
         statements: &'a Self::Statements,
         lease: &'a LeaseRow,
         lock_at_most_for: Duration,
@@ -364,6 +372,14 @@ impl<E: Engine> SqlLocks<E> {
     ) -> Result<Option<LockGuard>, LockError> {
         check_lock_name(config.name())?;
         let prepared = self.prepared().await?;
+        let action = || format!("acquiring lock '{}'", config.name());
+        let mut connection = self
+            .engine
+            .checkout(self.timeout)
+            .await
+            .map_err(|failure| {
+                failure.into_error(E::STORE, &self.server, action(), "the lock was not taken")
+            })?;
         let lease = SqlLease {
             engine: self.engine.clone(),
             statements: prepared.statements.clone(),
@@ -376,38 +392,72 @@ impl<E: Engine> SqlLocks<E> {
                 lock_at_least_for: config.lock_at_least_for(),
             },
         };
-        // If this future is dropped while the statement is out, the lease it
-        // may take is released in the background, not left until it ends.
-        let mut unanswered = Unanswered(Some(lease));
+        let lock_at_most_for = config.lock_at_most_for();
+        // The statement keeps running after this call stops waiting for it
+        // (timeout, or this future dropped): its answer then still comes back
+        // to the task, which releases whatever it took. No guessing.
+        let in_flight = lock_at_most_for.min(MAX_IN_FLIGHT).max(self.timeout);
         let requested_at = Instant::now();
-        let reply = match &unanswered.0 {
-            Some(lease) => {
-                self.engine
-                    .acquire(
-                        &lease.statements,
-                        &lease.row,
-                        config.lock_at_most_for(),
-                        self.timeout,
-                    )
-                    .await
+        let deadline = requested_at + lock_at_most_for;
+        let (answer_sender, answer) = oneshot::channel();
+        tokio::spawn(async move {
+            let reply = lease
+                .engine
+                .acquire(
+                    &mut connection,
+                    &lease.statements,
+                    &lease.row,
+                    lock_at_most_for,
+                    in_flight,
+                )
+                .await;
+            drop(connection);
+            if let Err((reply, lease)) = answer_sender.send((reply, lease)) {
+                settle_abandoned_acquisition(reply, lease, deadline).await;
             }
-            None => return Ok(None), // unreachable: set just above
-        };
-        let Some(lease) = unanswered.0.take() else {
-            return Ok(None); // unreachable: only this function takes it
-        };
+        });
+        let reply = tokio::time::timeout(self.timeout, answer).await;
         match reply {
-            Ok(Some(token)) => Ok(Some(LockGuard::new(config, token, requested_at, lease))),
-            Ok(None) => Ok(None),
-            Err(failure) if failure.unanswered => {
-                Err(release_uncertain_acquisition(config, lease, requested_at, failure).await)
+            Ok(Ok((Ok(Some(token)), lease))) => {
+                Ok(Some(LockGuard::new(config, token, requested_at, lease)))
             }
-            Err(failure) => Err(failure.into_error(
+            Ok(Ok((Ok(None), _))) => Ok(None),
+            Ok(Ok((Err(failure), lease))) if failure.unanswered => {
+                let reason = format!(
+                    "{} at {}: {}",
+                    store_title(E::STORE),
+                    self.server,
+                    failure.message
+                );
+                Err(release_uncertain_acquisition(lease, deadline, reason).await)
+            }
+            Ok(Ok((Err(failure), _))) => {
+                Err(failure.into_error(E::STORE, &self.server, action(), "the lock was not taken"))
+            }
+            Ok(Err(_)) => Err(LockError::store(
                 E::STORE,
-                &self.server,
-                format!("acquiring lock '{}'", config.name()),
-                "the lock was not taken",
+                action(),
+                "the task running the acquisition ended without an answer (the runtime is \
+                 shutting down?); the lock was not taken here",
+                None,
             )),
+            Err(_) => {
+                let reason = format!(
+                    "{} at {} did not answer within {:?}",
+                    store_title(E::STORE),
+                    self.server,
+                    self.timeout
+                );
+                tracing::warn!(
+                    lock = %config.name(), %reason,
+                    "lock acquisition uncertain; whatever it takes will be released when it answers"
+                );
+                Err(LockError::AcquisitionUncertain {
+                    name: config.name().to_owned(),
+                    reason,
+                    released: false,
+                })
+            }
         }
     }
 
@@ -434,42 +484,30 @@ struct Prepared<S> {
     statements: Arc<S>,
 }
 
-/// After an acquisition whose answer was lost: release whatever it may have
-/// taken (`locked_by` is unique, so only that acquisition's row can match),
-/// then report the failure.
+/// The longest an acquisition's answer is awaited in the background. Past
+/// it, the connection is given up and the lease it may take is looked for
+/// (and released) until `lock_at_most_for` has passed.
+const MAX_IN_FLIGHT: Duration = Duration::from_secs(600);
+
+/// After an acquisition whose answer was lost (a broken connection): release
+/// whatever it may have taken (`locked_by` is unique, so only that
+/// acquisition's row can match), then report the failure.
 async fn release_uncertain_acquisition<E: Engine>(
-    config: &LockConfiguration,
     lease: SqlLease<E>,
-    requested_at: Instant,
-    failure: Failure,
+    deadline: Instant,
+    reason: String,
 ) -> LockError {
-    let name = config.name().to_owned();
-    let reason = format!(
-        "{} at {}: {}",
-        store_title(E::STORE),
-        lease.server,
-        failure.message
-    );
-    let released = lease.release(Duration::ZERO).await.is_ok();
+    let name = lease.row.name.to_string();
+    // Found and released: settled. Not found: the statement may still land.
+    let released = matches!(lease.release(Duration::ZERO).await, Ok(true));
     if released {
-        tracing::warn!(lock = %name, %reason, "lock acquisition uncertain; any lease it took was released");
+        tracing::warn!(lock = %name, %reason, "lock acquisition uncertain; the lease it took was released");
     } else {
         tracing::error!(
             lock = %name, %reason,
-            "lock acquisition uncertain; retrying the release in the background"
+            "lock acquisition uncertain; looking for its lease in the background"
         );
-        let deadline = requested_at + config.lock_at_most_for();
-        let name = name.clone();
-        tokio::spawn(async move {
-            while Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                if lease.release(Duration::ZERO).await.is_ok() {
-                    tracing::info!(lock = %name, "uncertain lock acquisition released");
-                    return;
-                }
-            }
-            tracing::warn!(lock = %name, "gave up releasing an uncertain acquisition: its lease has ended anyway");
-        });
+        tokio::spawn(release_in_background(lease, deadline, false));
     }
     LockError::AcquisitionUncertain {
         name,
@@ -478,23 +516,44 @@ async fn release_uncertain_acquisition<E: Engine>(
     }
 }
 
-/// An acquisition sent but not yet answered; see `SqlLocks::try_lock`.
-struct Unanswered<E: Engine>(Option<SqlLease<E>>);
+/// The answer of an acquisition nobody waits for any more (timed out, or
+/// the caller's future was dropped): release what it took.
+async fn settle_abandoned_acquisition<E: Engine>(
+    reply: Result<Option<u64>, Failure>,
+    lease: SqlLease<E>,
+    deadline: Instant,
+) {
+    match reply {
+        Ok(Some(_)) => release_in_background(lease, deadline, true).await,
+        Err(failure) if failure.unanswered => release_in_background(lease, deadline, false).await,
+        Ok(None) | Err(_) => {}
+    }
+}
 
-impl<E: Engine> Drop for Unanswered<E> {
-    fn drop(&mut self) {
-        if let Some(lease) = self.0.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move {
-                if let Err(err) = lease.release(Duration::ZERO).await {
-                    tracing::warn!(
-                        lock = %lease.row.name, error = %err,
-                        "a cancelled lock acquisition could not be released; it ends at lock_at_most_for"
-                    );
-                }
-            });
+/// Releases `lease` with backoff until it is released or `deadline` (its
+/// end at the latest) passes. `taken`: the lease is known to exist, so "not
+/// found" means it already ended; otherwise the statement that may take it
+/// may still land, so it is looked for again.
+async fn release_in_background<E: Engine>(lease: SqlLease<E>, deadline: Instant, taken: bool) {
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match lease.release(Duration::ZERO).await {
+            Ok(true) => {
+                tracing::info!(lock = %lease.row.name, "abandoned lock acquisition released");
+                return;
+            }
+            Ok(false) if taken => return,
+            Ok(false) => {}
+            Err(err) => {
+                tracing::debug!(lock = %lease.row.name, error = %err, "releasing an abandoned acquisition failed; retrying")
+            }
         }
+        if Instant::now() + pause >= deadline {
+            tracing::debug!(lock = %lease.row.name, "stopped looking for an abandoned acquisition: its lease has ended anyway");
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(30));
     }
 }
 

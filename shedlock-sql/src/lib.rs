@@ -35,9 +35,12 @@
 //! - Lock names are at most 64 characters (the column): longer ones are
 //!   [`LockError::InvalidConfiguration`](shedlock_core::LockError::InvalidConfiguration)
 //!   before any statement.
-//! - An acquisition whose answer is lost (timeout, broken connection) is
-//!   reported as `AcquisitionUncertain` and whatever it may have taken is
-//!   released by its unique `locked_by`.
+//! - An acquisition whose answer does not come within the statement timeout
+//!   (default [`DEFAULT_STATEMENT_TIMEOUT`]) is reported as
+//!   `AcquisitionUncertain`, never as "held": the statement's answer is
+//!   still awaited in the background, and whatever it took is released then
+//!   by its unique `locked_by`. After a broken connection, the row is looked
+//!   for (and released) with backoff until `lock_at_most_for` has passed.
 //! - Waiting (`wait_for`) polls with backoff (10 ms doubling to 500 ms);
 //!   a release in this process wakes this process's waiters on the same
 //!   table at once.

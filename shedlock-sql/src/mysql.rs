@@ -147,6 +147,7 @@ fn micros(duration: Duration) -> i64 {
 
 impl Engine for MySqlEngine {
     const STORE: &'static str = "mysql";
+    type Connection = sqlx::pool::PoolConnection<sqlx::MySql>;
     type Statements = MySqlStatements;
 
     fn statements(table: &TableName, fencing: bool) -> MySqlStatements {
@@ -235,22 +236,26 @@ impl Engine for MySqlEngine {
         })
     }
 
+    fn checkout(&self, timeout: Duration) -> BoxFuture<'_, Result<Self::Connection, Failure>> {
+        Box::pin(checkout(&self.pool, timeout))
+    }
+
     fn acquire<'a>(
         &'a self,
+        connection: &'a mut Self::Connection,
         statements: &'a MySqlStatements,
         lease: &'a LeaseRow,
         lock_at_most_for: Duration,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Option<u64>, Failure>> {
         Box::pin(async move {
-            let mut connection = checkout(&self.pool, timeout).await?;
             let took_over = answer(
                 timeout,
                 sqlx::query(&statements.take_over)
                     .bind(micros(lock_at_most_for))
                     .bind(&lease.locked_by)
                     .bind(&*lease.name)
-                    .execute(&mut *connection),
+                    .execute(&mut **connection),
             )
             .await?;
             let token = if took_over.rows_affected() == 1 {
@@ -267,7 +272,7 @@ impl Engine for MySqlEngine {
                         .bind(&*lease.name)
                         .bind(micros(lock_at_most_for))
                         .bind(&lease.locked_by)
-                        .execute(&mut *connection),
+                        .execute(&mut **connection),
                 )
                 .await?;
                 if inserted.rows_affected() != 1 {
@@ -279,7 +284,7 @@ impl Engine for MySqlEngine {
                 return taken(Ok(token));
             }
             // Read after the acquisition: later than it, earlier than any next one.
-            let clock = sqlx::query_scalar::<_, i64>(CLOCK_TOKEN).fetch_one(&mut *connection);
+            let clock = sqlx::query_scalar::<_, i64>(CLOCK_TOKEN).fetch_one(&mut **connection);
             match answer(timeout, clock).await {
                 Ok(token) => taken(Ok(token)),
                 // The lock is taken: a lost token must release it.

@@ -128,6 +128,7 @@ pub(crate) struct PgStatements {
 
 impl Engine for PgEngine {
     const STORE: &'static str = "postgres";
+    type Connection = sqlx::pool::PoolConnection<sqlx::Postgres>;
     type Statements = PgStatements;
 
     fn statements(table: &TableName, fencing: bool) -> PgStatements {
@@ -227,22 +228,26 @@ impl Engine for PgEngine {
         })
     }
 
+    fn checkout(&self, timeout: Duration) -> BoxFuture<'_, Result<Self::Connection, Failure>> {
+        Box::pin(checkout(&self.pool, timeout))
+    }
+
     fn acquire<'a>(
         &'a self,
+        connection: &'a mut Self::Connection,
         statements: &'a PgStatements,
         lease: &'a LeaseRow,
         lock_at_most_for: Duration,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Option<u64>, Failure>> {
         Box::pin(async move {
-            let mut connection = checkout(&self.pool, timeout).await?;
             let row = answer(
                 timeout,
                 sqlx::query(&statements.acquire)
                     .bind(&*lease.name)
                     .bind(millis(lock_at_most_for))
                     .bind(&lease.locked_by)
-                    .fetch_optional(&mut *connection),
+                    .fetch_optional(&mut **connection),
             )
             .await?;
             row.map_or(Ok(None), |row| taken(row.try_get::<i64, _>(0)))

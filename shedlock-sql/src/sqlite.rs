@@ -85,22 +85,33 @@ impl SqliteLockProvider {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(DEFAULT_BUSY_TIMEOUT);
         let file = options.get_filename().display().to_string();
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(DEFAULT_STATEMENT_TIMEOUT)
-            .connect_with(options)
-            .await
-            .map_err(|err| {
-                LockError::store(
-                    "sqlite",
-                    "opening the database",
-                    format!(
-                        "SQLite file {file}: {err}; check that its directory exists and is \
-                         writable by this process"
-                    ),
-                    Some(Box::new(err)),
-                )
-            })?;
+        // Processes opening a new file at once race to switch it to WAL, which
+        // SQLite answers with "database is locked" without waiting: retry.
+        let started = std::time::Instant::now();
+        let pool = loop {
+            let opened = SqlitePoolOptions::new()
+                .max_connections(4)
+                .acquire_timeout(DEFAULT_STATEMENT_TIMEOUT)
+                .connect_with(options.clone())
+                .await;
+            match opened {
+                Ok(pool) => break pool,
+                Err(err) if is_busy(&err) && started.elapsed() < DEFAULT_BUSY_TIMEOUT => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(err) => {
+                    return Err(LockError::store(
+                        "sqlite",
+                        "opening the database",
+                        format!(
+                            "SQLite file {file}: {err}; check that its directory exists and is \
+                             writable by this process"
+                        ),
+                        Some(Box::new(err)),
+                    ));
+                }
+            }
+        };
         Ok(Self::new(pool))
     }
 
@@ -121,6 +132,16 @@ impl SqliteLockProvider {
 }
 
 sql_provider!(SqliteLockProvider);
+
+/// SQLITE_BUSY or SQLITE_LOCKED: another connection holds the file for now.
+fn is_busy(err: &sqlx::Error) -> bool {
+    let code = err
+        .as_database_error()
+        .and_then(|err| err.code())
+        .and_then(|code| code.parse::<i32>().ok());
+    // Extended result codes keep the primary code in their low byte.
+    matches!(code.map(|code| code & 0xff), Some(5 | 6))
+}
 
 pub(crate) struct SqliteEngine {
     pool: SqlitePool,
@@ -150,6 +171,7 @@ fn modifier(duration: Duration) -> String {
 
 impl Engine for SqliteEngine {
     const STORE: &'static str = "sqlite";
+    type Connection = sqlx::pool::PoolConnection<sqlx::Sqlite>;
     type Statements = SqliteStatements;
 
     fn statements(table: &TableName, fencing: bool) -> SqliteStatements {
@@ -240,22 +262,26 @@ impl Engine for SqliteEngine {
         })
     }
 
+    fn checkout(&self, timeout: Duration) -> BoxFuture<'_, Result<Self::Connection, Failure>> {
+        Box::pin(checkout(&self.pool, timeout))
+    }
+
     fn acquire<'a>(
         &'a self,
+        connection: &'a mut Self::Connection,
         statements: &'a SqliteStatements,
         lease: &'a LeaseRow,
         lock_at_most_for: Duration,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Option<u64>, Failure>> {
         Box::pin(async move {
-            let mut connection = checkout(&self.pool, timeout).await?;
             let row = answer(
                 timeout,
                 sqlx::query(&statements.acquire)
                     .bind(&*lease.name)
                     .bind(modifier(lock_at_most_for))
                     .bind(&lease.locked_by)
-                    .fetch_optional(&mut *connection),
+                    .fetch_optional(&mut **connection),
             )
             .await?;
             row.map_or(Ok(None), |row| taken(row.try_get::<i64, _>(0)))
