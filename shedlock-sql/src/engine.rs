@@ -237,8 +237,7 @@ impl<E: Engine> Clone for SqlLocks<E> {
 
 impl<E: Engine> SqlLocks<E> {
     pub(crate) fn new(engine: E, server: String) -> Self {
-        let table = TableName::parse(crate::DEFAULT_TABLE_NAME)
-            .unwrap_or_else(|_| unreachable!("the default table name is valid")); // allow-panic: a constant
+        let table = TableName::shedlock();
         SqlLocks {
             engine: Arc::new(engine),
             server: server.into(),
