@@ -33,6 +33,14 @@ pub(crate) struct TableName {
 }
 
 impl TableName {
+    /// ShedLock's `shedlock`, the default.
+    pub(crate) fn shedlock() -> TableName {
+        TableName {
+            schema: None,
+            table: DEFAULT_TABLE_NAME.to_owned(),
+        }
+    }
+
     /// Checks `name`; nothing else ever reaches SQL text.
     pub(crate) fn parse(name: &str) -> Result<TableName, LockError> {
         let (schema, table) = match name.split_once('.') {
@@ -130,12 +138,13 @@ mod tests {
             "public.shedlock",
             "app.job_locks",
         ] {
-            let parsed = TableName::parse(name).unwrap_or_else(|err| panic!("{name}: {err}"));
-            assert_eq!(parsed.to_string(), name);
+            let parsed = TableName::parse(name).map(|table| table.to_string()).ok();
+            assert_eq!(parsed.as_deref(), Some(name));
         }
-        let parsed = TableName::parse("app.locks").unwrap_or_else(|err| panic!("{err}"));
-        assert_eq!(parsed.schema(), Some("app"));
-        assert_eq!(parsed.table(), "locks");
+        let parsed = TableName::parse("app.locks").ok();
+        assert_eq!(parsed.as_ref().and_then(TableName::schema), Some("app"));
+        assert_eq!(parsed.as_ref().map(TableName::table), Some("locks"));
+        assert_eq!(TableName::shedlock().to_string(), DEFAULT_TABLE_NAME);
     }
 
     #[test]
