@@ -415,13 +415,25 @@ impl<E: Engine> SqlLocks<E> {
                 settle_abandoned_acquisition(reply, lease, deadline).await;
             }
         });
-        let reply = tokio::time::timeout(self.timeout, answer).await;
+        let mut pending = PendingAnswer {
+            receiver: answer,
+            deadline,
+        };
+        let reply = match tokio::time::timeout(self.timeout, &mut pending.receiver).await {
+            Ok(reply) => Some(reply),
+            Err(_elapsed) => {
+                // From now on the task settles the answer itself, unless it
+                // arrived in between: then it is handled here.
+                pending.receiver.close();
+                pending.receiver.try_recv().ok().map(Ok)
+            }
+        };
         match reply {
-            Ok(Ok((Ok(Some(token)), lease))) => {
+            Some(Ok((Ok(Some(token)), lease))) => {
                 Ok(Some(LockGuard::new(config, token, requested_at, lease)))
             }
-            Ok(Ok((Ok(None), _))) => Ok(None),
-            Ok(Ok((Err(failure), lease))) if failure.unanswered => {
+            Some(Ok((Ok(None), _))) => Ok(None),
+            Some(Ok((Err(failure), lease))) if failure.unanswered => {
                 let reason = format!(
                     "{} at {}: {}",
                     store_title(E::STORE),
@@ -430,17 +442,17 @@ impl<E: Engine> SqlLocks<E> {
                 );
                 Err(release_uncertain_acquisition(lease, deadline, reason).await)
             }
-            Ok(Ok((Err(failure), _))) => {
+            Some(Ok((Err(failure), _))) => {
                 Err(failure.into_error(E::STORE, &self.server, action(), "the lock was not taken"))
             }
-            Ok(Err(_)) => Err(LockError::store(
+            Some(Err(_)) => Err(LockError::store(
                 E::STORE,
                 action(),
                 "the task running the acquisition ended without an answer (the runtime is \
                  shutting down?); the lock was not taken here",
                 None,
             )),
-            Err(_) => {
+            None => {
                 let reason = format!(
                     "{} at {} did not answer within {:?}",
                     store_title(E::STORE),
@@ -481,6 +493,27 @@ impl<E: Engine> fmt::Debug for SqlLocks<E> {
 struct Prepared<S> {
     fencing: bool,
     statements: Arc<S>,
+}
+
+type Answer<E> = (Result<Option<u64>, Failure>, SqlLease<E>);
+
+/// Where an acquisition's answer arrives. Dropped unread (the caller's
+/// future was dropped), it closes the channel so the task settles the answer,
+/// and settles one that slipped in before the close.
+struct PendingAnswer<E: Engine> {
+    receiver: oneshot::Receiver<Answer<E>>,
+    deadline: Instant,
+}
+
+impl<E: Engine> Drop for PendingAnswer<E> {
+    fn drop(&mut self) {
+        self.receiver.close();
+        if let Ok((reply, lease)) = self.receiver.try_recv()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(settle_abandoned_acquisition(reply, lease, self.deadline));
+        }
+    }
 }
 
 /// The longest an acquisition's answer is awaited in the background. Past

@@ -139,3 +139,53 @@ async fn mysql_timed_out_acquisition_is_uncertain_and_released_later() {
     let took = free_within(&other, Duration::from_secs(15)).await;
     eprintln!("mysql: free again {took:?} after the blocking transaction ended");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_cancelled_acquisition_releases_what_it_takes_later() {
+    let table = unique_table_name("cancelled");
+    let connect = || async {
+        PostgresLockProvider::connect(&postgres_url())
+            .await
+            .unwrap_or_else(|err| database_unreachable("postgres", &err))
+            .with_table_name(&table)
+            .unwrap_or_else(|err| panic!("{err}"))
+    };
+    let (cancelled, other) = (connect().await, connect().await);
+    cancelled
+        .create_table_if_missing()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let guard = other
+        .try_lock(&config())
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("free"));
+    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+
+    let mut blocker = other
+        .pool()
+        .acquire()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let mut transaction = blocker.begin().await.unwrap_or_else(|err| panic!("{err}"));
+    sqlx::query(&format!(
+        "SELECT name FROM {table} WHERE name = $1 FOR UPDATE"
+    ))
+    .bind(config().name())
+    .fetch_all(&mut *transaction)
+    .await
+    .unwrap_or_else(|err| panic!("{err}"));
+
+    // The caller gives up (drops the future) while the statement waits.
+    let config = config();
+    let gave_up =
+        tokio::time::timeout(Duration::from_millis(300), cancelled.try_lock(&config)).await;
+    assert!(gave_up.is_err(), "the acquisition should still be waiting");
+    transaction
+        .commit()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let took = free_within(&other, Duration::from_secs(15)).await;
+    eprintln!("postgres: free again {took:?} after the cancelled acquisition went through");
+}
