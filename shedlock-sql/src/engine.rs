@@ -64,6 +64,15 @@ pub(crate) trait Engine: Send + Sync + 'static {
         timeout: Duration,
     ) -> BoxFuture<'a, Result<Option<u64>, Failure>>;
 
+    /// How long the current lease of `name` has left (zero once ended);
+    /// `None` when there is no row.
+    fn lease_left<'a>(
+        &'a self,
+        statements: &'a Self::Statements,
+        name: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Duration>, Failure>>;
+
     /// Sets `lock_until = now + lock_at_most_for` if the lease is `lease`'s and
     /// has not ended.
     fn extend<'a>(
@@ -432,7 +441,11 @@ impl<E: Engine> SqlLocks<E> {
             Some(Ok((Ok(Some(token)), lease))) => {
                 Ok(Some(LockGuard::new(config, token, requested_at, lease)))
             }
-            Some(Ok((Ok(None), _))) => Ok(None),
+            Some(Ok((Ok(None), _))) => {
+                self.hint_lease_end(&prepared.statements, config.name())
+                    .await;
+                Ok(None)
+            }
             Some(Ok((Err(failure), lease))) if failure.unanswered => {
                 let reason = format!(
                     "{} at {}: {}",
@@ -468,6 +481,24 @@ impl<E: Engine> SqlLocks<E> {
                     reason,
                     released: false,
                 })
+            }
+        }
+    }
+
+    /// Tells this process's waiters on `name`, if any, when its holder's
+    /// lease ends, so they try again then rather than at their next poll.
+    /// One more statement, only for a name somebody here waits for.
+    async fn hint_lease_end(&self, statements: &E::Statements, name: &str) {
+        if !releases::is_watched(&self.scope, name) {
+            return;
+        }
+        let asked_at = Instant::now();
+        match self.engine.lease_left(statements, name, self.timeout).await {
+            Ok(left) => {
+                releases::note_lease_end(&self.scope, name, left.map(|left| asked_at + left))
+            }
+            Err(failure) => {
+                tracing::debug!(lock = %name, error = %failure.message, "cannot read when the held lock's lease ends; waiters poll")
             }
         }
     }

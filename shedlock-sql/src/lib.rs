@@ -41,9 +41,11 @@
 //!   still awaited in the background, and whatever it took is released then
 //!   by its unique `locked_by`. After a broken connection, the row is looked
 //!   for (and released) with backoff until `lock_at_most_for` has passed.
-//! - Waiting (`wait_for`) polls with backoff (10 ms doubling to 500 ms);
-//!   a release in this process wakes this process's waiters on the same
-//!   table at once.
+//! - Waiting (`wait_for`) polls with backoff (10 ms doubling to 500 ms).
+//!   A release in this process wakes this process's waiters on the same
+//!   table at once, and a failed attempt of a waiter reads when the holder's
+//!   lease ends (one more statement), so a waiter takes over an abandoned
+//!   lease a few milliseconds after its end rather than at its next poll.
 //!
 //! # Fencing tokens
 //!

@@ -135,6 +135,9 @@ pub(crate) struct MySqlStatements {
     /// lengthening it; only while the row is still this lease's and live.
     /// (lock_at_least_for µs, keep_for µs, name, locked_by)
     release: String,
+    /// How long the current lease of a name has left, by the database's
+    /// clock (µs, negative once ended), for waiters' wake-up hints. (? name)
+    lease_left: String,
 }
 
 /// Without the fencing column: microseconds of the database's clock.
@@ -179,6 +182,9 @@ impl Engine for MySqlEngine {
                 "UPDATE {table} SET lock_until = LEAST(lock_until, GREATEST(\
                  locked_at + INTERVAL ? MICROSECOND, {NOW} + INTERVAL ? MICROSECOND)) \
                  WHERE name = ? AND locked_by = ? AND lock_until > {NOW}"
+            ),
+            lease_left: format!(
+                "SELECT TIMESTAMPDIFF(MICROSECOND, {NOW}, lock_until) FROM {table} WHERE name = ?"
             ),
         }
     }
@@ -293,6 +299,27 @@ impl Engine for MySqlEngine {
                     ..failure
                 }),
             }
+        })
+    }
+
+    fn lease_left<'a>(
+        &'a self,
+        statements: &'a Self::Statements,
+        name: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Duration>, Failure>> {
+        Box::pin(async move {
+            let mut connection = checkout(&self.pool, timeout).await?;
+            let left: Option<Option<i64>> = answer(
+                timeout,
+                sqlx::query_scalar(&statements.lease_left)
+                    .bind(name)
+                    .fetch_optional(&mut *connection),
+            )
+            .await?;
+            Ok(left
+                .flatten()
+                .map(|left| Duration::from_micros(left.max(0).unsigned_abs())))
         })
     }
 

@@ -124,6 +124,9 @@ pub(crate) struct PgStatements {
     /// would keep the lock for a fraction of a millisecond.
     /// ($1 name, $2 locked_by, $3 lock_at_least_for ms, $4 keep_for ms)
     release: String,
+    /// How long the current lease of a name has left, by the database's
+    /// clock (ms, negative once ended), for waiters' wake-up hints. ($1 name)
+    lease_left: String,
 }
 
 impl Engine for PgEngine {
@@ -166,6 +169,9 @@ impl Engine for PgEngine {
                  locked_at + $3::bigint * INTERVAL '1 millisecond', \
                  {NOW} + $4::bigint * INTERVAL '1 millisecond'))) \
                  WHERE name = $1 AND locked_by = $2 AND lock_until > {NOW}"
+            ),
+            lease_left: format!(
+                "SELECT CAST(EXTRACT(EPOCH FROM (lock_until - {NOW})) * 1000 AS BIGINT) FROM {table} WHERE name = $1"
             ),
         }
     }
@@ -251,6 +257,27 @@ impl Engine for PgEngine {
             )
             .await?;
             row.map_or(Ok(None), |row| taken(row.try_get::<i64, _>(0)))
+        })
+    }
+
+    fn lease_left<'a>(
+        &'a self,
+        statements: &'a Self::Statements,
+        name: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Duration>, Failure>> {
+        Box::pin(async move {
+            let mut connection = checkout(&self.pool, timeout).await?;
+            let left: Option<Option<i64>> = answer(
+                timeout,
+                sqlx::query_scalar(&statements.lease_left)
+                    .bind(name)
+                    .fetch_optional(&mut *connection),
+            )
+            .await?;
+            Ok(left
+                .flatten()
+                .map(|left| Duration::from_millis(left.max(0).unsigned_abs())))
         })
     }
 

@@ -60,3 +60,23 @@ pub(crate) fn notify(scope: &str, name: &str, keep_for: Duration) {
         }
     }
 }
+
+/// Whether anybody in this process waits for `name` in `scope`.
+pub(crate) fn is_watched(scope: &str, name: &str) -> bool {
+    let watchers = watchers();
+    !watchers.notifiers.is_empty()
+        && watchers
+            .notifiers
+            .get(&(scope.to_owned(), name.to_owned()))
+            .is_some_and(ReleaseNotifier::is_watched)
+}
+
+/// The holder of `name` in `scope` keeps it until `lease_ends_at` (`None`: not known).
+pub(crate) fn note_lease_end(scope: &str, name: &str, lease_ends_at: Option<Instant>) {
+    if let Some(notifier) = watchers()
+        .notifiers
+        .get(&(scope.to_owned(), name.to_owned()))
+    {
+        notifier.note_lease_end(lease_ends_at);
+    }
+}

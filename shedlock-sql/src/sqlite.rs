@@ -161,6 +161,9 @@ pub(crate) struct SqliteStatements {
     /// lengthening it; only while the row is still this lease's and live.
     /// (?1 name, ?2 locked_by, ?3 lock_at_least_for modifier, ?4 keep_for modifier)
     release: String,
+    /// How long the current lease of a name has left, by the database's
+    /// clock (ms, negative once ended), for waiters' wake-up hints. (?1 name)
+    lease_left: String,
 }
 
 /// A duration as an SQLite date modifier: `+12.345 seconds`.
@@ -209,6 +212,10 @@ impl Engine for SqliteEngine {
                 "UPDATE {table} SET lock_until = MIN(lock_until, MAX(\
                  strftime({FORMAT}, locked_at, ?3), strftime({FORMAT}, 'now', ?4))) \
                  WHERE name = ?1 AND locked_by = ?2 AND lock_until > {now}"
+            ),
+            lease_left: format!(
+                "SELECT CAST(ROUND((julianday(lock_until) - julianday('now')) * 86400000.0) AS INTEGER) \
+                 FROM {table} WHERE name = ?1"
             ),
         }
     }
@@ -285,6 +292,27 @@ impl Engine for SqliteEngine {
             )
             .await?;
             row.map_or(Ok(None), |row| taken(row.try_get::<i64, _>(0)))
+        })
+    }
+
+    fn lease_left<'a>(
+        &'a self,
+        statements: &'a Self::Statements,
+        name: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Duration>, Failure>> {
+        Box::pin(async move {
+            let mut connection = checkout(&self.pool, timeout).await?;
+            let left: Option<Option<i64>> = answer(
+                timeout,
+                sqlx::query_scalar(&statements.lease_left)
+                    .bind(name)
+                    .fetch_optional(&mut *connection),
+            )
+            .await?;
+            Ok(left
+                .flatten()
+                .map(|left| Duration::from_millis(left.max(0).unsigned_abs())))
         })
     }
 
