@@ -2,18 +2,27 @@
 //! that was waiting for the lock (`wait_for`), p50 and p99.
 //!
 //! `cargo bench --bench handoff` (a private redis-server is started; set
-//! `SHEDLOCK_TEST_REDIS_URL` to use another). `HANDOFFS=N` sets the count.
+//! `SHEDLOCK_TEST_REDIS_URL` to use another). `HANDOFFS=N` sets the count;
+//! `STORES=postgres,mysql,sqlite` (any of `redis`, `memory`, `postgres`,
+//! `mysql`, `sqlite`) picks the stores, all by default.
 //! Measured for Redis woken by the release notification (pub/sub), Redis with
-//! notifications switched off (the polling fallback), and the in-memory provider.
+//! notifications switched off (the polling fallback), the in-memory provider,
+//! and the SQL providers (the test servers of `shedlock-sql`'s tests:
+//! `SHEDLOCK_TEST_POSTGRES_URL`, `SHEDLOCK_TEST_MYSQL_URL`): holder and waiter
+//! are two providers with pools of their own, woken either by the in-process
+//! release notification (same process) or by polling alone (as a waiter in
+//! another process is).
 
 use std::time::{Duration, Instant};
 
 use shedlock::redis::RedisLockProvider;
+use shedlock::sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock::{
     BoxFuture, InMemoryLockProvider, LockConfiguration, LockError, LockGuard, LockProvider,
     LockingTaskExecutor,
 };
 use shedlock_redis::testkit::RedisServer;
+use shedlock_sql::testkit::{mysql_url, postgres_url, unique_table_name};
 
 /// A provider whose waiters get no release notification, so they poll.
 struct PollingOnly<P>(P);
@@ -68,7 +77,7 @@ async fn measure<P: LockProvider + Clone>(
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q).round() as usize];
     println!(
-        "{label:<34} hand-offs {:>4}   p50 {:>9.3} ms   p99 {:>9.3} ms   max {:>9.3} ms",
+        "{label:<44} hand-offs {:>4}   p50 {:>9.3} ms   p99 {:>9.3} ms   max {:>9.3} ms",
         latencies.len(),
         at(0.50).as_secs_f64() * 1e3,
         at(0.99).as_secs_f64() * 1e3,
@@ -77,12 +86,81 @@ async fn measure<P: LockProvider + Clone>(
     Ok(())
 }
 
+/// Holder and waiter on one SQL table, each with a pool of its own: woken
+/// by the in-process notification, then by polling alone.
+async fn measure_sql<P: LockProvider + Clone>(
+    label: &str,
+    holder: P,
+    waiter: P,
+    handoffs: usize,
+) -> Result<(), LockError> {
+    measure(
+        &format!("{label}, same process"),
+        holder.clone(),
+        waiter.clone(),
+        handoffs,
+    )
+    .await?;
+    measure(
+        &format!("{label}, polling (other process)"),
+        std::sync::Arc::new(PollingOnly(holder)),
+        std::sync::Arc::new(PollingOnly(waiter)),
+        handoffs.min(100),
+    )
+    .await
+}
+
 #[tokio::main]
 async fn main() -> Result<(), LockError> {
     let handoffs = std::env::var("HANDOFFS")
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(300);
+    let stores =
+        std::env::var("STORES").unwrap_or_else(|_| "redis,memory,postgres,mysql,sqlite".into());
+    let wanted = |store: &str| stores.split(',').any(|s| s.trim() == store);
+    if wanted("redis") {
+        redis(handoffs).await?;
+    }
+    if wanted("memory") {
+        let memory = InMemoryLockProvider::new();
+        measure("in-memory", memory.clone(), memory, handoffs).await?;
+    }
+    let table = unique_table_name("handoff");
+    if wanted("postgres") {
+        let connect = || async {
+            PostgresLockProvider::connect(&postgres_url())
+                .await?
+                .with_table_name(&table)
+        };
+        let (holder, waiter) = (connect().await?, connect().await?);
+        holder.create_table_if_missing().await?;
+        measure_sql("postgres", holder, waiter, handoffs).await?;
+    }
+    if wanted("mysql") {
+        let connect = || async {
+            MySqlLockProvider::connect(&mysql_url())
+                .await?
+                .with_table_name(&table)
+        };
+        let (holder, waiter) = (connect().await?, connect().await?);
+        holder.create_table_if_missing().await?;
+        measure_sql("mariadb", holder, waiter, handoffs).await?;
+    }
+    if wanted("sqlite") {
+        let file =
+            std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{table}.db"));
+        let (holder, waiter) = (
+            SqliteLockProvider::open(&file).await?,
+            SqliteLockProvider::open(&file).await?,
+        );
+        holder.create_table_if_missing().await?;
+        measure_sql("sqlite (WAL file)", holder, waiter, handoffs).await?;
+    }
+    Ok(())
+}
+
+async fn redis(handoffs: usize) -> Result<(), LockError> {
     let server = RedisServer::start();
     let connect = || RedisLockProvider::connect(server.url());
     measure(
@@ -99,8 +177,5 @@ async fn main() -> Result<(), LockError> {
         std::sync::Arc::new(PollingOnly(waiter)),
         handoffs.min(100),
     )
-    .await?;
-    let memory = InMemoryLockProvider::new();
-    measure("in-memory", memory.clone(), memory, handoffs).await?;
-    Ok(())
+    .await
 }

@@ -44,6 +44,9 @@
 //! |---|---|
 //! | `redis` | [`redis::RedisLockProvider`] (standalone Redis, Cluster, Sentinel) |
 //! | `redis-tls` | `rediss://` URLs for the Redis provider |
+//! | `postgres` | [`sql::PostgresLockProvider`] (ShedLock's table on PostgreSQL) |
+//! | `mysql` | [`sql::MySqlLockProvider`] (ShedLock's table on MySQL or MariaDB) |
+//! | `sqlite` | [`sql::SqliteLockProvider`] (an SQLite file shared by the processes of one machine) |
 //!
 //! The in-memory provider needs no feature; no provider is on by default.
 
@@ -64,6 +67,21 @@ pub mod redis {
     pub use shedlock_redis::{
         DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, LockValue, RedisLockProvider,
     };
+}
+
+/// The SQL providers (features `postgres`, `mysql`, `sqlite`), on ShedLock's
+/// `shedlock` table.
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub mod sql {
+    #[cfg(feature = "mysql")]
+    pub use shedlock_sql::MySqlLockProvider;
+    #[cfg(feature = "postgres")]
+    pub use shedlock_sql::PostgresLockProvider;
+    /// The `sqlx` crate, for building a pool.
+    pub use shedlock_sql::sqlx;
+    #[cfg(feature = "sqlite")]
+    pub use shedlock_sql::{DEFAULT_BUSY_TIMEOUT, SqliteLockProvider};
+    pub use shedlock_sql::{DEFAULT_STATEMENT_TIMEOUT, DEFAULT_TABLE_NAME, MAX_SQL_NAME_LEN};
 }
 
 #[doc(hidden)]

@@ -87,6 +87,9 @@ impl LockGuard {
     }
 
     /// The fencing token: strictly greater than every earlier token of this name.
+    ///
+    /// Where a store cannot keep a counter (ShedLock's SQL table without the
+    /// `fencing_token` column), the provider documents what it returns instead.
     pub fn fencing_token(&self) -> u64 {
         self.info.fencing_token
     }

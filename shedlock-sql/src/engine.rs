@@ -1,0 +1,685 @@
+//! What the three databases share: the `Engine` each one implements (its
+//! statements), and the provider logic around it (name checks, fencing
+//! column detection, timeouts, lost answers, leases, release notifications).
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shedlock_core::identity::default_locked_by;
+use shedlock_core::{BoxFuture, Lease, LockConfiguration, LockError, LockGuard, ReleaseWatch};
+use sqlx::pool::PoolConnection;
+use sqlx::{Database, Pool};
+use tokio::sync::{OnceCell, oneshot};
+
+use crate::releases;
+use crate::table::{TableName, acquisition_locked_by, check_lock_name};
+
+/// How long one statement (or waiting for a pooled connection) may take
+/// before it fails. An acquisition whose answer does not come in time is
+/// treated as possibly taken: see [`LockError::AcquisitionUncertain`].
+pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One database's statements, for the provider logic below.
+pub(crate) trait Engine: Send + Sync + 'static {
+    /// The store's name in errors: "postgres", "mysql", "sqlite".
+    const STORE: &'static str;
+
+    /// The statements for one table, with or without the fencing column.
+    type Statements: Send + Sync + 'static;
+
+    /// Builds the statements of `table` (validated, so safe to put into SQL text).
+    fn statements(table: &TableName, fencing: bool) -> Self::Statements;
+
+    /// Whether `table` has a `fencing_token` column; `None` when there is no such table.
+    fn has_fencing_column<'a>(
+        &'a self,
+        table: &'a TableName,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<bool>, Failure>>;
+
+    /// `CREATE TABLE IF NOT EXISTS` with ShedLock's columns and `fencing_token`.
+    fn create_table<'a>(
+        &'a self,
+        table: &'a TableName,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<(), Failure>>;
+
+    /// A connection of the pool, for an acquisition.
+    type Connection: Send + 'static;
+
+    /// Takes a connection from the pool within `timeout` (nothing is sent yet).
+    fn checkout(&self, timeout: Duration) -> BoxFuture<'_, Result<Self::Connection, Failure>>;
+
+    /// Takes `name` for `lease` if its lease has ended (or it has no row yet);
+    /// `Ok(Some(token))`: taken, `Ok(None)`: held. `timeout` bounds the wait
+    /// for the answer.
+    fn acquire<'a>(
+        &'a self,
+        connection: &'a mut Self::Connection,
+        statements: &'a Self::Statements,
+        lease: &'a LeaseRow,
+        lock_at_most_for: Duration,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<u64>, Failure>>;
+
+    /// How long the current lease of `name` has left (zero once ended);
+    /// `None` when there is no row.
+    fn lease_left<'a>(
+        &'a self,
+        statements: &'a Self::Statements,
+        name: &'a str,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<Option<Duration>, Failure>>;
+
+    /// Sets `lock_until = now + lock_at_most_for` if the lease is `lease`'s and
+    /// has not ended.
+    fn extend<'a>(
+        &'a self,
+        statements: &'a Self::Statements,
+        lease: &'a LeaseRow,
+        lock_at_most_for: Duration,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<bool, Failure>>;
+
+    /// Sets `lock_until = LEAST(lock_until, GREATEST(locked_at +
+    /// lock_at_least_for, now + keep_for))` if the lease is `lease`'s and has not ended.
+    fn release<'a>(
+        &'a self,
+        statements: &'a Self::Statements,
+        lease: &'a LeaseRow,
+        keep_for: Duration,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<bool, Failure>>;
+}
+
+/// The row of one acquisition: the lock's name and this acquisition's unique `locked_by`.
+pub(crate) struct LeaseRow {
+    pub(crate) name: Arc<str>,
+    pub(crate) locked_by: String,
+    /// Kept from `locked_at` (the database's clock) when released early.
+    pub(crate) lock_at_least_for: Duration,
+}
+
+/// A statement that failed, and whether it may have run anyway.
+#[derive(Debug)]
+pub(crate) struct Failure {
+    /// The statement was sent and its answer never came: it may have run.
+    pub(crate) unanswered: bool,
+    pub(crate) message: String,
+    pub(crate) source: Option<sqlx::Error>,
+}
+
+impl Failure {
+    fn into_error(
+        self,
+        store: &'static str,
+        server: &str,
+        action: String,
+        consequence: &str,
+    ) -> LockError {
+        LockError::store(
+            store,
+            action,
+            format!(
+                "{} at {server}: {}; {consequence}",
+                store_title(store),
+                self.message
+            ),
+            self.source
+                .map(|err| Box::new(err) as shedlock_core::BoxError),
+        )
+    }
+}
+
+/// ShedLock's table holds one holder per name, and no capacity: only
+/// exclusive locks, and no default capacity other than 1 or none.
+fn check_lock_kind<E: Engine>(config: &LockConfiguration) -> Result<(), LockError> {
+    let paused_by_default = config.capacity() == Some(0);
+    if config.mode() != shedlock_core::LockMode::Exclusive || paused_by_default {
+        return Err(LockError::Unsupported {
+            store: E::STORE,
+            what: "shared, counted or paused locks (ShedLock's table has one holder per name)",
+            advice: "use exclusive locks here, or the Redis or in-memory provider for lock kinds",
+        });
+    }
+    Ok(())
+}
+
+fn store_title(store: &str) -> &'static str {
+    match store {
+        "postgres" => "PostgreSQL",
+        "mysql" => "MySQL/MariaDB",
+        _ => "SQLite",
+    }
+}
+
+/// Takes a connection from the pool within `timeout`. Nothing was sent yet,
+/// so a failure here is certain.
+pub(crate) async fn checkout<DB: Database>(
+    pool: &Pool<DB>,
+    timeout: Duration,
+) -> Result<PoolConnection<DB>, Failure> {
+    match tokio::time::timeout(timeout, pool.acquire()).await {
+        Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(err)) => Err(Failure {
+            unanswered: false,
+            message: format!("no connection: {err}"),
+            source: Some(err),
+        }),
+        Err(_) => Err(Failure {
+            unanswered: false,
+            message: format!("no connection within {timeout:?}"),
+            source: None,
+        }),
+    }
+}
+
+/// Waits up to `timeout` for a statement's answer. A timeout or a broken
+/// connection after it was sent leaves open whether it ran.
+pub(crate) async fn answer<T>(
+    timeout: Duration,
+    statement: impl Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, Failure> {
+    match tokio::time::timeout(timeout, statement).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(err)) => {
+            let unanswered = matches!(
+                err,
+                sqlx::Error::Io(_) | sqlx::Error::Protocol(_) | sqlx::Error::WorkerCrashed
+            );
+            Err(Failure {
+                unanswered,
+                message: err.to_string(),
+                source: Some(err),
+            })
+        }
+        Err(_) => Err(Failure {
+            unanswered: true,
+            message: format!("no answer within {timeout:?}"),
+            source: None,
+        }),
+    }
+}
+
+/// A duration in whole milliseconds, rounded up (a lease is never shorter
+/// than asked), as SQL parameters take it.
+pub(crate) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// A token the database returned as a signed integer (never negative: a
+/// counter from 1, or microseconds since 1970).
+pub(crate) fn token(value: i64) -> u64 {
+    value.max(1).unsigned_abs()
+}
+
+/// The token of an acquisition that went through. Failing to read it leaves
+/// a lease taken, so the failure counts as unanswered: the lease is released.
+pub(crate) fn taken(value: Result<i64, sqlx::Error>) -> Result<Option<u64>, Failure> {
+    value
+        .map(|value| Some(token(value)))
+        .map_err(|err| Failure {
+            unanswered: true,
+            message: format!("the lock was taken but its fencing token could not be read: {err}"),
+            source: Some(err),
+        })
+}
+
+/// The provider logic shared by the three databases.
+pub(crate) struct SqlLocks<E: Engine> {
+    engine: Arc<E>,
+    /// Host, port and database (or file): no credentials.
+    server: Arc<str>,
+    table: TableName,
+    /// `Some`: set by `with_fencing_column`; `None`: detected at first use.
+    fencing: Option<bool>,
+    locked_by: Arc<str>,
+    timeout: Duration,
+    /// The statements, once the fencing column is known (shared by clones).
+    prepared: Arc<OnceCell<Prepared<E::Statements>>>,
+    /// Store, server and table: see `LockProvider::scope`.
+    scope: Arc<str>,
+}
+
+impl<E: Engine> Clone for SqlLocks<E> {
+    fn clone(&self) -> Self {
+        SqlLocks {
+            engine: self.engine.clone(),
+            server: self.server.clone(),
+            table: self.table.clone(),
+            fencing: self.fencing,
+            locked_by: self.locked_by.clone(),
+            timeout: self.timeout,
+            prepared: self.prepared.clone(),
+            scope: self.scope.clone(),
+        }
+    }
+}
+
+impl<E: Engine> SqlLocks<E> {
+    pub(crate) fn new(engine: E, server: String) -> Self {
+        let table = TableName::shedlock();
+        SqlLocks {
+            engine: Arc::new(engine),
+            server: server.into(),
+            table,
+            fencing: None,
+            locked_by: default_locked_by().into(),
+            timeout: DEFAULT_STATEMENT_TIMEOUT,
+            prepared: Arc::default(),
+            scope: "".into(),
+        }
+        .with_new_scope()
+    }
+
+    fn with_new_scope(mut self) -> Self {
+        self.scope = format!("{}:{}/{}", E::STORE, self.server, self.table).into();
+        // Another table or fencing setting: statements are made again.
+        self.prepared = Arc::default();
+        self
+    }
+
+    pub(crate) fn engine(&self) -> &E {
+        &self.engine
+    }
+
+    pub(crate) fn with_table_name(mut self, table: &str) -> Result<Self, LockError> {
+        self.table = TableName::parse(table)?;
+        Ok(self.with_new_scope())
+    }
+
+    pub(crate) fn table_name(&self) -> String {
+        self.table.to_string()
+    }
+
+    pub(crate) fn with_fencing_column(mut self, fencing: bool) -> Self {
+        self.fencing = Some(fencing);
+        self.with_new_scope()
+    }
+
+    pub(crate) fn with_locked_by(mut self, locked_by: impl Into<String>) -> Self {
+        self.locked_by = locked_by.into().into();
+        self
+    }
+
+    pub(crate) fn locked_by(&self) -> &str {
+        &self.locked_by
+    }
+
+    pub(crate) fn with_statement_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    pub(crate) fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    pub(crate) fn server(&self) -> &str {
+        &self.server
+    }
+
+    pub(crate) async fn create_table_if_missing(&self) -> Result<(), LockError> {
+        self.engine
+            .create_table(&self.table, self.timeout)
+            .await
+            .map_err(|failure| {
+                failure.into_error(
+                    E::STORE,
+                    &self.server,
+                    format!("creating the lock table '{}'", self.table),
+                    "create it by hand with the DDL in the README, or grant CREATE to this user",
+                )
+            })?;
+        tracing::info!(table = %self.table, store = E::STORE, "lock table present");
+        Ok(())
+    }
+
+    /// Whether this provider hands out fencing tokens from the `fencing_token`
+    /// column (detecting the column now if it was not configured).
+    pub(crate) async fn uses_fencing_column(&self) -> Result<bool, LockError> {
+        Ok(self.prepared().await?.fencing)
+    }
+
+    async fn prepared(&self) -> Result<&Prepared<E::Statements>, LockError> {
+        self.prepared
+            .get_or_try_init(|| async {
+                let fencing = match self.fencing {
+                    Some(fencing) => fencing,
+                    None => self.detect_fencing_column().await?,
+                };
+                tracing::debug!(
+                    table = %self.table, store = E::STORE, fencing,
+                    "lock table statements prepared"
+                );
+                Ok(Prepared {
+                    fencing,
+                    statements: Arc::new(E::statements(&self.table, fencing)),
+                })
+            })
+            .await
+    }
+
+    async fn detect_fencing_column(&self) -> Result<bool, LockError> {
+        let action = || format!("looking up the columns of the lock table '{}'", self.table);
+        match self
+            .engine
+            .has_fencing_column(&self.table, self.timeout)
+            .await
+        {
+            Ok(Some(fencing)) => Ok(fencing),
+            Ok(None) => Err(LockError::store(
+                E::STORE,
+                action(),
+                format!(
+                    "{} at {}: there is no table '{}'; create it with the DDL in the README \
+                     or call create_table_if_missing() once at startup",
+                    store_title(E::STORE),
+                    self.server,
+                    self.table
+                ),
+                None,
+            )),
+            Err(failure) => {
+                Err(failure.into_error(E::STORE, &self.server, action(), "no lock was taken"))
+            }
+        }
+    }
+
+    pub(crate) async fn try_lock(
+        &self,
+        config: &LockConfiguration,
+    ) -> Result<Option<LockGuard>, LockError> {
+        check_lock_name(config.name())?;
+        check_lock_kind::<E>(config)?;
+        let prepared = self.prepared().await?;
+        let action = || format!("acquiring lock '{}'", config.name());
+        let mut connection = self
+            .engine
+            .checkout(self.timeout)
+            .await
+            .map_err(|failure| {
+                failure.into_error(E::STORE, &self.server, action(), "the lock was not taken")
+            })?;
+        let lease = SqlLease {
+            engine: self.engine.clone(),
+            statements: prepared.statements.clone(),
+            server: self.server.clone(),
+            scope: self.scope.clone(),
+            timeout: self.timeout,
+            row: LeaseRow {
+                name: config.shared_name().clone(),
+                locked_by: acquisition_locked_by(&self.locked_by),
+                lock_at_least_for: config.lock_at_least_for(),
+            },
+        };
+        let lock_at_most_for = config.lock_at_most_for();
+        // The statement keeps running after this call stops waiting for it
+        // (timeout, or this future dropped): its answer then still comes back
+        // to the task, which releases whatever it took. No guessing.
+        let in_flight = lock_at_most_for.min(MAX_IN_FLIGHT).max(self.timeout);
+        let requested_at = Instant::now();
+        let deadline = requested_at + lock_at_most_for;
+        let (answer_sender, answer) = oneshot::channel();
+        tokio::spawn(async move {
+            let reply = lease
+                .engine
+                .acquire(
+                    &mut connection,
+                    &lease.statements,
+                    &lease.row,
+                    lock_at_most_for,
+                    in_flight,
+                )
+                .await;
+            drop(connection);
+            if let Err((reply, lease)) = answer_sender.send((reply, lease)) {
+                settle_abandoned_acquisition(reply, lease, deadline).await;
+            }
+        });
+        let mut pending = PendingAnswer {
+            receiver: answer,
+            deadline,
+        };
+        let reply = match tokio::time::timeout(self.timeout, &mut pending.receiver).await {
+            Ok(reply) => Some(reply),
+            Err(_elapsed) => {
+                // From now on the task settles the answer itself, unless it
+                // arrived in between: then it is handled here.
+                pending.receiver.close();
+                pending.receiver.try_recv().ok().map(Ok)
+            }
+        };
+        match reply {
+            Some(Ok((Ok(Some(token)), lease))) => {
+                Ok(Some(LockGuard::new(config, token, requested_at, lease)))
+            }
+            Some(Ok((Ok(None), _))) => {
+                self.hint_lease_end(&prepared.statements, config.name())
+                    .await;
+                Ok(None)
+            }
+            Some(Ok((Err(failure), lease))) if failure.unanswered => {
+                let reason = format!(
+                    "{} at {}: {}",
+                    store_title(E::STORE),
+                    self.server,
+                    failure.message
+                );
+                Err(release_uncertain_acquisition(lease, deadline, reason).await)
+            }
+            Some(Ok((Err(failure), _))) => {
+                Err(failure.into_error(E::STORE, &self.server, action(), "the lock was not taken"))
+            }
+            Some(Err(_)) => Err(LockError::store(
+                E::STORE,
+                action(),
+                "the task running the acquisition ended without an answer (the runtime is \
+                 shutting down?); the lock was not taken here",
+                None,
+            )),
+            None => {
+                let reason = format!(
+                    "{} at {} did not answer within {:?}",
+                    store_title(E::STORE),
+                    self.server,
+                    self.timeout
+                );
+                tracing::warn!(
+                    lock = %config.name(), %reason,
+                    "lock acquisition uncertain; whatever it takes will be released when it answers"
+                );
+                Err(LockError::AcquisitionUncertain {
+                    name: config.name().to_owned(),
+                    reason,
+                    released: false,
+                })
+            }
+        }
+    }
+
+    /// Tells this process's waiters on `name`, if any, when its holder's
+    /// lease ends, so they try again then rather than at their next poll.
+    /// One more statement, only for a name somebody here waits for.
+    async fn hint_lease_end(&self, statements: &E::Statements, name: &str) {
+        if !releases::is_watched(&self.scope, name) {
+            return;
+        }
+        let asked_at = Instant::now();
+        match self.engine.lease_left(statements, name, self.timeout).await {
+            Ok(left) => {
+                releases::note_lease_end(&self.scope, name, left.map(|left| asked_at + left))
+            }
+            Err(failure) => {
+                tracing::debug!(lock = %name, error = %failure.message, "cannot read when the held lock's lease ends; waiters poll")
+            }
+        }
+    }
+
+    pub(crate) fn watch_releases(&self, name: &str) -> ReleaseWatch {
+        releases::watch(&self.scope, name)
+    }
+}
+
+impl<E: Engine> fmt::Debug for SqlLocks<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlLocks")
+            .field("server", &self.server)
+            .field("table", &self.table)
+            .field("fencing_column", &self.fencing)
+            .field("locked_by", &self.locked_by)
+            .field("statement_timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Statements of one table, with the fencing mode they were made for.
+struct Prepared<S> {
+    fencing: bool,
+    statements: Arc<S>,
+}
+
+type Answer<E> = (Result<Option<u64>, Failure>, SqlLease<E>);
+
+/// Where an acquisition's answer arrives. Dropped unread (the caller's
+/// future was dropped), it closes the channel so the task settles the answer,
+/// and settles one that slipped in before the close.
+struct PendingAnswer<E: Engine> {
+    receiver: oneshot::Receiver<Answer<E>>,
+    deadline: Instant,
+}
+
+impl<E: Engine> Drop for PendingAnswer<E> {
+    fn drop(&mut self) {
+        self.receiver.close();
+        if let Ok((reply, lease)) = self.receiver.try_recv()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(settle_abandoned_acquisition(reply, lease, self.deadline));
+        }
+    }
+}
+
+/// The longest an acquisition's answer is awaited in the background. Past
+/// it, the connection is given up and the lease it may take is looked for
+/// (and released) until `lock_at_most_for` has passed.
+const MAX_IN_FLIGHT: Duration = Duration::from_secs(600);
+
+/// After an acquisition whose answer was lost (a broken connection): release
+/// whatever it may have taken (`locked_by` is unique, so only that
+/// acquisition's row can match), then report the failure.
+async fn release_uncertain_acquisition<E: Engine>(
+    lease: SqlLease<E>,
+    deadline: Instant,
+    reason: String,
+) -> LockError {
+    let name = lease.row.name.to_string();
+    // Found and released: settled. Not found: the statement may still land.
+    let released = matches!(lease.release(Duration::ZERO).await, Ok(true));
+    if released {
+        tracing::warn!(lock = %name, %reason, "lock acquisition uncertain; the lease it took was released");
+    } else {
+        tracing::error!(
+            lock = %name, %reason,
+            "lock acquisition uncertain; looking for its lease in the background"
+        );
+        tokio::spawn(release_in_background(lease, deadline, false));
+    }
+    LockError::AcquisitionUncertain {
+        name,
+        reason,
+        released,
+    }
+}
+
+/// The answer of an acquisition nobody waits for any more (timed out, or
+/// the caller's future was dropped): release what it took.
+async fn settle_abandoned_acquisition<E: Engine>(
+    reply: Result<Option<u64>, Failure>,
+    lease: SqlLease<E>,
+    deadline: Instant,
+) {
+    match reply {
+        Ok(Some(_)) => release_in_background(lease, deadline, true).await,
+        Err(failure) if failure.unanswered => release_in_background(lease, deadline, false).await,
+        Ok(None) | Err(_) => {}
+    }
+}
+
+/// Releases `lease` with backoff until it is released or `deadline` (its
+/// end at the latest) passes. `taken`: the lease is known to exist, so "not
+/// found" means it already ended; otherwise the statement that may take it
+/// may still land, so it is looked for again.
+async fn release_in_background<E: Engine>(lease: SqlLease<E>, deadline: Instant, taken: bool) {
+    let mut pause = Duration::from_millis(200);
+    loop {
+        match lease.release(Duration::ZERO).await {
+            Ok(true) => {
+                tracing::info!(lock = %lease.row.name, "abandoned lock acquisition released");
+                return;
+            }
+            Ok(false) if taken => return,
+            Ok(false) => {}
+            Err(err) => {
+                tracing::debug!(lock = %lease.row.name, error = %err, "releasing an abandoned acquisition failed; retrying")
+            }
+        }
+        if Instant::now() + pause >= deadline {
+            tracing::debug!(lock = %lease.row.name, "stopped looking for an abandoned acquisition: its lease has ended anyway");
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// One acquisition's lease: its row, found by name and unique `locked_by`.
+struct SqlLease<E: Engine> {
+    engine: Arc<E>,
+    statements: Arc<E::Statements>,
+    server: Arc<str>,
+    scope: Arc<str>,
+    timeout: Duration,
+    row: LeaseRow,
+}
+
+impl<E: Engine> Lease for SqlLease<E> {
+    fn extend(&self, lock_at_most_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
+        Box::pin(async move {
+            self.engine
+                .extend(&self.statements, &self.row, lock_at_most_for, self.timeout)
+                .await
+                .map_err(|failure| {
+                    failure.into_error(
+                        E::STORE,
+                        &self.server,
+                        format!("extending lock '{}'", self.row.name),
+                        "the lease still ends at its previous end",
+                    )
+                })
+        })
+    }
+
+    fn release(&self, keep_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
+        Box::pin(async move {
+            let released = self
+                .engine
+                .release(&self.statements, &self.row, keep_for, self.timeout)
+                .await
+                .map_err(|failure| {
+                    failure.into_error(
+                        E::STORE,
+                        &self.server,
+                        format!("releasing lock '{}'", self.row.name),
+                        "the lease ends at lock_at_most_for at the latest",
+                    )
+                })?;
+            if released {
+                releases::notify(&self.scope, &self.row.name, keep_for);
+            }
+            Ok(released)
+        })
+    }
+}

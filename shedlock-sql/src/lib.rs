@@ -1,0 +1,92 @@
+//! PostgreSQL, MySQL/MariaDB and SQLite lock providers for
+//! [shedlock](https://docs.rs/shedlock), on ShedLock's table, so Java and Rust
+//! services can share locks:
+//!
+//! ```sql
+//! CREATE TABLE shedlock(
+//!     name VARCHAR(64) NOT NULL PRIMARY KEY,
+//!     lock_until TIMESTAMP(3) NOT NULL,
+//!     locked_at TIMESTAMP(3) NOT NULL,
+//!     locked_by VARCHAR(255) NOT NULL,
+//!     fencing_token BIGINT NOT NULL DEFAULT 0  -- optional, see below
+//! );
+//! ```
+//!
+//! Each database is a feature: `postgres` ([`PostgresLockProvider`]),
+//! `mysql` ([`MySqlLockProvider`]), `sqlite` ([`SqliteLockProvider`]). Each
+//! provider is built from a URL (`connect`) or from an sqlx pool (`new`);
+//! `create_table_if_missing()` creates the table above.
+//!
+//! # Semantics
+//!
+//! - Every time is the database's clock (PostgreSQL `now()`, MySQL
+//!   `UTC_TIMESTAMP(3)`, SQLite `strftime(.., 'now')`, all UTC), never this
+//!   process's: replicas with skewed clocks still agree.
+//! - A row is inserted the first time a name is locked and updated after,
+//!   never deleted. A lock is free when its `lock_until` has passed.
+//!   Acquisition is one atomic statement (on MySQL an `UPDATE`, then an
+//!   `INSERT IGNORE` when no row matched).
+//! - `locked_by` is `{locked_by};id={unique id}`, unique per acquisition;
+//!   extension and release match it and a live `lock_until`, so a holder whose
+//!   lease ended never touches the next holder's row.
+//! - `unlock` sets `lock_until` to the later of `locked_at + lock_at_least_for`
+//!   (the database's `locked_at`) and the end the guard asks for, never later
+//!   than it was.
+//! - Lock names are at most 64 characters (the column): longer ones are
+//!   [`LockError::InvalidConfiguration`](shedlock_core::LockError::InvalidConfiguration)
+//!   before any statement.
+//! - An acquisition whose answer does not come within the statement timeout
+//!   (default [`DEFAULT_STATEMENT_TIMEOUT`]) is reported as
+//!   `AcquisitionUncertain`, never as "held": the statement's answer is
+//!   still awaited in the background, and whatever it took is released then
+//!   by its unique `locked_by`. After a broken connection, the row is looked
+//!   for (and released) with backoff until `lock_at_most_for` has passed.
+//! - Waiting (`wait_for`) polls with backoff (10 ms doubling to 500 ms).
+//!   A release in this process wakes this process's waiters on the same
+//!   table at once, and a failed attempt of a waiter reads when the holder's
+//!   lease ends (one more statement), so a waiter takes over an abandoned
+//!   lease a few milliseconds after its end rather than at its next poll.
+//!
+//! # Fencing tokens
+//!
+//! With the optional `fencing_token BIGINT` column, each acquisition
+//! increments it in the acquisition statement and its value is the token:
+//! 1, 2, 3, ... per name. Whether the column exists is detected at the first
+//! lock (or set with `with_fencing_column`). Deleting a row by hand starts its
+//! count again at 1.
+//!
+//! On ShedLock's plain table there is no counter: the token is the
+//! database's clock at acquisition in microseconds since 1970 (milliseconds
+//! times 1000 on SQLite). It grows as long as that clock does: a clock set
+//! back, or (on SQLite) two acquisitions of one name within a millisecond,
+//! break the "strictly greater" promise. Add the column where tokens matter.
+
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod engine;
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod provider;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod releases;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+mod table;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+pub use engine::DEFAULT_STATEMENT_TIMEOUT;
+#[cfg(feature = "mysql")]
+pub use mysql::MySqlLockProvider;
+#[cfg(feature = "postgres")]
+pub use postgres::PostgresLockProvider;
+#[cfg(feature = "sqlite")]
+pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteLockProvider};
+pub use table::{DEFAULT_TABLE_NAME, MAX_SQL_NAME_LEN};
+
+/// The `sqlx` crate these providers are built on, for building pools.
+pub use sqlx;

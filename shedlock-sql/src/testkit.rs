@@ -1,0 +1,54 @@
+//! Test support: where the test databases are, and unique table names so
+//! test runs never see each other's rows.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Fails the running test: how the test kit reports a missing database.
+macro_rules! fail {
+    ($($message:tt)*) => {
+        panic!($($message)*) // allow-panic: a missing test database is a test failure
+    };
+}
+
+/// The PostgreSQL server of the tests: `SHEDLOCK_TEST_POSTGRES_URL`, else
+/// `postgres://postgres@127.0.0.1:5432/test`.
+pub fn postgres_url() -> String {
+    std::env::var("SHEDLOCK_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+}
+
+/// The MySQL/MariaDB server of the tests: `SHEDLOCK_TEST_MYSQL_URL`, else
+/// `mysql://root@127.0.0.1:3306/test`.
+pub fn mysql_url() -> String {
+    std::env::var("SHEDLOCK_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
+}
+
+/// A table name no other test run uses: `shedlock_t_<pid>_<n>_<tag>`.
+pub fn unique_table_name(tag: &str) -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("shedlock_t_{}_{n}_{tag}", std::process::id())
+}
+
+/// Fails the test with how to get the server running (never a silent skip).
+pub fn database_unreachable(database: &str, err: &dyn std::fmt::Display) -> ! {
+    let (variable, how) = match database {
+        "postgres" => (
+            "SHEDLOCK_TEST_POSTGRES_URL",
+            "apt-get install -y postgresql && service postgresql start, then create the database: \
+             psql -U postgres -h 127.0.0.1 -c 'CREATE DATABASE test' (trust authentication on \
+             127.0.0.1); `bash .ci/run` does all of it",
+        ),
+        _ => (
+            "SHEDLOCK_TEST_MYSQL_URL",
+            "apt-get install -y mariadb-server && service mariadb start, then \
+             mariadb -u root -e 'CREATE DATABASE IF NOT EXISTS test' (root without password on \
+             127.0.0.1); `bash .ci/run` does all of it",
+        ),
+    };
+    fail!(
+        "the {database} test server is unreachable ({err}). These tests need it: {how}. \
+         Set {variable} to use another server."
+    )
+}

@@ -1,0 +1,181 @@
+//! Four OS processes run the same locked job against one PostgreSQL table,
+//! then against one SQLite file, on ticks aligned to the wall clock: every
+//! tick runs in exactly one of them.
+//!
+//! The processes are this test binary again, running only `worker_process`
+//! (an ignored test that does nothing unless `WORKER_DATABASE_ENV` is set).
+//! Each prints the ticks it ran; the test collects them.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use shedlock_core::testkit::{Worker, now_ms, sleep_until_ms};
+use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
+use shedlock_sql::testkit::{database_unreachable, postgres_url, unique_table_name};
+use shedlock_sql::{PostgresLockProvider, SqliteLockProvider};
+
+const WORKERS: usize = 4;
+/// Ticks fall on multiples of this period of the wall clock, which all
+/// processes on one machine share.
+const PERIOD_MS: u64 = 500;
+const TICKS: u64 = 10;
+/// A worker that wakes this late skips the tick, as a scheduler with
+/// `MissedTickBehavior::Skip` would: `lock_at_least_for` (300 ms) covers the
+/// workers that fire within this window of each other, not a stalled one.
+const MAX_LATE_MS: u64 = 150;
+
+const WORKER_DATABASE_ENV: &str = "SHEDLOCK_SQL_PROCESSES_DATABASE";
+const WORKER_TABLE_ENV: &str = "SHEDLOCK_SQL_PROCESSES_TABLE";
+const WORKER_TICKS_ENV: &str = "SHEDLOCK_SQL_PROCESSES_TICKS";
+
+#[tokio::test]
+async fn four_processes_on_postgres_run_every_tick_exactly_once() {
+    let table = unique_table_name("processes");
+    PostgresLockProvider::connect(&postgres_url())
+        .await
+        .unwrap_or_else(|err| database_unreachable("postgres", &err))
+        .with_table_name(&table)
+        .unwrap_or_else(|err| panic!("{err}"))
+        .create_table_if_missing()
+        .await
+        .unwrap_or_else(|err| panic!("cannot create the test table: {err}"));
+    run_workers("postgres", &table).await;
+}
+
+#[tokio::test]
+async fn four_processes_on_one_sqlite_file_run_every_tick_exactly_once() {
+    let table = unique_table_name("processes");
+    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{table}.db"));
+    SqliteLockProvider::open(&file)
+        .await
+        .unwrap_or_else(|err| panic!("cannot open {}: {err}", file.display()))
+        .create_table_if_missing()
+        .await
+        .unwrap_or_else(|err| panic!("cannot create the test table: {err}"));
+    run_workers(&format!("sqlite:{}", file.display()), "shedlock").await;
+}
+
+async fn run_workers(database: &str, table: &str) {
+    // Leave the workers a second to start before the first tick.
+    let first = now_ms() / PERIOD_MS + 1000 / PERIOD_MS + 1;
+    let last = first + TICKS - 1;
+    let ticks = format!("{first}-{last}");
+    let workers: Vec<Worker> = (0..WORKERS)
+        .map(|_| {
+            Worker::spawn(
+                "worker_process",
+                &[
+                    (WORKER_DATABASE_ENV, database),
+                    (WORKER_TABLE_ENV, table),
+                    (WORKER_TICKS_ENV, &ticks),
+                ],
+            )
+        })
+        .collect();
+    let time_left = Duration::from_millis(((last + 1) * PERIOD_MS).saturating_sub(now_ms()))
+        + Duration::from_secs(10);
+    let mut by_tick: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    for worker in workers {
+        let pid = worker.pid();
+        let (status, output) = worker.finish(time_left).await;
+        assert!(
+            status.is_some_and(|status| status.success()),
+            "a worker failed or did not finish in time ({status:?}):\n{output}"
+        );
+        for line in output.lines() {
+            if line.starts_with("worker ") {
+                println!("{line}");
+            }
+            // Not `strip_prefix`: the first may follow the harness's "test worker_process ... ".
+            if let Some((_, tick)) = line.split_once("ran tick ") {
+                let tick = tick
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|err| panic!("{line:?}: {err}"));
+                by_tick.entry(tick).or_default().push(pid);
+            }
+        }
+    }
+    println!("{database}: runs (tick: pids): {by_tick:?}");
+
+    let twice: Vec<_> = by_tick.iter().filter(|(_, pids)| pids.len() > 1).collect();
+    assert!(twice.is_empty(), "ticks run more than once: {twice:?}");
+    assert!(
+        by_tick.keys().all(|tick| (first..=last).contains(tick)),
+        "a tick outside {first}..={last} ran: {by_tick:?}"
+    );
+    // As in the Redis multi-process test: a tick may be lost on a loaded
+    // machine (every worker late, or the previous holder's lock_at_least_for
+    // still standing), so allow one in five; two runs of one tick never.
+    let (Some(&lowest), Some(&highest)) = (by_tick.keys().next(), by_tick.keys().next_back())
+    else {
+        panic!("no tick ran at all");
+    };
+    let expected = highest - lowest + 1;
+    let present = by_tick.len() as u64;
+    assert!(
+        present * 5 >= expected * 4,
+        "only {present} of the {expected} ticks from {lowest} to {highest} ran: {by_tick:?}"
+    );
+    assert!(
+        present * 2 >= TICKS,
+        "only {present} of {TICKS} scheduled ticks ran: {by_tick:?}"
+    );
+}
+
+/// One worker process: runs the job on every tick of `WORKER_TICKS_ENV`.
+/// Does nothing when run as a plain (ignored) test.
+#[tokio::test]
+#[ignore = "a worker process of the four_processes_* tests"]
+async fn worker_process() -> anyhow::Result<()> {
+    let Ok(database) = std::env::var(WORKER_DATABASE_ENV) else {
+        return Ok(());
+    };
+    let table = std::env::var(WORKER_TABLE_ENV)?;
+    let ticks = std::env::var(WORKER_TICKS_ENV)?;
+    let (first, last) = ticks
+        .split_once('-')
+        .ok_or_else(|| anyhow::anyhow!("{WORKER_TICKS_ENV}={ticks:?} is not first-last"))?;
+    let (first, last): (u64, u64) = (first.parse()?, last.parse()?);
+    let locks: Box<dyn LockProvider> = match database.strip_prefix("sqlite:") {
+        Some(file) => Box::new(
+            SqliteLockProvider::open(file)
+                .await?
+                .with_table_name(&table)?,
+        ),
+        None => Box::new(
+            PostgresLockProvider::connect(&postgres_url())
+                .await?
+                .with_table_name(&table)?,
+        ),
+    };
+    let executor = LockingTaskExecutor::new(locks);
+    let config = LockConfiguration::new(
+        "processes-tick",
+        Duration::from_secs(5),
+        Duration::from_millis(300),
+    )?;
+
+    let (mut ran, mut skipped, mut late) = (Vec::new(), 0, 0);
+    for tick in first..=last {
+        if sleep_until_ms(tick * PERIOD_MS).await > Duration::from_millis(MAX_LATE_MS) {
+            late += 1;
+            continue;
+        }
+        let run = executor
+            .execute(&config, async {
+                println!("ran tick {tick}");
+            })
+            .await?;
+        match run {
+            Some(()) => ran.push(tick),
+            None => skipped += 1,
+        }
+    }
+    println!(
+        "worker (pid {}) on {database}: ran ticks {ran:?}, skipped {skipped}, woke too late {late}",
+        std::process::id()
+    );
+    Ok(())
+}

@@ -1,0 +1,530 @@
+//! The lock table on each database: name limits, rows deleted by hand,
+//! ShedLock's plain table (tokens from the database's clock), and sharing
+//! rows with ShedLock for Java, whose statements are replayed here as its
+//! `JdbcTemplateStorageAccessor` sends them (times from the client, in UTC).
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use shedlock_core::{BoxFuture, LockConfiguration, LockError, LockProvider};
+use shedlock_sql::sqlx;
+use shedlock_sql::testkit::{database_unreachable, mysql_url, postgres_url, unique_table_name};
+use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn config(name: &str, lock_at_least_for: Duration) -> LockConfiguration {
+    LockConfiguration::new(name, LONG, lock_at_least_for)
+        .unwrap_or_else(|err| panic!("test configuration rejected: {err}"))
+}
+
+/// What a test does to a table besides locking: ShedLock for Java's
+/// statements, and plain SQL.
+trait Table: LockProvider + Sized {
+    /// `INSERT INTO t(name, lock_until, locked_at, locked_by) VALUES(?, ?, ?, ?)`.
+    fn java_insert<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64>;
+    /// `UPDATE t SET lock_until = ?, locked_at = ?, locked_by = ? WHERE name = ? AND lock_until <= ?`.
+    fn java_update<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64>;
+    /// Java's unlock: `UPDATE t SET lock_until = ? WHERE name = ?`.
+    fn java_unlock<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64>;
+    /// `lock_until`, `locked_at` as `YYYY-MM-DD HH:MM:SS.mmm` text, and `locked_by`.
+    fn row<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<(String, String, String)>>;
+    fn delete_row<'a>(&'a self, name: &'a str) -> BoxFuture<'a, u64>;
+}
+
+/// A time as ShedLock for Java binds it: UTC, millisecond precision.
+fn utc_text(time: SystemTime) -> String {
+    let text = humantime::format_rfc3339_millis(time).to_string();
+    text.trim_end_matches('Z').replace('T', " ")
+}
+
+fn host() -> String {
+    shedlock_core::identity::host_name()
+}
+
+macro_rules! table_impl {
+    ($provider:ty, $p:expr, $timestamp:expr, $read:expr) => {
+        impl Table for $provider {
+            fn java_insert<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64> {
+                Box::pin(async move {
+                    let sql = format!(
+                        "INSERT INTO {}(name, lock_until, locked_at, locked_by) VALUES({}, {}, {}, {})",
+                        self.table_name(), $p(1), $timestamp(2), $timestamp(3), $p(4)
+                    );
+                    sqlx::query(&sql)
+                        .bind(name)
+                        .bind(utc_text(lock_until))
+                        .bind(utc_text(SystemTime::now()))
+                        .bind(host())
+                        .execute(self.pool())
+                        .await
+                        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+                        .rows_affected()
+                })
+            }
+
+            fn java_update<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64> {
+                Box::pin(async move {
+                    let sql = format!(
+                        "UPDATE {} SET lock_until = {}, locked_at = {}, locked_by = {} \
+                         WHERE name = {} AND lock_until <= {}",
+                        self.table_name(), $timestamp(1), $timestamp(2), $p(3), $p(4), $timestamp(5)
+                    );
+                    let now = utc_text(SystemTime::now());
+                    sqlx::query(&sql)
+                        .bind(utc_text(lock_until))
+                        .bind(&now)
+                        .bind(host())
+                        .bind(name)
+                        .bind(&now)
+                        .execute(self.pool())
+                        .await
+                        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+                        .rows_affected()
+                })
+            }
+
+            fn java_unlock<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64> {
+                Box::pin(async move {
+                    let sql = format!(
+                        "UPDATE {} SET lock_until = {} WHERE name = {}",
+                        self.table_name(), $timestamp(1), $p(2)
+                    );
+                    sqlx::query(&sql)
+                        .bind(utc_text(lock_until))
+                        .bind(name)
+                        .execute(self.pool())
+                        .await
+                        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+                        .rows_affected()
+                })
+            }
+
+            fn row<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<(String, String, String)>> {
+                Box::pin(async move {
+                    let sql = format!(
+                        "SELECT {}, {}, locked_by FROM {} WHERE name = {}",
+                        $read("lock_until"), $read("locked_at"), self.table_name(), $p(1)
+                    );
+                    sqlx::query_as(&sql)
+                        .bind(name)
+                        .fetch_optional(self.pool())
+                        .await
+                        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+                })
+            }
+
+            fn delete_row<'a>(&'a self, name: &'a str) -> BoxFuture<'a, u64> {
+                Box::pin(async move {
+                    let sql = format!("DELETE FROM {} WHERE name = {}", self.table_name(), $p(1));
+                    sqlx::query(&sql)
+                        .bind(name)
+                        .execute(self.pool())
+                        .await
+                        .unwrap_or_else(|err| panic!("{sql}: {err}"))
+                        .rows_affected()
+                })
+            }
+        }
+    };
+}
+
+table_impl!(
+    PostgresLockProvider,
+    |n| format!("${n}"),
+    |n| format!("CAST(${n} AS TIMESTAMP)"),
+    |column| format!("to_char({column}, 'YYYY-MM-DD HH24:MI:SS.MS')")
+);
+table_impl!(
+    MySqlLockProvider,
+    |_| "?".to_owned(),
+    |_| "?".to_owned(),
+    |column| format!("CAST(LEFT(DATE_FORMAT({column}, '%Y-%m-%d %H:%i:%s.%f'), 23) AS CHAR)")
+);
+table_impl!(
+    SqliteLockProvider,
+    |n| format!("?{n}"),
+    |n| format!("?{n}"),
+    |column: &str| column.to_owned()
+);
+
+/// The plain ShedLock DDL (no fencing column), as ShedLock's README gives it.
+fn plain_ddl(table: &str, timestamp: &str) -> String {
+    format!(
+        "CREATE TABLE {table}(name VARCHAR(64) NOT NULL, lock_until {timestamp} NOT NULL, \
+         locked_at {timestamp} NOT NULL, locked_by VARCHAR(255) NOT NULL, PRIMARY KEY (name))"
+    )
+}
+
+async fn postgres(plain: bool) -> PostgresLockProvider {
+    let table = unique_table_name("table");
+    let provider = PostgresLockProvider::connect(&postgres_url())
+        .await
+        .unwrap_or_else(|err| database_unreachable("postgres", &err))
+        .with_table_name(&table)
+        .unwrap_or_else(|err| panic!("{err}"));
+    create(&provider, plain, plain_ddl(&table, "TIMESTAMP(3)"), |sql| {
+        let pool = provider.pool().clone();
+        Box::pin(async move { sqlx::query(&sql).execute(&pool).await.map(|_| ()) })
+    })
+    .await;
+    provider
+}
+
+async fn mysql(plain: bool) -> MySqlLockProvider {
+    let table = unique_table_name("table");
+    let provider = MySqlLockProvider::connect(&mysql_url())
+        .await
+        .unwrap_or_else(|err| database_unreachable("mysql", &err))
+        .with_table_name(&table)
+        .unwrap_or_else(|err| panic!("{err}"));
+    let ddl = plain_ddl(&table, "TIMESTAMP(3)").replacen(
+        "locked_at TIMESTAMP(3) NOT NULL",
+        "locked_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)",
+        1,
+    );
+    create(&provider, plain, ddl, |sql| {
+        let pool = provider.pool().clone();
+        Box::pin(async move { sqlx::query(&sql).execute(&pool).await.map(|_| ()) })
+    })
+    .await;
+    provider
+}
+
+async fn sqlite(plain: bool) -> SqliteLockProvider {
+    let table = unique_table_name("table");
+    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{table}.db"));
+    let provider = SqliteLockProvider::open(&file)
+        .await
+        .unwrap_or_else(|err| panic!("cannot open {}: {err}", file.display()))
+        .with_table_name(&table)
+        .unwrap_or_else(|err| panic!("{err}"));
+    create(&provider, plain, plain_ddl(&table, "TEXT"), |sql| {
+        let pool = provider.pool().clone();
+        Box::pin(async move { sqlx::query(&sql).execute(&pool).await.map(|_| ()) })
+    })
+    .await;
+    provider
+}
+
+async fn create<P: Table + HasTable>(
+    provider: &P,
+    plain: bool,
+    ddl: String,
+    execute: impl FnOnce(String) -> BoxFuture<'static, Result<(), sqlx::Error>>,
+) {
+    if plain {
+        execute(ddl.clone())
+            .await
+            .unwrap_or_else(|err| panic!("{ddl}: {err}"));
+    } else {
+        provider.create().await;
+    }
+}
+
+/// `create_table_if_missing` of each provider.
+trait HasTable {
+    fn create(&self) -> BoxFuture<'_, ()>;
+    fn fencing(&self) -> BoxFuture<'_, bool>;
+}
+
+macro_rules! has_table {
+    ($($provider:ty),*) => {$(
+        impl HasTable for $provider {
+            fn create(&self) -> BoxFuture<'_, ()> {
+                Box::pin(async move {
+                    self.create_table_if_missing()
+                        .await
+                        .unwrap_or_else(|err| panic!("cannot create the test table: {err}"))
+                })
+            }
+
+            fn fencing(&self) -> BoxFuture<'_, bool> {
+                Box::pin(async move {
+                    self.uses_fencing_column()
+                        .await
+                        .unwrap_or_else(|err| panic!("cannot read the table: {err}"))
+                })
+            }
+        }
+    )*};
+}
+
+has_table!(PostgresLockProvider, MySqlLockProvider, SqliteLockProvider);
+
+async fn acquire<P: LockProvider>(
+    provider: &P,
+    config: &LockConfiguration,
+) -> shedlock_core::LockGuard {
+    match provider.try_lock(config).await {
+        Ok(Some(guard)) => guard,
+        other => panic!("lock '{}' should be free: {other:?}", config.name()),
+    }
+}
+
+async fn assert_held<P: LockProvider>(provider: &P, config: &LockConfiguration) {
+    match provider.try_lock(config).await {
+        Ok(None) => {}
+        other => panic!("lock '{}' should be held: {other:?}", config.name()),
+    }
+}
+
+async fn names_longer_than_the_column_are_refused_before_any_statement<P: LockProvider>(
+    provider: P,
+) {
+    // The provider's table does not exist: any statement would fail otherwise.
+    let name = "n".repeat(65);
+    let result = provider.try_lock(&config(&name, Duration::ZERO)).await;
+    match result {
+        Err(LockError::InvalidConfiguration(message)) => {
+            assert!(message.contains("VARCHAR(64)"), "{message}")
+        }
+        other => panic!("a 65-character name must be refused: {other:?}"),
+    }
+}
+
+async fn lock_kinds_are_refused_before_any_statement<P: LockProvider>(provider: P) {
+    // The provider's table does not exist: any statement would fail otherwise.
+    let base = config("kinds", Duration::ZERO);
+    let shared = base.clone().shared();
+    let counted = base.clone().with_permits(2).unwrap_or_else(|err| panic!("{err}"));
+    let paused = base.with_capacity(0).unwrap_or_else(|err| panic!("{err}"));
+    for config in [shared, counted, paused] {
+        match provider.try_lock(&config).await {
+            Err(err @ LockError::Unsupported { .. }) => {
+                assert!(err.to_string().contains("Redis"), "{err}")
+            }
+            other => panic!("{config:?} must be refused as unsupported: {other:?}"),
+        }
+    }
+}
+
+async fn a_missing_table_is_a_clear_error<P: LockProvider>(provider: P) {
+    let result = provider
+        .try_lock(&config("missing-table", Duration::ZERO))
+        .await;
+    match result {
+        Err(err @ LockError::Store { .. }) => {
+            assert!(err.to_string().contains("create_table_if_missing"), "{err}")
+        }
+        other => panic!("a missing table must be a store error: {other:?}"),
+    }
+}
+
+async fn a_row_deleted_by_hand_does_not_break_locking<P: Table>(provider: P) {
+    let config = config("deleted-row", Duration::ZERO);
+    acquire(&provider, &config)
+        .await
+        .unlock()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        provider.delete_row(config.name()).await,
+        1,
+        "the row should stay after unlock"
+    );
+    let guard = acquire(&provider, &config).await;
+    assert_held(&provider, &config).await;
+    // Deleted while held: the next acquisition inserts a new row.
+    assert_eq!(provider.delete_row(config.name()).await, 1);
+    let next = acquire(&provider, &config).await;
+    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    assert_held(&provider, &config).await; // the stale unlock left the new row alone
+    next.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    assert!(provider.row(config.name()).await.is_some());
+}
+
+async fn the_plain_shedlock_table_works_with_clock_tokens<P: Table + HasTable>(provider: P) {
+    assert!(
+        !provider.fencing().await,
+        "the plain table has no fencing column"
+    );
+    let config = config("plain", Duration::ZERO);
+    let mut last = 0;
+    for _ in 0..5 {
+        let guard = acquire(&provider, &config).await;
+        assert_held(&provider, &config).await;
+        let token = guard.fencing_token();
+        // Microseconds since 1970 by the database's clock: after 2020.
+        assert!(
+            token > 1_577_836_800_000_000,
+            "token {token} is not a clock reading"
+        );
+        assert!(token > last, "token {token} after {last}");
+        last = token;
+        guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+}
+
+async fn the_fencing_column_counts_acquisitions<P: Table + HasTable>(provider: P) {
+    assert!(
+        provider.fencing().await,
+        "create_table_if_missing adds the fencing column"
+    );
+    let config = config("counted", Duration::ZERO);
+    for expected in 1..=3 {
+        let guard = acquire(&provider, &config).await;
+        assert_eq!(guard.fencing_token(), expected);
+        guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    }
+}
+
+async fn a_lock_taken_by_shedlock_for_java_is_honoured<P: Table>(provider: P) {
+    let config = config("java-holds", Duration::ZERO);
+    let now = SystemTime::now();
+    assert_eq!(
+        provider
+            .java_insert(config.name(), now + Duration::from_secs(30))
+            .await,
+        1
+    );
+    assert_held(&provider, &config).await;
+    // Java unlocks (lock_until = now): ours takes it.
+    assert_eq!(
+        provider
+            .java_unlock(config.name(), SystemTime::now() - Duration::from_millis(5))
+            .await,
+        1
+    );
+    let guard = acquire(&provider, &config).await;
+    // Java's update, while ours holds it, matches nothing.
+    assert_eq!(
+        provider
+            .java_update(config.name(), SystemTime::now() + LONG)
+            .await,
+        0
+    );
+    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    // After ours unlocked, Java takes it with its own update.
+    assert_eq!(
+        provider
+            .java_update(config.name(), SystemTime::now() + LONG)
+            .await,
+        1
+    );
+    assert_held(&provider, &config).await;
+}
+
+async fn our_rows_read_as_shedlock_for_java_writes_them<P: Table>(provider: P) {
+    let config = config("java-reads", Duration::from_secs(10));
+    let before = utc_text(SystemTime::now() - Duration::from_secs(5));
+    let guard = acquire(&provider, &config).await;
+    let after = utc_text(SystemTime::now() + Duration::from_secs(5));
+    let Some((lock_until, locked_at, locked_by)) = provider.row(config.name()).await else {
+        panic!("no row for a held lock");
+    };
+    // UTC times with milliseconds, as Java's JDBC reads them.
+    assert!(
+        before <= locked_at && locked_at <= after,
+        "locked_at {locked_at} not near now (UTC)"
+    );
+    assert!(
+        lock_until > locked_at,
+        "lock_until {lock_until} <= locked_at {locked_at}"
+    );
+    assert_eq!(
+        locked_at.len(),
+        "2024-01-01 00:00:00.000".len(),
+        "{locked_at}"
+    );
+    assert!(
+        locked_by.starts_with(&format!("{}:{}", host(), std::process::id())),
+        "{locked_by}"
+    );
+    // Java reads lock_until to decide: held while it is in the future.
+    assert_eq!(
+        provider
+            .java_update(config.name(), SystemTime::now() + LONG)
+            .await,
+        0
+    );
+    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    // lock_at_least_for (10 s, from locked_at) keeps it, for Java too.
+    let (kept_until, _, _) = provider.row(config.name()).await.unwrap_or_default();
+    assert!(
+        kept_until > utc_text(SystemTime::now() + Duration::from_secs(8)),
+        "{kept_until}"
+    );
+    assert_eq!(
+        provider
+            .java_update(config.name(), SystemTime::now() + LONG)
+            .await,
+        0
+    );
+}
+
+macro_rules! table_tests {
+    ($($database:ident),*) => {$(
+        mod $database {
+            #[tokio::test]
+            async fn names_longer_than_the_column_are_refused_before_any_statement() {
+                let provider = super::$database(true).await.with_table_name("no_such_table_here")
+                    .unwrap_or_else(|err| panic!("{err}"));
+                super::names_longer_than_the_column_are_refused_before_any_statement(provider).await;
+            }
+
+            #[tokio::test]
+            async fn lock_kinds_are_refused_before_any_statement() {
+                let provider = super::$database(true).await.with_table_name("no_such_table_here")
+                    .unwrap_or_else(|err| panic!("{err}"));
+                super::lock_kinds_are_refused_before_any_statement(provider).await;
+            }
+
+            #[tokio::test]
+            async fn a_missing_table_is_a_clear_error() {
+                let provider = super::$database(true).await.with_table_name("no_such_table_here")
+                    .unwrap_or_else(|err| panic!("{err}"));
+                super::a_missing_table_is_a_clear_error(provider).await;
+            }
+
+            #[tokio::test]
+            async fn a_row_deleted_by_hand_does_not_break_locking() {
+                super::a_row_deleted_by_hand_does_not_break_locking(super::$database(false).await).await;
+            }
+
+            #[tokio::test]
+            async fn the_plain_shedlock_table_works_with_clock_tokens() {
+                super::the_plain_shedlock_table_works_with_clock_tokens(super::$database(true).await).await;
+            }
+
+            #[tokio::test]
+            async fn the_fencing_column_counts_acquisitions() {
+                super::the_fencing_column_counts_acquisitions(super::$database(false).await).await;
+            }
+
+            #[tokio::test]
+            async fn a_lock_taken_by_shedlock_for_java_is_honoured() {
+                super::a_lock_taken_by_shedlock_for_java_is_honoured(super::$database(true).await).await;
+            }
+
+            #[tokio::test]
+            async fn our_rows_read_as_shedlock_for_java_writes_them() {
+                super::our_rows_read_as_shedlock_for_java_writes_them(super::$database(true).await).await;
+            }
+        }
+    )*};
+}
+
+table_tests!(postgres, mysql, sqlite);
+
+#[test]
+fn table_names_that_are_not_plain_identifiers_are_refused() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap_or_else(|err| panic!("{err}"));
+    runtime.block_on(async {
+        let provider = sqlite(true).await;
+        for bad in ["locks; DROP TABLE x", "a.b.c", "1abc", "locks\"", ""] {
+            assert!(
+                matches!(
+                    provider.clone().with_table_name(bad),
+                    Err(LockError::InvalidConfiguration(_))
+                ),
+                "{bad:?} accepted"
+            );
+        }
+    });
+}
