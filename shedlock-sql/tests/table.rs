@@ -287,7 +287,10 @@ async fn lock_kinds_are_refused_before_any_statement<P: LockProvider>(provider: 
     // The provider's table does not exist: any statement would fail otherwise.
     let base = config("kinds", Duration::ZERO);
     let shared = base.clone().shared();
-    let counted = base.clone().with_permits(2).unwrap_or_else(|err| panic!("{err}"));
+    let counted = base
+        .clone()
+        .with_permits(2)
+        .unwrap_or_else(|err| panic!("{err}"));
     let paused = base.with_capacity(0).unwrap_or_else(|err| panic!("{err}"));
     for config in [shared, counted, paused] {
         match provider.try_lock(&config).await {
