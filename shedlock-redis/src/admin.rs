@@ -215,6 +215,7 @@ impl RedisLockProvider {
     ) -> Result<i64, LockError> {
         let keys = self.keys(name);
         let mut invocation = script.key(keys.settings());
+        invocation.key(keys.fence());
         for arg in args {
             invocation.arg(*arg);
         }
@@ -319,8 +320,10 @@ impl LockAdmin for RedisLockProvider {
     fn pause<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), LockError>> {
         Box::pin(async move {
             let keys = self.keys(name);
+            let mut invocation = PAUSE.key(keys.settings());
+            invocation.key(keys.fence());
             let paused = self
-                .run::<i64>(PAUSE.key(keys.settings()), format!("pausing lock '{name}'"))
+                .run::<i64>(invocation, format!("pausing lock '{name}'"))
                 .await?;
             if paused == 1 {
                 tracing::info!(lock = %name, "lock paused");

@@ -1,5 +1,6 @@
-//! The Lua scripts behind every lock operation: each operation is one script,
-//! one round trip, on keys of one Cluster slot. `redis::Script` sends them by
+//! The Lua scripts behind the lock operations: each is one round trip, on keys
+//! of one Cluster slot. (An exclusive acquisition that does not wait sends two
+//! plain commands instead: see `provider.rs`.) `redis::Script` sends them by
 //! SHA (EVALSHA) and loads them on a NOSCRIPT reply.
 
 use std::sync::LazyLock;
@@ -17,8 +18,12 @@ macro_rules! scripts {
 
 scripts! {
     /// Exclusive `SET NX PX` or shared permits, checked against the capacity,
-    /// plus the fencing token, atomically.
-    ACQUIRE = "acquire.lua";
+    /// plus the fencing token, atomically: waiting and shared acquisitions,
+    /// and exclusive ones on servers without `SET NX GET` (before Redis 7).
+    ACQUIRE = "fence.lua", "acquire.lua";
+    /// The fencing token (or the pause) of a one-round-trip exclusive
+    /// acquisition whose counter was not seeded.
+    CLAIM = "fence.lua", "claim.lua";
     /// Compare-and-delete (or compare-and-shorten for `lock_at_least_for`).
     RELEASE = "release.lua";
     /// Compare-and-expire.
@@ -30,11 +35,11 @@ scripts! {
     /// A lock's state, read in one step.
     STATE = "state.lua";
     /// Stores a capacity.
-    SET_CAPACITY = "set_capacity.lua";
+    SET_CAPACITY = "fence_park.lua", "set_capacity.lua";
     /// Capacity 0, remembering the capacity to resume to.
-    PAUSE = "pause.lua";
+    PAUSE = "fence_park.lua", "pause.lua";
     /// Back to the capacity from before the pause.
-    RESUME = "resume.lua";
+    RESUME = "fence_park.lua", "resume.lua";
     /// Ends every lease of a lock.
     FORCE_RELEASE = "force_release.lua";
 }

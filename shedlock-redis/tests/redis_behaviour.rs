@@ -236,53 +236,162 @@ async fn fencing_tokens_keep_increasing_across_a_server_restart() {
     );
 }
 
-#[tokio::test]
-async fn the_fencing_counter_expires_a_week_after_its_last_use_whichever_is_ahead() {
-    const WEEK_MS: i64 = 604_800_000;
-    let server = RedisServer::start();
-    let provider = connect(&server).await;
-    let config = config("fence-ttl", Duration::from_secs(30), Duration::ZERO);
-    let fence = provider.fence_key("fence-ttl");
-    let counter = || {
-        let reply = server.command(&format!("GET {fence}"));
-        reply
-            .lines()
-            .nth(1)
-            .unwrap_or_default()
-            .parse::<u64>()
-            .unwrap()
-    };
-    let ttl = || -> i64 {
-        server
-            .command(&format!("PTTL {fence}"))
+/// Reads a fencing counter and its TTL straight from the server.
+struct Counter<'a> {
+    server: &'a RedisServer,
+    key: String,
+}
+
+impl Counter<'_> {
+    fn value(&self) -> i64 {
+        let reply = self.server.command(&format!("GET {}", self.key));
+        reply.lines().nth(1).unwrap_or_default().parse().unwrap()
+    }
+
+    fn ttl_ms(&self) -> i64 {
+        self.server
+            .command(&format!("PTTL {}", self.key))
             .trim_start_matches(':')
             .trim()
             .parse()
             .unwrap()
+    }
+}
+
+const WEEK_MS: i64 = 604_800_000;
+
+#[tokio::test]
+async fn the_fencing_counter_is_seeded_from_the_clock_and_lives_a_week() {
+    let server = RedisServer::start();
+    let provider = connect(&server).await;
+    let config = config("fence-ttl", Duration::from_secs(30), Duration::ZERO);
+    let counter = Counter {
+        server: &server,
+        key: provider.fence_key("fence-ttl"),
     };
+    let a_week = |left: i64| left > WEEK_MS - 60_000 && left <= WEEK_MS;
 
-    // Usually the clock is ahead of the counter: the token is the clock's.
-    let guard = provider.try_lock(&config).await.unwrap().unwrap();
-    assert_eq!(counter(), guard.fencing_token());
-    let left = ttl();
+    // A new counter is seeded with the server's clock in microseconds.
+    let before_us = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap();
+    let first = provider.try_lock(&config).await.unwrap().unwrap();
+    let seeded = first.fencing_token();
+    assert_eq!(counter.value(), seeded as i64);
     assert!(
-        left > WEEK_MS - 60_000 && left <= WEEK_MS,
-        "counter TTL {left} ms"
+        (seeded as i64 - before_us).abs() < 60_000_000,
+        "seed {seeded} is not the clock ({before_us} us)"
     );
+    assert!(a_week(counter.ttl_ms()), "counter TTL {} ms", counter.ttl_ms());
+    first.unlock().await.unwrap();
+
+    // Later acquisitions count up from the seed in the same round trip.
+    let second = provider.try_lock(&config).await.unwrap().unwrap();
+    assert_eq!(second.fencing_token(), seeded + 1);
+    assert!(counter.ttl_ms() > 0, "the counter must keep its expiry");
+    second.unlock().await.unwrap();
+
+    // A counter ahead of the clock (and without expiry) is incremented.
+    let ahead = 9_000_000_000_000_000i64;
+    server.command(&format!("SET {} {ahead}", counter.key));
+    let guard = provider.try_lock(&config).await.unwrap().unwrap();
+    assert_eq!(guard.fencing_token(), ahead.unsigned_abs() + 1);
     guard.unlock().await.unwrap();
 
-    // A counter ahead of the clock (and without expiry) is incremented and renewed.
-    let ahead = 9_000_000_000_000_000u64;
-    server.command(&format!("SET {fence} {ahead}"));
+    // An expired counter is seeded again, from the clock: tokens still rise
+    // above every token it gave while it was below the clock.
+    server.command(&format!("SET {} {}", counter.key, seeded + 10));
     let guard = provider.try_lock(&config).await.unwrap().unwrap();
-    assert_eq!(guard.fencing_token(), ahead + 1);
-    assert_eq!(counter(), ahead + 1);
-    let left = ttl();
-    assert!(
-        left > WEEK_MS - 60_000 && left <= WEEK_MS,
-        "counter TTL {left} ms"
-    );
+    let last = guard.fencing_token();
     guard.unlock().await.unwrap();
+    server.command(&format!("DEL {}", counter.key));
+    let reseeded = provider.try_lock(&config).await.unwrap().unwrap();
+    assert!(
+        reseeded.fencing_token() > last,
+        "token {} after expiry is not above {last}",
+        reseeded.fencing_token()
+    );
+    assert!(a_week(counter.ttl_ms()), "counter TTL {} ms", counter.ttl_ms());
+    reseeded.unlock().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pause_parks_the_fencing_counter_and_resume_restores_it() {
+    use shedlock_core::LockAdmin;
+    let server = RedisServer::start();
+    let provider = connect(&server).await;
+    let config = config("fence-pause", Duration::from_secs(30), Duration::ZERO);
+    let counter = Counter {
+        server: &server,
+        key: provider.fence_key("fence-pause"),
+    };
+    let before = provider.try_lock(&config).await.unwrap().unwrap();
+    let token_before = before.fencing_token();
+    before.unlock().await.unwrap();
+    // Ahead of the clock, so a restore from the clock alone would go back.
+    let ahead = 8_000_000_000_000_000i64;
+    server.command(&format!("SET {} {ahead}", counter.key));
+
+    provider.pause("fence-pause").await.unwrap();
+    assert!(counter.value() < 0, "a paused lock's counter is parked");
+    for _ in 0..3 {
+        assert!(provider.try_lock(&config).await.unwrap().is_none());
+    }
+    assert!(
+        server
+            .command(&format!("EXISTS {}", provider.lock_key("fence-pause")))
+            .starts_with(":0"),
+        "a refused acquisition of a paused lock leaves the lock key free"
+    );
+    provider.resume("fence-pause").await.unwrap();
+    assert!(counter.value() >= ahead, "resume restores the counter");
+    let after = provider.try_lock(&config).await.unwrap().unwrap();
+    let token_after = after.fencing_token();
+    assert!(token_after > ahead.unsigned_abs() && token_after > token_before);
+    after.unlock().await.unwrap();
+
+    // The same through capacity 0 and back.
+    provider.set_capacity("fence-pause", 0).await.unwrap();
+    assert!(provider.try_lock(&config).await.unwrap().is_none());
+    provider.set_capacity("fence-pause", 1).await.unwrap();
+    let resumed = provider.try_lock(&config).await.unwrap().unwrap();
+    assert!(resumed.fencing_token() > token_after);
+    resumed.unlock().await.unwrap();
+}
+
+#[tokio::test]
+async fn tokens_rise_across_one_round_trip_and_scripted_acquisitions() {
+    // Plain acquisitions take INCR as the token; waiting ones and servers
+    // without SET NX GET run the script, which lifts the counter to the
+    // clock: mixed, tokens still rise at every step.
+    let server = RedisServer::start();
+    let plain = connect(&server).await;
+    let scripted = connect(&server).await.with_scripted_acquisitions();
+    let executor = shedlock_core::LockingTaskExecutor::new(plain.clone());
+    let config = config("fence-mixed", Duration::from_secs(30), Duration::ZERO);
+    let mut last = 0;
+    for round in 0..20 {
+        let guard = match round % 3 {
+            0 => plain.try_lock(&config).await.unwrap().unwrap(),
+            1 => scripted.try_lock(&config).await.unwrap().unwrap(),
+            _ => executor
+                .lock_waiting(&config, Duration::from_secs(1))
+                .await
+                .unwrap()
+                .unwrap(),
+        };
+        assert!(
+            guard.fencing_token() > last,
+            "round {round}: token {} after {last}",
+            guard.fencing_token()
+        );
+        last = guard.fencing_token();
+        guard.unlock().await.unwrap();
+    }
 }
 
 #[tokio::test]
@@ -297,7 +406,10 @@ async fn an_acquisition_resent_after_a_lost_reply_still_owns_the_lock() {
         .get_multiplexed_async_connection()
         .await
         .unwrap();
-    let acquire = redis::Script::new(include_str!("../src/scripts/acquire.lua"));
+    let acquire = redis::Script::new(concat!(
+        include_str!("../src/scripts/fence.lua"),
+        include_str!("../src/scripts/acquire.lua")
+    ));
     let run = |name: &str, value: &'static str, permits: u32, capacity: i64| {
         let lock = format!("job-lock:default:{name}");
         let mut invocation = acquire.key(&lock);

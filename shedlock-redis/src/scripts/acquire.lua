@@ -5,37 +5,15 @@
 -- acquirers (ShedLock for Java's `SET NX` too) find it held
 -- KEYS[2] fencing counter; KEYS[3] shared holders (hash: value -> "end permits token");
 -- KEYS[4] queued exclusive waiters (zset: id -> end of place); KEYS[5] settings
--- (hash: capacity, resume_to). All in the lock key's Cluster slot.
+-- (hash: capacity, resume_to, fence while paused). All in the lock key's Cluster slot.
 -- ARGV[1] this acquisition's unique value, ARGV[2] lease in ms,
 -- ARGV[3] permits (0: exclusive), ARGV[4] capacity when none is stored (-1: unlimited),
 -- ARGV[5] a waiting caller's id ('' when not waiting), ARGV[6] how long its place lasts, ms.
 -- Returns the token (> 0) when taken; 0 when paused (capacity 0); else -1
 -- when held with no known end, or -2 - (ms until the soonest holder's lease ends).
--- Tokens are above every earlier token of this lock and never below the
--- server's clock in microseconds, so they keep increasing even after a server
--- that keeps nothing on disk restarts.
+-- Runs after fence.lua, which defines clock() and new_token().
 local value, lease, permits = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local SHARED = 'shedlock:shared'
-
-local function clock()
-  local time = redis.call('TIME')
-  return tonumber(time[1]) * 1000000 + tonumber(time[2])
-end
-
-local function new_token(micros)
-  local token = redis.call('INCR', KEYS[2])
-  -- The clock floor keeps tokens increasing if this counter expires, so it
-  -- need not live forever (templated per-resource names would pile up): it
-  -- lives a week (604800000 ms) past its last use. The clock is usually ahead
-  -- of the counter, and then one SET both moves the counter and renews it.
-  if token < micros then
-    token = micros
-    redis.call('SET', KEYS[2], string.format('%.0f', micros), 'PX', '604800000')
-  else
-    redis.call('PEXPIRE', KEYS[2], '604800000')
-  end
-  return token
-end
 
 -- Live shared holders: how many, their permits, and the soonest end (ms);
 -- ended ones are removed on the way.
@@ -77,7 +55,7 @@ if permits == 0 then
   if refused == nil then
     if redis.call('SET', KEYS[1], value, 'NX', 'PX', lease) then
       if ARGV[5] ~= '' then redis.call('ZREM', KEYS[4], ARGV[5]) end
-      return new_token(clock())
+      return new_token(KEYS[2], clock())
     end
     local left = redis.call('PTTL', KEYS[1])
     if left < 0 then refused = -1 else refused = -2 - left end
@@ -121,7 +99,7 @@ local _, taken, soonest = shared_holders(now)
 if capacity >= 0 and taken + permits > capacity then
   return held_until(soonest, now)
 end
-local token = new_token(micros)
+local token = new_token(KEYS[2], micros)
 redis.call('HSET', KEYS[3], value,
   string.format('%.0f %d %.0f', now + tonumber(lease), permits, token))
 if redis.call('PTTL', KEYS[3]) < tonumber(lease) then

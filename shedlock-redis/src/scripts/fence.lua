@@ -1,0 +1,28 @@
+-- Fencing tokens, for the scripts that hand them out (prepended to them).
+-- KEYS holds the lock's counter; a token is above every earlier token of the
+-- lock and never below the server's clock in microseconds when the counter
+-- is seeded, so tokens keep increasing after a server that keeps nothing on
+-- disk restarts, or after the counter expires.
+-- The one-round-trip acquisition (`SET NX PX GET` and `INCR` of the counter,
+-- see provider.rs) takes the INCR as its token only when it is at least
+-- FENCE_SEEDED (10^15 us, 2001): a new, expired or parked (paused) counter is
+-- below it, and such an acquisition settles through claim.lua instead.
+
+local function clock()
+  local time = redis.call('TIME')
+  return tonumber(time[1]) * 1000000 + tonumber(time[2])
+end
+
+local function new_token(fence, micros)
+  local token = redis.call('INCR', fence)
+  -- The counter lives a week (604800000 ms) past its seeding or its last use
+  -- by a script, so templated per-resource names do not pile up; the clock
+  -- floor keeps tokens increasing when it is seeded again.
+  if token < micros then
+    token = micros
+    redis.call('SET', fence, string.format('%.0f', micros), 'PX', '604800000')
+  else
+    redis.call('PEXPIRE', fence, '604800000')
+  end
+  return token
+end

@@ -1,0 +1,25 @@
+-- While a lock is paused, its fencing counter is parked far below zero: the
+-- one-round-trip exclusive acquisition (`SET NX` + `INCR`) then gets a value
+-- below FENCE_SEEDED and settles through claim.lua, which finds the pause and
+-- gives the lock back. The counter's value waits in the settings' `fence`
+-- field; resuming restores it, never below the clock, so tokens still rise.
+-- (Prepended to the scripts that pause and resume.)
+
+local PARKED = '-1000000000000000000'
+local WEEK_MS = '604800000'
+
+local function park_fence(settings, fence)
+  local current = tonumber(redis.call('GET', fence) or '')
+  if current and current > 0 then
+    redis.call('HSET', settings, 'fence', string.format('%.0f', current))
+  end
+  redis.call('SET', fence, PARKED, 'PX', WEEK_MS)
+end
+
+local function unpark_fence(settings, fence)
+  local time = redis.call('TIME')
+  local micros = tonumber(time[1]) * 1000000 + tonumber(time[2])
+  local before = tonumber(redis.call('HGET', settings, 'fence') or '') or 0
+  redis.call('HDEL', settings, 'fence')
+  redis.call('SET', fence, string.format('%.0f', math.max(before, micros)), 'PX', WEEK_MS)
+end
