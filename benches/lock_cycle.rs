@@ -5,7 +5,8 @@
 //!
 //! `cargo bench --bench lock_cycle` (a private redis-server is started; set
 //! `SHEDLOCK_TEST_REDIS_URL` to use another). `CYCLES=N` sets the serial
-//! sample count per variant (default 5,000 after warm-up).
+//! sample count per variant (default 5,000 after warm-up), `MEMORY_CALLS=N`
+//! the in-memory calls per round (default 200,000), `ONLY=a,b` the scenarios.
 //!
 //! Scenarios: serial cycles (p50/p99) through `try_lock` + `unlock`, the
 //! executor and the attribute; 256 tasks on distinct names sharing one
@@ -45,14 +46,14 @@ end
 return 0";
 
 /// The raw client: exactly two commands per cycle, nothing else (and, for
-/// the breakdown, shedlock's two scripts sent the same way).
+/// the breakdown, shedlock's own commands sent the same way).
 #[derive(Clone)]
 struct Floor {
     connection: ConnectionManager,
     release: Arc<Script>,
-    /// shedlock's own scripts, sent by the raw client: what the scripts cost
-    /// the server, without any of shedlock's client-side work.
-    shedlock_acquire: Arc<Script>,
+    /// shedlock's release script, sent by the raw client with shedlock's
+    /// acquisition commands: what they cost the server, without any of
+    /// shedlock's client-side work.
     shedlock_release: Arc<Script>,
 }
 
@@ -87,24 +88,22 @@ impl Floor {
         Ok(())
     }
 
-    /// shedlock's acquire and release scripts with fixed keys and a counter value.
-    async fn scripts_cycle(&self, key: &str, fence_key: &str) -> BenchResult<()> {
+    /// shedlock's acquisition (`SET NX PX GET` + `INCR` of the fencing
+    /// counter, one round trip) and release script, with fixed keys and a
+    /// counter value: what shedlock's commands cost, without its client-side work.
+    async fn shedlock_commands_cycle(&self, key: &str, fence_key: &str) -> BenchResult<()> {
         let value = FLOOR_VALUE.fetch_add(1, Ordering::Relaxed);
-        let tag = fence_key.trim_end_matches(":fence");
-        let token: i64 = self
-            .shedlock_acquire
-            .key(key)
-            .key(fence_key)
-            .key(format!("{tag}:holders"))
-            .key(format!("{tag}:waiters"))
-            .key(format!("{tag}:settings"))
+        let (previous, token): (Option<String>, i64) = redis::pipe()
+            .cmd("SET")
+            .arg(key)
             .arg(value)
+            .arg("NX")
+            .arg("PX")
             .arg(LEASE.as_millis() as u64)
-            .arg(0) // exclusive
-            .arg(-1) // no default capacity
-            .arg("") // not waiting
-            .arg(0)
-            .invoke_async(&mut self.connection.clone())
+            .arg("GET")
+            .cmd("INCR")
+            .arg(fence_key)
+            .query_async(&mut self.connection.clone())
             .await?;
         let released: i64 = self
             .shedlock_release
@@ -114,8 +113,8 @@ impl Floor {
             .arg("shedlock:released") // the provider's release channel
             .invoke_async(&mut self.connection.clone())
             .await?;
-        if token <= 0 || released != 1 {
-            return Err(format!("raw script cycle on {key} failed").into());
+        if previous.is_some() || token <= 0 || released != 1 {
+            return Err(format!("raw shedlock-command cycle on {key} failed").into());
         }
         Ok(())
     }
@@ -157,7 +156,7 @@ fn unexpected<T: std::fmt::Debug>(what: &str, got: T) -> Box<dyn std::error::Err
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
     Floor,
-    RawScripts,
+    RawCommands,
     TryLock,
     Executor,
     Attribute,
@@ -167,7 +166,7 @@ impl Path {
     fn label(self) -> &'static str {
         match self {
             Path::Floor => "floor: SET NX PX + compare-and-delete",
-            Path::RawScripts => "raw client sending shedlock's two scripts",
+            Path::RawCommands => "raw client sending shedlock's commands",
             Path::TryLock => "LockProvider::try_lock + LockGuard::unlock",
             Path::Executor => "LockingTaskExecutor::execute",
             Path::Attribute => "#[scheduler_lock(provider = ..)] fn",
@@ -193,9 +192,11 @@ impl Bench {
     ) -> BenchResult<()> {
         match path {
             Path::Floor => self.floor.cycle(floor_key).await,
-            Path::RawScripts => {
+            Path::RawCommands => {
                 let fence_key = format!("{{{floor_key}}}:fence");
-                self.floor.scripts_cycle(floor_key, &fence_key).await
+                self.floor
+                    .shedlock_commands_cycle(floor_key, &fence_key)
+                    .await
             }
             Path::TryLock => match self.provider.try_lock(config).await? {
                 Some(guard) => Ok(guard.unlock().await?),
@@ -268,7 +269,7 @@ async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) -> BenchResul
     const BLOCK: usize = 250;
     let paths = [
         Path::Floor,
-        Path::RawScripts,
+        Path::RawCommands,
         Path::TryLock,
         Path::Executor,
         Path::Attribute,
@@ -321,7 +322,7 @@ async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) -> BenchResul
             continue;
         }
         let ratio = us(p50) / us(floor.0);
-        if path == Path::RawScripts {
+        if path == Path::RawCommands {
             rows.push(Row {
                 figure: format!("serial p50: {}", path.label()),
                 ours: format!("{:.1} µs", us(p50)),
@@ -377,7 +378,12 @@ async fn throughput(bench: &Bench, path: Path, per_task: usize) -> BenchResult<f
 async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
     const ROUNDS: usize = 7;
     const PER_TASK: usize = 200;
-    let paths = [Path::Floor, Path::RawScripts, Path::TryLock, Path::Executor];
+    let paths = [
+        Path::Floor,
+        Path::RawCommands,
+        Path::TryLock,
+        Path::Executor,
+    ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
     for path in paths {
         throughput(bench, path, 20).await?; // warm-up
@@ -410,7 +416,7 @@ async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
         // runs made seconds apart, and the median of those resists drift.
         let mut ratios: Vec<f64> = rates[i].iter().zip(&rates[0]).map(|(r, f)| r / f).collect();
         let ratio = median(&mut ratios);
-        let breakdown = *path == Path::RawScripts;
+        let breakdown = *path == Path::RawCommands;
         rows.push(Row {
             figure: format!("{TASKS} tasks: {}", path.label()),
             ours: format!("{:.0}k/s", rate / 1e3),
@@ -572,7 +578,11 @@ async fn contention(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<bool> {
 
 /// Nanoseconds per call of the in-memory attribute and of the bare function.
 async fn in_memory(rows: &mut Vec<Row>) -> BenchResult<()> {
-    let calls: u64 = 200_000;
+    // `MEMORY_CALLS=N`: fewer calls, for a run under callgrind.
+    let calls: u64 = std::env::var("MEMORY_CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
     let memory = InMemoryLockProvider::new();
     let (mut annotated, mut bare) = (Vec::new(), Vec::new());
     for round in 0..11 {
@@ -613,12 +623,28 @@ async fn in_memory(rows: &mut Vec<Row>) -> BenchResult<()> {
 /// Per command: (calls, µs spent) since the last `CONFIG RESETSTAT`.
 type CommandStats = BTreeMap<String, (u64, u64)>;
 
-/// The server's counts from `INFO commandstats`.
-async fn command_stats(admin: &mut ConnectionManager) -> BenchResult<CommandStats> {
+/// What the server counted since the last `CONFIG RESETSTAT`.
+struct ServerCounts {
+    calls: CommandStats,
+    /// Reads of client requests (`total_reads_processed`): one per round trip
+    /// of a serial client, whose request arrives in one piece; this `INFO`
+    /// itself is not included.
+    reads: u64,
+}
+
+/// The server's counts from `INFO stats` and `INFO commandstats`.
+async fn command_stats(admin: &mut ConnectionManager) -> BenchResult<ServerCounts> {
     let info: String = redis::cmd("INFO")
+        .arg("stats")
         .arg("commandstats")
         .query_async(admin)
         .await?;
+    let reads = info
+        .lines()
+        .find_map(|line| line.strip_prefix("total_reads_processed:"))
+        .and_then(|n| n.trim().parse::<u64>().ok())
+        .ok_or("INFO stats has no total_reads_processed (Redis 6 or later needed)")?
+        .saturating_sub(1);
     let mut calls = BTreeMap::new();
     for line in info.lines() {
         let Some((command, stats)) = line
@@ -640,7 +666,7 @@ async fn command_stats(admin: &mut ConnectionManager) -> BenchResult<CommandStat
         };
         calls.insert(command.to_owned(), (field("calls="), field("usec=")));
     }
-    Ok(calls)
+    Ok(ServerCounts { calls, reads })
 }
 
 async fn reset_stats(admin: &mut ConnectionManager) -> BenchResult<()> {
@@ -652,24 +678,50 @@ async fn reset_stats(admin: &mut ConnectionManager) -> BenchResult<()> {
 }
 
 /// Whether `command` came from the client itself rather than from inside a
-/// script (commandstats counts both). shedlock sends only scripts; the floor
-/// also sends `SET` directly.
-fn is_round_trip(command: &str, floor: bool) -> bool {
-    matches!(command, "evalsha" | "eval" | "script|load") || (floor && command == "set")
+/// script (commandstats counts both, and a script's time includes its
+/// commands'). On the measured paths (scripts loaded, counters seeded) only
+/// clients send `SET` and `INCR`; the release and extension scripts run
+/// `GET`, `DEL`, `PTTL`, `PEXPIRE` and `PUBLISH`.
+fn sent_by_client(command: &str) -> bool {
+    matches!(command, "evalsha" | "eval" | "script|load" | "set" | "incr")
 }
 
+/// Server-side counts per run of a plain run, a run with `lock_at_least_for`
+/// and one with keep-alive, next to the floor's; `Ok(false)` unless a plain
+/// run takes exactly 2 round trips.
 async fn commands_per_run(bench: &Bench, admin: &mut ConnectionManager) -> BenchResult<bool> {
     const RUNS: usize = 100;
     const KEEP_ALIVE_RUNS: usize = 10;
-    // Load every script first, so no run pays a NOSCRIPT reply and a load.
+    // Load every script first, so no run pays a NOSCRIPT reply and a load,
+    // and seed each name's fencing counter: a name's first acquisition in a
+    // week takes one more round trip (see the 10,000-name figure).
     let warm = LockConfiguration::new("count-warm", LEASE, Duration::ZERO)?;
     if let Some(mut guard) = bench.provider.try_lock(&warm).await? {
         guard.extend(LEASE, Duration::ZERO).await?;
         guard.unlock().await?;
     }
+    let plain = LockConfiguration::new("count-plain", LEASE, Duration::ZERO)?;
+    let least = |run: usize, least: Duration| {
+        LockConfiguration::new(format!("count-least-{run}"), LEASE, least)
+    };
+    let keep_alive = |run: usize| {
+        LockConfiguration::new(
+            format!("count-keep-alive-{run}"),
+            Duration::from_millis(300),
+            Duration::ZERO,
+        )
+    };
+    bench.executor.execute(&plain, async {}).await?;
+    for run in 0..RUNS {
+        bench
+            .executor
+            .execute(least(run, Duration::ZERO)?, async {})
+            .await?;
+        bench.executor.execute(keep_alive(run)?, async {}).await?;
+    }
     bench.floor.cycle("floor:count").await?;
 
-    let mut scenarios: Vec<(&str, usize, CommandStats)> = Vec::new();
+    let mut scenarios: Vec<(&str, usize, ServerCounts)> = Vec::new();
 
     reset_stats(admin).await?;
     for _ in 0..RUNS {
@@ -681,7 +733,6 @@ async fn commands_per_run(bench: &Bench, admin: &mut ConnectionManager) -> Bench
         command_stats(admin).await?,
     ));
 
-    let plain = LockConfiguration::new("count-plain", LEASE, Duration::ZERO)?;
     reset_stats(admin).await?;
     for _ in 0..RUNS {
         bench.executor.execute(&plain, async {}).await?;
@@ -691,8 +742,7 @@ async fn commands_per_run(bench: &Bench, admin: &mut ConnectionManager) -> Bench
     reset_stats(admin).await?;
     for run in 0..RUNS {
         // Each name stays held for lock_at_least_for after its run, so each run has its own.
-        let config =
-            LockConfiguration::new(format!("count-least-{run}"), LEASE, Duration::from_secs(10))?;
+        let config = least(run, Duration::from_secs(10))?;
         bench.executor.execute(&config, async {}).await?;
     }
     scenarios.push((
@@ -702,30 +752,19 @@ async fn commands_per_run(bench: &Bench, admin: &mut ConnectionManager) -> Bench
     ));
 
     // lock_at_most_for 300 ms: keep-alive extends every 100 ms; the body's
-    // 160 ms cover exactly one extension.
+    // 160 ms cover exactly one extension. One run at a time, so every
+    // request reaches the server on its own and is counted as a read.
     reset_stats(admin).await?;
-    let mut runs = tokio::task::JoinSet::new();
     for run in 0..KEEP_ALIVE_RUNS {
-        let executor = bench.executor.clone();
-        runs.spawn(async move {
-            let config = LockConfiguration::new(
-                format!("count-keep-alive-{run}"),
-                Duration::from_millis(300),
-                Duration::ZERO,
-            )?;
-            let options = ExecutionOptions::new().keep_alive(true);
-            executor
-                .execute_with(
-                    &config,
-                    options,
-                    tokio::time::sleep(Duration::from_millis(160)),
-                )
-                .await?;
-            BenchResult::Ok(())
-        });
-    }
-    while let Some(done) = runs.join_next().await {
-        done??;
+        let options = ExecutionOptions::new().keep_alive(true);
+        bench
+            .executor
+            .execute_with(
+                keep_alive(run)?,
+                options,
+                tokio::time::sleep(Duration::from_millis(160)),
+            )
+            .await?;
     }
     scenarios.push((
         "run with keep_alive (one extension)",
@@ -733,32 +772,34 @@ async fn commands_per_run(bench: &Bench, admin: &mut ConnectionManager) -> Bench
         command_stats(admin).await?,
     ));
 
-    println!("Redis commands per run, counted by the server (INFO commandstats)");
+    println!("Redis commands per run, counted by the server (INFO stats, INFO commandstats)");
     let mut plain_round_trips = 0.0;
-    for (label, runs, calls) in &scenarios {
+    for (label, runs, counts) in &scenarios {
         let per_run = |count: u64| count as f64 / *runs as f64;
-        let sent_by_client = || {
-            calls
+        let from_client = || {
+            counts
+                .calls
                 .iter()
-                .filter(|(command, _)| is_round_trip(command, label.starts_with("floor")))
+                .filter(|(command, _)| sent_by_client(command))
         };
-        let round_trips: u64 = sent_by_client().map(|(_, (count, _))| count).sum();
-        // Time inside scripts is part of the script's own time.
-        let server_us: u64 = sent_by_client().map(|(_, (_, usec))| usec).sum();
-        let server_side: u64 = calls.values().map(|(count, _)| count).sum();
-        let detail = calls
+        let sent: u64 = from_client().map(|(_, (count, _))| count).sum();
+        let server_us: u64 = from_client().map(|(_, (_, usec))| usec).sum();
+        let server_side: u64 = counts.calls.values().map(|(count, _)| count).sum();
+        let detail = counts
+            .calls
             .iter()
             .map(|(command, (count, _))| format!("{command} {}", per_run(*count)))
             .collect::<Vec<_>>()
             .join(", ");
         println!(
-            "  {label:<40} round trips {:>4.2}   server-side commands {:>5.2}   server time {:>5.1} µs   ({detail})",
-            per_run(round_trips),
+            "  {label:<38} round trips {:>4.2}   sent {:>4.2}   run by the server {:>5.2}   server time {:>5.1} µs   ({detail})",
+            per_run(counts.reads),
+            per_run(sent),
             per_run(server_side),
             per_run(server_us),
         );
         if *label == "plain run" {
-            plain_round_trips = per_run(round_trips);
+            plain_round_trips = per_run(counts.reads);
         }
     }
     Ok(plain_round_trips == 2.0)
@@ -797,9 +838,6 @@ async fn run() -> BenchResult<bool> {
     let floor = Floor {
         connection: ConnectionManager::new_with_config(client.clone(), config.clone()).await?,
         release: Arc::new(Script::new(FLOOR_RELEASE)),
-        shedlock_acquire: Arc::new(Script::new(include_str!(
-            "../shedlock-redis/src/scripts/acquire.lua"
-        ))),
         shedlock_release: Arc::new(Script::new(include_str!(
             "../shedlock-redis/src/scripts/release.lua"
         ))),
@@ -834,7 +872,7 @@ async fn run() -> BenchResult<bool> {
     if runs("commands") {
         let two_round_trips = commands_per_run(&bench, &mut admin).await?;
         rows.push(Row {
-            figure: "round trips per plain run (client, EVALSHA)".into(),
+            figure: "round trips per plain run (server's read count)".into(),
             ours: if two_round_trips {
                 "2".into()
             } else {

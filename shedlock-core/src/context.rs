@@ -3,7 +3,9 @@
 //! Task-local rather than thread-local, so it survives `.await` points where a
 //! multi-threaded runtime moves the task between threads.
 
+use std::pin::pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::{LockError, LockGuard, LockInfo};
@@ -11,70 +13,112 @@ use crate::{LockError, LockGuard, LockInfo};
 /// A lock held by the current task's executor, shared with the job's body.
 pub(crate) struct ActiveLock {
     pub(crate) info: LockInfo,
-    /// The provider's [`scope`](crate::LockProvider::scope): the same name in
-    /// another store is another lock.
-    pub(crate) scope: String,
+    /// A hash of the provider's [`scope`](crate::LockProvider::scope): the
+    /// same name in another store is another lock. (Two scopes in one task's
+    /// chain share a hash with probability 2^-64; the string would cost an
+    /// allocation per run.)
+    scope: u64,
     /// `None` once the executor has taken the guard back to release it.
     pub(crate) guard: tokio::sync::Mutex<Option<LockGuard>>,
-    /// Set to `true` when the lease is known to have ended under the job.
-    pub(crate) lost: tokio::sync::watch::Sender<bool>,
+    /// Set when the lease is known to have ended under the job.
+    lost: AtomicBool,
+    /// Wakes [`lease_lost`] callers when `lost` is set.
+    lost_notify: tokio::sync::Notify,
     /// Wakes the lease watcher when the job extended the lease or lost it.
     pub(crate) changed: tokio::sync::Notify,
+    /// The lock the task held when it took this one (a nested locked call).
+    outer: Option<Arc<ActiveLock>>,
 }
 
 impl ActiveLock {
-    pub(crate) fn new(guard: LockGuard, scope: &str) -> Self {
-        ActiveLock {
-            info: guard.info().clone(),
-            scope: scope.to_owned(),
-            guard: tokio::sync::Mutex::new(Some(guard)),
-            lost: tokio::sync::watch::channel(false).0,
-            changed: tokio::sync::Notify::new(),
-        }
+    /// Whether the lease is known to have ended under the job.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::Acquire)
     }
 
     /// Records that the lease ended under the job, and tells whoever waits.
     pub(crate) fn mark_lost(&self) {
-        if !self.lost.send_replace(true) {
+        if !self.lost.swap(true, Ordering::AcqRel) {
             tracing::warn!(lock = %self.info.name(), "lock lease lost while the job runs");
         }
+        self.lost_notify.notify_waiters();
         self.changed.notify_one();
+    }
+
+    /// Resolves once the lease is known to have ended.
+    async fn lost(&self) {
+        let mut notified = pin!(self.lost_notify.notified());
+        // Registered before the check, so a loss marked in between still wakes it.
+        notified.as_mut().enable();
+        if !self.is_lost() {
+            notified.await;
+        }
     }
 }
 
-/// The locks the current task holds, outermost first.
+/// The locks the current task holds: the innermost, which links to the one
+/// taken before it. A linked chain, so taking a lock allocates nothing more
+/// than its `ActiveLock`.
 #[derive(Clone, Default)]
-pub(crate) struct HeldLocks(Vec<Arc<ActiveLock>>);
+pub(crate) struct HeldLocks(Option<Arc<ActiveLock>>);
 
 tokio::task_local! {
     static HELD: HeldLocks;
 }
 
 impl HeldLocks {
-    /// The locks of the current task (empty outside any locked task).
+    /// The locks of the current task (none outside any locked task).
     pub(crate) fn current() -> HeldLocks {
         HELD.try_with(Clone::clone).unwrap_or_default()
     }
 
     pub(crate) fn contains(&self, scope: &str, name: &str) -> bool {
-        self.0
-            .iter()
-            .any(|held| held.info.name() == name && held.scope == scope)
+        let mut held = self.0.as_deref();
+        if held.is_none() {
+            return false;
+        }
+        let scope = scope_hash(scope);
+        while let Some(lock) = held {
+            if lock.info.name() == name && lock.scope == scope {
+                return true;
+            }
+            held = lock.outer.as_deref();
+        }
+        false
     }
 
     pub(crate) fn innermost(&self) -> Option<&Arc<ActiveLock>> {
-        self.0.last()
+        self.0.as_ref()
     }
 
-    pub(crate) fn with(mut self, lock: Arc<ActiveLock>) -> HeldLocks {
-        self.0.push(lock);
-        self
+    /// These locks and `guard`'s, which becomes the innermost (returned too).
+    pub(crate) fn with(self, guard: LockGuard, scope: &str) -> (HeldLocks, Arc<ActiveLock>) {
+        let active = Arc::new(ActiveLock {
+            info: guard.info().clone(),
+            scope: scope_hash(scope),
+            guard: tokio::sync::Mutex::new(Some(guard)),
+            lost: AtomicBool::new(false),
+            lost_notify: tokio::sync::Notify::new(),
+            changed: tokio::sync::Notify::new(),
+            outer: self.0,
+        });
+        (HeldLocks(Some(active.clone())), active)
     }
 
     /// Runs `future` with `self` as the task's held locks.
-    pub(crate) async fn scope<F: std::future::Future>(self, future: F) -> F::Output {
-        HELD.scope(self, future).await
+    pub(crate) fn scope<F: std::future::Future>(
+        self,
+        future: F,
+    ) -> tokio::task::futures::TaskLocalFuture<HeldLocks, F> {
+        HELD.scope(self, future)
     }
+}
+
+/// The hash [`ActiveLock`] keeps of a scope; the same for a scope throughout the process.
+fn scope_hash(scope: &str) -> u64 {
+    static STATE: std::sync::LazyLock<hashbrown::DefaultHashBuilder> =
+        std::sync::LazyLock::new(hashbrown::DefaultHashBuilder::default);
+    std::hash::BuildHasher::hash_one(&*STATE, scope)
 }
 
 /// Panics unless the current task runs under a lock taken by shedlock.
@@ -154,10 +198,7 @@ pub async fn lease_lost() {
     let Some(active) = held.innermost() else {
         return std::future::pending().await;
     };
-    let mut lost = active.lost.subscribe();
-    if lost.wait_for(|lost| *lost).await.is_err() {
-        std::future::pending::<()>().await;
-    }
+    active.lost().await;
 }
 
 /// Whether the lease of the innermost lock the current task holds is known
@@ -165,5 +206,5 @@ pub async fn lease_lost() {
 pub fn is_lease_lost() -> bool {
     HeldLocks::current()
         .innermost()
-        .is_some_and(|active| *active.lost.borrow())
+        .is_some_and(|active| active.is_lost())
 }

@@ -5,7 +5,6 @@ use std::any::Any;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::pin;
-use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -296,14 +295,18 @@ pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
         }
     };
     tracing::debug!(lock = %name, fencing_token = guard.fencing_token(), "lock acquired");
-    let active = Arc::new(ActiveLock::new(guard, provider.scope()));
-    let task = held.with(active.clone()).scope(catch_unwind_of(task));
+    let (held, active) = held.with(guard, provider.scope());
+    let task = held.scope(catch_unwind_of(task));
     let outcome = if options.watches_lease() {
         run_watched(&active, config, options, task).await
     } else {
         Some(task.await)
     };
-    let guard = active.guard.lock().await.take();
+    // Uncontended once the task is done, unless a keep-alive is mid-extension.
+    let guard = match active.guard.try_lock() {
+        Ok(mut guard) => guard.take(),
+        Err(_) => active.guard.lock().await.take(),
+    };
     if let Some(guard) = guard {
         // Errors are logged by the guard; the task's output is what the caller needs.
         let _ = guard.unlock().await;
@@ -350,7 +353,7 @@ async fn run_watched<F: Future>(
 async fn watch_lease(active: &ActiveLock, keep_alive: bool) {
     let mut next_extension = None;
     loop {
-        if *active.lost.borrow() {
+        if active.is_lost() {
             return; // marked by the job's extend_active_lock
         }
         let (lease_until, period) = match active.guard.lock().await.as_ref() {

@@ -46,8 +46,9 @@ impl LockInfo {
 #[must_use = "a lock guard holds the lock until it is unlocked or dropped"]
 pub struct LockGuard {
     info: LockInfo,
-    /// The earliest instant at which `unlock` may free the lock (`lock_at_least_for`).
-    keep_until: Instant,
+    /// The earliest instant at which `unlock` may free the lock
+    /// (`lock_at_least_for`); `None` when it may at once.
+    keep_until: Option<Instant>,
     /// An instant before which the lease certainly has not ended on the store.
     lease_until: Instant,
     /// The lease length last asked of the store, which keep-alive renews.
@@ -66,13 +67,31 @@ impl LockGuard {
         requested_at: Instant,
         lease: impl Lease,
     ) -> Self {
+        Self::locked_at(
+            config,
+            fencing_token,
+            requested_at,
+            SystemTime::now(),
+            lease,
+        )
+    }
+
+    /// [`new`](Self::new), for a provider that has read the wall clock already.
+    pub(crate) fn locked_at(
+        config: &LockConfiguration,
+        fencing_token: u64,
+        requested_at: Instant,
+        locked_at: SystemTime,
+        lease: impl Lease,
+    ) -> Self {
         // Measured from the reply, so the lock is never freed early.
-        let keep_until = Instant::now() + config.lock_at_least_for();
+        let least = config.lock_at_least_for();
+        let keep_until = (!least.is_zero()).then(|| Instant::now() + least);
         LockGuard {
             info: LockInfo {
                 name: config.shared_name().clone(),
                 fencing_token,
-                locked_at: SystemTime::now(),
+                locked_at,
             },
             keep_until,
             lease_until: requested_at + config.lock_at_most_for(),
@@ -147,7 +166,7 @@ impl LockGuard {
                 self.lease_until = requested_at + lock_at_most_for;
                 self.lease_length = lock_at_most_for;
                 if let Some(lock_at_least_for) = lock_at_least_for {
-                    self.keep_until = Instant::now() + lock_at_least_for;
+                    self.keep_until = Some(Instant::now() + lock_at_least_for);
                 }
                 tracing::debug!(lock = %self.name(), ?lock_at_most_for, "lock extended");
                 Ok(true)
@@ -164,6 +183,13 @@ impl LockGuard {
         }
     }
 
+    /// How much longer the lock must be kept (`lock_at_least_for`).
+    fn keep_for(&self) -> Duration {
+        self.keep_until.map_or(Duration::ZERO, |keep_until| {
+            keep_until.saturating_duration_since(Instant::now())
+        })
+    }
+
     /// Releases the lock. Before `lock_at_least_for` has passed since
     /// acquisition, the lock stays held until then; after it, it is free at once.
     ///
@@ -173,7 +199,7 @@ impl LockGuard {
         let Some(lease) = self.lease.as_ref() else {
             return Ok(());
         };
-        let keep_for = self.keep_until.saturating_duration_since(Instant::now());
+        let keep_for = self.keep_for();
         let released = lease.release(keep_for).await;
         // Taken only now: if this future is dropped mid-release, `Drop` still
         // releases the lease in the background.
@@ -204,7 +230,7 @@ impl Drop for LockGuard {
             return;
         };
         let name = self.info.name.clone();
-        let keep_for = self.keep_until.saturating_duration_since(Instant::now());
+        let keep_for = self.keep_for();
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {

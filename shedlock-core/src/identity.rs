@@ -1,6 +1,7 @@
 //! Who holds a lock (`locked_by`) and unique values for each acquisition.
 
 use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -30,6 +31,17 @@ pub fn host_name() -> String {
 /// per-process prefix (so a reused pid or host name cannot collide), the
 /// process id (a forked child keeps the prefix) and a counter.
 pub fn unique_acquisition_id() -> String {
+    let mut id = String::with_capacity(UNIQUE_ACQUISITION_ID_MAX_LEN);
+    write_unique_acquisition_id(&mut id);
+    id
+}
+
+/// The longest [`unique_acquisition_id`]: 16 + 1 + 8 + 1 + 16 hex digits and dashes.
+pub const UNIQUE_ACQUISITION_ID_MAX_LEN: usize = 42;
+
+/// Appends a [`unique_acquisition_id`] to `out` (no allocation of its own:
+/// providers build lock values in one buffer).
+pub fn write_unique_acquisition_id(out: &mut String) {
     static PROCESS_NONCE: OnceLock<u64> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let nonce = *PROCESS_NONCE.get_or_init(|| {
@@ -43,7 +55,8 @@ pub fn unique_acquisition_id() -> String {
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     // The pid too: a forked child inherits the nonce and the counter.
-    format!("{nonce:016x}-{:x}-{n:x}", std::process::id())
+    // Writing into a String never fails.
+    let _ = write!(out, "{nonce:016x}-{:x}-{n:x}", std::process::id());
 }
 
 #[cfg(test)]
@@ -55,6 +68,10 @@ mod tests {
         let ids: std::collections::HashSet<_> =
             (0..1000).map(|_| unique_acquisition_id()).collect();
         assert_eq!(ids.len(), 1000);
+        assert!(
+            ids.iter()
+                .all(|id| id.len() <= UNIQUE_ACQUISITION_ID_MAX_LEN)
+        );
     }
 
     #[test]

@@ -9,6 +9,9 @@ use crate::admin::{LockAdmin, LockHolder, LockState};
 use crate::provider::{BoxFuture, Lease, ReleaseNotifier, ReleaseWatch, Waiter};
 use crate::{LockConfiguration, LockError, LockGuard, LockMode, LockProvider};
 
+/// A map with a fast hasher: every lock cycle looks names and holders up.
+type FastMap<K, V> = hashbrown::HashMap<K, V>;
+
 /// Locks kept in this process's memory, timed by its monotonic clock.
 ///
 /// Clones share the same locks, so one provider can be handed to several
@@ -38,7 +41,7 @@ impl Default for InMemoryLockProvider {
 
 #[derive(Default)]
 struct State {
-    locks: HashMap<Arc<str>, Entry>,
+    locks: FastMap<Arc<str>, Entry>,
     last_token: u64,
     /// Release counters of names that somebody waits for.
     watchers: HashMap<Arc<str>, ReleaseNotifier>,
@@ -57,7 +60,7 @@ const SWEEP_FLOOR: usize = 1024;
 struct Entry {
     /// Holders by acquisition number (= fencing token). Ended leases stay
     /// until the next look at the entry removes them.
-    holders: HashMap<u64, Held>,
+    holders: FastMap<u64, Held>,
     /// Exclusive waiters' ids and when their places in the queue lapse.
     waiters: HashMap<String, Instant>,
     /// The operator's capacity, if set.
@@ -160,6 +163,9 @@ impl Entry {
 impl State {
     /// Wakes the waiters of `name`, and forgets the counter once nobody watches.
     fn notify_release(&mut self, name: &str) {
+        if self.watchers.is_empty() {
+            return; // nobody waits: no lookup
+        }
         if let Some(releases) = self.watchers.get(name) {
             if releases.is_watched() {
                 releases.notify_released();
@@ -179,19 +185,24 @@ impl State {
     }
 
     fn entry(&mut self, name: &str, now: Instant) -> &mut Entry {
-        // The stored key is reused (a reference count), so a known name costs no allocation.
-        let key = match self.locks.get_key_value(name) {
-            Some((key, _)) => key.clone(),
-            None => {
-                if self.locks.len() >= self.sweep_locks_at.max(SWEEP_FLOOR) {
-                    self.locks.retain(|_, entry| !entry.is_idle(now));
-                    self.sweep_locks_at = 2 * self.locks.len();
-                }
-                Arc::from(name)
-            }
-        };
-        self.locks.entry(key).or_default()
+        entry(&mut self.locks, &mut self.sweep_locks_at, name, now)
     }
+}
+
+/// The entry of `name` in `locks` (a field of [`State`], so callers can use
+/// the other fields while they hold the entry).
+fn entry<'a>(
+    locks: &'a mut FastMap<Arc<str>, Entry>,
+    sweep_locks_at: &mut usize,
+    name: &str,
+    now: Instant,
+) -> &'a mut Entry {
+    // One lookup by `&str`; the key is made only for a new name.
+    if locks.len() >= (*sweep_locks_at).max(SWEEP_FLOOR) && !locks.contains_key(name) {
+        locks.retain(|_, entry| !entry.is_idle(now));
+        *sweep_locks_at = 2 * locks.len();
+    }
+    locks.entry_ref(name).or_default()
 }
 
 impl InMemoryLockProvider {
@@ -222,8 +233,14 @@ impl InMemoryLockProvider {
         waiter: Option<&Waiter>,
     ) -> Result<Option<LockGuard>, LockError> {
         let now = Instant::now();
-        let mut state = lock_state(&self.state);
-        let entry = state.entry(config.name(), now);
+        let mut guard = lock_state(&self.state);
+        let state = &mut *guard;
+        let entry = entry(
+            &mut state.locks,
+            &mut state.sweep_locks_at,
+            config.name(),
+            now,
+        );
         entry.forget_ended(now);
         if let Err(refusal) = entry.admits(config, waiter.map(Waiter::id)) {
             if let (Some(waiter), LockMode::Exclusive) = (waiter, config.mode()) {
@@ -249,20 +266,23 @@ impl InMemoryLockProvider {
         }
         state.last_token += 1;
         let token = state.last_token;
+        let locked_at = SystemTime::now();
         let held = Held {
             expires_at: now + config.lock_at_most_for(),
             mode: config.mode(),
-            locked_at: SystemTime::now(),
+            locked_at,
             locked_by: self.locked_by.clone(),
         };
-        state.entry(config.name(), now).holders.insert(token, held);
-        drop(state);
+        entry.holders.insert(token, held);
+        drop(guard);
         let lease = MemoryLease {
             state: self.state.clone(),
             name: config.shared_name().clone(),
             acquisition: token,
         };
-        Ok(Some(LockGuard::new(config, token, now, lease)))
+        Ok(Some(LockGuard::locked_at(
+            config, token, now, locked_at, lease,
+        )))
     }
 
     /// Applies `change` to the entry of `name`, then wakes its waiters.

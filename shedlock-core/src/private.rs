@@ -1,11 +1,34 @@
 //! What `#[scheduler_lock]` expands to. Not a public API: it changes without notice.
 
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::executor::run_locked;
 use crate::{ExecutionOptions, LockConfiguration, LockError, LockProvider, SchedulerLock};
+
+/// A lock name without placeholders, made a shared string at the first call
+/// of its function and reused by every later call.
+#[derive(Debug)]
+pub struct StaticName(OnceLock<Arc<str>>);
+
+impl StaticName {
+    /// Not made yet.
+    pub const fn new() -> Self {
+        StaticName(OnceLock::new())
+    }
+
+    /// The shared `name` (always the same literal for one static).
+    pub fn get(&'static self, name: &'static str) -> Arc<str> {
+        self.0.get_or_init(|| Arc::from(name)).clone()
+    }
+}
+
+impl Default for StaticName {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// The attribute's keys other than `name` and `provider`, as the macro saw them.
 #[derive(Clone, Copy, Debug, Default)]

@@ -141,7 +141,7 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
     let provider_var = Ident::new("__shedlock_provider", Span::mixed_site());
     let body_var = Ident::new("__shedlock_body", Span::mixed_site());
 
-    let name = lock_name(args.name()?);
+    let name = lock_name(args.name()?, &krate);
     let lock_at_most_for = duration(args.lock_at_most_for.as_ref());
     let lock_at_least_for = duration(args.lock_at_least_for.as_ref());
     let wait_for = duration(args.wait_for.as_ref());
@@ -265,14 +265,20 @@ fn erase_impl_trait_in_path(path: &mut Path) {
     }
 }
 
-/// The lock name: the literal itself when it has no placeholders (a
-/// `&'static str`, no allocation), otherwise `format!` of it, whose implicit
-/// arguments capture the function's arguments (checked by the compiler).
-fn lock_name(literal: &LitStr) -> TokenStream {
+/// The lock name: without placeholders, the literal, made a shared string
+/// once per function (a static, so a call allocates nothing for it);
+/// otherwise `format!` of it, whose implicit arguments capture the function's
+/// arguments (checked by the compiler).
+fn lock_name(literal: &LitStr, krate: &Path) -> TokenStream {
     match without_placeholders(&literal.value()) {
         Some(name) => {
             let name = LitStr::new(&name, literal.span());
-            quote!(#name)
+            let name_static = Ident::new("__SHEDLOCK_NAME", Span::mixed_site());
+            quote! {{
+                static #name_static: #krate::__private::StaticName =
+                    #krate::__private::StaticName::new();
+                #name_static.get(#name)
+            }}
         }
         None => quote!(::std::format!(#literal)),
     }

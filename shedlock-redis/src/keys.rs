@@ -7,8 +7,9 @@ pub(crate) struct LockKeys {
     /// The lock itself, holding the exclusive holder's value: ShedLock's
     /// format, so Java and Rust services share locks.
     pub(crate) lock: String,
-    /// The hash tag (with braces) that puts auxiliary keys in the lock's slot.
-    tag: String,
+    /// The hash tag (with braces) that puts auxiliary keys in the lock's
+    /// slot; `None` for the usual `{<lock key>}`, built with each key.
+    tag: Option<String>,
 }
 
 /// Suffixes of the auxiliary keys of a lock.
@@ -28,11 +29,7 @@ impl LockKeys {
         let hashed = hashed_part(&lock);
         let tag = if hashed.len() == lock.len() && !hashed.contains('}') {
             // `{x}` hashes exactly x, and x is what the lock key hashes.
-            let mut tag = String::with_capacity(hashed.len() + 2);
-            for part in ["{", hashed, "}"] {
-                tag.push_str(part);
-            }
-            tag
+            None
         } else {
             // The lock key has a hash tag of its own (`report-{tenant}`), which
             // other locks may share, or a '}' that cannot go inside braces: a
@@ -43,15 +40,21 @@ impl LockKeys {
             } else {
                 format!("{{{hashed}}}")
             };
-            format!("{slot_tag}:{lock}")
+            Some(format!("{slot_tag}:{lock}"))
         };
         LockKeys { lock, tag }
     }
 
+    /// Built on every acquisition, in one allocation of its final size.
     fn auxiliary(&self, suffix: &str) -> String {
-        let mut key = String::with_capacity(self.tag.len() + suffix.len());
-        key.push_str(&self.tag);
-        key.push_str(suffix);
+        let parts: [&str; 4] = match &self.tag {
+            Some(tag) => [tag, "", "", suffix],
+            None => ["{", &self.lock, "}", suffix],
+        };
+        let mut key = String::with_capacity(parts.iter().map(|part| part.len()).sum());
+        for part in parts {
+            key.push_str(part);
+        }
         key
     }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, RedisError, Value};
+use redis::{AsyncConnectionConfig, Client, Cmd, RedisError, Script, Value};
 use shedlock_core::identity::default_locked_by;
 use shedlock_core::{
     BoxFuture, Lease, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch, Waiter,
@@ -17,7 +17,9 @@ use shedlock_core::{
 use crate::connection::{RedisConnection, SentinelConnection};
 use crate::keys::LockKeys;
 use crate::releases::{RELEASE_CHANNEL, ReleaseHub};
-use crate::scripts::{ACQUIRE, CLAIM, EXTEND, EXTEND_SHARED, RELEASE, RELEASE_SHARED};
+use crate::scripts::{
+    ACQUIRE, CLAIM, EXTEND, EXTEND_SHARED, RELEASE, RELEASE_SHARED, evalsha, invoke,
+};
 use crate::value::new_lock_value;
 
 /// How long a command may wait for its reply before it fails (and, for an
@@ -324,16 +326,19 @@ impl RedisLockProvider {
         keys: LockKeys,
     ) -> Result<Option<LockGuard>, LockError> {
         let lease = self.new_lease(&keys, false);
-        let mut pipe = redis::pipe();
-        pipe.cmd("SET")
+        let fence = keys.fence();
+        let mut set = Cmd::with_capacity(7, lease.lock_key.len() + lease.value.len() + 32);
+        set.arg("SET")
             .arg(&lease.lock_key)
             .arg(&lease.value)
             .arg("NX")
             .arg("PX")
             .arg(millis(config.lock_at_most_for()))
-            .arg("GET")
-            .cmd("INCR")
-            .arg(keys.fence());
+            .arg("GET");
+        let mut incr = Cmd::with_capacity(2, fence.len() + 4);
+        incr.arg("INCR").arg(&fence);
+        let mut pipe = redis::Pipeline::with_capacity(2);
+        pipe.add_command(set).add_command(incr);
         let mut connection = self.connection.clone();
         let mut unanswered = Unanswered(Some(lease));
         let requested_at = Instant::now();
@@ -344,7 +349,11 @@ impl RedisLockProvider {
         };
         let values = match reply {
             Ok(values) => values,
-            Err(err) => return Err(self.failed_acquisition(config, lease, requested_at, err).await),
+            Err(err) => {
+                return Err(self
+                    .failed_acquisition(config, lease, requested_at, err)
+                    .await);
+            }
         };
         match ExclusiveReply::read(&values, &lease.value) {
             ExclusiveReply::Taken(Some(token))
@@ -394,7 +403,9 @@ impl RedisLockProvider {
         // The lease is held: if this future is dropped before the answer, or
         // the script fails, it is released in the background.
         let mut held = Unanswered(Some(lease));
-        let reply = claim.invoke_async::<i64>(&mut self.connection.clone()).await;
+        let reply = claim
+            .invoke_async::<i64>(&mut self.connection.clone())
+            .await;
         match reply {
             Ok(token) if token > 0 => {
                 let Some(lease) = held.0.take() else {
@@ -487,7 +498,9 @@ impl RedisLockProvider {
                 self.releases.note_lease_end(&lease.lock_key, lease_ends_at);
                 Ok(None)
             }
-            Err(err) => Err(self.failed_acquisition(config, lease, requested_at, err).await),
+            Err(err) => Err(self
+                .failed_acquisition(config, lease, requested_at, err)
+                .await),
         }
     }
 
@@ -619,7 +632,9 @@ impl ExclusiveReply {
             Some(Value::BulkString(_) | Value::SimpleString(_)) => ExclusiveReply::Held,
             Some(Value::ServerError(err))
                 if err.code() == "ERR"
-                    && err.details().is_some_and(|details| details.contains("syntax")) =>
+                    && err
+                        .details()
+                        .is_some_and(|details| details.contains("syntax")) =>
             {
                 ExclusiveReply::NoSetNxGet
             }
@@ -671,21 +686,38 @@ struct RedisLease {
     value: String,
 }
 
+impl RedisLease {
+    /// An `EVALSHA` of the exclusive or the shared variant of an operation on
+    /// this lease, with its keys and value; the caller adds the rest.
+    fn script_call(
+        &self,
+        exclusive: &'static Script,
+        shared: &'static Script,
+        args: usize,
+    ) -> (&'static Script, Cmd) {
+        let data = self.lock_key.len() + self.value.len() + 64;
+        match &self.holders_key {
+            // The lock key's shared marker follows the holders.
+            Some(holders) => {
+                let mut cmd = evalsha(shared, 2, args + 1, data + holders.len());
+                cmd.arg(holders).arg(&self.lock_key).arg(&self.value);
+                (shared, cmd)
+            }
+            None => {
+                let mut cmd = evalsha(exclusive, 1, args + 1, data);
+                cmd.arg(&self.lock_key).arg(&self.value);
+                (exclusive, cmd)
+            }
+        }
+    }
+}
+
 impl Lease for RedisLease {
     fn extend(&self, lock_at_most_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
         Box::pin(async move {
-            let mut extend = match &self.holders_key {
-                // The lock key's shared marker follows the latest shared lease.
-                Some(holders) => EXTEND_SHARED.key(holders),
-                None => EXTEND.key(&self.lock_key),
-            };
-            if self.holders_key.is_some() {
-                extend.key(&self.lock_key);
-            }
-            extend
-                .arg(&self.value)
-                .arg(millis(lock_at_most_for))
-                .invoke_async::<i64>(&mut self.connection.clone())
+            let (script, mut extend) = self.script_call(&EXTEND, &EXTEND_SHARED, 1);
+            extend.arg(millis(lock_at_most_for));
+            invoke::<i64>(script, &extend, &mut self.connection.clone())
                 .await
                 .map(|extended| extended == 1)
                 .map_err(|err| {
@@ -706,18 +738,9 @@ impl Lease for RedisLease {
             } else {
                 millis(keep_for)
             };
-            let mut release = match &self.holders_key {
-                Some(holders) => RELEASE_SHARED.key(holders),
-                None => RELEASE.key(&self.lock_key),
-            };
-            if self.holders_key.is_some() {
-                release.key(&self.lock_key);
-            }
-            release
-                .arg(&self.value)
-                .arg(keep_ms)
-                .arg(RELEASE_CHANNEL)
-                .invoke_async::<i64>(&mut self.connection.clone())
+            let (script, mut release) = self.script_call(&RELEASE, &RELEASE_SHARED, 2);
+            release.arg(keep_ms).arg(RELEASE_CHANNEL);
+            invoke::<i64>(script, &release, &mut self.connection.clone())
                 .await
                 .map(|released| released == 1)
                 .map_err(|err| {

@@ -5,7 +5,8 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::aio::ConnectionLike;
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind};
 
 macro_rules! scripts {
     ($($(#[$doc:meta])* $name:ident = $($file:literal),+;)*) => {$(
@@ -42,4 +43,30 @@ scripts! {
     RESUME = "fence_park.lua", "resume.lua";
     /// Ends every lease of a lock.
     FORCE_RELEASE = "force_release.lua";
+}
+
+/// An `EVALSHA` of `script` with `keys` keys; the caller adds the keys, then
+/// the arguments. One buffer sized for `data` bytes of them (a
+/// `ScriptInvocation` allocates per key and argument): for the scripts every
+/// lock cycle runs.
+pub(crate) fn evalsha(script: &Script, keys: usize, args: usize, data: usize) -> Cmd {
+    let mut cmd = Cmd::with_capacity(3 + keys + args, 64 + data);
+    cmd.arg("EVALSHA").arg(script.get_hash()).arg(keys);
+    cmd
+}
+
+/// Runs an [`evalsha`] command of `script`, loading the script once when the
+/// server does not know it (a new or restarted server).
+pub(crate) async fn invoke<T: FromRedisValue>(
+    script: &Script,
+    cmd: &Cmd,
+    connection: &mut impl ConnectionLike,
+) -> RedisResult<T> {
+    match cmd.query_async(connection).await {
+        Err(err) if err.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load_async(connection).await?;
+            cmd.query_async(connection).await
+        }
+        result => result,
+    }
 }

@@ -7,7 +7,7 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use shedlock_core::identity::unique_acquisition_id;
+use shedlock_core::identity::{UNIQUE_ACQUISITION_ID_MAX_LEN, write_unique_acquisition_id};
 
 const ID_SEPARATOR: &str = ";id=";
 
@@ -18,9 +18,12 @@ const RFC3339_MILLIS_LEN: usize = 24;
 /// value is written into one buffer of its final size (`format!` would grow
 /// its buffer several times).
 pub(crate) fn new_lock_value(locked_by: &str) -> String {
-    let id = unique_acquisition_id();
     let mut value = String::with_capacity(
-        "ADDED:@".len() + RFC3339_MILLIS_LEN + locked_by.len() + ID_SEPARATOR.len() + id.len(),
+        "ADDED:@".len()
+            + RFC3339_MILLIS_LEN
+            + locked_by.len()
+            + ID_SEPARATOR.len()
+            + UNIQUE_ACQUISITION_ID_MAX_LEN,
     );
     value.push_str("ADDED:");
     // Formatting into a String never fails.
@@ -29,9 +32,10 @@ pub(crate) fn new_lock_value(locked_by: &str) -> String {
         "{}",
         humantime::format_rfc3339_millis(SystemTime::now())
     );
-    for part in ["@", locked_by, ID_SEPARATOR, &id] {
+    for part in ["@", locked_by, ID_SEPARATOR] {
         value.push_str(part);
     }
+    write_unique_acquisition_id(&mut value);
     value
 }
 

@@ -286,7 +286,11 @@ async fn the_fencing_counter_is_seeded_from_the_clock_and_lives_a_week() {
         (seeded as i64 - before_us).abs() < 60_000_000,
         "seed {seeded} is not the clock ({before_us} us)"
     );
-    assert!(a_week(counter.ttl_ms()), "counter TTL {} ms", counter.ttl_ms());
+    assert!(
+        a_week(counter.ttl_ms()),
+        "counter TTL {} ms",
+        counter.ttl_ms()
+    );
     first.unlock().await.unwrap();
 
     // Later acquisitions count up from the seed in the same round trip.
@@ -315,7 +319,11 @@ async fn the_fencing_counter_is_seeded_from_the_clock_and_lives_a_week() {
         "token {} after expiry is not above {last}",
         reseeded.fencing_token()
     );
-    assert!(a_week(counter.ttl_ms()), "counter TTL {} ms", counter.ttl_ms());
+    assert!(
+        a_week(counter.ttl_ms()),
+        "counter TTL {} ms",
+        counter.ttl_ms()
+    );
     reseeded.unlock().await.unwrap();
 }
 
