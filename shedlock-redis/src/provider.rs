@@ -36,6 +36,10 @@ pub(crate) const STORE: &str = "redis";
 /// new, expired, or parked while the lock is paused (see `fence.lua`).
 const FENCE_SEEDED: i64 = 1_000_000_000_000_000;
 
+/// What a waiter appends to an exclusive holder's value, so that its release
+/// publishes a notification (see `acquire.lua`).
+const WAITED_MARK: &str = ";waited";
+
 /// Locks in Redis, one key per lock: `{prefix}:{environment}:{name}` (ShedLock's
 /// format, so Java and Rust services can share locks).
 ///
@@ -625,8 +629,13 @@ impl ExclusiveReply {
         };
         match values.first() {
             Some(Value::Nil) => ExclusiveReply::Taken(token),
-            // The holder's value: our own when a client resent this acquisition.
-            Some(Value::BulkString(held)) if held.as_slice() == ours.as_bytes() => {
+            // The holder's value: our own when a client resent this
+            // acquisition (perhaps marked by a waiter since: acquire.lua).
+            Some(Value::BulkString(held))
+                if held
+                    .strip_prefix(ours.as_bytes())
+                    .is_some_and(|rest| rest.is_empty() || rest == WAITED_MARK.as_bytes()) =>
+            {
                 ExclusiveReply::Taken(token)
             }
             Some(Value::BulkString(_) | Value::SimpleString(_)) => ExclusiveReply::Held,
@@ -836,6 +845,15 @@ mod tests {
             read(resent.as_bytes()),
             ExclusiveReply::Taken(Some(_))
         ));
+        let marked = format!("{ours}{WAITED_MARK}");
+        let resent_marked = format!("${}\r\n{marked}\r\n", marked.len());
+        assert!(matches!(
+            read(resent_marked.as_bytes()),
+            ExclusiveReply::Taken(Some(_))
+        ));
+        let longer = format!("{ours}1");
+        let another = format!("${}\r\n{longer}\r\n", longer.len());
+        assert!(matches!(read(another.as_bytes()), ExclusiveReply::Held));
         assert!(matches!(
             read(b"$15\r\nshedlock:shared\r\n"),
             ExclusiveReply::Held

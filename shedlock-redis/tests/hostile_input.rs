@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use shedlock_core::{
-    LockConfiguration, LockError, LockProvider, LockingTaskExecutor, MAX_NAME_LEN,
+    LockConfiguration, LockError, LockProvider, LockingTaskExecutor, MAX_NAME_LEN, Waiter,
 };
 use shedlock_redis::testkit::RedisServer;
 use shedlock_redis::{LockValue, RedisLockProvider};
@@ -196,9 +196,19 @@ async fn release_notifications_match_names_exactly_not_as_patterns() {
     let holder = RedisLockProvider::connect(server.url()).await.unwrap();
     let waiter = RedisLockProvider::connect(server.url()).await.unwrap();
     let mut star = waiter.watch_releases("*").await;
+    // A waiter's failed attempt marks the holder, so that its release is published.
+    let waiting = Waiter::new(Duration::from_secs(2));
+    let wait_on = |name: &'static str| {
+        let (waiter, waiting) = (&waiter, &waiting);
+        async move {
+            let attempt = waiter.try_lock_waiting(&config(name), waiting).await;
+            assert!(attempt.unwrap().is_none(), "{name} was not held");
+        }
+    };
 
     for other in ["?", "x", "[*]"] {
         let guard = holder.try_lock(&config(other)).await.unwrap().unwrap();
+        wait_on(other).await;
         guard.unlock().await.unwrap();
     }
     let woken = tokio::time::timeout(Duration::from_millis(300), star.released()).await;
@@ -208,6 +218,7 @@ async fn release_notifications_match_names_exactly_not_as_patterns() {
     );
 
     let guard = holder.try_lock(&config("*")).await.unwrap().unwrap();
+    wait_on("*").await;
     guard.unlock().await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), star.released())
         .await

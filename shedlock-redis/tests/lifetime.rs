@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use shedlock_core::{
-    ExecutionOptions, LockConfiguration, LockError, LockProvider, LockingTaskExecutor,
+    ExecutionOptions, LockConfiguration, LockError, LockProvider, LockingTaskExecutor, Waiter,
     is_lease_lost, lease_lost,
 };
 use shedlock_redis::RedisLockProvider;
@@ -21,6 +21,10 @@ async fn a_release_is_published_to_waiters() {
         LockConfiguration::new("published", Duration::from_secs(30), Duration::ZERO).unwrap();
     let guard = holder.try_lock(&config).await.unwrap().unwrap();
     let mut releases = waiter.watch_releases("published").await;
+    // A waiter's failed attempt (it marks the holder) asks for the notification.
+    let waiting = Waiter::new(Duration::from_secs(2));
+    let attempt = waiter.try_lock_waiting(&config, &waiting).await.unwrap();
+    assert!(attempt.is_none());
     guard.unlock().await.unwrap();
     // Only the notification can end this wait: nothing polls here.
     tokio::time::timeout(Duration::from_secs(5), releases.released())

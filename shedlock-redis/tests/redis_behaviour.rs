@@ -554,3 +554,56 @@ async fn an_acquisition_cancelled_while_unanswered_is_released() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn only_a_release_somebody_waited_for_is_published() {
+    use futures_util::StreamExt;
+    let server = RedisServer::start();
+    let holder = connect(&server).await;
+    let waiter = connect(&server).await;
+    let client = Client::open(server.url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe("shedlock:released").await.unwrap();
+    let mut messages = pubsub.into_on_message();
+    let config = config("published", Duration::from_secs(30), Duration::ZERO);
+
+    // Nobody waits: no PUBLISH (a plain lock cycle is SET + INCR + release).
+    let guard = holder.try_lock(&config).await.unwrap().unwrap();
+    guard.unlock().await.unwrap();
+    let quiet = tokio::time::timeout(Duration::from_millis(300), messages.next()).await;
+    assert!(quiet.is_err(), "a release nobody waited for was published");
+
+    // A waiter's failed attempt marks the holder's value; the holder's own
+    // scripts still know it, and its release is published.
+    let mut guard = holder.try_lock(&config).await.unwrap().unwrap();
+    let waiting = shedlock_core::Waiter::new(Duration::from_secs(2));
+    assert!(
+        waiter
+            .try_lock_waiting(&config, &waiting)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let value = server.command("GET job-lock:default:published");
+    assert!(value.contains(";waited"), "holder not marked: {value}");
+    assert!(
+        guard
+            .extend(Duration::from_secs(30), Duration::ZERO)
+            .await
+            .unwrap()
+    );
+    guard.unlock().await.unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(5), messages.next())
+        .await
+        .expect("the release a waiter waited for was not published")
+        .expect("subscription ended");
+    assert_eq!(
+        message.get_payload::<String>().unwrap(),
+        "job-lock:default:published"
+    );
+    assert!(
+        server
+            .command("EXISTS job-lock:default:published")
+            .starts_with(":0")
+    );
+}

@@ -206,11 +206,15 @@ fn torture_keeps_exclusion_through_kills_and_a_restart() {
             .or_default()
             .push((*start, end, *token));
     }
-    let tokens: HashSet<u64> = starts.keys().map(|(_, _, token)| *token).collect();
+    // Tokens are per name: each lock has its own counter.
+    let tokens: HashSet<(&str, u64)> = starts
+        .keys()
+        .map(|(name, _, token)| (name.as_str(), *token))
+        .collect();
     assert_eq!(
         tokens.len(),
         starts.len(),
-        "a fencing token was handed out twice"
+        "a fencing token of one name was handed out twice"
     );
     for (name, executions) in &mut per_name {
         executions.sort();
@@ -220,6 +224,10 @@ fn torture_keeps_exclusion_through_kills_and_a_restart() {
                 start >= end,
                 "{name}: token {next} started {} µs before token {token} ended",
                 (end - start) / 1000
+            );
+            assert!(
+                next > token,
+                "{name}: token {next} came after token {token}, but is not above it"
             );
         }
     }

@@ -14,6 +14,16 @@
 -- Runs after fence.lua, which defines clock() and new_token().
 local value, lease, permits = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local SHARED = 'shedlock:shared'
+-- A waiter appends WAITED to an exclusive holder's value: only a release of a
+-- value so marked publishes (see release.lua), so releases nobody waits for
+-- cost no PUBLISH. The holder's own scripts accept its value either way.
+local WAITED = ';waited'
+
+local function mark_waited(current)
+  if current and current ~= SHARED and string.sub(current, -#WAITED) ~= WAITED then
+    redis.call('APPEND', KEYS[1], WAITED)
+  end
+end
 
 -- Live shared holders: how many, their permits, and the soonest end (ms);
 -- ended ones are removed on the way.
@@ -62,7 +72,8 @@ if permits == 0 then
   end
   -- Our own value: this very acquisition already ran (a client resent it
   -- after a lost reply). It holds the lock; its token is the counter's value.
-  if redis.call('GET', KEYS[1]) == value then
+  local current = redis.call('GET', KEYS[1])
+  if current == value or current == value .. WAITED then
     return tonumber(redis.call('GET', KEYS[2]))
   end
   if ARGV[5] ~= '' then
@@ -70,6 +81,7 @@ if permits == 0 then
     local place = tonumber(ARGV[6])
     redis.call('ZADD', KEYS[4], math.floor(clock() / 1000) + place, ARGV[5])
     if redis.call('PTTL', KEYS[4]) < place then redis.call('PEXPIRE', KEYS[4], place) end
+    if refused ~= 0 then mark_waited(current) end
   end
   return refused
 end
@@ -85,10 +97,14 @@ if mine then
 end
 if capacity == 0 then return 0 end
 local left = redis.call('PTTL', KEYS[1])
-if left ~= -2 and redis.call('GET', KEYS[1]) ~= SHARED then
-  -- An exclusive holder.
-  if left == -1 then return -1 end
-  return -2 - left
+if left ~= -2 then
+  local current = redis.call('GET', KEYS[1])
+  if current ~= SHARED then
+    -- An exclusive holder.
+    if ARGV[5] ~= '' then mark_waited(current) end
+    if left == -1 then return -1 end
+    return -2 - left
+  end
 end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   -- An exclusive waiter goes first; its release wakes us.

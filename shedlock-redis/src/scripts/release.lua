@@ -4,7 +4,10 @@
 -- lock (lock_at_least_for not yet passed), 0 to free it now; ARGV[3] the
 -- channel on which a freed lock's key is published, to wake its waiters.
 -- Returns 1 when released (or shortened), 0 when the lease had already ended.
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+-- The value may carry a waiter's mark (acquire.lua): then, and only then, a
+-- freed lock is published.
+local current = redis.call('GET', KEYS[1])
+if current ~= ARGV[1] and current ~= ARGV[1] .. ';waited' then
   return 0
 end
 local keep = tonumber(ARGV[2])
@@ -15,6 +18,6 @@ if keep > 0 then
   end
 else
   redis.call('DEL', KEYS[1])
-  redis.call('PUBLISH', ARGV[3], KEYS[1])
+  if current ~= ARGV[1] then redis.call('PUBLISH', ARGV[3], KEYS[1]) end
 end
 return 1
