@@ -5,7 +5,7 @@
 //!
 //! `cargo bench --bench lock_cycle` (a private redis-server is started; set
 //! `SHEDLOCK_TEST_REDIS_URL` to use another). `CYCLES=N` sets the serial
-//! sample count per variant (default 5,000 after warm-up), `MEMORY_CALLS=N`
+//! sample count per variant (default 10,000 after warm-up), `MEMORY_CALLS=N`
 //! the in-memory calls per round (default 200,000), `ONLY=a,b` the scenarios.
 //!
 //! Scenarios: serial cycles (p50/p99) through `try_lock` + `unlock`, the
@@ -266,7 +266,9 @@ fn print_table(rows: &[Row]) {
 
 /// Serial cycles, uncontended, each path in turn in blocks so drift hits all alike.
 async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) -> BenchResult<()> {
-    const BLOCK: usize = 250;
+    // Small blocks: the machine's speed drifts within seconds, and every path
+    // must see the same drift for the ratios to hold.
+    const BLOCK: usize = 20;
     let paths = [
         Path::Floor,
         Path::RawCommands,
@@ -824,7 +826,7 @@ async fn run() -> BenchResult<bool> {
     let cycles: usize = std::env::var("CYCLES")
         .ok()
         .and_then(|n| n.parse().ok())
-        .unwrap_or(5_000);
+        .unwrap_or(10_000);
     let server = RedisServer::start();
     // The provider and the floor get the same client settings: the provider's defaults.
     let config = ConnectionManagerConfig::new()

@@ -1,7 +1,6 @@
 //! Who holds a lock (`locked_by`) and unique values for each acquisition.
 
 use std::collections::hash_map::RandomState;
-use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -39,29 +38,60 @@ pub fn unique_acquisition_id() -> String {
 /// The longest [`unique_acquisition_id`]: 16 + 1 + 8 + 1 + 16 hex digits and dashes.
 pub const UNIQUE_ACQUISITION_ID_MAX_LEN: usize = 42;
 
-/// Appends a [`unique_acquisition_id`] to `out` (no allocation of its own:
-/// providers build lock values in one buffer).
+/// Appends a [`unique_acquisition_id`] to `out` (no allocation of its own,
+/// no formatting machinery: providers build a lock value per acquisition).
 pub fn write_unique_acquisition_id(out: &mut String) {
-    static PROCESS_NONCE: OnceLock<u64> = OnceLock::new();
+    static PROCESS_NONCE: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nonce = *PROCESS_NONCE.get_or_init(|| {
+    let nonce = PROCESS_NONCE.get_or_init(|| {
         // RandomState is seeded from the OS's random source.
         let mut hasher = RandomState::new().build_hasher();
         hasher.write_u32(std::process::id());
         if let Ok(now) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
             hasher.write_u128(now.as_nanos());
         }
-        hasher.finish()
+        format!("{:016x}", hasher.finish())
     });
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    out.push_str(nonce);
+    out.push('-');
     // The pid too: a forked child inherits the nonce and the counter.
-    // Writing into a String never fails.
-    let _ = write!(out, "{nonce:016x}-{:x}-{n:x}", std::process::id());
+    push_hex(out, u64::from(std::process::id()));
+    out.push('-');
+    push_hex(out, n);
+}
+
+/// Appends `n` in lowercase hexadecimal, without leading zeros.
+fn push_hex(out: &mut String, n: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buffer = [0u8; 16];
+    let mut start = buffer.len();
+    let mut rest = n;
+    loop {
+        start -= 1;
+        buffer[start] = DIGITS[(rest & 0xf) as usize];
+        rest >>= 4;
+        if rest == 0 {
+            break;
+        }
+    }
+    for &digit in &buffer[start..] {
+        out.push(char::from(digit));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hex_has_no_leading_zeros() {
+        for n in [0u64, 1, 15, 16, 255, 0xdead_beef, u64::MAX] {
+            let mut out = String::new();
+            push_hex(&mut out, n);
+            assert_eq!(out, format!("{n:x}"));
+        }
+    }
 
     #[test]
     fn acquisition_ids_are_unique() {

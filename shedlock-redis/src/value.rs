@@ -4,8 +4,7 @@
 //! for Java's format (`ADDED:<time>@<host>`), the id makes it unique, so the
 //! release and extension scripts can tell this acquisition from the next.
 
-use std::fmt::Write as _;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use shedlock_core::identity::{UNIQUE_ACQUISITION_ID_MAX_LEN, write_unique_acquisition_id};
 
@@ -26,17 +25,59 @@ pub(crate) fn new_lock_value(locked_by: &str) -> String {
             + UNIQUE_ACQUISITION_ID_MAX_LEN,
     );
     value.push_str("ADDED:");
-    // Formatting into a String never fails.
-    let _ = write!(
-        value,
-        "{}",
-        humantime::format_rfc3339_millis(SystemTime::now())
-    );
+    push_rfc3339_millis(&mut value, SystemTime::now());
     for part in ["@", locked_by, ID_SEPARATOR] {
         value.push_str(part);
     }
     write_unique_acquisition_id(&mut value);
     value
+}
+
+/// Appends `at` as `2024-05-01T10:00:00.123Z` (what humantime's
+/// `format_rfc3339_millis` writes), by arithmetic rather than the formatting
+/// machinery: every acquisition writes one. Times before 1970 (a clock far
+/// off) are written as 1970-01-01T00:00:00.000Z.
+fn push_rfc3339_millis(out: &mut String, at: SystemTime) {
+    let since_epoch = at.duration_since(UNIX_EPOCH).unwrap_or_default();
+    let secs = since_epoch.as_secs();
+    let (days, day_secs) = (secs / 86_400, secs % 86_400);
+    let (year, month, day) = civil_from_days(days);
+    let millis = u64::from(since_epoch.subsec_millis());
+    let mut text = *b"0000-00-00T00:00:00.000Z";
+    // Four-digit years (until 9999, as RFC 3339 allows).
+    for (at, width, n) in [
+        (0, 4, year),
+        (5, 2, month),
+        (8, 2, day),
+        (11, 2, day_secs / 3600),
+        (14, 2, day_secs / 60 % 60),
+        (17, 2, day_secs % 60),
+        (20, 3, millis),
+    ] {
+        let mut rest = n;
+        for digit in text[at..at + width].iter_mut().rev() {
+            *digit = b'0' + (rest % 10) as u8;
+            rest /= 10;
+        }
+    }
+    // Only ASCII digits were written into an ASCII template.
+    out.push_str(std::str::from_utf8(&text).unwrap_or_default());
+}
+
+/// Year, month and day of the `days`-th day after 1970-01-01 (Howard
+/// Hinnant's `civil_from_days`, for days after the epoch).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// What an operator can read from a lock value (ours or ShedLock for Java's).
@@ -80,6 +121,21 @@ mod tests {
             parsed.is_some_and(|value| humantime::parse_rfc3339(&value.locked_at).is_ok()),
             "unreadable value {a:?}"
         );
+    }
+
+    #[test]
+    fn locked_at_is_written_as_humantime_writes_it() {
+        // Every day from 1970 to 2400 (leap years, centuries), at varied times of day.
+        for day in (0..157_000u64).step_by(7) {
+            let secs = day * 86_400 + (day * 7_919) % 86_400;
+            let at = UNIX_EPOCH + std::time::Duration::from_millis(secs * 1000 + day % 1000);
+            let mut ours = String::new();
+            push_rfc3339_millis(&mut ours, at);
+            assert_eq!(ours, humantime::format_rfc3339_millis(at).to_string());
+        }
+        let mut now = String::new();
+        push_rfc3339_millis(&mut now, SystemTime::now());
+        assert_eq!(now.len(), RFC3339_MILLIS_LEN);
     }
 
     #[test]
