@@ -119,6 +119,28 @@ impl Floor {
         Ok(())
     }
 
+    /// The floor with a fencing token: `SET NX PX` and `INCR` of a counter
+    /// in one round trip, then the floor's release: what a fencing token
+    /// costs by itself.
+    async fn fenced_cycle(&self, key: &str, fence_key: &str) -> BenchResult<()> {
+        let value = FLOOR_VALUE.fetch_add(1, Ordering::Relaxed);
+        let (set, token): (Option<String>, i64) = redis::pipe()
+            .cmd("SET")
+            .arg(key)
+            .arg(value)
+            .arg("NX")
+            .arg("PX")
+            .arg(LEASE.as_millis() as u64)
+            .cmd("INCR")
+            .arg(fence_key)
+            .query_async(&mut self.connection.clone())
+            .await?;
+        if set.is_none() || token <= 0 {
+            return Err(format!("fenced floor cycle on {key} failed").into());
+        }
+        self.release(key, value).await
+    }
+
     async fn cycle(&self, key: &str) -> BenchResult<()> {
         let value = self
             .acquire(key)
@@ -156,6 +178,7 @@ fn unexpected<T: std::fmt::Debug>(what: &str, got: T) -> Box<dyn std::error::Err
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
     Floor,
+    FloorWithFence,
     RawCommands,
     TryLock,
     Executor,
@@ -166,6 +189,7 @@ impl Path {
     fn label(self) -> &'static str {
         match self {
             Path::Floor => "floor: SET NX PX + compare-and-delete",
+            Path::FloorWithFence => "floor + INCR of a fencing counter",
             Path::RawCommands => "raw client sending shedlock's commands",
             Path::TryLock => "LockProvider::try_lock + LockGuard::unlock",
             Path::Executor => "LockingTaskExecutor::execute",
@@ -192,6 +216,10 @@ impl Bench {
     ) -> BenchResult<()> {
         match path {
             Path::Floor => self.floor.cycle(floor_key).await,
+            Path::FloorWithFence => {
+                let fence_key = format!("{{{floor_key}}}:fence");
+                self.floor.fenced_cycle(floor_key, &fence_key).await
+            }
             Path::RawCommands => {
                 let fence_key = format!("{{{floor_key}}}:fence");
                 self.floor
@@ -271,6 +299,7 @@ async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) -> BenchResul
     const BLOCK: usize = 20;
     let paths = [
         Path::Floor,
+        Path::FloorWithFence,
         Path::RawCommands,
         Path::TryLock,
         Path::Executor,
@@ -324,7 +353,7 @@ async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) -> BenchResul
             continue;
         }
         let ratio = us(p50) / us(floor.0);
-        if path == Path::RawCommands {
+        if matches!(path, Path::FloorWithFence | Path::RawCommands) {
             rows.push(Row {
                 figure: format!("serial p50: {}", path.label()),
                 ours: format!("{:.1} µs", us(p50)),
@@ -378,10 +407,13 @@ async fn throughput(bench: &Bench, path: Path, per_task: usize) -> BenchResult<f
 }
 
 async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
-    const ROUNDS: usize = 7;
-    const PER_TASK: usize = 200;
+    // Many short rounds, each path in every round: the machine's speed
+    // drifts, and a ratio is only as good as the rounds it compares.
+    const ROUNDS: usize = 15;
+    const PER_TASK: usize = 100;
     let paths = [
         Path::Floor,
+        Path::FloorWithFence,
         Path::RawCommands,
         Path::TryLock,
         Path::Executor,
@@ -418,7 +450,7 @@ async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
         // runs made seconds apart, and the median of those resists drift.
         let mut ratios: Vec<f64> = rates[i].iter().zip(&rates[0]).map(|(r, f)| r / f).collect();
         let ratio = median(&mut ratios);
-        let breakdown = *path == Path::RawCommands;
+        let breakdown = matches!(path, Path::FloorWithFence | Path::RawCommands);
         rows.push(Row {
             figure: format!("{TASKS} tasks: {}", path.label()),
             ours: format!("{:.0}k/s", rate / 1e3),
