@@ -88,23 +88,42 @@ impl Floor {
         Ok(())
     }
 
-    /// shedlock's acquisition (`SET NX PX GET` + `INCR` of the fencing
-    /// counter, one round trip) and release script, with fixed keys and a
-    /// counter value: what shedlock's commands cost, without its client-side work.
-    async fn shedlock_commands_cycle(&self, key: &str, fence_key: &str) -> BenchResult<()> {
+    /// `SET key value NX PX` (with `GET` when `get`) and `INCR fence_key` in
+    /// one round trip; the value when the lock was taken with a token.
+    async fn acquire_fenced(&self, key: &str, fence_key: &str, get: bool) -> BenchResult<u64> {
         let value = FLOOR_VALUE.fetch_add(1, Ordering::Relaxed);
-        let (previous, token): (Option<String>, i64) = redis::pipe()
-            .cmd("SET")
-            .arg(key)
+        let mut set = redis::cmd("SET");
+        set.arg(key)
             .arg(value)
             .arg("NX")
             .arg("PX")
-            .arg(LEASE.as_millis() as u64)
-            .arg("GET")
+            .arg(LEASE.as_millis() as u64);
+        if get {
+            set.arg("GET");
+        }
+        let (previous, token): (Value, i64) = redis::pipe()
+            .add_command(set)
             .cmd("INCR")
             .arg(fence_key)
             .query_async(&mut self.connection.clone())
             .await?;
+        // Taken: `OK`, or with `GET` no previous value.
+        let taken = if get {
+            previous == Value::Nil
+        } else {
+            previous != Value::Nil
+        };
+        if !taken || token <= 0 {
+            return Err(format!("fenced acquisition of {key} failed").into());
+        }
+        Ok(value)
+    }
+
+    /// shedlock's acquisition (`SET NX PX GET` + `INCR` of the fencing
+    /// counter, one round trip) and release script, with fixed keys and a
+    /// counter value: what shedlock's commands cost, without its client-side work.
+    async fn shedlock_commands_cycle(&self, key: &str, fence_key: &str) -> BenchResult<()> {
+        let value = self.acquire_fenced(key, fence_key, true).await?;
         let released: i64 = self
             .shedlock_release
             .key(key)
@@ -113,8 +132,8 @@ impl Floor {
             .arg("shedlock:released") // the provider's release channel
             .invoke_async(&mut self.connection.clone())
             .await?;
-        if previous.is_some() || token <= 0 || released != 1 {
-            return Err(format!("raw shedlock-command cycle on {key} failed").into());
+        if released != 1 {
+            return Err(format!("raw shedlock-command release of {key} failed").into());
         }
         Ok(())
     }
@@ -123,21 +142,7 @@ impl Floor {
     /// in one round trip, then the floor's release: what a fencing token
     /// costs by itself.
     async fn fenced_cycle(&self, key: &str, fence_key: &str) -> BenchResult<()> {
-        let value = FLOOR_VALUE.fetch_add(1, Ordering::Relaxed);
-        let (set, token): (Option<String>, i64) = redis::pipe()
-            .cmd("SET")
-            .arg(key)
-            .arg(value)
-            .arg("NX")
-            .arg("PX")
-            .arg(LEASE.as_millis() as u64)
-            .cmd("INCR")
-            .arg(fence_key)
-            .query_async(&mut self.connection.clone())
-            .await?;
-        if set.is_none() || token <= 0 {
-            return Err(format!("fenced floor cycle on {key} failed").into());
-        }
+        let value = self.acquire_fenced(key, fence_key, false).await?;
         self.release(key, value).await
     }
 
