@@ -20,7 +20,7 @@ use crate::releases::{RELEASE_CHANNEL, ReleaseHub};
 use crate::scripts::{
     ACQUIRE, CLAIM, EXTEND, EXTEND_SHARED, RELEASE, RELEASE_SHARED, evalsha, invoke,
 };
-use crate::value::new_lock_value;
+use crate::value::{WAITED_MARK, new_lock_value};
 
 /// How long a command may wait for its reply before it fails (and, for an
 /// acquisition, before the lease it may have taken is cleaned up).
@@ -35,10 +35,6 @@ pub(crate) const STORE: &str = "redis";
 /// server's clock in microseconds, so a smaller value is a counter that is
 /// new, expired, or parked while the lock is paused (see `fence.lua`).
 const FENCE_SEEDED: i64 = 1_000_000_000_000_000;
-
-/// What a waiter appends to an exclusive holder's value, so that its release
-/// publishes a notification (see `acquire.lua`).
-const WAITED_MARK: &str = ";waited";
 
 /// Locks in Redis, one key per lock: `{prefix}:{environment}:{name}` (ShedLock's
 /// format, so Java and Rust services can share locks).
@@ -496,8 +492,9 @@ impl RedisLockProvider {
                     tracing::debug!(lock = %config.name(), "lock paused (capacity 0)");
                 }
                 // -2 - ms left of the soonest lease; -1 or 0: no end known.
-                let lease_ends_at = u64::try_from(-2 - held)
-                    .ok()
+                let lease_ends_at = (-2i64)
+                    .checked_sub(held)
+                    .and_then(|left| u64::try_from(left).ok())
                     .map(|left| Instant::now() + Duration::from_millis(left));
                 self.releases.note_lease_end(&lease.lock_key, lease_ends_at);
                 Ok(None)

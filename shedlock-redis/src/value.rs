@@ -10,6 +10,10 @@ use shedlock_core::identity::{UNIQUE_ACQUISITION_ID_MAX_LEN, write_unique_acquis
 
 const ID_SEPARATOR: &str = ";id=";
 
+/// What a waiting process appends to an exclusive holder's value, so that
+/// the holder's release publishes a notification (see `acquire.lua`).
+pub(crate) const WAITED_MARK: &str = ";waited";
+
 /// `2024-05-01T10:00:00.123Z`: the length of `locked_at` (a capacity hint).
 const RFC3339_MILLIS_LEN: usize = 24;
 
@@ -92,6 +96,8 @@ pub struct LockValue {
 impl LockValue {
     /// Reads a lock value; `None` for values in another format.
     pub fn parse(value: &str) -> Option<LockValue> {
+        // A waiter's mark (see acquire.lua) is no part of who holds the lock.
+        let value = value.strip_suffix(WAITED_MARK).unwrap_or(value);
         let rest = value.strip_prefix("ADDED:")?;
         let rest = rest
             .rsplit_once(ID_SEPARATOR)
@@ -140,6 +146,12 @@ mod tests {
 
     #[test]
     fn reads_values_written_by_shedlock_for_java() {
+        assert_eq!(
+            LockValue::parse("ADDED:2024-05-01T10:00:00.123Z@app-7f9c;waited")
+                .map(|value| value.locked_by),
+            Some("app-7f9c".to_owned()),
+            "a waiter's mark is not part of locked_by"
+        );
         assert_eq!(
             LockValue::parse("ADDED:2024-05-01T10:00:00.123Z@app-7f9c"),
             Some(LockValue {

@@ -362,6 +362,17 @@ async fn a_pause_parks_the_fencing_counter_and_resume_restores_it() {
     assert!(token_after > ahead.unsigned_abs() && token_after > token_before);
     after.unlock().await.unwrap();
 
+    // A pause stored by hand (or by an earlier version) leaves the counter
+    // unparked, so plain acquisitions would not see it; pausing again parks it.
+    server.command("HSET {job-lock:default:fence-pause}:settings capacity 0");
+    provider.pause("fence-pause").await.unwrap();
+    assert!(
+        counter.value() < 0,
+        "pausing a paused lock parks its counter"
+    );
+    assert!(provider.try_lock(&config).await.unwrap().is_none());
+    provider.resume("fence-pause").await.unwrap();
+
     // The same through capacity 0 and back.
     provider.set_capacity("fence-pause", 0).await.unwrap();
     assert!(provider.try_lock(&config).await.unwrap().is_none());
@@ -600,6 +611,23 @@ async fn only_a_release_somebody_waited_for_is_published() {
     assert_eq!(
         message.get_payload::<String>().unwrap(),
         "job-lock:default:published"
+    );
+
+    // A lock taken after waiting is marked from the start: shared callers
+    // held back by the waiter's place in the queue may be waiting too.
+    let executor = shedlock_core::LockingTaskExecutor::new(waiter.clone());
+    let after_waiting = executor
+        .lock_waiting(&config, Duration::from_secs(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let value = server.command("GET job-lock:default:published");
+    assert!(value.contains(";waited"), "not marked: {value}");
+    after_waiting.unlock().await.unwrap();
+    let message = tokio::time::timeout(Duration::from_secs(5), messages.next()).await;
+    assert!(
+        message.is_ok(),
+        "a lock taken after waiting was released unpublished"
     );
     assert!(
         server

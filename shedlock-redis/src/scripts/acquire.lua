@@ -64,7 +64,12 @@ if permits == 0 then
   end
   if refused == nil then
     if redis.call('SET', KEYS[1], value, 'NX', 'PX', lease) then
-      if ARGV[5] ~= '' then redis.call('ZREM', KEYS[4], ARGV[5]) end
+      if ARGV[5] ~= '' then
+        redis.call('ZREM', KEYS[4], ARGV[5])
+        -- Taken after waiting: others (shared callers held back by this
+        -- waiter's place in the queue) may wait too, so the release publishes.
+        redis.call('APPEND', KEYS[1], WAITED)
+      end
       return new_token(KEYS[2], clock())
     end
     local left = redis.call('PTTL', KEYS[1])
@@ -74,7 +79,14 @@ if permits == 0 then
   -- after a lost reply). It holds the lock; its token is the counter's value.
   local current = redis.call('GET', KEYS[1])
   if current == value or current == value .. WAITED then
-    return tonumber(redis.call('GET', KEYS[2]))
+    if refused == 0 then
+      -- Paused since: give the lock back, as claim.lua does.
+      redis.call('DEL', KEYS[1])
+      return 0
+    end
+    local token = tonumber(redis.call('GET', KEYS[2]) or '')
+    if token == nil or token < 1e15 then token = new_token(KEYS[2], clock()) end
+    return token
   end
   if ARGV[5] ~= '' then
     -- Queue the waiter: new shared holders stay out while its place lasts.

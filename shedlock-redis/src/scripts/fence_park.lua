@@ -10,7 +10,7 @@ local WEEK_MS = '604800000'
 
 local function park_fence(settings, fence)
   local current = tonumber(redis.call('GET', fence) or '')
-  if current and current > 0 then
+  if current and current >= 1e15 then -- a seeded counter (see fence.lua)
     redis.call('HSET', settings, 'fence', string.format('%.0f', current))
   end
   redis.call('SET', fence, PARKED, 'PX', WEEK_MS)

@@ -3,7 +3,12 @@
 -- Returns 1 when paused now, 0 when it already was.
 -- Runs after fence_park.lua, which defines park_fence().
 local capacity = redis.call('HGET', KEYS[1], 'capacity')
-if capacity == '0' then return 0 end
+if capacity == '0' then
+  -- Paused already; park the counter if it is not (a pause stored by hand or
+  -- by an earlier version), so plain acquisitions find the pause too.
+  if (tonumber(redis.call('GET', KEYS[2]) or '') or 0) >= 0 then park_fence(KEYS[1], KEYS[2]) end
+  return 0
+end
 if capacity then redis.call('HSET', KEYS[1], 'resume_to', capacity) end
 redis.call('HSET', KEYS[1], 'capacity', '0')
 park_fence(KEYS[1], KEYS[2])
