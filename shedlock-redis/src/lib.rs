@@ -15,7 +15,8 @@
 //!
 //! One lock is one key, `job-lock:default:{name}` by default, holding
 //! `ADDED:<locked_at>@<locked_by>;id=<unique id>` while an exclusive holder has
-//! it. Its auxiliary keys live in the same Redis Cluster slot:
+//! it (followed by `;waited` once another process waits for it: only then does
+//! the release publish a notification). Its auxiliary keys live in the same Redis Cluster slot:
 //! `{job-lock:default:{name}}:fence` (the fencing counter), `:holders` (shared
 //! holders), `:waiters` (queued exclusive waiters) and `:settings` (capacity).
 //! A name with a hash tag of its own (`report-{tenant}`) keeps that tag:

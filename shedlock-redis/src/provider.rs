@@ -41,8 +41,10 @@ const FENCE_SEEDED: i64 = 1_000_000_000_000_000;
 ///
 /// - Acquisition is one round trip. An exclusive acquisition that does not
 ///   wait sends two plain commands, `SET key value NX PX lease GET` and
-///   `INCR` of the lock's fencing counter; waiting, shared and counted
-///   acquisitions run one script that checks the capacity and the queue.
+///   `INCR` of the lock's fencing counter (a second round trip, a script,
+///   seeds a new counter, finds a pause, or vouches for a late answer);
+///   waiting, shared and counted acquisitions run one script that checks the
+///   capacity and the queue.
 /// - Release and extension run scripts that first compare the key's value
 ///   with this acquisition's unique value: a holder whose lease ended never
 ///   touches the next holder's lock.
