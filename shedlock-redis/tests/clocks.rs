@@ -27,6 +27,8 @@ const LEASE: Duration = Duration::from_secs(2);
 const HOLDER_JOB: Duration = Duration::from_secs(3);
 /// Where the workers report `held <epoch_ms>`, `refused <epoch_ms>` or `acquired <epoch_ms>`.
 const EVENTS: &str = "skewed-clocks-events";
+/// Set by the holder once its job runs; the contender waits for it.
+const HOLDING: &str = "skewed-clocks-holding";
 const SKEW_MS: i64 = 2 * 3600 * 1000;
 /// How far a worker's reported clock may be from the expected skew
 /// (the report travels through Redis and the machine may be loaded).
@@ -116,7 +118,7 @@ async fn clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_ser
     let config = config();
 
     let holder = skewed_worker("skewed_holder", "+2h", server.url());
-    // Started at once, it waits for the holder's key before it tries.
+    // Started at once, it waits for the holder's job to run before it tries.
     let behind = skewed_worker("skewed_contender", "-2h", server.url());
 
     let Some((what, holder_skew)) = report(&mut events).await else {
@@ -253,6 +255,12 @@ async fn skewed_holder() -> Result<(), Box<dyn Error>> {
                 .arg(format!("held {}", now_ms()))
                 .query_async::<i64>(&mut events)
                 .await?;
+            // After the report, so the contender's report comes second.
+            redis::cmd("SET")
+                .arg(HOLDING)
+                .arg(1)
+                .query_async::<()>(&mut events)
+                .await?;
             tokio::time::sleep(HOLDER_JOB).await;
             Ok::<_, redis::RedisError>(())
         })
@@ -263,7 +271,7 @@ async fn skewed_holder() -> Result<(), Box<dyn Error>> {
     }
 }
 
-/// Waits for the holder's key, tries once, and reports `refused` or `acquired`
+/// Waits for the holder's job to run, tries once, and reports `refused` or `acquired`
 /// with its clock.
 #[tokio::test]
 #[ignore = "a worker process of clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_servers_clock"]
@@ -276,7 +284,12 @@ async fn skewed_contender() -> Result<(), Box<dyn Error>> {
         .with_locked_by("clock-behind");
     let mut events = connection(&url).await;
     let deadline = Instant::now() + Duration::from_secs(10);
-    while pttl(&mut events, LOCK_KEY).await <= 0 {
+    // The holder's job runs (its acquisition has ended, and its report is in).
+    while !redis::cmd("EXISTS")
+        .arg(HOLDING)
+        .query_async::<bool>(&mut events)
+        .await?
+    {
         if Instant::now() > deadline {
             return Err("the holder's lock never appeared".into());
         }
