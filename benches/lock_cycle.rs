@@ -877,8 +877,9 @@ async fn run() -> BenchResult<bool> {
     let floor = Floor {
         connection: ConnectionManager::new_with_config(client.clone(), config.clone()).await?,
         release: Arc::new(Script::new(FLOOR_RELEASE)),
-        shedlock_release: Arc::new(Script::new(include_str!(
-            "../shedlock-redis/src/scripts/release.lua"
+        shedlock_release: Arc::new(Script::new(concat!(
+            include_str!("../shedlock-redis/src/scripts/lease_value.lua"),
+            include_str!("../shedlock-redis/src/scripts/release.lua")
         ))),
     };
     let mut admin = ConnectionManager::new_with_config(client, config).await?;

@@ -378,12 +378,7 @@ impl RedisLockProvider {
                 );
                 self.acquire_scripted(config, None, keys).await
             }
-            ExclusiveReply::Failed(err) => Err(store_error(
-                &self.server,
-                &format!("acquiring lock '{}'", config.name()),
-                &err,
-                "the lock was not taken",
-            )),
+            ExclusiveReply::Failed(err) => Err(self.not_taken(config, &err)),
         }
     }
 
@@ -521,10 +516,15 @@ impl RedisLockProvider {
                 .release_uncertain_acquisition(config, lease, requested_at, err)
                 .await;
         }
+        self.not_taken(config, &err)
+    }
+
+    /// The error of an acquisition the server answered with a failure.
+    fn not_taken(&self, config: &LockConfiguration, err: &RedisError) -> LockError {
         store_error(
             &self.server,
             &format!("acquiring lock '{}'", config.name()),
-            &err,
+            err,
             "the lock was not taken",
         )
     }

@@ -21,14 +21,14 @@ scripts! {
     /// Exclusive `SET NX PX` or shared permits, checked against the capacity,
     /// plus the fencing token, atomically: waiting and shared acquisitions,
     /// and exclusive ones on servers without `SET NX GET` (before Redis 7).
-    ACQUIRE = "fence.lua", "acquire.lua";
+    ACQUIRE = "fence.lua", "lease_value.lua", "acquire.lua";
     /// The fencing token (or the pause) of a one-round-trip exclusive
     /// acquisition whose counter was not seeded.
-    CLAIM = "fence.lua", "claim.lua";
+    CLAIM = "fence.lua", "lease_value.lua", "claim.lua";
     /// Compare-and-delete (or compare-and-shorten for `lock_at_least_for`).
-    RELEASE = "release.lua";
+    RELEASE = "lease_value.lua", "release.lua";
     /// Compare-and-expire.
-    EXTEND = "extend.lua";
+    EXTEND = "lease_value.lua", "extend.lua";
     /// A shared holder's release, checked against its own value.
     RELEASE_SHARED = "settle_shared.lua", "release_shared.lua";
     /// A shared holder's extension, checked against its own value.

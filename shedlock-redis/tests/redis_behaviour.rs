@@ -427,6 +427,7 @@ async fn an_acquisition_resent_after_a_lost_reply_still_owns_the_lock() {
         .unwrap();
     let acquire = redis::Script::new(concat!(
         include_str!("../src/scripts/fence.lua"),
+        include_str!("../src/scripts/lease_value.lua"),
         include_str!("../src/scripts/acquire.lua")
     ));
     let run = |name: &str, value: &'static str, permits: u32, capacity: i64| {

@@ -11,13 +11,13 @@
 -- ARGV[5] a waiting caller's id ('' when not waiting), ARGV[6] how long its place lasts, ms.
 -- Returns the token (> 0) when taken; 0 when paused (capacity 0); else -1
 -- when held with no known end, or -2 - (ms until the soonest holder's lease ends).
--- Runs after fence.lua, which defines clock() and new_token().
+-- Runs after fence.lua (clock(), new_token()) and lease_value.lua (WAITED, owned()).
 local value, lease, permits = ARGV[1], ARGV[2], tonumber(ARGV[3])
 local SHARED = 'shedlock:shared'
--- A waiter appends WAITED to an exclusive holder's value: only a release of a
--- value so marked publishes (see release.lua), so releases nobody waits for
--- cost no PUBLISH. The holder's own scripts accept its value either way.
-local WAITED = ';waited'
+-- A waiter appends WAITED (lease_value.lua) to an exclusive holder's value:
+-- only a release of a value so marked publishes (see release.lua), so
+-- releases nobody waits for cost no PUBLISH. The holder's own scripts accept
+-- its value either way.
 
 local function mark_waited(current)
   if current and current ~= SHARED and string.sub(current, -#WAITED) ~= WAITED then
@@ -78,7 +78,7 @@ if permits == 0 then
   -- Our own value: this very acquisition already ran (a client resent it
   -- after a lost reply). It holds the lock; its token is the counter's value.
   local current = redis.call('GET', KEYS[1])
-  if current == value or current == value .. WAITED then
+  if owned(current, value) then
     if refused == 0 then
       -- Paused since: give the lock back, as claim.lua does.
       redis.call('DEL', KEYS[1])

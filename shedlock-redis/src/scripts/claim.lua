@@ -6,9 +6,8 @@
 -- ARGV[1] the acquisition's value, ARGV[2] capacity when none is stored (-1: unlimited).
 -- Returns the token (> 0) while the lease is this acquisition's; 0 when the lock
 -- is paused (capacity 0), after removing the lease; -1 when the lease has ended.
--- Runs after fence.lua, which defines clock() and new_token().
-local current = redis.call('GET', KEYS[1])
-if current ~= ARGV[1] and current ~= ARGV[1] .. ';waited' then return -1 end
+-- Runs after fence.lua (clock(), new_token()) and lease_value.lua (owned()).
+if not owned(redis.call('GET', KEYS[1]), ARGV[1]) then return -1 end
 local capacity = tonumber(redis.call('HGET', KEYS[3], 'capacity') or '') or tonumber(ARGV[2])
 if capacity == 0 then
   redis.call('DEL', KEYS[1])

@@ -8,8 +8,11 @@
 local PARKED = '-1000000000000000000'
 local WEEK_MS = '604800000'
 
+-- Parks the counter unless it is parked already (a second pause, or one
+-- stored by hand or by an earlier version, which did not park it).
 local function park_fence(settings, fence)
   local current = tonumber(redis.call('GET', fence) or '')
+  if current and current < 0 then return end
   if current and current >= 1e15 then -- a seeded counter (see fence.lua)
     redis.call('HSET', settings, 'fence', string.format('%.0f', current))
   end

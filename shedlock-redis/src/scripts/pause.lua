@@ -4,9 +4,9 @@
 -- Runs after fence_park.lua, which defines park_fence().
 local capacity = redis.call('HGET', KEYS[1], 'capacity')
 if capacity == '0' then
-  -- Paused already; park the counter if it is not (a pause stored by hand or
-  -- by an earlier version), so plain acquisitions find the pause too.
-  if (tonumber(redis.call('GET', KEYS[2]) or '') or 0) >= 0 then park_fence(KEYS[1], KEYS[2]) end
+  -- Paused already: park the counter if a pause stored by hand or by an
+  -- earlier version left it unparked, so plain acquisitions find the pause.
+  park_fence(KEYS[1], KEYS[2])
   return 0
 end
 if capacity then redis.call('HSET', KEYS[1], 'resume_to', capacity) end

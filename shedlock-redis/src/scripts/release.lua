@@ -5,9 +5,9 @@
 -- channel on which a freed lock's key is published, to wake its waiters.
 -- Returns 1 when released (or shortened), 0 when the lease had already ended.
 -- The value may carry a waiter's mark (acquire.lua): then, and only then, a
--- freed lock is published.
+-- freed lock is published. Runs after lease_value.lua, which defines owned().
 local current = redis.call('GET', KEYS[1])
-if current ~= ARGV[1] and current ~= ARGV[1] .. ';waited' then
+if not owned(current, ARGV[1]) then
   return 0
 end
 local keep = tonumber(ARGV[2])

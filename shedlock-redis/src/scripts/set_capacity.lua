@@ -6,9 +6,7 @@
 -- Runs after fence_park.lua, which defines park_fence() and unpark_fence().
 local before = redis.call('HGET', KEYS[1], 'capacity')
 if ARGV[1] == '0' then
-  -- Parked unless it is (a pause stored by hand or by an earlier version
-  -- may have left it unparked).
-  if (tonumber(redis.call('GET', KEYS[2]) or '') or 0) >= 0 then park_fence(KEYS[1], KEYS[2]) end
+  park_fence(KEYS[1], KEYS[2])
   if before and before ~= '0' then redis.call('HSET', KEYS[1], 'resume_to', before) end
 else
   redis.call('HDEL', KEYS[1], 'resume_to')
