@@ -4,7 +4,6 @@
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
-use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, RedisError, Script, ScriptInvocation};
 use shedlock_core::{
@@ -104,11 +103,11 @@ impl RedisLockProvider {
 
     /// Every key matching `pattern`: on each master of a cluster, else on the server.
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, LockError> {
-        let RedisConnection::Cluster(cluster) = &self.connection else {
+        let RedisConnection::Cluster(_) = &self.connection else {
             return self.scan_node(pattern, None).await;
         };
         let mut keys = Vec::new();
-        for (host, port) in self.cluster_masters(cluster).await? {
+        for (host, port) in self.cluster_masters().await? {
             let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
             keys.extend(self.scan_node(pattern, Some(node)).await?);
         }
@@ -116,15 +115,12 @@ impl RedisLockProvider {
     }
 
     /// The masters of a cluster, as `CLUSTER SLOTS` names them.
-    async fn cluster_masters(
-        &self,
-        cluster: &ClusterConnection,
-    ) -> Result<BTreeSet<(String, u16)>, LockError> {
-        let reply = cluster
-            .clone()
-            .route_command(
-                redis::cmd("CLUSTER").arg("SLOTS").clone(),
-                RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+    async fn cluster_masters(&self) -> Result<BTreeSet<(String, u16)>, LockError> {
+        let reply = self
+            .connection
+            .route(
+                redis::cmd("CLUSTER").arg("SLOTS"),
+                &RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
             )
             .await
             .and_then(|reply| {
@@ -169,11 +165,9 @@ impl RedisLockProvider {
                 .arg(pattern)
                 .arg("COUNT")
                 .arg(SCAN_COUNT);
-            let reply = match (&node, &self.connection) {
-                (Some(node), RedisConnection::Cluster(cluster)) => {
-                    cluster.clone().route_command(command, node.clone()).await
-                }
-                _ => command.query_async(&mut self.connection.clone()).await,
+            let reply = match &node {
+                Some(node) => self.connection.route(&command, node).await,
+                None => command.query_async(&mut self.connection.clone()).await,
             };
             let (next, batch): (u64, Vec<String>) = reply
                 .and_then(|reply| redis::from_redis_value(reply).map_err(RedisError::from))

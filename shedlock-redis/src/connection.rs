@@ -1,33 +1,147 @@
 //! One connection type for every deployment: a standalone server (through a
 //! self-reconnecting `ConnectionManager`), a Redis Cluster, or the master
-//! that Sentinel names. Scripts and leases run on it unchanged.
+//! that Sentinel names. Scripts and leases run on it unchanged, and a command
+//! that meets a closed connection is sent again on a fresh one.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
+use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::RoutingInfo;
 use redis::sentinel::SentinelClient;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
+/// How often one command is sent again after its connection turned out
+/// closed: once for a connection the server closed while idle, once more for
+/// a second one closed while the first was replaced.
+const MAX_RESENDS: u32 = 2;
+
 /// A cheaply cloned, multiplexed connection to Redis.
+///
+/// Every command shedlock sends is safe to send twice: acquisitions carry a
+/// value unique to the attempt, so a resent `SET .. NX .. GET` or acquisition
+/// script recognises its own lease; release and extension compare that value
+/// first; a second `INCR` of a fencing counter only raises it; the operators'
+/// commands set absolute states. So a command whose connection was found
+/// closed (by an idle timeout, a load balancer, `CLIENT KILL`, or a runtime
+/// that is gone) is sent again on a fresh connection instead of failing the
+/// lock operation: whether or not the first copy reached the server, the
+/// outcome is the same.
 #[derive(Clone)]
 pub(crate) enum RedisConnection {
     Standalone(ConnectionManager),
-    Cluster(ClusterConnection),
-    Sentinel(Arc<SentinelConnection>),
+    Cluster(Arc<Renewing<ClusterConnection>>),
+    Sentinel(Arc<Renewing<MultiplexedConnection>>),
+}
+
+impl RedisConnection {
+    pub(crate) fn cluster(client: ClusterClient, first: ClusterConnection) -> Self {
+        let renewing = Renewing::new(
+            move || {
+                let client = client.clone();
+                Box::pin(async move { client.get_async_connection().await })
+            },
+            Some(first),
+        );
+        RedisConnection::Cluster(Arc::new(renewing))
+    }
+
+    /// The master Sentinel names, looked up again after a connection failure
+    /// (so a failover is followed); connects before returning.
+    pub(crate) async fn sentinel(
+        sentinel: Arc<tokio::sync::Mutex<SentinelClient>>,
+        config: AsyncConnectionConfig,
+    ) -> RedisResult<Self> {
+        let renewing = Renewing::new(
+            move || {
+                let (sentinel, config) = (sentinel.clone(), config.clone());
+                Box::pin(async move {
+                    let master = sentinel.lock().await.async_get_client().await?;
+                    master
+                        .get_multiplexed_async_connection_with_config(&config)
+                        .await
+                })
+            },
+            None,
+        );
+        renewing.current().await?;
+        Ok(RedisConnection::Sentinel(Arc::new(renewing)))
+    }
+
+    /// Sends `cmd` to the node `routing` names (a cluster's operator
+    /// commands: `CLUSTER SLOTS`, `SCAN` per master); elsewhere to the server.
+    pub(crate) async fn route(&self, cmd: &Cmd, routing: &RoutingInfo) -> RedisResult<Value> {
+        match self {
+            RedisConnection::Cluster(cluster) => {
+                resending(|| {
+                    cluster.send(|mut c| async move {
+                        c.route_command(cmd.clone(), routing.clone()).await
+                    })
+                })
+                .await
+            }
+            _ => cmd.query_async(&mut self.clone()).await,
+        }
+    }
+
+    /// One attempt at `cmd`, on the current connection.
+    async fn send_once(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+        match self {
+            RedisConnection::Standalone(connection) => connection.req_packed_command(cmd).await,
+            RedisConnection::Cluster(cluster) => {
+                cluster
+                    .send(|mut c| async move { c.req_packed_command(cmd).await })
+                    .await
+            }
+            RedisConnection::Sentinel(master) => {
+                master
+                    .send(|mut c| async move { c.req_packed_command(cmd).await })
+                    .await
+            }
+        }
+    }
+
+    /// One attempt at a pipeline, on the current connection.
+    async fn send_pipeline_once(
+        &mut self,
+        pipeline: &Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisResult<Vec<Value>> {
+        match self {
+            RedisConnection::Standalone(connection) => {
+                connection
+                    .req_packed_commands(pipeline, offset, count)
+                    .await
+            }
+            RedisConnection::Cluster(cluster) => {
+                cluster
+                    .send(
+                        |mut c| async move { c.req_packed_commands(pipeline, offset, count).await },
+                    )
+                    .await
+            }
+            RedisConnection::Sentinel(master) => {
+                master
+                    .send(
+                        |mut c| async move { c.req_packed_commands(pipeline, offset, count).await },
+                    )
+                    .await
+            }
+        }
+    }
 }
 
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            RedisConnection::Standalone(connection) => connection.req_packed_command(cmd),
-            RedisConnection::Cluster(connection) => connection.req_packed_command(cmd),
-            RedisConnection::Sentinel(connection) => Box::pin(async move {
-                connection
-                    .send(|mut c| async move { c.req_packed_command(cmd).await })
-                    .await
-            }),
-        }
+        let connection = self.clone();
+        Box::pin(resending(move || {
+            let mut connection = connection.clone();
+            async move { connection.send_once(cmd).await }
+        }))
     }
 
     fn req_packed_commands<'a>(
@@ -36,104 +150,120 @@ impl ConnectionLike for RedisConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            RedisConnection::Standalone(connection) => {
-                connection.req_packed_commands(pipeline, offset, count)
-            }
-            RedisConnection::Cluster(connection) => {
-                connection.req_packed_commands(pipeline, offset, count)
-            }
-            RedisConnection::Sentinel(connection) => Box::pin(async move {
-                connection
-                    .send(
-                        |mut c| async move { c.req_packed_commands(pipeline, offset, count).await },
-                    )
-                    .await
-            }),
-        }
+        let connection = self.clone();
+        Box::pin(resending(move || {
+            let mut connection = connection.clone();
+            async move { connection.send_pipeline_once(pipeline, offset, count).await }
+        }))
     }
 
     fn get_db(&self) -> i64 {
         match self {
             RedisConnection::Standalone(connection) => connection.get_db(),
-            RedisConnection::Cluster(connection) => connection.get_db(),
-            RedisConnection::Sentinel(_) => 0,
+            RedisConnection::Cluster(_) | RedisConnection::Sentinel(_) => 0,
         }
     }
 }
 
-/// The current master's connection, looked up through Sentinel again after a
-/// connection failure, so a failover is followed on the next call.
-pub(crate) struct SentinelConnection {
-    sentinel: tokio::sync::Mutex<SentinelClient>,
-    /// The master's connection and its generation, so a failed call forgets
-    /// only the connection it used, not a newer one another call just made.
-    master: Mutex<(u64, Option<MultiplexedConnection>)>,
-    config: AsyncConnectionConfig,
+/// Runs `attempt`, and again (at most [`MAX_RESENDS`] more times) while it
+/// fails because its connection was closed. Each failed attempt has already
+/// set a fresh connection up (the manager reconnects; [`Renewing`] forgets
+/// the closed one), so the next attempt goes out on it. Timeouts are not
+/// resent: the caller's deadline has passed and it settles the outcome.
+async fn resending<T, F, Fut>(mut attempt: F) -> RedisResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = RedisResult<T>>,
+{
+    let mut resends = 0;
+    loop {
+        match attempt().await {
+            Err(err) if resends < MAX_RESENDS && worth_resending(&err) => {
+                resends += 1;
+                tracing::debug!(error = %err, resends, "Redis connection closed; sending again on a new one");
+            }
+            result => return result,
+        }
+    }
 }
 
-impl SentinelConnection {
-    pub(crate) async fn connect(
-        sentinel: SentinelClient,
-        config: AsyncConnectionConfig,
-    ) -> RedisResult<Self> {
-        let connection = SentinelConnection {
-            sentinel: tokio::sync::Mutex::new(sentinel),
-            master: Mutex::new((0, None)),
-            config,
-        };
-        connection.master().await?;
-        Ok(connection)
-    }
+/// Whether a fresh connection may take the command: its connection was
+/// closed, or it reached a server that a failover made a replica
+/// (`READONLY`, which runs nothing; Sentinel then names the new master).
+fn worth_resending(err: &RedisError) -> bool {
+    connection_closed(err) || err.code() == Some("READONLY")
+}
 
-    /// The master's `Client`, as Sentinel names it now.
-    pub(crate) async fn master_client(&self) -> RedisResult<redis::Client> {
-        self.sentinel.lock().await.async_get_client().await
-    }
+/// Whether `err` says the connection was closed or could not be used (as
+/// opposed to a timeout, which may have left the command running, or an
+/// answer from the server).
+pub(crate) fn connection_closed(err: &RedisError) -> bool {
+    err.is_connection_dropped() && !err.is_timeout()
+}
 
-    async fn master(&self) -> RedisResult<(u64, MultiplexedConnection)> {
-        if let Some(master) = self.current() {
-            return Ok(master);
+/// A connection made again after a failure that leaves it unusable: Cluster
+/// connections (whose driver task dies with the runtime that spawned it) and
+/// Sentinel's master (which a failover may have turned into a replica).
+pub(crate) struct Renewing<C> {
+    connect: Box<dyn Fn() -> BoxFuture<'static, RedisResult<C>> + Send + Sync>,
+    /// One connection attempt at a time; the others wait for its result.
+    connecting: tokio::sync::Mutex<()>,
+    /// The connection and its generation, so a failed call forgets only the
+    /// connection it used, not a newer one another call just made.
+    current: Mutex<(u64, Option<C>)>,
+}
+
+impl<C: Clone + Send + 'static> Renewing<C> {
+    fn new(
+        connect: impl Fn() -> BoxFuture<'static, RedisResult<C>> + Send + Sync + 'static,
+        first: Option<C>,
+    ) -> Self {
+        Renewing {
+            connect: Box::new(connect),
+            connecting: tokio::sync::Mutex::new(()),
+            current: Mutex::new((0, first)),
         }
-        let mut sentinel = self.sentinel.lock().await;
-        if let Some(master) = self.current() {
-            return Ok(master); // another call connected while this one waited
+    }
+
+    async fn current(&self) -> RedisResult<(u64, C)> {
+        if let Some(current) = self.cached() {
+            return Ok(current);
         }
-        let connection = sentinel
-            .async_get_client()
-            .await?
-            .get_multiplexed_async_connection_with_config(&self.config)
-            .await?;
-        let mut master = self.lock_master();
-        master.0 += 1;
-        master.1 = Some(connection.clone());
-        Ok((master.0, connection))
+        let _connecting = self.connecting.lock().await;
+        if let Some(current) = self.cached() {
+            return Ok(current); // another call connected while this one waited
+        }
+        let connection = (self.connect)().await?;
+        let mut current = self.lock_current();
+        current.0 += 1;
+        current.1 = Some(connection.clone());
+        Ok((current.0, connection))
     }
 
-    fn current(&self) -> Option<(u64, MultiplexedConnection)> {
-        let master = self.lock_master();
-        master.1.clone().map(|connection| (master.0, connection))
+    fn cached(&self) -> Option<(u64, C)> {
+        let current = self.lock_current();
+        current.1.clone().map(|connection| (current.0, connection))
     }
 
-    fn lock_master(&self) -> std::sync::MutexGuard<'_, (u64, Option<MultiplexedConnection>)> {
-        self.master
+    fn lock_current(&self) -> std::sync::MutexGuard<'_, (u64, Option<C>)> {
+        self.current
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     async fn send<T, F, Fut>(&self, request: F) -> RedisResult<T>
     where
-        F: FnOnce(MultiplexedConnection) -> Fut,
-        Fut: std::future::Future<Output = RedisResult<T>>,
+        F: FnOnce(C) -> Fut,
+        Fut: Future<Output = RedisResult<T>>,
     {
-        let (generation, connection) = self.master().await?;
+        let (generation, connection) = self.current().await?;
         let result = request(connection).await;
         if let Err(err) = &result
-            && needs_new_master(err)
+            && needs_new_connection(err)
         {
-            let mut master = self.lock_master();
-            if master.0 == generation {
-                master.1 = None;
+            let mut current = self.lock_current();
+            if current.0 == generation {
+                current.1 = None;
             }
         }
         result
@@ -142,7 +272,7 @@ impl SentinelConnection {
 
 /// Whether the connection is unusable or points at a server that is no
 /// longer the master (a failover made it a read-only replica).
-fn needs_new_master(err: &RedisError) -> bool {
+fn needs_new_connection(err: &RedisError) -> bool {
     err.is_io_error()
         || err.is_connection_dropped()
         || err.is_unrecoverable_error()

@@ -14,7 +14,7 @@ use shedlock_core::{
     BoxFuture, Lease, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch, Waiter,
 };
 
-use crate::connection::{RedisConnection, SentinelConnection};
+use crate::connection::RedisConnection;
 use crate::keys::LockKeys;
 use crate::releases::{RELEASE_CHANNEL, ReleaseHub};
 use crate::scripts::{
@@ -156,7 +156,7 @@ impl RedisLockProvider {
             .await
             .map_err(|err| connect_error(description, &err))?;
         Ok(Self::from_parts(
-            RedisConnection::Cluster(connection),
+            RedisConnection::cluster(client, connection),
             description.to_owned(),
             ReleaseHub::new(None),
         ))
@@ -197,17 +197,14 @@ impl RedisLockProvider {
         let config = AsyncConnectionConfig::new()
             .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(DEFAULT_CONNECTION_TIMEOUT));
-        let connection = SentinelConnection::connect(sentinel, config)
+        let sentinel = Arc::new(tokio::sync::Mutex::new(sentinel));
+        let connection = RedisConnection::sentinel(sentinel.clone(), config)
             .await
             .map_err(|err| connect_error(&server, &err))?;
         // Release notifications go to the master found now; after a failover,
         // waiters fall back to lease-end hints and polling.
-        let releases = ReleaseHub::new(connection.master_client().await.ok());
-        Ok(Self::from_parts(
-            RedisConnection::Sentinel(Arc::new(connection)),
-            server,
-            releases,
-        ))
+        let releases = ReleaseHub::new(sentinel.lock().await.async_get_client().await.ok());
+        Ok(Self::from_parts(connection, server, releases))
     }
 
     fn from_parts(connection: RedisConnection, server: String, releases: ReleaseHub) -> Self {

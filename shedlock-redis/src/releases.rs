@@ -21,6 +21,10 @@ const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a failed subscription, waiters poll for this long before anyone
 /// tries (and waits for) the subscription again.
 const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(30);
+/// The first and the longest pause between attempts to subscribe again
+/// after the subscription was lost while somebody waits.
+const RESUBSCRIBE_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const RESUBSCRIBE_BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// The smallest watcher map that is swept of counters nobody watches.
 const SWEEP_FLOOR: usize = 1024;
 
@@ -97,24 +101,14 @@ impl ReleaseHub {
         {
             return;
         }
-        let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
-            let mut pubsub = client.get_async_pubsub().await?;
-            pubsub.subscribe(RELEASE_CHANNEL).await?;
-            Ok::<_, redis::RedisError>(pubsub)
-        })
-        .await;
-        match subscribed {
-            Ok(Ok(pubsub)) => {
+        match subscribe(client).await {
+            Ok(pubsub) => {
                 let watchers = Arc::downgrade(&self.watchers);
-                listener.task = Some(tokio::spawn(dispatch(pubsub, watchers)));
+                listener.task = Some(tokio::spawn(dispatch(client.clone(), pubsub, watchers)));
                 listener.failed_at = None;
             }
-            Ok(Err(err)) => {
+            Err(err) => {
                 tracing::debug!(error = %err, "cannot subscribe to lock releases; waiters poll instead");
-                listener.failed_at = Some(Instant::now());
-            }
-            Err(_) => {
-                tracing::debug!("subscribing to lock releases timed out; waiters poll instead");
                 listener.failed_at = Some(Instant::now());
             }
         }
@@ -129,8 +123,63 @@ impl Drop for ReleaseHub {
     }
 }
 
-/// Wakes the waiters of each published key until the connection or the hub goes.
-async fn dispatch(pubsub: redis::aio::PubSub, watchers: Weak<Watchers>) {
+/// A connection subscribed to [`RELEASE_CHANNEL`].
+async fn subscribe(client: &Client) -> redis::RedisResult<redis::aio::PubSub> {
+    let subscribed = tokio::time::timeout(SUBSCRIBE_TIMEOUT, async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.subscribe(RELEASE_CHANNEL).await?;
+        Ok(pubsub)
+    })
+    .await;
+    subscribed.unwrap_or_else(|_| {
+        Err(redis::RedisError::from(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "subscribing to lock releases timed out",
+        )))
+    })
+}
+
+/// Wakes the waiters of each published key until the hub goes. When the
+/// connection is closed (an idle timeout, `CLIENT KILL`, a restart), it
+/// subscribes again while anyone waits, then wakes every waiter: a release
+/// published in between was missed, so each tries again at once rather than
+/// at its next poll. When nobody waits it stops; the next waiter starts it.
+async fn dispatch(client: Client, first: redis::aio::PubSub, watchers: Weak<Watchers>) {
+    let mut pubsub = Some(first);
+    let mut backoff = RESUBSCRIBE_BACKOFF_MIN;
+    loop {
+        if let Some(pubsub) = pubsub.take() {
+            deliver(pubsub, &watchers).await;
+            tracing::debug!("lock release subscription lost; subscribing again");
+        }
+        let Some(strong) = watchers.upgrade() else {
+            return;
+        };
+        if !lock(&strong).values().any(ReleaseNotifier::is_watched) {
+            return;
+        }
+        drop(strong);
+        match subscribe(&client).await {
+            Ok(renewed) => {
+                if let Some(watchers) = watchers.upgrade() {
+                    for releases in lock(&watchers).values() {
+                        releases.notify_released();
+                    }
+                }
+                pubsub = Some(renewed);
+                backoff = RESUBSCRIBE_BACKOFF_MIN;
+            }
+            Err(err) => {
+                tracing::debug!(error = %err, "cannot subscribe to lock releases again; waiters poll meanwhile");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RESUBSCRIBE_BACKOFF_MAX);
+            }
+        }
+    }
+}
+
+/// Wakes the waiters of each key published on `pubsub` until it ends.
+async fn deliver(pubsub: redis::aio::PubSub, watchers: &Weak<Watchers>) {
     let mut messages = pubsub.into_on_message();
     while let Some(message) = messages.next().await {
         let Some(watchers) = watchers.upgrade() else {
@@ -148,7 +197,6 @@ async fn dispatch(pubsub: redis::aio::PubSub, watchers: Weak<Watchers>) {
             }
         }
     }
-    tracing::debug!("lock release subscription ended; waiters poll until it is renewed");
 }
 
 /// The map is never left inconsistent by a panic, so a poisoned lock is still usable.

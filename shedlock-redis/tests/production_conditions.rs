@@ -147,7 +147,10 @@ async fn keep_alive_survives_connections_killed_during_the_job() {
         is_lease_lost()
     });
     let lost = job.await.unwrap().expect("the free lock was not taken");
-    assert!(!lost, "keep-alive lost the lease after its connection was killed");
+    assert!(
+        !lost,
+        "keep-alive lost the lease after its connection was killed"
+    );
 }
 
 /// Makes a provider on a runtime of its own, which is gone when this returns.
@@ -194,9 +197,8 @@ async fn lock_cycles_work(provider: &RedisLockProvider, name: &str) {
 async fn a_standalone_provider_works_after_the_runtime_that_made_it_is_gone() {
     let server = RedisServer::start();
     let url = server.url().to_owned();
-    let provider = made_on_a_dropped_runtime(async move {
-        RedisLockProvider::connect(&url).await.unwrap()
-    });
+    let provider =
+        made_on_a_dropped_runtime(async move { RedisLockProvider::connect(&url).await.unwrap() });
     lock_cycles_work(&provider, "standalone-other-runtime").await;
 }
 
@@ -240,7 +242,10 @@ async fn cluster_and_sentinel_connections_killed_between_ticks_do_not_fail_the_n
         lock_cycles_work(&on_cluster, &format!("cluster-killed-{tick}")).await;
         lock_cycles_work(&on_sentinel, &format!("sentinel-killed-{tick}")).await;
         for node in 0..3 {
-            kills.fetch_add(kill_clients(cluster.node(node), "normal"), Ordering::Relaxed);
+            kills.fetch_add(
+                kill_clients(cluster.node(node), "normal"),
+                Ordering::Relaxed,
+            );
         }
         kills.fetch_add(kill_clients(&master, "normal"), Ordering::Relaxed);
     }
