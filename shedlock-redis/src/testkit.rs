@@ -2,7 +2,10 @@
 //!
 //! Tests talk to a real Redis, never a mock. Setting `SHEDLOCK_TEST_REDIS_URL`
 //! points them at a running server instead (then [`RedisServer::kill`] and
-//! [`RedisServer::restart`] are unavailable).
+//! [`RedisServer::restart`] are unavailable). `SHEDLOCK_TEST_REDIS_SERVER`
+//! names another server binary to start (a Redis 6.2 `redis-server`, a
+//! `valkey-server`), and `SHEDLOCK_TEST_REDIS_CLI` the `redis-cli` that joins
+//! test clusters.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -20,6 +23,61 @@ macro_rules! fail {
 /// The environment variable naming an existing server for tests.
 pub const REDIS_URL_ENV: &str = "SHEDLOCK_TEST_REDIS_URL";
 
+/// The environment variable naming the server binary tests start (a path or
+/// a command on the `PATH`; `redis-server` when unset).
+pub const REDIS_SERVER_ENV: &str = "SHEDLOCK_TEST_REDIS_SERVER";
+
+/// The environment variable naming the `redis-cli` that creates test
+/// clusters (`redis-cli` when unset; a Redis 7 one also joins Valkey and
+/// Redis 6.2 nodes).
+pub const REDIS_CLI_ENV: &str = "SHEDLOCK_TEST_REDIS_CLI";
+
+/// The server binary tests start: `SHEDLOCK_TEST_REDIS_SERVER`, or `redis-server`.
+pub fn server_binary() -> String {
+    env_or(REDIS_SERVER_ENV, "redis-server")
+}
+
+/// The first line of `{server_binary} --version`, e.g.
+/// `Valkey server v=8.1.8 ...` or `Redis server v=6.2.14 ...`.
+///
+/// # Panics
+///
+/// When the binary cannot be run (the message says how to install one).
+pub fn server_version() -> String {
+    let binary = server_binary();
+    match Command::new(&binary).arg("--version").output() {
+        Ok(output) => String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        Err(err) => fail!("{}", missing_server(&binary, &err)),
+    }
+}
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.is_empty())
+        .unwrap_or_else(|| default.to_owned())
+}
+
+/// What to do when the server binary cannot be run.
+fn missing_server(binary: &str, err: &std::io::Error) -> String {
+    if std::env::var_os(REDIS_SERVER_ENV).is_some_and(|value| !value.is_empty()) {
+        format!(
+            "{REDIS_SERVER_ENV}={binary} cannot be run ({err}); point it at a redis-server or valkey-server binary"
+        )
+    } else {
+        format!(
+            "redis-server is not installed ({err}), and these tests need a real Redis. Install it \
+             (Debian/Ubuntu: `apt-get install -y redis-server`; macOS: `brew install redis`), \
+             set {REDIS_SERVER_ENV}=/path/to/redis-server (or valkey-server) to start another \
+             binary, or set {REDIS_URL_ENV}=redis://127.0.0.1:6379 to use a running server."
+        )
+    }
+}
+
 /// A `redis-server` process owned by a test. It keeps nothing on disk, and it
 /// stops when this value is dropped or the test process exits.
 pub struct RedisServer {
@@ -35,8 +93,9 @@ impl RedisServer {
     ///
     /// # Panics
     ///
-    /// When `redis-server` is not installed (the message says how to install
-    /// it) or does not start: a test that needs Redis must fail, not skip.
+    /// When `redis-server` (or `SHEDLOCK_TEST_REDIS_SERVER`) is not installed
+    /// (the message says how to install it) or does not start: a test that
+    /// needs Redis must fail, not skip.
     pub fn start() -> RedisServer {
         if let Ok(url) = std::env::var(REDIS_URL_ENV) {
             return RedisServer {
@@ -134,17 +193,19 @@ impl RedisServer {
         String::from_utf8_lossy(&reply[..n]).into_owned()
     }
 
+    /// Whether the server accepts `SET key value NX GET` (Redis 7 and Valkey;
+    /// Redis 6.2 answers a syntax error), probed on a throwaway key.
+    pub fn supports_set_nx_get(&self) -> bool {
+        let key = "shedlock-testkit:set-nx-get-probe";
+        let reply = self.command(&format!("SET {key} probe NX GET"));
+        self.command(&format!("DEL {key}"));
+        !reply.starts_with('-')
+    }
+
     fn spawn(&mut self) {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            fail!(
-                "redis-server is not installed, and these tests need a real Redis. Install it \
-                 (Debian/Ubuntu: `apt-get install -y redis-server`; macOS: `brew install redis`), \
-                 or set {REDIS_URL_ENV}=redis://127.0.0.1:6379 to use a running server."
-            );
+        let binary = server_binary();
+        if let Err(err) = Command::new(&binary).arg("--version").output() {
+            fail!("{}", missing_server(&binary, &err));
         }
         // The shell kills the server when the test process exits (its stdin
         // closes), so no server outlives a test run, even one that panics.
@@ -153,19 +214,22 @@ impl RedisServer {
         } else {
             self.extra_args.join(" ")
         };
+        // The binary is the script's $1, so its path needs no quoting.
         let script = format!(
-            "redis-server {listen} --bind 127.0.0.1 --save '' --appendonly no \
+            "\"$1\" {listen} --bind 127.0.0.1 --save '' --appendonly no \
              --daemonize no --loglevel warning --logfile '' </dev/null & pid=$!; \
              read _; kill -9 $pid; wait $pid"
         );
         let child = Command::new("sh")
             .arg("-c")
             .arg(script)
+            .arg("sh")
+            .arg(&binary)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap_or_else(|err| fail!("cannot start redis-server: {err}"));
+            .unwrap_or_else(|err| fail!("cannot start {binary}: {err}"));
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
@@ -174,7 +238,7 @@ impl RedisServer {
             }
             if Instant::now() > deadline {
                 fail!(
-                    "redis-server on port {} did not answer PING within 10 s",
+                    "{binary} on port {} did not answer PING within 10 s",
                     self.port
                 );
             }
@@ -243,7 +307,8 @@ impl RedisCluster {
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port()))
             .collect();
-        let created = Command::new("redis-cli")
+        let cli = env_or(REDIS_CLI_ENV, "redis-cli");
+        let created = Command::new(&cli)
             .arg("--cluster")
             .arg("create")
             .args(&addresses)
@@ -251,11 +316,11 @@ impl RedisCluster {
             .stdin(Stdio::null())
             .output()
             .unwrap_or_else(|err| {
-                fail!("redis-cli is needed to create the test cluster (it comes with redis-server, e.g. apt-get install -y redis-server): {err}")
+                fail!("{cli} is needed to create the test cluster (redis-cli comes with redis-server, e.g. apt-get install -y redis-server; {REDIS_CLI_ENV} names another): {err}")
             });
         assert!(
             created.status.success(),
-            "redis-cli --cluster create failed: {}",
+            "{cli} --cluster create failed: {}",
             String::from_utf8_lossy(&created.stdout)
         );
         let deadline = Instant::now() + Duration::from_secs(20);
