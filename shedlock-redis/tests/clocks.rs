@@ -68,8 +68,9 @@ fn libfaketime() -> PathBuf {
         .unwrap_or_else(|| {
             panic!(
                 "libfaketime is not installed, and this test needs it to skew a worker's clock. \
-                 Install it (Debian/Ubuntu: `apt-get install -y faketime`; it is in `.ci/run`), \
-                 or set {LIBFAKETIME_ENV}=/path/to/libfaketimeMT.so.1"
+                 Install it (Debian/Ubuntu: `apt-get install -y faketime`, which brings the \
+                 libfaketime package; `bash .ci/test` does it), or set \
+                 {LIBFAKETIME_ENV}=/path/to/libfaketimeMT.so.1"
             )
         })
 }

@@ -18,11 +18,12 @@ fn make_certificates(dir: &Path) {
             .arg(format!("openssl {args}"))
             .current_dir(dir)
             .output()
-            .unwrap_or_else(|err| panic!("the openssl command is needed for this test: {err}"));
+            .unwrap_or_else(|err| panic!("cannot run sh for the openssl command: {err}"));
         assert!(
             status.status.success(),
-            "openssl {args}: {}",
-            String::from_utf8_lossy(&status.stderr)
+            "openssl {args}: {} (this test needs the openssl command: Debian/Ubuntu \
+             `apt-get install -y openssl`; `bash .ci/test` does it)",
+            String::from_utf8_lossy(&status.stderr).trim_end()
         );
     };
     run(
