@@ -1,7 +1,7 @@
 //! The cost of a lock cycle (acquire + release) next to its floor: the raw
 //! `redis` crate sending only `SET key value NX PX 30000` and one
 //! compare-and-delete script, over the same kind of connection (a
-//! `ConnectionManager` with the same settings) in the same process.
+//! `MultiplexedConnection` with the same settings) in the same process.
 //!
 //! `cargo bench --bench lock_cycle` (a private redis-server is started; set
 //! `SHEDLOCK_TEST_REDIS_URL` to use another). `CYCLES=N` sets the serial
@@ -22,7 +22,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::AsyncConnectionConfig;
+use redis::aio::MultiplexedConnection;
 use redis::{Client, Script, Value};
 use shedlock::redis::{DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisLockProvider};
 use shedlock::{
@@ -49,7 +50,7 @@ return 0";
 /// the breakdown, shedlock's own commands sent the same way).
 #[derive(Clone)]
 struct Floor {
-    connection: ConnectionManager,
+    connection: MultiplexedConnection,
     release: Arc<Script>,
     /// shedlock's release script, sent by the raw client with shedlock's
     /// acquisition commands: what they cost the server, without any of
@@ -672,7 +673,7 @@ struct ServerCounts {
 }
 
 /// The server's counts from `INFO stats` and `INFO commandstats`.
-async fn command_stats(admin: &mut ConnectionManager) -> BenchResult<ServerCounts> {
+async fn command_stats(admin: &mut MultiplexedConnection) -> BenchResult<ServerCounts> {
     let info: String = redis::cmd("INFO")
         .arg("stats")
         .arg("commandstats")
@@ -708,7 +709,7 @@ async fn command_stats(admin: &mut ConnectionManager) -> BenchResult<ServerCount
     Ok(ServerCounts { calls, reads })
 }
 
-async fn reset_stats(admin: &mut ConnectionManager) -> BenchResult<()> {
+async fn reset_stats(admin: &mut MultiplexedConnection) -> BenchResult<()> {
     let () = redis::cmd("CONFIG")
         .arg("RESETSTAT")
         .query_async(admin)
@@ -728,7 +729,7 @@ fn sent_by_client(command: &str) -> bool {
 /// Server-side counts per run of a plain run, a run with `lock_at_least_for`
 /// and one with keep-alive, next to the floor's; `Ok(false)` unless a plain
 /// run takes exactly 2 round trips.
-async fn commands_per_run(bench: &Bench, admin: &mut ConnectionManager) -> BenchResult<bool> {
+async fn commands_per_run(bench: &Bench, admin: &mut MultiplexedConnection) -> BenchResult<bool> {
     const RUNS: usize = 100;
     const KEEP_ALIVE_RUNS: usize = 10;
     // Load every script first, so no run pays a NOSCRIPT reply and a load,
@@ -866,23 +867,25 @@ async fn run() -> BenchResult<bool> {
         .unwrap_or(10_000);
     let server = RedisServer::start();
     // The provider and the floor get the same client settings: the provider's defaults.
-    let config = ConnectionManagerConfig::new()
+    let config = AsyncConnectionConfig::new()
         .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(DEFAULT_CONNECTION_TIMEOUT))
-        .set_number_of_retries(2)
-        .set_max_delay(Duration::from_millis(500));
+        .set_connection_timeout(Some(DEFAULT_CONNECTION_TIMEOUT));
     let client = Client::open(server.url())?;
     let provider =
         RedisLockProvider::with_connection_config(client.clone(), config.clone()).await?;
     let floor = Floor {
-        connection: ConnectionManager::new_with_config(client.clone(), config.clone()).await?,
+        connection: client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?,
         release: Arc::new(Script::new(FLOOR_RELEASE)),
         shedlock_release: Arc::new(Script::new(concat!(
             include_str!("../shedlock-redis/src/scripts/lease_value.lua"),
             include_str!("../shedlock-redis/src/scripts/release.lua")
         ))),
     };
-    let mut admin = ConnectionManager::new_with_config(client, config).await?;
+    let mut admin = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
     let bench = Bench {
         executor: LockingTaskExecutor::new(provider.clone()),
         provider,

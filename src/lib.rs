@@ -62,7 +62,7 @@ pub use shedlock_macros::scheduler_lock;
 /// The Redis provider (feature `redis`).
 #[cfg(feature = "redis")]
 pub mod redis {
-    /// The `redis` crate, for building a `Client` or `ConnectionManagerConfig`.
+    /// The `redis` crate, for building a `Client` or an `AsyncConnectionConfig`.
     pub use shedlock_redis::redis as client;
     pub use shedlock_redis::{
         DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, LockValue, RedisLockProvider,

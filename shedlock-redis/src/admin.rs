@@ -11,8 +11,9 @@ use shedlock_core::{
 };
 
 use crate::connection::RedisConnection;
+use crate::errors::store_error;
 use crate::keys::{FENCE_SUFFIX, HOLDERS_SUFFIX, SETTINGS_SUFFIX, WAITERS_SUFFIX};
-use crate::provider::{RedisLockProvider, store_error};
+use crate::provider::RedisLockProvider;
 use crate::releases::RELEASE_CHANNEL;
 use crate::scripts::{FORCE_RELEASE, PAUSE, RESUME, SET_CAPACITY, STATE};
 use crate::value::LockValue;

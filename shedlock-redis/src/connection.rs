@@ -1,13 +1,13 @@
-//! One connection type for every deployment: a standalone server (through a
-//! self-reconnecting `ConnectionManager`), a Redis Cluster, or the master
-//! that Sentinel names. Scripts and leases run on it unchanged, and a command
+//! One connection type for every deployment: a standalone server, a Redis
+//! Cluster, or the master that Sentinel names, each made again after a
+//! failure. Scripts and leases run on it unchanged, and a command
 //! that meets a closed connection is sent again on a fresh one.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use futures_util::future::BoxFuture;
-use redis::aio::{ConnectionLike, ConnectionManager, MultiplexedConnection};
+use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::RoutingInfo;
@@ -30,23 +30,43 @@ const MAX_RESENDS: u32 = 2;
 /// that is gone) is sent again on a fresh connection instead of failing the
 /// lock operation: whether or not the first copy reached the server, the
 /// outcome is the same.
+///
+/// A standalone server and Sentinel's master are one multiplexed connection
+/// each, made again after a failure (not a `ConnectionManager`: it keeps a
+/// connection attempt that failed for any reason but I/O, such as rejected
+/// credentials, and fails every later command until the process restarts).
 #[derive(Clone)]
 pub(crate) enum RedisConnection {
-    Standalone(ConnectionManager),
+    Single(Arc<Renewing<MultiplexedConnection>>),
     Cluster(Arc<Renewing<ClusterConnection>>),
-    Sentinel(Arc<Renewing<MultiplexedConnection>>),
 }
 
 impl RedisConnection {
-    pub(crate) fn cluster(client: ClusterClient, first: ClusterConnection) -> Self {
-        let renewing = Renewing::new(
-            move || {
-                let client = client.clone();
-                Box::pin(async move { client.get_async_connection().await })
-            },
-            Some(first),
-        );
-        RedisConnection::Cluster(Arc::new(renewing))
+    /// A standalone server; connects before returning.
+    pub(crate) async fn standalone(
+        client: redis::Client,
+        config: AsyncConnectionConfig,
+    ) -> RedisResult<Self> {
+        let renewing = Renewing::new(move || {
+            let (client, config) = (client.clone(), config.clone());
+            Box::pin(async move {
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+            })
+        });
+        renewing.current().await?;
+        Ok(RedisConnection::Single(Arc::new(renewing)))
+    }
+
+    /// A Redis Cluster; connects before returning.
+    pub(crate) async fn cluster(client: ClusterClient) -> RedisResult<Self> {
+        let renewing = Renewing::new(move || {
+            let client = client.clone();
+            Box::pin(async move { client.get_async_connection().await })
+        });
+        renewing.current().await?;
+        Ok(RedisConnection::Cluster(Arc::new(renewing)))
     }
 
     /// The master Sentinel names, looked up again after a connection failure
@@ -55,20 +75,17 @@ impl RedisConnection {
         sentinel: Arc<tokio::sync::Mutex<SentinelClient>>,
         config: AsyncConnectionConfig,
     ) -> RedisResult<Self> {
-        let renewing = Renewing::new(
-            move || {
-                let (sentinel, config) = (sentinel.clone(), config.clone());
-                Box::pin(async move {
-                    let master = sentinel.lock().await.async_get_client().await?;
-                    master
-                        .get_multiplexed_async_connection_with_config(&config)
-                        .await
-                })
-            },
-            None,
-        );
+        let renewing = Renewing::new(move || {
+            let (sentinel, config) = (sentinel.clone(), config.clone());
+            Box::pin(async move {
+                let master = sentinel.lock().await.async_get_client().await?;
+                master
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await
+            })
+        });
         renewing.current().await?;
-        Ok(RedisConnection::Sentinel(Arc::new(renewing)))
+        Ok(RedisConnection::Single(Arc::new(renewing)))
     }
 
     /// Sends `cmd` to the node `routing` names (a cluster's operator
@@ -88,16 +105,15 @@ impl RedisConnection {
     }
 
     /// One attempt at `cmd`, on the current connection.
-    async fn send_once(&mut self, cmd: &Cmd) -> RedisResult<Value> {
+    async fn send_once(&self, cmd: &Cmd) -> RedisResult<Value> {
         match self {
-            RedisConnection::Standalone(connection) => connection.req_packed_command(cmd).await,
-            RedisConnection::Cluster(cluster) => {
-                cluster
+            RedisConnection::Single(single) => {
+                single
                     .send(|mut c| async move { c.req_packed_command(cmd).await })
                     .await
             }
-            RedisConnection::Sentinel(master) => {
-                master
+            RedisConnection::Cluster(cluster) => {
+                cluster
                     .send(|mut c| async move { c.req_packed_command(cmd).await })
                     .await
             }
@@ -106,26 +122,21 @@ impl RedisConnection {
 
     /// One attempt at a pipeline, on the current connection.
     async fn send_pipeline_once(
-        &mut self,
+        &self,
         pipeline: &Pipeline,
         offset: usize,
         count: usize,
     ) -> RedisResult<Vec<Value>> {
         match self {
-            RedisConnection::Standalone(connection) => {
-                connection
-                    .req_packed_commands(pipeline, offset, count)
-                    .await
-            }
-            RedisConnection::Cluster(cluster) => {
-                cluster
+            RedisConnection::Single(single) => {
+                single
                     .send(
                         |mut c| async move { c.req_packed_commands(pipeline, offset, count).await },
                     )
                     .await
             }
-            RedisConnection::Sentinel(master) => {
-                master
+            RedisConnection::Cluster(cluster) => {
+                cluster
                     .send(
                         |mut c| async move { c.req_packed_commands(pipeline, offset, count).await },
                     )
@@ -137,11 +148,7 @@ impl RedisConnection {
 
 impl ConnectionLike for RedisConnection {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        let connection = self.clone();
-        Box::pin(resending(move || {
-            let mut connection = connection.clone();
-            async move { connection.send_once(cmd).await }
-        }))
+        Box::pin(resending(|| self.send_once(cmd)))
     }
 
     fn req_packed_commands<'a>(
@@ -150,25 +157,21 @@ impl ConnectionLike for RedisConnection {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let connection = self.clone();
+        let this: &'a Self = self;
         Box::pin(resending(move || {
-            let mut connection = connection.clone();
-            async move { connection.send_pipeline_once(pipeline, offset, count).await }
+            this.send_pipeline_once(pipeline, offset, count)
         }))
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            RedisConnection::Standalone(connection) => connection.get_db(),
-            RedisConnection::Cluster(_) | RedisConnection::Sentinel(_) => 0,
-        }
+        0 // only read by redis-rs's own connection types; the database is chosen at connect
     }
 }
 
 /// Runs `attempt`, and again (at most [`MAX_RESENDS`] more times) while it
 /// fails because its connection was closed. Each failed attempt has already
-/// set a fresh connection up (the manager reconnects; [`Renewing`] forgets
-/// the closed one), so the next attempt goes out on it. Timeouts are not
+/// made [`Renewing`] forget the closed connection, so the next attempt goes
+/// out on a new one. Timeouts are not
 /// resent: the caller's deadline has passed and it settles the outcome.
 async fn resending<T, F, Fut>(mut attempt: F) -> RedisResult<T>
 where
@@ -201,13 +204,18 @@ pub(crate) fn connection_closed(err: &RedisError) -> bool {
     err.is_connection_dropped() && !err.is_timeout()
 }
 
-/// A connection made again after a failure that leaves it unusable: Cluster
-/// connections (whose driver task dies with the runtime that spawned it) and
-/// Sentinel's master (which a failover may have turned into a replica).
+/// A connection made again after a failure that leaves it unusable: closed,
+/// timed out, rejected, or (Sentinel) on a server that a failover made a
+/// replica. A Cluster connection is made again too: its driver task dies with
+/// the runtime that spawned it.
 pub(crate) struct Renewing<C> {
     connect: Box<dyn Fn() -> BoxFuture<'static, RedisResult<C>> + Send + Sync>,
-    /// One connection attempt at a time; the others wait for its result.
-    connecting: tokio::sync::Mutex<()>,
+    /// One connection attempt at a time. Callers that waited for a failed
+    /// attempt share its error instead of each trying again in turn (with
+    /// many tasks and a server that does not answer, that would be a hang).
+    connecting: tokio::sync::Mutex<Option<(u64, RedisError)>>,
+    /// How many attempts were made, to tell a caller's own from another's.
+    attempts: std::sync::atomic::AtomicU64,
     /// The connection and its generation, so a failed call forgets only the
     /// connection it used, not a newer one another call just made.
     current: Mutex<(u64, Option<C>)>,
@@ -216,12 +224,12 @@ pub(crate) struct Renewing<C> {
 impl<C: Clone + Send + 'static> Renewing<C> {
     fn new(
         connect: impl Fn() -> BoxFuture<'static, RedisResult<C>> + Send + Sync + 'static,
-        first: Option<C>,
     ) -> Self {
         Renewing {
             connect: Box::new(connect),
-            connecting: tokio::sync::Mutex::new(()),
-            current: Mutex::new((0, first)),
+            connecting: tokio::sync::Mutex::new(None),
+            attempts: std::sync::atomic::AtomicU64::new(0),
+            current: Mutex::new((0, None)),
         }
     }
 
@@ -229,15 +237,33 @@ impl<C: Clone + Send + 'static> Renewing<C> {
         if let Some(current) = self.cached() {
             return Ok(current);
         }
-        let _connecting = self.connecting.lock().await;
+        let seen = self.attempts.load(std::sync::atomic::Ordering::Acquire);
+        let mut last_failure = self.connecting.lock().await;
         if let Some(current) = self.cached() {
             return Ok(current); // another call connected while this one waited
         }
-        let connection = (self.connect)().await?;
-        let mut current = self.lock_current();
-        current.0 += 1;
-        current.1 = Some(connection.clone());
-        Ok((current.0, connection))
+        if let Some((attempt, err)) = &*last_failure
+            && *attempt > seen
+        {
+            return Err(err.clone()); // another call just tried, and failed
+        }
+        let attempt = self
+            .attempts
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
+        match (self.connect)().await {
+            Ok(connection) => {
+                *last_failure = None;
+                let mut current = self.lock_current();
+                current.0 += 1;
+                current.1 = Some(connection.clone());
+                Ok((current.0, connection))
+            }
+            Err(err) => {
+                *last_failure = Some((attempt, err.clone()));
+                Err(err)
+            }
+        }
     }
 
     fn cached(&self) -> Option<(u64, C)> {

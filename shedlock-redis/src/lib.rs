@@ -27,6 +27,7 @@
 
 mod admin;
 mod connection;
+mod errors;
 mod keys;
 mod provider;
 mod releases;
@@ -39,5 +40,5 @@ pub mod testkit;
 pub use provider::{DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisLockProvider};
 pub use value::LockValue;
 
-/// The `redis` crate this provider is built on, for `Client` and `ConnectionManagerConfig`.
+/// The `redis` crate this provider is built on, for `Client` and `AsyncConnectionConfig`.
 pub use redis;

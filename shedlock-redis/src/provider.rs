@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionLike;
 use redis::cluster::ClusterClient;
 use redis::sentinel::{SentinelClient, SentinelServerType};
 use redis::{AsyncConnectionConfig, Client, Cmd, RedisError, Script, Value};
@@ -15,6 +15,7 @@ use shedlock_core::{
 };
 
 use crate::connection::RedisConnection;
+use crate::errors::{connect_error, invalid_url, reply_may_be_lost, store_error, what_happened};
 use crate::keys::LockKeys;
 use crate::releases::{RELEASE_CHANNEL, ReleaseHub};
 use crate::scripts::{
@@ -27,8 +28,6 @@ use crate::value::{WAITED_MARK, new_lock_value};
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one connection attempt may take.
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
-
-pub(crate) const STORE: &str = "redis";
 
 /// The least fencing counter whose `INCR` is taken as a token as it is
 /// (10^15 microseconds: September 2001). Counters are seeded from the
@@ -92,35 +91,31 @@ impl RedisLockProvider {
     ///
     /// [`LockError::Store`] when the server cannot be reached.
     pub async fn new(client: Client) -> Result<Self, LockError> {
-        let config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(DEFAULT_CONNECTION_TIMEOUT))
-            .set_number_of_retries(2)
-            .set_max_delay(Duration::from_millis(500));
-        Self::with_connection_config(client, config).await
+        Self::with_connection_config(client, default_connection_config()).await
     }
 
-    /// Connects with `client` and your own connection settings (timeouts,
-    /// reconnection). Keep a response timeout: it bounds how long a lock call
-    /// can hang when Redis stops answering.
+    /// Connects with `client` and your own connection settings (timeouts).
+    /// Keep a response timeout: it bounds how long a lock call can hang when
+    /// Redis stops answering.
+    ///
+    /// The provider keeps one multiplexed connection. When it is found
+    /// closed or unusable, the next command connects again (and a command
+    /// that met the closed connection is sent again on the new one): there
+    /// are no reconnection settings to tune.
     ///
     /// # Errors
     ///
     /// [`LockError::Store`] when the server cannot be reached.
     pub async fn with_connection_config(
         client: Client,
-        config: ConnectionManagerConfig,
+        config: AsyncConnectionConfig,
     ) -> Result<Self, LockError> {
         let server = client.get_connection_info().addr().to_string();
         let releases = ReleaseHub::new(Some(client.clone()));
-        let connection = ConnectionManager::new_with_config(client, config)
+        let connection = RedisConnection::standalone(client, config)
             .await
             .map_err(|err| connect_error(&server, &err))?;
-        Ok(Self::from_parts(
-            RedisConnection::Standalone(connection),
-            server,
-            releases,
-        ))
+        Ok(Self::from_parts(connection, server, releases))
     }
 
     /// Connects to a Redis Cluster through any of its nodes (`redis://host:port`
@@ -151,12 +146,11 @@ impl RedisLockProvider {
     ///
     /// [`LockError::Store`] when the cluster cannot be reached.
     pub async fn new_cluster(client: ClusterClient, description: &str) -> Result<Self, LockError> {
-        let connection = client
-            .get_async_connection()
+        let connection = RedisConnection::cluster(client)
             .await
             .map_err(|err| connect_error(description, &err))?;
         Ok(Self::from_parts(
-            RedisConnection::cluster(client, connection),
+            connection,
             description.to_owned(),
             ReleaseHub::new(None),
         ))
@@ -194,9 +188,7 @@ impl RedisLockProvider {
         master_name: &str,
     ) -> Result<Self, LockError> {
         let server = format!("the master '{master_name}' named by Sentinel");
-        let config = AsyncConnectionConfig::new()
-            .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT))
-            .set_connection_timeout(Some(DEFAULT_CONNECTION_TIMEOUT));
+        let config = default_connection_config();
         let sentinel = Arc::new(tokio::sync::Mutex::new(sentinel));
         let connection = RedisConnection::sentinel(sentinel.clone(), config)
             .await
@@ -537,7 +529,7 @@ impl RedisLockProvider {
         err: RedisError,
     ) -> LockError {
         let name = config.name().to_owned();
-        let reason = format!("Redis at {} did not answer in time: {err}", self.server);
+        let reason = what_happened(&self.server, &err);
         let released = lease.release(Duration::ZERO).await.is_ok();
         if released {
             tracing::warn!(lock = %name, %reason, "lock acquisition uncertain; any lease it took was released");
@@ -760,23 +752,11 @@ impl Lease for RedisLease {
     }
 }
 
-/// A URL that did not parse. The client's message never repeats the URL, so
-/// no credentials can leak through it.
-fn invalid_url(err: RedisError) -> LockError {
-    LockError::InvalidConfiguration(format!(
-        "the Redis URL is not valid ({}); expected redis://[user:password@]host:port[/db] \
-         or rediss://... for TLS",
-        err.detail().unwrap_or(err.category())
-    ))
-}
-
-fn connect_error(server: &str, err: &RedisError) -> LockError {
-    store_error(
-        server,
-        "connecting",
-        err,
-        "check that Redis is running there and the URL's credentials are right",
-    )
+/// shedlock's timeouts: [`DEFAULT_RESPONSE_TIMEOUT`], [`DEFAULT_CONNECTION_TIMEOUT`].
+fn default_connection_config() -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT))
+        .set_connection_timeout(Some(DEFAULT_CONNECTION_TIMEOUT))
 }
 
 /// `cluster of host:port, host:port`, without credentials.
@@ -796,27 +776,6 @@ fn cluster_description(nodes: &[&str]) -> String {
 fn millis(duration: Duration) -> u64 {
     let ms = duration.as_nanos().div_ceil(1_000_000);
     u64::try_from(ms).unwrap_or(u64::MAX).max(1)
-}
-
-/// Whether the command may have run on the server although no reply came.
-fn reply_may_be_lost(err: &RedisError) -> bool {
-    err.is_timeout()
-        || err.is_connection_dropped()
-        || (err.is_io_error() && !err.is_connection_refusal())
-}
-
-pub(crate) fn store_error(
-    server: &str,
-    action: &str,
-    err: &RedisError,
-    consequence: &str,
-) -> LockError {
-    LockError::store(
-        STORE,
-        action,
-        format!("Redis at {server}: {err}; {consequence}"),
-        None,
-    )
 }
 
 #[cfg(test)]

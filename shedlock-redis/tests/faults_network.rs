@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use proxy::{Direction, FaultProxy};
-use redis::aio::ConnectionManagerConfig;
+use redis::AsyncConnectionConfig;
 use shedlock_core::{
     ExecutionOptions, LockConfiguration, LockError, LockProvider, LockingTaskExecutor, lease_lost,
 };
@@ -33,11 +33,9 @@ fn upstream(server: &RedisServer) -> SocketAddr {
 /// A provider that reaches Redis through `proxy`, with a short response timeout.
 async fn through(proxy: &FaultProxy) -> RedisLockProvider {
     let client = redis::Client::open(proxy.url()).unwrap();
-    let config = ConnectionManagerConfig::new()
+    let config = AsyncConnectionConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(Duration::from_millis(500)))
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_millis(200));
+        .set_connection_timeout(Some(Duration::from_millis(500)));
     RedisLockProvider::with_connection_config(client, config)
         .await
         .unwrap()
@@ -193,15 +191,49 @@ async fn a_reply_delayed_past_the_response_timeout_is_reported_and_its_lease_rel
 }
 
 #[tokio::test]
-async fn a_connection_reset_during_release_leaves_the_lease_to_end_at_lock_at_most_for() {
+async fn a_release_whose_connection_is_reset_is_sent_again_and_frees_the_lock_at_once() {
+    let server = owned_server();
+    let proxy = FaultProxy::start(upstream(&server)).await;
+    let proxied = through(&proxy).await;
+    let direct = direct(&server).await;
+    let config = config("reset-release", Duration::from_secs(60));
+
+    let guard = proxied
+        .try_lock(&config)
+        .await
+        .unwrap()
+        .expect("the lock is free");
+    let accepted = proxy.accepted();
+    // The release command is dropped and the connection reset under it.
+    proxy.reset_on_next_command();
+    guard
+        .unlock()
+        .await
+        .unwrap_or_else(|err| panic!("the reset release was not sent again: {err}"));
+    assert!(
+        !proxy.reset_pending(),
+        "the release sent nothing through the proxy"
+    );
+    assert!(
+        proxy.accepted() > accepted,
+        "the release was not sent again on a new connection"
+    );
+    assert!(
+        direct.try_lock(&config).await.unwrap().is_some(),
+        "the lock was not free right after the release"
+    );
+}
+
+#[tokio::test]
+async fn a_release_that_cannot_get_through_leaves_the_lease_to_end_at_lock_at_most_for() {
     let server = owned_server();
     let proxy = FaultProxy::start(upstream(&server)).await;
     let proxied = through(&proxy).await;
     let waiter = LockingTaskExecutor::new(direct(&server).await);
     let mut observer = connection(server.url()).await;
     let lock_at_most_for = Duration::from_millis(1500);
-    let config = config("reset-release", lock_at_most_for);
-    let key = "job-lock:default:reset-release";
+    let config = config("lost-release", lock_at_most_for);
+    let key = "job-lock:default:lost-release";
 
     let requested_at = Instant::now();
     let guard = proxied
@@ -214,14 +246,12 @@ async fn a_connection_reset_during_release_leaves_the_lease_to_end_at_lock_at_mo
     assert!(ttl > 0, "the lease is not on the server (PTTL {ttl})");
     let lease_end_earliest = sent + Duration::from_millis(ttl.unsigned_abs() - 1);
 
-    // The release command is dropped and the connection reset under it.
-    proxy.reset_on_next_command();
-    let released = guard.unlock().await;
-    assert!(
-        !proxy.reset_pending(),
-        "the release sent nothing through the proxy"
-    );
-    let err = released.expect_err("the release succeeded although its connection was reset");
+    // Nothing gets through any more: the release times out.
+    proxy.set_black_hole(true);
+    let err = guard
+        .unlock()
+        .await
+        .expect_err("the release succeeded although nothing got through");
     assert!(err.is_store_failure(), "{err:?}");
     assert!(
         get(&mut observer, key)
@@ -237,9 +267,8 @@ async fn a_connection_reset_during_release_leaves_the_lease_to_end_at_lock_at_mo
         .expect("the lease never ended");
     let taken_at = Instant::now();
     println!(
-        "reset during release: release failed with: {err}; the direct provider got the lock \
-         {:?} after the acquisition (lock_at_most_for {lock_at_most_for:?}), {:?} after the \
-         server's lease end",
+        "release lost: it failed with: {err}; the direct provider got the lock {:?} after the \
+         acquisition (lock_at_most_for {lock_at_most_for:?}), {:?} after the server's lease end",
         taken_at - requested_at,
         taken_at.saturating_duration_since(lease_end_earliest)
     );

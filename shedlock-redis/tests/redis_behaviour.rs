@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
+use redis::AsyncConnectionConfig;
 use redis::Client;
-use redis::aio::ConnectionManagerConfig;
 use shedlock_core::{LockConfiguration, LockError, LockProvider};
 use shedlock_redis::testkit::RedisServer;
 use shedlock_redis::{LockValue, RedisLockProvider};
@@ -76,7 +76,7 @@ async fn key_prefix_and_environment_are_configurable() {
 async fn an_acquisition_whose_reply_is_lost_is_released_and_reported() {
     let server = RedisServer::start();
     let client = Client::open(server.url()).unwrap();
-    let impatient = ConnectionManagerConfig::new()
+    let impatient = AsyncConnectionConfig::new()
         .set_response_timeout(Some(Duration::from_millis(100)))
         .set_connection_timeout(Some(Duration::from_secs(1)));
     let provider = RedisLockProvider::with_connection_config(client, impatient)
