@@ -129,6 +129,12 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
+            // Each cause once, below the message that says what to do.
+            let mut cause = std::error::Error::source(&err);
+            while let Some(inner) = cause {
+                eprintln!("  caused by: {inner}");
+                cause = inner.source();
+            }
             let code = match err {
                 LockError::InvalidConfiguration(_) => EXIT_USAGE,
                 _ => EXIT_STORE,

@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use shedlock_core::{
-    ExecutionOptions, LockConfiguration, LockProvider, LockingTaskExecutor, Waiter, is_lease_lost,
+    ExecutionOptions, LockAdmin, LockConfiguration, LockProvider, LockingTaskExecutor, Waiter,
+    is_lease_lost,
 };
 use shedlock_redis::RedisLockProvider;
 use shedlock_redis::testkit::{RedisCluster, RedisSentinel, RedisServer};
@@ -250,4 +251,48 @@ async fn cluster_and_sentinel_connections_killed_between_ticks_do_not_fail_the_n
         kills.fetch_add(kill_clients(&master, "normal"), Ordering::Relaxed);
     }
     assert!(kills.load(Ordering::Relaxed) >= 3, "nothing was killed");
+}
+
+#[tokio::test]
+async fn operator_commands_survive_connections_killed_between_them() {
+    let server = RedisServer::start();
+    let provider = connect(&server).await;
+    let cluster = RedisCluster::start();
+    let urls = cluster.urls();
+    let nodes: Vec<&str> = urls.iter().map(String::as_str).collect();
+    let on_cluster = RedisLockProvider::connect_cluster(&nodes).await.unwrap();
+    let config = config("operated", Duration::from_secs(30));
+    for (admin, nodes) in [
+        (&provider, vec![&server]),
+        (
+            &on_cluster,
+            vec![cluster.node(0), cluster.node(1), cluster.node(2)],
+        ),
+    ] {
+        let kill = || {
+            for node in &nodes {
+                kill_clients(node, "normal");
+            }
+        };
+        let guard = admin.try_lock(&config).await.unwrap().unwrap();
+        kill();
+        let state = admin.lock_state("operated").await.unwrap();
+        assert!(state.is_locked());
+        kill();
+        assert!(
+            admin
+                .list_locks()
+                .await
+                .unwrap()
+                .iter()
+                .any(|lock| lock.is_locked())
+        );
+        kill();
+        admin.pause("operated").await.unwrap();
+        kill();
+        admin.resume("operated").await.unwrap();
+        kill();
+        assert_eq!(admin.force_release("operated").await.unwrap(), 1);
+        drop(guard);
+    }
 }
