@@ -1,6 +1,7 @@
 //! What the three databases share: the `Engine` each one implements (its
-//! statements), and the provider logic around it (name checks, fencing
-//! column detection, timeouts, lost answers, leases, release notifications).
+//! statements), and the provider logic around it (pool settings, name
+//! checks, fencing column detection, timeouts, lost answers, leases, release
+//! notifications).
 
 use std::fmt;
 use std::future::Future;
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::identity::default_locked_by;
 use shedlock_core::{BoxFuture, Lease, LockConfiguration, LockError, LockGuard, ReleaseWatch};
-use sqlx::pool::PoolConnection;
+use sqlx::pool::{PoolConnection, PoolOptions};
 use sqlx::{Database, Pool};
 use tokio::sync::{OnceCell, oneshot};
 
@@ -155,24 +156,95 @@ fn store_title(store: &str) -> &'static str {
     }
 }
 
+/// How long a lock operation waits for a connection of the provider's own
+/// pool, opening a new one included. While the server is down (refusing
+/// connections) or restarting, operations fail after this with a clear error
+/// instead of hanging, and one that waits while the server comes back gets a
+/// connection as soon as it accepts one.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a connection of the provider's own pool may stay idle: below the
+/// limits servers and the network put on idle sessions (PostgreSQL
+/// `idle_session_timeout`, MySQL `wait_timeout`, NAT and load-balancer idle
+/// timeouts of 4-6 minutes that drop a connection without a word), so a
+/// connection is closed here before it can die there. The pool checks every
+/// minute: a connection is closed after 60-120 s of idleness.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a connection of the provider's own pool lives at most, however
+/// busy: a server that still answers but should no longer be used (the
+/// previous primary after a failover moved its DNS name) is left within this.
+const MAX_LIFETIME: Duration = Duration::from_secs(10 * 60);
+
+/// The settings of the pools the providers make (`connect`): a few
+/// connections, each pinged right before use, so one the server closed
+/// (an idle-session limit, a restart) is replaced there, before a lock
+/// statement is sent on it; idle ones closed before the server or the
+/// network does; a short wait for a connection.
+pub(crate) fn pool_options<DB: Database>() -> PoolOptions<DB> {
+    PoolOptions::new()
+        .max_connections(4)
+        .test_before_acquire(true)
+        .idle_timeout(IDLE_TIMEOUT)
+        .max_lifetime(MAX_LIFETIME)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+}
+
 /// Takes a connection from the pool within `timeout`. Nothing was sent yet,
 /// so a failure here is certain.
 pub(crate) async fn checkout<DB: Database>(
     pool: &Pool<DB>,
     timeout: Duration,
 ) -> Result<PoolConnection<DB>, Failure> {
+    let started = Instant::now();
     match tokio::time::timeout(timeout, pool.acquire()).await {
         Ok(Ok(connection)) => Ok(connection),
+        Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => Err(Failure {
+            unanswered: false,
+            message: no_connection(pool, started.elapsed()),
+            source: None,
+        }),
         Ok(Err(err)) => Err(Failure {
             unanswered: false,
             message: format!("no connection: {err}"),
             source: Some(err),
         }),
-        Err(_) => Err(Failure {
-            unanswered: false,
-            message: format!("no connection within {timeout:?}"),
-            source: None,
-        }),
+    }
+}
+
+/// Why the pool gave no connection in time, as far as it can tell: it had
+/// room for a new one and could not open it, or all of its connections
+/// stayed in use.
+fn no_connection<DB: Database>(pool: &Pool<DB>, waited: Duration) -> String {
+    let max = pool.options().get_max_connections();
+    let waited = Duration::from_millis(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX));
+    if pool.size() < max || pool.num_idle() > 0 {
+        format!(
+            "no connection within {waited:?}: a new one could not be opened (the database \
+             refuses or does not answer connections: down, restarting, or unreachable from \
+             here); every call tries again, so locking resumes by itself once it accepts \
+             connections"
+        )
+    } else {
+        format!(
+            "no connection within {waited:?}: all {max} connections of the pool were in use or \
+             being opened; if the database is up, give the pool more connections or look for \
+             statements that take long"
+        )
+    }
+}
+
+/// Warns about a pool that hands out connections unchecked: one the server
+/// closed while idle (an idle-session limit, a restart) then fails the next
+/// lock operation instead of being replaced.
+pub(crate) fn warn_if_unchecked<DB: Database>(pool: &Pool<DB>, store: &'static str, server: &str) {
+    if !pool.options().get_test_before_acquire() {
+        tracing::warn!(
+            store, %server,
+            "the pool does not check connections before use (test_before_acquire(false)): a \
+             connection the server closed while idle will fail the next lock operation; build \
+             the pool from the provider's pool_options(), or keep test_before_acquire(true)"
+        );
     }
 }
 

@@ -41,6 +41,13 @@
 //!   still awaited in the background, and whatever it took is released then
 //!   by its unique `locked_by`. After a broken connection, the row is looked
 //!   for (and released) with backoff until `lock_at_most_for` has passed.
+//! - Connections (PostgreSQL, MySQL): the pool `connect` makes pings each
+//!   connection right before a lock operation uses it, so one the server
+//!   closed (`idle_session_timeout`, `wait_timeout`, a restart) is replaced
+//!   rather than failing the operation, and closes idle ones after a minute.
+//!   While the server is down, an operation fails after 2 s with
+//!   [`LockError::Store`](shedlock_core::LockError::Store); the next one
+//!   connects again. See `pool_options` on each provider.
 //! - Waiting (`wait_for`) polls with backoff (10 ms doubling to 500 ms).
 //!   A release in this process wakes this process's waiters on the same
 //!   table at once, and a failed attempt of a waiter reads when the holder's

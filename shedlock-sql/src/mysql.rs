@@ -20,7 +20,7 @@ use sqlx::Executor;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 
 use crate::engine::{
-    DEFAULT_STATEMENT_TIMEOUT, Engine, Failure, LeaseRow, SqlLocks, answer, checkout, millis, taken,
+    Engine, Failure, LeaseRow, SqlLocks, answer, checkout, millis, taken, warn_if_unchecked,
 };
 use crate::provider::sql_provider;
 use crate::table::TableName;
@@ -50,9 +50,9 @@ pub struct MySqlLockProvider {
 
 impl MySqlLockProvider {
     /// Connects to `url` (`mysql://[user[:password]@]host[:port]/database`)
-    /// with a small pool of its own (up to 4 connections). Its sessions use
-    /// the time zone `+00:00` (sqlx's default), so `TIMESTAMP` columns hold UTC
-    /// as written.
+    /// with a small pool of its own (see [`pool_options`](Self::pool_options)).
+    /// Its sessions use the time zone `+00:00` (sqlx's default), so
+    /// `TIMESTAMP` columns hold UTC as written.
     ///
     /// # Errors
     ///
@@ -66,9 +66,7 @@ impl MySqlLockProvider {
             ))
         })?;
         let server = describe(&options);
-        let pool = MySqlPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(DEFAULT_STATEMENT_TIMEOUT)
+        let pool = Self::pool_options()
             .connect_with(options)
             .await
             .map_err(|err| {
@@ -85,11 +83,38 @@ impl MySqlLockProvider {
         Ok(Self::new(pool))
     }
 
+    /// The settings of the pool [`connect`](Self::connect) makes, to build
+    /// your own with them (`pool_options().connect_with(options)`):
+    ///
+    /// - `test_before_acquire(true)`: each connection is pinged right before
+    ///   a lock operation uses it (one short round trip), so one the server
+    ///   closed (`wait_timeout`, a restart) is replaced there,
+    ///   before a lock statement is sent on it;
+    /// - `idle_timeout(60 s)`: idle connections are closed after 60-120 s,
+    ///   before the server's idle limit or a NAT or load balancer (often
+    ///   4-6 minutes) drops them without a word, which a ping could only
+    ///   detect by timing out;
+    /// - `max_lifetime(10 min)`: connections are renewed, so one to a server
+    ///   that should no longer be used (a previous primary behind a moved DNS
+    ///   name) is left within minutes;
+    /// - `acquire_timeout(2 s)`: while the server is down or restarting, a
+    ///   lock operation fails after 2 s with a [`LockError::Store`] saying
+    ///   so, instead of hanging; the next operation connects again, so
+    ///   locking resumes by itself once the server is back;
+    /// - `max_connections(4)`: lock operations are short.
+    pub fn pool_options() -> MySqlPoolOptions {
+        crate::engine::pool_options()
+    }
+
     /// Uses `pool`, a pool you built (TLS, sizes, timeouts). Keep its
-    /// sessions' time zone at `+00:00` (sqlx's default). Nothing is sent
-    /// until the first lock.
+    /// sessions' time zone at `+00:00` and `test_before_acquire(true)`
+    /// (sqlx's defaults): without the latter, a connection the server closed
+    /// while idle fails the next lock operation (the provider logs a
+    /// warning). See [`pool_options`](Self::pool_options) for the other
+    /// settings. Nothing is sent until the first lock.
     pub fn new(pool: MySqlPool) -> Self {
         let server = describe(&pool.connect_options());
+        warn_if_unchecked(&pool, "mysql", &server);
         MySqlLockProvider {
             locks: SqlLocks::new(MySqlEngine { pool }, server),
         }

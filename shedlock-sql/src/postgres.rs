@@ -15,7 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
 use crate::engine::{
-    DEFAULT_STATEMENT_TIMEOUT, Engine, Failure, LeaseRow, SqlLocks, answer, checkout, millis, taken,
+    Engine, Failure, LeaseRow, SqlLocks, answer, checkout, millis, taken, warn_if_unchecked,
 };
 use crate::provider::sql_provider;
 use crate::table::TableName;
@@ -43,7 +43,7 @@ pub struct PostgresLockProvider {
 
 impl PostgresLockProvider {
     /// Connects to `url` (`postgres://[user[:password]@]host[:port]/database`)
-    /// with a small pool of its own (up to 4 connections).
+    /// with a small pool of its own: see [`pool_options`](Self::pool_options).
     ///
     /// # Errors
     ///
@@ -57,9 +57,7 @@ impl PostgresLockProvider {
             ))
         })?;
         let server = describe(&options);
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(DEFAULT_STATEMENT_TIMEOUT)
+        let pool = Self::pool_options()
             .connect_with(options)
             .await
             .map_err(|err| {
@@ -76,10 +74,37 @@ impl PostgresLockProvider {
         Ok(Self::new(pool))
     }
 
-    /// Uses `pool`, a pool you built (TLS, sizes, timeouts). Nothing is sent
-    /// until the first lock.
+    /// The settings of the pool [`connect`](Self::connect) makes, to build
+    /// your own with them (`pool_options().connect_with(options)`):
+    ///
+    /// - `test_before_acquire(true)`: each connection is pinged right before
+    ///   a lock operation uses it (one short round trip), so one the server
+    ///   closed (`idle_session_timeout`, a restart) is replaced there,
+    ///   before a lock statement is sent on it;
+    /// - `idle_timeout(60 s)`: idle connections are closed after 60-120 s,
+    ///   before the server's idle limit or a NAT or load balancer (often
+    ///   4-6 minutes) drops them without a word, which a ping could only
+    ///   detect by timing out;
+    /// - `max_lifetime(10 min)`: connections are renewed, so one to a server
+    ///   that should no longer be used (a previous primary behind a moved DNS
+    ///   name) is left within minutes;
+    /// - `acquire_timeout(2 s)`: while the server is down or restarting, a
+    ///   lock operation fails after 2 s with a [`LockError::Store`] saying
+    ///   so, instead of hanging; the next operation connects again, so
+    ///   locking resumes by itself once the server is back;
+    /// - `max_connections(4)`: lock operations are short.
+    pub fn pool_options() -> PgPoolOptions {
+        crate::engine::pool_options()
+    }
+
+    /// Uses `pool`, a pool you built (TLS, sizes, timeouts). Keep
+    /// `test_before_acquire(true)` (sqlx's default): without it, a connection
+    /// the server closed while idle fails the next lock operation (the
+    /// provider logs a warning). See [`pool_options`](Self::pool_options)
+    /// for the other settings. Nothing is sent until the first lock.
     pub fn new(pool: PgPool) -> Self {
         let server = describe(&pool.connect_options());
+        warn_if_unchecked(&pool, "postgres", &server);
         PostgresLockProvider {
             locks: SqlLocks::new(PgEngine { pool }, server),
         }
