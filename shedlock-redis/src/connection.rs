@@ -260,6 +260,7 @@ impl<C: Clone + Send + 'static> Renewing<C> {
                 Ok((current.0, connection))
             }
             Err(err) => {
+                let err = connect_failure(err);
                 *last_failure = Some((attempt, err.clone()));
                 Err(err)
             }
@@ -296,6 +297,47 @@ impl<C: Clone + Send + 'static> Renewing<C> {
     }
 }
 
+/// A connection attempt that failed, so the command that needed it was
+/// never sent. Kept inside an I/O error of the same kind, so the client's
+/// own classification (refused, reset, timed out) still reads it.
+#[derive(Debug)]
+struct ConnectFailed(RedisError);
+
+impl std::fmt::Display for ConnectFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "could not connect: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConnectFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.0)
+    }
+}
+
+fn connect_failure(err: RedisError) -> RedisError {
+    match io_error(&err).map(std::io::Error::kind) {
+        Some(kind) => RedisError::from(std::io::Error::new(kind, ConnectFailed(err))),
+        None => err, // an answer (credentials refused, LOADING): nothing ran either way
+    }
+}
+
+/// Whether `err` is a failed connection attempt: the command was not sent.
+pub(crate) fn never_sent(err: &RedisError) -> bool {
+    io_error(err)
+        .and_then(std::io::Error::get_ref)
+        .is_some_and(|inner| inner.is::<ConnectFailed>())
+}
+
+/// The I/O error inside `err` (redis-rs keeps it behind an `Arc`).
+fn io_error(err: &RedisError) -> Option<&std::io::Error> {
+    let source = std::error::Error::source(err)?;
+    match source.downcast_ref::<Arc<dyn std::error::Error + Send + Sync>>() {
+        Some(shared) => shared.downcast_ref::<std::io::Error>(),
+        None => source.downcast_ref::<std::io::Error>(),
+    }
+}
+
 /// Whether the connection is unusable or points at a server that is no
 /// longer the master (a failover made it a read-only replica).
 fn needs_new_connection(err: &RedisError) -> bool {
@@ -304,4 +346,23 @@ fn needs_new_connection(err: &RedisError) -> bool {
         || err.is_unrecoverable_error()
         || err.is_timeout()
         || err.code() == Some("READONLY")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_connection_attempt_is_known_to_have_sent_nothing() {
+        let reset = || RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionReset));
+        let failed = connect_failure(reset());
+        assert!(never_sent(&failed));
+        assert!(failed.is_connection_dropped(), "{failed:?}");
+        assert!(!never_sent(&reset()));
+        let refused =
+            connect_failure(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into());
+        assert!(refused.is_connection_refusal() && never_sent(&refused));
+        let timed_out = connect_failure(std::io::Error::from(std::io::ErrorKind::TimedOut).into());
+        assert!(timed_out.is_timeout() && never_sent(&timed_out));
+    }
 }

@@ -5,7 +5,7 @@
 use redis::RedisError;
 use shedlock_core::LockError;
 
-use crate::connection::connection_closed;
+use crate::connection::{connection_closed, never_sent};
 
 pub(crate) const STORE: &str = "redis";
 
@@ -45,21 +45,33 @@ pub(crate) fn invalid_url(err: RedisError) -> LockError {
 pub(crate) fn reply_may_be_lost(err: &RedisError) -> bool {
     (err.is_timeout() || err.is_io_error() || err.is_connection_dropped())
         && !err.is_connection_refusal()
+        && !never_sent(err)
 }
 
 /// What `err` means, in words that name the failure and what to do; never
 /// the URL's credentials (errors from the client do not repeat them).
 pub(crate) fn what_happened(server: &str, err: &RedisError) -> String {
     let redis = format!("Redis at {server}");
+    if err.is_connection_refusal() {
+        return format!(
+            "{redis} refused the connection: check that it runs there and listens on that port"
+        );
+    }
+    if never_sent(err) {
+        return format!(
+            "could not connect to {redis} ({}): it may be restarting, unreachable, or at \
+             maxclients (it then resets new connections); nothing was sent",
+            if err.is_timeout() {
+                "no answer within the connection timeout"
+            } else {
+                "the connection was closed while it was being set up"
+            }
+        );
+    }
     if err.is_timeout() {
         return format!(
             "{redis} did not answer within the response timeout (the server or the network is \
              slow or down)"
-        );
-    }
-    if err.is_connection_refusal() {
-        return format!(
-            "{redis} refused the connection: check that it runs there and listens on that port"
         );
     }
     if connection_closed(err) {

@@ -42,7 +42,9 @@ async fn every_tick_runs_when_the_server_closes_idle_connections() {
     for tick in 0..4 {
         // Longer than the server's idle timeout (checked about every 100 ms).
         tokio::time::sleep(Duration::from_millis(2_300)).await;
+        let started = std::time::Instant::now();
         let ran = executor.execute(&config, async { tick }).await;
+        println!("idle timeout: tick {tick} took {:?}", started.elapsed());
         assert_eq!(
             ran.as_ref().ok(),
             Some(&Some(tick)),
@@ -57,7 +59,12 @@ async fn client_kill_between_ticks_does_not_fail_the_next_tick() {
     let provider = connect(&server).await;
     let config = config("killed-between-ticks", Duration::from_secs(10));
     for tick in 0..5 {
+        let started = std::time::Instant::now();
         let guard = provider.try_lock(&config).await;
+        println!(
+            "CLIENT KILL: acquisition {tick} took {:?}",
+            started.elapsed()
+        );
         let guard = guard
             .unwrap_or_else(|err| panic!("tick {tick}: {err}"))
             .unwrap_or_else(|| panic!("tick {tick}: the free lock was not taken"));
@@ -182,11 +189,13 @@ where
 async fn lock_cycles_work(provider: &RedisLockProvider, name: &str) {
     let config = config(name, Duration::from_secs(10));
     for cycle in 0..3 {
+        let started = std::time::Instant::now();
         let guard = provider
             .try_lock(&config)
             .await
             .unwrap_or_else(|err| panic!("cycle {cycle} on a new runtime: {err}"))
             .unwrap_or_else(|| panic!("cycle {cycle}: the free lock was not taken"));
+        println!("{name}: acquisition {cycle} took {:?}", started.elapsed());
         guard
             .unlock()
             .await

@@ -57,12 +57,14 @@ async fn refused_cleanly(
     let ran = AtomicBool::new(false);
     let executor = LockingTaskExecutor::new(provider.clone());
     let config = config(name);
+    let started = std::time::Instant::now();
     let outcome = tokio::time::timeout(
         NO_HANG,
         executor.execute(&config, async { ran.store(true, Ordering::SeqCst) }),
     )
     .await
     .unwrap_or_else(|_| panic!("a lock call hung while the server refused ({cause})"));
+    println!("{name}: refused after {:?}: {outcome:?}", started.elapsed());
     let err = match outcome {
         Err(err) => err,
         Ok(ran) => panic!("the lock call succeeded ({ran:?}) while the server refused ({cause})"),
@@ -98,9 +100,11 @@ fn nothing_left(console: &mut Console, name: &str) {
 /// The same provider takes and releases the lock again.
 async fn works_again(provider: &RedisLockProvider, name: &str) {
     let executor = LockingTaskExecutor::new(provider.clone());
+    let started = std::time::Instant::now();
     let ran = tokio::time::timeout(NO_HANG, executor.execute(&config(name), async { 1 }))
         .await
         .unwrap_or_else(|_| panic!("the lock call hung after the condition ended"));
+    println!("{name}: a lock call took {:?}", started.elapsed());
     assert_eq!(
         ran.unwrap_or_else(|err| panic!("not recovered: {err}")),
         Some(1)
@@ -128,14 +132,18 @@ async fn maxclients_reached_is_a_clear_error_and_passes() {
     let server = RedisServer::start();
     let mut console = Console::open(&server);
     let provider = RedisLockProvider::connect(server.url()).await.unwrap();
-    works_again(&provider, "maxclients").await;
+    works_again(&provider, "at-the-limit").await;
     // Only the console may stay: the provider must connect again, and cannot.
     assert_eq!(console.send("CONFIG SET maxclients 1"), "+OK\r\n");
     assert!(console.send("CLIENT KILL TYPE normal").starts_with(':'));
     assert!(console.send("CLIENT KILL TYPE pubsub").starts_with(':'));
-    refused_cleanly(&provider, &mut console, "maxclients", "maxclients").await;
+    let err = refused_cleanly(&provider, &mut console, "at-the-limit", "maxclients").await;
+    assert!(
+        matches!(err, LockError::Store { .. }),
+        "a connection that could not be made sent nothing, so nothing is uncertain: {err:?}"
+    );
     assert_eq!(console.send("CONFIG SET maxclients 10000"), "+OK\r\n");
-    works_again(&provider, "maxclients").await;
+    works_again(&provider, "at-the-limit").await;
 }
 
 #[tokio::test]
