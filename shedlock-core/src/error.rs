@@ -2,6 +2,8 @@
 
 use std::error::Error as StdError;
 
+use crate::LockMode;
+
 /// A boxed error from a store's client library, kept as the `source` of a [`LockError`].
 pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
@@ -93,6 +95,34 @@ pub enum LockError {
         /// The lock's name.
         name: String,
     },
+
+    /// A task holding a lock called a function locked on the same name that
+    /// asks for more than the task holds (exclusive while it holds it shared,
+    /// or more permits than it holds). Taking more would wait on the task's
+    /// own hold, so the nested call did not run.
+    #[error(
+        "this task holds lock '{name}' {} and called a function that locks it {}; a nested \
+         call cannot take more of a lock than its own task holds (it would wait on itself), \
+         so it did not run: lock the outer call {}, or make the call outside it",
+        mode_in_words(*.held), mode_in_words(*.asked), mode_in_words(*.asked)
+    )]
+    ReentrantUpgrade {
+        /// The lock's name.
+        name: String,
+        /// How the task holds the lock.
+        held: LockMode,
+        /// How the nested call asked for it.
+        asked: LockMode,
+    },
+}
+
+/// A lock mode as the messages of [`LockError`] put it.
+fn mode_in_words(mode: LockMode) -> String {
+    match mode {
+        LockMode::Exclusive => "exclusively".to_owned(),
+        LockMode::Shared { permits: 1 } => "shared with 1 permit".to_owned(),
+        LockMode::Shared { permits } => format!("shared with {permits} permits"),
+    }
 }
 
 impl LockError {

@@ -648,8 +648,9 @@ macro_rules! provider_conformance_tests {
 }
 
 /// Generates one `#[tokio::test]` per lock-kinds conformance case (shared and
-/// counted holders, capacity, pause, the operators' API) for a provider that
-/// is also a [`LockAdmin`](crate::LockAdmin). Used like
+/// counted holders, capacity, pause, the operators' API, nested calls on a
+/// held lock) for a provider that is also a [`LockAdmin`](crate::LockAdmin).
+/// Used like
 /// [`provider_conformance_tests!`](crate::provider_conformance_tests).
 #[macro_export]
 macro_rules! lock_kinds_conformance_tests {
@@ -676,6 +677,15 @@ macro_rules! lock_kinds_conformance_tests {
             extended_shared_holder_keeps_its_permits,
             a_waiter_that_gives_up_frees_its_place,
             tokens_increase_across_kinds,
+            a_shared_holder_calling_for_the_exclusive_lock_is_refused_at_once,
+            a_holder_of_fewer_permits_calling_for_more_is_refused_at_once,
+            a_holder_of_more_permits_reenters_a_call_for_fewer,
+            an_exclusive_holder_reenters_a_shared_call,
+            an_exclusive_holder_reenters_an_exclusive_call,
+            a_reentered_call_extends_the_lease_to_its_lock_at_most_for,
+            a_reentered_call_never_shortens_the_lease,
+            a_reentered_call_keeps_the_lock_its_lock_at_least_for,
+            a_reentered_call_after_the_lease_ended_does_not_run,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {

@@ -1,15 +1,19 @@
 //! Conformance cases for lock kinds: shared and counted holders, exclusive
-//! holders beside them, capacity, pause and resume, and the operators' API.
+//! holders beside them, capacity, pause and resume, the operators' API, and
+//! nested calls on a held lock (reentrancy covers only what the task holds).
 //! Run with [`lock_kinds_conformance_tests!`](crate::lock_kinds_conformance_tests)
 //! by providers that are also a [`LockAdmin`].
 
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use super::{LONG, PAST_SHORT, SHORT, acquire, assert_held, config, extend, unique_name, unlock};
-use crate::{LockAdmin, LockConfiguration, LockMode, LockProvider, LockingTaskExecutor};
+use crate::{
+    LockAdmin, LockConfiguration, LockError, LockMode, LockProvider, LockingTaskExecutor,
+    current_lock,
+};
 
 /// A provider the kinds suite can run against.
 pub trait AdminProvider: LockProvider + LockAdmin {}
@@ -605,4 +609,319 @@ pub async fn tokens_increase_across_kinds<P: AdminProvider, Fut: Future<Output =
         let _ = reader.unlock().await;
         let _ = counted.unlock().await;
     }
+}
+
+/// What a nested locked call saw from inside the outer one.
+type Nested<T> = Result<Option<T>, LockError>;
+
+/// Runs `nested` inside a run of `executor` under `outer`; fails the test
+/// when the outer run itself did not run.
+async fn inside<P: LockProvider, T>(
+    executor: &LockingTaskExecutor<P>,
+    outer: &LockConfiguration,
+    nested: impl Future<Output = T>,
+) -> T {
+    match executor.execute(outer, nested).await {
+        Ok(Some(seen)) => seen,
+        other => fail!(
+            "the outer call on '{}' should have run: {:?}",
+            outer.name(),
+            other.map(|ran| ran.is_some())
+        ),
+    }
+}
+
+/// The fencing token of the current task's innermost lock.
+fn current_token() -> u64 {
+    current_lock()
+        .map(|lock| lock.fencing_token())
+        .unwrap_or_else(|| fail!("the nested body ran without a current lock"))
+}
+
+/// A shared holder calling a function locked exclusive on the same name gets
+/// `LockError::ReentrantUpgrade` at once, even when that call would wait:
+/// the exclusive lock would wait on the task's own shared hold. The nested
+/// body never runs, and the store sees no second holder and no queued waiter.
+pub async fn a_shared_holder_calling_for_the_exclusive_lock_is_refused_at_once<
+    P: AdminProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let (executor, observer) = (LockingTaskExecutor::new(make().await), make().await);
+    let name = unique_name("reentry-upgrade");
+    let reader = shared(&name, 1, None);
+    let writer = config(&name, LONG, Duration::ZERO);
+    let body_ran = AtomicBool::new(false);
+    let (nested, took, seen) = inside(&executor, &reader, async {
+        let started = Instant::now();
+        let nested: Nested<()> = executor
+            .execute_waiting(&writer, Duration::from_secs(20), async {
+                body_ran.store(true, Ordering::SeqCst);
+            })
+            .await;
+        (nested, started.elapsed(), state(&observer, &name).await)
+    })
+    .await;
+    assert!(
+        matches!(
+            &nested,
+            Err(LockError::ReentrantUpgrade {
+                held: LockMode::Shared { permits: 1 },
+                asked: LockMode::Exclusive,
+                ..
+            })
+        ),
+        "expected ReentrantUpgrade, got {nested:?}"
+    );
+    assert!(
+        !body_ran.load(Ordering::SeqCst),
+        "the exclusive body ran beside a shared holder"
+    );
+    assert!(took < Duration::from_secs(2), "refused only after {took:?}");
+    assert_eq!(seen.holders.len(), 1, "a second holder: {seen:?}");
+    assert_eq!(seen.exclusive_waiters, 0, "a queued waiter: {seen:?}");
+    assert!(!state(&observer, &name).await.is_locked());
+}
+
+/// A holder of 1 permit calling a function that needs 3 on the same name gets
+/// `LockError::ReentrantUpgrade` at once; the nested body never runs and no
+/// more permits are taken.
+pub async fn a_holder_of_fewer_permits_calling_for_more_is_refused_at_once<
+    P: AdminProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let (executor, observer) = (LockingTaskExecutor::new(make().await), make().await);
+    let name = unique_name("reentry-more-permits");
+    let (one, three) = (shared(&name, 1, Some(5)), shared(&name, 3, Some(5)));
+    let body_ran = AtomicBool::new(false);
+    let (nested, took, seen) = inside(&executor, &one, async {
+        let started = Instant::now();
+        let nested: Nested<()> = executor
+            .execute_waiting(&three, Duration::from_secs(20), async {
+                body_ran.store(true, Ordering::SeqCst);
+            })
+            .await;
+        (nested, started.elapsed(), state(&observer, &name).await)
+    })
+    .await;
+    assert!(
+        matches!(
+            &nested,
+            Err(LockError::ReentrantUpgrade {
+                held: LockMode::Shared { permits: 1 },
+                asked: LockMode::Shared { permits: 3 },
+                ..
+            })
+        ),
+        "expected ReentrantUpgrade, got {nested:?}"
+    );
+    assert!(
+        !body_ran.load(Ordering::SeqCst),
+        "the 3-permit body ran on 1 permit"
+    );
+    assert!(took < Duration::from_secs(2), "refused only after {took:?}");
+    assert_eq!(seen.permits_held(), 1, "more permits were taken: {seen:?}");
+}
+
+/// A holder of 3 permits calling a function that needs 1 on the same name
+/// runs it directly, on the permits it holds.
+pub async fn a_holder_of_more_permits_reenters_a_call_for_fewer<
+    P: AdminProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let (executor, observer) = (LockingTaskExecutor::new(make().await), make().await);
+    let name = unique_name("reentry-fewer-permits");
+    let (three, one) = (shared(&name, 3, Some(3)), shared(&name, 1, Some(3)));
+    let (outer_token, nested) = inside(&executor, &three, async {
+        let nested = executor
+            .execute(&one, async {
+                (current_token(), state(&observer, &name).await)
+            })
+            .await;
+        (current_token(), nested)
+    })
+    .await;
+    match nested {
+        Ok(Some((token, seen))) => {
+            assert_eq!(token, outer_token, "the nested call took a lock of its own");
+            assert_eq!(seen.holders.len(), 1, "{seen:?}");
+            assert_eq!(seen.permits_held(), 3, "{seen:?}");
+        }
+        other => fail!("the nested call should have run: {other:?}"),
+    }
+}
+
+/// An exclusive holder calling a function locked shared (or counted) on the
+/// same name runs it directly: exclusive covers every shared use. It does on
+/// stores without shared locks too, as nothing more is asked of the store.
+pub async fn an_exclusive_holder_reenters_a_shared_call<
+    P: LockProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let executor = LockingTaskExecutor::new(make().await);
+    let name = unique_name("reentry-exclusive-shared");
+    let writer = config(&name, LONG, Duration::ZERO);
+    let reader = writer.clone().shared();
+    let counted = writer
+        .clone()
+        .with_permits(3)
+        .unwrap_or_else(|err| fail!("{err}"));
+    let (outer_token, as_reader, as_counted) = inside(&executor, &writer, async {
+        (
+            current_token(),
+            executor.execute(&reader, async { current_token() }).await,
+            executor.execute(&counted, async { current_token() }).await,
+        )
+    })
+    .await;
+    for (kind, nested) in [("shared", as_reader), ("counted", as_counted)] {
+        match nested {
+            Ok(Some(token)) => assert_eq!(token, outer_token, "the {kind} call took a lock"),
+            other => fail!("the {kind} call should have run inside the exclusive one: {other:?}"),
+        }
+    }
+}
+
+/// An exclusive holder calling a function locked exclusive on the same name
+/// runs it directly, without a second acquisition.
+pub async fn an_exclusive_holder_reenters_an_exclusive_call<
+    P: LockProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let executor = LockingTaskExecutor::new(make().await);
+    let name = unique_name("reentry-exclusive");
+    let job = config(&name, LONG, Duration::ZERO);
+    let (outer_token, nested) = inside(&executor, &job, async {
+        (
+            current_token(),
+            executor.execute(&job, async { current_token() }).await,
+        )
+    })
+    .await;
+    match nested {
+        Ok(Some(token)) => assert_eq!(token, outer_token, "the nested call took a lock"),
+        other => fail!("the nested call should have run: {other:?}"),
+    }
+}
+
+/// A re-entered call whose `lock_at_most_for` ends later than the held lease
+/// extends the lease to cover it: another node stays out while the nested
+/// body runs past the outer call's lease. The lock is free after the outer call.
+pub async fn a_reentered_call_extends_the_lease_to_its_lock_at_most_for<
+    P: LockProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let (executor, other) = (LockingTaskExecutor::new(make().await), make().await);
+    let name = unique_name("reentry-extends");
+    let (short, long) = (
+        config(&name, SHORT, Duration::ZERO),
+        config(&name, LONG, Duration::ZERO),
+    );
+    let nested = inside(&executor, &short, async {
+        executor
+            .execute(&long, async {
+                tokio::time::sleep(PAST_SHORT).await;
+                assert_held(&other, &short).await;
+            })
+            .await
+    })
+    .await;
+    assert!(
+        matches!(nested, Ok(Some(()))),
+        "the nested call should have run: {nested:?}"
+    );
+    unlock(acquire(&other, &short).await).await;
+}
+
+/// A re-entered call asking a shorter lease than the one held leaves the
+/// held lease as it is.
+pub async fn a_reentered_call_never_shortens_the_lease<P: LockProvider, Fut: Future<Output = P>>(
+    make: impl Fn() -> Fut,
+) {
+    let (executor, other) = (LockingTaskExecutor::new(make().await), make().await);
+    let name = unique_name("reentry-never-shortens");
+    let (long, short) = (
+        config(&name, LONG, Duration::ZERO),
+        config(&name, SHORT, Duration::ZERO),
+    );
+    let nested = inside(&executor, &long, async {
+        let nested = executor.execute(&short, async {}).await;
+        tokio::time::sleep(PAST_SHORT).await;
+        assert_held(&other, &long).await;
+        nested
+    })
+    .await;
+    assert!(
+        matches!(nested, Ok(Some(()))),
+        "the nested call should have run: {nested:?}"
+    );
+}
+
+/// A re-entered call's `lock_at_least_for` is kept: the lock stays held that
+/// long after the nested call started, although the outer call asked for none.
+pub async fn a_reentered_call_keeps_the_lock_its_lock_at_least_for<
+    P: LockProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let (executor, other) = (LockingTaskExecutor::new(make().await), make().await);
+    let name = unique_name("reentry-at-least");
+    let outer = config(&name, LONG, Duration::ZERO);
+    let kept = config(&name, LONG, Duration::from_millis(800));
+    let nested = inside(&executor, &outer, executor.execute(&kept, async {})).await;
+    assert!(
+        matches!(nested, Ok(Some(()))),
+        "the nested call should have run: {nested:?}"
+    );
+    assert_held(&other, &outer).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    unlock(acquire(&other, &outer).await).await;
+}
+
+/// A call re-entering a lock whose lease has ended (another node holds it
+/// now) does not run: `LockError::LeaseLost`, and the other node's lock is
+/// left alone.
+pub async fn a_reentered_call_after_the_lease_ended_does_not_run<
+    P: LockProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let (executor, other) = (LockingTaskExecutor::new(make().await), make().await);
+    let name = unique_name("reentry-lease-ended");
+    let job = config(&name, SHORT, Duration::ZERO);
+    let body_ran = AtomicBool::new(false);
+    let (nested, next) = inside(&executor, &job, async {
+        tokio::time::sleep(PAST_SHORT).await;
+        let next = acquire(&other, &job).await;
+        let nested: Nested<()> = executor
+            .execute(&job, async {
+                body_ran.store(true, Ordering::SeqCst);
+            })
+            .await;
+        (nested, next)
+    })
+    .await;
+    assert!(
+        matches!(nested, Err(LockError::LeaseLost { .. })),
+        "expected LeaseLost, got {nested:?}"
+    );
+    assert!(
+        !body_ran.load(Ordering::SeqCst),
+        "the nested body ran after its lease ended"
+    );
+    assert_held(executor.provider(), &job).await;
+    unlock(next).await;
 }
