@@ -209,16 +209,31 @@ impl RedisServer {
         }
         // The shell kills the server when the test process exits (its stdin
         // closes), so no server outlives a test run, even one that panics.
+        // A configuration file (Sentinel's) must come first; options given
+        // by the test come after the defaults, so they win (`--appendonly yes`).
+        let (config_file, options): (Vec<&String>, Vec<&String>) = self
+            .extra_args
+            .iter()
+            .partition(|arg| !arg.starts_with("--"));
+        let config_file = config_file
+            .iter()
+            .map(|arg| arg.as_str())
+            .collect::<Vec<_>>();
         let listen = if self.extra_args.is_empty() {
             format!("--port {}", self.port)
         } else {
-            self.extra_args.join(" ")
+            options
+                .iter()
+                .map(|arg| arg.as_str())
+                .collect::<Vec<_>>()
+                .join(" ")
         };
         // The binary is the script's $1, so its path needs no quoting.
         let script = format!(
-            "\"$1\" {listen} --bind 127.0.0.1 --save '' --appendonly no \
-             --daemonize no --loglevel warning --logfile '' </dev/null & pid=$!; \
-             read _; kill -9 $pid; wait $pid"
+            "\"$1\" {} --bind 127.0.0.1 --save '' --appendonly no \
+             --daemonize no --loglevel warning --logfile '' {listen} </dev/null & pid=$!; \
+             read _; kill -9 $pid; wait $pid",
+            config_file.join(" ")
         );
         let child = Command::new("sh")
             .arg("-c")
@@ -439,4 +454,68 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .unwrap_or_else(|err| fail!("cannot find a free port: {err}"))
+}
+
+// Failover and resharding tests: Sentinels with a quorum and settings of
+// their own, and raw commands to Sentinels and to a cluster's nodes.
+
+impl RedisSentinel {
+    /// Starts a Sentinel for the server `master` with `quorum` and extra
+    /// lines for its configuration file (after the `sentinel monitor` line),
+    /// e.g. `sentinel down-after-milliseconds {master_name} 3000`.
+    pub fn start_configured(
+        master: &RedisServer,
+        master_name: &str,
+        quorum: u32,
+        settings: &[String],
+    ) -> RedisSentinel {
+        let dir = scratch_dir("sentinel");
+        let port = free_port();
+        let config = dir.join("sentinel.conf");
+        let mut text = format!(
+            "port {port}\nsentinel monitor {master_name} 127.0.0.1 {} {quorum}\n",
+            master.port()
+        );
+        for line in settings {
+            text.push_str(line);
+            text.push('\n');
+        }
+        if let Err(err) = std::fs::write(&config, text) {
+            fail!("cannot write {}: {err}", config.display());
+        }
+        let server = RedisServer::start_with(
+            port,
+            format!("redis://127.0.0.1:{port}"),
+            vec![format!("'{}'", config.display()), "--sentinel".to_owned()],
+        );
+        RedisSentinel { server, dir }
+    }
+
+    /// Sends one command to the Sentinel (inline protocol) and returns the raw reply.
+    pub fn command(&self, command: &str) -> String {
+        self.server.command(command)
+    }
+}
+
+impl RedisCluster {
+    /// How many nodes the cluster has.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether the cluster has no nodes (never, once started).
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+}
+
+/// A new, empty directory for a test's own server files (replicas that
+/// receive a snapshot), removed by the caller.
+pub fn server_scratch_dir(kind: &str) -> PathBuf {
+    scratch_dir(kind)
+}
+
+/// The `redis-cli` tests run: `SHEDLOCK_TEST_REDIS_CLI`, or `redis-cli`.
+pub fn cli_binary() -> String {
+    env_or(REDIS_CLI_ENV, "redis-cli")
 }

@@ -163,27 +163,46 @@ async fn relay(client: TcpStream, faults: Arc<Faults>) {
     }
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
+    let to_server = pump(client_read, server_write, Direction::ToServer, &faults);
+    let to_client = pump(server_read, client_write, Direction::ToClient, &faults);
+    tokio::pin!(to_server, to_client);
     tokio::select! {
-        () = pump(client_read, server_write, Direction::ToServer, &faults) => {}
-        () = pump(server_read, client_write, Direction::ToClient, &faults) => {}
+        orderly = &mut to_server => {
+            // The client closed: as TCP would, the bytes it sent still
+            // arrive (after their delay) and the server answers them before
+            // it sees the end of the stream.
+            if orderly {
+                let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                    tokio::select! {
+                        _ = &mut to_client => {}
+                        _ = resets.changed() => {}
+                    }
+                })
+                .await;
+            }
+        }
+        _ = &mut to_client => {}
         _ = resets.changed() => {}
     }
     // Both sockets are dropped here: with linger 0, each peer gets a RST.
 }
 
-/// Copies one direction, applying the faults. Returns when either end fails.
+/// Copies one direction, applying the faults. Returns when either end fails,
+/// or, after an orderly close of the reading end, once everything read has
+/// been delivered (then `true`).
 async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     direction: Direction,
     faults: &Faults,
-) {
+) -> bool {
     let (delayed, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
-    let reading = async {
+    let reading = async move {
         let mut buffer = vec![0; 64 * 1024];
         loop {
             let n = match from.read(&mut buffer).await {
-                Ok(0) | Err(_) => return,
+                Ok(0) => return true,
+                Err(_) => return false,
                 Ok(n) => n,
             };
             if faults.black_hole.load(Ordering::SeqCst) {
@@ -193,11 +212,11 @@ async fn pump(
                 && faults.reset_on_next_command.swap(false, Ordering::SeqCst)
             {
                 faults.reset_all();
-                return;
+                return false;
             }
             let at = Instant::now() + faults.latency(direction);
             if delayed.send((at, buffer[..n].to_vec())).is_err() {
-                return;
+                return false;
             }
         }
     };
@@ -205,15 +224,18 @@ async fn pump(
         while let Some((at, bytes)) = due.recv().await {
             tokio::time::sleep_until(at.into()).await;
             if to.write_all(&bytes).await.is_err() {
-                return;
+                return false;
             }
             if direction == Direction::ToServer {
                 faults.forwarded_to_server.fetch_add(1, Ordering::SeqCst);
             }
         }
+        // Everything read was delivered: pass the orderly close on.
+        to.shutdown().await.is_ok()
     };
+    tokio::pin!(writing);
     tokio::select! {
-        () = reading => {}
-        () = writing => {}
+        orderly = reading => orderly && writing.await,
+        _ = &mut writing => false,
     }
 }
