@@ -8,11 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::{LockError, LockGuard, LockInfo};
+use crate::{LockError, LockGuard, LockInfo, LockMode};
 
 /// A lock held by the current task's executor, shared with the job's body.
 pub(crate) struct ActiveLock {
     pub(crate) info: LockInfo,
+    /// How the task holds the lock: what nested calls on it may re-enter.
+    pub(crate) mode: LockMode,
     /// A hash of the provider's [`scope`](crate::LockProvider::scope): the
     /// same name in another store is another lock. (Two scopes in one task's
     /// chain share a hash with probability 2^-64; the string would cost an
@@ -72,29 +74,35 @@ impl HeldLocks {
         HELD.try_with(Clone::clone).unwrap_or_default()
     }
 
-    pub(crate) fn contains(&self, scope: &str, name: &str) -> bool {
-        let mut held = self.0.as_deref();
-        if held.is_none() {
-            return false;
-        }
+    /// The lock `name` of the provider scope `scope`, if the task holds it
+    /// (at any depth of nesting).
+    pub(crate) fn find(&self, scope: &str, name: &str) -> Option<&ActiveLock> {
+        // The common case, no lock held, computes no hash.
+        let mut lock = self.0.as_deref()?;
         let scope = scope_hash(scope);
-        while let Some(lock) = held {
+        loop {
             if lock.info.name() == name && lock.scope == scope {
-                return true;
+                return Some(lock);
             }
-            held = lock.outer.as_deref();
+            lock = lock.outer.as_deref()?;
         }
-        false
     }
 
     pub(crate) fn innermost(&self) -> Option<&Arc<ActiveLock>> {
         self.0.as_ref()
     }
 
-    /// These locks and `guard`'s, which becomes the innermost (returned too).
-    pub(crate) fn with(self, guard: LockGuard, scope: &str) -> (HeldLocks, Arc<ActiveLock>) {
+    /// These locks and `guard`'s, held in `mode`, which becomes the innermost
+    /// (returned too).
+    pub(crate) fn with(
+        self,
+        guard: LockGuard,
+        mode: LockMode,
+        scope: &str,
+    ) -> (HeldLocks, Arc<ActiveLock>) {
         let active = Arc::new(ActiveLock {
             info: guard.info().clone(),
+            mode,
             scope: scope_hash(scope),
             guard: tokio::sync::Mutex::new(Some(guard)),
             lost: AtomicBool::new(false),

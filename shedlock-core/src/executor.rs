@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::context::{ActiveLock, HeldLocks};
 use crate::provider::Waiter;
-use crate::{LockConfiguration, LockError, LockGuard, LockProvider};
+use crate::{LockConfiguration, LockError, LockGuard, LockMode, LockProvider};
 
 /// The first pause of a waiter that gets no release notification; it doubles
 /// up to [`MAX_POLL_INTERVAL`]. Notifications wake waiters sooner.
@@ -122,10 +122,22 @@ impl<P: LockProvider> LockingTaskExecutor<P> {
     /// - `Ok(Some(output))`: the lock was taken, `task` ran, the lock was released
     ///   (kept until `lock_at_least_for` has passed).
     /// - `Ok(None)`: the lock is held elsewhere; `task` did not run.
-    /// - `Err(_)`: the store failed; `task` did not run.
+    /// - `Err(_)`: the store failed, or a nested call asked for more than its
+    ///   task holds (below); `task` did not run.
     ///
-    /// Reentrant: when the current task already holds a lock of the same name,
-    /// `task` runs directly. A panic in `task` releases the lock, then resumes.
+    /// Reentrant: when the current task already holds a lock of the same name
+    /// from the same provider scope, `task` runs directly, without a second
+    /// acquisition, if that hold covers what `config` asks: exclusive covers
+    /// shared and counted, and `n` permits cover `n` or fewer. The held lease is
+    /// then made to last at least `config`'s `lock_at_most_for` from now and the
+    /// lock kept at least its `lock_at_least_for` from now (extended in the store
+    /// only when it would end sooner, never shortened); waiting, keep-alive and
+    /// cancellation stay the outer call's. A hold that does not cover the call
+    /// (shared when it asks exclusive, fewer permits than it asks) gives
+    /// [`LockError::ReentrantUpgrade`] at once: taking more would wait on the
+    /// task's own hold. A held lease found ended gives [`LockError::LeaseLost`].
+    ///
+    /// A panic in `task` releases the lock, then resumes.
     /// A failed release after the task ran is logged, not returned: the task's
     /// output is kept, and the lease ends at `lock_at_most_for` at the latest.
     pub async fn execute<F: Future>(
@@ -278,7 +290,11 @@ pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
 ) -> Result<Option<F::Output>, LockError> {
     let held = HeldLocks::current();
     let name = config.name();
-    if held.contains(provider.scope(), name) {
+    if let Some(active) = held.find(provider.scope(), name) {
+        if let Err(err) = reenter(active, config).await {
+            tracing::warn!(lock = %name, error = %err, "nested call on a held lock refused; the task did not run");
+            return Err(err);
+        }
         tracing::trace!(lock = %name, "lock already held by this task; running reentrantly");
         return Ok(Some(task.await));
     }
@@ -295,7 +311,7 @@ pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
         }
     };
     tracing::debug!(lock = %name, fencing_token = guard.fencing_token(), "lock acquired");
-    let (held, active) = held.with(guard, provider.scope());
+    let (held, active) = held.with(guard, config.mode(), provider.scope());
     let task = held.scope(catch_unwind_of(task));
     let outcome = if options.watches_lease() {
         run_watched(&active, config, options, task).await
@@ -317,6 +333,53 @@ pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
         None => Err(LockError::LeaseLost {
             name: name.to_owned(),
         }),
+    }
+}
+
+/// Lets a nested call on a lock the task holds run on that hold, without a
+/// second acquisition: only when the hold covers what the call asks (a second
+/// acquisition would wait on the task's own hold), and with the held lease
+/// made to cover the call's own `lock_at_most_for` and `lock_at_least_for`.
+async fn reenter(active: &ActiveLock, config: &LockConfiguration) -> Result<(), LockError> {
+    let lease_lost = || LockError::LeaseLost {
+        name: config.name().to_owned(),
+    };
+    if !covers(active.mode, config.mode()) {
+        return Err(LockError::ReentrantUpgrade {
+            name: config.name().to_owned(),
+            held: active.mode,
+            asked: config.mode(),
+        });
+    }
+    if active.is_lost() {
+        return Err(lease_lost());
+    }
+    let mut guard = active.guard.lock().await;
+    let Some(guard) = guard.as_mut() else {
+        return Err(lease_lost()); // already taken back for release
+    };
+    let lease_until = guard.lease_until();
+    if !guard
+        .cover(config.lock_at_most_for(), config.lock_at_least_for())
+        .await?
+    {
+        active.mark_lost();
+        return Err(lease_lost());
+    }
+    if guard.lease_until() != lease_until {
+        // The lease watcher times its next check from the longer lease.
+        active.changed.notify_one();
+    }
+    Ok(())
+}
+
+/// Whether a lock held in mode `held` covers a nested call asking `asked`:
+/// exclusive covers every use; shared permits cover as many permits or fewer.
+fn covers(held: LockMode, asked: LockMode) -> bool {
+    match (held, asked) {
+        (LockMode::Exclusive, _) => true,
+        (LockMode::Shared { .. }, LockMode::Exclusive) => false,
+        (LockMode::Shared { permits: held }, LockMode::Shared { permits: asked }) => asked <= held,
     }
 }
 

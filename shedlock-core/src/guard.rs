@@ -147,6 +147,31 @@ impl LockGuard {
         self.extend_lease(self.lease_length, None).await
     }
 
+    /// What a nested call on this held lock asks of it: the lease lasts at
+    /// least `lock_at_most_for` from now and the lock is kept at least
+    /// `lock_at_least_for` from now. Never shortens either, and asks the store
+    /// only when the lease would end sooner. `Ok(false)`: the lease had already ended.
+    pub(crate) async fn cover(
+        &mut self,
+        lock_at_most_for: Duration,
+        lock_at_least_for: Duration,
+    ) -> Result<bool, LockError> {
+        let now = Instant::now();
+        let extended = if now + lock_at_most_for > self.lease_until {
+            self.extend_lease(lock_at_most_for, None).await?
+        } else {
+            self.lease.is_some()
+        };
+        if extended && !lock_at_least_for.is_zero() {
+            let keep_until = now + lock_at_least_for;
+            self.keep_until = Some(
+                self.keep_until
+                    .map_or(keep_until, |kept| kept.max(keep_until)),
+            );
+        }
+        Ok(extended)
+    }
+
     /// The lease length last asked of the store.
     pub(crate) fn lease_length(&self) -> Duration {
         self.lease_length
