@@ -89,9 +89,10 @@ impl Floor {
         Ok(())
     }
 
-    /// `SET key value NX PX` (with `GET` when `get`) and `INCR fence_key` in
-    /// one round trip; the value when the lock was taken with a token.
-    async fn acquire_fenced(&self, key: &str, fence_key: &str, get: bool) -> BenchResult<u64> {
+    /// `SET key value NX PX` (with `GET` when `get`), `HGET` of a settings
+    /// hash and `EXISTS` of a holders hash in one round trip, as shedlock's
+    /// plain acquisition sends them; the value when the lock was taken.
+    async fn acquire_checked(&self, key: &str, get: bool) -> BenchResult<u64> {
         let value = FLOOR_VALUE.fetch_add(1, Ordering::Relaxed);
         let mut set = redis::cmd("SET");
         set.arg(key)
@@ -102,10 +103,13 @@ impl Floor {
         if get {
             set.arg("GET");
         }
-        let (previous, token): (Value, i64) = redis::pipe()
+        let (previous, capacity, holders): (Value, Option<String>, i64) = redis::pipe()
             .add_command(set)
-            .cmd("INCR")
-            .arg(fence_key)
+            .cmd("HGET")
+            .arg(format!("{{{key}}}:settings"))
+            .arg("capacity")
+            .cmd("EXISTS")
+            .arg(format!("{{{key}}}:holders"))
             .query_async(&mut self.connection.clone())
             .await?;
         // Taken: `OK`, or with `GET` no previous value.
@@ -114,17 +118,17 @@ impl Floor {
         } else {
             previous != Value::Nil
         };
-        if !taken || token <= 0 {
-            return Err(format!("fenced acquisition of {key} failed").into());
+        if !taken || capacity.is_some() || holders != 0 {
+            return Err(format!("checked acquisition of {key} failed").into());
         }
         Ok(value)
     }
 
-    /// shedlock's acquisition (`SET NX PX GET` + `INCR` of the fencing
-    /// counter, one round trip) and release script, with fixed keys and a
-    /// counter value: what shedlock's commands cost, without its client-side work.
-    async fn shedlock_commands_cycle(&self, key: &str, fence_key: &str) -> BenchResult<()> {
-        let value = self.acquire_fenced(key, fence_key, true).await?;
+    /// shedlock's acquisition (`SET NX PX GET` + the two reads, one round
+    /// trip) and release script, with fixed keys: what shedlock's commands
+    /// cost, without its client-side work.
+    async fn shedlock_commands_cycle(&self, key: &str) -> BenchResult<()> {
+        let value = self.acquire_checked(key, true).await?;
         let released: i64 = self
             .shedlock_release
             .key(key)
@@ -139,11 +143,11 @@ impl Floor {
         Ok(())
     }
 
-    /// The floor with a fencing token: `SET NX PX` and `INCR` of a counter
-    /// in one round trip, then the floor's release: what a fencing token
-    /// costs by itself.
-    async fn fenced_cycle(&self, key: &str, fence_key: &str) -> BenchResult<()> {
-        let value = self.acquire_fenced(key, fence_key, false).await?;
+    /// The floor with the reads that keep paused locks and shared holders
+    /// safe, in the acquisition's round trip, then the floor's release: what
+    /// those reads cost by themselves.
+    async fn checked_cycle(&self, key: &str) -> BenchResult<()> {
+        let value = self.acquire_checked(key, false).await?;
         self.release(key, value).await
     }
 
@@ -184,9 +188,10 @@ fn unexpected<T: std::fmt::Debug>(what: &str, got: T) -> Box<dyn std::error::Err
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Path {
     Floor,
-    FloorWithFence,
+    FloorWithChecks,
     RawCommands,
     TryLock,
+    TryLockWithToken,
     Executor,
     Attribute,
 }
@@ -195,9 +200,10 @@ impl Path {
     fn label(self) -> &'static str {
         match self {
             Path::Floor => "floor: SET NX PX + compare-and-delete",
-            Path::FloorWithFence => "floor + INCR of a fencing counter",
+            Path::FloorWithChecks => "floor + HGET capacity + EXISTS holders",
             Path::RawCommands => "raw client sending shedlock's commands",
             Path::TryLock => "LockProvider::try_lock + LockGuard::unlock",
+            Path::TryLockWithToken => "try_lock + fencing_token + unlock (3 trips)",
             Path::Executor => "LockingTaskExecutor::execute",
             Path::Attribute => "#[scheduler_lock(provider = ..)] fn",
         }
@@ -222,18 +228,17 @@ impl Bench {
     ) -> BenchResult<()> {
         match path {
             Path::Floor => self.floor.cycle(floor_key).await,
-            Path::FloorWithFence => {
-                let fence_key = format!("{{{floor_key}}}:fence");
-                self.floor.fenced_cycle(floor_key, &fence_key).await
-            }
-            Path::RawCommands => {
-                let fence_key = format!("{{{floor_key}}}:fence");
-                self.floor
-                    .shedlock_commands_cycle(floor_key, &fence_key)
-                    .await
-            }
+            Path::FloorWithChecks => self.floor.checked_cycle(floor_key).await,
+            Path::RawCommands => self.floor.shedlock_commands_cycle(floor_key).await,
             Path::TryLock => match self.provider.try_lock(config).await? {
                 Some(guard) => Ok(guard.unlock().await?),
+                None => Err(unexpected("try_lock", None::<()>)),
+            },
+            Path::TryLockWithToken => match self.provider.try_lock(config).await? {
+                Some(guard) => {
+                    black_box(guard.fencing_token().await?);
+                    Ok(guard.unlock().await?)
+                }
                 None => Err(unexpected("try_lock", None::<()>)),
             },
             Path::Executor => match self
@@ -305,9 +310,10 @@ async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) -> BenchResul
     const BLOCK: usize = 20;
     let paths = [
         Path::Floor,
-        Path::FloorWithFence,
+        Path::FloorWithChecks,
         Path::RawCommands,
         Path::TryLock,
+        Path::TryLockWithToken,
         Path::Executor,
         Path::Attribute,
     ];
@@ -359,7 +365,10 @@ async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) -> BenchResul
             continue;
         }
         let ratio = us(p50) / us(floor.0);
-        if matches!(path, Path::FloorWithFence | Path::RawCommands) {
+        if matches!(
+            path,
+            Path::FloorWithChecks | Path::RawCommands | Path::TryLockWithToken
+        ) {
             rows.push(Row {
                 figure: format!("serial p50: {}", path.label()),
                 ours: format!("{:.1} µs", us(p50)),
@@ -419,7 +428,7 @@ async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
     const PER_TASK: usize = 100;
     let paths = [
         Path::Floor,
-        Path::FloorWithFence,
+        Path::FloorWithChecks,
         Path::RawCommands,
         Path::TryLock,
         Path::Executor,
@@ -456,7 +465,7 @@ async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
         // runs made seconds apart, and the median of those resists drift.
         let mut ratios: Vec<f64> = rates[i].iter().zip(&rates[0]).map(|(r, f)| r / f).collect();
         let ratio = median(&mut ratios);
-        let breakdown = matches!(path, Path::FloorWithFence | Path::RawCommands);
+        let breakdown = matches!(path, Path::FloorWithChecks | Path::RawCommands);
         rows.push(Row {
             figure: format!("{TASKS} tasks: {}", path.label()),
             ours: format!("{:.0}k/s", rate / 1e3),
@@ -720,10 +729,13 @@ async fn reset_stats(admin: &mut MultiplexedConnection) -> BenchResult<()> {
 /// Whether `command` came from the client itself rather than from inside a
 /// script (commandstats counts both, and a script's time includes its
 /// commands'). On the measured paths (scripts loaded, counters seeded) only
-/// clients send `SET` and `INCR`; the release and extension scripts run
+/// clients send `SET`, `HGET` and `EXISTS`; the release and extension scripts run
 /// `GET`, `DEL`, `PTTL`, `PEXPIRE` and `PUBLISH`.
 fn sent_by_client(command: &str) -> bool {
-    matches!(command, "evalsha" | "eval" | "script|load" | "set" | "incr")
+    matches!(
+        command,
+        "evalsha" | "eval" | "script|load" | "set" | "incr" | "hget" | "exists"
+    )
 }
 
 /// Server-side counts per run of a plain run, a run with `lock_at_least_for`

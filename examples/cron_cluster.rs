@@ -115,7 +115,13 @@ async fn run_tick(
         if let Ok(mut runs) = runs.lock() {
             runs.entry(tick).or_default().push(replica.to_owned());
         }
-        let token = shedlock::current_lock().map_or(0, |lock| lock.fencing_token());
+        let token = match shedlock::current_lock() {
+            Some(lock) => match lock.fencing_token().await {
+                Ok(token) => token.to_string(),
+                Err(err) => format!("unavailable: {err}"),
+            },
+            None => "none".to_owned(),
+        };
         println!("{time}  {replica} runs the report (fencing token {token})");
     };
     match executor.execute(config, report).await {

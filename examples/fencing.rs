@@ -40,10 +40,10 @@ async fn main() -> anyhow::Result<()> {
         .try_lock(&config)
         .await?
         .ok_or_else(|| anyhow::anyhow!("lock held"))?;
-    println!(
-        "replica A holds 'export' with token {}",
-        stale.fencing_token()
-    );
+    // Ask for the token while the lease is held (a provider that issues it
+    // on request refuses once the lease has ended).
+    let stale_token = stale.fencing_token().await?;
+    println!("replica A holds 'export' with token {stale_token}");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Replica B takes the lock after A's lease ended and writes first.
@@ -51,17 +51,15 @@ async fn main() -> anyhow::Result<()> {
         .try_lock(&config)
         .await?
         .ok_or_else(|| anyhow::anyhow!("lock held"))?;
-    println!(
-        "replica B holds 'export' with token {}",
-        fresh.fencing_token()
-    );
+    let fresh_token = fresh.fencing_token().await?;
+    println!("replica B holds 'export' with token {fresh_token}");
     store
-        .write(fresh.fencing_token(), "written by B")
+        .write(fresh_token, "written by B")
         .map_err(anyhow::Error::msg)?;
     println!("B's write accepted");
 
     // A wakes up and tries to write with its old token: the store refuses.
-    match store.write(stale.fencing_token(), "written by A") {
+    match store.write(stale_token, "written by A") {
         Ok(()) => anyhow::bail!("the stale write must be refused"),
         Err(refusal) => println!("A's write {refusal}"),
     }

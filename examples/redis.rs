@@ -22,7 +22,13 @@ const CALL_PERIOD: Duration = Duration::from_millis(700);
 /// keeps the lock for 2 s after a run, so the calls in between skip.
 #[scheduler_lock(name = "redis-example-report", lock_at_least_for = "2s")]
 async fn report(call: u32) {
-    let token = shedlock::current_lock().map_or(0, |lock| lock.fencing_token());
+    let token = match shedlock::current_lock() {
+        Some(lock) => match lock.fencing_token().await {
+            Ok(token) => token.to_string(),
+            Err(err) => format!("unavailable: {err}"),
+        },
+        None => "none".to_owned(),
+    };
     println!("  call {call}: ran (fencing token {token})");
 }
 

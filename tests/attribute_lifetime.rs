@@ -14,7 +14,13 @@ async fn slow(hold: Duration) {
 
 #[scheduler_lock(name = "slow", lock_at_most_for = "10s", wait_for = "5s", provider = &*LOCKS)]
 async fn patient() -> u64 {
-    current_lock().map_or(0, |lock| lock.fencing_token())
+    match current_lock() {
+        Some(lock) => lock
+            .fencing_token()
+            .await
+            .expect("a fencing token while the lease is held"),
+        None => 0,
+    }
 }
 
 #[scheduler_lock(name = "slow", lock_at_most_for = "10s", wait_for = "200ms", provider = &*LOCKS)]

@@ -310,7 +310,7 @@ pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
             return Err(err);
         }
     };
-    tracing::debug!(lock = %name, fencing_token = guard.fencing_token(), "lock acquired");
+    tracing::debug!(lock = %name, fencing_token = ?guard.info().issued_fencing_token(), "lock acquired");
     let (held, active) = held.with(guard, config.mode(), provider.scope());
     let task = held.scope(catch_unwind_of(task));
     let outcome = if options.watches_lease() {

@@ -9,11 +9,70 @@ use crate::provider::Lease;
 use crate::{LockConfiguration, LockError};
 
 /// What a job can read about the lock it holds (see [`current_lock`](crate::current_lock)).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct LockInfo {
     name: Arc<str>,
-    fencing_token: u64,
+    fencing_token: FencingToken,
     locked_at: SystemTime,
+}
+
+/// A lease's fencing token: handed out with the lease, or issued by the
+/// store on first request. Shared by a guard and every [`LockInfo`] of it,
+/// so the store issues it once.
+#[derive(Clone)]
+struct FencingToken(Arc<TokenState>);
+
+struct TokenState {
+    issued: tokio::sync::OnceCell<u64>,
+    /// The lease that issues the token on request; `None`: it came with the lease.
+    issuer: Option<Arc<dyn Lease>>,
+}
+
+impl FencingToken {
+    fn given(token: u64) -> Self {
+        FencingToken(Arc::new(TokenState {
+            issued: tokio::sync::OnceCell::new_with(Some(token)),
+            issuer: None,
+        }))
+    }
+
+    fn on_request(issuer: Arc<dyn Lease>) -> Self {
+        FencingToken(Arc::new(TokenState {
+            issued: tokio::sync::OnceCell::new(),
+            issuer: Some(issuer),
+        }))
+    }
+
+    async fn get(&self, name: &str) -> Result<u64, LockError> {
+        let state = &self.0;
+        let token = state
+            .issued
+            .get_or_try_init(|| async {
+                let issuer = state.issuer.as_ref().ok_or_else(|| lease_lost(name))?;
+                match issuer.issue_fencing_token().await? {
+                    Some(token) => {
+                        tracing::debug!(lock = %name, fencing_token = token, "fencing token issued");
+                        Ok(token)
+                    }
+                    None => {
+                        tracing::warn!(lock = %name, "fencing token refused: the lease has ended");
+                        Err(lease_lost(name))
+                    }
+                }
+            })
+            .await?;
+        Ok(*token)
+    }
+
+    fn issued(&self) -> Option<u64> {
+        self.0.issued.get().copied()
+    }
+}
+
+fn lease_lost(name: &str) -> LockError {
+    LockError::LeaseLost {
+        name: name.to_owned(),
+    }
 }
 
 impl LockInfo {
@@ -23,16 +82,41 @@ impl LockInfo {
     }
 
     /// The fencing token of this acquisition: strictly greater than every
-    /// earlier token of the same name. Pass it to stores downstream so they can
-    /// refuse writes from a holder whose lease has ended.
-    pub fn fencing_token(&self) -> u64 {
-        self.fencing_token
+    /// earlier token of the same name. Pass it to stores downstream so they
+    /// can refuse writes from a holder whose lease has ended.
+    ///
+    /// Some providers (Redis, for a plain exclusive lock) issue the token on
+    /// the first request, in a step that checks the lease is still held, so
+    /// jobs that never ask pay nothing for it; later requests give the same
+    /// token at no cost.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::LeaseLost`] when the token was not issued yet and the
+    /// lease has ended; a store error when the store cannot be reached.
+    pub async fn fencing_token(&self) -> Result<u64, LockError> {
+        self.fencing_token.get(&self.name).await
+    }
+
+    /// The fencing token if it is known without asking the store.
+    pub(crate) fn issued_fencing_token(&self) -> Option<u64> {
+        self.fencing_token.issued()
     }
 
     /// When the lock was taken, by this process's wall clock. For display
     /// only: leases are timed by the store's clock or the monotonic clock.
     pub fn locked_at(&self) -> SystemTime {
         self.locked_at
+    }
+}
+
+impl fmt::Debug for LockInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LockInfo")
+            .field("name", &self.name)
+            .field("fencing_token", &self.issued_fencing_token())
+            .field("locked_at", &self.locked_at)
+            .finish()
     }
 }
 
@@ -53,7 +137,7 @@ pub struct LockGuard {
     lease_until: Instant,
     /// The lease length last asked of the store, which keep-alive renews.
     lease_length: Duration,
-    lease: Option<Box<dyn Lease>>,
+    lease: Option<Arc<dyn Lease>>,
 }
 
 impl LockGuard {
@@ -69,21 +153,37 @@ impl LockGuard {
     ) -> Self {
         Self::locked_at(
             config,
-            fencing_token,
+            Some(fencing_token),
             requested_at,
             SystemTime::now(),
             lease,
         )
     }
 
-    /// [`new`](Self::new), for a provider that has read the wall clock already.
+    /// Wraps a lease just taken in a store whose fencing token is issued on
+    /// the first request, by [`Lease::issue_fencing_token`]. For providers.
+    pub fn with_token_on_request(
+        config: &LockConfiguration,
+        requested_at: Instant,
+        lease: impl Lease,
+    ) -> Self {
+        Self::locked_at(config, None, requested_at, SystemTime::now(), lease)
+    }
+
+    /// [`new`](Self::new) or [`with_token_on_request`](Self::with_token_on_request)
+    /// (`fencing_token` `None`), for a provider that has read the wall clock already.
     pub(crate) fn locked_at(
         config: &LockConfiguration,
-        fencing_token: u64,
+        fencing_token: Option<u64>,
         requested_at: Instant,
         locked_at: SystemTime,
         lease: impl Lease,
     ) -> Self {
+        let lease: Arc<dyn Lease> = Arc::new(lease);
+        let fencing_token = match fencing_token {
+            Some(token) => FencingToken::given(token),
+            None => FencingToken::on_request(lease.clone()),
+        };
         // Measured from the reply, so the lock is never freed early.
         let least = config.lock_at_least_for();
         let keep_until = (!least.is_zero()).then(|| Instant::now() + least);
@@ -96,7 +196,7 @@ impl LockGuard {
             keep_until,
             lease_until: requested_at + config.lock_at_most_for(),
             lease_length: config.lock_at_most_for(),
-            lease: Some(Box::new(lease)),
+            lease: Some(lease),
         }
     }
 
@@ -105,12 +205,19 @@ impl LockGuard {
         self.info.name()
     }
 
-    /// The fencing token: strictly greater than every earlier token of this name.
+    /// The fencing token: strictly greater than every earlier token of this
+    /// name. See [`LockInfo::fencing_token`]: a provider may issue it on the
+    /// first request, which then checks that the lease is still held.
     ///
     /// Where a store cannot keep a counter (ShedLock's SQL table without the
     /// `fencing_token` column), the provider documents what it returns instead.
-    pub fn fencing_token(&self) -> u64 {
-        self.info.fencing_token
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::LeaseLost`] when the token was not issued yet and the
+    /// lease has ended; a store error when the store cannot be reached.
+    pub async fn fencing_token(&self) -> Result<u64, LockError> {
+        self.info.fencing_token().await
     }
 
     /// What a job can read about this lock.
@@ -282,7 +389,7 @@ impl fmt::Debug for LockGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LockGuard")
             .field("name", &self.name())
-            .field("fencing_token", &self.fencing_token())
+            .field("fencing_token", &self.info.issued_fencing_token())
             .field("held", &self.lease.is_some())
             .finish()
     }

@@ -281,7 +281,11 @@ impl InMemoryLockProvider {
             acquisition: token,
         };
         Ok(Some(LockGuard::locked_at(
-            config, token, now, locked_at, lease,
+            config,
+            Some(token),
+            now,
+            locked_at,
+            lease,
         )))
     }
 

@@ -253,4 +253,36 @@ pub trait Lease: Send + Sync + 'static {
     /// from now (never later than it would have ended anyway). `Ok(false)`: the
     /// lease had already ended.
     fn release(&self, keep_for: Duration) -> BoxFuture<'_, Result<bool, LockError>>;
+
+    /// Issues this lease's fencing token, in one step that checks the lease
+    /// is still this holder's, so the token is above every token of earlier
+    /// holders and below every token of later ones. `Ok(None)`: the lease has
+    /// ended. Only called for guards made with
+    /// [`LockGuard::with_token_on_request`], at most once per guard; the
+    /// default is for providers that hand the token out with the lease.
+    fn issue_fencing_token(&self) -> BoxFuture<'_, Result<Option<u64>, LockError>> {
+        Box::pin(async {
+            Err(LockError::InvalidConfiguration(
+                "this lock provider hands fencing tokens out with the lease; it made a guard \
+                 with LockGuard::with_token_on_request without implementing \
+                 Lease::issue_fencing_token (a bug in the provider)"
+                    .into(),
+            ))
+        })
+    }
+}
+
+/// A shared lease is a lease (a provider may keep its own handle to it).
+impl<L: Lease + ?Sized> Lease for Arc<L> {
+    fn extend(&self, lock_at_most_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
+        (**self).extend(lock_at_most_for)
+    }
+
+    fn release(&self, keep_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
+        (**self).release(keep_for)
+    }
+
+    fn issue_fencing_token(&self) -> BoxFuture<'_, Result<Option<u64>, LockError>> {
+        (**self).issue_fencing_token()
+    }
 }

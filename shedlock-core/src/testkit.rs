@@ -64,7 +64,7 @@ async fn assert_held<P: LockProvider>(provider: &P, config: &LockConfiguration) 
     match provider.try_lock(config).await {
         Ok(None) => {}
         Ok(Some(guard)) => {
-            let token = guard.fencing_token();
+            let token = guard.fencing_token().await.unwrap();
             let _ = guard.unlock().await;
             fail!(
                 "lock '{}' should be held, but was taken again (token {token})",
@@ -322,11 +322,11 @@ pub async fn fencing_tokens_strictly_increase<P: LockProvider, Fut: Future<Outpu
         unlock(acquire(provider, &other).await).await;
         let guard = acquire(provider, &config).await;
         assert!(
-            guard.fencing_token() > last,
+            guard.fencing_token().await.unwrap() > last,
             "token {} after token {last}: fencing tokens must strictly increase",
-            guard.fencing_token()
+            guard.fencing_token().await.unwrap()
         );
-        last = guard.fencing_token();
+        last = guard.fencing_token().await.unwrap();
         unlock(guard).await;
     }
 }

@@ -84,7 +84,7 @@ pub(crate) fn what_happened(server: &str, err: &RedisError) -> String {
         return credentials_refused(&redis);
     }
     let detail = err.detail().unwrap_or_default();
-    match err.code() {
+    match code_of(err) {
         Some("OOM") => format!(
             "{redis} is out of memory (used memory above maxmemory with the noeviction policy) \
              and refuses writes: free memory or raise maxmemory"
@@ -120,6 +120,23 @@ pub(crate) fn what_happened(server: &str, err: &RedisError) -> String {
         Some(code) => format!("{redis} answered with a {code} error"),
         None => format!("{redis} failed: {} error", err.category()),
     }
+}
+
+/// The error's code; for an error a script met (Redis before 7 wraps it:
+/// `ERR Error running script (call to f_..): @user_script:1: -OOM ...`), the
+/// code of that inner error.
+fn code_of(err: &RedisError) -> Option<&str> {
+    let code = err.code()?;
+    if code != "ERR" {
+        return Some(code);
+    }
+    let inner = err
+        .detail()
+        .filter(|detail| detail.starts_with("Error running script"))
+        .and_then(|detail| detail.split(": -").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .filter(|word| word.chars().all(|c| c.is_ascii_uppercase()));
+    Some(inner.unwrap_or(code))
 }
 
 fn credentials_refused(redis: &str) -> String {
@@ -175,6 +192,13 @@ mod tests {
                 "maxclients",
             ),
             (server_error("-WRONGTYPE Operation\r\n"), "WRONGTYPE error"),
+            (
+                server_error(
+                    "-ERR Error running script (call to f_1): @user_script:1: @user_script: 1: \
+                     -OOM command not allowed when used memory > 'maxmemory'.\r\n",
+                ),
+                "out of memory",
+            ),
         ];
         for (err, expected) in cases {
             let text = what_happened("127.0.0.1:6379", &err);

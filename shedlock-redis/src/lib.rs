@@ -29,6 +29,7 @@ mod admin;
 mod connection;
 mod errors;
 mod keys;
+mod lease;
 mod provider;
 mod releases;
 mod scripts;

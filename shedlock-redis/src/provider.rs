@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use redis::aio::ConnectionLike;
 use redis::cluster::ClusterClient;
 use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{AsyncConnectionConfig, Client, Cmd, RedisError, Script, Value};
+use redis::{AsyncConnectionConfig, Client, Cmd, RedisError, Value};
 use shedlock_core::identity::default_locked_by;
 use shedlock_core::{
     BoxFuture, Lease, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch, Waiter,
@@ -17,10 +17,9 @@ use shedlock_core::{
 use crate::connection::RedisConnection;
 use crate::errors::{connect_error, invalid_url, reply_may_be_lost, store_error, what_happened};
 use crate::keys::LockKeys;
-use crate::releases::{RELEASE_CHANNEL, ReleaseHub};
-use crate::scripts::{
-    ACQUIRE, CLAIM, EXTEND, EXTEND_SHARED, RELEASE, RELEASE_SHARED, evalsha, invoke,
-};
+use crate::lease::{PendingLease, RedisLease, millis};
+use crate::releases::ReleaseHub;
+use crate::scripts::{ACQUIRE, SETTLE};
 use crate::value::{WAITED_MARK, new_lock_value};
 
 /// How long a command may wait for its reply before it fails (and, for an
@@ -28,12 +27,6 @@ use crate::value::{WAITED_MARK, new_lock_value};
 pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// How long one connection attempt may take.
 pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// The least fencing counter whose `INCR` is taken as a token as it is
-/// (10^15 microseconds: September 2001). Counters are seeded from the
-/// server's clock in microseconds, so a smaller value is a counter that is
-/// new, expired, or parked while the lock is paused (see `fence.lua`).
-const FENCE_SEEDED: i64 = 1_000_000_000_000_000;
 
 /// Locks in Redis, one key per lock: `{prefix}:{environment}:{name}` (ShedLock's
 /// format, so Java and Rust services can share locks).
@@ -287,79 +280,91 @@ impl RedisLockProvider {
         self.acquire_scripted(config, waiter, keys).await
     }
 
-    fn new_lease(&self, keys: &LockKeys, shared: bool) -> RedisLease {
+    fn new_lease(&self, keys: LockKeys, shared: bool) -> RedisLease {
         RedisLease {
             connection: self.connection.clone(),
             server: self.server.clone(),
-            holders_key: shared.then(|| keys.holders()),
             value: new_lock_value(&self.locked_by),
-            lock_key: keys.lock.clone(),
+            keys,
+            shared,
         }
     }
 
-    /// An exclusive acquisition that does not wait, in one round trip of two
-    /// plain commands (no script: about a third of the server's work):
+    /// An exclusive acquisition that does not wait, in one round trip of
+    /// three plain commands (no script):
     ///
     /// - `SET lock value NX PX lease GET` takes the lock, or answers the
     ///   holder's value: this acquisition's own when a client resent it after
     ///   a lost reply, so it still owns the lock; ShedLock's marker while
     ///   shared holders have it.
-    /// - `INCR fence` is the fencing token. Both commands ran between sending
-    ///   and the answer, the INCR after the SET; when that span is shorter
-    ///   than the lease, the INCR ran while the lease was alive, so every
-    ///   earlier holder's token is below it and every later holder's above.
-    ///   A pause parks the counter below [`FENCE_SEEDED`], so a paused lock is
-    ///   never run: such an answer, a new counter and a late answer settle
-    ///   through `claim.lua`, one more round trip.
+    /// - `HGET settings capacity` and `EXISTS holders`, which run after the
+    ///   `SET`: a stored pause (capacity 0, whoever stored it) or shared
+    ///   holders (even when their marker in the lock key is gone) send a taken
+    ///   lease to `settle.lua`, which gives it back.
+    ///
+    /// The fencing token is issued on request (`token.lua`), so a job that
+    /// never asks pays nothing for it. An answer that came too late to vouch
+    /// for the lease is settled too: the script renews the lease in the step
+    /// that checks it, and the guard's lease is timed from there.
     async fn acquire_exclusive(
         &self,
         config: &LockConfiguration,
         keys: LockKeys,
     ) -> Result<Option<LockGuard>, LockError> {
-        let lease = self.new_lease(&keys, false);
-        let fence = keys.fence();
-        let mut set = Cmd::with_capacity(7, lease.lock_key.len() + lease.value.len() + 32);
+        let settings = keys.settings();
+        let holders = keys.holders();
+        let lease = self.new_lease(keys, false);
+        let mut set = Cmd::with_capacity(7, lease.lock_key().len() + lease.value.len() + 32);
         set.arg("SET")
-            .arg(&lease.lock_key)
+            .arg(lease.lock_key())
             .arg(&lease.value)
             .arg("NX")
             .arg("PX")
             .arg(millis(config.lock_at_most_for()))
             .arg("GET");
-        let mut incr = Cmd::with_capacity(2, fence.len() + 4);
-        incr.arg("INCR").arg(&fence);
-        let mut pipe = redis::Pipeline::with_capacity(2);
-        pipe.add_command(set).add_command(incr);
-        let mut connection = self.connection.clone();
-        let mut unanswered = Unanswered(Some(lease));
+        let mut capacity = Cmd::with_capacity(3, settings.len() + 16);
+        capacity.arg("HGET").arg(&settings).arg("capacity");
+        let mut shared = Cmd::with_capacity(2, holders.len() + 8);
+        shared.arg("EXISTS").arg(&holders);
+        let mut pipe = redis::Pipeline::with_capacity(3);
+        pipe.add_command(set)
+            .add_command(capacity)
+            .add_command(shared);
+        // From here until a guard has it, a lease this acquisition took is
+        // given back if the caller drops this future.
+        let pending = PendingLease::new(lease, config.lock_at_most_for());
         let requested_at = Instant::now();
-        let reply = connection.req_packed_commands(&pipe, 0, 2).await;
+        let reply = self
+            .connection
+            .clone()
+            .req_packed_commands(&pipe, 0, 3)
+            .await;
         let answered_in = requested_at.elapsed();
-        let Some(lease) = unanswered.0.take() else {
-            return Ok(None); // unreachable: only this function takes it
-        };
         let values = match reply {
             Ok(values) => values,
             Err(err) => {
                 return Err(self
-                    .failed_acquisition(config, lease, requested_at, err)
+                    .failed_acquisition(config, pending, requested_at, err)
                     .await);
             }
         };
-        match ExclusiveReply::read(&values, &lease.value) {
-            ExclusiveReply::Taken(Some(token))
-                if token >= FENCE_SEEDED && vouched(answered_in, config.lock_at_most_for()) =>
+        match ExclusiveReply::read(&values, &pending.lease().value) {
+            ExclusiveReply::Taken { may_stand: true }
+                if vouched(answered_in, config.lock_at_most_for()) =>
             {
-                Ok(Some(LockGuard::new(
+                Ok(Some(LockGuard::with_token_on_request(
                     config,
-                    token.unsigned_abs(),
                     requested_at,
-                    lease,
+                    pending.disarm(),
                 )))
             }
-            ExclusiveReply::Taken(_) => self.claim(config, &keys, lease, requested_at).await,
-            ExclusiveReply::Held => Ok(None),
+            ExclusiveReply::Taken { .. } => self.settle(config, pending).await,
+            ExclusiveReply::Held => {
+                pending.disarm(); // nothing was taken
+                Ok(None)
+            }
             ExclusiveReply::NoSetNxGet => {
+                let keys = pending.disarm().keys.clone(); // nothing was set
                 self.set_nx_get.store(false, Ordering::Relaxed);
                 tracing::info!(
                     server = %self.server,
@@ -367,68 +372,71 @@ impl RedisLockProvider {
                 );
                 self.acquire_scripted(config, None, keys).await
             }
-            ExclusiveReply::Failed(err) => Err(self.not_taken(config, &err)),
+            ExclusiveReply::Redirected => {
+                let keys = pending.disarm().keys.clone(); // nothing was set
+                tracing::debug!(lock = %config.name(), "lock's slot is moving; acquiring by script");
+                self.acquire_scripted(config, None, keys).await
+            }
+            ExclusiveReply::Failed(err) => {
+                pending.disarm(); // the SET failed: nothing was set
+                Err(self.not_taken(config, &err))
+            }
         }
     }
 
-    /// The fencing token of a one-round-trip acquisition whose `INCR` cannot
-    /// serve: checked against the lease and the pause in one script.
-    async fn claim(
+    /// A taken lease that may not stand (a pause, shared holders, a late
+    /// answer): `settle.lua` keeps and renews it, or gives it back.
+    async fn settle(
         &self,
         config: &LockConfiguration,
-        keys: &LockKeys,
-        lease: RedisLease,
-        requested_at: Instant,
+        pending: PendingLease,
     ) -> Result<Option<LockGuard>, LockError> {
-        let mut claim = CLAIM.key(&lease.lock_key);
-        claim
-            .key(keys.fence())
-            .key(keys.settings())
+        let lease = pending.lease();
+        let mut settle = SETTLE.key(lease.lock_key());
+        settle
+            .key(lease.keys.settings())
+            .key(lease.keys.holders())
             .arg(&lease.value)
+            .arg(millis(config.lock_at_most_for()))
             .arg(config.capacity().map_or(-1, i64::from));
-        // The lease is held: if this future is dropped before the answer, or
-        // the script fails, it is released in the background.
-        let mut held = Unanswered(Some(lease));
-        let reply = claim
+        let requested_at = Instant::now();
+        let reply = settle
             .invoke_async::<i64>(&mut self.connection.clone())
             .await;
+        let answered_in = requested_at.elapsed();
         match reply {
-            Ok(token) if token > 0 => {
-                let Some(lease) = held.0.take() else {
-                    return Ok(None); // unreachable: only this function takes it
-                };
-                Ok(Some(LockGuard::new(
-                    config,
-                    token.unsigned_abs(),
-                    requested_at,
-                    lease,
-                )))
-            }
-            Ok(answer) => {
-                // Paused (the script removed the lease) or the lease had ended.
-                held.0 = None;
-                if answer == 0 {
-                    tracing::debug!(lock = %config.name(), "lock paused (capacity 0)");
-                } else {
-                    tracing::warn!(
-                        lock = %config.name(),
-                        "lock lease ended before its fencing token was handed out; not acquired"
-                    );
-                }
+            Ok(1) if vouched(answered_in, config.lock_at_most_for()) => Ok(Some(
+                LockGuard::with_token_on_request(config, requested_at, pending.disarm()),
+            )),
+            Ok(1) => {
+                // Late again: the lease cannot be trusted; `pending` gives it back.
+                tracing::warn!(
+                    lock = %config.name(),
+                    "lock acquisition answered too late to vouch for its lease; given back, not acquired"
+                );
                 Ok(None)
             }
-            Err(err) if reply_may_be_lost(&err) => {
-                let Some(lease) = held.0.take() else {
-                    return Ok(None); // unreachable: only this function takes it
-                };
-                Err(self
-                    .release_uncertain_acquisition(config, lease, requested_at, err)
-                    .await)
+            Ok(answer) => {
+                let lock_key = pending.disarm().keys.lock.clone(); // the script removed it
+                match answer {
+                    0 => tracing::debug!(lock = %config.name(), "lock paused (capacity 0)"),
+                    -1 => tracing::warn!(
+                        lock = %config.name(),
+                        "lock lease ended before its late answer arrived; not acquired"
+                    ),
+                    _ => tracing::debug!(lock = %config.name(), "lock held by shared holders"),
+                }
+                self.releases
+                    .note_lease_end(&lock_key, lease_end_hint(answer));
+                Ok(None)
             }
-            // `held` releases the lease in the background as it goes.
+            Err(err) if reply_may_be_lost(&err) => Err(self
+                .release_uncertain_acquisition(config, pending, requested_at, err)
+                .await),
+            // `pending` gives the lease back as it goes.
             Err(err) => Err(store_error(
                 &self.server,
-                &format!("handing out the fencing token of lock '{}'", config.name()),
+                &format!("acquiring lock '{}'", config.name()),
                 &err,
                 "the lease taken is released",
             )),
@@ -444,67 +452,62 @@ impl RedisLockProvider {
         keys: LockKeys,
     ) -> Result<Option<LockGuard>, LockError> {
         let permits = config.mode().permits();
-        let lease = self.new_lease(&keys, permits.is_some());
-        let mut connection = self.connection.clone();
-        let mut acquire = ACQUIRE.key(&lease.lock_key);
+        let mut acquire = ACQUIRE.key(&keys.lock);
         acquire
             .key(keys.fence())
             .key(keys.holders())
             .key(keys.waiters())
-            .key(keys.settings())
+            .key(keys.settings());
+        let lease = self.new_lease(keys, permits.is_some());
+        acquire
             .arg(&lease.value)
             .arg(millis(config.lock_at_most_for()))
             .arg(permits.unwrap_or(0))
             .arg(config.capacity().map_or(-1, i64::from))
             .arg(waiter.map_or("", Waiter::id))
             .arg(waiter.map_or(0, |waiter| millis(waiter.hold_place_for())));
-        // If this future is dropped while the command is out, the lease it
-        // may take is released in the background, not left until it ends.
-        let mut unanswered = Unanswered(Some(lease));
+        let pending = PendingLease::new(lease, config.lock_at_most_for());
         let requested_at = Instant::now();
-        let reply = acquire.invoke_async::<i64>(&mut connection).await;
-        let Some(lease) = unanswered.0.take() else {
-            return Ok(None); // unreachable: only this function takes it
-        };
+        let reply = acquire
+            .invoke_async::<i64>(&mut self.connection.clone())
+            .await;
         match reply {
             Ok(token) if token > 0 => Ok(Some(LockGuard::new(
                 config,
                 token.unsigned_abs(),
                 requested_at,
-                lease,
+                pending.disarm(),
             ))),
             Ok(held) => {
                 if held == 0 {
                     tracing::debug!(lock = %config.name(), "lock paused (capacity 0)");
                 }
-                // -2 - ms left of the soonest lease; -1 or 0: no end known.
-                let lease_ends_at = (-2i64)
-                    .checked_sub(held)
-                    .and_then(|left| u64::try_from(left).ok())
-                    .map(|left| Instant::now() + Duration::from_millis(left));
-                self.releases.note_lease_end(&lease.lock_key, lease_ends_at);
+                let lock_key = pending.disarm().keys.lock.clone(); // nothing was taken
+                self.releases
+                    .note_lease_end(&lock_key, lease_end_hint(held));
                 Ok(None)
             }
             Err(err) => Err(self
-                .failed_acquisition(config, lease, requested_at, err)
+                .failed_acquisition(config, pending, requested_at, err)
                 .await),
         }
     }
 
-    /// An acquisition without an answer: released when its reply may have
-    /// been lost, else a plain store error (nothing was taken).
+    /// An acquisition without an answer: settled by its value when its reply
+    /// may have been lost, else a plain store error (nothing was taken).
     async fn failed_acquisition(
         &self,
         config: &LockConfiguration,
-        lease: RedisLease,
+        pending: PendingLease,
         requested_at: Instant,
         err: RedisError,
     ) -> LockError {
         if reply_may_be_lost(&err) {
             return self
-                .release_uncertain_acquisition(config, lease, requested_at, err)
+                .release_uncertain_acquisition(config, pending, requested_at, err)
                 .await;
         }
+        pending.disarm(); // the server answered with an error: nothing was taken
         self.not_taken(config, &err)
     }
 
@@ -520,36 +523,30 @@ impl RedisLockProvider {
 
     /// After an acquisition whose reply was lost: release whatever it may have
     /// taken (the value is unique, so only that acquisition's lease can match),
-    /// then report the failure.
+    /// then report the failure. `released` is true only when the lease was
+    /// seen and removed: "nothing found" may mean the acquisition has not
+    /// landed yet, so the lease stays pending and is released in the
+    /// background until it would have ended, as it is if this future is
+    /// dropped while it waits.
     async fn release_uncertain_acquisition(
         &self,
         config: &LockConfiguration,
-        lease: RedisLease,
+        pending: PendingLease,
         requested_at: Instant,
         err: RedisError,
     ) -> LockError {
         let name = config.name().to_owned();
         let reason = what_happened(&self.server, &err);
-        let released = lease.release(Duration::ZERO).await.is_ok();
+        let released = matches!(pending.lease().release(Duration::ZERO).await, Ok(true));
         if released {
-            tracing::warn!(lock = %name, %reason, "lock acquisition uncertain; any lease it took was released");
+            pending.disarm();
+            tracing::warn!(lock = %name, %reason, "lock acquisition uncertain; the lease it took was released");
         } else {
             tracing::error!(
-                lock = %name, %reason,
-                "lock acquisition uncertain; retrying the release in the background"
+                lock = %name, %reason, waited = ?requested_at.elapsed(),
+                "lock acquisition uncertain; releasing any lease it takes in the background"
             );
-            let deadline = requested_at + config.lock_at_most_for();
-            let name = name.clone();
-            tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    if lease.release(Duration::ZERO).await.is_ok() {
-                        tracing::info!(lock = %name, "uncertain lock acquisition released");
-                        return;
-                    }
-                }
-                tracing::warn!(lock = %name, "gave up releasing an uncertain acquisition: its lease has ended anyway");
-            });
+            drop(pending);
         }
         LockError::AcquisitionUncertain {
             name,
@@ -598,25 +595,36 @@ impl LockProvider for RedisLockProvider {
 /// What the one-round-trip exclusive acquisition answered.
 #[derive(Debug)]
 enum ExclusiveReply {
-    /// The lock is this acquisition's, with the counter's `INCR` if it answered a number.
-    Taken(Option<i64>),
+    /// The lock is this acquisition's; `may_stand` is false when the lock is
+    /// paused or shared holders may be live (or either could not be read).
+    Taken { may_stand: bool },
     /// Another holder has it.
     Held,
     /// The server is older than Redis 7 (no `SET .. NX .. GET`); nothing was set.
     NoSetNxGet,
+    /// A Redis Cluster redirected the `SET` (the lock's slot is moving):
+    /// nothing was set; the acquisition script, one command that the
+    /// cluster client follows to the right node, takes over.
+    Redirected,
     /// The `SET` failed; nothing was set.
     Failed(RedisError),
 }
 
 impl ExclusiveReply {
-    /// Reads the answers of `SET .. NX PX .. GET` and `INCR` for the lock value `ours`.
+    /// Reads the answers of `SET .. NX PX .. GET`, `HGET settings capacity`
+    /// and `EXISTS holders` for the lock value `ours`.
     fn read(values: &[Value], ours: &str) -> ExclusiveReply {
-        let token = match values.get(1) {
-            Some(Value::Int(token)) => Some(*token),
-            _ => None,
+        let not_paused = match values.get(1) {
+            Some(Value::Nil) => true,
+            Some(Value::BulkString(capacity)) => capacity.as_slice() != b"0",
+            _ => false,
+        };
+        let no_shared_holders = matches!(values.get(2), Some(Value::Int(0)));
+        let taken = ExclusiveReply::Taken {
+            may_stand: not_paused && no_shared_holders,
         };
         match values.first() {
-            Some(Value::Nil) => ExclusiveReply::Taken(token),
+            Some(Value::Nil) => taken,
             // The holder's value: our own when a client resent this
             // acquisition (perhaps marked by a waiter since: acquire.lua).
             Some(Value::BulkString(held))
@@ -624,7 +632,7 @@ impl ExclusiveReply {
                     .strip_prefix(ours.as_bytes())
                     .is_some_and(|rest| rest.is_empty() || rest == WAITED_MARK.as_bytes()) =>
             {
-                ExclusiveReply::Taken(token)
+                taken
             }
             Some(Value::BulkString(_) | Value::SimpleString(_)) => ExclusiveReply::Held,
             Some(Value::ServerError(err))
@@ -634,6 +642,9 @@ impl ExclusiveReply {
                         .is_some_and(|details| details.contains("syntax")) =>
             {
                 ExclusiveReply::NoSetNxGet
+            }
+            Some(Value::ServerError(err)) if matches!(err.code(), "ASK" | "MOVED" | "TRYAGAIN") => {
+                ExclusiveReply::Redirected
             }
             Some(Value::ServerError(err)) => ExclusiveReply::Failed(err.clone().into()),
             other => ExclusiveReply::Failed(RedisError::from((
@@ -645,111 +656,21 @@ impl ExclusiveReply {
     }
 }
 
-/// Whether an answer came soon enough to vouch for its `INCR` as a fencing
-/// token: the lease (timed by Redis) was alive when the INCR ran if the span
-/// from sending to the answer, which holds both commands, is shorter than the
-/// lease (with 0.2 % for the two clocks' rates).
+/// Whether an answer came soon enough to vouch for the lease it reports:
+/// the lease (timed by Redis from when the command ran, after it was sent)
+/// lasts past `requested_at + lease` if the answer came within the lease
+/// (with 0.2 % for the two clocks' rates), so the guard times it from there.
 fn vouched(answered_in: Duration, lease: Duration) -> bool {
     answered_in.saturating_add(answered_in / 500) < lease
 }
 
-/// An acquisition sent but not yet answered; see `try_lock`.
-struct Unanswered(Option<RedisLease>);
-
-impl Drop for Unanswered {
-    fn drop(&mut self) {
-        if let Some(lease) = self.0.take()
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            runtime.spawn(async move {
-                if let Err(err) = lease.release(Duration::ZERO).await {
-                    tracing::warn!(
-                        key = %lease.lock_key, error = %err,
-                        "a cancelled lock acquisition could not be released; it ends at lock_at_most_for"
-                    );
-                }
-            });
-        }
-    }
-}
-
-/// One acquisition's lease: its key and unique value.
-struct RedisLease {
-    connection: RedisConnection,
-    server: Arc<str>,
-    lock_key: String,
-    /// The shared holders' key, for a shared lease; `None`: exclusive.
-    holders_key: Option<String>,
-    value: String,
-}
-
-impl RedisLease {
-    /// An `EVALSHA` of the exclusive or the shared variant of an operation on
-    /// this lease, with its keys and value; the caller adds the rest.
-    fn script_call(
-        &self,
-        exclusive: &'static Script,
-        shared: &'static Script,
-        args: usize,
-    ) -> (&'static Script, Cmd) {
-        let data = self.lock_key.len() + self.value.len() + 64;
-        match &self.holders_key {
-            // The lock key's shared marker follows the holders.
-            Some(holders) => {
-                let mut cmd = evalsha(shared, 2, args + 1, data + holders.len());
-                cmd.arg(holders).arg(&self.lock_key).arg(&self.value);
-                (shared, cmd)
-            }
-            None => {
-                let mut cmd = evalsha(exclusive, 1, args + 1, data);
-                cmd.arg(&self.lock_key).arg(&self.value);
-                (exclusive, cmd)
-            }
-        }
-    }
-}
-
-impl Lease for RedisLease {
-    fn extend(&self, lock_at_most_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
-        Box::pin(async move {
-            let (script, mut extend) = self.script_call(&EXTEND, &EXTEND_SHARED, 1);
-            extend.arg(millis(lock_at_most_for));
-            invoke::<i64>(script, &extend, &mut self.connection.clone())
-                .await
-                .map(|extended| extended == 1)
-                .map_err(|err| {
-                    store_error(
-                        &self.server,
-                        &format!("extending lock key '{}'", self.lock_key),
-                        &err,
-                        "the lease still ends at its previous end",
-                    )
-                })
-        })
-    }
-
-    fn release(&self, keep_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
-        Box::pin(async move {
-            let keep_ms = if keep_for.is_zero() {
-                0
-            } else {
-                millis(keep_for)
-            };
-            let (script, mut release) = self.script_call(&RELEASE, &RELEASE_SHARED, 2);
-            release.arg(keep_ms).arg(RELEASE_CHANNEL);
-            invoke::<i64>(script, &release, &mut self.connection.clone())
-                .await
-                .map(|released| released == 1)
-                .map_err(|err| {
-                    store_error(
-                        &self.server,
-                        &format!("releasing lock key '{}'", self.lock_key),
-                        &err,
-                        "the lease ends at lock_at_most_for at the latest",
-                    )
-                })
-        })
-    }
+/// When the soonest holder's lease ends, from a refused acquisition's answer
+/// (-2 - ms left of it; -1 or 0: no end known).
+fn lease_end_hint(answer: i64) -> Option<Instant> {
+    (-2i64)
+        .checked_sub(answer)
+        .and_then(|left| u64::try_from(left).ok())
+        .map(|left| Instant::now() + Duration::from_millis(left))
 }
 
 /// shedlock's timeouts: [`DEFAULT_RESPONSE_TIMEOUT`], [`DEFAULT_CONNECTION_TIMEOUT`].
@@ -772,12 +693,6 @@ fn cluster_description(nodes: &[&str]) -> String {
     format!("cluster of {}", addresses.join(", "))
 }
 
-/// A duration in whole milliseconds, rounded up (a lease is never shorter than asked), at least 1.
-fn millis(duration: Duration) -> u64 {
-    let ms = duration.as_nanos().div_ceil(1_000_000);
-    u64::try_from(ms).unwrap_or(u64::MAX).max(1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -789,22 +704,24 @@ mod tests {
     #[test]
     fn a_set_nx_get_answer_tells_taken_resent_held_and_old_servers_apart() {
         let ours = "ADDED:2026-01-01T00:00:00.000Z@host:1;id=a";
-        let token = reply(b":1765000000000001\r\n");
-        let read = |set: &[u8]| ExclusiveReply::read(&[reply(set), token.clone()], ours);
+        let (no_capacity, no_holders) = (reply(b"$-1\r\n"), reply(b":0\r\n"));
+        let read = |set: &[u8]| {
+            ExclusiveReply::read(&[reply(set), no_capacity.clone(), no_holders.clone()], ours)
+        };
         assert!(matches!(
             read(b"$-1\r\n"),
-            ExclusiveReply::Taken(Some(1_765_000_000_000_001))
+            ExclusiveReply::Taken { may_stand: true }
         ));
         let resent = format!("${}\r\n{ours}\r\n", ours.len());
         assert!(matches!(
             read(resent.as_bytes()),
-            ExclusiveReply::Taken(Some(_))
+            ExclusiveReply::Taken { may_stand: true }
         ));
         let marked = format!("{ours}{WAITED_MARK}");
         let resent_marked = format!("${}\r\n{marked}\r\n", marked.len());
         assert!(matches!(
             read(resent_marked.as_bytes()),
-            ExclusiveReply::Taken(Some(_))
+            ExclusiveReply::Taken { may_stand: true }
         ));
         let longer = format!("{ours}1");
         let another = format!("${}\r\n{longer}\r\n", longer.len());
@@ -821,16 +738,37 @@ mod tests {
             read(b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
             ExclusiveReply::Failed(_)
         ));
-        // Taken, but the counter is not a number: the token comes from claim.lua.
-        let not_a_number = reply(b"-ERR value is not an integer or out of range\r\n");
         assert!(matches!(
-            ExclusiveReply::read(&[reply(b"$-1\r\n"), not_a_number], ours),
-            ExclusiveReply::Taken(None)
+            read(b"-ASK 925 127.0.0.1:7001\r\n"),
+            ExclusiveReply::Redirected
+        ));
+        assert!(matches!(
+            read(b"-MOVED 925 127.0.0.1:7001\r\n"),
+            ExclusiveReply::Redirected
         ));
     }
 
     #[test]
-    fn only_an_answer_well_inside_the_lease_vouches_for_its_token() {
+    fn a_pause_shared_holders_or_an_unreadable_check_send_a_taken_lease_to_settle() {
+        let ours = "ADDED:2026-01-01T00:00:00.000Z@host:1;id=a";
+        let taken = reply(b"$-1\r\n");
+        let read = |capacity: &[u8], holders: &[u8]| {
+            ExclusiveReply::read(&[taken.clone(), reply(capacity), reply(holders)], ours)
+        };
+        let stands = |reply| matches!(reply, ExclusiveReply::Taken { may_stand: true });
+        assert!(stands(read(b"$-1\r\n", b":0\r\n")));
+        assert!(stands(read(b"$1\r\n3\r\n", b":0\r\n")));
+        // Paused, whoever stored it.
+        assert!(!stands(read(b"$1\r\n0\r\n", b":0\r\n")));
+        // Shared holders, marker or not.
+        assert!(!stands(read(b"$-1\r\n", b":1\r\n")));
+        // A check that failed counts as a reason to settle.
+        assert!(!stands(read(b"-WRONGTYPE Operation\r\n", b":0\r\n")));
+        assert!(!stands(read(b"$-1\r\n", b"-ERR\r\n")));
+    }
+
+    #[test]
+    fn only_an_answer_well_inside_the_lease_vouches_for_it() {
         let lease = Duration::from_secs(10);
         assert!(vouched(Duration::from_millis(1), lease));
         assert!(vouched(Duration::from_millis(9_979), lease));

@@ -1,5 +1,5 @@
 //! The Lua scripts behind the lock operations: each is one round trip, on keys
-//! of one Cluster slot. (An exclusive acquisition that does not wait sends two
+//! of one Cluster slot. (An exclusive acquisition that does not wait sends
 //! plain commands instead: see `provider.rs`.) `redis::Script` sends them by
 //! SHA (EVALSHA) and loads them on a NOSCRIPT reply.
 
@@ -22,9 +22,12 @@ scripts! {
     /// plus the fencing token, atomically: waiting and shared acquisitions,
     /// and exclusive ones on servers without `SET NX GET` (before Redis 7).
     ACQUIRE = "fence.lua", "lease_value.lua", "acquire.lua";
-    /// The fencing token (or the pause) of a one-round-trip exclusive
-    /// acquisition whose counter was not seeded.
-    CLAIM = "fence.lua", "lease_value.lua", "claim.lua";
+    /// A one-round-trip exclusive acquisition that may not stand (paused,
+    /// shared holders, a late answer): kept and renewed, or given back.
+    SETTLE = "lease_value.lua", "settle.lua";
+    /// The fencing token of an exclusive lease, issued on request while the
+    /// lease is this acquisition's.
+    TOKEN = "fence.lua", "lease_value.lua", "token.lua";
     /// Compare-and-delete (or compare-and-shorten for `lock_at_least_for`).
     RELEASE = "lease_value.lua", "release.lua";
     /// Compare-and-expire.

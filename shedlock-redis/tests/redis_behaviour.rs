@@ -215,7 +215,7 @@ async fn fencing_tokens_keep_increasing_across_a_server_restart() {
     let provider = connect(&server).await;
     let config = config("fence-restart", Duration::from_secs(5), Duration::ZERO);
     let before = provider.try_lock(&config).await.unwrap().unwrap();
-    let token_before = before.fencing_token();
+    let token_before = before.fencing_token().await.unwrap();
     before.unlock().await.unwrap();
     server.restart(); // keeps nothing on disk: the counter is gone
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -230,9 +230,9 @@ async fn fencing_tokens_keep_increasing_across_a_server_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(
-        after.fencing_token() > token_before,
+        after.fencing_token().await.unwrap() > token_before,
         "token {} after restart is not above {token_before}",
-        after.fencing_token()
+        after.fencing_token().await.unwrap()
     );
 }
 
@@ -261,7 +261,7 @@ impl Counter<'_> {
 const WEEK_MS: i64 = 604_800_000;
 
 #[tokio::test]
-async fn the_fencing_counter_is_seeded_from_the_clock_and_lives_a_week() {
+async fn every_token_is_the_counter_lifted_to_the_clock_and_the_counter_lives_a_week() {
     let server = RedisServer::start();
     let provider = connect(&server).await;
     let config = config("fence-ttl", Duration::from_secs(30), Duration::ZERO);
@@ -280,7 +280,7 @@ async fn the_fencing_counter_is_seeded_from_the_clock_and_lives_a_week() {
     )
     .unwrap();
     let first = provider.try_lock(&config).await.unwrap().unwrap();
-    let seeded = first.fencing_token();
+    let seeded = first.fencing_token().await.unwrap();
     assert_eq!(counter.value(), seeded as i64);
     assert!(
         (seeded as i64 - before_us).abs() < 60_000_000,
@@ -293,31 +293,51 @@ async fn the_fencing_counter_is_seeded_from_the_clock_and_lives_a_week() {
     );
     first.unlock().await.unwrap();
 
-    // Later acquisitions count up from the seed in the same round trip.
+    // Later tokens are above the last one and never below the clock: a
+    // counter that a crash reloaded older is lifted to it.
     let second = provider.try_lock(&config).await.unwrap().unwrap();
-    assert_eq!(second.fencing_token(), seeded + 1);
-    assert!(counter.ttl_ms() > 0, "the counter must keep its expiry");
+    let now_us = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap();
+    let next = second.fencing_token().await.unwrap();
+    assert!(next > seeded, "token {next} is not above {seeded}");
+    assert!(
+        (next as i64 - now_us).abs() < 60_000_000,
+        "token {next} is not the clock ({now_us} us)"
+    );
+    assert_eq!(counter.value(), next as i64);
+    assert!(
+        a_week(counter.ttl_ms()),
+        "the counter must keep a week's expiry"
+    );
     second.unlock().await.unwrap();
 
     // A counter ahead of the clock (and without expiry) is incremented.
     let ahead = 9_000_000_000_000_000i64;
     server.command(&format!("SET {} {ahead}", counter.key));
     let guard = provider.try_lock(&config).await.unwrap().unwrap();
-    assert_eq!(guard.fencing_token(), ahead.unsigned_abs() + 1);
+    assert_eq!(
+        guard.fencing_token().await.unwrap(),
+        ahead.unsigned_abs() + 1
+    );
     guard.unlock().await.unwrap();
 
     // An expired counter is seeded again, from the clock: tokens still rise
     // above every token it gave while it was below the clock.
     server.command(&format!("SET {} {}", counter.key, seeded + 10));
     let guard = provider.try_lock(&config).await.unwrap().unwrap();
-    let last = guard.fencing_token();
+    let last = guard.fencing_token().await.unwrap();
     guard.unlock().await.unwrap();
     server.command(&format!("DEL {}", counter.key));
     let reseeded = provider.try_lock(&config).await.unwrap().unwrap();
     assert!(
-        reseeded.fencing_token() > last,
+        reseeded.fencing_token().await.unwrap() > last,
         "token {} after expiry is not above {last}",
-        reseeded.fencing_token()
+        reseeded.fencing_token().await.unwrap()
     );
     assert!(
         a_week(counter.ttl_ms()),
@@ -338,7 +358,7 @@ async fn a_pause_parks_the_fencing_counter_and_resume_restores_it() {
         key: provider.fence_key("fence-pause"),
     };
     let before = provider.try_lock(&config).await.unwrap().unwrap();
-    let token_before = before.fencing_token();
+    let token_before = before.fencing_token().await.unwrap();
     before.unlock().await.unwrap();
     // Ahead of the clock, so a restore from the clock alone would go back.
     let ahead = 8_000_000_000_000_000i64;
@@ -358,7 +378,7 @@ async fn a_pause_parks_the_fencing_counter_and_resume_restores_it() {
     provider.resume("fence-pause").await.unwrap();
     assert!(counter.value() >= ahead, "resume restores the counter");
     let after = provider.try_lock(&config).await.unwrap().unwrap();
-    let token_after = after.fencing_token();
+    let token_after = after.fencing_token().await.unwrap();
     assert!(token_after > ahead.unsigned_abs() && token_after > token_before);
     after.unlock().await.unwrap();
 
@@ -378,7 +398,7 @@ async fn a_pause_parks_the_fencing_counter_and_resume_restores_it() {
     assert!(provider.try_lock(&config).await.unwrap().is_none());
     provider.set_capacity("fence-pause", 1).await.unwrap();
     let resumed = provider.try_lock(&config).await.unwrap().unwrap();
-    assert!(resumed.fencing_token() > token_after);
+    assert!(resumed.fencing_token().await.unwrap() > token_after);
     resumed.unlock().await.unwrap();
 }
 
@@ -404,11 +424,11 @@ async fn tokens_rise_across_one_round_trip_and_scripted_acquisitions() {
                 .unwrap(),
         };
         assert!(
-            guard.fencing_token() > last,
+            guard.fencing_token().await.unwrap() > last,
             "round {round}: token {} after {last}",
-            guard.fencing_token()
+            guard.fencing_token().await.unwrap()
         );
-        last = guard.fencing_token();
+        last = guard.fencing_token().await.unwrap();
         guard.unlock().await.unwrap();
     }
 }

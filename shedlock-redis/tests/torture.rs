@@ -73,7 +73,13 @@ async fn torture_worker() {
         let config = LockConfiguration::new(name, LEASE, Duration::ZERO).expect("config");
         let ran = executor
             .execute(&config, async {
-                let token = current_lock().map_or(0, |lock| lock.fencing_token());
+                let token = match current_lock() {
+                    Some(lock) => lock
+                        .fencing_token()
+                        .await
+                        .expect("a fencing token while the lease is held"),
+                    None => 0,
+                };
                 append(&log, &format!("S {name} {pid} {token} {}", now_ns()));
                 tokio::time::sleep(Duration::from_millis(10 + random(50))).await;
                 append(&log, &format!("E {name} {pid} {token} {}", now_ns()));

@@ -347,7 +347,7 @@ async fn the_plain_shedlock_table_works_with_clock_tokens<P: Table + HasTable>(p
     for _ in 0..5 {
         let guard = acquire(&provider, &config).await;
         assert_held(&provider, &config).await;
-        let token = guard.fencing_token();
+        let token = guard.fencing_token().await.unwrap();
         // Microseconds since 1970 by the database's clock: after 2020.
         assert!(
             token > 1_577_836_800_000_000,
@@ -368,7 +368,7 @@ async fn the_fencing_column_counts_acquisitions<P: Table + HasTable>(provider: P
     let config = config("counted", Duration::ZERO);
     for expected in 1..=3 {
         let guard = acquire(&provider, &config).await;
-        assert_eq!(guard.fencing_token(), expected);
+        assert_eq!(guard.fencing_token().await.unwrap(), expected);
         guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
     }
 }

@@ -80,7 +80,7 @@ if permits == 0 then
   local current = redis.call('GET', KEYS[1])
   if owned(current, value) then
     if refused == 0 then
-      -- Paused since: give the lock back, as claim.lua does.
+      -- Paused since: give the lock back, as settle.lua does.
       redis.call('DEL', KEYS[1])
       return 0
     end
@@ -101,6 +101,19 @@ end
 -- Shared (permits >= 1).
 local micros = clock()
 local now = math.floor(micros / 1000)
+local left = redis.call('PTTL', KEYS[1])
+if left ~= -2 then
+  local current = redis.call('GET', KEYS[1])
+  if current ~= SHARED then
+    -- An exclusive holder (ShedLock for Java's too, after its unconditional
+    -- unlock deleted the shared marker): no shared holder runs beside it,
+    -- not even this acquisition resent after it got in.
+    redis.call('HDEL', KEYS[3], value)
+    if ARGV[5] ~= '' then mark_waited(current) end
+    if left == -1 then return -1 end
+    return -2 - left
+  end
+end
 local mine = redis.call('HGET', KEYS[3], value)
 if mine then
   -- Resent after a lost reply: this acquisition holds its permits already.
@@ -108,16 +121,6 @@ if mine then
   if ends and tonumber(ends) > now then return tonumber(token) end
 end
 if capacity == 0 then return 0 end
-local left = redis.call('PTTL', KEYS[1])
-if left ~= -2 then
-  local current = redis.call('GET', KEYS[1])
-  if current ~= SHARED then
-    -- An exclusive holder.
-    if ARGV[5] ~= '' then mark_waited(current) end
-    if left == -1 then return -1 end
-    return -2 - left
-  end
-end
 if redis.call('EXISTS', KEYS[4]) == 1 then
   -- An exclusive waiter goes first; its release wakes us.
   redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)

@@ -1,7 +1,8 @@
 -- Makes a shared holder's lease end ARGV[2] ms from now, if it has not ended.
 -- KEYS[1] shared holders; KEYS[2] lock key (its shared marker follows);
 -- ARGV[1] the acquisition's value; ARGV[2] lease in ms.
--- Returns 1 when extended, 0 when the lease had already ended.
+-- Returns 1 when extended, 0 when the lease had already ended or an
+-- exclusive holder has the lock key.
 -- Runs after settle_shared.lua, which defines settle().
 
 local mine = redis.call('HGET', KEYS[1], ARGV[1])
@@ -10,6 +11,13 @@ local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local ends, permits, token = string.match(mine, '^(%d+) (%d+) (%d+)$')
 if ends == nil or tonumber(ends) <= now then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  return 0
+end
+local current = redis.call('GET', KEYS[2])
+if current and current ~= 'shedlock:shared' then
+  -- An exclusive holder has the lock key (ShedLock for Java's, after its
+  -- unconditional unlock deleted the shared marker): this shared lease ends.
   redis.call('HDEL', KEYS[1], ARGV[1])
   return 0
 end

@@ -3,10 +3,10 @@
 -- lock and never below the server's clock in microseconds when the counter
 -- is seeded, so tokens keep increasing after a server that keeps nothing on
 -- disk restarts, or after the counter expires.
--- The one-round-trip acquisition (`SET NX PX GET` and `INCR` of the counter,
--- see provider.rs) takes the INCR as its token only when it is at least
--- FENCE_SEEDED (10^15 us, 2001): a new, expired or parked (paused) counter is
--- below it, and such an acquisition settles through claim.lua instead.
+-- Every token is max(counter + 1, clock), and the counter is set to it: a
+-- counter that a crash reloaded older (RDB, AOF), or that was lost, deleted
+-- or expired, is lifted to the clock, above every token handed out before
+-- (unless the server's clock was set back).
 
 local function clock()
   local time = redis.call('TIME')

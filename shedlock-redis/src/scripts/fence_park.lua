@@ -1,7 +1,7 @@
--- While a lock is paused, its fencing counter is parked far below zero: the
--- one-round-trip exclusive acquisition (`SET NX` + `INCR`) then gets a value
--- below FENCE_SEEDED and settles through claim.lua, which finds the pause and
--- gives the lock back. The counter's value waits in the settings' `fence`
+-- While a lock is paused, its fencing counter is parked far below zero, so
+-- that earlier builds, whose one-round-trip acquisition took an `INCR` of the
+-- counter as its token, find the pause too (this build reads the capacity
+-- instead, see settle.lua). The counter's value waits in the settings' `fence`
 -- field; resuming restores it, never below the clock, so tokens still rise.
 -- (Prepended to the scripts that pause and resume.)
 

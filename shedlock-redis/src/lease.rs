@@ -1,0 +1,203 @@
+//! One acquisition's lease in Redis (its keys and unique value; released,
+//! extended and given its fencing token by scripts that compare the value
+//! first), and `PendingLease`: a lease not yet handed to a guard, given back
+//! in the background if it never is.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redis::{Cmd, Script};
+use shedlock_core::{BoxFuture, Lease, LockError};
+
+use crate::connection::RedisConnection;
+use crate::errors::store_error;
+use crate::keys::LockKeys;
+use crate::releases::RELEASE_CHANNEL;
+use crate::scripts::{EXTEND, EXTEND_SHARED, RELEASE, RELEASE_SHARED, TOKEN, evalsha, invoke};
+
+/// One acquisition's lease: the lock's keys and the acquisition's unique value.
+pub(crate) struct RedisLease {
+    pub(crate) connection: RedisConnection,
+    /// `host:port` of the server, for messages.
+    pub(crate) server: Arc<str>,
+    pub(crate) keys: LockKeys,
+    /// Shared permits (kept in the holders hash) rather than the lock key.
+    pub(crate) shared: bool,
+    pub(crate) value: String,
+}
+
+impl RedisLease {
+    pub(crate) fn lock_key(&self) -> &str {
+        &self.keys.lock
+    }
+
+    /// An `EVALSHA` of the exclusive or the shared variant of an operation on
+    /// this lease, with its keys and value; the caller adds the rest.
+    fn script_call(
+        &self,
+        exclusive: &'static Script,
+        shared: &'static Script,
+        args: usize,
+    ) -> (&'static Script, Cmd) {
+        let data = self.keys.lock.len() + self.value.len() + 64;
+        if self.shared {
+            // The lock key's shared marker follows the holders.
+            let holders = self.keys.holders();
+            let mut cmd = evalsha(shared, 2, args + 1, data + holders.len());
+            cmd.arg(holders).arg(&self.keys.lock).arg(&self.value);
+            (shared, cmd)
+        } else {
+            let mut cmd = evalsha(exclusive, 1, args + 1, data);
+            cmd.arg(&self.keys.lock).arg(&self.value);
+            (exclusive, cmd)
+        }
+    }
+}
+
+impl Lease for RedisLease {
+    fn extend(&self, lock_at_most_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
+        Box::pin(async move {
+            let (script, mut extend) = self.script_call(&EXTEND, &EXTEND_SHARED, 1);
+            extend.arg(millis(lock_at_most_for));
+            invoke::<i64>(script, &extend, &mut self.connection.clone())
+                .await
+                .map(|extended| extended == 1)
+                .map_err(|err| {
+                    store_error(
+                        &self.server,
+                        &format!("extending lock key '{}'", self.keys.lock),
+                        &err,
+                        "the lease still ends at its previous end",
+                    )
+                })
+        })
+    }
+
+    fn release(&self, keep_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
+        Box::pin(async move {
+            let keep_ms = if keep_for.is_zero() {
+                0
+            } else {
+                millis(keep_for)
+            };
+            let (script, mut release) = self.script_call(&RELEASE, &RELEASE_SHARED, 2);
+            release.arg(keep_ms).arg(RELEASE_CHANNEL);
+            invoke::<i64>(script, &release, &mut self.connection.clone())
+                .await
+                .map(|released| released == 1)
+                .map_err(|err| {
+                    store_error(
+                        &self.server,
+                        &format!("releasing lock key '{}'", self.keys.lock),
+                        &err,
+                        "the lease ends at lock_at_most_for at the latest",
+                    )
+                })
+        })
+    }
+
+    /// `token.lua`: the token of an exclusive lease, issued only while the
+    /// lock key still holds this acquisition's value (shared leases get
+    /// theirs with the lease).
+    fn issue_fencing_token(&self) -> BoxFuture<'_, Result<Option<u64>, LockError>> {
+        Box::pin(async move {
+            let fence = self.keys.fence();
+            let mut issue = evalsha(&TOKEN, 2, 1, self.keys.lock.len() + fence.len() + 64);
+            issue.arg(&self.keys.lock).arg(fence).arg(&self.value);
+            invoke::<i64>(&TOKEN, &issue, &mut self.connection.clone())
+                .await
+                .map(|token| u64::try_from(token).ok().filter(|token| *token > 0))
+                .map_err(|err| {
+                    store_error(
+                        &self.server,
+                        &format!("issuing the fencing token of lock key '{}'", self.keys.lock),
+                        &err,
+                        "no token was issued; the lease is unchanged",
+                    )
+                })
+        })
+    }
+}
+
+/// A lease that an acquisition took or may have taken and has not handed to
+/// a guard yet: while its answer is out, while it is settled, while an
+/// uncertain acquisition is cleaned up. Dropped armed (the caller gave up,
+/// or the acquisition turned out not to stand), it is released in the
+/// background, retried until the lease would have ended. [`disarm`]
+/// (Self::disarm) takes the lease out for a guard, or because nothing was
+/// taken.
+pub(crate) struct PendingLease {
+    lease: Arc<RedisLease>,
+    /// How long a lease this acquisition took can last.
+    lease_length: Duration,
+    armed: bool,
+}
+
+impl PendingLease {
+    pub(crate) fn new(lease: RedisLease, lease_length: Duration) -> Self {
+        PendingLease {
+            lease: Arc::new(lease),
+            lease_length,
+            armed: true,
+        }
+    }
+
+    pub(crate) fn lease(&self) -> &RedisLease {
+        &self.lease
+    }
+
+    /// The lease, no longer given back when this is dropped.
+    pub(crate) fn disarm(mut self) -> Arc<RedisLease> {
+        self.armed = false;
+        self.lease.clone()
+    }
+}
+
+impl Drop for PendingLease {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let lease = self.lease.clone();
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                runtime.spawn(give_back(lease, self.lease_length));
+            }
+            Err(_) => tracing::warn!(
+                key = %lease.lock_key(),
+                "an unsettled lock acquisition was dropped outside a Tokio runtime; \
+                 any lease it took ends at lock_at_most_for"
+            ),
+        }
+    }
+}
+
+/// Releases a lease an acquisition may have taken, until it is seen and
+/// removed or it would have ended anyway: "not found" may only mean the
+/// acquisition has not landed yet.
+async fn give_back(lease: Arc<RedisLease>, lease_length: Duration) {
+    let gives_up_at = Instant::now() + lease_length;
+    let mut pause = Duration::from_millis(50);
+    loop {
+        if let Ok(true) = lease.release(Duration::ZERO).await {
+            tracing::info!(key = %lease.lock_key(), "an unsettled lock acquisition was released");
+            return;
+        }
+        let left = gives_up_at.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            tracing::debug!(
+                key = %lease.lock_key(),
+                "stopped releasing an unsettled lock acquisition: any lease it took has ended"
+            );
+            return;
+        }
+        tokio::time::sleep(pause.min(left)).await;
+        pause = (pause * 2).min(Duration::from_secs(5));
+    }
+}
+
+/// A duration in whole milliseconds, rounded up (a lease is never shorter than asked), at least 1.
+pub(crate) fn millis(duration: Duration) -> u64 {
+    let ms = duration.as_nanos().div_ceil(1_000_000);
+    u64::try_from(ms).unwrap_or(u64::MAX).max(1)
+}
