@@ -883,8 +883,7 @@ async fn run() -> BenchResult<bool> {
         .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT))
         .set_connection_timeout(Some(DEFAULT_CONNECTION_TIMEOUT));
     let client = Client::open(server.url())?;
-    let provider =
-        RedisLockProvider::with_connection_config(client.clone(), config.clone()).await?;
+    let provider = RedisLockProvider::new_with_config(client.clone(), config.clone()).await?;
     let floor = Floor {
         connection: client
             .get_multiplexed_async_connection_with_config(&config)

@@ -25,7 +25,6 @@
 //! The provider is also a [`LockAdmin`](shedlock_core::LockAdmin): lock
 //! state, capacity, pause and resume, force-release.
 
-mod admin;
 mod connection;
 mod errors;
 mod keys;

@@ -36,7 +36,7 @@ async fn through(proxy: &FaultProxy) -> RedisLockProvider {
     let config = AsyncConnectionConfig::new()
         .set_response_timeout(Some(RESPONSE_TIMEOUT))
         .set_connection_timeout(Some(Duration::from_millis(500)));
-    RedisLockProvider::with_connection_config(client, config)
+    RedisLockProvider::new_with_config(client, config)
         .await
         .unwrap()
         .with_locked_by("proxied")

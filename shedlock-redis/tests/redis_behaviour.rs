@@ -79,7 +79,7 @@ async fn an_acquisition_whose_reply_is_lost_is_released_and_reported() {
     let impatient = AsyncConnectionConfig::new()
         .set_response_timeout(Some(Duration::from_millis(100)))
         .set_connection_timeout(Some(Duration::from_secs(1)));
-    let provider = RedisLockProvider::with_connection_config(client, impatient)
+    let provider = RedisLockProvider::new_with_config(client, impatient)
         .await
         .unwrap();
     let observer = connect(&server).await;
@@ -404,19 +404,22 @@ async fn a_pause_parks_the_fencing_counter_and_resume_restores_it() {
 
 #[tokio::test]
 async fn tokens_rise_across_one_round_trip_and_scripted_acquisitions() {
-    // Plain acquisitions take INCR as the token; waiting ones and servers
-    // without SET NX GET run the script, which lifts the counter to the
-    // clock: mixed, tokens still rise at every step.
+    // Plain acquisitions get their token on request; waiting and shared ones
+    // run the acquisition script, which hands it out with the lease: mixed,
+    // tokens still rise at every step.
     let server = RedisServer::start();
     let plain = connect(&server).await;
-    let scripted = connect(&server).await.with_scripted_acquisitions();
     let executor = shedlock_core::LockingTaskExecutor::new(plain.clone());
     let config = config("fence-mixed", Duration::from_secs(30), Duration::ZERO);
     let mut last = 0;
     for round in 0..20 {
         let guard = match round % 3 {
             0 => plain.try_lock(&config).await.unwrap().unwrap(),
-            1 => scripted.try_lock(&config).await.unwrap().unwrap(),
+            1 => plain
+                .try_lock_waiting(&config, &shedlock_core::Waiter::new(Duration::from_secs(1)))
+                .await
+                .unwrap()
+                .unwrap(),
             _ => executor
                 .lock_waiting(&config, Duration::from_secs(1))
                 .await

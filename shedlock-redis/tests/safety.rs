@@ -203,7 +203,7 @@ async fn impatient(proxy: &FaultProxy, db: u8) -> RedisLockProvider {
     let config = AsyncConnectionConfig::new()
         .set_response_timeout(Some(Duration::from_millis(100)))
         .set_connection_timeout(Some(Duration::from_millis(2_000)));
-    RedisLockProvider::with_connection_config(client, config)
+    RedisLockProvider::new_with_config(client, config)
         .await
         .unwrap()
 }

@@ -10,10 +10,10 @@ use shedlock_core::{
     BoxFuture, LockAdmin, LockError, LockHolder, LockMode, LockState, MAX_PERMITS,
 };
 
+use super::RedisLockProvider;
 use crate::connection::RedisConnection;
 use crate::errors::store_error;
 use crate::keys::{FENCE_SUFFIX, HOLDERS_SUFFIX, SETTINGS_SUFFIX, WAITERS_SUFFIX};
-use crate::provider::RedisLockProvider;
 use crate::releases::RELEASE_CHANNEL;
 use crate::scripts::{FORCE_RELEASE, PAUSE, RESUME, SET_CAPACITY, STATE};
 use crate::value::LockValue;

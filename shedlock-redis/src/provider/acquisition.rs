@@ -1,0 +1,486 @@
+//! The acquisition protocol: a plain exclusive acquisition in one round
+//! trip of plain commands, settled by a script when it may not stand; the
+//! acquisition script for waiting, shared and counted locks; and what happens
+//! to a lease whose answer was lost.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionLike;
+use redis::{Cmd, RedisError, Value};
+use shedlock_core::{Lease, LockConfiguration, LockError, LockGuard, Waiter};
+
+use super::RedisLockProvider;
+use crate::errors::{reply_may_be_lost, store_error, what_happened};
+use crate::keys::LockKeys;
+use crate::lease::{PendingLease, RedisLease, millis};
+use crate::scripts::{ACQUIRE, SETTLE};
+use crate::value::{WAITED_MARK, new_lock_value};
+
+impl RedisLockProvider {
+    /// One acquisition: exclusive or shared, with a waiter's place in the queue.
+    pub(super) async fn acquire(
+        &self,
+        config: &LockConfiguration,
+        waiter: Option<&Waiter>,
+    ) -> Result<Option<LockGuard>, LockError> {
+        let keys = self.keys(config.name());
+        // A capacity of 0 in the configuration is a pause only the script sees.
+        if waiter.is_none()
+            && config.mode().permits().is_none()
+            && config.capacity() != Some(0)
+            && self.set_nx_get.load(Ordering::Relaxed)
+        {
+            return self.acquire_exclusive(config, keys).await;
+        }
+        self.acquire_scripted(config, waiter, keys).await
+    }
+
+    fn new_lease(&self, keys: LockKeys, shared: bool) -> RedisLease {
+        RedisLease {
+            connection: self.connection.clone(),
+            server: self.server.clone(),
+            value: new_lock_value(&self.locked_by),
+            keys,
+            shared,
+        }
+    }
+
+    /// An exclusive acquisition that does not wait, in one round trip of
+    /// three plain commands (no script):
+    ///
+    /// - `SET lock value NX PX lease GET` takes the lock, or answers the
+    ///   holder's value: this acquisition's own when a client resent it after
+    ///   a lost reply, so it still owns the lock; ShedLock's marker while
+    ///   shared holders have it.
+    /// - `HGET settings capacity` and `EXISTS holders`, which run after the
+    ///   `SET`: a stored pause (capacity 0, whoever stored it) or shared
+    ///   holders (even when their marker in the lock key is gone) send a taken
+    ///   lease to `settle.lua`, which gives it back.
+    ///
+    /// The fencing token is issued on request (`token.lua`), so a job that
+    /// never asks pays nothing for it. An answer that came too late to vouch
+    /// for the lease is settled too: the script renews the lease in the step
+    /// that checks it, and the guard's lease is timed from there.
+    async fn acquire_exclusive(
+        &self,
+        config: &LockConfiguration,
+        keys: LockKeys,
+    ) -> Result<Option<LockGuard>, LockError> {
+        let settings = keys.settings();
+        let holders = keys.holders();
+        let lease = self.new_lease(keys, false);
+        let mut set = Cmd::with_capacity(7, lease.lock_key().len() + lease.value.len() + 32);
+        set.arg("SET")
+            .arg(lease.lock_key())
+            .arg(&lease.value)
+            .arg("NX")
+            .arg("PX")
+            .arg(millis(config.lock_at_most_for()))
+            .arg("GET");
+        let mut capacity = Cmd::with_capacity(3, settings.len() + 16);
+        capacity.arg("HGET").arg(&settings).arg("capacity");
+        let mut shared = Cmd::with_capacity(2, holders.len() + 8);
+        shared.arg("EXISTS").arg(&holders);
+        let mut pipe = redis::Pipeline::with_capacity(3);
+        pipe.add_command(set)
+            .add_command(capacity)
+            .add_command(shared);
+        // From here until a guard has it, a lease this acquisition took is
+        // given back if the caller drops this future.
+        let pending = PendingLease::new(lease, config.lock_at_most_for());
+        let requested_at = Instant::now();
+        let reply = self
+            .connection
+            .clone()
+            .req_packed_commands(&pipe, 0, 3)
+            .await;
+        let answered_in = requested_at.elapsed();
+        let values = match reply {
+            Ok(values) => values,
+            Err(err) => {
+                return Err(self
+                    .failed_acquisition(config, pending, requested_at, err)
+                    .await);
+            }
+        };
+        match ExclusiveReply::read(&values, &pending.lease().value) {
+            ExclusiveReply::Taken { may_stand: true }
+                if vouched(answered_in, config.lock_at_most_for()) =>
+            {
+                Ok(Some(LockGuard::with_token_on_request(
+                    config,
+                    requested_at,
+                    pending.disarm(),
+                )))
+            }
+            ExclusiveReply::Taken { .. } => self.settle(config, pending).await,
+            ExclusiveReply::Held => {
+                pending.disarm(); // nothing was taken
+                Ok(None)
+            }
+            ExclusiveReply::NoSetNxGet => {
+                let keys = pending.disarm().keys.clone(); // nothing was set
+                self.set_nx_get.store(false, Ordering::Relaxed);
+                tracing::info!(
+                    server = %self.server,
+                    "Redis does not take SET NX GET (before 7.0); exclusive locks are taken by script"
+                );
+                self.acquire_scripted(config, None, keys).await
+            }
+            ExclusiveReply::Redirected => {
+                let keys = pending.disarm().keys.clone(); // nothing was set
+                tracing::debug!(lock = %config.name(), "lock's slot is moving; acquiring by script");
+                self.acquire_scripted(config, None, keys).await
+            }
+            ExclusiveReply::Failed(err) => {
+                pending.disarm(); // the SET failed: nothing was set
+                Err(self.not_taken(config, &err))
+            }
+        }
+    }
+
+    /// A taken lease that may not stand (a pause, shared holders, a late
+    /// answer): `settle.lua` keeps and renews it, or gives it back.
+    async fn settle(
+        &self,
+        config: &LockConfiguration,
+        pending: PendingLease,
+    ) -> Result<Option<LockGuard>, LockError> {
+        let lease = pending.lease();
+        let mut settle = SETTLE.key(lease.lock_key());
+        settle
+            .key(lease.keys.settings())
+            .key(lease.keys.holders())
+            .arg(&lease.value)
+            .arg(millis(config.lock_at_most_for()))
+            .arg(config.capacity().map_or(-1, i64::from));
+        let requested_at = Instant::now();
+        let reply = settle
+            .invoke_async::<i64>(&mut self.connection.clone())
+            .await;
+        let answered_in = requested_at.elapsed();
+        match reply {
+            Ok(1) if vouched(answered_in, config.lock_at_most_for()) => Ok(Some(
+                LockGuard::with_token_on_request(config, requested_at, pending.disarm()),
+            )),
+            Ok(1) => {
+                // Late again: the lease cannot be trusted; `pending` gives it back.
+                tracing::warn!(
+                    lock = %config.name(),
+                    "lock acquisition answered too late to vouch for its lease; given back, not acquired"
+                );
+                Ok(None)
+            }
+            Ok(answer) => {
+                let lock_key = pending.disarm().keys.lock.clone(); // the script removed it
+                match answer {
+                    0 => tracing::debug!(lock = %config.name(), "lock paused (capacity 0)"),
+                    -1 => tracing::warn!(
+                        lock = %config.name(),
+                        "lock lease ended before its late answer arrived; not acquired"
+                    ),
+                    _ => tracing::debug!(lock = %config.name(), "lock held by shared holders"),
+                }
+                self.releases
+                    .note_lease_end(&lock_key, lease_end_hint(answer));
+                Ok(None)
+            }
+            Err(err) if reply_may_be_lost(&err) => Err(self
+                .release_uncertain_acquisition(config, pending, requested_at, err)
+                .await),
+            // `pending` gives the lease back as it goes.
+            Err(err) => Err(store_error(
+                &self.server,
+                &format!("acquiring lock '{}'", config.name()),
+                &err,
+                "the lease taken is released",
+            )),
+        }
+    }
+
+    /// The acquisition script: waiting, shared and counted acquisitions, and
+    /// exclusive ones on servers without `SET NX GET`.
+    async fn acquire_scripted(
+        &self,
+        config: &LockConfiguration,
+        waiter: Option<&Waiter>,
+        keys: LockKeys,
+    ) -> Result<Option<LockGuard>, LockError> {
+        let permits = config.mode().permits();
+        let mut acquire = ACQUIRE.key(&keys.lock);
+        acquire
+            .key(keys.fence())
+            .key(keys.holders())
+            .key(keys.waiters())
+            .key(keys.settings());
+        let lease = self.new_lease(keys, permits.is_some());
+        acquire
+            .arg(&lease.value)
+            .arg(millis(config.lock_at_most_for()))
+            .arg(permits.unwrap_or(0))
+            .arg(config.capacity().map_or(-1, i64::from))
+            .arg(waiter.map_or("", Waiter::id))
+            .arg(waiter.map_or(0, |waiter| millis(waiter.hold_place_for())));
+        let pending = PendingLease::new(lease, config.lock_at_most_for());
+        let requested_at = Instant::now();
+        let reply = acquire
+            .invoke_async::<i64>(&mut self.connection.clone())
+            .await;
+        match reply {
+            Ok(token) if token > 0 => Ok(Some(LockGuard::new(
+                config,
+                token.unsigned_abs(),
+                requested_at,
+                pending.disarm(),
+            ))),
+            Ok(held) => {
+                if held == 0 {
+                    tracing::debug!(lock = %config.name(), "lock paused (capacity 0)");
+                }
+                let lock_key = pending.disarm().keys.lock.clone(); // nothing was taken
+                self.releases
+                    .note_lease_end(&lock_key, lease_end_hint(held));
+                Ok(None)
+            }
+            Err(err) => Err(self
+                .failed_acquisition(config, pending, requested_at, err)
+                .await),
+        }
+    }
+
+    /// An acquisition without an answer: settled by its value when its reply
+    /// may have been lost, else a plain store error (nothing was taken).
+    async fn failed_acquisition(
+        &self,
+        config: &LockConfiguration,
+        pending: PendingLease,
+        requested_at: Instant,
+        err: RedisError,
+    ) -> LockError {
+        if reply_may_be_lost(&err) {
+            return self
+                .release_uncertain_acquisition(config, pending, requested_at, err)
+                .await;
+        }
+        pending.disarm(); // the server answered with an error: nothing was taken
+        self.not_taken(config, &err)
+    }
+
+    /// The error of an acquisition the server answered with a failure.
+    fn not_taken(&self, config: &LockConfiguration, err: &RedisError) -> LockError {
+        store_error(
+            &self.server,
+            &format!("acquiring lock '{}'", config.name()),
+            err,
+            "the lock was not taken",
+        )
+    }
+
+    /// After an acquisition whose reply was lost: release whatever it may have
+    /// taken (the value is unique, so only that acquisition's lease can match),
+    /// then report the failure. `released` is true only when the lease was
+    /// seen and removed: "nothing found" may mean the acquisition has not
+    /// landed yet, so the lease stays pending and is released in the
+    /// background until it would have ended, as it is if this future is
+    /// dropped while it waits.
+    async fn release_uncertain_acquisition(
+        &self,
+        config: &LockConfiguration,
+        pending: PendingLease,
+        requested_at: Instant,
+        err: RedisError,
+    ) -> LockError {
+        let name = config.name().to_owned();
+        let reason = what_happened(&self.server, &err);
+        let released = matches!(pending.lease().release(Duration::ZERO).await, Ok(true));
+        if released {
+            pending.disarm();
+            tracing::warn!(lock = %name, %reason, "lock acquisition uncertain; the lease it took was released");
+        } else {
+            tracing::error!(
+                lock = %name, %reason, waited = ?requested_at.elapsed(),
+                "lock acquisition uncertain; releasing any lease it takes in the background"
+            );
+            drop(pending);
+        }
+        LockError::AcquisitionUncertain {
+            name,
+            reason,
+            released,
+        }
+    }
+}
+
+/// What the one-round-trip exclusive acquisition answered.
+#[derive(Debug)]
+enum ExclusiveReply {
+    /// The lock is this acquisition's; `may_stand` is false when the lock is
+    /// paused or shared holders may be live (or either could not be read).
+    Taken { may_stand: bool },
+    /// Another holder has it.
+    Held,
+    /// The server is older than Redis 7 (no `SET .. NX .. GET`); nothing was set.
+    NoSetNxGet,
+    /// A Redis Cluster redirected the `SET` (the lock's slot is moving):
+    /// nothing was set; the acquisition script, one command that the
+    /// cluster client follows to the right node, takes over.
+    Redirected,
+    /// The `SET` failed; nothing was set.
+    Failed(RedisError),
+}
+
+impl ExclusiveReply {
+    /// Reads the answers of `SET .. NX PX .. GET`, `HGET settings capacity`
+    /// and `EXISTS holders` for the lock value `ours`.
+    fn read(values: &[Value], ours: &str) -> ExclusiveReply {
+        let not_paused = match values.get(1) {
+            Some(Value::Nil) => true,
+            Some(Value::BulkString(capacity)) => capacity.as_slice() != b"0",
+            _ => false,
+        };
+        let no_shared_holders = matches!(values.get(2), Some(Value::Int(0)));
+        let taken = ExclusiveReply::Taken {
+            may_stand: not_paused && no_shared_holders,
+        };
+        match values.first() {
+            Some(Value::Nil) => taken,
+            // The holder's value: our own when a client resent this
+            // acquisition (perhaps marked by a waiter since: acquire.lua).
+            Some(Value::BulkString(held))
+                if held
+                    .strip_prefix(ours.as_bytes())
+                    .is_some_and(|rest| rest.is_empty() || rest == WAITED_MARK.as_bytes()) =>
+            {
+                taken
+            }
+            Some(Value::BulkString(_) | Value::SimpleString(_)) => ExclusiveReply::Held,
+            Some(Value::ServerError(err))
+                if err.code() == "ERR"
+                    && err
+                        .details()
+                        .is_some_and(|details| details.contains("syntax")) =>
+            {
+                ExclusiveReply::NoSetNxGet
+            }
+            Some(Value::ServerError(err)) if matches!(err.code(), "ASK" | "MOVED" | "TRYAGAIN") => {
+                ExclusiveReply::Redirected
+            }
+            Some(Value::ServerError(err)) => ExclusiveReply::Failed(err.clone().into()),
+            other => ExclusiveReply::Failed(RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "unexpected answer to SET NX PX GET",
+                format!("{other:?}"),
+            ))),
+        }
+    }
+}
+
+/// Whether an answer came soon enough to vouch for the lease it reports:
+/// the lease (timed by Redis from when the command ran, after it was sent)
+/// lasts past `requested_at + lease` if the answer came within the lease
+/// (with 0.2 % for the two clocks' rates), so the guard times it from there.
+fn vouched(answered_in: Duration, lease: Duration) -> bool {
+    answered_in.saturating_add(answered_in / 500) < lease
+}
+
+/// When the soonest holder's lease ends, from a refused acquisition's answer
+/// (-2 - ms left of it; -1 or 0: no end known).
+fn lease_end_hint(answer: i64) -> Option<Instant> {
+    (-2i64)
+        .checked_sub(answer)
+        .and_then(|left| u64::try_from(left).ok())
+        .map(|left| Instant::now() + Duration::from_millis(left))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(resp: &[u8]) -> Value {
+        redis::parse_redis_value(resp).unwrap_or_else(|err| Value::SimpleString(err.to_string()))
+    }
+
+    #[test]
+    fn a_set_nx_get_answer_tells_taken_resent_held_and_old_servers_apart() {
+        let ours = "ADDED:2026-01-01T00:00:00.000Z@host:1;id=a";
+        let (no_capacity, no_holders) = (reply(b"$-1\r\n"), reply(b":0\r\n"));
+        let read = |set: &[u8]| {
+            ExclusiveReply::read(&[reply(set), no_capacity.clone(), no_holders.clone()], ours)
+        };
+        assert!(matches!(
+            read(b"$-1\r\n"),
+            ExclusiveReply::Taken { may_stand: true }
+        ));
+        let resent = format!("${}\r\n{ours}\r\n", ours.len());
+        assert!(matches!(
+            read(resent.as_bytes()),
+            ExclusiveReply::Taken { may_stand: true }
+        ));
+        let marked = format!("{ours}{WAITED_MARK}");
+        let resent_marked = format!("${}\r\n{marked}\r\n", marked.len());
+        assert!(matches!(
+            read(resent_marked.as_bytes()),
+            ExclusiveReply::Taken { may_stand: true }
+        ));
+        let longer = format!("{ours}1");
+        let another = format!("${}\r\n{longer}\r\n", longer.len());
+        assert!(matches!(read(another.as_bytes()), ExclusiveReply::Held));
+        assert!(matches!(
+            read(b"$15\r\nshedlock:shared\r\n"),
+            ExclusiveReply::Held
+        ));
+        assert!(matches!(
+            read(b"-ERR syntax error\r\n"),
+            ExclusiveReply::NoSetNxGet
+        ));
+        assert!(matches!(
+            read(b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
+            ExclusiveReply::Failed(_)
+        ));
+        assert!(matches!(
+            read(b"-ASK 925 127.0.0.1:7001\r\n"),
+            ExclusiveReply::Redirected
+        ));
+        assert!(matches!(
+            read(b"-MOVED 925 127.0.0.1:7001\r\n"),
+            ExclusiveReply::Redirected
+        ));
+    }
+
+    #[test]
+    fn a_pause_shared_holders_or_an_unreadable_check_send_a_taken_lease_to_settle() {
+        let ours = "ADDED:2026-01-01T00:00:00.000Z@host:1;id=a";
+        let taken = reply(b"$-1\r\n");
+        let read = |capacity: &[u8], holders: &[u8]| {
+            ExclusiveReply::read(&[taken.clone(), reply(capacity), reply(holders)], ours)
+        };
+        let stands = |reply| matches!(reply, ExclusiveReply::Taken { may_stand: true });
+        assert!(stands(read(b"$-1\r\n", b":0\r\n")));
+        assert!(stands(read(b"$1\r\n3\r\n", b":0\r\n")));
+        // Paused, whoever stored it.
+        assert!(!stands(read(b"$1\r\n0\r\n", b":0\r\n")));
+        // Shared holders, marker or not.
+        assert!(!stands(read(b"$-1\r\n", b":1\r\n")));
+        // A check that failed counts as a reason to settle.
+        assert!(!stands(read(b"-WRONGTYPE Operation\r\n", b":0\r\n")));
+        assert!(!stands(read(b"$-1\r\n", b"-ERR\r\n")));
+    }
+
+    #[test]
+    fn only_an_answer_well_inside_the_lease_vouches_for_it() {
+        let lease = Duration::from_secs(10);
+        assert!(vouched(Duration::from_millis(1), lease));
+        assert!(vouched(Duration::from_millis(9_979), lease));
+        assert!(!vouched(Duration::from_millis(9_990), lease));
+        assert!(!vouched(lease, lease));
+    }
+
+    #[test]
+    fn durations_round_up_to_whole_milliseconds() {
+        assert_eq!(millis(Duration::from_micros(1)), 1);
+        assert_eq!(millis(Duration::from_micros(1500)), 2);
+        assert_eq!(millis(Duration::from_secs(2)), 2000);
+        assert_eq!(millis(Duration::ZERO), 1);
+    }
+}
