@@ -89,9 +89,9 @@ impl Floor {
         Ok(())
     }
 
-    /// `SET key value NX PX` (with `GET` when `get`), `HGET` of a settings
-    /// hash and `EXISTS` of a holders hash in one round trip, as shedlock's
-    /// plain acquisition sends them; the value when the lock was taken.
+    /// `SET key value NX PX` (with `GET` when `get`) and `EXISTS` of a
+    /// settings and a holders hash in one round trip, as shedlock's plain
+    /// acquisition sends them; the value when the lock was taken.
     async fn acquire_checked(&self, key: &str, get: bool) -> BenchResult<u64> {
         let value = FLOOR_VALUE.fetch_add(1, Ordering::Relaxed);
         let mut set = redis::cmd("SET");
@@ -103,12 +103,10 @@ impl Floor {
         if get {
             set.arg("GET");
         }
-        let (previous, capacity, holders): (Value, Option<String>, i64) = redis::pipe()
+        let (previous, either): (Value, i64) = redis::pipe()
             .add_command(set)
-            .cmd("HGET")
-            .arg(format!("{{{key}}}:settings"))
-            .arg("capacity")
             .cmd("EXISTS")
+            .arg(format!("{{{key}}}:settings"))
             .arg(format!("{{{key}}}:holders"))
             .query_async(&mut self.connection.clone())
             .await?;
@@ -118,13 +116,13 @@ impl Floor {
         } else {
             previous != Value::Nil
         };
-        if !taken || capacity.is_some() || holders != 0 {
+        if !taken || either != 0 {
             return Err(format!("checked acquisition of {key} failed").into());
         }
         Ok(value)
     }
 
-    /// shedlock's acquisition (`SET NX PX GET` + the two reads, one round
+    /// shedlock's acquisition (`SET NX PX GET` + `EXISTS`, one round
     /// trip) and release script, with fixed keys: what shedlock's commands
     /// cost, without its client-side work.
     async fn shedlock_commands_cycle(&self, key: &str) -> BenchResult<()> {
@@ -143,9 +141,9 @@ impl Floor {
         Ok(())
     }
 
-    /// The floor with the reads that keep paused locks and shared holders
+    /// The floor with the read that keeps paused locks and shared holders
     /// safe, in the acquisition's round trip, then the floor's release: what
-    /// those reads cost by themselves.
+    /// that read costs by itself.
     async fn checked_cycle(&self, key: &str) -> BenchResult<()> {
         let value = self.acquire_checked(key, false).await?;
         self.release(key, value).await
@@ -200,7 +198,7 @@ impl Path {
     fn label(self) -> &'static str {
         match self {
             Path::Floor => "floor: SET NX PX + compare-and-delete",
-            Path::FloorWithChecks => "floor + HGET capacity + EXISTS holders",
+            Path::FloorWithChecks => "floor + EXISTS settings holders",
             Path::RawCommands => "raw client sending shedlock's commands",
             Path::TryLock => "LockProvider::try_lock + LockGuard::unlock",
             Path::TryLockWithToken => "try_lock + fencing_token + unlock (3 trips)",
@@ -729,12 +727,12 @@ async fn reset_stats(admin: &mut MultiplexedConnection) -> BenchResult<()> {
 /// Whether `command` came from the client itself rather than from inside a
 /// script (commandstats counts both, and a script's time includes its
 /// commands'). On the measured paths (scripts loaded, counters seeded) only
-/// clients send `SET`, `HGET` and `EXISTS`; the release and extension scripts run
+/// clients send `SET` and `EXISTS`; the release and extension scripts run
 /// `GET`, `DEL`, `PTTL`, `PEXPIRE` and `PUBLISH`.
 fn sent_by_client(command: &str) -> bool {
     matches!(
         command,
-        "evalsha" | "eval" | "script|load" | "set" | "incr" | "hget" | "exists"
+        "evalsha" | "eval" | "script|load" | "set" | "incr" | "exists"
     )
 }
 
