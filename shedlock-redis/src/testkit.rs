@@ -514,8 +514,3 @@ impl RedisCluster {
 pub fn server_scratch_dir(kind: &str) -> PathBuf {
     scratch_dir(kind)
 }
-
-/// The `redis-cli` tests run: `SHEDLOCK_TEST_REDIS_CLI`, or `redis-cli`.
-pub fn cli_binary() -> String {
-    env_or(REDIS_CLI_ENV, "redis-cli")
-}
