@@ -88,6 +88,11 @@ impl RedisConnection {
         Ok(RedisConnection::Single(Arc::new(renewing)))
     }
 
+    /// Whether this is a Redis Cluster connection.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(self, RedisConnection::Cluster(_))
+    }
+
     /// Sends `cmd` to the node `routing` names (a cluster's operator
     /// commands: `CLUSTER SLOTS`, `SCAN` per master); elsewhere to the server.
     pub(crate) async fn route(&self, cmd: &Cmd, routing: &RoutingInfo) -> RedisResult<Value> {

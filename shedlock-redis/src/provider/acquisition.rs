@@ -25,10 +25,15 @@ impl RedisLockProvider {
         waiter: Option<&Waiter>,
     ) -> Result<Option<LockGuard>, LockError> {
         let keys = self.keys(config.name());
-        // A capacity of 0 in the configuration is a pause only the script sees.
+        // A capacity of 0 in the configuration is a pause only the script
+        // sees. On a Cluster, a pipeline redirected while the lock's slot
+        // moves would go out command by command (`ASKING` covers only the
+        // next one), so acquisitions are one script, which the cluster client
+        // follows to the right node whole.
         if waiter.is_none()
             && config.mode().permits().is_none()
             && config.capacity() != Some(0)
+            && !self.connection.is_cluster()
             && self.set_nx_get.load(Ordering::Relaxed)
         {
             return self.acquire_exclusive(config, keys).await;
@@ -124,11 +129,6 @@ impl RedisLockProvider {
                     server = %self.server,
                     "Redis does not take SET NX GET (before 7.0); exclusive locks are taken by script"
                 );
-                self.acquire_scripted(config, None, keys).await
-            }
-            ExclusiveReply::Redirected => {
-                let keys = pending.disarm().keys.clone(); // nothing was set
-                tracing::debug!(lock = %config.name(), "lock's slot is moving; acquiring by script");
                 self.acquire_scripted(config, None, keys).await
             }
             ExclusiveReply::Failed(err) => {
@@ -321,10 +321,6 @@ enum ExclusiveReply {
     Held,
     /// The server is older than Redis 7 (no `SET .. NX .. GET`); nothing was set.
     NoSetNxGet,
-    /// A Redis Cluster redirected the `SET` (the lock's slot is moving):
-    /// nothing was set; the acquisition script, one command that the
-    /// cluster client follows to the right node, takes over.
-    Redirected,
     /// The `SET` failed; nothing was set.
     Failed(RedisError),
 }
@@ -355,9 +351,6 @@ impl ExclusiveReply {
                         .is_some_and(|details| details.contains("syntax")) =>
             {
                 ExclusiveReply::NoSetNxGet
-            }
-            Some(Value::ServerError(err)) if matches!(err.code(), "ASK" | "MOVED" | "TRYAGAIN") => {
-                ExclusiveReply::Redirected
             }
             Some(Value::ServerError(err)) => ExclusiveReply::Failed(err.clone().into()),
             other => ExclusiveReply::Failed(RedisError::from((
@@ -428,14 +421,6 @@ mod tests {
         assert!(matches!(
             read(b"-WRONGTYPE Operation against a key holding the wrong kind of value\r\n"),
             ExclusiveReply::Failed(_)
-        ));
-        assert!(matches!(
-            read(b"-ASK 925 127.0.0.1:7001\r\n"),
-            ExclusiveReply::Redirected
-        ));
-        assert!(matches!(
-            read(b"-MOVED 925 127.0.0.1:7001\r\n"),
-            ExclusiveReply::Redirected
         ));
     }
 
