@@ -291,10 +291,11 @@ async fn an_exclusive_holder_never_joins_live_shared_holders_whose_marker_is_gon
         exclusive.is_none(),
         "an exclusive holder got in beside a live shared holder"
     );
+    // The key is gone or the shared marker again, never the refused value.
     let key = server.command("GET job-lock:default:marker-gone");
     assert!(
-        key.contains("shedlock:shared"),
-        "the refused exclusive acquisition left its value instead of the shared marker: {key:?}"
+        key == "$-1\r\n" || key.contains("shedlock:shared"),
+        "the refused exclusive acquisition left its value: {key:?}"
     );
     reader.unlock().await.unwrap();
 }

@@ -225,13 +225,12 @@ impl RedisLockProvider {
         let reply = acquire
             .invoke_async::<i64>(&mut self.connection.clone())
             .await;
+        let answered_in = requested_at.elapsed();
         match reply {
-            Ok(token) if token > 0 => Ok(Some(LockGuard::new(
-                config,
-                token.unsigned_abs(),
-                requested_at,
-                pending.disarm(),
-            ))),
+            Ok(token) if token > 0 && vouched(answered_in, config.lock_at_most_for()) => Ok(Some(
+                LockGuard::new(config, token.unsigned_abs(), requested_at, pending.disarm()),
+            )),
+            Ok(token) if token > 0 => self.renew_late(config, pending, token).await,
             Ok(held) => {
                 if held == 0 {
                     tracing::debug!(lock = %config.name(), "lock paused (capacity 0)");
@@ -245,6 +244,34 @@ impl RedisLockProvider {
                 .failed_acquisition(config, pending, requested_at, err)
                 .await),
         }
+    }
+
+    /// A scripted acquisition whose answer came too late to vouch for its
+    /// lease: renewed by the ownership-checked extension, and the guard's
+    /// lease timed from there; given back when that cannot be vouched for.
+    async fn renew_late(
+        &self,
+        config: &LockConfiguration,
+        pending: PendingLease,
+        token: i64,
+    ) -> Result<Option<LockGuard>, LockError> {
+        let requested_at = Instant::now();
+        let renewed = pending.lease().extend(config.lock_at_most_for()).await;
+        if matches!(renewed, Ok(true)) && vouched(requested_at.elapsed(), config.lock_at_most_for())
+        {
+            return Ok(Some(LockGuard::new(
+                config,
+                token.unsigned_abs(),
+                requested_at,
+                pending.disarm(),
+            )));
+        }
+        // Ended, unknown or late again: `pending` gives it back.
+        tracing::warn!(
+            lock = %config.name(),
+            "lock acquisition answered too late to vouch for its lease; given back, not acquired"
+        );
+        Ok(None)
     }
 
     /// An acquisition without an answer: settled by its value when its reply
