@@ -46,18 +46,52 @@ impl LockKeys {
     }
 
     /// Built on every acquisition, in one allocation of its final size.
-    fn auxiliary(&self, suffix: &str) -> String {
-        let parts: [&str; 4] = match &self.tag {
-            Some(tag) => [tag, "", "", suffix],
-            None => ["{", &self.lock, "}", suffix],
-        };
-        let mut key = String::with_capacity(parts.iter().map(|part| part.len()).sum());
-        for part in parts {
-            key.push_str(part);
+    fn auxiliary(&self, suffix: &'static str) -> String {
+        let key = self.auxiliary_arg(suffix);
+        let mut built = String::with_capacity(key.len());
+        for part in key.parts() {
+            built.push_str(part);
         }
-        key
+        built
     }
 
+    /// An auxiliary key written straight into a command: no allocation.
+    pub(crate) fn auxiliary_arg(&self, suffix: &'static str) -> AuxiliaryKey<'_> {
+        AuxiliaryKey { keys: self, suffix }
+    }
+}
+
+/// An auxiliary key of a lock, as a command argument.
+pub(crate) struct AuxiliaryKey<'a> {
+    keys: &'a LockKeys,
+    suffix: &'static str,
+}
+
+impl AuxiliaryKey<'_> {
+    fn parts(&self) -> [&str; 4] {
+        match &self.keys.tag {
+            Some(tag) => [tag, "", "", self.suffix],
+            None => ["{", &self.keys.lock, "}", self.suffix],
+        }
+    }
+
+    /// Its length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.parts().iter().map(|part| part.len()).sum()
+    }
+}
+
+impl redis::ToRedisArgs for AuxiliaryKey<'_> {
+    fn write_redis_args<W: ?Sized + redis::RedisWrite>(&self, out: &mut W) {
+        let mut arg = out.writer_for_next_arg();
+        for part in self.parts() {
+            // Writing into the command's own buffer cannot fail.
+            let _ = std::io::Write::write_all(&mut arg, part.as_bytes());
+        }
+    }
+}
+
+impl LockKeys {
     /// The fencing-token counter.
     pub(crate) fn fence(&self) -> String {
         self.auxiliary(FENCE_SUFFIX)

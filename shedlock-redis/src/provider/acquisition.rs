@@ -12,7 +12,7 @@ use shedlock_core::{Lease, LockConfiguration, LockError, LockGuard, Waiter};
 
 use super::RedisLockProvider;
 use crate::errors::{reply_may_be_lost, store_error, what_happened};
-use crate::keys::LockKeys;
+use crate::keys::{HOLDERS_SUFFIX, LockKeys, SETTINGS_SUFFIX};
 use crate::lease::{PendingLease, RedisLease, millis};
 use crate::scripts::{ACQUIRE, SETTLE};
 use crate::value::{WAITED_MARK, new_lock_value};
@@ -74,9 +74,9 @@ impl RedisLockProvider {
         config: &LockConfiguration,
         keys: LockKeys,
     ) -> Result<Option<LockGuard>, LockError> {
-        let settings = keys.settings();
-        let holders = keys.holders();
         let lease = self.new_lease(keys, false);
+        let settings = lease.keys.auxiliary_arg(SETTINGS_SUFFIX);
+        let holders = lease.keys.auxiliary_arg(HOLDERS_SUFFIX);
         let mut set = Cmd::with_capacity(7, lease.lock_key().len() + lease.value.len() + 32);
         set.arg("SET")
             .arg(lease.lock_key())
@@ -86,7 +86,7 @@ impl RedisLockProvider {
             .arg(millis(config.lock_at_most_for()))
             .arg("GET");
         let mut either = Cmd::with_capacity(3, settings.len() + holders.len() + 8);
-        either.arg("EXISTS").arg(&settings).arg(&holders);
+        either.arg("EXISTS").arg(settings).arg(holders);
         let mut pipe = redis::Pipeline::with_capacity(2);
         pipe.add_command(set).add_command(either);
         // From here until a guard has it, a lease this acquisition took is
