@@ -1,8 +1,10 @@
 //! What the command prints: aligned text tables for people, JSON for scripts.
 
-use std::fmt::Write as _;
 use std::time::Duration;
 
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
 use shedlock_core::{LockHolder, LockMode, LockState};
 
 /// How results are printed.
@@ -15,8 +17,8 @@ pub(crate) enum Format {
 pub(crate) fn print_list(format: Format, locks: &[LockState]) {
     match format {
         Format::Json => {
-            let items: Vec<String> = locks.iter().map(|lock| state_json(lock, None)).collect();
-            println!("[{}]", items.join(","));
+            let items: Vec<Value> = locks.iter().map(|lock| state_json(lock, None)).collect();
+            println!("{}", Value::Array(items));
         }
         Format::Text => print!("{}", list_table(locks)),
     }
@@ -37,8 +39,8 @@ pub(crate) fn print_state(format: Format, state: &LockState, key: &str, action: 
 pub(crate) fn print_unlocked(format: Format, name: &str, released: usize) {
     match format {
         Format::Json => println!(
-            "{{\"name\":{},\"action\":\"unlocked\",\"released\":{released}}}",
-            json_string(name)
+            "{}",
+            json!({"name": name, "action": "unlocked", "released": released})
         ),
         Format::Text if released == 0 => println!("{name}: nobody held it"),
         Format::Text => println!(
@@ -209,67 +211,36 @@ impl IfEmpty for String {
     }
 }
 
-fn state_json(state: &LockState, action: Option<&str>) -> String {
-    let holders: Vec<String> = state.holders.iter().map(holder_json).collect();
-    let mut json = format!("{{\"name\":{}", json_string(&state.name));
-    if let Some(action) = action {
-        let _ = write!(json, ",\"action\":{}", json_string(action));
+fn state_json(state: &LockState, action: Option<&str>) -> Value {
+    let mut json = json!({
+        "name": state.name,
+        "capacity": state.capacity,
+        "paused": state.paused,
+        "exclusive_waiters": state.exclusive_waiters,
+        "permits_held": state.permits_held(),
+        "holders": state.holders.iter().map(holder_json).collect::<Vec<_>>(),
+    });
+    if let (Some(action), Some(fields)) = (action, json.as_object_mut()) {
+        fields.insert("action".to_owned(), json!(action));
     }
-    let _ = write!(
-        json,
-        ",\"capacity\":{},\"paused\":{},\"exclusive_waiters\":{},\"permits_held\":{},\"holders\":[{}]}}",
-        state
-            .capacity
-            .map_or_else(|| "null".to_owned(), |c| c.to_string()),
-        state.paused,
-        state.exclusive_waiters,
-        state.permits_held(),
-        holders.join(",")
-    );
     json
 }
 
-fn holder_json(holder: &LockHolder) -> String {
+fn holder_json(holder: &LockHolder) -> Value {
     let (mode, permits) = match holder.mode {
         LockMode::Exclusive => ("exclusive", None),
         LockMode::Shared { permits } => ("shared", Some(permits)),
     };
-    format!(
-        "{{\"locked_by\":{},\"locked_at\":{},\"lease_left_ms\":{},\"mode\":\"{mode}\",\"permits\":{},\"fencing_token\":{}}}",
-        json_string(&holder.locked_by),
-        holder.locked_at.map_or_else(
-            || "null".to_owned(),
-            |at| json_string(&humantime::format_rfc3339_millis(at).to_string())
-        ),
-        holder
-            .lease_left
-            .map_or_else(|| "null".to_owned(), |left| left.as_millis().to_string()),
-        permits.map_or_else(|| "null".to_owned(), |p| p.to_string()),
-        holder
-            .fencing_token
-            .map_or_else(|| "null".to_owned(), |t| t.to_string()),
-    )
-}
-
-/// A JSON string literal.
-fn json_string(text: &str) -> String {
-    let mut json = String::with_capacity(text.len() + 2);
-    json.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => json.push_str("\\\""),
-            '\\' => json.push_str("\\\\"),
-            '\n' => json.push_str("\\n"),
-            '\r' => json.push_str("\\r"),
-            '\t' => json.push_str("\\t"),
-            c if u32::from(c) < 0x20 => {
-                let _ = write!(json, "\\u{:04x}", u32::from(c));
-            }
-            c => json.push(c),
-        }
-    }
-    json.push('"');
-    json
+    json!({
+        "locked_by": holder.locked_by,
+        "locked_at": holder
+            .locked_at
+            .map(|at| humantime::format_rfc3339_millis(at).to_string()),
+        "lease_left_ms": holder.lease_left.map(|left| left.as_millis()),
+        "mode": mode,
+        "permits": permits,
+        "fencing_token": holder.fencing_token,
+    })
 }
 
 #[cfg(test)]
@@ -278,8 +249,15 @@ mod tests {
 
     #[test]
     fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\nd\u{1}"), "\"a\\\"b\\\\c\\nd\\u0001\"");
-        assert_eq!(json_string("ü"), "\"ü\"");
+        let state = LockState {
+            name: "a\"b\\c\nd\u{1}ü".to_owned(),
+            holders: Vec::new(),
+            capacity: None,
+            paused: false,
+            exclusive_waiters: 0,
+        };
+        let text = state_json(&state, None).to_string();
+        assert!(text.contains(r#""name":"a\"b\\c\nd\u0001ü""#), "{text}");
     }
 
     #[test]
