@@ -1,6 +1,7 @@
 //! `LockError`: the one error type of shedlock.
 
 use std::error::Error as StdError;
+use std::fmt;
 
 use crate::LockMode;
 
@@ -33,18 +34,22 @@ pub enum LockError {
     )]
     AlreadyInstalled,
 
-    /// The store could not be reached or refused a command.
-    #[error("lock store error ({store}) while {action}: {message}")]
+    /// The store could not be reached or refused a command. Made from a
+    /// [`StoreFailure`]; the client library's error is the `source` only, so
+    /// `{:#}` and error-chain reports print each cause once.
+    #[error("lock store error ({store}) while {action}: {what_happened}; {consequence}")]
     Store {
-        /// Which store: "redis", "memory", ...
+        /// Which store: "redis", "postgres", ...
         store: &'static str,
         /// What shedlock was doing, e.g. "acquiring lock 'nightly-report'".
         action: String,
-        /// What went wrong and, where it helps, what to check.
-        message: String,
+        /// What went wrong, named by its kind, and where it helps what to check.
+        what_happened: String,
+        /// What the failure left behind, or what to do about it.
+        consequence: String,
         /// The client library's error.
         #[source]
-        source: Option<BoxError>,
+        source: Option<StoreCause>,
     },
 
     /// The reply to an acquisition was lost (a timeout after the command was
@@ -125,27 +130,269 @@ fn mode_in_words(mode: LockMode) -> String {
     }
 }
 
-impl LockError {
-    /// A store error with the client error as its source.
-    pub fn store(
-        store: &'static str,
-        action: impl Into<String>,
-        message: impl Into<String>,
-        source: Option<BoxError>,
-    ) -> Self {
+/// The named parts of a [`LockError::Store`]: what shedlock was doing, what
+/// went wrong, and what that left behind.
+///
+/// `what_happened` names the failure by its kind (a timeout, a refused
+/// connection, an error code) and never repeats the client's own message:
+/// that goes in as the cause, with [`caused_by`](Self::caused_by), and is the
+/// error's `source()` only. A failure without an underlying error becomes a
+/// `LockError` with `From`.
+///
+/// ```
+/// use std::error::Error as _;
+/// use shedlock_core::{LockError, StoreFailure};
+///
+/// let cause = std::io::Error::new(std::io::ErrorKind::TimedOut, "read timed out");
+/// let err = StoreFailure {
+///     store: "redis",
+///     action: "acquiring lock 'report'".into(),
+///     what_happened: "Redis at 10.0.0.5:6379 did not answer within the response timeout".into(),
+///     consequence: "the lock was not taken".into(),
+/// }
+/// .caused_by(cause);
+/// assert_eq!(
+///     err.to_string(),
+///     "lock store error (redis) while acquiring lock 'report': Redis at 10.0.0.5:6379 did \
+///      not answer within the response timeout; the lock was not taken"
+/// );
+/// assert_eq!(err.source().map(ToString::to_string).as_deref(), Some("read timed out"));
+/// ```
+#[derive(Clone, Debug)]
+pub struct StoreFailure {
+    /// Which store: "redis", "postgres", ...
+    pub store: &'static str,
+    /// What shedlock was doing, e.g. "acquiring lock 'nightly-report'".
+    pub action: String,
+    /// What went wrong, named by its kind (not the cause's own words), and
+    /// where it helps what to check.
+    pub what_happened: String,
+    /// What the failure left behind ("the lock was not taken"), or what to do.
+    pub consequence: String,
+}
+
+impl StoreFailure {
+    /// The error, with `cause` (the client library's error) as its `source()`.
+    pub fn caused_by(self, cause: impl Into<BoxError>) -> LockError {
+        self.into_error(Some(StoreCause::new(cause.into())))
+    }
+
+    fn into_error(self, source: Option<StoreCause>) -> LockError {
+        let StoreFailure {
+            store,
+            action,
+            what_happened,
+            consequence,
+        } = self;
         LockError::Store {
             store,
-            action: action.into(),
-            message: message.into(),
+            action,
+            what_happened,
+            consequence,
             source,
         }
     }
+}
 
+/// A store failure with no underlying error (the store answered something
+/// unexpected, or a limit of shedlock's own ran out).
+impl From<StoreFailure> for LockError {
+    fn from(failure: StoreFailure) -> Self {
+        failure.into_error(None)
+    }
+}
+
+/// The client library's error behind a [`LockError::Store`], its `source()`.
+///
+/// Shown so that an error chain prints each cause once. Client libraries do
+/// not all keep thiserror's rule: redis-rs shows an I/O or server error as
+/// that error's own text and also returns it as its source, sqlx writes
+/// "error returned from database: {cause}" and returns the cause too. So a
+/// layer that says what the layer below says is passed over, and a layer
+/// that ends with it is shown without that ending.
+pub struct StoreCause(Box<Shown>);
+
+/// A client error and how to show it (boxed: a [`LockError`] stays small).
+struct Shown {
+    error: BoxError,
+    /// The error's own text, without what its source says.
+    text: String,
+    /// How many layers below the error repeat its text.
+    repeated: usize,
+}
+
+impl StoreCause {
+    fn new(error: BoxError) -> Self {
+        let mut text = error.to_string();
+        let mut repeated = 0;
+        let mut below = error.source();
+        while let Some(layer) = below {
+            let said = layer.to_string();
+            if said == text {
+                repeated += 1;
+                below = layer.source();
+                continue;
+            }
+            if let Some(own) = text
+                .strip_suffix(said.as_str())
+                .filter(|_| !said.is_empty())
+            {
+                let own = own.trim_end_matches([':', ' ', '-']);
+                if !own.is_empty() {
+                    text = own.to_owned();
+                }
+            }
+            break;
+        }
+        StoreCause(Box::new(Shown {
+            error,
+            text,
+            repeated,
+        }))
+    }
+
+    /// The client library's error as it was given, to downcast it (to a
+    /// `redis::RedisError`, an `sqlx::Error`, ...).
+    pub fn client_error(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.0.error
+    }
+}
+
+impl fmt::Display for StoreCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.text)
+    }
+}
+
+impl fmt::Debug for StoreCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0.error, f)
+    }
+}
+
+impl StdError for StoreCause {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        let mut below = self.0.error.source();
+        for _ in 0..self.0.repeated {
+            below = below?.source();
+        }
+        below
+    }
+}
+
+impl LockError {
     /// True for failures of the store (as opposed to misuse or configuration).
     pub fn is_store_failure(&self) -> bool {
         matches!(
             self,
             LockError::Store { .. } | LockError::AcquisitionUncertain { .. }
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    fn failure() -> StoreFailure {
+        StoreFailure {
+            store: "redis",
+            action: "acquiring lock 'report'".into(),
+            what_happened: "the connection to Redis at host:1 was closed".into(),
+            consequence: "the lock was not taken".into(),
+        }
+    }
+
+    /// What `{:#}` of anyhow and error reporters print: every layer's message, joined.
+    fn chain(err: &LockError) -> String {
+        let layers: Vec<String> = std::iter::successors(Some(err as &dyn Error), |e| (*e).source())
+            .map(ToString::to_string)
+            .collect();
+        layers.join(": ")
+    }
+
+    fn reset() -> std::io::Error {
+        std::io::Error::other("connection reset by peer")
+    }
+
+    /// A client error that keeps thiserror's rule.
+    #[derive(Debug, thiserror::Error)]
+    #[error("the reply could not be read")]
+    struct ReplyLost(#[source] std::io::Error);
+
+    /// Like redis-rs: shows the I/O error as its own text and returns it as the source.
+    #[derive(Debug)]
+    struct ShowsItsSource(std::io::Error);
+
+    impl fmt::Display for ShowsItsSource {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.fmt(f)
+        }
+    }
+
+    impl Error for ShowsItsSource {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(&self.0)
+        }
+    }
+
+    /// Like sqlx: its message ends with its source's.
+    #[derive(Debug, thiserror::Error)]
+    #[error("error communicating with database: {0}")]
+    struct EndsWithItsSource(#[source] std::io::Error);
+
+    #[test]
+    fn a_store_error_chain_prints_each_cause_once() {
+        let expected = "lock store error (redis) while acquiring lock 'report': the connection to \
+                        Redis at host:1 was closed; the lock was not taken";
+        let cases = [
+            (
+                failure().caused_by(ReplyLost(reset())),
+                format!("{expected}: the reply could not be read: connection reset by peer"),
+            ),
+            (
+                failure().caused_by(ShowsItsSource(reset())),
+                format!("{expected}: connection reset by peer"),
+            ),
+            (
+                failure().caused_by(EndsWithItsSource(reset())),
+                format!("{expected}: error communicating with database: connection reset by peer"),
+            ),
+            (
+                failure().caused_by(reset()),
+                format!("{expected}: connection reset by peer"),
+            ),
+        ];
+        for (err, printed) in cases {
+            assert_eq!(chain(&err), printed);
+        }
+    }
+
+    #[test]
+    fn the_client_error_stays_reachable_for_downcasting() {
+        let err = failure().caused_by(ShowsItsSource(reset()));
+        let LockError::Store {
+            source: Some(cause),
+            ..
+        } = &err
+        else {
+            panic!("not a store error with a cause: {err:?}");
+        };
+        assert!(
+            cause
+                .client_error()
+                .downcast_ref::<ShowsItsSource>()
+                .is_some()
+        );
+        assert!(format!("{err:?}").contains("ShowsItsSource"), "{err:?}");
+    }
+
+    #[test]
+    fn a_store_failure_without_a_cause_has_no_source() {
+        let err = LockError::from(failure());
+        assert!(err.source().is_none());
+        assert!(err.is_store_failure());
     }
 }

@@ -4,6 +4,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::background_release::BackgroundRelease;
 use crate::configuration::validate_durations;
 use crate::provider::Lease;
 use crate::{LockConfiguration, LockError};
@@ -358,29 +359,10 @@ impl LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        let Some(lease) = self.lease.take() else {
-            return;
-        };
-        let name = self.info.name.clone();
-        let keep_for = self.keep_for();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(async move {
-                    match lease.release(keep_for).await {
-                        Ok(_) => {
-                            tracing::debug!(lock = %name, "dropped lock released in the background")
-                        }
-                        Err(err) => tracing::warn!(
-                            lock = %name, error = %err,
-                            "dropped lock could not be released; it ends at lock_at_most_for"
-                        ),
-                    }
-                });
-            }
-            Err(_) => tracing::warn!(
-                lock = %name,
-                "lock guard dropped outside a Tokio runtime; the lock ends at lock_at_most_for"
-            ),
+        if let Some(lease) = self.lease.take() {
+            BackgroundRelease::held(self.info.name.clone(), lease, self.lease_until)
+                .keeping_until(self.keep_until)
+                .spawn();
         }
     }
 }

@@ -7,6 +7,7 @@
 //! depend on this crate directly.
 
 mod admin;
+mod background_release;
 mod configuration;
 mod context;
 mod error;
@@ -15,6 +16,7 @@ mod guard;
 pub mod identity;
 mod memory;
 mod provider;
+mod release_notifiers;
 mod scheduler_lock;
 
 #[doc(hidden)]
@@ -23,13 +25,15 @@ pub mod private;
 pub mod testkit;
 
 pub use admin::{LockAdmin, LockHolder, LockState, validate_capacity};
+pub use background_release::BackgroundRelease;
 pub use configuration::{
     LockConfiguration, LockMode, MAX_LOCK_AT_MOST_FOR, MAX_NAME_LEN, MAX_PERMITS,
 };
 pub use context::{assert_locked, current_lock, extend_active_lock, is_lease_lost, lease_lost};
-pub use error::{BoxError, LockError};
+pub use error::{BoxError, LockError, StoreCause, StoreFailure};
 pub use executor::{ExecutionOptions, LockingTaskExecutor};
 pub use guard::{LockGuard, LockInfo};
 pub use memory::InMemoryLockProvider;
 pub use provider::{BoxFuture, Lease, LockProvider, ReleaseNotifier, ReleaseWatch, Waiter};
+pub use release_notifiers::ReleaseNotifiers;
 pub use scheduler_lock::{SchedulerLock, SchedulerLockBuilder};

@@ -6,8 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::admin::{LockAdmin, LockHolder, LockState};
-use crate::provider::{BoxFuture, Lease, ReleaseNotifier, ReleaseWatch, Waiter};
-use crate::{LockConfiguration, LockError, LockGuard, LockMode, LockProvider};
+use crate::provider::{BoxFuture, Lease, ReleaseWatch, Waiter};
+use crate::{LockConfiguration, LockError, LockGuard, LockMode, LockProvider, ReleaseNotifiers};
 
 /// A map with a fast hasher: every lock cycle looks names and holders up.
 type FastMap<K, V> = hashbrown::HashMap<K, V>;
@@ -22,6 +22,8 @@ type FastMap<K, V> = hashbrown::HashMap<K, V>;
 #[derive(Clone)]
 pub struct InMemoryLockProvider {
     state: Arc<Mutex<State>>,
+    /// Wakes the waiters of a name when it is released.
+    releases: Arc<ReleaseNotifiers>,
     /// Names a provider (and its clones) hold, apart from other providers'.
     scope: Arc<str>,
     locked_by: Arc<str>,
@@ -33,6 +35,7 @@ impl Default for InMemoryLockProvider {
         let scope = format!("memory:{:p}", Arc::as_ptr(&state)).into();
         InMemoryLockProvider {
             state,
+            releases: Arc::default(),
             scope,
             locked_by: crate::identity::default_locked_by().into(),
         }
@@ -43,12 +46,9 @@ impl Default for InMemoryLockProvider {
 struct State {
     locks: FastMap<Arc<str>, Entry>,
     last_token: u64,
-    /// Release counters of names that somebody waits for.
-    watchers: HashMap<Arc<str>, ReleaseNotifier>,
-    /// Sizes past which idle entries and unwatched counters are swept out,
-    /// so per-resource names do not pile up.
+    /// The size past which idle entries are swept out, so per-resource
+    /// names do not pile up.
     sweep_locks_at: usize,
-    sweep_watchers_at: usize,
 }
 
 /// The smallest map that is swept; after a sweep the threshold doubles from
@@ -161,20 +161,6 @@ impl Entry {
 }
 
 impl State {
-    /// Wakes the waiters of `name`, and forgets the counter once nobody watches.
-    fn notify_release(&mut self, name: &str) {
-        if self.watchers.is_empty() {
-            return; // nobody waits: no lookup
-        }
-        if let Some(releases) = self.watchers.get(name) {
-            if releases.is_watched() {
-                releases.notify_released();
-            } else {
-                self.watchers.remove(name);
-            }
-        }
-    }
-
     /// The live lease `acquisition` of `name`.
     fn owned(&mut self, name: &str, acquisition: u64, now: Instant) -> Option<&mut Held> {
         self.locks
@@ -256,9 +242,8 @@ impl InMemoryLockProvider {
                 }
                 Refusal::Held(ends_at) => ends_at,
             };
-            if let Some(releases) = state.watchers.get(config.name()) {
-                releases.note_lease_end(ends_at);
-            }
+            drop(guard);
+            self.releases.note_lease_end(config.name(), ends_at);
             return Ok(None);
         }
         if let Some(waiter) = waiter {
@@ -277,6 +262,7 @@ impl InMemoryLockProvider {
         drop(guard);
         let lease = MemoryLease {
             state: self.state.clone(),
+            releases: self.releases.clone(),
             name: config.shared_name().clone(),
             acquisition: token,
         };
@@ -296,7 +282,8 @@ impl InMemoryLockProvider {
         let entry = state.entry(name, now);
         entry.forget_ended(now);
         let result = change(entry);
-        state.notify_release(name);
+        drop(state);
+        self.releases.notify_released(name);
         result
     }
 }
@@ -333,14 +320,8 @@ impl LockProvider for InMemoryLockProvider {
     }
 
     fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
-        Box::pin(async move {
-            let mut state = lock_state(&self.state);
-            if state.watchers.len() >= state.sweep_watchers_at.max(SWEEP_FLOOR) {
-                state.watchers.retain(|_, releases| releases.is_watched());
-                state.sweep_watchers_at = 2 * state.watchers.len();
-            }
-            state.watchers.entry(Arc::from(name)).or_default().watch()
-        })
+        let watch = self.releases.watch(name);
+        Box::pin(async move { watch })
     }
 
     fn scope(&self) -> &str {
@@ -435,6 +416,7 @@ impl LockAdmin for InMemoryLockProvider {
 
 struct MemoryLease {
     state: Arc<Mutex<State>>,
+    releases: Arc<ReleaseNotifiers>,
     name: Arc<str>,
     acquisition: u64,
 }
@@ -465,7 +447,8 @@ impl Lease for MemoryLease {
                 if let Some(entry) = state.locks.get_mut(&*self.name) {
                     entry.holders.remove(&self.acquisition);
                 }
-                state.notify_release(&self.name);
+                drop(state);
+                self.releases.notify_released(&self.name);
             } else {
                 held.expires_at = held.expires_at.min(now + keep_for);
             }

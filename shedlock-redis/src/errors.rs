@@ -3,7 +3,7 @@
 //! the command), with what to do; the client's error kept as the source only.
 
 use redis::RedisError;
-use shedlock_core::LockError;
+use shedlock_core::{LockError, StoreFailure};
 
 use crate::connection::{connection_closed, never_sent};
 
@@ -17,12 +17,13 @@ pub(crate) fn store_error(
     err: &RedisError,
     consequence: &str,
 ) -> LockError {
-    LockError::store(
-        STORE,
-        action,
-        format!("{}; {consequence}", what_happened(server, err)),
-        Some(Box::new(err.clone())),
-    )
+    StoreFailure {
+        store: STORE,
+        action: action.to_owned(),
+        what_happened: what_happened(server, err),
+        consequence: consequence.to_owned(),
+    }
+    .caused_by(err.clone())
 }
 
 /// A connection that could not be made.
@@ -217,6 +218,32 @@ mod tests {
             source.is_some_and(|source| source.contains("command not allowed")),
             "{lock_error:?}"
         );
+    }
+
+    #[test]
+    fn a_store_error_chain_prints_each_cause_once() {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let cases = [
+            // redis-rs shows an I/O or server error as its own text and as its source.
+            (RedisError::from(reset), "reset by peer"),
+            (
+                server_error("-OOM command not allowed\r\n"),
+                "command not allowed",
+            ),
+        ];
+        for (err, cause) in cases {
+            let lock_error = store_error("host:1", "acquiring lock 'a'", &err, "not taken");
+            let layers: Vec<String> =
+                std::iter::successors(Some(&lock_error as &dyn std::error::Error), |e| {
+                    (*e).source()
+                })
+                .map(ToString::to_string)
+                .collect();
+            // What `{:#}` of anyhow prints.
+            let printed = layers.join(": ");
+            assert_eq!(layers.len(), 2, "{printed}");
+            assert_eq!(printed.matches(cause).count(), 1, "{printed}");
+        }
     }
 
     #[test]

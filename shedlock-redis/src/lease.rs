@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use redis::{Cmd, Script};
-use shedlock_core::{BoxFuture, Lease, LockError};
+use shedlock_core::{BackgroundRelease, BoxFuture, Lease, LockError};
 
 use crate::connection::RedisConnection;
 use crate::errors::store_error;
@@ -155,44 +155,11 @@ impl PendingLease {
 
 impl Drop for PendingLease {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
+        if self.armed {
+            let lease: Arc<dyn Lease> = self.lease.clone();
+            let until = Instant::now() + self.lease_length;
+            BackgroundRelease::possibly_taken(self.lease.lock_key(), lease, until).spawn();
         }
-        let lease = self.lease.clone();
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(give_back(lease, self.lease_length));
-            }
-            Err(_) => tracing::warn!(
-                key = %lease.lock_key(),
-                "an unsettled lock acquisition was dropped outside a Tokio runtime; \
-                 any lease it took ends at lock_at_most_for"
-            ),
-        }
-    }
-}
-
-/// Releases a lease an acquisition may have taken, until it is seen and
-/// removed or it would have ended anyway: "not found" may only mean the
-/// acquisition has not landed yet.
-async fn give_back(lease: Arc<RedisLease>, lease_length: Duration) {
-    let gives_up_at = Instant::now() + lease_length;
-    let mut pause = Duration::from_millis(50);
-    loop {
-        if let Ok(true) = lease.release(Duration::ZERO).await {
-            tracing::info!(key = %lease.lock_key(), "an unsettled lock acquisition was released");
-            return;
-        }
-        let left = gives_up_at.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            tracing::debug!(
-                key = %lease.lock_key(),
-                "stopped releasing an unsettled lock acquisition: any lease it took has ended"
-            );
-            return;
-        }
-        tokio::time::sleep(pause.min(left)).await;
-        pause = (pause * 2).min(Duration::from_secs(5));
     }
 }
 

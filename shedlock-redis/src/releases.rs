@@ -4,14 +4,12 @@
 //! Expiries are not published; a failed attempt learns the remaining lease
 //! instead ([`ReleaseHub::note_lease_end`]), so waiters wake when it ends.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use redis::Client;
-use shedlock_core::{ReleaseNotifier, ReleaseWatch};
+use shedlock_core::{ReleaseNotifiers, ReleaseWatch};
 use tokio::task::JoinHandle;
 
 /// The channel every release is published on; the message is the lock key.
@@ -25,21 +23,15 @@ const RESUBSCRIBE_AFTER: Duration = Duration::from_secs(30);
 /// after the subscription was lost while somebody waits.
 const RESUBSCRIBE_BACKOFF_MIN: Duration = Duration::from_millis(50);
 const RESUBSCRIBE_BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// The smallest watcher map that is swept of counters nobody watches.
-const SWEEP_FLOOR: usize = 1024;
-
-type Watchers = Mutex<HashMap<String, ReleaseNotifier>>;
 
 /// The subscriber shared by clones of a provider.
 pub(crate) struct ReleaseHub {
     /// Where to subscribe; `None`: no notifications (Redis Cluster), so
     /// waiters rely on lease-end hints and polling.
     client: Option<Client>,
-    /// Release counters of lock keys somebody waits for.
-    watchers: Arc<Watchers>,
+    /// The notifiers of the lock keys somebody waits for.
+    watchers: Arc<ReleaseNotifiers>,
     listener: tokio::sync::Mutex<Listener>,
-    /// Size of the watcher map past which it is swept.
-    sweep_at: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -54,32 +46,20 @@ impl ReleaseHub {
             client,
             watchers: Arc::default(),
             listener: tokio::sync::Mutex::default(),
-            sweep_at: AtomicUsize::new(SWEEP_FLOOR),
         }
     }
 
     /// A watch on releases of `lock_key`. If the subscription cannot be made,
     /// the watch never fires and the waiter polls with backoff.
     pub(crate) async fn watch(&self, lock_key: &str) -> ReleaseWatch {
-        let watch = {
-            let mut watchers = lock(&self.watchers);
-            if watchers.len() >= self.sweep_at.load(Ordering::Relaxed) {
-                // Names whose leases expired (no release published) leave counters behind.
-                watchers.retain(|_, releases| releases.is_watched());
-                let next = (2 * watchers.len()).max(SWEEP_FLOOR);
-                self.sweep_at.store(next, Ordering::Relaxed);
-            }
-            watchers.entry(lock_key.to_owned()).or_default().watch()
-        };
+        let watch = self.watchers.watch(lock_key);
         self.ensure_listening().await;
         watch
     }
 
     /// Tells the waiters of `lock_key`, if any, when its holder's lease ends.
     pub(crate) fn note_lease_end(&self, lock_key: &str, lease_ends_at: Option<Instant>) {
-        if let Some(releases) = lock(&self.watchers).get(lock_key) {
-            releases.note_lease_end(lease_ends_at);
-        }
+        self.watchers.note_lease_end(lock_key, lease_ends_at);
     }
 
     /// Subscribes (again, if the connection was lost) before any waiter's first attempt.
@@ -144,7 +124,7 @@ async fn subscribe(client: &Client) -> redis::RedisResult<redis::aio::PubSub> {
 /// subscribes again while anyone waits, then wakes every waiter: a release
 /// published in between was missed, so each tries again at once rather than
 /// at its next poll. When nobody waits it stops; the next waiter starts it.
-async fn dispatch(client: Client, first: redis::aio::PubSub, watchers: Weak<Watchers>) {
+async fn dispatch(client: Client, first: redis::aio::PubSub, watchers: Weak<ReleaseNotifiers>) {
     let mut pubsub = Some(first);
     let mut backoff = RESUBSCRIBE_BACKOFF_MIN;
     loop {
@@ -152,19 +132,16 @@ async fn dispatch(client: Client, first: redis::aio::PubSub, watchers: Weak<Watc
             deliver(pubsub, &watchers).await;
             tracing::debug!("lock release subscription lost; subscribing again");
         }
-        let Some(strong) = watchers.upgrade() else {
-            return;
-        };
-        if !lock(&strong).values().any(ReleaseNotifier::is_watched) {
+        if !watchers
+            .upgrade()
+            .is_some_and(|watchers| watchers.any_watched())
+        {
             return;
         }
-        drop(strong);
         match subscribe(&client).await {
             Ok(renewed) => {
                 if let Some(watchers) = watchers.upgrade() {
-                    for releases in lock(&watchers).values() {
-                        releases.notify_released();
-                    }
+                    watchers.notify_all();
                 }
                 pubsub = Some(renewed);
                 backoff = RESUBSCRIBE_BACKOFF_MIN;
@@ -179,29 +156,14 @@ async fn dispatch(client: Client, first: redis::aio::PubSub, watchers: Weak<Watc
 }
 
 /// Wakes the waiters of each key published on `pubsub` until it ends.
-async fn deliver(pubsub: redis::aio::PubSub, watchers: &Weak<Watchers>) {
+async fn deliver(pubsub: redis::aio::PubSub, watchers: &Weak<ReleaseNotifiers>) {
     let mut messages = pubsub.into_on_message();
     while let Some(message) = messages.next().await {
         let Some(watchers) = watchers.upgrade() else {
             return;
         };
-        let Ok(lock_key) = message.get_payload::<String>() else {
-            continue;
-        };
-        let mut watchers = lock(&watchers);
-        if let Some(releases) = watchers.get(&lock_key) {
-            if releases.is_watched() {
-                releases.notify_released();
-            } else {
-                watchers.remove(&lock_key);
-            }
+        if let Ok(lock_key) = message.get_payload::<String>() {
+            watchers.notify_released(&lock_key);
         }
     }
-}
-
-/// The map is never left inconsistent by a panic, so a poisoned lock is still usable.
-fn lock(watchers: &Watchers) -> MutexGuard<'_, HashMap<String, ReleaseNotifier>> {
-    watchers
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -9,7 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shedlock_core::identity::default_locked_by;
-use shedlock_core::{BoxFuture, Lease, LockConfiguration, LockError, LockGuard, ReleaseWatch};
+use shedlock_core::{
+    BackgroundRelease, BoxFuture, Lease, LockConfiguration, LockError, LockGuard, ReleaseNotifiers,
+    ReleaseWatch, StoreFailure,
+};
 use sqlx::pool::{PoolConnection, PoolOptions};
 use sqlx::{Database, Pool};
 use tokio::sync::{OnceCell, oneshot};
@@ -108,30 +111,99 @@ pub(crate) struct LeaseRow {
 pub(crate) struct Failure {
     /// The statement was sent and its answer never came: it may have run.
     pub(crate) unanswered: bool,
-    pub(crate) message: String,
-    pub(crate) source: Option<sqlx::Error>,
+    /// What went wrong, named by its kind; sqlx's own words are in `cause`.
+    pub(crate) what_happened: String,
+    pub(crate) cause: Option<sqlx::Error>,
 }
 
 impl Failure {
-    fn into_error(
+    /// `err`, a failure that is certain (nothing ran).
+    pub(crate) fn of(err: sqlx::Error) -> Self {
+        Failure {
+            unanswered: false,
+            what_happened: kind_of(&err),
+            cause: Some(err),
+        }
+    }
+
+    /// The same failure as the reason for `what`: "{what}: {what happened}".
+    fn explaining(self, what: &str) -> Self {
+        Failure {
+            what_happened: format!("{what}: {}", self.what_happened),
+            ..self
+        }
+    }
+
+    /// The error of `action` at `server`, with sqlx's error as its source only.
+    pub(crate) fn into_error(
         self,
         store: &'static str,
         server: &str,
-        action: String,
+        action: impl Into<String>,
         consequence: &str,
     ) -> LockError {
-        LockError::store(
+        let failure = StoreFailure {
             store,
-            action,
-            format!(
-                "{} at {server}: {}; {consequence}",
-                store_title(store),
-                self.message
-            ),
-            self.source
-                .map(|err| Box::new(err) as shedlock_core::BoxError),
-        )
+            action: action.into(),
+            what_happened: format!("{} at {server}: {}", store_title(store), self.what_happened),
+            consequence: consequence.to_owned(),
+        };
+        match self.cause {
+            Some(cause) => failure.caused_by(cause),
+            None => failure.into(),
+        }
     }
+}
+
+/// What `err` is, in words that name its kind and what to check; its own
+/// text (the server's message, the OS error) stays in the source.
+fn kind_of(err: &sqlx::Error) -> String {
+    use sqlx::Error;
+    let kind = match err {
+        Error::Database(answer) => {
+            return match answer.code() {
+                Some(code) => format!("the database answered with error {code}"),
+                None => "the database answered with an error".to_owned(),
+            };
+        }
+        Error::Io(_) => {
+            "the connection failed (the server closed or refused it, or the network dropped it)"
+        }
+        Error::Tls(_) => {
+            "the TLS connection could not be made: check the server's certificate and the URL's \
+             TLS settings"
+        }
+        Error::Configuration(_) => "the connection settings were refused",
+        Error::Protocol(_) => "the database's answer could not be read (a protocol error)",
+        Error::PoolTimedOut => {
+            "no connection within the pool's acquire timeout: the database refuses or does not \
+             answer connections (down, restarting, or unreachable from here), or all of the \
+             pool's connections stayed in use"
+        }
+        Error::PoolClosed => "the connection pool was closed (Pool::close was called)",
+        Error::WorkerCrashed => "the database driver's background worker stopped",
+        Error::RowNotFound
+        | Error::ColumnNotFound(_)
+        | Error::ColumnIndexOutOfBounds { .. }
+        | Error::ColumnDecode { .. }
+        | Error::Decode(_)
+        | Error::TypeNotFound { .. } => {
+            "the answer did not have the expected shape: check that the table has ShedLock's \
+             columns and types"
+        }
+        _ => "the database client failed",
+    };
+    kind.to_owned()
+}
+
+/// A pool that could not connect to `server`.
+pub(crate) fn connect_error(store: &'static str, server: &str, err: sqlx::Error) -> LockError {
+    Failure::of(err).into_error(
+        store,
+        server,
+        "connecting",
+        "check that the server runs there and the URL's user, password and database are right",
+    )
 }
 
 /// ShedLock's table holds one holder per name, and no capacity: only
@@ -201,14 +273,10 @@ pub(crate) async fn checkout<DB: Database>(
         Ok(Ok(connection)) => Ok(connection),
         Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => Err(Failure {
             unanswered: false,
-            message: no_connection(pool, started.elapsed()),
-            source: None,
+            what_happened: no_connection(pool, started.elapsed()),
+            cause: None,
         }),
-        Ok(Err(err)) => Err(Failure {
-            unanswered: false,
-            message: format!("no connection: {err}"),
-            source: Some(err),
-        }),
+        Ok(Err(err)) => Err(Failure::of(err).explaining("no connection")),
     }
 }
 
@@ -263,14 +331,13 @@ pub(crate) async fn answer<T>(
             );
             Err(Failure {
                 unanswered,
-                message: err.to_string(),
-                source: Some(err),
+                ..Failure::of(err)
             })
         }
         Err(_) => Err(Failure {
             unanswered: true,
-            message: format!("no answer within {timeout:?}"),
-            source: None,
+            what_happened: format!("no answer within {timeout:?}"),
+            cause: None,
         }),
     }
 }
@@ -294,8 +361,8 @@ pub(crate) fn taken(value: Result<i64, sqlx::Error>) -> Result<Option<u64>, Fail
         .map(|value| Some(token(value)))
         .map_err(|err| Failure {
             unanswered: true,
-            message: format!("the lock was taken but its fencing token could not be read: {err}"),
-            source: Some(err),
+            ..Failure::of(err)
+                .explaining("the lock was taken but its fencing token could not be read")
         })
 }
 
@@ -313,6 +380,8 @@ pub(crate) struct SqlLocks<E: Engine> {
     prepared: Arc<OnceCell<Prepared<E::Statements>>>,
     /// Store, server and table: see `LockProvider::scope`.
     scope: Arc<str>,
+    /// The waiters in this process on locks of this scope.
+    releases: Arc<ReleaseNotifiers>,
 }
 
 impl<E: Engine> Clone for SqlLocks<E> {
@@ -326,6 +395,7 @@ impl<E: Engine> Clone for SqlLocks<E> {
             timeout: self.timeout,
             prepared: self.prepared.clone(),
             scope: self.scope.clone(),
+            releases: self.releases.clone(),
         }
     }
 }
@@ -342,12 +412,14 @@ impl<E: Engine> SqlLocks<E> {
             timeout: DEFAULT_STATEMENT_TIMEOUT,
             prepared: Arc::default(),
             scope: "".into(),
+            releases: Arc::default(),
         }
         .with_new_scope()
     }
 
     fn with_new_scope(mut self) -> Self {
         self.scope = format!("{}:{}/{}", E::STORE, self.server, self.table).into();
+        self.releases = releases::of_scope(&self.scope);
         // Another table or fencing setting: statements are made again.
         self.prepared = Arc::default();
         self
@@ -442,18 +514,20 @@ impl<E: Engine> SqlLocks<E> {
             .await
         {
             Ok(Some(fencing)) => Ok(fencing),
-            Ok(None) => Err(LockError::store(
-                E::STORE,
-                action(),
-                format!(
-                    "{} at {}: there is no table '{}'; create it with the DDL in the README \
-                     or call create_table_if_missing() once at startup",
+            Ok(None) => Err(StoreFailure {
+                store: E::STORE,
+                action: action(),
+                what_happened: format!(
+                    "{} at {}: there is no table '{}'",
                     store_title(E::STORE),
                     self.server,
                     self.table
                 ),
-                None,
-            )),
+                consequence: "create it with the DDL in the README or call \
+                              create_table_if_missing() once at startup"
+                    .to_owned(),
+            }
+            .into()),
             Err(failure) => {
                 Err(failure.into_error(E::STORE, &self.server, action(), "no lock was taken"))
             }
@@ -479,7 +553,7 @@ impl<E: Engine> SqlLocks<E> {
             engine: self.engine.clone(),
             statements: prepared.statements.clone(),
             server: self.server.clone(),
-            scope: self.scope.clone(),
+            releases: self.releases.clone(),
             timeout: self.timeout,
             row: LeaseRow {
                 name: config.shared_name().clone(),
@@ -534,24 +608,30 @@ impl<E: Engine> SqlLocks<E> {
                 Ok(None)
             }
             Some(Ok((Err(failure), lease))) if failure.unanswered => {
+                // The error names the kind; the driver's own words go to the log.
                 let reason = format!(
                     "{} at {}: {}",
                     store_title(E::STORE),
                     self.server,
-                    failure.message
+                    failure.what_happened
                 );
+                if let Some(cause) = &failure.cause {
+                    tracing::debug!(lock = %config.name(), error = %cause, "the acquisition's answer was lost");
+                }
                 Err(release_uncertain_acquisition(lease, deadline, reason).await)
             }
             Some(Ok((Err(failure), _))) => {
                 Err(failure.into_error(E::STORE, &self.server, action(), "the lock was not taken"))
             }
-            Some(Err(_)) => Err(LockError::store(
-                E::STORE,
-                action(),
-                "the task running the acquisition ended without an answer (the runtime is \
-                 shutting down?); the lock was not taken here",
-                None,
-            )),
+            Some(Err(_)) => Err(StoreFailure {
+                store: E::STORE,
+                action: action(),
+                what_happened: "the task running the acquisition ended without an answer (the \
+                                runtime is shutting down?)"
+                    .to_owned(),
+                consequence: "the lock was not taken here".to_owned(),
+            }
+            .into()),
             None => {
                 let reason = format!(
                     "{} at {} did not answer within {:?}",
@@ -576,22 +656,25 @@ impl<E: Engine> SqlLocks<E> {
     /// lease ends, so they try again then rather than at their next poll.
     /// One more statement, only for a name somebody here waits for.
     async fn hint_lease_end(&self, statements: &E::Statements, name: &str) {
-        if !releases::is_watched(&self.scope, name) {
+        if !self.releases.is_watched(name) {
             return;
         }
         let asked_at = Instant::now();
         match self.engine.lease_left(statements, name, self.timeout).await {
-            Ok(left) => {
-                releases::note_lease_end(&self.scope, name, left.map(|left| asked_at + left))
-            }
+            Ok(left) => self
+                .releases
+                .note_lease_end(name, left.map(|left| asked_at + left)),
             Err(failure) => {
-                tracing::debug!(lock = %name, error = %failure.message, "cannot read when the held lock's lease ends; waiters poll")
+                tracing::debug!(
+                    lock = %name, what = %failure.what_happened, error = ?failure.cause,
+                    "cannot read when the held lock's lease ends; waiters poll"
+                )
             }
         }
     }
 
     pub(crate) fn watch_releases(&self, name: &str) -> ReleaseWatch {
-        releases::watch(&self.scope, name)
+        self.releases.watch(name)
     }
 }
 
@@ -647,7 +730,7 @@ async fn release_uncertain_acquisition<E: Engine>(
     deadline: Instant,
     reason: String,
 ) -> LockError {
-    let name = lease.row.name.to_string();
+    let name = lease.row.name.clone();
     // Found and released: settled. Not found: the statement may still land.
     let released = matches!(lease.release(Duration::ZERO).await, Ok(true));
     if released {
@@ -657,54 +740,32 @@ async fn release_uncertain_acquisition<E: Engine>(
             lock = %name, %reason,
             "lock acquisition uncertain; looking for its lease in the background"
         );
-        tokio::spawn(release_in_background(lease, deadline, false));
+        BackgroundRelease::possibly_taken(name.clone(), Arc::new(lease), deadline).spawn();
     }
     LockError::AcquisitionUncertain {
-        name,
+        name: name.to_string(),
         reason,
         released,
     }
 }
 
 /// The answer of an acquisition nobody waits for any more (timed out, or
-/// the caller's future was dropped): release what it took.
+/// the caller's future was dropped): release what it took, or may have
+/// taken, until it would have ended (`deadline`).
 async fn settle_abandoned_acquisition<E: Engine>(
     reply: Result<Option<u64>, Failure>,
     lease: SqlLease<E>,
     deadline: Instant,
 ) {
-    match reply {
-        Ok(Some(_)) => release_in_background(lease, deadline, true).await,
-        Err(failure) if failure.unanswered => release_in_background(lease, deadline, false).await,
-        Ok(None) | Err(_) => {}
-    }
-}
-
-/// Releases `lease` with backoff until it is released or `deadline` (its
-/// end at the latest) passes. `taken`: the lease is known to exist, so "not
-/// found" means it already ended; otherwise the statement that may take it
-/// may still land, so it is looked for again.
-async fn release_in_background<E: Engine>(lease: SqlLease<E>, deadline: Instant, taken: bool) {
-    let mut pause = Duration::from_millis(200);
-    loop {
-        match lease.release(Duration::ZERO).await {
-            Ok(true) => {
-                tracing::info!(lock = %lease.row.name, "abandoned lock acquisition released");
-                return;
-            }
-            Ok(false) if taken => return,
-            Ok(false) => {}
-            Err(err) => {
-                tracing::debug!(lock = %lease.row.name, error = %err, "releasing an abandoned acquisition failed; retrying")
-            }
+    let name = lease.row.name.clone();
+    let release = match reply {
+        Ok(Some(_)) => BackgroundRelease::held(name, Arc::new(lease), deadline),
+        Err(failure) if failure.unanswered => {
+            BackgroundRelease::possibly_taken(name, Arc::new(lease), deadline)
         }
-        if Instant::now() + pause >= deadline {
-            tracing::debug!(lock = %lease.row.name, "stopped looking for an abandoned acquisition: its lease has ended anyway");
-            return;
-        }
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_secs(30));
-    }
+        Ok(None) | Err(_) => return,
+    };
+    release.run().await;
 }
 
 /// One acquisition's lease: its row, found by name and unique `locked_by`.
@@ -712,7 +773,7 @@ struct SqlLease<E: Engine> {
     engine: Arc<E>,
     statements: Arc<E::Statements>,
     server: Arc<str>,
-    scope: Arc<str>,
+    releases: Arc<ReleaseNotifiers>,
     timeout: Duration,
     row: LeaseRow,
 }
@@ -748,10 +809,52 @@ impl<E: Engine> Lease for SqlLease<E> {
                         "the lease ends at lock_at_most_for at the latest",
                     )
                 })?;
-            if released {
-                releases::notify(&self.scope, &self.row.name, keep_for);
+            // Waiters in this process wake when the lock is free: now, or once kept long enough.
+            if released && keep_for.is_zero() {
+                self.releases.notify_released(&self.row.name);
+            } else if released {
+                let free_at = Instant::now() + keep_for;
+                self.releases.note_lease_end(&self.row.name, Some(free_at));
             }
             Ok(released)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error;
+
+    use super::*;
+
+    /// Every layer's message, joined as `{:#}` of anyhow prints them.
+    fn layers(err: &LockError) -> Vec<String> {
+        std::iter::successors(Some(err as &dyn Error), |e| (*e).source())
+            .map(ToString::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_statement_error_names_its_kind_and_keeps_sqlx_words_in_the_source() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused by peer");
+        let failure = Failure::of(sqlx::Error::Io(refused));
+        let err = failure.into_error(
+            "postgres",
+            "db:5432/test",
+            "acquiring lock 'report'",
+            "the lock was not taken",
+        );
+        let layers = layers(&err);
+        assert_eq!(
+            layers,
+            [
+                "lock store error (postgres) while acquiring lock 'report': PostgreSQL at \
+                 db:5432/test: the connection failed (the server closed or refused it, or the \
+                 network dropped it); the lock was not taken",
+                // sqlx's own "error communicating with database: {cause}", without the cause.
+                "error communicating with database",
+                "refused by peer",
+            ]
+        );
     }
 }

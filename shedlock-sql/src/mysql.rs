@@ -20,7 +20,8 @@ use sqlx::Executor;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 
 use crate::engine::{
-    Engine, Failure, LeaseRow, SqlLocks, answer, checkout, millis, taken, warn_if_unchecked,
+    Engine, Failure, LeaseRow, SqlLocks, answer, checkout, connect_error, millis, taken,
+    warn_if_unchecked,
 };
 use crate::provider::sql_provider;
 use crate::table::TableName;
@@ -69,17 +70,7 @@ impl MySqlLockProvider {
         let pool = Self::pool_options()
             .connect_with(options)
             .await
-            .map_err(|err| {
-                LockError::store(
-                    "mysql",
-                    "connecting",
-                    format!(
-                        "MySQL/MariaDB at {server}: {err}; check that the server runs there and \
-                         the URL's user, password and database are right"
-                    ),
-                    Some(Box::new(err)),
-                )
-            })?;
+            .map_err(|err| connect_error("mysql", &server, err))?;
         Ok(Self::new(pool))
     }
 

@@ -15,7 +15,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Executor, Row};
 
 use crate::engine::{
-    Engine, Failure, LeaseRow, SqlLocks, answer, checkout, millis, taken, warn_if_unchecked,
+    Engine, Failure, LeaseRow, SqlLocks, answer, checkout, connect_error, millis, taken,
+    warn_if_unchecked,
 };
 use crate::provider::sql_provider;
 use crate::table::TableName;
@@ -60,17 +61,7 @@ impl PostgresLockProvider {
         let pool = Self::pool_options()
             .connect_with(options)
             .await
-            .map_err(|err| {
-                LockError::store(
-                    "postgres",
-                    "connecting",
-                    format!(
-                        "PostgreSQL at {server}: {err}; check that the server runs there and \
-                         the URL's user, password and database are right"
-                    ),
-                    Some(Box::new(err)),
-                )
-            })?;
+            .map_err(|err| connect_error("postgres", &server, err))?;
         Ok(Self::new(pool))
     }
 

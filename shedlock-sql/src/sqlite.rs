@@ -100,14 +100,11 @@ impl SqliteLockProvider {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(err) => {
-                    return Err(LockError::store(
+                    return Err(Failure::of(err).into_error(
                         "sqlite",
+                        &file,
                         "opening the database",
-                        format!(
-                            "SQLite file {file}: {err}; check that its directory exists and is \
-                             writable by this process"
-                        ),
-                        Some(Box::new(err)),
+                        "check that its directory exists and is writable by this process",
                     ));
                 }
             }
