@@ -21,8 +21,8 @@ use shedlock::{
     BoxFuture, InMemoryLockProvider, LockConfiguration, LockError, LockGuard, LockProvider,
     LockingTaskExecutor,
 };
-use shedlock_redis::testkit::RedisServer;
-use shedlock_sql::testkit::{mysql_url, postgres_url, unique_table_name};
+use shedlock_test_support::redis::RedisServer;
+use shedlock_test_support::sql::{mysql_url, postgres_url, unique_table_name};
 
 /// A provider whose waiters get no release notification, so they poll.
 struct PollingOnly<P>(P);

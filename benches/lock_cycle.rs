@@ -29,7 +29,7 @@ use shedlock::redis::{DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, Redi
 use shedlock::{
     ExecutionOptions, InMemoryLockProvider, LockConfiguration, LockProvider, LockingTaskExecutor,
 };
-use shedlock_redis::testkit::RedisServer;
+use shedlock_test_support::redis::RedisServer;
 
 type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 

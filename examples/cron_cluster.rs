@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::Context;
 use shedlock::redis::RedisLockProvider;
 use shedlock::{LockConfiguration, LockingTaskExecutor};
-use shedlock_redis::testkit::RedisServer;
+use shedlock_test_support::redis::RedisServer;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 /// Every second (fields: sec min hour day-of-month month day-of-week).

@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use shedlock::redis::RedisLockProvider;
 use shedlock::{LockConfiguration, LockingTaskExecutor};
-use shedlock_redis::testkit::RedisServer;
+use shedlock_test_support::redis::RedisServer;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
 const EVERY_SECOND: &str = "*/1 * * * * *";

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use shedlock::redis::RedisLockProvider;
 use shedlock::{SchedulerLock, scheduler_lock};
-use shedlock_redis::testkit::RedisServer;
+use shedlock_test_support::redis::RedisServer;
 
 static SERVER: LazyLock<RedisServer> = LazyLock::new(RedisServer::start);
 

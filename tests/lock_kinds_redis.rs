@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use shedlock::redis::RedisLockProvider;
 use shedlock::{LockAdmin, LockMode, LockProvider as _, scheduler_lock};
-use shedlock_core::testkit::Worker;
-use shedlock_redis::testkit::RedisServer;
+use shedlock_test_support::Worker;
+use shedlock_test_support::redis::RedisServer;
 
 /// One job's run: name, start, end.
 type Run = (&'static str, Instant, Instant);
@@ -488,9 +488,9 @@ async fn mixed_worker_process() {
     while Instant::now() < until {
         let ran = executor
             .execute_waiting(&config, Duration::from_secs(2), async {
-                let start = shedlock_core::testkit::now_ms();
+                let start = shedlock_test_support::now_ms();
                 tokio::time::sleep(Duration::from_millis(20)).await;
-                (start, shedlock_core::testkit::now_ms())
+                (start, shedlock_test_support::now_ms())
             })
             .await
             .unwrap_or_else(|err| panic!("{err}"));

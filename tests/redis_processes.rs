@@ -11,8 +11,8 @@ use redis::AsyncTypedCommands;
 use redis::aio::MultiplexedConnection;
 use shedlock::redis::RedisLockProvider;
 use shedlock::scheduler_lock;
-use shedlock_core::testkit::{Worker, now_ms, sleep_until_ms};
-use shedlock_redis::testkit::RedisServer;
+use shedlock_test_support::redis::RedisServer;
+use shedlock_test_support::{Worker, now_ms, sleep_until_ms};
 
 const WORKERS: usize = 4;
 /// Ticks fall on multiples of this period of the wall clock, which all

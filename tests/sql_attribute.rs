@@ -14,7 +14,7 @@ async fn report(locks: &SqliteLockProvider) -> u32 {
 async fn the_attribute_runs_once_across_two_providers_on_one_file() -> anyhow::Result<()> {
     let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
         "{}.db",
-        shedlock_sql::testkit::unique_table_name("attribute")
+        shedlock_test_support::sql::unique_table_name("attribute")
     ));
     let first = SqliteLockProvider::open(&file).await?;
     first.create_table_if_missing().await?;

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use shedlock_core::{LockAdmin, LockConfiguration, LockGuard, LockMode, LockProvider};
 use shedlock_redis::RedisLockProvider;
-use shedlock_redis::testkit::{RedisServer, free_port};
+use shedlock_test_support::free_port;
+use shedlock_test_support::redis::RedisServer;
 
 fn shedlock(url: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_shedlock"))

@@ -21,8 +21,6 @@ mod scheduler_lock;
 
 #[doc(hidden)]
 pub mod private;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 
 pub use admin::{LockAdmin, LockHolder, LockState, validate_capacity};
 pub use background_release::BackgroundRelease;

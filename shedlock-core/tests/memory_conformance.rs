@@ -10,10 +10,10 @@ async fn provider() -> InMemoryLockProvider {
     SHARED.get_or_init(InMemoryLockProvider::new).clone()
 }
 
-shedlock_core::provider_conformance_tests!(provider);
+shedlock_test_support::provider_conformance_tests!(provider);
 
 mod kinds {
     use super::provider;
 
-    shedlock_core::lock_kinds_conformance_tests!(provider);
+    shedlock_test_support::lock_kinds_conformance_tests!(provider);
 }

@@ -34,9 +34,6 @@ mod releases;
 mod scripts;
 mod value;
 
-#[cfg(feature = "testkit")]
-pub mod testkit;
-
 pub use provider::{DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisLockProvider};
 pub use value::LockValue;
 

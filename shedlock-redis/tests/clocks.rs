@@ -13,10 +13,10 @@ use std::error::Error;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use shedlock_core::testkit::{Worker, now_ms};
 use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
-use shedlock_redis::testkit::RedisServer;
 use shedlock_redis::{LockValue, RedisLockProvider};
+use shedlock_test_support::redis::RedisServer;
+use shedlock_test_support::{Worker, now_ms};
 use workers::{connection, next_event, pttl};
 
 const LOCK: &str = "skewed-clocks";

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shedlock_core::{LockConfiguration, LockProvider};
 use shedlock_redis::RedisLockProvider;
-use shedlock_redis::testkit::RedisCluster;
+use shedlock_test_support::redis::RedisCluster;
 
 static CLUSTER: LazyLock<RedisCluster> = LazyLock::new(RedisCluster::start);
 
@@ -18,7 +18,7 @@ async fn provider() -> RedisLockProvider {
         .unwrap_or_else(|err| panic!("cannot connect to the test cluster: {err}"))
 }
 
-shedlock_core::provider_conformance_tests!(provider);
+shedlock_test_support::provider_conformance_tests!(provider);
 
 fn keyslot(key: &str) -> String {
     let escaped = key.replace('\\', "\\\\").replace('"', "\\\"");
@@ -47,7 +47,7 @@ async fn a_locks_keys_share_one_slot_whatever_its_name() {
 mod kinds {
     use super::provider;
 
-    shedlock_core::lock_kinds_conformance_tests!(provider);
+    shedlock_test_support::lock_kinds_conformance_tests!(provider);
 }
 
 #[tokio::test]

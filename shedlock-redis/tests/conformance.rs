@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use shedlock_redis::RedisLockProvider;
-use shedlock_redis::testkit::RedisServer;
+use shedlock_test_support::redis::RedisServer;
 
 static SERVER: LazyLock<RedisServer> = LazyLock::new(RedisServer::start);
 
@@ -15,12 +15,12 @@ async fn provider() -> RedisLockProvider {
         .unwrap_or_else(|err| panic!("cannot connect to the test Redis: {err}"))
 }
 
-shedlock_core::provider_conformance_tests!(provider);
+shedlock_test_support::provider_conformance_tests!(provider);
 
 mod kinds {
     use super::provider;
 
-    shedlock_core::lock_kinds_conformance_tests!(provider);
+    shedlock_test_support::lock_kinds_conformance_tests!(provider);
 }
 
 // The path for servers without `SET NX GET` (before Redis 7), exclusive

@@ -26,12 +26,10 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shedlock_core::testkit::{Worker, now_ms, sleep_until_ms};
 use shedlock_core::{LockConfiguration, LockingTaskExecutor, current_lock};
 use shedlock_redis::RedisLockProvider;
-use shedlock_redis::testkit::{
-    RedisCluster, RedisSentinel, RedisServer, free_port, server_scratch_dir,
-};
+use shedlock_test_support::redis::{RedisCluster, RedisSentinel, RedisServer, server_scratch_dir};
+use shedlock_test_support::{Worker, free_port, now_ms, sleep_until_ms};
 
 const MASTER_NAME: &str = "shedlock-failover";
 const FAILOVER_LOCK: &str = "failover-tick";

@@ -12,10 +12,10 @@ use std::error::Error;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shedlock_core::testkit::Worker;
 use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
 use shedlock_redis::RedisLockProvider;
-use shedlock_redis::testkit::RedisServer;
+use shedlock_test_support::Worker;
+use shedlock_test_support::redis::RedisServer;
 use workers::{connection, next_event, pttl};
 
 const LOCK: &str = "crashed-holder";

@@ -20,7 +20,7 @@ use shedlock_core::{
     ExecutionOptions, LockConfiguration, LockError, LockProvider, LockingTaskExecutor, lease_lost,
 };
 use shedlock_redis::RedisLockProvider;
-use shedlock_redis::testkit::RedisServer;
+use shedlock_test_support::redis::RedisServer;
 use tokio::sync::OnceCell;
 use workers::{connection, owned_server, pttl};
 

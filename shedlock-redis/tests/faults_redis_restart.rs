@@ -15,9 +15,9 @@ use std::error::Error;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use shedlock_core::testkit::{Worker, now_ms, sleep_until_ms};
 use shedlock_core::{LockConfiguration, LockingTaskExecutor};
 use shedlock_redis::RedisLockProvider;
+use shedlock_test_support::{Worker, now_ms, sleep_until_ms};
 use workers::owned_server;
 
 const WORKERS: usize = 3;

@@ -7,7 +7,7 @@ use shedlock_core::{
     is_lease_lost, lease_lost,
 };
 use shedlock_redis::RedisLockProvider;
-use shedlock_redis::testkit::RedisServer;
+use shedlock_test_support::redis::RedisServer;
 
 async fn connect(server: &RedisServer) -> RedisLockProvider {
     RedisLockProvider::connect(server.url()).await.unwrap()

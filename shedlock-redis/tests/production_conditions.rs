@@ -12,7 +12,7 @@ use shedlock_core::{
     is_lease_lost,
 };
 use shedlock_redis::RedisLockProvider;
-use shedlock_redis::testkit::{RedisCluster, RedisSentinel, RedisServer};
+use shedlock_test_support::redis::{RedisCluster, RedisSentinel, RedisServer};
 
 async fn connect(server: &RedisServer) -> RedisLockProvider {
     RedisLockProvider::connect(server.url()).await.unwrap()

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 use redis::AsyncConnectionConfig;
 use redis::Client;
 use shedlock_core::{LockConfiguration, LockError, LockProvider};
-use shedlock_redis::testkit::RedisServer;
 use shedlock_redis::{LockValue, RedisLockProvider};
+use shedlock_test_support::redis::RedisServer;
 
 fn config(name: &str, most: Duration, least: Duration) -> LockConfiguration {
     LockConfiguration::new(name, most, least).unwrap()
@@ -125,7 +125,7 @@ async fn assert_freed_within_5s(
 async fn credentials_never_appear_in_errors_or_debug_output() {
     let secret = "s3cret-Passw0rd";
     // Nobody listens on this port: the connection error must not echo the URL.
-    let port = shedlock_redis::testkit::free_port();
+    let port = shedlock_test_support::free_port();
     let err = RedisLockProvider::connect(&format!("redis://admin:{secret}@127.0.0.1:{port}"))
         .await
         .unwrap_err();

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use redis::AsyncConnectionConfig;
 use shedlock_core::{LockConfiguration, LockError, LockProvider};
 use shedlock_redis::RedisLockProvider;
-use shedlock_redis::testkit::{RedisServer, free_port};
+use shedlock_test_support::free_port;
+use shedlock_test_support::redis::RedisServer;
 
 use proxy::{Direction, FaultProxy};
 use workers::connection;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use shedlock_core::{LockConfiguration, LockProvider};
 use shedlock_redis::RedisLockProvider;
-use shedlock_redis::testkit::{RedisSentinel, RedisServer};
+use shedlock_test_support::redis::{RedisSentinel, RedisServer};
 
 const MASTER_NAME: &str = "shedlock-master";
 
@@ -20,7 +20,7 @@ async fn provider() -> RedisLockProvider {
         .unwrap_or_else(|err| panic!("cannot connect through the test Sentinel: {err}"))
 }
 
-shedlock_core::provider_conformance_tests!(provider);
+shedlock_test_support::provider_conformance_tests!(provider);
 
 #[tokio::test]
 async fn locks_land_on_the_master_sentinel_names() {

@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use shedlock_core::{LockConfiguration, LockError, LockProvider, LockingTaskExecutor};
 use shedlock_redis::RedisLockProvider;
-use shedlock_redis::testkit::{RedisServer, free_port};
+use shedlock_test_support::free_port;
+use shedlock_test_support::redis::RedisServer;
 
 /// No call may take longer (the response timeout is 2 s, plus a reconnection).
 const NO_HANG: Duration = Duration::from_secs(10);

@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::{Client, TlsCertificates};
 use shedlock_core::{LockConfiguration, LockProvider};
 use shedlock_redis::RedisLockProvider;
-use shedlock_redis::testkit::RedisServer;
+use shedlock_test_support::redis::RedisServer;
 
 /// Makes a CA and a certificate for `localhost`/127.0.0.1 signed by it.
 fn make_certificates(dir: &Path) {

@@ -18,7 +18,7 @@ use shedlock_redis::RedisLockProvider;
 
 #[path = "support/workers.rs"]
 mod workers;
-use shedlock_core::testkit::Worker;
+use shedlock_test_support::Worker;
 use workers::owned_server;
 
 const WORKERS: usize = 8;

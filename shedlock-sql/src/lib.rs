@@ -82,9 +82,6 @@ mod releases;
 mod sqlite;
 mod table;
 
-#[cfg(feature = "testkit")]
-pub mod testkit;
-
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 pub use engine::DEFAULT_STATEMENT_TIMEOUT;
 #[cfg(feature = "mysql")]

@@ -5,7 +5,7 @@
 use std::sync::LazyLock;
 
 use shedlock_sql::PostgresLockProvider;
-use shedlock_sql::testkit::{database_unreachable, postgres_url, unique_table_name};
+use shedlock_test_support::sql::{database_unreachable, postgres_url, unique_table_name};
 
 static TABLE: LazyLock<String> = LazyLock::new(|| unique_table_name("conformance"));
 
@@ -22,4 +22,4 @@ async fn provider() -> PostgresLockProvider {
     provider
 }
 
-shedlock_core::provider_conformance_tests!(provider);
+shedlock_test_support::provider_conformance_tests!(provider);

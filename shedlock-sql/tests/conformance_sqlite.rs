@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::LazyLock;
 
 use shedlock_sql::SqliteLockProvider;
-use shedlock_sql::testkit::unique_table_name;
+use shedlock_test_support::sql::unique_table_name;
 
 static FILE: LazyLock<PathBuf> = LazyLock::new(|| {
     PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -23,4 +23,4 @@ async fn provider() -> SqliteLockProvider {
     provider
 }
 
-shedlock_core::provider_conformance_tests!(provider);
+shedlock_test_support::provider_conformance_tests!(provider);

@@ -1,7 +1,7 @@
 //! Passwords in connection URLs never appear in errors or `Debug` output.
 
-use shedlock_sql::testkit::{database_unreachable, mysql_url, postgres_url};
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider};
+use shedlock_test_support::sql::{database_unreachable, mysql_url, postgres_url};
 
 const PASSWORD: &str = "s3cret-Pa55word";
 

@@ -6,8 +6,8 @@ use std::error::Error;
 use std::time::Duration;
 
 use shedlock_core::{LockConfiguration, LockError, LockProvider};
-use shedlock_sql::testkit::{database_unreachable, mysql_url, postgres_url};
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider};
+use shedlock_test_support::sql::{database_unreachable, mysql_url, postgres_url};
 
 /// Every layer's message, as `{:#}` of anyhow prints them joined by ": ".
 fn layers(err: &LockError) -> Vec<String> {

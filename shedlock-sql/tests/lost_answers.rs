@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::{LockConfiguration, LockError, LockProvider};
 use shedlock_sql::sqlx::{self, Acquire};
-use shedlock_sql::testkit::{database_unreachable, mysql_url, postgres_url, unique_table_name};
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider};
+use shedlock_test_support::sql::{
+    database_unreachable, mysql_url, postgres_url, unique_table_name,
+};
 
 const LEASE: Duration = Duration::from_secs(60);
 

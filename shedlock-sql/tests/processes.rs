@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use shedlock_core::testkit::{Worker, now_ms, sleep_until_ms};
 use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
-use shedlock_sql::testkit::{database_unreachable, postgres_url, unique_table_name};
 use shedlock_sql::{PostgresLockProvider, SqliteLockProvider};
+use shedlock_test_support::sql::{database_unreachable, postgres_url, unique_table_name};
+use shedlock_test_support::{Worker, now_ms, sleep_until_ms};
 
 const WORKERS: usize = 4;
 /// Ticks fall on multiples of this period of the wall clock, which all

@@ -1,8 +1,9 @@
 //! What SQL servers do every week: close idle sessions, and restart between ticks.
 //!
-//! Each test starts a private server (`testkit`) that it may stop and start
-//! again, so the shared test servers are never disturbed. A tick is one
-//! `LockingTaskExecutor::execute` of a job with `lock_at_most_for = 30 s`.
+//! Each test starts a private server (`shedlock_test_support::sql`) that it
+//! may stop and start again, so the shared test servers are never disturbed.
+//! A tick is one `LockingTaskExecutor::execute` of a job with
+//! `lock_at_most_for = 30 s`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -10,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::{LockConfiguration, LockError, LockGuard, LockProvider, LockingTaskExecutor};
 use shedlock_sql::sqlx::{self, Connection};
-use shedlock_sql::testkit::{MariaDbServer, PostgresServer};
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider};
+use shedlock_test_support::sql::{MariaDbServer, PostgresServer};
 
 /// Ticks after an idle period.
 const TICKS: usize = 3;

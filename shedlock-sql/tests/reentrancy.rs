@@ -10,7 +10,7 @@ macro_rules! reentrancy_cases {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                shedlock_core::testkit::kinds::$case($make).await;
+                shedlock_test_support::kinds::$case($make).await;
             }
         )*
     };
@@ -33,7 +33,7 @@ mod postgres {
     use std::sync::LazyLock;
 
     use shedlock_sql::PostgresLockProvider;
-    use shedlock_sql::testkit::{database_unreachable, postgres_url, unique_table_name};
+    use shedlock_test_support::sql::{database_unreachable, postgres_url, unique_table_name};
 
     static TABLE: LazyLock<String> = LazyLock::new(|| unique_table_name("reentrancy"));
 
@@ -57,7 +57,7 @@ mod mysql {
     use std::sync::LazyLock;
 
     use shedlock_sql::MySqlLockProvider;
-    use shedlock_sql::testkit::{database_unreachable, mysql_url, unique_table_name};
+    use shedlock_test_support::sql::{database_unreachable, mysql_url, unique_table_name};
 
     static TABLE: LazyLock<String> = LazyLock::new(|| unique_table_name("reentrancy"));
 
@@ -82,7 +82,7 @@ mod sqlite {
     use std::sync::LazyLock;
 
     use shedlock_sql::SqliteLockProvider;
-    use shedlock_sql::testkit::unique_table_name;
+    use shedlock_test_support::sql::unique_table_name;
 
     static FILE: LazyLock<PathBuf> = LazyLock::new(|| {
         PathBuf::from(env!("CARGO_TARGET_TMPDIR"))

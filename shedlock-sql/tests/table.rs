@@ -8,8 +8,10 @@ use std::time::{Duration, SystemTime};
 
 use shedlock_core::{BoxFuture, LockConfiguration, LockError, LockProvider};
 use shedlock_sql::sqlx;
-use shedlock_sql::testkit::{database_unreachable, mysql_url, postgres_url, unique_table_name};
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
+use shedlock_test_support::sql::{
+    database_unreachable, mysql_url, postgres_url, unique_table_name,
+};
 
 const LONG: Duration = Duration::from_secs(30);
 

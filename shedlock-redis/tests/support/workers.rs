@@ -1,11 +1,12 @@
 //! Helpers shared by the fault tests: a server each test owns, and raw Redis
-//! commands. Worker processes are `shedlock_core::testkit::Worker`.
+//! commands. Worker processes are `shedlock_test_support::Worker`.
 
 #![allow(dead_code)] // each test file uses part of this module
 
 use std::time::{Duration, Instant};
 
-use shedlock_redis::testkit::{RedisServer, free_port};
+use shedlock_test_support::free_port;
+use shedlock_test_support::redis::RedisServer;
 
 /// A private server this test owns, even when `SHEDLOCK_TEST_REDIS_URL` names
 /// a shared one: the test kills, restarts or reconfigures it.

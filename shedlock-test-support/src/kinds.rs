@@ -9,8 +9,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{LONG, PAST_SHORT, SHORT, acquire, assert_held, config, extend, unique_name, unlock};
-use crate::{LockAdmin, LockConfiguration, LockError, LockMode, LockProvider, LockingTaskExecutor};
+use shedlock_core::{
+    LockAdmin, LockConfiguration, LockError, LockMode, LockProvider, LockState, LockingTaskExecutor,
+};
+
+use crate::conformance::{
+    LONG, PAST_SHORT, SHORT, acquire, assert_held, config, extend, unique_name, unlock,
+};
 
 /// A provider the kinds suite can run against.
 pub trait AdminProvider: LockProvider + LockAdmin {}
@@ -28,14 +33,14 @@ fn shared(name: &str, permits: u32, capacity: Option<u32>) -> LockConfiguration 
     }
 }
 
-async fn state<P: LockAdmin>(provider: &P, name: &str) -> crate::LockState {
+async fn state<P: LockAdmin>(provider: &P, name: &str) -> LockState {
     provider
         .lock_state(name)
         .await
         .unwrap_or_else(|err| fail!("reading the state of '{name}' failed: {err}"))
 }
 
-async fn admin<T>(what: &str, result: impl Future<Output = Result<T, crate::LockError>>) -> T {
+async fn admin<T>(what: &str, result: impl Future<Output = Result<T, LockError>>) -> T {
     result
         .await
         .unwrap_or_else(|err| fail!("{what} failed: {err}"))
@@ -911,4 +916,56 @@ pub async fn a_reentered_call_after_the_lease_ended_does_not_run<
     );
     assert_held(executor.provider(), &job).await;
     unlock(next).await;
+}
+
+/// Generates one `#[tokio::test]` per lock-kinds conformance case (shared and
+/// counted holders, capacity, pause, the operators' API, nested calls on a
+/// held lock) for a provider that is also a
+/// [`LockAdmin`](shedlock_core::LockAdmin).
+/// Used like
+/// [`provider_conformance_tests!`](crate::provider_conformance_tests).
+#[macro_export]
+macro_rules! lock_kinds_conformance_tests {
+    ($make:expr) => {
+        $crate::lock_kinds_conformance_tests!(@cases $make;
+            shared_holders_run_together,
+            exclusive_and_shared_exclude_each_other,
+            counted_permits_never_exceed_capacity,
+            stored_capacity_wins,
+            pause_refuses_everyone_until_resumed,
+            pause_and_resume_an_ordinary_lock,
+            pause_keeps_current_holders,
+            waiting_job_starts_after_resume,
+            raised_capacity_admits_a_waiter,
+            exclusive_waiter_goes_before_new_shared_holders,
+            shared_lease_ends_and_permits_return,
+            stale_shared_holder_never_touches_the_next,
+            lock_at_least_for_applies_per_shared_holder,
+            lock_state_describes_holders,
+            force_release_ends_every_lease,
+            permits_never_exceed_capacity_under_contention,
+            capacity_zero_pauses_and_resume_restores,
+            lowered_capacity_keeps_holders_and_refuses_newcomers,
+            extended_shared_holder_keeps_its_permits,
+            a_waiter_that_gives_up_frees_its_place,
+            tokens_increase_across_kinds,
+            a_shared_holder_calling_for_the_exclusive_lock_is_refused_at_once,
+            a_holder_of_fewer_permits_calling_for_more_is_refused_at_once,
+            a_holder_of_more_permits_reenters_a_call_for_fewer,
+            an_exclusive_holder_reenters_a_shared_call,
+            an_exclusive_holder_reenters_an_exclusive_call,
+            a_reentered_call_extends_the_lease_to_its_lock_at_most_for,
+            a_reentered_call_never_shortens_the_lease,
+            a_reentered_call_keeps_the_lock_its_lock_at_least_for,
+            a_reentered_call_after_the_lease_ended_does_not_run,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::kinds::$case($make).await;
+            }
+        )*
+    };
 }

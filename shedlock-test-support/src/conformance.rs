@@ -6,7 +6,7 @@
 //!
 //! ```ignore
 //! async fn provider() -> MyProvider { MyProvider::connect(..).await.expect("test store") } // allow-panic: example
-//! shedlock_core::provider_conformance_tests!(provider);
+//! shedlock_test_support::provider_conformance_tests!(provider);
 //! ```
 //!
 //! Each case uses lock names of its own, so cases can run in parallel against
@@ -18,32 +18,24 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use crate::identity::unique_acquisition_id;
-use crate::{LockConfiguration, LockGuard, LockProvider, LockingTaskExecutor};
+use shedlock_core::identity::unique_acquisition_id;
+use shedlock_core::{
+    ExecutionOptions, LockConfiguration, LockError, LockGuard, LockProvider, LockingTaskExecutor,
+    is_lease_lost,
+};
 
-/// Fails the running test: how the test kit reports a broken guarantee.
-macro_rules! fail {
-    ($($message:tt)*) => {
-        panic!($($message)*) // allow-panic: a failed check in test support is a test failure
-    };
-}
-
-pub mod kinds;
-mod worker;
-pub use worker::{Worker, now_ms, sleep_until_ms};
-
-const LONG: Duration = Duration::from_secs(30);
+pub(crate) const LONG: Duration = Duration::from_secs(30);
 /// A lease short enough to wait out in a test.
-const SHORT: Duration = Duration::from_millis(300);
+pub(crate) const SHORT: Duration = Duration::from_millis(300);
 /// Longer than [`SHORT`] by a margin for a loaded machine.
-const PAST_SHORT: Duration = Duration::from_millis(600);
+pub(crate) const PAST_SHORT: Duration = Duration::from_millis(600);
 
 /// A lock name no other case or run uses.
 pub fn unique_name(case: &str) -> String {
     format!("conformance-{case}-{}", unique_acquisition_id())
 }
 
-fn config(
+pub(crate) fn config(
     name: &str,
     lock_at_most_for: Duration,
     lock_at_least_for: Duration,
@@ -52,7 +44,10 @@ fn config(
         .unwrap_or_else(|err| fail!("test configuration rejected: {err}"))
 }
 
-async fn acquire<P: LockProvider>(provider: &P, config: &LockConfiguration) -> LockGuard {
+pub(crate) async fn acquire<P: LockProvider>(
+    provider: &P,
+    config: &LockConfiguration,
+) -> LockGuard {
     match provider.try_lock(config).await {
         Ok(Some(guard)) => guard,
         Ok(None) => fail!("lock '{}' should be free, but it is held", config.name()),
@@ -60,7 +55,7 @@ async fn acquire<P: LockProvider>(provider: &P, config: &LockConfiguration) -> L
     }
 }
 
-async fn assert_held<P: LockProvider>(provider: &P, config: &LockConfiguration) {
+pub(crate) async fn assert_held<P: LockProvider>(provider: &P, config: &LockConfiguration) {
     match provider.try_lock(config).await {
         Ok(None) => {}
         Ok(Some(guard)) => {
@@ -75,14 +70,14 @@ async fn assert_held<P: LockProvider>(provider: &P, config: &LockConfiguration) 
     }
 }
 
-async fn unlock(guard: LockGuard) {
+pub(crate) async fn unlock(guard: LockGuard) {
     let name = guard.name().to_owned();
     if let Err(err) = guard.unlock().await {
         fail!("unlocking '{name}' failed: {err}");
     }
 }
 
-async fn extend(guard: &mut LockGuard, lock_at_most_for: Duration) -> bool {
+pub(crate) async fn extend(guard: &mut LockGuard, lock_at_most_for: Duration) -> bool {
     match guard.extend(lock_at_most_for, Duration::ZERO).await {
         Ok(extended) => extended,
         Err(err) => fail!("extending '{}' failed: {err}", guard.name()),
@@ -542,10 +537,10 @@ pub async fn keep_alive_holds_a_short_lease_through_a_long_job<
         Duration::from_secs(2),
         Duration::ZERO,
     );
-    let options = crate::ExecutionOptions::new().keep_alive(true);
+    let options = ExecutionOptions::new().keep_alive(true);
     let job = runner.execute_with(&config, options, async {
         tokio::time::sleep(Duration::from_secs(10)).await;
-        crate::is_lease_lost()
+        is_lease_lost()
     });
     let intruder = async {
         let mut attempts = 0;
@@ -584,7 +579,7 @@ pub async fn job_outliving_its_lease_is_cancelled<P: LockProvider, Fut: Future<O
         Duration::from_millis(500),
         Duration::ZERO,
     );
-    let options = crate::ExecutionOptions::new().cancel_on_lease_loss(true);
+    let options = ExecutionOptions::new().cancel_on_lease_loss(true);
     let finished = Arc::new(AtomicU64::new(0));
     let result = runner
         .execute_with(&config, options, async {
@@ -593,7 +588,7 @@ pub async fn job_outliving_its_lease_is_cancelled<P: LockProvider, Fut: Future<O
         })
         .await;
     assert!(
-        matches!(result, Err(crate::LockError::LeaseLost { .. })),
+        matches!(result, Err(LockError::LeaseLost { .. })),
         "expected LeaseLost, got {result:?}"
     );
     assert_eq!(
@@ -641,58 +636,7 @@ macro_rules! provider_conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $case() {
-                $crate::testkit::$case($make).await;
-            }
-        )*
-    };
-}
-
-/// Generates one `#[tokio::test]` per lock-kinds conformance case (shared and
-/// counted holders, capacity, pause, the operators' API, nested calls on a
-/// held lock) for a provider that is also a [`LockAdmin`](crate::LockAdmin).
-/// Used like
-/// [`provider_conformance_tests!`](crate::provider_conformance_tests).
-#[macro_export]
-macro_rules! lock_kinds_conformance_tests {
-    ($make:expr) => {
-        $crate::lock_kinds_conformance_tests!(@cases $make;
-            shared_holders_run_together,
-            exclusive_and_shared_exclude_each_other,
-            counted_permits_never_exceed_capacity,
-            stored_capacity_wins,
-            pause_refuses_everyone_until_resumed,
-            pause_and_resume_an_ordinary_lock,
-            pause_keeps_current_holders,
-            waiting_job_starts_after_resume,
-            raised_capacity_admits_a_waiter,
-            exclusive_waiter_goes_before_new_shared_holders,
-            shared_lease_ends_and_permits_return,
-            stale_shared_holder_never_touches_the_next,
-            lock_at_least_for_applies_per_shared_holder,
-            lock_state_describes_holders,
-            force_release_ends_every_lease,
-            permits_never_exceed_capacity_under_contention,
-            capacity_zero_pauses_and_resume_restores,
-            lowered_capacity_keeps_holders_and_refuses_newcomers,
-            extended_shared_holder_keeps_its_permits,
-            a_waiter_that_gives_up_frees_its_place,
-            tokens_increase_across_kinds,
-            a_shared_holder_calling_for_the_exclusive_lock_is_refused_at_once,
-            a_holder_of_fewer_permits_calling_for_more_is_refused_at_once,
-            a_holder_of_more_permits_reenters_a_call_for_fewer,
-            an_exclusive_holder_reenters_a_shared_call,
-            an_exclusive_holder_reenters_an_exclusive_call,
-            a_reentered_call_extends_the_lease_to_its_lock_at_most_for,
-            a_reentered_call_never_shortens_the_lease,
-            a_reentered_call_keeps_the_lock_its_lock_at_least_for,
-            a_reentered_call_after_the_lease_ended_does_not_run,
-        );
-    };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                $crate::testkit::kinds::$case($make).await;
+                $crate::conformance::$case($make).await;
             }
         )*
     };

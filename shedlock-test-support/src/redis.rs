@@ -1,4 +1,5 @@
-//! Test support: a private `redis-server` on a free port, started by the test.
+//! Private `redis-server` processes (standalone, Sentinel, Cluster) on free
+//! ports, started by the test.
 //!
 //! Tests talk to a real Redis, never a mock. Setting `SHEDLOCK_TEST_REDIS_URL`
 //! points them at a running server instead (then [`RedisServer::kill`] and
@@ -13,12 +14,8 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Fails the running test: how the test kit reports a broken guarantee.
-macro_rules! fail {
-    ($($message:tt)*) => {
-        panic!($($message)*) // allow-panic: a failed check in test support is a test failure
-    };
-}
+use crate::free_port;
+use crate::scratch::new_scratch_dir;
 
 /// The environment variable naming an existing server for tests.
 pub const REDIS_URL_ENV: &str = "SHEDLOCK_TEST_REDIS_URL";
@@ -196,7 +193,7 @@ impl RedisServer {
     /// Whether the server accepts `SET key value NX GET` (Redis 7 and Valkey;
     /// Redis 6.2 answers a syntax error), probed on a throwaway key.
     pub fn supports_set_nx_get(&self) -> bool {
-        let key = "shedlock-testkit:set-nx-get-probe";
+        let key = "shedlock-test-support:set-nx-get-probe";
         let reply = self.command(&format!("SET {key} probe NX GET"));
         self.command(&format!("DEL {key}"));
         !reply.starts_with('-')
@@ -299,7 +296,7 @@ impl RedisCluster {
     /// When `redis-server` or `redis-cli` is missing or the cluster does not
     /// become healthy within 20 s.
     pub fn start() -> RedisCluster {
-        let dir = scratch_dir("cluster");
+        let dir = new_scratch_dir("cluster");
         let nodes: Vec<RedisServer> = (0..3)
             .map(|_| {
                 let port = free_cluster_port();
@@ -382,7 +379,7 @@ pub struct RedisSentinel {
 impl RedisSentinel {
     /// Starts a Sentinel (quorum 1) for the server `master`.
     pub fn start(master: &RedisServer, master_name: &str) -> RedisSentinel {
-        let dir = scratch_dir("sentinel");
+        let dir = new_scratch_dir("sentinel");
         let port = free_port();
         let config = dir.join("sentinel.conf");
         let written = std::fs::write(
@@ -416,18 +413,6 @@ impl Drop for RedisSentinel {
     }
 }
 
-/// A new, empty directory for a test's server files.
-fn scratch_dir(kind: &str) -> PathBuf {
-    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let dir = std::env::temp_dir().join(format!("shedlock-{kind}-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Err(err) = std::fs::create_dir_all(&dir) {
-        fail!("cannot create {}: {err}", dir.display());
-    }
-    dir
-}
-
 /// A free port whose cluster bus port (port + 10000) is free too.
 fn free_cluster_port() -> u16 {
     let start = 20000 + (std::process::id() % 20000) as u16;
@@ -448,14 +433,6 @@ fn free_cluster_port() -> u16 {
 static CLUSTER_PORTS_TAKEN: std::sync::LazyLock<std::sync::Mutex<std::collections::HashSet<u16>>> =
     std::sync::LazyLock::new(Default::default);
 
-/// A TCP port nobody listens on right now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|err| fail!("cannot find a free port: {err}"))
-}
-
 // Failover and resharding tests: Sentinels with a quorum and settings of
 // their own, and raw commands to Sentinels and to a cluster's nodes.
 
@@ -469,7 +446,7 @@ impl RedisSentinel {
         quorum: u32,
         settings: &[String],
     ) -> RedisSentinel {
-        let dir = scratch_dir("sentinel");
+        let dir = new_scratch_dir("sentinel");
         let port = free_port();
         let config = dir.join("sentinel.conf");
         let mut text = format!(
@@ -512,5 +489,5 @@ impl RedisCluster {
 /// A new, empty directory for a test's own server files (replicas that
 /// receive a snapshot), removed by the caller.
 pub fn server_scratch_dir(kind: &str) -> PathBuf {
-    scratch_dir(kind)
+    new_scratch_dir(kind)
 }

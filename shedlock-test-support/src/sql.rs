@@ -1,19 +1,15 @@
-//! Test support: the test databases (shared, or private ones a test may restart) and unique table names.
+//! The SQL providers' test databases: the shared servers, private ones a
+//! test may stop and restart, and unique table names.
 
 use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// Fails the running test: how the test kit reports a missing database.
-macro_rules! fail {
-    ($($message:tt)*) => {
-        panic!($($message)*) // allow-panic: a missing test database is a test failure
-    };
-}
+use crate::free_port;
+use crate::scratch::new_scratch_dir;
 
 /// The PostgreSQL server of the tests: `SHEDLOCK_TEST_POSTGRES_URL`, else
 /// `postgres://postgres@127.0.0.1:5432/test`.
@@ -481,14 +477,9 @@ struct ScratchDir {
 
 impl ScratchDir {
     fn new(kind: &str) -> ScratchDir {
-        static COUNTER: AtomicU64 = AtomicU64::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let path = std::env::temp_dir().join(format!("shedlock-{kind}-{}-{n}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        if let Err(err) = std::fs::create_dir_all(&path) {
-            fail!("cannot create {}: {err}", path.display());
+        ScratchDir {
+            path: new_scratch_dir(kind),
         }
-        ScratchDir { path }
     }
 
     fn path(&self) -> &Path {
@@ -500,12 +491,4 @@ impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.path);
     }
-}
-
-/// A TCP port nobody listens on right now.
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .unwrap_or_else(|err| fail!("cannot find a free port: {err}"))
 }

@@ -1,0 +1,73 @@
+//! Test support for [shedlock](https://docs.rs/shedlock): the conformance
+//! suites every lock provider passes, and the helpers the project's tests
+//! use (worker processes, private servers). It is a dev-dependency only: no
+//! library crate of shedlock depends on it.
+//!
+//! # Testing a provider of your own
+//!
+//! A provider written outside this repository proves it keeps the semantics
+//! of `shedlock` by passing the same suites as the built-in ones. Add the
+//! crate and Tokio as dev-dependencies:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! shedlock-test-support = "0.1"
+//! tokio = { version = "1", features = ["macros", "rt-multi-thread"] }
+//! ```
+//!
+//! and, in a test file (`tests/conformance.rs`), give a function that makes
+//! a new provider (a new connection to the test store) on each call:
+//!
+//! ```ignore
+//! async fn provider() -> MyLockProvider {
+//!     MyLockProvider::connect("my-store://127.0.0.1").await.expect("the test store") // allow-panic: example
+//! }
+//!
+//! shedlock_test_support::provider_conformance_tests!(provider);
+//!
+//! // Providers that are also a `LockAdmin` (shared and counted locks,
+//! // capacity, pause) run the lock-kinds suite too:
+//! mod kinds {
+//!     shedlock_test_support::lock_kinds_conformance_tests!(super::provider);
+//! }
+//! ```
+//!
+//! Each macro generates one `#[tokio::test]` per case, so `cargo test` runs
+//! and reports them one by one; the cases are also functions
+//! ([`conformance`], [`kinds`]) to call from tests of your own. Cases use lock
+//! names of their own and may run in parallel against one store; cases that
+//! need several holders make several providers, so their state is shared
+//! through the store alone.
+//!
+//! # Features
+//!
+//! - `redis`: private `redis-server` processes, Sentinels and Clusters (the
+//!   module `redis`);
+//! - `sql`: the test databases and private PostgreSQL and MariaDB servers
+//!   (the module `sql`).
+//!
+//! Every helper reports a failure by panicking, as a failed test should: a
+//! test that needs a server fails, and says how to install it, rather than
+//! being skipped.
+
+/// Fails the running test: how test support reports a broken guarantee or a
+/// missing server.
+macro_rules! fail {
+    ($($message:tt)*) => {
+        panic!($($message)*) // allow-panic: a failure in test support is a test failure
+    };
+}
+
+pub mod conformance;
+pub mod kinds;
+mod ports;
+#[cfg(feature = "redis")]
+pub mod redis;
+#[cfg(any(feature = "redis", feature = "sql"))]
+mod scratch;
+#[cfg(feature = "sql")]
+pub mod sql;
+pub mod worker;
+
+pub use ports::free_port;
+pub use worker::{Worker, now_ms, sleep_until_ms};
