@@ -15,10 +15,11 @@
 
 use std::time::{Duration, Instant};
 
+use shedlock::provider::BoxFuture;
 use shedlock::redis::RedisLockProvider;
 use shedlock::sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock::{
-    BoxFuture, InMemoryLockProvider, LockConfiguration, LockError, LockGuard, LockProvider,
+    InMemoryLockProvider, LockConfiguration, LockError, LockGuard, LockProvider,
     LockingTaskExecutor,
 };
 use shedlock_test_support::redis::RedisServer;

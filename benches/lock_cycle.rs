@@ -56,6 +56,10 @@ struct Floor {
     /// acquisition commands: what they cost the server, without any of
     /// shedlock's client-side work.
     shedlock_release: Arc<Script>,
+    /// An acquisition as one short script (`SET NX PX GET` and `EXISTS` of
+    /// the settings and holders keys inside): a shape measured against the
+    /// two pipelined commands.
+    scripted_acquire: Arc<Script>,
 }
 
 /// Unique values for the floor's acquisitions (a counter: the cheapest unique value).
@@ -141,6 +145,25 @@ impl Floor {
         Ok(())
     }
 
+    /// The acquisition as one short script (the same commands inside), then
+    /// the floor's release.
+    async fn one_script_cycle(&self, key: &str) -> BenchResult<()> {
+        let value = FLOOR_VALUE.fetch_add(1, Ordering::Relaxed);
+        let (held, either): (String, i64) = self
+            .scripted_acquire
+            .key(key)
+            .key(format!("{{{key}}}:settings"))
+            .key(format!("{{{key}}}:holders"))
+            .arg(value)
+            .arg(LEASE.as_millis() as u64)
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        if !held.is_empty() || either != 0 {
+            return Err(format!("one-script acquisition of {key} failed").into());
+        }
+        self.release(key, value).await
+    }
+
     /// The floor with the read that keeps paused locks and shared holders
     /// safe, in the acquisition's round trip, then the floor's release: what
     /// that read costs by itself.
@@ -187,6 +210,7 @@ fn unexpected<T: std::fmt::Debug>(what: &str, got: T) -> Box<dyn std::error::Err
 enum Path {
     Floor,
     FloorWithChecks,
+    FloorOneScript,
     RawCommands,
     TryLock,
     TryLockWithToken,
@@ -199,6 +223,7 @@ impl Path {
         match self {
             Path::Floor => "floor: SET NX PX + compare-and-delete",
             Path::FloorWithChecks => "floor + EXISTS settings holders",
+            Path::FloorOneScript => "floor, acquiring by one script (SET + EXISTS)",
             Path::RawCommands => "raw client sending shedlock's commands",
             Path::TryLock => "LockProvider::try_lock + LockGuard::unlock",
             Path::TryLockWithToken => "try_lock + fencing_token + unlock (3 trips)",
@@ -227,6 +252,7 @@ impl Bench {
         match path {
             Path::Floor => self.floor.cycle(floor_key).await,
             Path::FloorWithChecks => self.floor.checked_cycle(floor_key).await,
+            Path::FloorOneScript => self.floor.one_script_cycle(floor_key).await,
             Path::RawCommands => self.floor.shedlock_commands_cycle(floor_key).await,
             Path::TryLock => match self.provider.try_lock(config).await? {
                 Some(guard) => Ok(guard.unlock().await?),
@@ -427,6 +453,7 @@ async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
     let paths = [
         Path::Floor,
         Path::FloorWithChecks,
+        Path::FloorOneScript,
         Path::RawCommands,
         Path::TryLock,
         Path::Executor,
@@ -463,7 +490,10 @@ async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
         // runs made seconds apart, and the median of those resists drift.
         let mut ratios: Vec<f64> = rates[i].iter().zip(&rates[0]).map(|(r, f)| r / f).collect();
         let ratio = median(&mut ratios);
-        let breakdown = matches!(path, Path::FloorWithChecks | Path::RawCommands);
+        let breakdown = matches!(
+            path,
+            Path::FloorWithChecks | Path::FloorOneScript | Path::RawCommands
+        );
         rows.push(Row {
             figure: format!("{TASKS} tasks: {}", path.label()),
             ours: format!("{:.0}k/s", rate / 1e3),
@@ -891,6 +921,10 @@ async fn run() -> BenchResult<bool> {
             include_str!("../shedlock-redis/src/scripts/lease_value.lua"),
             include_str!("../shedlock-redis/src/scripts/release.lua")
         ))),
+        scripted_acquire: Arc::new(Script::new(
+            "local held = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2], 'GET') \
+             return {held or '', redis.call('EXISTS', KEYS[2], KEYS[3])}",
+        )),
     };
     let mut admin = client
         .get_multiplexed_async_connection_with_config(&config)

@@ -36,7 +36,10 @@
 //! Beyond a mutex: `mode = "shared"` holders run together while an exclusive
 //! holder keeps everyone out; `permits = k` takes k of a lock's `capacity`;
 //! an operator changes the capacity at run time, or pauses a lock (capacity
-//! 0), through [`LockAdmin`] or the `shedlock` command.
+//! 0), through [`admin::LockAdmin`] or the `shedlock` command.
+//!
+//! Rooms: the crate root holds what a job author uses; [`provider`] what a
+//! provider author needs; [`admin`] what an operator's tool needs.
 //!
 //! # Features
 //!
@@ -51,13 +54,31 @@
 //! The in-memory provider needs no feature; no provider is on by default.
 
 pub use shedlock_core::{
-    BoxFuture, ExecutionOptions, InMemoryLockProvider, Lease, LockAdmin, LockConfiguration,
-    LockError, LockGuard, LockHolder, LockInfo, LockMode, LockProvider, LockState,
-    LockingTaskExecutor, MAX_NAME_LEN, MAX_PERMITS, ReleaseWatch, SchedulerLock,
-    SchedulerLockBuilder, Waiter, assert_locked, current_lock, extend_active_lock, is_lease_lost,
+    ExecutionOptions, InMemoryLockProvider, LockConfiguration, LockError, LockGuard, LockInfo,
+    LockMode, LockProvider, LockingTaskExecutor, MAX_NAME_LEN, MAX_PERMITS, SchedulerLock,
+    SchedulerLockBuilder, WhenHeld, assert_locked, current_lock, extend_active_lock, is_lease_lost,
     lease_lost,
 };
 pub use shedlock_macros::scheduler_lock;
+
+/// What a lock provider is made of, for writing one: the trait, the lease a
+/// guard holds, waiters and release notifications. A third-party provider
+/// depends on `shedlock` alone; its tests can run the conformance suites of
+/// the `shedlock-test-support` crate.
+pub mod provider {
+    pub use shedlock_core::identity;
+    pub use shedlock_core::{
+        BackgroundRelease, BoxError, BoxFuture, Lease, LockConfiguration, LockError, LockGuard,
+        LockMode, LockProvider, ReleaseNotifier, ReleaseNotifiers, ReleaseWatch, StoreCause,
+        StoreFailure, Waiter,
+    };
+}
+
+/// What an operator's tool needs: a lock's state, its capacity, pause and
+/// resume, and force-release (the `shedlock` command is built on it).
+pub mod admin {
+    pub use shedlock_core::{LockAdmin, LockHolder, LockState, validate_capacity};
+}
 
 /// The Redis provider (feature `redis`).
 #[cfg(feature = "redis")]

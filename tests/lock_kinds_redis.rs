@@ -5,8 +5,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use shedlock::admin::LockAdmin;
 use shedlock::redis::RedisLockProvider;
-use shedlock::{LockAdmin, LockMode, LockProvider as _, scheduler_lock};
+use shedlock::{LockMode, LockProvider as _, scheduler_lock};
 use shedlock_test_support::Worker;
 use shedlock_test_support::redis::RedisServer;
 

@@ -37,10 +37,30 @@ const KEEP_ALIVE_RETRY: Duration = Duration::from_millis(100);
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExecutionOptions {
-    wait_for: Option<Duration>,
-    retries: Option<(u32, Duration)>,
+    when_held: WhenHeld,
     keep_alive: bool,
     cancel_on_lease_loss: bool,
+}
+
+/// What a call does when the lock is held elsewhere: one choice, so options
+/// can never ask for two.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum WhenHeld {
+    /// Return `Ok(None)` at once: ShedLock's behaviour.
+    #[default]
+    Skip,
+    /// Wait up to this long and run as soon as the lock is free; waiters
+    /// wake on the release itself where the provider supports it (Redis,
+    /// memory, PostgreSQL in one process), and poll with backoff otherwise.
+    Wait(Duration),
+    /// Try `retries` more times, `retry_wait` apart (an enterprise lock
+    /// service's `getLock(name, ttl, retryWait, retryCount)`).
+    Retry {
+        /// Attempts after the first.
+        retries: u32,
+        /// The pause between two attempts.
+        retry_wait: Duration,
+    },
 }
 
 impl ExecutionOptions {
@@ -49,20 +69,25 @@ impl ExecutionOptions {
         Self::default()
     }
 
-    /// When the lock is held, wait up to `wait_for` for it and run as soon as
-    /// it is free. Waiters wake on the release itself where the provider
-    /// supports it (Redis, memory), and poll with backoff otherwise.
-    pub fn wait_for(mut self, wait_for: Duration) -> Self {
-        self.wait_for = Some(wait_for);
+    /// What to do when the lock is held: skip (the default), wait, or retry.
+    pub fn when_held(mut self, when_held: WhenHeld) -> Self {
+        self.when_held = when_held;
         self
     }
 
-    /// When the lock is held, try `retries` more times, `retry_wait` apart
-    /// (an enterprise lock service's `getLock(name, ttl, retryWait, retryCount)`).
-    /// Ignored when [`wait_for`](Self::wait_for) is set.
-    pub fn retry(mut self, retries: u32, retry_wait: Duration) -> Self {
-        self.retries = Some((retries, retry_wait));
-        self
+    /// Shorthand for [`WhenHeld::Wait`]: when the lock is held, wait up to
+    /// `wait_for` for it and run as soon as it is free.
+    pub fn wait_for(self, wait_for: Duration) -> Self {
+        self.when_held(WhenHeld::Wait(wait_for))
+    }
+
+    /// Shorthand for [`WhenHeld::Retry`]: when the lock is held, try
+    /// `retries` more times, `retry_wait` apart.
+    pub fn retry(self, retries: u32, retry_wait: Duration) -> Self {
+        self.when_held(WhenHeld::Retry {
+            retries,
+            retry_wait,
+        })
     }
 
     /// While the task runs, extend its lease every third of
@@ -208,12 +233,13 @@ async fn acquire<P: LockProvider + ?Sized>(
     config: &LockConfiguration,
     options: &ExecutionOptions,
 ) -> Result<Option<LockGuard>, LockError> {
-    match (options.wait_for, options.retries) {
-        (Some(wait_for), _) => lock_waiting(provider, config, wait_for).await,
-        (None, Some((retries, retry_wait))) => {
-            lock_retrying(provider, config, retries, retry_wait).await
-        }
-        (None, None) => provider.try_lock(config).await,
+    match options.when_held {
+        WhenHeld::Wait(wait_for) => lock_waiting(provider, config, wait_for).await,
+        WhenHeld::Retry {
+            retries,
+            retry_wait,
+        } => lock_retrying(provider, config, retries, retry_wait).await,
+        WhenHeld::Skip => provider.try_lock(config).await,
     }
 }
 

@@ -42,11 +42,14 @@ pub(crate) fn invalid_url(err: RedisError) -> LockError {
 }
 
 /// Whether the command may have run on the server although no answer came
-/// back, so what it did must be settled by its value.
+/// back, so what it did must be settled by its value. A redirect that the
+/// cluster client gave up on counts: an earlier attempt may have run on the
+/// node the slot was moving to.
 pub(crate) fn reply_may_be_lost(err: &RedisError) -> bool {
-    (err.is_timeout() || err.is_io_error() || err.is_connection_dropped())
+    let lost = (err.is_timeout() || err.is_io_error() || err.is_connection_dropped())
         && !err.is_connection_refusal()
-        && !never_sent(err)
+        && !never_sent(err);
+    lost || matches!(err.code(), Some("ASK" | "MOVED"))
 }
 
 /// What `err` means, in words that name the failure and what to do; never

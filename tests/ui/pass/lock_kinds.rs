@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use shedlock::{InMemoryLockProvider, LockAdmin};
+use shedlock::InMemoryLockProvider;
+use shedlock::admin::LockAdmin;
 
 static PROVIDER: std::sync::LazyLock<InMemoryLockProvider> =
     std::sync::LazyLock::new(InMemoryLockProvider::new);
