@@ -499,8 +499,8 @@ async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
             ours: format!("{:.0}k/s", rate / 1e3),
             floor: format!("{:.0}k/s", median(&mut rates[0].clone()) / 1e3),
             ratio: Some(ratio),
-            target: if breakdown { "(breakdown)" } else { ">= 0.8x" },
-            met: (!breakdown).then_some(ratio >= 0.8),
+            target: if breakdown { "(breakdown)" } else { ">= 0.85x" },
+            met: (!breakdown).then_some(ratio >= 0.85),
         });
     }
     Ok(())
