@@ -85,7 +85,7 @@ impl RedisLockProvider {
     ///
     /// [`LockError::Store`] when the server cannot be reached.
     pub async fn new(client: Client) -> Result<Self, LockError> {
-        Self::new_with_config(client, default_connection_config()).await
+        Self::new_with_config(client, Self::default_connection_config()).await
     }
 
     /// Connects with `client` and your own connection settings (timeouts).
@@ -182,7 +182,7 @@ impl RedisLockProvider {
         master_name: &str,
     ) -> Result<Self, LockError> {
         let server = format!("the master '{master_name}' named by Sentinel");
-        let config = default_connection_config();
+        let config = Self::default_connection_config();
         let sentinel = Arc::new(tokio::sync::Mutex::new(sentinel));
         let connection = RedisConnection::sentinel(sentinel.clone(), config)
             .await
@@ -251,6 +251,15 @@ impl RedisLockProvider {
         &self.locked_by
     }
 
+    /// The connection settings [`new`](Self::new) and the other constructors
+    /// use: [`DEFAULT_RESPONSE_TIMEOUT`] and [`DEFAULT_CONNECTION_TIMEOUT`].
+    /// A starting point for [`new_with_config`](Self::new_with_config).
+    pub fn default_connection_config() -> AsyncConnectionConfig {
+        AsyncConnectionConfig::new()
+            .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(DEFAULT_CONNECTION_TIMEOUT))
+    }
+
     fn keys(&self, name: &str) -> LockKeys {
         LockKeys::new(&self.key_prefix, &self.environment, name)
     }
@@ -290,13 +299,6 @@ impl LockProvider for RedisLockProvider {
     fn scope(&self) -> &str {
         &self.scope
     }
-}
-
-/// shedlock's timeouts: [`DEFAULT_RESPONSE_TIMEOUT`], [`DEFAULT_CONNECTION_TIMEOUT`].
-fn default_connection_config() -> AsyncConnectionConfig {
-    AsyncConnectionConfig::new()
-        .set_response_timeout(Some(DEFAULT_RESPONSE_TIMEOUT))
-        .set_connection_timeout(Some(DEFAULT_CONNECTION_TIMEOUT))
 }
 
 /// `cluster of host:port, host:port`, without credentials.

@@ -1,0 +1,135 @@
+//! The cost of a lock cycle (acquire + release) next to its floor: the raw
+//! `redis` crate sending only `SET key value NX PX 30000` and one
+//! compare-and-delete script, over the same kind of connection (a
+//! `MultiplexedConnection` with the same settings) in the same process.
+//!
+//! `cargo bench --bench lock_cycle` (a private redis-server is started; set
+//! `SHEDLOCK_TEST_REDIS_URL` to use another). `CYCLES=N` sets the serial
+//! sample count per variant (default 10,000 after warm-up), `MEMORY_CALLS=N`
+//! the in-memory calls per round (default 200,000), `ONLY=a,b` the scenarios.
+//!
+//! Scenarios: serial cycles (p50/p99) through `try_lock` + `unlock`, the
+//! executor and the attribute; 256 tasks on distinct names sharing one
+//! provider; 10,000 per-tenant names (`name = "tenant-{id}"`) run once each;
+//! 64 callers contending for one name; the in-memory provider's overhead per
+//! annotated call; and the Redis commands of a run, counted by the server
+//! (`INFO commandstats`). It measures only: that exactly one of the 64 wins
+//! and that a plain run takes two round trips are tests
+//! (`shedlock-redis/tests/lock_cycle.rs`).
+
+use std::hint::black_box;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::{Client, Script};
+use shedlock::redis::RedisLockProvider;
+use shedlock::{InMemoryLockProvider, LockingTaskExecutor};
+use shedlock_test_support::redis::RedisServer;
+
+pub(crate) type BenchResult<T> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
+
+pub(crate) const LEASE: Duration = Duration::from_secs(30);
+/// Tasks sharing one connection in the throughput scenarios.
+pub(crate) const TASKS: usize = 256;
+pub(crate) const TENANTS: usize = 10_000;
+pub(crate) const CONTENDERS: usize = 64;
+
+mod floor;
+mod paths;
+mod report;
+mod scenarios;
+mod server_counts;
+
+use floor::{FLOOR_RELEASE, Floor};
+use paths::Bench;
+use report::print_table;
+use scenarios::{concurrent, contention, in_memory, serial, tenants};
+use server_counts::commands_per_run;
+
+#[shedlock::scheduler_lock(name = "serial-attribute", lock_at_most_for = "30s", provider = provider)]
+pub(crate) async fn serial_job(provider: &RedisLockProvider) -> u64 {
+    black_box(1)
+}
+
+#[shedlock::scheduler_lock(name = "tenant-{id}", lock_at_most_for = "30s", provider = provider)]
+pub(crate) async fn tenant_job(provider: &RedisLockProvider, id: usize) -> usize {
+    black_box(id)
+}
+
+#[shedlock::scheduler_lock(name = "memory-overhead", lock_at_most_for = "30s", provider = memory)]
+pub(crate) async fn annotated_memory_job(memory: &InMemoryLockProvider, x: u64) -> u64 {
+    black_box(x)
+}
+
+/// The same body without the attribute.
+pub(crate) async fn bare_memory_job(memory: &InMemoryLockProvider, x: u64) -> u64 {
+    black_box(memory);
+    black_box(x)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    match run().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("lock_cycle: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> BenchResult<()> {
+    let cycles: usize = std::env::var("CYCLES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let server = RedisServer::start();
+    // The provider and the floor get the same client settings: the provider's own.
+    let config = RedisLockProvider::default_connection_config();
+    let client = Client::open(server.url())?;
+    let provider = RedisLockProvider::new_with_config(client.clone(), config.clone()).await?;
+    let floor = Floor {
+        connection: client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?,
+        release: Arc::new(Script::new(FLOOR_RELEASE)),
+        scripted_acquire: Arc::new(Script::new(
+            "local held = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2], 'GET') \
+             return {held or '', redis.call('EXISTS', KEYS[2], KEYS[3])}",
+        )),
+    };
+    let mut admin = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
+    let bench = Bench {
+        executor: LockingTaskExecutor::new(provider.clone()),
+        provider,
+        floor,
+    };
+    let mut rows = Vec::new();
+
+    // `ONLY=serial,concurrent` runs some scenarios (for profiling); all by default.
+    let only = std::env::var("ONLY").unwrap_or_default();
+    let runs = |scenario: &str| only.is_empty() || only.split(',').any(|s| s == scenario);
+    if runs("serial") {
+        serial(&bench, cycles, &mut rows).await?;
+    }
+    if runs("concurrent") {
+        concurrent(&bench, &mut rows).await?;
+    }
+    if runs("tenants") {
+        tenants(&bench, &mut rows).await?;
+    }
+    if runs("contention") {
+        contention(&bench, &mut rows).await?;
+    }
+    if runs("memory") {
+        in_memory(&mut rows).await?;
+    }
+    if runs("commands") {
+        commands_per_run(&bench, &mut admin, &mut rows).await?;
+    }
+    print_table(&rows);
+    Ok(())
+}

@@ -1,0 +1,88 @@
+//! The ways one lock cycle is run: the floor and its breakdowns, and shedlock's entry points.
+
+use std::hint::black_box;
+
+use shedlock::redis::RedisLockProvider;
+use shedlock::{LockConfiguration, LockProvider, LockingTaskExecutor};
+
+use crate::floor::Floor;
+use crate::{BenchResult, serial_job};
+
+pub(crate) fn unexpected<T: std::fmt::Debug>(
+    what: &str,
+    got: T,
+) -> Box<dyn std::error::Error + Send + Sync> {
+    format!("{what}: unexpected outcome {got:?}").into()
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    Floor,
+    FloorWithChecks,
+    FloorOneScript,
+    TryLock,
+    TryLockWithToken,
+    Executor,
+    Attribute,
+}
+
+impl Path {
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Path::Floor => "floor: SET NX PX + compare-and-delete",
+            Path::FloorWithChecks => "floor + EXISTS settings holders",
+            Path::FloorOneScript => "floor, acquiring by one script (SET + EXISTS)",
+            Path::TryLock => "LockProvider::try_lock + LockGuard::unlock",
+            Path::TryLockWithToken => "try_lock + fencing_token + unlock (3 trips)",
+            Path::Executor => "LockingTaskExecutor::execute",
+            Path::Attribute => "#[scheduler_lock(provider = ..)] fn",
+        }
+    }
+}
+
+/// Everything one scenario needs, shared by every task.
+#[derive(Clone)]
+pub(crate) struct Bench {
+    pub(crate) provider: RedisLockProvider,
+    pub(crate) executor: LockingTaskExecutor<RedisLockProvider>,
+    pub(crate) floor: Floor,
+}
+
+impl Bench {
+    /// One acquire + release of `config` (or of the floor's `floor_key`) through `path`.
+    pub(crate) async fn cycle(
+        &self,
+        path: Path,
+        config: &LockConfiguration,
+        floor_key: &str,
+    ) -> BenchResult<()> {
+        match path {
+            Path::Floor => self.floor.cycle(floor_key).await,
+            Path::FloorWithChecks => self.floor.checked_cycle(floor_key).await,
+            Path::FloorOneScript => self.floor.one_script_cycle(floor_key).await,
+            Path::TryLock => match self.provider.try_lock(config).await? {
+                Some(guard) => Ok(guard.unlock().await?),
+                None => Err(unexpected("try_lock", None::<()>)),
+            },
+            Path::TryLockWithToken => match self.provider.try_lock(config).await? {
+                Some(guard) => {
+                    black_box(guard.fencing_token().await?);
+                    Ok(guard.unlock().await?)
+                }
+                None => Err(unexpected("try_lock", None::<()>)),
+            },
+            Path::Executor => match self
+                .executor
+                .execute(config, async { black_box(1) })
+                .await?
+            {
+                Some(_) => Ok(()),
+                None => Err(unexpected("execute", None::<()>)),
+            },
+            Path::Attribute => match serial_job(&self.provider).await? {
+                Some(_) => Ok(()),
+                None => Err(unexpected("attribute", None::<()>)),
+            },
+        }
+    }
+}

@@ -1,0 +1,383 @@
+//! The scenarios: serial cycles, 256 tasks, 10,000 tenant names, 64 contenders, the in-memory overhead.
+
+use std::collections::BTreeMap;
+use std::hint::black_box;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use shedlock::{InMemoryLockProvider, LockConfiguration, LockProvider};
+
+use crate::paths::{Bench, Path, unexpected};
+use crate::report::{Row, median, percentile, us};
+use crate::{
+    BenchResult, CONTENDERS, LEASE, TASKS, TENANTS, annotated_memory_job, bare_memory_job,
+    tenant_job,
+};
+
+/// Serial cycles, uncontended, each path in turn in blocks so drift hits all alike.
+pub(crate) async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) -> BenchResult<()> {
+    // Small blocks: the machine's speed drifts within seconds, and every path
+    // must see the same drift for the ratios to hold.
+    const BLOCK: usize = 20;
+    let paths = [
+        Path::Floor,
+        Path::FloorWithChecks,
+        Path::TryLock,
+        Path::TryLockWithToken,
+        Path::Executor,
+        Path::Attribute,
+    ];
+    let executor_config = LockConfiguration::new("serial-executor", LEASE, Duration::ZERO)?;
+    let try_lock_config = LockConfiguration::new("serial-try-lock", LEASE, Duration::ZERO)?;
+    let config_of = |path| match path {
+        Path::Executor => &executor_config,
+        _ => &try_lock_config,
+    };
+    let floor_key = "floor:serial";
+    for path in paths {
+        for _ in 0..500 {
+            bench.cycle(path, config_of(path), floor_key).await?;
+        }
+    }
+    let mut samples: BTreeMap<usize, Vec<Duration>> = BTreeMap::new();
+    let blocks = cycles.div_ceil(BLOCK);
+    for block in 0..blocks {
+        // Rotate the order too, so no path always follows the same one.
+        for i in 0..paths.len() {
+            let index = (i + block) % paths.len();
+            let path = paths[index];
+            let latencies = samples.entry(index).or_default();
+            for _ in 0..BLOCK {
+                let start = Instant::now();
+                bench.cycle(path, config_of(path), floor_key).await?;
+                latencies.push(start.elapsed());
+            }
+        }
+    }
+    println!(
+        "serial cycle, uncontended ({} cycles per path)",
+        blocks * BLOCK
+    );
+    let mut floor = (Duration::ZERO, Duration::ZERO);
+    for (index, latencies) in &mut samples {
+        latencies.sort();
+        let path = paths[*index];
+        let (p50, p99) = (percentile(latencies, 0.5), percentile(latencies, 0.99));
+        println!(
+            "  {:<46} p50 {:>8.1} µs   p99 {:>8.1} µs   mean {:>8.1} µs",
+            path.label(),
+            us(p50),
+            us(p99),
+            us(latencies.iter().sum::<Duration>() / latencies.len() as u32),
+        );
+        if path == Path::Floor {
+            floor = (p50, p99);
+            continue;
+        }
+        let ratio = us(p50) / us(floor.0);
+        if matches!(path, Path::FloorWithChecks | Path::TryLockWithToken) {
+            rows.push(Row {
+                figure: format!("serial p50: {}", path.label()),
+                ours: format!("{:.1} µs", us(p50)),
+                floor: format!("{:.1} µs", us(floor.0)),
+                ratio: Some(ratio),
+                target: "(breakdown)",
+                met: None,
+            });
+            continue;
+        }
+        rows.push(Row {
+            figure: format!("serial p50: {}", path.label()),
+            ours: format!("{:.1} µs", us(p50)),
+            floor: format!("{:.1} µs", us(floor.0)),
+            ratio: Some(ratio),
+            target: "<= 1.05x",
+            met: Some(ratio <= 1.05),
+        });
+        rows.push(Row {
+            figure: format!("serial p99: {}", path.label()),
+            ours: format!("{:.1} µs", us(p99)),
+            floor: format!("{:.1} µs", us(floor.1)),
+            ratio: Some(us(p99) / us(floor.1)),
+            target: "-",
+            met: None,
+        });
+    }
+    Ok(())
+}
+
+/// `TASKS` tasks, each cycling its own name `per_task` times; cycles per second.
+pub(crate) async fn throughput(bench: &Bench, path: Path, per_task: usize) -> BenchResult<f64> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let start = Instant::now();
+    for task in 0..TASKS {
+        let bench = bench.clone();
+        tasks.spawn(async move {
+            let config =
+                LockConfiguration::new(format!("concurrent-{task}"), LEASE, Duration::ZERO)?;
+            let floor_key = format!("floor:concurrent-{task}");
+            for _ in 0..per_task {
+                bench.cycle(path, &config, &floor_key).await?;
+            }
+            BenchResult::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok((TASKS * per_task) as f64 / start.elapsed().as_secs_f64())
+}
+
+pub(crate) async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
+    // Many short rounds, each path in every round: the machine's speed
+    // drifts, and a ratio is only as good as the rounds it compares.
+    const ROUNDS: usize = 15;
+    const PER_TASK: usize = 100;
+    let paths = [
+        Path::Floor,
+        Path::FloorWithChecks,
+        Path::FloorOneScript,
+        Path::TryLock,
+        Path::Executor,
+    ];
+    let mut rates: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
+    for path in paths {
+        throughput(bench, path, 20).await?; // warm-up
+    }
+    for _ in 0..ROUNDS {
+        for (i, path) in paths.iter().enumerate() {
+            rates[i].push(throughput(bench, *path, PER_TASK).await?);
+        }
+    }
+    println!(
+        "{TASKS} tasks on distinct names, one connection ({} cycles per round, median of {ROUNDS} rounds)",
+        TASKS * PER_TASK
+    );
+    for (i, path) in paths.iter().enumerate() {
+        let rounds = rates[i]
+            .iter()
+            .map(|r| format!("{:.0}k", r / 1e3))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let rate = median(&mut rates[i].clone());
+        println!(
+            "  {:<46} {:>8.0} cycles/s   rounds: {rounds}",
+            path.label(),
+            rate
+        );
+        if *path == Path::Floor {
+            continue;
+        }
+        // Other processes share the machine: each round's ratio compares
+        // runs made seconds apart, and the median of those resists drift.
+        let mut ratios: Vec<f64> = rates[i].iter().zip(&rates[0]).map(|(r, f)| r / f).collect();
+        let ratio = median(&mut ratios);
+        let breakdown = matches!(path, Path::FloorWithChecks | Path::FloorOneScript);
+        rows.push(Row {
+            figure: format!("{TASKS} tasks: {}", path.label()),
+            ours: format!("{:.0}k/s", rate / 1e3),
+            floor: format!("{:.0}k/s", median(&mut rates[0].clone()) / 1e3),
+            ratio: Some(ratio),
+            target: if breakdown { "(breakdown)" } else { ">= 0.85x" },
+            met: (!breakdown).then_some(ratio >= 0.85),
+        });
+    }
+    Ok(())
+}
+
+/// `TENANTS` names, each run once, by `TASKS` workers taking the next id.
+pub(crate) async fn tenants_round(
+    bench: &Bench,
+    floor: bool,
+    offset: usize,
+) -> BenchResult<Duration> {
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    let start = Instant::now();
+    for _ in 0..TASKS {
+        let (bench, next) = (bench.clone(), next.clone());
+        tasks.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= TENANTS {
+                    return BenchResult::Ok(());
+                }
+                let id = offset + i;
+                if floor {
+                    bench.floor.cycle(&format!("floor:tenant-{id}")).await?;
+                } else if tenant_job(&bench.provider, id).await?.is_none() {
+                    return Err(unexpected("tenant job", id));
+                }
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(start.elapsed())
+}
+
+pub(crate) async fn tenants(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
+    const ROUNDS: usize = 3;
+    let (mut ours, mut floor, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 0..ROUNDS {
+        let offset = round * TENANTS;
+        floor.push(tenants_round(bench, true, offset).await?.as_secs_f64());
+        ours.push(tenants_round(bench, false, offset).await?.as_secs_f64());
+        ratios.push(ours[round] / floor[round]);
+    }
+    let (ours, floor, ratio) = (median(&mut ours), median(&mut floor), median(&mut ratios));
+    println!(
+        "{TENANTS} distinct names (\"tenant-{{id}}\"), each run once, {TASKS} at a time (median of {ROUNDS})"
+    );
+    println!("  {:<46} {:>8.1} ms", Path::Floor.label(), floor * 1e3);
+    println!(
+        "  {:<46} {:>8.1} ms",
+        "#[scheduler_lock(name = \"tenant-{id}\")]",
+        ours * 1e3
+    );
+    rows.push(Row {
+        figure: format!("{TENANTS} tenant names, {TASKS} at a time: total"),
+        ours: format!("{:.1} ms", ours * 1e3),
+        floor: format!("{:.1} ms", floor * 1e3),
+        ratio: Some(ratio),
+        target: "-",
+        met: None,
+    });
+    Ok(())
+}
+
+/// `CONTENDERS` callers on one name at once; the time until all have their
+/// answer, and the number of winners (which must be exactly one).
+pub(crate) async fn contention_round(
+    bench: &Bench,
+    floor: bool,
+    config: &LockConfiguration,
+) -> BenchResult<(Duration, usize)> {
+    let floor_key = "floor:contended";
+    let mut callers = Vec::with_capacity(CONTENDERS);
+    let start = Instant::now();
+    for _ in 0..CONTENDERS {
+        let (bench, config) = (bench.clone(), config.clone());
+        callers.push(tokio::spawn(async move {
+            if floor {
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    bench.floor.acquire(floor_key).await?.map(Err),
+                )
+            } else {
+                Ok(bench.provider.try_lock(&config).await?.map(Ok))
+            }
+        }));
+    }
+    let mut answers = Vec::with_capacity(CONTENDERS);
+    for caller in callers {
+        answers.push(caller.await??);
+    }
+    let elapsed = start.elapsed();
+    let winners: Vec<_> = answers.into_iter().flatten().collect();
+    let count = winners.len();
+    for winner in winners {
+        match winner {
+            Ok(guard) => guard.unlock().await?,
+            Err(value) => bench.floor.release(floor_key, value).await?,
+        }
+    }
+    Ok((elapsed, count))
+}
+
+/// The time until 64 callers on one name all have their answer. How many
+/// won is printed; that exactly one does is a test
+/// (`shedlock-redis/tests/lock_cycle.rs`).
+pub(crate) async fn contention(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
+    const ROUNDS: usize = 200;
+    let config = LockConfiguration::new("contended", LEASE, Duration::ZERO)?;
+    let mut times = [Vec::new(), Vec::new()];
+    let mut wrong = [0, 0];
+    for round in 0..ROUNDS + 20 {
+        for (i, floor) in [true, false].into_iter().enumerate() {
+            let (elapsed, winners) = contention_round(bench, floor, &config).await?;
+            if winners != 1 {
+                wrong[i] += 1;
+                eprintln!(
+                    "contention round {round} ({}): {winners} winners",
+                    if floor { "floor" } else { "shedlock" }
+                );
+            }
+            if round >= 20 {
+                times[i].push(elapsed);
+            }
+        }
+    }
+    println!(
+        "{CONTENDERS} callers on one name at once ({ROUNDS} rounds): time until all have their answer"
+    );
+    let mut p50s = [Duration::ZERO; 2];
+    for (i, label) in [Path::Floor.label(), Path::TryLock.label()]
+        .into_iter()
+        .enumerate()
+    {
+        times[i].sort();
+        p50s[i] = percentile(&times[i], 0.5);
+        println!(
+            "  {label:<46} p50 {:>8.1} µs   p99 {:>8.1} µs   rounds with exactly one winner: {}/{}",
+            us(p50s[i]),
+            us(percentile(&times[i], 0.99)),
+            ROUNDS + 20 - wrong[i],
+            ROUNDS + 20,
+        );
+    }
+    rows.push(Row {
+        figure: format!("{CONTENDERS} callers on one name: all answered, p50"),
+        ours: format!("{:.1} µs", us(p50s[1])),
+        floor: format!("{:.1} µs", us(p50s[0])),
+        ratio: Some(us(p50s[1]) / us(p50s[0])),
+        target: "-",
+        met: None,
+    });
+    Ok(())
+}
+
+/// Nanoseconds per call of the in-memory attribute and of the bare function.
+pub(crate) async fn in_memory(rows: &mut Vec<Row>) -> BenchResult<()> {
+    // `MEMORY_CALLS=N`: fewer calls, for a run under callgrind.
+    let calls: u64 = std::env::var("MEMORY_CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(200_000);
+    let memory = InMemoryLockProvider::new();
+    let (mut annotated, mut bare) = (Vec::new(), Vec::new());
+    for round in 0..11 {
+        let start = Instant::now();
+        for x in 0..calls {
+            black_box(bare_memory_job(&memory, black_box(x)).await);
+        }
+        let bare_ns = start.elapsed().as_nanos() as f64 / calls as f64;
+        let start = Instant::now();
+        for x in 0..calls {
+            if annotated_memory_job(&memory, black_box(x)).await?.is_none() {
+                return Err(unexpected("in-memory job", x));
+            }
+        }
+        let annotated_ns = start.elapsed().as_nanos() as f64 / calls as f64;
+        if round > 0 {
+            bare.push(bare_ns);
+            annotated.push(annotated_ns);
+        }
+    }
+    let (annotated, bare) = (median(&mut annotated), median(&mut bare));
+    let overhead = annotated - bare;
+    println!("in-memory provider ({calls} calls per round, median of 10 rounds)");
+    println!("  bare call                                      {bare:>8.1} ns");
+    println!("  #[scheduler_lock(provider = memory)] call       {annotated:>8.1} ns");
+    println!("  overhead per call                              {overhead:>8.1} ns");
+    rows.push(Row {
+        figure: "in-memory: attribute overhead per call".into(),
+        ours: format!("{overhead:.0} ns"),
+        floor: format!("{bare:.1} ns"),
+        ratio: None,
+        target: "< 1000 ns",
+        met: Some(overhead < 1000.0),
+    });
+    Ok(())
+}
