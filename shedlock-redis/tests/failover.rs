@@ -29,11 +29,14 @@ use std::time::{Duration, Instant};
 use shedlock_core::{LockConfiguration, LockingTaskExecutor, current_lock};
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::redis::{RedisCluster, RedisSentinel, RedisServer, server_scratch_dir};
-use shedlock_test_support::{Worker, free_port, now_ms, sleep_until_ms};
+use shedlock_test_support::ticks::{
+    Call, finish_workers, first_tick_after, spawn_workers, until_tick_ends,
+};
+use shedlock_test_support::{error_chain, free_port, now_ms, sleep_until_ms};
 
 const MASTER_NAME: &str = "shedlock-failover";
 const FAILOVER_LOCK: &str = "failover-tick";
-const WORKERS: u64 = 4;
+const WORKERS: usize = 4;
 /// Ticks fall on multiples of this period of the wall clock.
 const PERIOD_MS: u64 = 250;
 /// Worker `w` calls `((tick + w) % WORKERS) * STAGGER_MS` after the tick
@@ -81,17 +84,6 @@ async fn running_jobs_token() -> Option<u64> {
         Some(lock) => lock.fencing_token().await.ok(),
         None => None,
     }
-}
-
-/// One lock call of a worker, as it reports it:
-/// `call <tick> <start_ms> <end_ms> <ok|skip|err>`.
-#[derive(Debug)]
-struct Call {
-    worker: u64,
-    tick: u64,
-    start_ms: u64,
-    end_ms: u64,
-    outcome: String,
 }
 
 /// One run of the job, from the runs file: `<tick> <pid> <start_ms> <end_ms>
@@ -327,23 +319,19 @@ async fn a_sentinel_failover_under_load_hangs_no_call_and_every_worker_acquires_
     );
     let sentinel_urls: Vec<&str> = sentinels.iter().map(RedisSentinel::url).collect();
     let sentinel_urls = sentinel_urls.join(",");
-    // Leave the workers 1.5 s to start before the first tick.
-    let first = now_ms() / PERIOD_MS + 1_500 / PERIOD_MS + 1;
+    let first = first_tick_after(Duration::from_millis(1_500), PERIOD_MS);
     let first_tick = first.to_string();
-    let workers: Vec<Worker> = (0..WORKERS)
-        .map(|worker| {
-            Worker::spawn(
-                "failover_worker",
-                &[
-                    (SENTINELS_ENV, &sentinel_urls),
-                    (FIRST_TICK_ENV, &first_tick),
-                    (RUNS_FILE_ENV, &runs_path),
-                    (STOP_FILE_ENV, &stop_path),
-                    (WORKER_ENV, &worker.to_string()),
-                ],
-            )
-        })
-        .collect();
+    let workers = spawn_workers(
+        "failover_worker",
+        WORKERS,
+        WORKER_ENV,
+        &[
+            (SENTINELS_ENV, &sentinel_urls),
+            (FIRST_TICK_ENV, &first_tick),
+            (RUNS_FILE_ENV, &runs_path),
+            (STOP_FILE_ENV, &stop_path),
+        ],
+    );
 
     let failover_at = first * PERIOD_MS + FAILOVER_AFTER_MS;
     tokio::time::sleep(Duration::from_millis(failover_at.saturating_sub(now_ms()))).await;
@@ -366,35 +354,9 @@ async fn a_sentinel_failover_under_load_hangs_no_call_and_every_worker_acquires_
 
     let stop_after = (failover.settled() + RUN_AFTER_DEMOTION_MS).max(now_ms()) / PERIOD_MS + 1;
     std::fs::write(&stop_file, stop_after.to_string()).unwrap();
-    let finish_by = Duration::from_millis(((stop_after + 1) * PERIOD_MS).saturating_sub(now_ms()))
-        + MAX_CALL
-        + Duration::from_secs(2);
-    let mut calls = Vec::new();
-    for (worker, process) in (0..WORKERS).zip(workers) {
-        let (status, output) = process.finish(finish_by).await;
-        assert!(
-            status.is_some_and(|status| status.success()),
-            "worker {worker} failed or hung ({status:?}):\n{output}"
-        );
-        for line in output.lines() {
-            if line.starts_with("worker ") || line.starts_with("error ") {
-                println!("{line}");
-            }
-            if let Some(call) = line.strip_prefix("call ") {
-                let fields: Vec<&str> = call.split(' ').collect();
-                let [tick, start_ms, end_ms, outcome] = fields[..] else {
-                    panic!("malformed call report {line:?}");
-                };
-                calls.push(Call {
-                    worker,
-                    tick: tick.parse().unwrap(),
-                    start_ms: start_ms.parse().unwrap(),
-                    end_ms: end_ms.parse().unwrap(),
-                    outcome: outcome.to_owned(),
-                });
-            }
-        }
-    }
+    let finish_by = until_tick_ends(stop_after, PERIOD_MS, MAX_CALL + Duration::from_secs(2));
+    let outputs = finish_workers(workers, finish_by, &["worker ", "error "]).await;
+    let calls = Call::reported(&outputs);
     let runs_text = std::fs::read_to_string(&runs_file).unwrap();
     drop(sentinels);
     drop(scratch);
@@ -416,11 +378,7 @@ async fn a_sentinel_failover_under_load_hangs_no_call_and_every_worker_acquires_
         .collect();
 
     // No call hung.
-    let slowest = calls
-        .iter()
-        .max_by_key(|call| call.end_ms - call.start_ms)
-        .expect("no calls reported");
-    let slowest_ms = slowest.end_ms - slowest.start_ms;
+    let slowest_ms = Call::slowest_under(&calls, MAX_CALL).took_ms();
     let count = |outcome: &str| calls.iter().filter(|call| call.outcome == outcome).count();
     println!(
         "failover: {} calls (ok {}, skip {}, err {}), slowest {slowest_ms} ms; {} runs",
@@ -436,13 +394,9 @@ async fn a_sentinel_failover_under_load_hangs_no_call_and_every_worker_acquires_
             call.worker,
             call.tick,
             since(call.start_ms),
-            call.end_ms - call.start_ms
+            call.took_ms()
         );
     }
-    assert!(
-        slowest_ms < MAX_CALL.as_millis() as u64,
-        "a call took {slowest_ms} ms: {slowest:?}"
-    );
 
     // Double runs: counted inside the failover window, forbidden outside it.
     let window = failover.commanded..=failover.demoted + WINDOW_AFTER_DEMOTION_MS;
@@ -570,7 +524,7 @@ async fn failover_worker() -> Result<(), Box<dyn Error>> {
         {
             break;
         }
-        let due = tick * PERIOD_MS + (tick + worker) % WORKERS * STAGGER_MS;
+        let due = tick * PERIOD_MS + (tick + worker) % WORKERS as u64 * STAGGER_MS;
         if sleep_until_ms(due).await > Duration::from_millis(MAX_LATE_MS) {
             late += 1;
             continue;
@@ -611,7 +565,7 @@ async fn failover_worker() -> Result<(), Box<dyn Error>> {
                 "err"
             }
         };
-        println!("call {tick} {start_ms} {} {outcome}", now_ms());
+        Call::report(tick, start_ms, outcome);
     }
     println!(
         "worker {worker} (pid {pid}): ran {ran}, skipped {skipped}, errors {errors}, \
@@ -683,17 +637,6 @@ struct ReshardCall {
     start: Instant,
     end: Instant,
     outcome: Result<bool, String>,
-}
-
-/// An error and each of its causes, one after the other.
-fn error_chain(err: &dyn Error) -> String {
-    let mut text = err.to_string();
-    let mut cause = err.source();
-    while let Some(source) = cause {
-        text.push_str(&format!(": caused by: {source}"));
-        cause = source.source();
-    }
-    text
 }
 
 /// One run of the job, with its fencing token.

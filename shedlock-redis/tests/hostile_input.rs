@@ -22,6 +22,7 @@ use shedlock_core::{
 };
 use shedlock_redis::{LockValue, RedisLockProvider};
 use shedlock_test_support::redis::RedisServer;
+use shedlock_test_support::causes;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
@@ -319,11 +320,9 @@ impl Subscriber for Capture {
 fn texts<T: fmt::Debug>(result: &Result<T, LockError>) -> Vec<String> {
     let mut texts = vec![format!("{result:?}")];
     if let Err(err) = result {
-        let mut source: Option<&dyn std::error::Error> = Some(err);
-        while let Some(err) = source {
-            texts.push(err.to_string());
-            texts.push(format!("{err:?}"));
-            source = err.source();
+        for cause in causes(err) {
+            texts.push(cause.to_string());
+            texts.push(format!("{cause:?}"));
         }
     }
     texts

@@ -59,6 +59,7 @@ macro_rules! fail {
 }
 
 pub mod conformance;
+mod error_chain;
 pub mod kinds;
 mod ports;
 #[cfg(feature = "redis")]
@@ -67,7 +68,9 @@ pub mod redis;
 mod scratch;
 #[cfg(feature = "sql")]
 pub mod sql;
+pub mod ticks;
 pub mod worker;
 
+pub use error_chain::{causes, error_chain};
 pub use ports::free_port;
 pub use worker::{Worker, now_ms, sleep_until_ms};
