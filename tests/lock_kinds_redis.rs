@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use shedlock::admin::LockAdmin;
 use shedlock::redis::RedisLockProvider;
-use shedlock::{LockMode, LockProvider as _, scheduler_lock};
+use shedlock::{LockError, LockMode, LockProvider as _, scheduler_lock};
 use shedlock_test_support::Worker;
 use shedlock_test_support::redis::RedisServer;
+use shedlock_test_support::ticks::{finish_workers, spawn_workers};
 
 /// One job's run: name, start, end.
 type Run = (&'static str, Instant, Instant);
@@ -19,10 +20,13 @@ type Run = (&'static str, Instant, Instant);
 struct Runs(Arc<Mutex<Vec<Run>>>);
 
 impl Runs {
-    async fn run(&self, job: &'static str, length: Duration) {
-        let start = Instant::now();
-        tokio::time::sleep(length).await;
-        self.record(job, start, Instant::now());
+    /// A run of `job`, `length` long, to record here.
+    fn job(&self, job: &'static str, length: Duration) -> Job<'_> {
+        Job {
+            runs: self,
+            name: job,
+            length,
+        }
     }
 
     fn record(&self, job: &'static str, start: Instant, end: Instant) {
@@ -50,59 +54,62 @@ async fn connect(server: &RedisServer) -> RedisLockProvider {
         .unwrap_or_else(|err| panic!("cannot connect to the test Redis: {err}"))
 }
 
+// The order keeps every attribute beside a different one: the jobs differ
+// in their attribute only.
 #[scheduler_lock(name = "{lock}", lock_at_most_for = "30s", mode = "exclusive", provider = provider)]
-async fn exclusive_job(
-    provider: &RedisLockProvider,
-    lock: &str,
-    runs: &Runs,
-    job: &'static str,
-    length: Duration,
-) {
-    runs.run(job, length).await;
-}
-
-#[scheduler_lock(name = "{lock}", lock_at_most_for = "30s", mode = "exclusive", wait_for = "20s", provider = provider)]
-async fn exclusive_job_waiting(
-    provider: &RedisLockProvider,
-    lock: &str,
-    runs: &Runs,
-    job: &'static str,
-    length: Duration,
-) {
-    runs.run(job, length).await;
-}
-
-#[scheduler_lock(name = "{lock}", lock_at_most_for = "30s", mode = "shared", provider = provider)]
-async fn shared_job(
-    provider: &RedisLockProvider,
-    lock: &str,
-    runs: &Runs,
-    job: &'static str,
-    length: Duration,
-) {
-    runs.run(job, length).await;
-}
-
-#[scheduler_lock(name = "{lock}", lock_at_most_for = "30s", mode = "shared", wait_for = "20s", provider = provider)]
-async fn shared_job_waiting(
-    provider: &RedisLockProvider,
-    lock: &str,
-    runs: &Runs,
-    job: &'static str,
-    length: Duration,
-) {
-    runs.run(job, length).await;
+async fn exclusive_job(provider: &RedisLockProvider, lock: &str, job: Job<'_>) {
+    job.run().await;
 }
 
 #[scheduler_lock(name = "{lock}", lock_at_most_for = "30s", permits = 3, capacity = 9, provider = provider)]
-async fn counted_job(
-    provider: &RedisLockProvider,
-    lock: &str,
-    runs: &Runs,
-    job: &'static str,
+async fn counted_job(provider: &RedisLockProvider, lock: &str, job: Job<'_>) {
+    job.run().await;
+}
+
+#[scheduler_lock(name = "{lock}", lock_at_most_for = "30s", mode = "exclusive", wait_for = "20s", provider = provider)]
+async fn exclusive_job_waiting(provider: &RedisLockProvider, lock: &str, job: Job<'_>) {
+    job.run().await;
+}
+
+/// One run of a job, to record in `runs`: its name and how long it takes.
+struct Job<'a> {
+    runs: &'a Runs,
+    name: &'static str,
     length: Duration,
-) {
-    runs.run(job, length).await;
+}
+
+impl Job<'_> {
+    async fn run(self) {
+        let start = Instant::now();
+        tokio::time::sleep(self.length).await;
+        self.runs.record(self.name, start, Instant::now());
+    }
+}
+
+#[scheduler_lock(name = "{lock}", lock_at_most_for = "30s", mode = "shared", wait_for = "20s", provider = provider)]
+async fn shared_job_waiting(provider: &RedisLockProvider, lock: &str, job: Job<'_>) {
+    job.run().await;
+}
+
+#[scheduler_lock(name = "{lock}", lock_at_most_for = "30s", mode = "shared", provider = provider)]
+async fn shared_job(provider: &RedisLockProvider, lock: &str, job: Job<'_>) {
+    job.run().await;
+}
+
+/// The result of an operator's call, which must succeed.
+async fn admin<T>(call: impl Future<Output = Result<T, LockError>>) -> T {
+    call.await
+        .unwrap_or_else(|err| panic!("an operator's call failed: {err}"))
+}
+
+/// Makes an operator's call after `delay`; returns when it was done.
+async fn admin_after<T>(
+    delay: Duration,
+    call: impl Future<Output = Result<T, LockError>>,
+) -> Instant {
+    tokio::time::sleep(delay).await;
+    admin(call).await;
+    Instant::now()
 }
 
 /// Each scenario's jobs on connections of their own.
@@ -121,19 +128,19 @@ async fn shared_jobs_skip_or_wait_while_an_exclusive_job_runs() {
     let [p1, p2, p3, p4] = replicas(&server).await;
     let runs = Runs::default();
     let lock = "catalog-1";
-    let job1 = exclusive_job(&p1, lock, &runs, "job1", Duration::from_millis(600));
+    let job1 = exclusive_job(&p1, lock, runs.job("job1", Duration::from_millis(600)));
     let later = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
         // Skipping: refused at once while job1 runs.
-        let skipped = shared_job(&p4, lock, &runs, "skipped", Duration::ZERO).await;
+        let skipped = shared_job(&p4, lock, runs.job("skipped", Duration::ZERO)).await;
         assert!(
             matches!(skipped, Ok(None)),
             "a shared job ran beside job1: {skipped:?}"
         );
         // Waiting: they run after job1, together.
         tokio::join!(
-            shared_job_waiting(&p2, lock, &runs, "job2", Duration::from_millis(300)),
-            shared_job_waiting(&p3, lock, &runs, "job3", Duration::from_millis(300)),
+            shared_job_waiting(&p2, lock, runs.job("job2", Duration::from_millis(300))),
+            shared_job_waiting(&p3, lock, runs.job("job3", Duration::from_millis(300))),
         )
     };
     let (ran1, (ran2, ran3)) = tokio::join!(job1, later);
@@ -163,13 +170,13 @@ async fn an_exclusive_job_waits_for_running_shared_jobs_and_goes_before_new_ones
     let lock = "catalog-2";
     let shared = async {
         tokio::join!(
-            shared_job(&p2, lock, &runs, "job2", Duration::from_millis(500)),
-            shared_job(&p3, lock, &runs, "job3", Duration::from_millis(700)),
+            shared_job(&p2, lock, runs.job("job2", Duration::from_millis(500))),
+            shared_job(&p3, lock, runs.job("job3", Duration::from_millis(700))),
         )
     };
     let exclusive = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        exclusive_job_waiting(&p1, lock, &runs, "job1", Duration::from_millis(300)).await
+        exclusive_job_waiting(&p1, lock, runs.job("job1", Duration::from_millis(300))).await
     };
     let newcomer = async {
         // Once job1 waits, a new shared job waits behind it.
@@ -179,7 +186,7 @@ async fn an_exclusive_job_waits_for_running_shared_jobs_and_goes_before_new_ones
             .await
             .unwrap_or_else(|err| panic!("{err}"));
         assert_eq!(state.exclusive_waiters, 1, "job1 is not queued: {state:?}");
-        shared_job_waiting(&p4, lock, &runs, "job4", Duration::from_millis(50)).await
+        shared_job_waiting(&p4, lock, runs.job("job4", Duration::from_millis(50))).await
     };
     let ((ran2, ran3), ran1, ran4) = tokio::join!(shared, exclusive, newcomer);
     for ran in [ran1, ran2, ran3, ran4] {
@@ -205,10 +212,10 @@ async fn counted_jobs_three_of_three_permits_run_and_a_fourth_is_refused() {
     let length = Duration::from_millis(500);
     let [p1, p2, p3, p4] = &providers;
     let (a, b, c, d) = tokio::join!(
-        counted_job(p1, lock, &runs, "a", length),
-        counted_job(p2, lock, &runs, "b", length),
-        counted_job(p3, lock, &runs, "c", length),
-        counted_job(p4, lock, &runs, "d", length),
+        counted_job(p1, lock, runs.job("a", length)),
+        counted_job(p2, lock, runs.job("b", length)),
+        counted_job(p3, lock, runs.job("c", length)),
+        counted_job(p4, lock, runs.job("d", length)),
     );
     let results = [a, b, c, d];
     let ran = results.iter().filter(|r| matches!(r, Ok(Some(())))).count();
@@ -225,36 +232,31 @@ async fn counted_jobs_three_of_three_permits_run_and_a_fourth_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paused_locks_skip_every_job_and_resumed_ones_run_them() {
-    let server = RedisServer::start();
-    let [operator, p1, p2, _] = replicas(&server).await;
-    let runs = Runs::default();
-    for lock in [
+    const LOCKS: [&str; 3] = [
         "maintenance-ordinary",
         "maintenance-shared",
         "maintenance-counted",
-    ] {
-        operator
-            .pause(lock)
-            .await
-            .unwrap_or_else(|err| panic!("{err}"));
+    ];
+    let server = RedisServer::start();
+    let [operator, p1, p2, _] = replicas(&server).await;
+    let runs = Runs::default();
+    for lock in LOCKS {
+        admin(operator.pause(lock)).await;
     }
     let short = Duration::from_millis(10);
     assert!(matches!(
-        exclusive_job(&p1, "maintenance-ordinary", &runs, "x", short).await,
+        exclusive_job(&p1, "maintenance-ordinary", runs.job("x", short)).await,
         Ok(None)
     ));
     assert!(matches!(
-        shared_job(&p1, "maintenance-shared", &runs, "s", short).await,
+        shared_job(&p1, "maintenance-shared", runs.job("s", short)).await,
         Ok(None)
     ));
     assert!(matches!(
-        counted_job(&p2, "maintenance-counted", &runs, "c", short).await,
+        counted_job(&p2, "maintenance-counted", runs.job("c", short)).await,
         Ok(None)
     ));
-    let listed = operator
-        .list_locks()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    let listed = admin(operator.list_locks()).await;
     assert_eq!(
         listed.iter().filter(|lock| lock.paused).count(),
         3,
@@ -262,18 +264,11 @@ async fn paused_locks_skip_every_job_and_resumed_ones_run_them() {
     );
 
     // A waiting job starts when the lock is resumed.
-    let waiting = shared_job_waiting(&p2, "maintenance-shared", &runs, "waiter", short);
+    let waiting = shared_job_waiting(&p2, "maintenance-shared", runs.job("waiter", short));
     let resume = async {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        for lock in [
-            "maintenance-ordinary",
-            "maintenance-shared",
-            "maintenance-counted",
-        ] {
-            operator
-                .resume(lock)
-                .await
-                .unwrap_or_else(|err| panic!("{err}"));
+        for lock in LOCKS {
+            admin(operator.resume(lock)).await;
         }
         Instant::now()
     };
@@ -284,11 +279,11 @@ async fn paused_locks_skip_every_job_and_resumed_ones_run_them() {
         "ran while paused"
     );
     assert!(matches!(
-        exclusive_job(&p1, "maintenance-ordinary", &runs, "x", short).await,
+        exclusive_job(&p1, "maintenance-ordinary", runs.job("x", short)).await,
         Ok(Some(()))
     ));
     assert!(matches!(
-        counted_job(&p2, "maintenance-counted", &runs, "c", short).await,
+        counted_job(&p2, "maintenance-counted", runs.job("c", short)).await,
         Ok(Some(()))
     ));
 }
@@ -389,22 +384,13 @@ const MIX_CAPACITY: u32 = 2;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_never_exceed_the_capacity_or_share_an_exclusive_run() {
     let server = RedisServer::start();
-    let workers: Vec<Worker> = (1..=4)
-        .map(|worker| {
-            let id = worker.to_string();
-            Worker::spawn(
-                "mixed_worker_process",
-                &[(MIX_URL_ENV, server.url()), (MIX_WORKER_ENV, &id)],
-            )
-        })
-        .collect();
-    for worker in workers {
-        let (status, output) = worker.finish(Duration::from_secs(30)).await;
-        assert!(
-            status.is_some_and(|status| status.success()),
-            "a worker failed ({status:?}):\n{output}"
-        );
-    }
+    let workers = spawn_workers(
+        "mixed_worker_process",
+        4,
+        MIX_WORKER_ENV,
+        &[(MIX_URL_ENV, server.url())],
+    );
+    finish_workers(workers, Duration::from_secs(30), &[]).await;
     let reply = server.command(&format!("LRANGE {MIX_RUNS} 0 -1"));
     // Inline reply: `*n`, then `$len` / value lines.
     let runs: Vec<(String, u64, u64)> = reply
@@ -457,7 +443,7 @@ async fn four_processes_never_exceed_the_capacity_or_share_an_exclusive_run() {
 }
 
 /// A worker of `four_processes_never_exceed_the_capacity_or_share_an_exclusive_run`:
-/// for 3 s, worker 4 runs exclusive jobs, the others shared ones, each 20 ms
+/// for 3 s, worker 3 (the last) runs exclusive jobs, the others shared ones, each 20 ms
 /// long, as often as they get the lock. Does nothing unless run by the test.
 #[tokio::test]
 #[ignore = "a worker process of four_processes_never_exceed_the_capacity_or_share_an_exclusive_run"]
@@ -466,7 +452,7 @@ async fn mixed_worker_process() {
         return;
     };
     let provider = connect_url(&url).await;
-    let exclusive = worker == "4";
+    let exclusive = worker == "3";
     let config =
         shedlock::LockConfiguration::new(MIX_LOCK, Duration::from_secs(10), Duration::ZERO)
             .and_then(|config| {
@@ -522,21 +508,11 @@ async fn resume_and_capacity_changes_wake_waiters_at_once() {
     let runs = Runs::default();
     let short = Duration::from_millis(10);
 
-    operator
-        .pause("wake-resume")
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    let waiting = exclusive_job_waiting(&waiter, "wake-resume", &runs, "resumed", short);
-    let resume = async {
-        // The waiter's polls back off to 500 ms: at about 1.13 s, 1.63 s and
-        // 2.13 s. Resuming at 1.7 s, only the notification starts it in time.
-        tokio::time::sleep(Duration::from_millis(1700)).await;
-        operator
-            .resume("wake-resume")
-            .await
-            .unwrap_or_else(|err| panic!("{err}"));
-        Instant::now()
-    };
+    admin(operator.pause("wake-resume")).await;
+    let waiting = exclusive_job_waiting(&waiter, "wake-resume", runs.job("resumed", short));
+    // The waiter's polls back off to 500 ms: at about 1.13 s, 1.63 s and
+    // 2.13 s. Resuming at 1.7 s, only the notification starts it in time.
+    let resume = admin_after(Duration::from_millis(1700), operator.resume("wake-resume"));
     let (ran, resumed_at) = tokio::join!(waiting, resume);
     assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
     let late = runs.get("resumed").0.saturating_duration_since(resumed_at);
@@ -556,20 +532,13 @@ async fn resume_and_capacity_changes_wake_waiters_at_once() {
         .ok()
         .flatten()
         .unwrap_or_else(|| panic!("free"));
-    let waiting = shared_job_waiting(&waiter, "wake-capacity", &runs, "raised", short);
-    let raise = async {
-        tokio::time::sleep(Duration::from_millis(1700)).await;
-        operator
-            .set_capacity("wake-capacity", 2)
-            .await
-            .unwrap_or_else(|err| panic!("{err}"));
-        Instant::now()
-    };
+    let waiting = shared_job_waiting(&waiter, "wake-capacity", runs.job("raised", short));
+    let raise = admin_after(
+        Duration::from_millis(1700),
+        operator.set_capacity("wake-capacity", 2),
+    );
     // The attribute's default capacity is unlimited for shared jobs: the stored 1 wins until raised.
-    operator
-        .set_capacity("wake-capacity", 1)
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    admin(operator.set_capacity("wake-capacity", 1)).await;
     let (ran, raised_at) = tokio::join!(waiting, raise);
     assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
     let late = runs.get("raised").0.saturating_duration_since(raised_at);

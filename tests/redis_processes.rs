@@ -4,7 +4,6 @@
 //! The processes are this test binary again, running only `worker_process`
 //! (an ignored test that does nothing unless `WORKER_URL_ENV` is set).
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use redis::AsyncTypedCommands;
@@ -12,7 +11,10 @@ use redis::aio::MultiplexedConnection;
 use shedlock::redis::RedisLockProvider;
 use shedlock::scheduler_lock;
 use shedlock_test_support::redis::RedisServer;
-use shedlock_test_support::{Worker, now_ms, sleep_until_ms};
+use shedlock_test_support::sleep_until_ms;
+use shedlock_test_support::ticks::{
+    TickRuns, finish_workers, first_tick_after, spawn_workers, until_tick_ends,
+};
 
 const WORKERS: usize = 4;
 /// Ticks fall on multiples of this period of the wall clock, which all
@@ -50,82 +52,33 @@ async fn record_tick(
 #[tokio::test]
 async fn four_processes_run_every_tick_exactly_once() -> anyhow::Result<()> {
     let server = RedisServer::start();
-    // Leave the workers a second to start before the first tick.
-    let first = now_ms() / PERIOD_MS + 1000 / PERIOD_MS + 1;
+    let first = first_tick_after(Duration::from_secs(1), PERIOD_MS);
     let last = first + TICKS - 1;
 
     let ticks = format!("{first}-{last}");
-    let workers: Vec<Worker> = (1..=WORKERS)
-        .map(|worker| {
-            let id = worker.to_string();
-            Worker::spawn(
-                "worker_process",
-                &[
-                    (WORKER_URL_ENV, server.url()),
-                    (WORKER_TICKS_ENV, &ticks),
-                    (WORKER_ID_ENV, &id),
-                ],
-            )
-        })
-        .collect();
-    let time_left = Duration::from_millis(((last + 1) * PERIOD_MS).saturating_sub(now_ms()))
-        + Duration::from_secs(10);
-    for worker in workers {
-        // Killed (and reported) if it has not finished by the end of the ticks.
-        let (status, output) = worker.finish(time_left).await;
-        for line in output.lines().filter(|line| line.starts_with("worker ")) {
-            println!("{line}");
-        }
-        assert!(
-            status.is_some_and(|status| status.success()),
-            "a worker failed or did not finish in time ({status:?}):\n{output}"
-        );
-    }
+    let workers = spawn_workers(
+        "worker_process",
+        WORKERS,
+        WORKER_ID_ENV,
+        &[(WORKER_URL_ENV, server.url()), (WORKER_TICKS_ENV, &ticks)],
+    );
+    // Killed (and reported) if one has not finished by the end of the ticks.
+    let time_left = until_tick_ends(last, PERIOD_MS, Duration::from_secs(10));
+    finish_workers(workers, time_left, &["worker "]).await;
 
     let mut connection = redis::Client::open(server.url())?
         .get_multiplexed_async_connection()
         .await?;
     let runs = connection.lrange(RUNS, 0, -1).await?;
-    let mut by_tick: BTreeMap<u64, Vec<String>> = BTreeMap::new();
+    let mut by_tick = TickRuns::default();
     for run in &runs {
         let (tick, pid) = run
             .split_once(':')
             .ok_or_else(|| anyhow::anyhow!("malformed run {run:?}"))?;
-        by_tick
-            .entry(tick.parse()?)
-            .or_default()
-            .push(pid.to_owned());
+        by_tick.record(tick.parse()?, pid);
     }
-    println!("runs (tick: pids): {by_tick:?}");
-
-    let twice: Vec<_> = by_tick.iter().filter(|(_, pids)| pids.len() > 1).collect();
-    assert!(twice.is_empty(), "ticks run more than once: {twice:?}");
-    assert!(
-        by_tick.keys().all(|tick| (first..=last).contains(tick)),
-        "a tick outside {first}..={last} ran: {by_tick:?}"
-    );
-    let (Some(&lowest), Some(&highest)) = (by_tick.keys().next(), by_tick.keys().next_back())
-    else {
-        panic!("no tick ran at all");
-    };
-    // Ideally every tick between the first and the last one recorded ran, and
-    // on an idle machine all do. But a tick is lost when every worker wakes
-    // more than MAX_LATE_MS late, or when the previous holder's lock (taken
-    // late, kept 300 ms) still stands when the next tick fires: scheduling
-    // delays on a loaded 2-core machine do that, so allow one tick in five.
-    let expected = highest - lowest + 1;
-    let present = by_tick.len() as u64;
-    let missing: Vec<_> = (lowest..=highest)
-        .filter(|tick| !by_tick.contains_key(tick))
-        .collect();
-    assert!(
-        present * 5 >= expected * 4,
-        "only {present} of the {expected} ticks from {lowest} to {highest} ran; missing: {missing:?}"
-    );
-    assert!(
-        present * 2 >= TICKS,
-        "only {present} of {TICKS} scheduled ticks ran: {by_tick:?}"
-    );
+    println!("runs (tick: pids): {by_tick}");
+    by_tick.assert_each_ran_once(first, last);
     Ok(())
 }
 

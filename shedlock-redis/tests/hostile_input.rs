@@ -21,8 +21,8 @@ use shedlock_core::{
     LockConfiguration, LockError, LockProvider, LockingTaskExecutor, MAX_NAME_LEN, Waiter,
 };
 use shedlock_redis::{LockValue, RedisLockProvider};
-use shedlock_test_support::redis::RedisServer;
 use shedlock_test_support::causes;
+use shedlock_test_support::redis::RedisServer;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};

@@ -4,7 +4,9 @@
 use std::error::Error;
 
 /// `err`, then each of its causes (its `source()` chain), in order.
-pub fn causes<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+pub fn causes<'a>(
+    err: &'a (dyn Error + 'static),
+) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
     std::iter::successors(Some(err), |&err| err.source())
 }
 
