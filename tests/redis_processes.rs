@@ -13,7 +13,7 @@ use shedlock::scheduler_lock;
 use shedlock_test_support::redis::RedisServer;
 use shedlock_test_support::sleep_until_ms;
 use shedlock_test_support::ticks::{
-    TickRuns, finish_workers, first_tick_after, spawn_workers, until_tick_ends,
+    TickRuns, Ticks, finish_workers, spawn_workers, until_tick_ends,
 };
 
 const WORKERS: usize = 4;
@@ -24,7 +24,7 @@ const TICKS: u64 = 10;
 /// A worker that wakes this late skips the tick, as a scheduler with
 /// `MissedTickBehavior::Skip` would: `lock_at_least_for` (300 ms) covers the
 /// workers that fire within this window of each other, not a stalled one.
-const MAX_LATE_MS: u64 = 150;
+const MAX_LATE: Duration = Duration::from_millis(150);
 /// The Redis list every run is pushed to, as `tick:pid`.
 const RUNS: &str = "runs";
 
@@ -52,15 +52,16 @@ async fn record_tick(
 #[tokio::test]
 async fn four_processes_run_every_tick_exactly_once() -> anyhow::Result<()> {
     let server = RedisServer::start();
-    let first = first_tick_after(Duration::from_secs(1), PERIOD_MS);
-    let last = first + TICKS - 1;
-
-    let ticks = format!("{first}-{last}");
+    let ticks = Ticks::after(Duration::from_secs(1), PERIOD_MS, TICKS);
+    let Ticks { first, last } = ticks;
     let workers = spawn_workers(
         "worker_process",
         WORKERS,
         WORKER_ID_ENV,
-        &[(WORKER_URL_ENV, server.url()), (WORKER_TICKS_ENV, &ticks)],
+        &[
+            (WORKER_URL_ENV, server.url()),
+            (WORKER_TICKS_ENV, &ticks.to_string()),
+        ],
     );
     // Killed (and reported) if one has not finished by the end of the ticks.
     let time_left = until_tick_ends(last, PERIOD_MS, Duration::from_secs(10));
@@ -90,11 +91,7 @@ async fn worker_process() -> anyhow::Result<()> {
     let Ok(url) = std::env::var(WORKER_URL_ENV) else {
         return Ok(());
     };
-    let ticks = std::env::var(WORKER_TICKS_ENV)?;
-    let (first, last) = ticks
-        .split_once('-')
-        .ok_or_else(|| anyhow::anyhow!("{WORKER_TICKS_ENV}={ticks:?} is not first-last"))?;
-    let (first, last): (u64, u64) = (first.parse()?, last.parse()?);
+    let Ticks { first, last } = Ticks::from_env(WORKER_TICKS_ENV).map_err(anyhow::Error::msg)?;
     let worker = std::env::var(WORKER_ID_ENV).unwrap_or_default();
 
     let locks = RedisLockProvider::connect(&url)
@@ -106,7 +103,7 @@ async fn worker_process() -> anyhow::Result<()> {
 
     let (mut ran, mut skipped, mut late) = (Vec::new(), 0, 0);
     for tick in first..=last {
-        if sleep_until_ms(tick * PERIOD_MS).await > Duration::from_millis(MAX_LATE_MS) {
+        if sleep_until_ms(tick * PERIOD_MS).await > MAX_LATE {
             late += 1;
             continue;
         }

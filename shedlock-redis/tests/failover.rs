@@ -30,15 +30,17 @@ use shedlock_core::{LockConfiguration, LockingTaskExecutor, current_lock};
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::redis::{RedisCluster, RedisSentinel, RedisServer, server_scratch_dir};
 use shedlock_test_support::ticks::{
-    Call, finish_workers, first_tick_after, spawn_workers, until_tick_ends,
+    Call, CallTally, finish_workers, first_tick_after, spawn_workers, until_tick_ends,
 };
-use shedlock_test_support::{error_chain, free_port, now_ms, sleep_until_ms};
+use shedlock_test_support::{error_chain, free_port, now_ms};
 
 const MASTER_NAME: &str = "shedlock-failover";
 const FAILOVER_LOCK: &str = "failover-tick";
 const WORKERS: usize = 4;
 /// Ticks fall on multiples of this period of the wall clock.
 const PERIOD_MS: u64 = 250;
+/// A worker stops at this many ticks even if the test never tells it to.
+const MAX_TICKS: u64 = 200;
 /// Worker `w` calls `((tick + w) % WORKERS) * STAGGER_MS` after the tick
 /// starts: replicas whose schedulers fire a little apart, and a different
 /// one first on each tick, so every worker acquires every few ticks.
@@ -46,7 +48,7 @@ const STAGGER_MS: u64 = 10;
 /// A worker that wakes this late skips the tick (a scheduler's missed tick):
 /// the latest call of a tick comes well inside the first holder's
 /// `lock_at_least_for`.
-const MAX_LATE_MS: u64 = 60;
+const MAX_LATE: Duration = Duration::from_millis(60);
 /// Also how long a lease taken on the old master just before the promotion
 /// (not yet shortened by its release, which the replica never sees) can
 /// keep the lock on the new master.
@@ -67,8 +69,6 @@ const REACQUIRE_BOUND_MS: u64 = 15_000;
 /// Double runs are allowed from the failover command until this long after
 /// the old master became a replica (leases it took are lost then).
 const WINDOW_AFTER_DEMOTION_MS: u64 = 1_000;
-/// A worker stops at this many ticks even if the test never tells it to.
-const MAX_TICKS: u64 = 200;
 
 const SENTINELS_ENV: &str = "SHEDLOCK_FAILOVER_SENTINELS";
 const FIRST_TICK_ENV: &str = "SHEDLOCK_FAILOVER_FIRST_TICK";
@@ -514,8 +514,7 @@ async fn failover_worker() -> Result<(), Box<dyn Error>> {
     );
     let config = LockConfiguration::new(FAILOVER_LOCK, LOCK_AT_MOST_FOR, LOCK_AT_LEAST_FOR)?;
 
-    let (mut ran, mut skipped, mut errors, mut late) = (0, 0, 0, 0);
-    let mut slowest = Duration::ZERO;
+    let mut tally = CallTally::new(worker);
     for tick in first..first + MAX_TICKS {
         let stop = std::fs::read_to_string(&stop_file).ok();
         if stop
@@ -525,52 +524,29 @@ async fn failover_worker() -> Result<(), Box<dyn Error>> {
             break;
         }
         let due = tick * PERIOD_MS + (tick + worker) % WORKERS as u64 * STAGGER_MS;
-        if sleep_until_ms(due).await > Duration::from_millis(MAX_LATE_MS) {
-            late += 1;
+        if !tally.on_time(due, MAX_LATE).await {
             continue;
         }
-        let start_ms = now_ms();
-        let started = Instant::now();
-        let result = executor
-            .execute(&config, async {
-                let token = running_jobs_token().await;
-                let run_start = now_ms();
-                tokio::time::sleep(JOB).await;
-                // One write of one short line with O_APPEND: lines never interleave.
-                let mut file = std::fs::OpenOptions::new().append(true).open(&runs_file)?;
-                file.write_all(
-                    format!(
-                        "{tick} {pid} {run_start} {} {}\n",
-                        now_ms(),
-                        token.map_or("-".to_owned(), |token| token.to_string())
-                    )
-                    .as_bytes(),
+        let run = executor.execute(&config, async {
+            let token = running_jobs_token().await;
+            let run_start = now_ms();
+            tokio::time::sleep(JOB).await;
+            // One write of one short line with O_APPEND: lines never interleave.
+            let mut file = std::fs::OpenOptions::new().append(true).open(&runs_file)?;
+            file.write_all(
+                format!(
+                    "{tick} {pid} {run_start} {} {}\n",
+                    now_ms(),
+                    token.map_or("-".to_owned(), |token| token.to_string())
                 )
-            })
-            .await;
-        slowest = slowest.max(started.elapsed());
-        let outcome = match result {
-            Ok(Some(written)) => {
-                written?;
-                ran += 1;
-                "ok"
-            }
-            Ok(None) => {
-                skipped += 1;
-                "skip"
-            }
-            Err(err) => {
-                errors += 1;
-                println!("error worker {worker} tick {tick}: {err}");
-                "err"
-            }
-        };
-        Call::report(tick, start_ms, outcome);
+                .as_bytes(),
+            )
+        });
+        if let Some(written) = tally.call(tick, run).await {
+            written?;
+        }
     }
-    println!(
-        "worker {worker} (pid {pid}): ran {ran}, skipped {skipped}, errors {errors}, \
-         woke too late {late}, slowest call {slowest:?}"
-    );
+    tally.print_summary();
     Ok(())
 }
 
@@ -657,18 +633,17 @@ fn move_slot(cluster: &RedisCluster, slot: u16, from: &ClusterNode, to: &Cluster
             .unwrap_or_else(|| panic!("no node on port {}", wanted.port))
     };
     let (source, target) = (node(from), node(to));
-    let ok = |reply: String, what: &str| {
-        assert!(reply.starts_with("+OK"), "{what} answered {reply:?}");
+    let set_slot = |node: &RedisServer, state: String| {
+        let reply = node.command(&format!("CLUSTER SETSLOT {slot} {state}"));
+        assert!(
+            reply.starts_with("+OK"),
+            "SETSLOT {slot} {state} on port {} answered {reply:?}",
+            node.port()
+        );
     };
     let started = Instant::now();
-    ok(
-        target.command(&format!("CLUSTER SETSLOT {slot} IMPORTING {}", from.id)),
-        "SETSLOT IMPORTING",
-    );
-    ok(
-        source.command(&format!("CLUSTER SETSLOT {slot} MIGRATING {}", to.id)),
-        "SETSLOT MIGRATING",
-    );
+    set_slot(target, format!("IMPORTING {}", from.id));
+    set_slot(source, format!("MIGRATING {}", to.id));
     std::thread::sleep(RESHARD_PAUSE);
     loop {
         let reply = source.command(&format!("CLUSTER GETKEYSINSLOT {slot} 10"));
@@ -694,21 +669,12 @@ fn move_slot(cluster: &RedisCluster, slot: u16, from: &ClusterNode, to: &Cluster
         "reshard: +{:?}: every key moved, assigning the slot",
         started.elapsed()
     );
-    ok(
-        target.command(&format!("CLUSTER SETSLOT {slot} NODE {}", to.id)),
-        "SETSLOT NODE on the target",
-    );
-    ok(
-        source.command(&format!("CLUSTER SETSLOT {slot} NODE {}", to.id)),
-        "SETSLOT NODE on the source",
-    );
+    set_slot(target, format!("NODE {}", to.id));
+    set_slot(source, format!("NODE {}", to.id));
     for index in 0..cluster.len() {
         let other = cluster.node(index);
         if other.port() != from.port && other.port() != to.port {
-            ok(
-                other.command(&format!("CLUSTER SETSLOT {slot} NODE {}", to.id)),
-                "SETSLOT NODE on the third master",
-            );
+            set_slot(other, format!("NODE {}", to.id));
         }
     }
 }

@@ -13,14 +13,14 @@ mod workers;
 use std::collections::BTreeMap;
 use std::error::Error;
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use shedlock_core::{LockConfiguration, LockingTaskExecutor};
 use shedlock_redis::RedisLockProvider;
+use shedlock_test_support::now_ms;
 use shedlock_test_support::ticks::{
-    Call, finish_workers, first_tick_after, spawn_workers, until_tick_ends,
+    Call, CallTally, Ticks, finish_workers, spawn_workers, until_tick_ends,
 };
-use shedlock_test_support::{now_ms, sleep_until_ms};
 use workers::owned_server;
 
 const WORKERS: usize = 3;
@@ -28,7 +28,7 @@ const WORKERS: usize = 3;
 const PERIOD_MS: u64 = 400;
 const TICKS: u64 = 16;
 /// A worker that wakes this late skips the tick (a scheduler's `MissedTickBehavior::Skip`).
-const MAX_LATE_MS: u64 = 150;
+const MAX_LATE: Duration = Duration::from_millis(150);
 /// When the server is killed, after the first tick.
 const KILL_AFTER_MS: u64 = 1_800;
 const DOWNTIME: Duration = Duration::from_secs(1);
@@ -55,22 +55,21 @@ async fn a_redis_restart_under_load_fails_calls_briefly_then_recovers_without_do
     std::fs::write(&runs_file, "").unwrap();
     let runs_path = runs_file.to_string_lossy().into_owned();
 
-    let first = first_tick_after(Duration::from_secs(1), PERIOD_MS);
-    let last = first + TICKS - 1;
-    let ticks = format!("{first}-{last}");
+    let ticks = Ticks::after(Duration::from_secs(1), PERIOD_MS, TICKS);
     let workers = spawn_workers(
         "ticking_worker",
         WORKERS,
         WORKER_ENV,
         &[
-            (URL_ENV, server.url()),
-            (TICKS_ENV, &ticks),
             (RUNS_FILE_ENV, &runs_path),
+            (URL_ENV, server.url()),
+            (TICKS_ENV, &ticks.to_string()),
         ],
     );
 
     // The outage, timed on the wall clock the workers share.
-    let kill_at = first * PERIOD_MS + KILL_AFTER_MS;
+    let start_ms = ticks.first * PERIOD_MS;
+    let kill_at = start_ms + KILL_AFTER_MS;
     tokio::time::sleep(Duration::from_millis(kill_at.saturating_sub(now_ms()))).await;
     let killing = now_ms();
     server.kill();
@@ -81,13 +80,13 @@ async fn a_redis_restart_under_load_fails_calls_briefly_then_recovers_without_do
     let back = now_ms();
     println!(
         "redis restart: killed at +{} ms (down after {} ms), restarted at +{} ms, answering PING at +{} ms",
-        killing - first * PERIOD_MS,
+        killing - start_ms,
         down - killing,
-        restarting - first * PERIOD_MS,
-        back - first * PERIOD_MS
+        restarting - start_ms,
+        back - start_ms
     );
 
-    let finish_by = until_tick_ends(last, PERIOD_MS, Duration::from_secs(10));
+    let finish_by = until_tick_ends(ticks.last, PERIOD_MS, Duration::from_secs(10));
     let outputs = finish_workers(workers, finish_by, &["worker "]).await;
     let calls = Call::reported(&outputs);
     let runs = std::fs::read_to_string(&runs_file).unwrap();
@@ -202,12 +201,11 @@ async fn a_redis_restart_under_load_fails_calls_briefly_then_recovers_without_do
 #[tokio::test]
 #[ignore = "a worker process of a_redis_restart_under_load_fails_calls_briefly_then_recovers_without_double_runs"]
 async fn ticking_worker() -> Result<(), Box<dyn Error>> {
-    let Ok(url) = std::env::var(URL_ENV) else {
+    // Only the test sets the ticks; without them this is a plain run.
+    let Ok(Ticks { first, last }) = Ticks::from_env(TICKS_ENV) else {
         return Ok(());
     };
-    let ticks = std::env::var(TICKS_ENV)?;
-    let (first, last) = ticks.split_once('-').ok_or("ticks are not first-last")?;
-    let (first, last): (u64, u64) = (first.parse()?, last.parse()?);
+    let url = std::env::var(URL_ENV)?;
     let runs_file = std::env::var(RUNS_FILE_ENV)?;
     let worker = std::env::var(WORKER_ENV)?;
     let pid = std::process::id();
@@ -223,43 +221,20 @@ async fn ticking_worker() -> Result<(), Box<dyn Error>> {
         Duration::from_millis(300),
     )?;
 
-    let (mut ran, mut skipped, mut errors, mut late) = (Vec::new(), 0, 0, 0);
-    let mut slowest = Duration::ZERO;
+    let mut tally = CallTally::new(&worker);
     for tick in first..=last {
-        if sleep_until_ms(tick * PERIOD_MS).await > Duration::from_millis(MAX_LATE_MS) {
-            late += 1;
+        if !tally.on_time(tick * PERIOD_MS, MAX_LATE).await {
             continue;
         }
-        let start_ms = now_ms();
-        let started = Instant::now();
-        let result = executor
-            .execute(&config, async {
-                // One write of one short line with O_APPEND: lines never interleave.
-                let mut file = std::fs::OpenOptions::new().append(true).open(&runs_file)?;
-                file.write_all(format!("{tick} {pid} {}\n", now_ms()).as_bytes())
-            })
-            .await;
-        slowest = slowest.max(started.elapsed());
-        let outcome = match result {
-            Ok(Some(written)) => {
-                written?;
-                ran.push(tick);
-                "ok"
-            }
-            Ok(None) => {
-                skipped += 1;
-                "skip"
-            }
-            Err(_) => {
-                errors += 1;
-                "err"
-            }
-        };
-        Call::report(tick, start_ms, outcome);
+        let run = executor.execute(&config, async {
+            // One write of one short line with O_APPEND: lines never interleave.
+            let mut file = std::fs::OpenOptions::new().append(true).open(&runs_file)?;
+            file.write_all(format!("{tick} {pid} {}\n", now_ms()).as_bytes())
+        });
+        if let Some(written) = tally.call(tick, run).await {
+            written?;
+        }
     }
-    println!(
-        "worker {worker} (pid {pid}): ran ticks {ran:?}, skipped {skipped}, errors {errors}, \
-         woke too late {late}, slowest call {slowest:?}"
-    );
+    tally.print_summary();
     Ok(())
 }

@@ -639,6 +639,48 @@ async fn inside<P: LockProvider, T>(
     }
 }
 
+/// Inside a run holding `held`, waits for `asked` on the same name, and fails
+/// the test unless that call is refused at once with
+/// `LockError::ReentrantUpgrade` naming both modes, without running its body.
+/// Returns the lock's state as `observer` saw it right after the refusal.
+async fn refused_upgrade<P: LockProvider, O: LockAdmin>(
+    executor: &LockingTaskExecutor<P>,
+    observer: &O,
+    held: &LockConfiguration,
+    asked: &LockConfiguration,
+) -> LockState {
+    let body_ran = AtomicBool::new(false);
+    let (nested, took, seen) = inside(executor, held, async {
+        let started = Instant::now();
+        let nested: Nested<()> = executor
+            .execute_waiting(asked, Duration::from_secs(20), async {
+                body_ran.store(true, Ordering::SeqCst);
+            })
+            .await;
+        (
+            nested,
+            started.elapsed(),
+            state(observer, held.name()).await,
+        )
+    })
+    .await;
+    let (held_mode, asked_mode) = (held.mode(), asked.mode());
+    assert!(
+        matches!(
+            &nested,
+            Err(LockError::ReentrantUpgrade { held, asked, .. })
+                if *held == held_mode && *asked == asked_mode
+        ),
+        "expected ReentrantUpgrade from {held_mode:?} to {asked_mode:?}, got {nested:?}"
+    );
+    assert!(
+        !body_ran.load(Ordering::SeqCst),
+        "the {asked_mode:?} body ran on a {held_mode:?} hold"
+    );
+    assert!(took < Duration::from_secs(2), "refused only after {took:?}");
+    seen
+}
+
 /// A shared holder calling a function locked exclusive on the same name gets
 /// `LockError::ReentrantUpgrade` at once, even when that call would wait:
 /// the exclusive lock would wait on the task's own shared hold. The nested
@@ -653,33 +695,7 @@ pub async fn a_shared_holder_calling_for_the_exclusive_lock_is_refused_at_once<
     let name = unique_name("reentry-upgrade");
     let reader = shared(&name, 1, None);
     let writer = config(&name, LONG, Duration::ZERO);
-    let body_ran = AtomicBool::new(false);
-    let (nested, took, seen) = inside(&executor, &reader, async {
-        let started = Instant::now();
-        let nested: Nested<()> = executor
-            .execute_waiting(&writer, Duration::from_secs(20), async {
-                body_ran.store(true, Ordering::SeqCst);
-            })
-            .await;
-        (nested, started.elapsed(), state(&observer, &name).await)
-    })
-    .await;
-    assert!(
-        matches!(
-            &nested,
-            Err(LockError::ReentrantUpgrade {
-                held: LockMode::Shared { permits: 1 },
-                asked: LockMode::Exclusive,
-                ..
-            })
-        ),
-        "expected ReentrantUpgrade, got {nested:?}"
-    );
-    assert!(
-        !body_ran.load(Ordering::SeqCst),
-        "the exclusive body ran beside a shared holder"
-    );
-    assert!(took < Duration::from_secs(2), "refused only after {took:?}");
+    let seen = refused_upgrade(&executor, &observer, &reader, &writer).await;
     assert_eq!(seen.holders.len(), 1, "a second holder: {seen:?}");
     assert_eq!(seen.exclusive_waiters, 0, "a queued waiter: {seen:?}");
     assert!(!state(&observer, &name).await.is_locked());
@@ -697,33 +713,7 @@ pub async fn a_holder_of_fewer_permits_calling_for_more_is_refused_at_once<
     let (executor, observer) = (LockingTaskExecutor::new(make().await), make().await);
     let name = unique_name("reentry-more-permits");
     let (one, three) = (shared(&name, 1, Some(5)), shared(&name, 3, Some(5)));
-    let body_ran = AtomicBool::new(false);
-    let (nested, took, seen) = inside(&executor, &one, async {
-        let started = Instant::now();
-        let nested: Nested<()> = executor
-            .execute_waiting(&three, Duration::from_secs(20), async {
-                body_ran.store(true, Ordering::SeqCst);
-            })
-            .await;
-        (nested, started.elapsed(), state(&observer, &name).await)
-    })
-    .await;
-    assert!(
-        matches!(
-            &nested,
-            Err(LockError::ReentrantUpgrade {
-                held: LockMode::Shared { permits: 1 },
-                asked: LockMode::Shared { permits: 3 },
-                ..
-            })
-        ),
-        "expected ReentrantUpgrade, got {nested:?}"
-    );
-    assert!(
-        !body_ran.load(Ordering::SeqCst),
-        "the 3-permit body ran on 1 permit"
-    );
-    assert!(took < Duration::from_secs(2), "refused only after {took:?}");
+    let seen = refused_upgrade(&executor, &observer, &one, &three).await;
     assert_eq!(seen.permits_held(), 1, "more permits were taken: {seen:?}");
 }
 

@@ -3,15 +3,55 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::Duration;
+use std::future::Future;
+use std::time::{Duration, Instant};
 
-use crate::worker::{Worker, now_ms};
+use crate::worker::{Worker, now_ms, sleep_until_ms};
 
 /// The first tick of `period_ms` that starts at least `lead` from now: the
 /// time worker processes need to start.
 pub fn first_tick_after(lead: Duration, period_ms: u64) -> u64 {
     let lead_ms = u64::try_from(lead.as_millis()).unwrap_or(u64::MAX);
     now_ms() / period_ms + lead_ms / period_ms + 1
+}
+
+/// Ticks `first..=last` that worker processes share, passed to them in an
+/// environment variable as `first-last`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticks {
+    /// The first tick.
+    pub first: u64,
+    /// The last tick, included.
+    pub last: u64,
+}
+
+impl Ticks {
+    /// `count` ticks of `period_ms`, the first one starting at least `lead` from now.
+    pub fn after(lead: Duration, period_ms: u64, count: u64) -> Ticks {
+        let first = first_tick_after(lead, period_ms);
+        Ticks {
+            first,
+            last: first + count.max(1) - 1,
+        }
+    }
+
+    /// The ticks a worker process was given in the environment variable `var`.
+    pub fn from_env(var: &str) -> Result<Ticks, String> {
+        let text = std::env::var(var).map_err(|err| format!("{var}: {err}"))?;
+        let parsed = text
+            .split_once('-')
+            .and_then(|(first, last)| Some((first.parse().ok()?, last.parse().ok()?)));
+        match parsed {
+            Some((first, last)) => Ok(Ticks { first, last }),
+            None => Err(format!("{var}={text:?} is not first-last")),
+        }
+    }
+}
+
+impl fmt::Display for Ticks {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}", self.first, self.last)
+    }
 }
 
 /// How long from now until tick `last` of `period_ms` has ended, plus `margin`:
@@ -126,6 +166,88 @@ impl Call {
             slowest.took_ms()
         );
         slowest
+    }
+}
+
+/// A worker process's account of its calls: it reports each one as it
+/// returns (see [`Call::report`]) and sums them up at the end.
+#[derive(Debug)]
+pub struct CallTally {
+    worker: String,
+    ran: Vec<u64>,
+    skipped: u64,
+    errors: u64,
+    late: u64,
+    slowest: Duration,
+}
+
+impl CallTally {
+    /// The tally of worker `worker` (its name in the reports).
+    pub fn new(worker: impl fmt::Display) -> CallTally {
+        CallTally {
+            worker: worker.to_string(),
+            ran: Vec::new(),
+            skipped: 0,
+            errors: 0,
+            late: 0,
+            slowest: Duration::ZERO,
+        }
+    }
+
+    /// Sleeps until wall-clock millisecond `due`; false (a missed tick,
+    /// counted) when it woke more than `max_late` after it.
+    pub async fn on_time(&mut self, due: u64, max_late: Duration) -> bool {
+        let on_time = sleep_until_ms(due).await <= max_late;
+        if !on_time {
+            self.late += 1;
+        }
+        on_time
+    }
+
+    /// Makes `call` on `tick`, reports it and counts it: `Some` with what
+    /// the job returned when it ran; a skip or an error (printed as
+    /// `error worker <worker> tick <tick>: <error>`) gives `None`.
+    pub async fn call<T, E: fmt::Display>(
+        &mut self,
+        tick: u64,
+        call: impl Future<Output = Result<Option<T>, E>>,
+    ) -> Option<T> {
+        let start_ms = now_ms();
+        let started = Instant::now();
+        let result = call.await;
+        self.slowest = self.slowest.max(started.elapsed());
+        let (outcome, ran) = match result {
+            Ok(Some(ran)) => {
+                self.ran.push(tick);
+                ("ok", Some(ran))
+            }
+            Ok(None) => {
+                self.skipped += 1;
+                ("skip", None)
+            }
+            Err(err) => {
+                self.errors += 1;
+                println!("error worker {} tick {tick}: {err}", self.worker);
+                ("err", None)
+            }
+        };
+        Call::report(tick, start_ms, outcome);
+        ran
+    }
+
+    /// Prints the sum of the worker's calls: `worker <worker> (pid …): …`.
+    pub fn print_summary(&self) {
+        println!(
+            "worker {} (pid {}): ran ticks {:?}, skipped {}, errors {}, woke too late {}, \
+             slowest call {:?}",
+            self.worker,
+            std::process::id(),
+            self.ran,
+            self.skipped,
+            self.errors,
+            self.late,
+            self.slowest
+        );
     }
 }
 
