@@ -1,10 +1,11 @@
-//! What the three databases share: the `Engine` each one implements (its
-//! statements), and the provider logic around it (pool settings, name
-//! checks, fencing column detection, timeouts, lost answers, leases, release
-//! notifications).
+//! The one SQL engine: the lock operations (checkout, bind, execute, count)
+//! on the statements a `Dialect` gives, and the provider logic around them
+//! (pool settings, name checks, fencing column detection, timeouts, lost
+//! answers, leases, release notifications).
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,10 +14,14 @@ use shedlock_core::{
     BackgroundRelease, BoxFuture, Lease, LockConfiguration, LockError, LockGuard, ReleaseNotifiers,
     ReleaseWatch, StoreFailure,
 };
-use sqlx::pool::{PoolConnection, PoolOptions};
+use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
 use tokio::sync::{OnceCell, oneshot};
 
+use crate::dialect::{
+    Acquire, ConnectOptionsOf, Dialect, LeaseParam, Statement, Statements, TableParam, Token,
+};
+use crate::driver::{Driver, Value};
 use crate::releases;
 use crate::table::{TableName, acquisition_locked_by, check_lock_name};
 
@@ -24,79 +29,6 @@ use crate::table::{TableName, acquisition_locked_by, check_lock_name};
 /// before it fails. An acquisition whose answer does not come in time is
 /// treated as possibly taken: see [`LockError::AcquisitionUncertain`].
 pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// One database's statements, for the provider logic below.
-pub(crate) trait Engine: Send + Sync + 'static {
-    /// The store's name in errors: "postgres", "mysql", "sqlite".
-    const STORE: &'static str;
-
-    /// The statements for one table, with or without the fencing column.
-    type Statements: Send + Sync + 'static;
-
-    /// Builds the statements of `table` (validated, so safe to put into SQL text).
-    fn statements(table: &TableName, fencing: bool) -> Self::Statements;
-
-    /// Whether `table` has a `fencing_token` column; `None` when there is no such table.
-    fn has_fencing_column<'a>(
-        &'a self,
-        table: &'a TableName,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<Option<bool>, Failure>>;
-
-    /// `CREATE TABLE IF NOT EXISTS` with ShedLock's columns and `fencing_token`.
-    fn create_table<'a>(
-        &'a self,
-        table: &'a TableName,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<(), Failure>>;
-
-    /// A connection of the pool, for an acquisition.
-    type Connection: Send + 'static;
-
-    /// Takes a connection from the pool within `timeout` (nothing is sent yet).
-    fn checkout(&self, timeout: Duration) -> BoxFuture<'_, Result<Self::Connection, Failure>>;
-
-    /// Takes `name` for `lease` if its lease has ended (or it has no row yet);
-    /// `Ok(Some(token))`: taken, `Ok(None)`: held. `timeout` bounds the wait
-    /// for the answer.
-    fn acquire<'a>(
-        &'a self,
-        connection: &'a mut Self::Connection,
-        statements: &'a Self::Statements,
-        lease: &'a LeaseRow,
-        lock_at_most_for: Duration,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<Option<u64>, Failure>>;
-
-    /// How long the current lease of `name` has left (zero once ended);
-    /// `None` when there is no row.
-    fn lease_left<'a>(
-        &'a self,
-        statements: &'a Self::Statements,
-        name: &'a str,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<Option<Duration>, Failure>>;
-
-    /// Sets `lock_until = now + lock_at_most_for` if the lease is `lease`'s and
-    /// has not ended.
-    fn extend<'a>(
-        &'a self,
-        statements: &'a Self::Statements,
-        lease: &'a LeaseRow,
-        lock_at_most_for: Duration,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<bool, Failure>>;
-
-    /// Sets `lock_until = LEAST(lock_until, GREATEST(locked_at +
-    /// lock_at_least_for, now + keep_for))` if the lease is `lease`'s and has not ended.
-    fn release<'a>(
-        &'a self,
-        statements: &'a Self::Statements,
-        lease: &'a LeaseRow,
-        keep_for: Duration,
-        timeout: Duration,
-    ) -> BoxFuture<'a, Result<bool, Failure>>;
-}
 
 /// The row of one acquisition: the lock's name and this acquisition's unique `locked_by`.
 pub(crate) struct LeaseRow {
@@ -135,17 +67,16 @@ impl Failure {
     }
 
     /// The error of `action` at `server`, with sqlx's error as its source only.
-    pub(crate) fn into_error(
+    pub(crate) fn into_error<D: Dialect>(
         self,
-        store: &'static str,
         server: &str,
         action: impl Into<String>,
         consequence: &str,
     ) -> LockError {
         let failure = StoreFailure {
-            store,
+            store: D::STORE,
             action: action.into(),
-            what_happened: format!("{} at {server}: {}", store_title(store), self.what_happened),
+            what_happened: format!("{} at {server}: {}", D::TITLE, self.what_happened),
             consequence: consequence.to_owned(),
         };
         match self.cause {
@@ -197,9 +128,9 @@ fn kind_of(err: &sqlx::Error) -> String {
 }
 
 /// A pool that could not connect to `server`.
-pub(crate) fn connect_error(store: &'static str, server: &str, err: sqlx::Error) -> LockError {
-    Failure::of(err).into_error(
-        store,
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn connect_error<D: Dialect>(server: &str, err: sqlx::Error) -> LockError {
+    Failure::of(err).into_error::<D>(
         server,
         "connecting",
         "check that the server runs there and the URL's user, password and database are right",
@@ -208,11 +139,11 @@ pub(crate) fn connect_error(store: &'static str, server: &str, err: sqlx::Error)
 
 /// ShedLock's table holds one holder per name, and no capacity: only
 /// exclusive locks, and no default capacity other than 1 or none.
-fn check_lock_kind<E: Engine>(config: &LockConfiguration) -> Result<(), LockError> {
+fn check_lock_kind<D: Dialect>(config: &LockConfiguration) -> Result<(), LockError> {
     let paused_by_default = config.capacity() == Some(0);
     if config.mode() != shedlock_core::LockMode::Exclusive || paused_by_default {
         return Err(LockError::Unsupported {
-            store: E::STORE,
+            store: D::STORE,
             what: "shared, counted or paused locks (ShedLock's table has one holder per name)",
             advice: "use exclusive locks here, or the Redis or in-memory provider for lock kinds",
         });
@@ -220,19 +151,12 @@ fn check_lock_kind<E: Engine>(config: &LockConfiguration) -> Result<(), LockErro
     Ok(())
 }
 
-fn store_title(store: &str) -> &'static str {
-    match store {
-        "postgres" => "PostgreSQL",
-        "mysql" => "MySQL/MariaDB",
-        _ => "SQLite",
-    }
-}
-
 /// How long a lock operation waits for a connection of the provider's own
 /// pool, opening a new one included. While the server is down (refusing
 /// connections) or restarting, operations fail after this with a clear error
 /// instead of hanging, and one that waits while the server comes back gets a
 /// connection as soon as it accepts one.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How long a connection of the provider's own pool may stay idle: below the
@@ -241,11 +165,13 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
 /// timeouts of 4-6 minutes that drop a connection without a word), so a
 /// connection is closed here before it can die there. The pool checks every
 /// minute: a connection is closed after 60-120 s of idleness.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How long a connection of the provider's own pool lives at most, however
 /// busy: a server that still answers but should no longer be used (the
 /// previous primary after a failover moved its DNS name) is left within this.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
 const MAX_LIFETIME: Duration = Duration::from_secs(10 * 60);
 
 /// The settings of the pools the providers make (`connect`): a few
@@ -253,13 +179,36 @@ const MAX_LIFETIME: Duration = Duration::from_secs(10 * 60);
 /// (an idle-session limit, a restart) is replaced there, before a lock
 /// statement is sent on it; idle ones closed before the server or the
 /// network does; a short wait for a connection.
-pub(crate) fn pool_options<DB: Database>() -> PoolOptions<DB> {
-    PoolOptions::new()
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) fn pool_options<DB: Database>() -> sqlx::pool::PoolOptions<DB> {
+    sqlx::pool::PoolOptions::new()
         .max_connections(4)
         .test_before_acquire(true)
         .idle_timeout(IDLE_TIMEOUT)
         .max_lifetime(MAX_LIFETIME)
         .acquire_timeout(ACQUIRE_TIMEOUT)
+}
+
+/// The settings of a connection to `url`.
+pub(crate) fn parse_url<D: Dialect>(url: &str) -> Result<ConnectOptionsOf<D>, LockError> {
+    url.parse().map_err(|err| {
+        LockError::InvalidConfiguration(format!(
+            "the {} URL is not valid ({err}); expected {}",
+            D::TITLE,
+            D::URL_SHAPE
+        ))
+    })
+}
+
+/// A pool of [`pool_options`] connected to the server of `url`.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) async fn connect<D: Dialect>(url: &str) -> Result<Pool<D::Db>, LockError> {
+    let options = parse_url::<D>(url)?;
+    let server = D::server(&options);
+    pool_options()
+        .connect_with(options)
+        .await
+        .map_err(|err| connect_error::<D>(&server, err))
 }
 
 /// Takes a connection from the pool within `timeout`. Nothing was sent yet,
@@ -305,7 +254,7 @@ fn no_connection<DB: Database>(pool: &Pool<DB>, waited: Duration) -> String {
 /// Warns about a pool that hands out connections unchecked: one the server
 /// closed while idle (an idle-session limit, a restart) then fails the next
 /// lock operation instead of being replaced.
-pub(crate) fn warn_if_unchecked<DB: Database>(pool: &Pool<DB>, store: &'static str, server: &str) {
+fn warn_if_unchecked<DB: Database>(pool: &Pool<DB>, store: &'static str, server: &str) {
     if !pool.options().get_test_before_acquire() {
         tracing::warn!(
             store, %server,
@@ -342,12 +291,6 @@ pub(crate) async fn answer<T>(
     }
 }
 
-/// A duration in whole milliseconds, rounded up (a lease is never shorter
-/// than asked), as SQL parameters take it.
-pub(crate) fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
-}
-
 /// A token the database returned as a signed integer (never negative: a
 /// counter from 1, or microseconds since 1970).
 pub(crate) fn token(value: i64) -> u64 {
@@ -366,9 +309,247 @@ pub(crate) fn taken(value: Result<i64, sqlx::Error>) -> Result<Option<u64>, Fail
         })
 }
 
+/// The lock operations on one pool, written once: the dialect `D` gives
+/// the statements, their parameters' order and the durations' encoding.
+pub(crate) struct SqlEngine<D: Dialect> {
+    pool: Pool<D::Db>,
+}
+
+impl<D: Dialect> SqlEngine<D> {
+    /// Whether `table` has a `fencing_token` column; `None` when there is no such table.
+    async fn has_fencing_column(
+        &self,
+        table: &TableName,
+        timeout: Duration,
+    ) -> Result<Option<bool>, Failure> {
+        let mut connection = checkout(&self.pool, timeout).await?;
+        let columns = D::columns();
+        let qualified = table.to_string();
+        let values = columns.values(|param| match param {
+            TableParam::Qualified => Value::Str(&qualified),
+            TableParam::Schema => Value::OptionalStr(table.schema()),
+            TableParam::Table => Value::Str(table.table()),
+        });
+        let rows = answer(
+            timeout,
+            D::Db::fetch_all(&mut connection, &columns.sql, values),
+        )
+        .await?;
+        let names = rows
+            .iter()
+            .map(D::Db::text)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(Failure::of)?;
+        Ok((!names.is_empty()).then(|| names.iter().any(|name| D::is_fencing_column(name))))
+    }
+
+    /// `CREATE TABLE IF NOT EXISTS` with ShedLock's columns and `fencing_token`.
+    async fn create_table(&self, table: &TableName, timeout: Duration) -> Result<(), Failure> {
+        let mut connection = checkout(&self.pool, timeout).await?;
+        let create = D::create_table(table);
+        let created = answer(timeout, D::Db::execute_unprepared(&mut connection, &create)).await;
+        drop(connection);
+        match created {
+            Ok(_) => Ok(()),
+            // Two processes creating it at once: one of them may lose a race
+            // in the catalog (PostgreSQL), yet the table is there.
+            Err(failure) => match self.has_fencing_column(table, timeout).await {
+                Ok(Some(_)) => Ok(()),
+                _ => Err(failure),
+            },
+        }
+    }
+
+    /// Takes `lease.name` for `lease` if its lease has ended (or it has no row
+    /// yet); `Ok(Some(token))`: taken, `Ok(None)`: held. `timeout` bounds the
+    /// wait for each answer.
+    async fn acquire(
+        &self,
+        connection: &mut PoolConnection<D::Db>,
+        statements: &Statements,
+        lease: &LeaseRow,
+        lock_at_most_for: Duration,
+        timeout: Duration,
+    ) -> Result<Option<u64>, Failure> {
+        let params = LeaseParams::<D> {
+            lock_at_most_for,
+            ..LeaseParams::of_lease(lease)
+        };
+        for step in &statements.acquire {
+            match step {
+                Acquire::Returning(statement) => {
+                    let row = answer(
+                        timeout,
+                        D::Db::fetch_optional(connection, &statement.sql, params.of(statement)),
+                    )
+                    .await?;
+                    if row.is_some() {
+                        return taken(token_of::<D>(row));
+                    }
+                }
+                Acquire::Counting(statement, token) => {
+                    let done = answer(
+                        timeout,
+                        D::Db::execute(connection, &statement.sql, params.of(statement)),
+                    )
+                    .await?;
+                    let counts = D::counts(&done);
+                    if counts.rows_affected != 1 {
+                        continue;
+                    }
+                    return match token {
+                        Token::LastInsertId => {
+                            taken(Ok(i64::try_from(counts.last_insert_id).unwrap_or(i64::MAX)))
+                        }
+                        Token::First => taken(Ok(1)),
+                        // The lock is taken: a lost token must release it.
+                        Token::Clock(clock) => {
+                            let row = answer(
+                                timeout,
+                                D::Db::fetch_optional(connection, clock, Vec::new()),
+                            )
+                            .await
+                            .map_err(|failure| Failure {
+                                unanswered: true,
+                                ..failure
+                            })?;
+                            taken(token_of::<D>(row))
+                        }
+                    };
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// How long the current lease of `name` has left (zero once ended);
+    /// `None` when there is no row.
+    async fn lease_left(
+        &self,
+        statements: &Statements,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Option<Duration>, Failure> {
+        let mut connection = checkout(&self.pool, timeout).await?;
+        let statement = &statements.lease_left;
+        let values = LeaseParams::<D>::of_name(name).of(statement);
+        let row = answer(
+            timeout,
+            D::Db::fetch_optional(&mut connection, &statement.sql, values),
+        )
+        .await?;
+        let left = row
+            .map(|row| D::Db::int(&row))
+            .transpose()
+            .map_err(Failure::of)?;
+        Ok(left.flatten().map(|left| D::DURATIONS.decode(left)))
+    }
+
+    /// Runs `statement` of `lease` on a connection of its own; true when it
+    /// matched the lease's row (still this lease's and live).
+    async fn update(
+        &self,
+        statement: &Statement<LeaseParam>,
+        params: LeaseParams<'_, D>,
+        timeout: Duration,
+    ) -> Result<bool, Failure> {
+        let mut connection = checkout(&self.pool, timeout).await?;
+        // MySQL's client counts matched rows (CLIENT_FOUND_ROWS), not changed ones.
+        let done = answer(
+            timeout,
+            D::Db::execute(&mut connection, &statement.sql, params.of(statement)),
+        )
+        .await?;
+        Ok(D::counts(&done).rows_affected == 1)
+    }
+
+    /// Sets `lock_until = now + lock_at_most_for` if the lease is `lease`'s and
+    /// has not ended.
+    async fn extend(
+        &self,
+        statements: &Statements,
+        lease: &LeaseRow,
+        lock_at_most_for: Duration,
+        timeout: Duration,
+    ) -> Result<bool, Failure> {
+        let params = LeaseParams {
+            lock_at_most_for,
+            ..LeaseParams::of_lease(lease)
+        };
+        self.update(&statements.extend, params, timeout).await
+    }
+
+    /// Sets `lock_until = LEAST(lock_until, GREATEST(locked_at +
+    /// lock_at_least_for, now + keep_for))` if the lease is `lease`'s and has not ended.
+    async fn release(
+        &self,
+        statements: &Statements,
+        lease: &LeaseRow,
+        keep_for: Duration,
+        timeout: Duration,
+    ) -> Result<bool, Failure> {
+        let params = LeaseParams {
+            keep_for,
+            ..LeaseParams::of_lease(lease)
+        };
+        self.update(&statements.release, params, timeout).await
+    }
+}
+
+/// The token in the first column of `row`.
+fn token_of<D: Dialect>(row: Option<<D::Db as Database>::Row>) -> Result<i64, sqlx::Error> {
+    let row = row.ok_or(sqlx::Error::RowNotFound)?;
+    D::Db::int(&row)?.ok_or_else(|| sqlx::Error::Decode("the token is NULL".into()))
+}
+
+/// The one parameter map of the lease statements (ShedLock's shape): each
+/// statement takes from it what its placeholders ask, in its own order.
+struct LeaseParams<'a, D> {
+    name: &'a str,
+    locked_by: &'a str,
+    lock_at_most_for: Duration,
+    lock_at_least_for: Duration,
+    keep_for: Duration,
+    dialect: PhantomData<D>,
+}
+
+impl<'a, D: Dialect> LeaseParams<'a, D> {
+    /// The map of `row`'s statements, with no durations yet.
+    fn of_lease(row: &'a LeaseRow) -> Self {
+        LeaseParams {
+            locked_by: &row.locked_by,
+            lock_at_least_for: row.lock_at_least_for,
+            ..Self::of_name(&row.name)
+        }
+    }
+
+    /// The map of a statement on `name`, whoever holds it.
+    fn of_name(name: &'a str) -> Self {
+        LeaseParams {
+            name,
+            locked_by: "",
+            lock_at_most_for: Duration::ZERO,
+            lock_at_least_for: Duration::ZERO,
+            keep_for: Duration::ZERO,
+            dialect: PhantomData,
+        }
+    }
+
+    /// The values of `statement`'s parameters, in its order.
+    fn of(&self, statement: &Statement<LeaseParam>) -> Vec<Value<'a>> {
+        statement.values(|param| match param {
+            LeaseParam::Name => Value::Str(self.name),
+            LeaseParam::LockedBy => Value::Str(self.locked_by),
+            LeaseParam::LockAtMostFor => D::DURATIONS.encode(self.lock_at_most_for),
+            LeaseParam::LockAtLeastFor => D::DURATIONS.encode(self.lock_at_least_for),
+            LeaseParam::KeepFor => D::DURATIONS.encode(self.keep_for),
+        })
+    }
+}
+
 /// The provider logic shared by the three databases.
-pub(crate) struct SqlLocks<E: Engine> {
-    engine: Arc<E>,
+pub(crate) struct SqlLocks<D: Dialect> {
+    engine: Arc<SqlEngine<D>>,
     /// Host, port and database (or file): no credentials.
     server: Arc<str>,
     table: TableName,
@@ -377,14 +558,14 @@ pub(crate) struct SqlLocks<E: Engine> {
     locked_by: Arc<str>,
     timeout: Duration,
     /// The statements, once the fencing column is known (shared by clones).
-    prepared: Arc<OnceCell<Prepared<E::Statements>>>,
+    prepared: Arc<OnceCell<Prepared>>,
     /// Store, server and table: see `LockProvider::scope`.
     scope: Arc<str>,
     /// The waiters in this process on locks of this scope.
     releases: Arc<ReleaseNotifiers>,
 }
 
-impl<E: Engine> Clone for SqlLocks<E> {
+impl<D: Dialect> Clone for SqlLocks<D> {
     fn clone(&self) -> Self {
         SqlLocks {
             engine: self.engine.clone(),
@@ -400,11 +581,17 @@ impl<E: Engine> Clone for SqlLocks<E> {
     }
 }
 
-impl<E: Engine> SqlLocks<E> {
-    pub(crate) fn new(engine: E, server: String) -> Self {
+impl<D: Dialect> SqlLocks<D> {
+    /// The provider logic on `pool`, which is only described (no statement
+    /// is sent until the first lock).
+    pub(crate) fn new(pool: Pool<D::Db>) -> Self {
+        let server = D::server(&pool.connect_options());
+        if D::SERVER {
+            warn_if_unchecked(&pool, D::STORE, &server);
+        }
         let table = TableName::shedlock();
         SqlLocks {
-            engine: Arc::new(engine),
+            engine: Arc::new(SqlEngine { pool }),
             server: server.into(),
             table,
             fencing: None,
@@ -418,15 +605,15 @@ impl<E: Engine> SqlLocks<E> {
     }
 
     fn with_new_scope(mut self) -> Self {
-        self.scope = format!("{}:{}/{}", E::STORE, self.server, self.table).into();
+        self.scope = format!("{}:{}/{}", D::STORE, self.server, self.table).into();
         self.releases = releases::of_scope(&self.scope);
         // Another table or fencing setting: statements are made again.
         self.prepared = Arc::default();
         self
     }
 
-    pub(crate) fn engine(&self) -> &E {
-        &self.engine
+    pub(crate) fn pool(&self) -> &Pool<D::Db> {
+        &self.engine.pool
     }
 
     pub(crate) fn with_table_name(mut self, table: &str) -> Result<Self, LockError> {
@@ -470,14 +657,13 @@ impl<E: Engine> SqlLocks<E> {
             .create_table(&self.table, self.timeout)
             .await
             .map_err(|failure| {
-                failure.into_error(
-                    E::STORE,
+                failure.into_error::<D>(
                     &self.server,
                     format!("creating the lock table '{}'", self.table),
                     "create it by hand with the DDL in the README, or grant CREATE to this user",
                 )
             })?;
-        tracing::info!(table = %self.table, store = E::STORE, "lock table present");
+        tracing::info!(table = %self.table, store = D::STORE, "lock table present");
         Ok(())
     }
 
@@ -487,7 +673,7 @@ impl<E: Engine> SqlLocks<E> {
         Ok(self.prepared().await?.fencing)
     }
 
-    async fn prepared(&self) -> Result<&Prepared<E::Statements>, LockError> {
+    async fn prepared(&self) -> Result<&Prepared, LockError> {
         self.prepared
             .get_or_try_init(|| async {
                 let fencing = match self.fencing {
@@ -495,12 +681,12 @@ impl<E: Engine> SqlLocks<E> {
                     None => self.detect_fencing_column().await?,
                 };
                 tracing::debug!(
-                    table = %self.table, store = E::STORE, fencing,
+                    table = %self.table, store = D::STORE, fencing,
                     "lock table statements prepared"
                 );
                 Ok(Prepared {
                     fencing,
-                    statements: Arc::new(E::statements(&self.table, fencing)),
+                    statements: Arc::new(D::statements(&self.table, fencing)),
                 })
             })
             .await
@@ -515,11 +701,11 @@ impl<E: Engine> SqlLocks<E> {
         {
             Ok(Some(fencing)) => Ok(fencing),
             Ok(None) => Err(StoreFailure {
-                store: E::STORE,
+                store: D::STORE,
                 action: action(),
                 what_happened: format!(
                     "{} at {}: there is no table '{}'",
-                    store_title(E::STORE),
+                    D::TITLE,
                     self.server,
                     self.table
                 ),
@@ -529,7 +715,7 @@ impl<E: Engine> SqlLocks<E> {
             }
             .into()),
             Err(failure) => {
-                Err(failure.into_error(E::STORE, &self.server, action(), "no lock was taken"))
+                Err(failure.into_error::<D>(&self.server, action(), "no lock was taken"))
             }
         }
     }
@@ -539,16 +725,15 @@ impl<E: Engine> SqlLocks<E> {
         config: &LockConfiguration,
     ) -> Result<Option<LockGuard>, LockError> {
         check_lock_name(config.name())?;
-        check_lock_kind::<E>(config)?;
+        check_lock_kind::<D>(config)?;
         let prepared = self.prepared().await?;
         let action = || format!("acquiring lock '{}'", config.name());
-        let mut connection = self
-            .engine
-            .checkout(self.timeout)
-            .await
-            .map_err(|failure| {
-                failure.into_error(E::STORE, &self.server, action(), "the lock was not taken")
-            })?;
+        let mut connection =
+            checkout(&self.engine.pool, self.timeout)
+                .await
+                .map_err(|failure| {
+                    failure.into_error::<D>(&self.server, action(), "the lock was not taken")
+                })?;
         let lease = SqlLease {
             engine: self.engine.clone(),
             statements: prepared.statements.clone(),
@@ -609,22 +794,17 @@ impl<E: Engine> SqlLocks<E> {
             }
             Some(Ok((Err(failure), lease))) if failure.unanswered => {
                 // The error names the kind; the driver's own words go to the log.
-                let reason = format!(
-                    "{} at {}: {}",
-                    store_title(E::STORE),
-                    self.server,
-                    failure.what_happened
-                );
+                let reason = format!("{} at {}: {}", D::TITLE, self.server, failure.what_happened);
                 if let Some(cause) = &failure.cause {
                     tracing::debug!(lock = %config.name(), error = %cause, "the acquisition's answer was lost");
                 }
                 Err(release_uncertain_acquisition(lease, deadline, reason).await)
             }
             Some(Ok((Err(failure), _))) => {
-                Err(failure.into_error(E::STORE, &self.server, action(), "the lock was not taken"))
+                Err(failure.into_error::<D>(&self.server, action(), "the lock was not taken"))
             }
             Some(Err(_)) => Err(StoreFailure {
-                store: E::STORE,
+                store: D::STORE,
                 action: action(),
                 what_happened: "the task running the acquisition ended without an answer (the \
                                 runtime is shutting down?)"
@@ -635,7 +815,7 @@ impl<E: Engine> SqlLocks<E> {
             None => {
                 let reason = format!(
                     "{} at {} did not answer within {:?}",
-                    store_title(E::STORE),
+                    D::TITLE,
                     self.server,
                     self.timeout
                 );
@@ -655,7 +835,7 @@ impl<E: Engine> SqlLocks<E> {
     /// Tells this process's waiters on `name`, if any, when its holder's
     /// lease ends, so they try again then rather than at their next poll.
     /// One more statement, only for a name somebody here waits for.
-    async fn hint_lease_end(&self, statements: &E::Statements, name: &str) {
+    async fn hint_lease_end(&self, statements: &Statements, name: &str) {
         if !self.releases.is_watched(name) {
             return;
         }
@@ -678,7 +858,7 @@ impl<E: Engine> SqlLocks<E> {
     }
 }
 
-impl<E: Engine> fmt::Debug for SqlLocks<E> {
+impl<D: Dialect> fmt::Debug for SqlLocks<D> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlLocks")
             .field("server", &self.server)
@@ -691,22 +871,22 @@ impl<E: Engine> fmt::Debug for SqlLocks<E> {
 }
 
 /// Statements of one table, with the fencing mode they were made for.
-struct Prepared<S> {
+struct Prepared {
     fencing: bool,
-    statements: Arc<S>,
+    statements: Arc<Statements>,
 }
 
-type Answer<E> = (Result<Option<u64>, Failure>, SqlLease<E>);
+type Answer<D> = (Result<Option<u64>, Failure>, SqlLease<D>);
 
 /// Where an acquisition's answer arrives. Dropped unread (the caller's
 /// future was dropped), it closes the channel so the task settles the answer,
 /// and settles one that slipped in before the close.
-struct PendingAnswer<E: Engine> {
-    receiver: oneshot::Receiver<Answer<E>>,
+struct PendingAnswer<D: Dialect> {
+    receiver: oneshot::Receiver<Answer<D>>,
     deadline: Instant,
 }
 
-impl<E: Engine> Drop for PendingAnswer<E> {
+impl<D: Dialect> Drop for PendingAnswer<D> {
     fn drop(&mut self) {
         self.receiver.close();
         if let Ok((reply, lease)) = self.receiver.try_recv()
@@ -725,8 +905,8 @@ const MAX_IN_FLIGHT: Duration = Duration::from_secs(600);
 /// After an acquisition whose answer was lost (a broken connection): release
 /// whatever it may have taken (`locked_by` is unique, so only that
 /// acquisition's row can match), then report the failure.
-async fn release_uncertain_acquisition<E: Engine>(
-    lease: SqlLease<E>,
+async fn release_uncertain_acquisition<D: Dialect>(
+    lease: SqlLease<D>,
     deadline: Instant,
     reason: String,
 ) -> LockError {
@@ -752,9 +932,9 @@ async fn release_uncertain_acquisition<E: Engine>(
 /// The answer of an acquisition nobody waits for any more (timed out, or
 /// the caller's future was dropped): release what it took, or may have
 /// taken, until it would have ended (`deadline`).
-async fn settle_abandoned_acquisition<E: Engine>(
+async fn settle_abandoned_acquisition<D: Dialect>(
     reply: Result<Option<u64>, Failure>,
-    lease: SqlLease<E>,
+    lease: SqlLease<D>,
     deadline: Instant,
 ) {
     let name = lease.row.name.clone();
@@ -769,24 +949,23 @@ async fn settle_abandoned_acquisition<E: Engine>(
 }
 
 /// One acquisition's lease: its row, found by name and unique `locked_by`.
-struct SqlLease<E: Engine> {
-    engine: Arc<E>,
-    statements: Arc<E::Statements>,
+struct SqlLease<D: Dialect> {
+    engine: Arc<SqlEngine<D>>,
+    statements: Arc<Statements>,
     server: Arc<str>,
     releases: Arc<ReleaseNotifiers>,
     timeout: Duration,
     row: LeaseRow,
 }
 
-impl<E: Engine> Lease for SqlLease<E> {
+impl<D: Dialect> Lease for SqlLease<D> {
     fn extend(&self, lock_at_most_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
         Box::pin(async move {
             self.engine
                 .extend(&self.statements, &self.row, lock_at_most_for, self.timeout)
                 .await
                 .map_err(|failure| {
-                    failure.into_error(
-                        E::STORE,
+                    failure.into_error::<D>(
                         &self.server,
                         format!("extending lock '{}'", self.row.name),
                         "the lease still ends at its previous end",
@@ -802,8 +981,7 @@ impl<E: Engine> Lease for SqlLease<E> {
                 .release(&self.statements, &self.row, keep_for, self.timeout)
                 .await
                 .map_err(|failure| {
-                    failure.into_error(
-                        E::STORE,
+                    failure.into_error::<D>(
                         &self.server,
                         format!("releasing lock '{}'", self.row.name),
                         "the lease ends at lock_at_most_for at the latest",
@@ -835,11 +1013,11 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "postgres")]
     fn a_statement_error_names_its_kind_and_keeps_sqlx_words_in_the_source() {
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused by peer");
         let failure = Failure::of(sqlx::Error::Io(refused));
-        let err = failure.into_error(
-            "postgres",
+        let err = failure.into_error::<crate::postgres::PgDialect>(
             "db:5432/test",
             "acquiring lock 'report'",
             "the lock was not taken",

@@ -69,6 +69,10 @@
 //! break the "strictly greater" promise. Add the column where tokens matter.
 
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod dialect;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod driver;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod engine;
 #[cfg(feature = "mysql")]
 mod mysql;

@@ -1,10 +1,15 @@
 //! The methods the three public providers share, written once.
 
 /// Implements the shared builder methods, `LockProvider` and `Debug` for a
-/// provider struct whose field `locks` is a `SqlLocks`.
+/// provider struct whose field `locks` is a `SqlLocks` on a `$pool`.
 macro_rules! sql_provider {
-    ($provider:ident) => {
+    ($provider:ident, $pool:ty) => {
         impl $provider {
+            /// The pool the provider uses.
+            pub fn pool(&self) -> &$pool {
+                self.locks.pool()
+            }
+
             /// Uses the table `table` (`table` or `schema.table`; default
             /// `shedlock`, as ShedLock). Only plain identifiers are accepted,
             /// as the name is written into statements.
@@ -112,4 +117,55 @@ macro_rules! sql_provider {
     };
 }
 
+/// Implements `connect` and `pool_options` for the provider of a database
+/// server whose URLs look like `$url` and whose limit on idle sessions is
+/// `$idle_limit`; `$connect_doc` adds to `connect`'s docs.
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+macro_rules! server_provider {
+    (
+        $provider:ident, $dialect:ty, $pool_options:ty,
+        url = $url:literal, idle_limit = $idle_limit:literal
+        $(, $(#[$connect_doc:meta])+)?
+    ) => {
+        impl $provider {
+            #[doc = concat!("Connects to `url` (`", $url, "`)")]
+            /// with a small pool of its own (see [`pool_options`](Self::pool_options)).
+            $($(#[$connect_doc])+)?
+            ///
+            /// # Errors
+            ///
+            /// [`LockError::InvalidConfiguration`] for a malformed URL,
+            /// [`LockError::Store`] when the server cannot be reached.
+            pub async fn connect(url: &str) -> Result<Self, LockError> {
+                Ok(Self::new(crate::engine::connect::<$dialect>(url).await?))
+            }
+
+            /// The settings of the pool [`connect`](Self::connect) makes, to build
+            /// your own with them (`pool_options().connect_with(options)`):
+            ///
+            /// - `test_before_acquire(true)`: each connection is pinged right before
+            ///   a lock operation uses it (one short round trip), so one the server
+            #[doc = concat!("  closed (`", $idle_limit, "`, a restart) is replaced there,")]
+            ///   before a lock statement is sent on it;
+            /// - `idle_timeout(60 s)`: idle connections are closed after 60-120 s,
+            ///   before the server's idle limit or a NAT or load balancer (often
+            ///   4-6 minutes) drops them without a word, which a ping could only
+            ///   detect by timing out;
+            /// - `max_lifetime(10 min)`: connections are renewed, so one to a server
+            ///   that should no longer be used (a previous primary behind a moved DNS
+            ///   name) is left within minutes;
+            /// - `acquire_timeout(2 s)`: while the server is down or restarting, a
+            ///   lock operation fails after 2 s with a [`LockError::Store`] saying
+            ///   so, instead of hanging; the next operation connects again, so
+            ///   locking resumes by itself once the server is back;
+            /// - `max_connections(4)`: lock operations are short.
+            pub fn pool_options() -> $pool_options {
+                crate::engine::pool_options()
+            }
+        }
+    };
+}
+
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+pub(crate) use server_provider;
 pub(crate) use sql_provider;

@@ -1,0 +1,210 @@
+//! What one database brings to the engine, as data: its statements, the
+//! order of their parameters and how durations are written (the shape of
+//! ShedLock's `SqlStatementsSource`). Everything that runs them is in
+//! `engine.rs`, once.
+
+// A build without some databases leaves the variants only they use unused.
+#![cfg_attr(
+    not(all(feature = "postgres", feature = "mysql", feature = "sqlite")),
+    allow(dead_code)
+)]
+
+use std::time::Duration;
+
+use sqlx::{Connection, Database};
+
+use crate::driver::{Driver, Value};
+use crate::table::TableName;
+
+/// The settings a connection of `D`'s database is opened with.
+pub(crate) type ConnectOptionsOf<D> =
+    <<<D as Dialect>::Db as Database>::Connection as Connection>::Options;
+
+/// One database: its sqlx driver, its name and its SQL text.
+pub(crate) trait Dialect: Send + Sync + 'static {
+    /// The sqlx database the statements are sent to.
+    type Db: Driver;
+
+    /// The store's name in errors and scopes: "postgres", "mysql", "sqlite".
+    const STORE: &'static str;
+
+    /// The database's name in messages: "PostgreSQL", ...
+    const TITLE: &'static str;
+
+    /// The shape of a URL `connect` takes, for the message on a malformed one.
+    const URL_SHAPE: &'static str;
+
+    /// Whether connections go over the network to a server, which may close
+    /// them while they are idle (so a pool should check them before use).
+    const SERVER: bool;
+
+    /// How durations are sent, and how `lease_left` answers.
+    const DURATIONS: DurationEncoding;
+
+    /// The statements of `table` (validated, so safe to put into SQL text),
+    /// with or without the fencing column.
+    fn statements(table: &TableName, fencing: bool) -> Statements;
+
+    /// The names of the columns of a table (no row when there is no such table).
+    fn columns() -> Statement<TableParam>;
+
+    /// `CREATE TABLE IF NOT EXISTS` with ShedLock's columns and `fencing_token`.
+    fn create_table(table: &TableName) -> String;
+
+    /// Whether `column`, as the catalog names it, is the `fencing_token` column.
+    fn is_fencing_column(column: &str) -> bool {
+        column.eq_ignore_ascii_case("fencing_token")
+    }
+
+    /// What a statement changed, from its answer.
+    fn counts(result: &<Self::Db as Database>::QueryResult) -> Counts;
+
+    /// The server (host, port and database) or file, without credentials.
+    fn server(options: &ConnectOptionsOf<Self>) -> String;
+}
+
+/// `host:port/database`: no user name, no password.
+pub(crate) fn host_port_database(host: &str, port: u16, database: Option<&str>) -> String {
+    format!("{host}:{port}/{}", database.unwrap_or(""))
+}
+
+/// SQL text and the parameters its placeholders take, in order.
+pub(crate) struct Statement<P: 'static> {
+    pub(crate) sql: String,
+    pub(crate) params: &'static [P],
+}
+
+impl<P: Copy + 'static> Statement<P> {
+    /// The statement `sql`, with `params` in the order of its placeholders.
+    pub(crate) fn new(sql: String, params: &'static [P]) -> Self {
+        Statement { sql, params }
+    }
+
+    /// The values of the parameters, in order, taken from one map.
+    pub(crate) fn values<'a>(&self, value: impl Fn(P) -> Value<'a>) -> Vec<Value<'a>> {
+        self.params.iter().map(|&param| value(param)).collect()
+    }
+}
+
+/// The parameters of the lock statements: one map for all of them
+/// (ShedLock's shared parameter map), each statement taking what it needs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum LeaseParam {
+    Name,
+    LockedBy,
+    LockAtMostFor,
+    LockAtLeastFor,
+    KeepFor,
+}
+
+/// The parameters of the catalog lookup of a table.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum TableParam {
+    /// `schema.table` or `table`, as given.
+    Qualified,
+    /// The schema, NULL when none was given.
+    Schema,
+    /// The table without its schema.
+    Table,
+}
+
+/// How a database takes durations, and answers with them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum DurationEncoding {
+    /// Whole milliseconds (rounded up), as a `BIGINT`; answers in milliseconds.
+    Millis,
+    /// Whole milliseconds (rounded up) in microseconds, as a `BIGINT`;
+    /// answers in microseconds.
+    Micros,
+    /// An SQLite date modifier, `+12.345 seconds`; answers in milliseconds.
+    DateModifier,
+}
+
+impl DurationEncoding {
+    /// `duration` as a parameter.
+    pub(crate) fn encode(self, duration: Duration) -> Value<'static> {
+        let ms = millis(duration);
+        match self {
+            DurationEncoding::Millis => Value::Int(ms),
+            DurationEncoding::Micros => Value::Int(ms.saturating_mul(1000)),
+            DurationEncoding::DateModifier => {
+                Value::Text(format!("+{}.{:03} seconds", ms / 1000, ms % 1000))
+            }
+        }
+    }
+
+    /// A duration the database answered with (negative: zero).
+    pub(crate) fn decode(self, value: i64) -> Duration {
+        let value = value.max(0).unsigned_abs();
+        match self {
+            DurationEncoding::Millis | DurationEncoding::DateModifier => {
+                Duration::from_millis(value)
+            }
+            DurationEncoding::Micros => Duration::from_micros(value),
+        }
+    }
+}
+
+/// A duration in whole milliseconds, rounded up (a lease is never shorter
+/// than asked).
+pub(crate) fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_nanos().div_ceil(1_000_000)).unwrap_or(i64::MAX)
+}
+
+/// The statements of one table.
+pub(crate) struct Statements {
+    /// Tried in order until one takes the lock; none did: it is held.
+    pub(crate) acquire: Vec<Acquire>,
+    /// Moves `lock_until` only while the row is still this lease's and live.
+    pub(crate) extend: Statement<LeaseParam>,
+    /// Shortens the lease to `lock_at_least_for` after `locked_at` (the
+    /// database's clock) or `keep_for` from now, whichever is later, never
+    /// lengthening it; only while the row is still this lease's and live.
+    pub(crate) release: Statement<LeaseParam>,
+    /// How long the current lease of a name has left, by the database's
+    /// clock (negative once ended), for waiters' wake-up hints.
+    pub(crate) lease_left: Statement<LeaseParam>,
+}
+
+/// One statement of an acquisition, and how it tells that it took the lock.
+pub(crate) enum Acquire {
+    /// Answers with a row, the token in its first column, only when it took the lock.
+    Returning(Statement<LeaseParam>),
+    /// Changes one row only when it took the lock; the token comes from `Token`.
+    Counting(Statement<LeaseParam>, Token),
+}
+
+/// Where the token of a `Counting` acquisition comes from.
+pub(crate) enum Token {
+    /// `LAST_INSERT_ID(expr)` set by the statement.
+    LastInsertId,
+    /// The first token of a name: a new row.
+    First,
+    /// A query of the database's clock, sent after the acquisition: later
+    /// than it, earlier than any next one.
+    Clock(&'static str),
+}
+
+/// What a statement changed.
+pub(crate) struct Counts {
+    pub(crate) rows_affected: u64,
+    /// The value of `LAST_INSERT_ID()` after it, where the database has one.
+    pub(crate) last_insert_id: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_become_date_modifiers_in_whole_milliseconds() {
+        let modifier = |duration| match DurationEncoding::DateModifier.encode(duration) {
+            Value::Text(text) => text,
+            other => panic!("not a modifier: {other:?}"),
+        };
+        assert_eq!(modifier(Duration::from_millis(1500)), "+1.500 seconds");
+        assert_eq!(modifier(Duration::from_micros(1)), "+0.001 seconds");
+        assert_eq!(modifier(Duration::ZERO), "+0.000 seconds");
+        assert_eq!(modifier(Duration::from_secs(3600)), "+3600.000 seconds");
+    }
+}
