@@ -75,6 +75,16 @@ fn rising_across(before: &[u64], after: &[u64], event: &str) {
     }
 }
 
+/// Waits until a restarted server has loaded its data (it answers `LOADING`
+/// until then; its port is open before).
+fn wait_loaded(server: &RedisServer) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server.command("PING").starts_with("+PONG") {
+        assert!(Instant::now() < deadline, "the server never finished loading");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 fn copy_dir(from: &Path, to: &Path) {
     let _ = std::fs::remove_dir_all(to);
     std::fs::create_dir_all(to).unwrap();
@@ -100,6 +110,7 @@ async fn tokens_rise_after_a_crash_that_reloads_an_older_snapshot() {
     before.extend(tokens(&provider, "rdb", 5).await);
     server.kill();
     server.restart();
+    wait_loaded(&server);
     let after = tokens(&provider, "rdb", 3).await;
     rising_across(
         &before,
@@ -124,6 +135,7 @@ async fn tokens_rise_after_a_crash_that_reloads_an_older_append_only_file() {
     server.kill();
     copy_dir(&older, &dir);
     server.restart();
+    wait_loaded(&server);
     assert_eq!(server.command("EXISTS job-lock:default:aof"), ":0\r\n");
     let after = tokens(&provider, "aof", 3).await;
     rising_across(
