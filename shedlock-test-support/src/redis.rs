@@ -379,25 +379,7 @@ pub struct RedisSentinel {
 impl RedisSentinel {
     /// Starts a Sentinel (quorum 1) for the server `master`.
     pub fn start(master: &RedisServer, master_name: &str) -> RedisSentinel {
-        let dir = new_scratch_dir("sentinel");
-        let port = free_port();
-        let config = dir.join("sentinel.conf");
-        let written = std::fs::write(
-            &config,
-            format!(
-                "port {port}\nsentinel monitor {master_name} 127.0.0.1 {} 1\n",
-                master.port()
-            ),
-        );
-        if let Err(err) = written {
-            fail!("cannot write {}: {err}", config.display());
-        }
-        let server = RedisServer::start_with(
-            port,
-            format!("redis://127.0.0.1:{port}"),
-            vec![format!("'{}'", config.display()), "--sentinel".to_owned()],
-        );
-        RedisSentinel { server, dir }
+        RedisSentinel::start_configured(master, master_name, 1, &[])
     }
 
     /// The Sentinel's URL.

@@ -153,11 +153,7 @@ impl RedisLockProvider {
             .arg(&lease.value)
             .arg(millis(config.lock_at_most_for()))
             .arg(config.capacity().map_or(-1, i64::from));
-        let requested_at = Instant::now();
-        let reply = settle
-            .invoke_async::<i64>(&mut self.connection.clone())
-            .await;
-        let answered_in = requested_at.elapsed();
+        let (reply, requested_at, answered_in) = self.timed(&settle).await;
         match reply {
             Ok(1) if vouched(answered_in, config.lock_at_most_for()) => Ok(Some(
                 LockGuard::with_token_on_request(config, requested_at, pending.disarm()),
@@ -221,11 +217,7 @@ impl RedisLockProvider {
             .arg(waiter.map_or("", Waiter::id))
             .arg(waiter.map_or(0, |waiter| millis(waiter.hold_place_for())));
         let pending = PendingLease::new(lease, config.lock_at_most_for());
-        let requested_at = Instant::now();
-        let reply = acquire
-            .invoke_async::<i64>(&mut self.connection.clone())
-            .await;
-        let answered_in = requested_at.elapsed();
+        let (reply, requested_at, answered_in) = self.timed(&acquire).await;
         match reply {
             Ok(token) if token > 0 && vouched(answered_in, config.lock_at_most_for()) => Ok(Some(
                 LockGuard::new(config, token.unsigned_abs(), requested_at, pending.disarm()),
@@ -244,6 +236,19 @@ impl RedisLockProvider {
                 .failed_acquisition(config, pending, requested_at, err)
                 .await),
         }
+    }
+
+    /// Runs a script that answers a number, with the instant just before it
+    /// was sent and how long its answer took (to vouch for a lease).
+    async fn timed(
+        &self,
+        script: &redis::ScriptInvocation<'_>,
+    ) -> (redis::RedisResult<i64>, Instant, Duration) {
+        let requested_at = Instant::now();
+        let reply = script
+            .invoke_async::<i64>(&mut self.connection.clone())
+            .await;
+        (reply, requested_at, requested_at.elapsed())
     }
 
     /// A scripted acquisition whose answer came too late to vouch for its
