@@ -80,7 +80,10 @@ fn rising_across(before: &[u64], after: &[u64], event: &str) {
 fn wait_loaded(server: &RedisServer) {
     let deadline = Instant::now() + Duration::from_secs(20);
     while !server.command("PING").starts_with("+PONG") {
-        assert!(Instant::now() < deadline, "the server never finished loading");
+        assert!(
+            Instant::now() < deadline,
+            "the server never finished loading"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
