@@ -7,17 +7,16 @@
 use std::time::{Duration, Instant};
 
 use shedlock_core::{LockConfiguration, LockError, LockProvider};
-use shedlock_sql::sqlx::{self, Acquire};
-use shedlock_sql::{MySqlLockProvider, PostgresLockProvider};
-use shedlock_test_support::sql::{
-    database_unreachable, mysql_url, postgres_url, unique_table_name,
-};
+use shedlock_sql::sqlx::{Database, Executor, Pool, Transaction};
+use shedlock_test_support::sql::unique_table_name;
+
+mod support;
 
 const LEASE: Duration = Duration::from_secs(60);
+const NAME: &str = "lost-answer";
 
 fn config() -> LockConfiguration {
-    LockConfiguration::new("lost-answer", LEASE, Duration::ZERO)
-        .unwrap_or_else(|err| panic!("{err}"))
+    LockConfiguration::new(NAME, LEASE, Duration::ZERO).unwrap_or_else(|err| panic!("{err}"))
 }
 
 /// Waits until `provider` gets the lock, and returns how long that took.
@@ -43,22 +42,15 @@ fn assert_uncertain(result: Result<Option<shedlock_core::LockGuard>, LockError>)
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_timed_out_acquisition_is_uncertain_and_released_later() {
-    let table = unique_table_name("lost");
-    let connect = || async {
-        PostgresLockProvider::connect(&postgres_url())
-            .await
-            .unwrap_or_else(|err| database_unreachable("postgres", &err))
-            .with_table_name(&table)
-            .unwrap_or_else(|err| panic!("{err}"))
-    };
-    let (impatient, other) = (connect().await, connect().await);
-    impatient
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    // The row exists and is free.
+/// Makes the lock's row in `table` (taking and releasing it through `other`),
+/// then holds it (`FOR UPDATE`) in a transaction on `pool` until that
+/// transaction ends: acquisitions of the lock wait until then.
+async fn hold_the_row<P, DB>(other: &P, pool: &Pool<DB>, table: &str) -> Transaction<'static, DB>
+where
+    P: LockProvider,
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
     let guard = other
         .try_lock(&config())
         .await
@@ -66,118 +58,80 @@ async fn postgres_timed_out_acquisition_is_uncertain_and_released_later() {
         .flatten()
         .unwrap_or_else(|| panic!("free"));
     guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
-
-    let mut blocker = other
-        .pool()
-        .acquire()
+    let mut transaction = pool.begin().await.unwrap_or_else(|err| panic!("{err}"));
+    let hold = format!("SELECT name FROM {table} WHERE name = '{NAME}' FOR UPDATE");
+    (&mut *transaction)
+        .execute(hold.as_str())
         .await
         .unwrap_or_else(|err| panic!("{err}"));
-    let mut transaction = blocker.begin().await.unwrap_or_else(|err| panic!("{err}"));
-    sqlx::query(&format!(
-        "SELECT name FROM {table} WHERE name = $1 FOR UPDATE"
-    ))
-    .bind(config().name())
-    .fetch_all(&mut *transaction)
-    .await
-    .unwrap_or_else(|err| panic!("{err}"));
+    transaction
+}
 
-    let impatient = impatient.with_statement_timeout(Duration::from_millis(300));
+/// `impatient` (a short statement timeout) asks for the lock while its row
+/// is held: the answer is uncertain, and the lease the statement takes once
+/// the row is free again is released in the background, not held for the
+/// 60 s lease.
+async fn timed_out_acquisition_is_uncertain_and_released_later<P, DB>(
+    impatient: &P,
+    other: &P,
+    pool: &Pool<DB>,
+    table: &str,
+) -> Duration
+where
+    P: LockProvider,
+    DB: Database,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+{
+    let transaction = hold_the_row(other, pool, table).await;
     assert_uncertain(impatient.try_lock(&config()).await);
-    // The statement goes through once the row lock is gone; its lease must
-    // be released in the background, not held for the 60 s lease.
     tokio::time::sleep(Duration::from_millis(500)).await;
     transaction
         .commit()
         .await
         .unwrap_or_else(|err| panic!("{err}"));
-    let took = free_within(&other, Duration::from_secs(15)).await;
-    eprintln!("postgres: free again {took:?} after the blocking transaction ended");
+    free_within(other, Duration::from_secs(15)).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_timed_out_acquisition_is_uncertain_and_released_later() {
-    let table = unique_table_name("lost");
-    let connect = || async {
-        MySqlLockProvider::connect(&mysql_url())
-            .await
-            .unwrap_or_else(|err| database_unreachable("mysql", &err))
-            .with_table_name(&table)
-            .unwrap_or_else(|err| panic!("{err}"))
+/// The timed-out acquisition test `$test` on the test server of `$store`.
+macro_rules! timed_out_acquisition_test {
+    ($test:ident, $store:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            let table = unique_table_name("lost");
+            let (impatient, other) = (support::$store(&table).await, support::$store(&table).await);
+            let impatient = impatient.with_statement_timeout(Duration::from_millis(300));
+            let took = timed_out_acquisition_is_uncertain_and_released_later(
+                &impatient,
+                &other,
+                other.pool(),
+                &table,
+            )
+            .await;
+            eprintln!(
+                "{}: free again {took:?} after the blocking transaction ended",
+                stringify!($store)
+            );
+        }
     };
-    let (impatient, other) = (connect().await, connect().await);
-    impatient
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    let guard = other
-        .try_lock(&config())
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("free"));
-    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
-
-    let mut blocker = other
-        .pool()
-        .acquire()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    let mut transaction = blocker.begin().await.unwrap_or_else(|err| panic!("{err}"));
-    sqlx::query(&format!(
-        "SELECT name FROM {table} WHERE name = ? FOR UPDATE"
-    ))
-    .bind(config().name())
-    .fetch_all(&mut *transaction)
-    .await
-    .unwrap_or_else(|err| panic!("{err}"));
-
-    let impatient = impatient.with_statement_timeout(Duration::from_millis(300));
-    assert_uncertain(impatient.try_lock(&config()).await);
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    transaction
-        .commit()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    let took = free_within(&other, Duration::from_secs(15)).await;
-    eprintln!("mysql: free again {took:?} after the blocking transaction ended");
 }
+
+timed_out_acquisition_test!(
+    postgres_timed_out_acquisition_is_uncertain_and_released_later,
+    postgres
+);
+timed_out_acquisition_test!(
+    mysql_timed_out_acquisition_is_uncertain_and_released_later,
+    mysql
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_cancelled_acquisition_releases_what_it_takes_later() {
     let table = unique_table_name("cancelled");
-    let connect = || async {
-        PostgresLockProvider::connect(&postgres_url())
-            .await
-            .unwrap_or_else(|err| database_unreachable("postgres", &err))
-            .with_table_name(&table)
-            .unwrap_or_else(|err| panic!("{err}"))
-    };
-    let (cancelled, other) = (connect().await, connect().await);
-    cancelled
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    let guard = other
-        .try_lock(&config())
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("free"));
-    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
-
-    let mut blocker = other
-        .pool()
-        .acquire()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    let mut transaction = blocker.begin().await.unwrap_or_else(|err| panic!("{err}"));
-    sqlx::query(&format!(
-        "SELECT name FROM {table} WHERE name = $1 FOR UPDATE"
-    ))
-    .bind(config().name())
-    .fetch_all(&mut *transaction)
-    .await
-    .unwrap_or_else(|err| panic!("{err}"));
+    let (cancelled, other) = (
+        support::postgres(&table).await,
+        support::postgres(&table).await,
+    );
+    let transaction = hold_the_row(&other, other.pool(), &table).await;
 
     // The caller gives up (drops the future) while the statement waits.
     let config = config();

@@ -11,8 +11,11 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::{LockConfiguration, LockError, LockGuard, LockProvider, LockingTaskExecutor};
 use shedlock_sql::sqlx::{self, Connection};
-use shedlock_sql::{MySqlLockProvider, PostgresLockProvider};
+use shedlock_sql::{DEFAULT_TABLE_NAME, MySqlLockProvider, PostgresLockProvider};
 use shedlock_test_support::sql::{MariaDbServer, PostgresServer};
+use support::OnTable;
+
+mod support;
 
 /// Ticks after an idle period.
 const TICKS: usize = 3;
@@ -248,23 +251,17 @@ fn lock_config() -> LockConfiguration {
 }
 
 async fn postgres(url: &str) -> PostgresLockProvider {
-    let provider = PostgresLockProvider::connect(url)
+    PostgresLockProvider::connect(url)
         .await
-        .unwrap_or_else(|err| panic!("cannot connect to the private PostgreSQL server: {err}"));
-    provider
-        .create_table_if_missing()
+        .unwrap_or_else(|err| panic!("cannot connect to the private PostgreSQL server: {err}"))
+        .on_table(DEFAULT_TABLE_NAME)
         .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    provider
 }
 
 async fn mysql(url: &str) -> MySqlLockProvider {
-    let provider = MySqlLockProvider::connect(url)
+    MySqlLockProvider::connect(url)
         .await
-        .unwrap_or_else(|err| panic!("cannot connect to the private MariaDB server: {err}"));
-    provider
-        .create_table_if_missing()
+        .unwrap_or_else(|err| panic!("cannot connect to the private MariaDB server: {err}"))
+        .on_table(DEFAULT_TABLE_NAME)
         .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    provider
 }
