@@ -9,6 +9,26 @@ use shedlock_core::{
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::redis::RedisServer;
 
+/// A 20 s job under `name` with keep-alive, cancelled when its lease is lost.
+async fn long_job_cancelled_on_loss(
+    url: String,
+    name: &str,
+    lock_at_most_for: Duration,
+) -> Result<Option<()>, LockError> {
+    let executor = LockingTaskExecutor::new(RedisLockProvider::connect(&url).await.unwrap());
+    let config = LockConfiguration::new(name, lock_at_most_for, Duration::ZERO).unwrap();
+    let options = ExecutionOptions::new()
+        .keep_alive(true)
+        .cancel_on_lease_loss(true);
+    executor
+        .execute_with(
+            &config,
+            options,
+            tokio::time::sleep(Duration::from_secs(20)),
+        )
+        .await
+}
+
 async fn connect(server: &RedisServer) -> RedisLockProvider {
     RedisLockProvider::connect(server.url()).await.unwrap()
 }
@@ -72,16 +92,10 @@ async fn deleting_the_key_under_a_keep_alive_job_signals_loss_within_a_third_of_
 #[tokio::test]
 async fn another_holder_taking_the_key_cancels_a_job_that_asked_for_it() {
     let server = RedisServer::start();
-    let executor = LockingTaskExecutor::new(connect(&server).await);
-    let config =
-        LockConfiguration::new("stolen", Duration::from_millis(900), Duration::ZERO).unwrap();
-    let options = ExecutionOptions::new()
-        .keep_alive(true)
-        .cancel_on_lease_loss(true);
-    let job = executor.execute_with(
-        &config,
-        options,
-        tokio::time::sleep(Duration::from_secs(20)),
+    let job = long_job_cancelled_on_loss(
+        server.url().to_owned(),
+        "stolen",
+        Duration::from_millis(900),
     );
     let steal = async {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -103,16 +117,10 @@ async fn another_holder_taking_the_key_cancels_a_job_that_asked_for_it() {
 #[tokio::test]
 async fn redis_unreachable_past_the_lease_end_signals_loss() {
     let mut server = RedisServer::start();
-    let executor = LockingTaskExecutor::new(connect(&server).await);
-    let config =
-        LockConfiguration::new("unreachable", Duration::from_millis(1500), Duration::ZERO).unwrap();
-    let options = ExecutionOptions::new()
-        .keep_alive(true)
-        .cancel_on_lease_loss(true);
-    let job = executor.execute_with(
-        &config,
-        options,
-        tokio::time::sleep(Duration::from_secs(20)),
+    let job = long_job_cancelled_on_loss(
+        server.url().to_owned(),
+        "unreachable",
+        Duration::from_millis(1500),
     );
     let outage = async {
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -100,12 +100,10 @@ async fn a_waiter_whose_subscription_was_killed_is_still_woken_by_the_release() 
     let guard = holder.try_lock(&config).await.unwrap().unwrap();
     let mut releases = waiter.watch_releases("killed-waiter").await;
     let waiting = Waiter::new(Duration::from_secs(2));
+    let refused = waiter.try_lock_waiting(&config, &waiting).await.unwrap();
     assert!(
-        waiter
-            .try_lock_waiting(&config, &waiting)
-            .await
-            .unwrap()
-            .is_none()
+        refused.is_none(),
+        "the lock is held: the waiter must be refused"
     );
     assert!(
         kill_clients(&server, "pubsub") >= 1,

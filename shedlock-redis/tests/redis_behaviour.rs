@@ -242,6 +242,20 @@ struct Counter<'a> {
     key: String,
 }
 
+/// A provider, a 30 s configuration of `name`, and that lock's fencing counter.
+async fn counted<'a>(
+    server: &'a RedisServer,
+    name: &str,
+) -> (RedisLockProvider, LockConfiguration, Counter<'a>) {
+    let provider = connect(server).await;
+    let counter = Counter {
+        server,
+        key: provider.fence_key(name),
+    };
+    let config = config(name, Duration::from_secs(30), Duration::ZERO);
+    (provider, config, counter)
+}
+
 impl Counter<'_> {
     fn value(&self) -> i64 {
         let reply = self.server.command(&format!("GET {}", self.key));
@@ -263,12 +277,7 @@ const WEEK_MS: i64 = 604_800_000;
 #[tokio::test]
 async fn every_token_is_the_counter_lifted_to_the_clock_and_the_counter_lives_a_week() {
     let server = RedisServer::start();
-    let provider = connect(&server).await;
-    let config = config("fence-ttl", Duration::from_secs(30), Duration::ZERO);
-    let counter = Counter {
-        server: &server,
-        key: provider.fence_key("fence-ttl"),
-    };
+    let (provider, config, counter) = counted(&server, "fence-ttl").await;
     let a_week = |left: i64| left > WEEK_MS - 60_000 && left <= WEEK_MS;
 
     // A new counter is seeded with the server's clock in microseconds.
@@ -351,12 +360,7 @@ async fn every_token_is_the_counter_lifted_to_the_clock_and_the_counter_lives_a_
 async fn a_pause_parks_the_fencing_counter_and_resume_restores_it() {
     use shedlock_core::LockAdmin;
     let server = RedisServer::start();
-    let provider = connect(&server).await;
-    let config = config("fence-pause", Duration::from_secs(30), Duration::ZERO);
-    let counter = Counter {
-        server: &server,
-        key: provider.fence_key("fence-pause"),
-    };
+    let (provider, config, counter) = counted(&server, "fence-pause").await;
     let before = provider.try_lock(&config).await.unwrap().unwrap();
     let token_before = before.fencing_token().await.unwrap();
     before.unlock().await.unwrap();

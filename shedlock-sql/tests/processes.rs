@@ -6,13 +6,13 @@
 //! (an ignored test that does nothing unless `WORKER_DATABASE_ENV` is set).
 //! Each prints the ticks it ran; the test collects them.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
 use shedlock_sql::{PostgresLockProvider, SqliteLockProvider};
 use shedlock_test_support::sql::{database_unreachable, postgres_url, unique_table_name};
+use shedlock_test_support::ticks::TickRuns;
 use shedlock_test_support::{Worker, now_ms, sleep_until_ms};
 
 const WORKERS: usize = 4;
@@ -75,7 +75,7 @@ async fn run_workers(database: &str, table: &str) {
         .collect();
     let time_left = Duration::from_millis(((last + 1) * PERIOD_MS).saturating_sub(now_ms()))
         + Duration::from_secs(10);
-    let mut by_tick: BTreeMap<u64, Vec<u32>> = BTreeMap::new();
+    let mut runs = TickRuns::default();
     for worker in workers {
         let pid = worker.pid();
         let (status, output) = worker.finish(time_left).await;
@@ -93,35 +93,12 @@ async fn run_workers(database: &str, table: &str) {
                     .trim()
                     .parse()
                     .unwrap_or_else(|err| panic!("{line:?}: {err}"));
-                by_tick.entry(tick).or_default().push(pid);
+                runs.record(tick, pid.to_string());
             }
         }
     }
-    println!("{database}: runs (tick: pids): {by_tick:?}");
-
-    let twice: Vec<_> = by_tick.iter().filter(|(_, pids)| pids.len() > 1).collect();
-    assert!(twice.is_empty(), "ticks run more than once: {twice:?}");
-    assert!(
-        by_tick.keys().all(|tick| (first..=last).contains(tick)),
-        "a tick outside {first}..={last} ran: {by_tick:?}"
-    );
-    // As in the Redis multi-process test: a tick may be lost on a loaded
-    // machine (every worker late, or the previous holder's lock_at_least_for
-    // still standing), so allow one in five; two runs of one tick never.
-    let (Some(&lowest), Some(&highest)) = (by_tick.keys().next(), by_tick.keys().next_back())
-    else {
-        panic!("no tick ran at all");
-    };
-    let expected = highest - lowest + 1;
-    let present = by_tick.len() as u64;
-    assert!(
-        present * 5 >= expected * 4,
-        "only {present} of the {expected} ticks from {lowest} to {highest} ran: {by_tick:?}"
-    );
-    assert!(
-        present * 2 >= TICKS,
-        "only {present} of {TICKS} scheduled ticks ran: {by_tick:?}"
-    );
+    println!("{database}: runs (tick: pids): {runs}");
+    runs.assert_each_ran_once(first, last);
 }
 
 /// One worker process: runs the job on every tick of `WORKER_TICKS_ENV`.

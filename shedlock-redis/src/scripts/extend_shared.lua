@@ -3,17 +3,10 @@
 -- ARGV[1] the acquisition's value; ARGV[2] lease in ms.
 -- Returns 1 when extended, 0 when the lease had already ended or an
 -- exclusive holder has the lock key.
--- Runs after settle_shared.lua, which defines settle().
+-- Runs after settle_shared.lua, which defines settle() and my_share().
 
-local mine = redis.call('HGET', KEYS[1], ARGV[1])
-if not mine then return 0 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local ends, permits, token = string.match(mine, '^(%d+) (%d+) (%d+)$')
-if ends == nil or tonumber(ends) <= now then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  return 0
-end
+local now, ends, permits, token = my_share()
+if not now then return 0 end
 local current = redis.call('GET', KEYS[2])
 if current and current ~= 'shedlock:shared' then
   -- An exclusive holder has the lock key (ShedLock for Java's, after its

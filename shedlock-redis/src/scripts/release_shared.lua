@@ -5,20 +5,13 @@
 -- (lock_at_least_for not yet passed), 0 to free them now;
 -- ARGV[3] the release channel, on which the lock key is published to wake waiters.
 -- Returns 1 when released (or shortened), 0 when the lease had already ended.
--- Runs after settle_shared.lua, which defines settle().
+-- Runs after settle_shared.lua, which defines settle() and my_share().
 
-local mine = redis.call('HGET', KEYS[1], ARGV[1])
-if not mine then return 0 end
-local time = redis.call('TIME')
-local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local ends, permits, token = string.match(mine, '^(%d+) (%d+) (%d+)$')
-if ends == nil or tonumber(ends) <= now then
-  redis.call('HDEL', KEYS[1], ARGV[1])
-  return 0
-end
+local now, ends, permits, token = my_share()
+if not now then return 0 end
 local keep = tonumber(ARGV[2])
 if keep > 0 then
-  if now + keep < tonumber(ends) then
+  if now + keep < ends then
     redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f %s %s', now + keep, permits, token))
   end
   settle(now)

@@ -22,3 +22,19 @@ local function settle(now)
   end
 end
 
+
+-- This acquisition's live shared lease (KEYS[1] holders, ARGV[1] its value):
+-- the server's time in ms, and the lease's end, permits and token; nil when
+-- the lease has ended (its entry is removed).
+local function my_share()
+  local mine = redis.call('HGET', KEYS[1], ARGV[1])
+  if not mine then return nil end
+  local time = redis.call('TIME')
+  local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+  local ends, permits, token = string.match(mine, '^(%d+) (%d+) (%d+)$')
+  if ends == nil or tonumber(ends) <= now then
+    redis.call('HDEL', KEYS[1], ARGV[1])
+    return nil
+  end
+  return now, tonumber(ends), permits, token
+end
