@@ -34,17 +34,23 @@ pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 ///
 /// - Acquisition is one round trip. An exclusive acquisition that does not
 ///   wait sends two plain commands, `SET key value NX PX lease GET` and
-///   `INCR` of the lock's fencing counter (a second round trip, a script,
-///   seeds a new counter, finds a pause, or vouches for a late answer);
-///   waiting, shared and counted acquisitions run one script that checks the
-///   capacity and the queue.
+///   `EXISTS` of the lock's settings and shared holders (a second round trip,
+///   a script, gives the lease back when the lock is paused or shared holders
+///   are live, or renews it after a late answer); waiting, shared and counted
+///   acquisitions, and every acquisition on a Cluster, run one script that
+///   checks the capacity and the queue.
+/// - The fencing token of a plain exclusive lease is issued on request, by a
+///   script that checks the lease and lifts the counter to the server's
+///   clock (see [`LockGuard::fencing_token`]).
 /// - Release and extension run scripts that first compare the key's value
 ///   with this acquisition's unique value: a holder whose lease ended never
 ///   touches the next holder's lock.
 /// - Leases are timed by Redis (key expiry); `lock_at_least_for` is measured by
 ///   this process's monotonic clock. No wall clocks are compared.
-/// - The connection is a [`ConnectionManager`]: one multiplexed connection
-///   shared by clones of the provider, reconnecting by itself.
+/// - One multiplexed connection is shared by clones of the provider, made
+///   again when it is found closed; a command that met the closed
+///   connection is sent again on the new one (every command is safe to send
+///   twice).
 ///
 /// Credentials in the URL are used to connect and never appear in errors,
 /// logs or `Debug` output.
