@@ -54,10 +54,10 @@
 //! The in-memory provider needs no feature; no provider is on by default.
 
 pub use shedlock_core::{
-    ExecutionOptions, InMemoryLockProvider, LockConfiguration, LockError, LockGuard, LockInfo,
-    LockMode, LockProvider, LockingTaskExecutor, MAX_NAME_LEN, MAX_PERMITS, SchedulerLock,
-    SchedulerLockBuilder, WhenHeld, assert_locked, current_lock, extend_active_lock, is_lease_lost,
-    lease_lost,
+    ExecutionOptions, InMemoryLockProvider, LeaderElection, Leadership, LockConfiguration,
+    LockError, LockGuard, LockInfo, LockMode, LockProvider, LockingTaskExecutor, MAX_NAME_LEN,
+    MAX_PERMITS, SchedulerLock, SchedulerLockBuilder, WhenHeld, assert_locked, current_lock,
+    extend_active_lock, is_lease_lost, lease_lost,
 };
 pub use shedlock_macros::scheduler_lock;
 

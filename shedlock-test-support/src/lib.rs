@@ -61,6 +61,7 @@ macro_rules! fail {
 pub mod conformance;
 mod error_chain;
 pub mod kinds;
+pub mod leader;
 mod ports;
 #[cfg(feature = "redis")]
 pub mod redis;
