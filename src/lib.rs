@@ -54,7 +54,7 @@
 //! The in-memory provider needs no feature; no provider is on by default.
 
 pub use shedlock_core::{
-    ExecutionOptions, InMemoryLockProvider, LeaderElection, Leadership, LockConfiguration,
+    ExecutionOptions, InMemoryLockProvider, Leader, LeaderElection, Leadership, LockConfiguration,
     LockError, LockGuard, LockInfo, LockMode, LockProvider, LockingTaskExecutor, MAX_NAME_LEN,
     MAX_PERMITS, SchedulerLock, SchedulerLockBuilder, WhenHeld, assert_locked, current_lock,
     extend_active_lock, is_lease_lost, lease_lost,

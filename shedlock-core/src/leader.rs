@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 
 use crate::identity::default_locked_by;
-use crate::{LockConfiguration, LockError, LockGuard, LockProvider};
+use crate::{LockAdmin, LockConfiguration, LockError, LockGuard, LockProvider};
 
 /// Campaigns for and keeps a leader lease under one name.
 ///
@@ -241,6 +241,52 @@ impl<P: LockProvider> LeaderElection<P> {
         }
         lost.signal();
     }
+}
+
+impl<P: LockProvider + LockAdmin + Clone> LeaderElection<P> {
+    /// Watches who leads this election, this process or another (client-go's
+    /// `OnNewLeader`): the store is read every `retry_period` by a task that
+    /// stops when the receiver is dropped. `None`: nobody leads. Needs a
+    /// provider that can read a lock's state ([`LockAdmin`]: Redis, memory).
+    pub async fn observe(&self) -> watch::Receiver<Option<Leader>> {
+        let (leaders, observed) = watch::channel(None);
+        let (provider, name, period) = (
+            self.provider.clone(),
+            self.config.shared_name().clone(),
+            self.retry_period,
+        );
+        tokio::spawn(async move {
+            while !leaders.is_closed() {
+                match provider.lock_state(&name).await {
+                    Ok(state) => {
+                        let leader = state.holders.first().map(|holder| Leader {
+                            identity: holder.locked_by.clone(),
+                            term: holder.fencing_token,
+                        });
+                        leaders.send_if_modified(|current| {
+                            let changed = *current != leader;
+                            *current = leader;
+                            changed
+                        });
+                    }
+                    Err(err) => {
+                        tracing::debug!(election = %name, error = %err, "cannot read who leads; trying again");
+                    }
+                }
+                tokio::time::sleep(period).await;
+            }
+        });
+        observed
+    }
+}
+
+/// Who leads an election, as the store shows it to [`LeaderElection::observe`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Leader {
+    /// The leader's `locked_by`: host name and process id by default.
+    pub identity: String,
+    /// Its term, where the store keeps it per holder.
+    pub term: Option<u64>,
 }
 
 impl<P> fmt::Debug for LeaderElection<P> {

@@ -32,7 +32,7 @@ pub use context::{assert_locked, current_lock, extend_active_lock, is_lease_lost
 pub use error::{BoxError, LockError, StoreCause, StoreFailure};
 pub use executor::{ExecutionOptions, LockingTaskExecutor, WhenHeld};
 pub use guard::{LockGuard, LockInfo};
-pub use leader::{LeaderElection, Leadership};
+pub use leader::{Leader, LeaderElection, Leadership};
 pub use memory::InMemoryLockProvider;
 pub use provider::{BoxFuture, Lease, LockProvider, ReleaseNotifier, ReleaseWatch, Waiter};
 pub use release_notifiers::ReleaseNotifiers;

@@ -52,3 +52,8 @@ fn timings_are_checked_as_client_go_does() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_observer_sees_each_new_leader() {
+    leader::an_observer_sees_each_new_leader(provider).await;
+}

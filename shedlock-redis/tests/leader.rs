@@ -44,3 +44,9 @@ async fn a_leader_that_loses_its_lease_stops() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_observer_sees_each_new_leader() {
+    leader::an_observer_sees_each_new_leader(standalone).await;
+    leader::an_observer_sees_each_new_leader(cluster).await;
+}

@@ -129,3 +129,59 @@ pub async fn a_leader_that_loses_its_lease_stops<P, Fut, Take, TakeFut>(
     assert!(!finished.load(Ordering::SeqCst), "the closure ran on");
     assert!(!election.is_leader());
 }
+
+/// An observer sees each new leader with its term, this process's or
+/// another's, and sees nobody lead once the leader has stepped down.
+pub async fn an_observer_sees_each_new_leader<P, Fut>(make: impl Fn() -> Fut)
+where
+    P: LockProvider + shedlock_core::LockAdmin + Clone,
+    Fut: Future<Output = P>,
+{
+    let name = crate::conformance::unique_name("leader-observed");
+    let lease = Duration::from_secs(5);
+    let watcher = LeaderElection::new(make().await, name.clone(), lease)
+        .and_then(|election| election.with_retry_period(Duration::from_millis(20)))
+        .unwrap_or_else(|err| fail!("cannot configure the election: {err}"));
+    let mut observed = watcher.observe().await;
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let election = LeaderElection::new(make().await, name.clone(), lease)
+            .unwrap_or_else(|err| fail!("cannot configure the election: {err}"));
+        let watching = async {
+            loop {
+                if observed.changed().await.is_err() {
+                    fail!("the observer stopped");
+                }
+                let leader = observed.borrow_and_update().clone();
+                if let Some(leader) = leader {
+                    return leader;
+                }
+            }
+        };
+        let (leader, term) = tokio::join!(
+            tokio::time::timeout(Duration::from_secs(5), watching),
+            election.run(|leadership| async move {
+                // Lead long enough for the observer's next read.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                leadership.term()
+            })
+        );
+        let leader = leader.unwrap_or_else(|_| fail!("the observer never saw the leader"));
+        let term = term.unwrap_or_else(|err| fail!("the leader failed: {err}"));
+        if let Some(seen_term) = leader.term {
+            assert_eq!(seen_term, term, "the observer saw another term: {leader:?}");
+        }
+        seen.push(leader);
+        // After stepping down, nobody leads.
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while observed.borrow().is_some() {
+                if observed.changed().await.is_err() {
+                    fail!("the observer stopped");
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| fail!("the observer never saw the leader step down"));
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+}
