@@ -13,15 +13,7 @@ async fn provider() -> InMemoryLockProvider {
     MEMORY.clone()
 }
 
-#[tokio::test]
-async fn one_leader_at_a_time_and_terms_rise() {
-    leader::one_leader_at_a_time_and_terms_rise(provider).await;
-}
-
-#[tokio::test]
-async fn stepping_down_hands_over_at_once() {
-    leader::stepping_down_hands_over_at_once(provider).await;
-}
+shedlock_test_support::leader_conformance_tests!(provider);
 
 #[tokio::test]
 async fn a_leader_that_loses_its_lease_stops() {

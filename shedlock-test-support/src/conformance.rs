@@ -606,7 +606,7 @@ pub async fn job_outliving_its_lease_is_cancelled<P: LockProvider, Fut: Future<O
 #[macro_export]
 macro_rules! provider_conformance_tests {
     ($make:expr) => {
-        $crate::provider_conformance_tests!(@cases $make;
+        $crate::__test_cases!(conformance, $make;
             lock_and_unlock,
             second_lock_refused_while_held,
             two_names_are_independent,
@@ -631,13 +631,5 @@ macro_rules! provider_conformance_tests {
             keep_alive_holds_a_short_lease_through_a_long_job,
             job_outliving_its_lease_is_cancelled,
         );
-    };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                $crate::conformance::$case($make).await;
-            }
-        )*
     };
 }

@@ -917,7 +917,7 @@ pub async fn a_reentered_call_after_the_lease_ended_does_not_run<
 #[macro_export]
 macro_rules! lock_kinds_conformance_tests {
     ($make:expr) => {
-        $crate::lock_kinds_conformance_tests!(@cases $make;
+        $crate::__test_cases!(kinds, $make;
             shared_holders_run_together,
             exclusive_and_shared_exclude_each_other,
             counted_permits_never_exceed_capacity,
@@ -949,13 +949,5 @@ macro_rules! lock_kinds_conformance_tests {
             a_reentered_call_keeps_the_lock_its_lock_at_least_for,
             a_reentered_call_after_the_lease_ended_does_not_run,
         );
-    };
-    (@cases $make:expr; $($case:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $case() {
-                $crate::kinds::$case($make).await;
-            }
-        )*
     };
 }

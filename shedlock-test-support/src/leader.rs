@@ -185,3 +185,12 @@ where
     }
     assert_eq!(seen.len(), 2, "{seen:?}");
 }
+
+/// The leader-lease cases that need only a provider, as `#[tokio::test]`s:
+/// `shedlock_test_support::leader_conformance_tests!(make_provider);`
+#[macro_export]
+macro_rules! leader_conformance_tests {
+    ($make:expr) => {
+        $crate::__test_cases!(leader, $make; one_leader_at_a_time_and_terms_rise, stepping_down_hands_over_at_once);
+    };
+}

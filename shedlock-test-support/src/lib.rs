@@ -58,6 +58,21 @@ macro_rules! fail {
     };
 }
 
+/// One `#[tokio::test]` per case of a suite module, each given `make`: the
+/// body of the suites' macros.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __test_cases {
+    ($module:ident, $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                $crate::$module::$case($make).await;
+            }
+        )*
+    };
+}
+
 pub mod conformance;
 mod error_chain;
 pub mod kinds;
