@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, watch};
 
 use crate::identity::default_locked_by;
-use crate::{LockAdmin, LockConfiguration, LockError, LockGuard, LockProvider};
+use crate::{LockAdmin, LockConfiguration, LockError, LockGuard, LockProvider, Waiter};
 
 /// Campaigns for and keeps a leader lease under one name.
 ///
@@ -190,11 +190,17 @@ impl<P: LockProvider> LeaderElection<P> {
         }
     }
 
-    /// Tries every `retry_period` until this process holds the lease and has
-    /// its term.
+    /// Tries every `retry_period`, and at once when the provider announces
+    /// the lease's release (Redis, memory), until this process holds the
+    /// lease and has its term.
     async fn campaign(&self) -> Result<(LockGuard, u64), LockError> {
+        // A waiting candidate: its attempts ask the holder's release to be
+        // announced, and its place lasts until its next attempt.
+        let waiter = Waiter::new(self.retry_period * 2);
         loop {
-            match self.provider.try_lock(&self.config).await {
+            // Watched before the attempt, so a release right after it is seen.
+            let mut released = self.provider.watch_releases(self.name()).await;
+            match self.provider.try_lock_waiting(&self.config, &waiter).await {
                 Ok(Some(guard)) => match guard.fencing_token().await {
                     Ok(term) => return Ok((guard, term)),
                     Err(err) => {
@@ -207,7 +213,7 @@ impl<P: LockProvider> LeaderElection<P> {
                 }
                 Err(err) => return Err(err),
             }
-            tokio::time::sleep(self.retry_period).await;
+            let _ = tokio::time::timeout(self.retry_period, released.released()).await;
         }
     }
 
