@@ -8,6 +8,8 @@ use std::pin::pin;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
+use tracing::Instrument;
+
 use crate::context::{ActiveLock, HeldLocks};
 use crate::provider::Waiter;
 use crate::{LockConfiguration, LockError, LockGuard, LockMode, LockProvider};
@@ -337,8 +339,18 @@ pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
         }
     };
     tracing::debug!(lock = %name, fencing_token = ?guard.info().issued_fencing_token(), "lock acquired");
+    // The job runs inside a span, so its own log lines carry its lock.
+    let span = tracing::info_span!(
+        "scheduler_lock",
+        lock = %name,
+        fencing_token = tracing::field::Empty,
+        mode = ?config.mode(),
+    );
+    if let Some(token) = guard.info().issued_fencing_token() {
+        span.record("fencing_token", token);
+    }
     let (held, active) = held.with(guard, config.mode(), provider.scope());
-    let task = held.scope(catch_unwind_of(task));
+    let task = held.scope(catch_unwind_of(task.instrument(span)));
     let outcome = if options.watches_lease() {
         run_watched(&active, config, options, task).await
     } else {

@@ -52,6 +52,8 @@ impl FencingToken {
                 let issuer = state.issuer.as_ref().ok_or_else(|| lease_lost(name))?;
                 match issuer.issue_fencing_token().await? {
                     Some(token) => {
+                        // Inside a locked job, its span shows the token from now on.
+                        tracing::Span::current().record("fencing_token", token);
                         tracing::debug!(lock = %name, fencing_token = token, "fencing token issued");
                         Ok(token)
                     }
