@@ -14,12 +14,16 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Metadata, Subscriber};
 
 type Fields = Vec<(String, String)>;
+/// A span's name and fields.
+type SpanSeen = (String, Fields);
+/// An event's message and the span it ran in.
+type EventSeen = (String, Option<SpanSeen>);
 
 /// A subscriber that remembers spans and, for each event, the span it ran in.
 #[derive(Clone, Default)]
 struct Recorder {
-    spans: Arc<Mutex<HashMap<u64, (String, Fields)>>>,
-    events: Arc<Mutex<Vec<(String, Option<(String, Fields)>)>>>,
+    spans: Arc<Mutex<HashMap<u64, SpanSeen>>>,
+    events: Arc<Mutex<Vec<EventSeen>>>,
     next: Arc<AtomicU64>,
 }
 
