@@ -152,7 +152,7 @@ async fn campaigner() {
             .run(|leadership| async move {
                 let mut out = std::fs::OpenOptions::new()
                     .append(true)
-                    .open(&file)
+                    .open(file)
                     .unwrap_or_else(|err| panic!("cannot open {file}: {err}"));
                 loop {
                     if leadership.is_lost() {
