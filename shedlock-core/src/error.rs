@@ -378,7 +378,7 @@ mod tests {
             ..
         } = &err
         else {
-            panic!("not a store error with a cause: {err:?}");
+            panic!("not a store error with a cause: {err:?}"); // allow-panic: unit test
         };
         assert!(
             cause

@@ -200,7 +200,7 @@ mod tests {
     fn durations_become_date_modifiers_in_whole_milliseconds() {
         let modifier = |duration| match DurationEncoding::DateModifier.encode(duration) {
             Value::Text(text) => text,
-            other => panic!("not a modifier: {other:?}"),
+            other => panic!("not a modifier: {other:?}"), // allow-panic: unit test
         };
         assert_eq!(modifier(Duration::from_millis(1500)), "+1.500 seconds");
         assert_eq!(modifier(Duration::from_micros(1)), "+0.001 seconds");

@@ -30,6 +30,14 @@ pub(crate) const SHORT: Duration = Duration::from_millis(300);
 /// Longer than [`SHORT`] by a margin for a loaded machine.
 pub(crate) const PAST_SHORT: Duration = Duration::from_millis(600);
 
+/// The guard's fencing token; a test failure when it cannot be had.
+pub(crate) async fn token_of(guard: &LockGuard) -> u64 {
+    guard
+        .fencing_token()
+        .await
+        .unwrap_or_else(|err| fail!("no fencing token while the lease is held: {err}"))
+}
+
 /// A lock name no other case or run uses.
 pub fn unique_name(case: &str) -> String {
     format!("conformance-{case}-{}", unique_acquisition_id())
@@ -59,7 +67,7 @@ pub(crate) async fn assert_held<P: LockProvider>(provider: &P, config: &LockConf
     match provider.try_lock(config).await {
         Ok(None) => {}
         Ok(Some(guard)) => {
-            let token = guard.fencing_token().await.unwrap();
+            let token = token_of(&guard).await;
             let _ = guard.unlock().await;
             fail!(
                 "lock '{}' should be held, but was taken again (token {token})",
@@ -317,11 +325,11 @@ pub async fn fencing_tokens_strictly_increase<P: LockProvider, Fut: Future<Outpu
         unlock(acquire(provider, &other).await).await;
         let guard = acquire(provider, &config).await;
         assert!(
-            guard.fencing_token().await.unwrap() > last,
+            token_of(&guard).await > last,
             "token {} after token {last}: fencing tokens must strictly increase",
-            guard.fencing_token().await.unwrap()
+            token_of(&guard).await
         );
-        last = guard.fencing_token().await.unwrap();
+        last = token_of(&guard).await;
         unlock(guard).await;
     }
 }

@@ -327,7 +327,7 @@ pub async fn stale_shared_holder_never_touches_the_next<
         "the next holder was released: {seen:?}"
     );
     if let Some(token) = seen.holders[0].fencing_token {
-        assert_eq!(token, next.fencing_token().await.unwrap(), "{seen:?}");
+        assert_eq!(token, crate::conformance::token_of(&next).await, "{seen:?}");
     }
     unlock(next).await;
 }
@@ -410,7 +410,9 @@ pub async fn force_release_ends_every_lease<P: AdminProvider, Fut: Future<Output
     let released = admin("force_release", b.force_release(&name)).await;
     assert_eq!(released, 2);
     let next = acquire(&b, &config(&name, LONG, Duration::ZERO)).await;
-    assert!(next.fencing_token().await.unwrap() > second.fencing_token().await.unwrap());
+    assert!(
+        crate::conformance::token_of(&next).await > crate::conformance::token_of(&second).await
+    );
     assert!(
         !extend(&mut first, LONG).await,
         "a force-released lease was extended"
@@ -601,18 +603,19 @@ pub async fn tokens_increase_across_kinds<P: AdminProvider, Fut: Future<Output =
     for round in 0..3 {
         let exclusive = acquire(&provider, &config(&name, LONG, Duration::ZERO)).await;
         assert!(
-            exclusive.fencing_token().await.unwrap() > last,
+            crate::conformance::token_of(&exclusive).await > last,
             "round {round}"
         );
-        last = exclusive.fencing_token().await.unwrap();
+        last = crate::conformance::token_of(&exclusive).await;
         unlock(exclusive).await;
         let reader = acquire(&provider, &shared(&name, 1, None)).await;
         let counted = acquire(&provider, &shared(&name, 2, None)).await;
         assert!(
-            reader.fencing_token().await.unwrap() > last
-                && counted.fencing_token().await.unwrap() > reader.fencing_token().await.unwrap()
+            crate::conformance::token_of(&reader).await > last
+                && crate::conformance::token_of(&counted).await
+                    > crate::conformance::token_of(&reader).await
         );
-        last = counted.fencing_token().await.unwrap();
+        last = crate::conformance::token_of(&counted).await;
         admin("force_release", provider.force_release(&name)).await;
         let _ = reader.unlock().await;
         let _ = counted.unlock().await;
