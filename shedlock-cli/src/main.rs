@@ -1,7 +1,7 @@
 //! `shedlock`: the operator's command for shedlock locks in Redis.
 //!
 //! ```text
-//! shedlock list                      every lock: holders, time left, capacity, paused
+//! shedlock list                      every lock: kind, holders, time left, term, last renewal, capacity, paused
 //! shedlock show NAME                 one lock in detail
 //! shedlock pause NAME                capacity 0: nobody acquires it (holders finish)
 //! shedlock resume NAME               the capacity from before the pause
@@ -68,9 +68,19 @@ struct Cli {
 enum Command {
     /// Every lock that is held or has a stored capacity (including keys written
     /// by ShedLock for Java under the same prefix).
+    ///
+    /// KIND: `scope` for a scope's owner (a lock named `scope:<scope>`),
+    /// `lease` for an exclusive holder that has renewed its lease at least
+    /// once (a leader, a keep-alive job), `job` otherwise. TERM: the holder's
+    /// fencing token (a leader's term). RENEWED: how long ago, by the store's
+    /// clock, the holder last renewed its lease (`never`: no renewal; `-`:
+    /// unknown; Redis records an exclusive holder's term and renewals from its
+    /// first renewal on). Holder columns describe the holder whose lease ends
+    /// last. `unlock NAME --force` on a leader makes it step down at its next
+    /// renewal.
     List,
-    /// One lock: its holders (who, since when, time left, permits), capacity,
-    /// pause and waiting exclusive jobs.
+    /// One lock: its holders (who, since when, time left, permits, kind, term,
+    /// last renewal), capacity, pause and waiting exclusive jobs.
     Show {
         /// The lock's name, as in #[scheduler_lock(name = "...")].
         name: String,
@@ -95,7 +105,9 @@ enum Command {
         capacity: u32,
     },
     /// End every lease of a lock now. The holders' jobs are not stopped and
-    /// keep running; fencing tokens let a downstream store refuse them.
+    /// keep running; fencing tokens let a downstream store refuse them. A
+    /// leader (or a scope's owner) steps down when its next renewal finds the
+    /// lease gone: its work is cancelled then, and another candidate takes over.
     Unlock {
         /// The lock's name.
         name: String,

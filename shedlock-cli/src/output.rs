@@ -54,10 +54,13 @@ pub(crate) fn print_unlocked(format: Format, name: &str, released: usize) {
 fn list_table(locks: &[LockState]) -> String {
     let mut rows = vec![[
         "NAME".to_owned(),
+        "KIND".to_owned(),
         "HOLDERS".to_owned(),
         "LOCKED BY".to_owned(),
         "LOCKED AT".to_owned(),
         "TIME LEFT".to_owned(),
+        "TERM".to_owned(),
+        "RENEWED".to_owned(),
         "CAPACITY".to_owned(),
         "PAUSED".to_owned(),
     ]];
@@ -71,6 +74,7 @@ fn list_table(locks: &[LockState]) -> String {
         locked_by.dedup();
         rows.push([
             clean(&lock.name),
+            lock_kind(lock).unwrap_or("-").to_owned(),
             holders_summary(lock),
             clean(&locked_by.join(", ")).if_empty("-"),
             latest.and_then(|holder| holder.locked_at).map_or_else(
@@ -78,6 +82,10 @@ fn list_table(locks: &[LockState]) -> String {
                 |at| humantime::format_rfc3339_seconds(at).to_string(),
             ),
             latest.map_or_else(|| "-".to_owned(), |holder| time_left(holder.lease_left)),
+            latest
+                .and_then(|holder| holder.fencing_token)
+                .map_or_else(|| "-".to_owned(), |token| token.to_string()),
+            latest.map_or_else(|| "-".to_owned(), renewed_cell),
             lock.capacity
                 .map_or_else(|| "default".to_owned(), |capacity| capacity.to_string()),
             if lock.paused { "yes" } else { "no" }.to_owned(),
@@ -86,7 +94,7 @@ fn list_table(locks: &[LockState]) -> String {
     if locks.is_empty() {
         return "no locks are held or configured\n".to_owned();
     }
-    let widths: Vec<usize> = (0..7)
+    let widths: Vec<usize> = (0..rows[0].len())
         .map(|column| {
             rows.iter()
                 .map(|row| row[column].chars().count())
@@ -148,8 +156,89 @@ fn state_text(state: &LockState, key: &str) -> String {
                 .fencing_token
                 .map_or_else(String::new, |token| format!(", fencing token {token}")),
         );
+        let _ = writeln!(
+            text,
+            "    kind: {}, term: {}, last renewal: {}",
+            holder_kind(&state.name, holder),
+            holder
+                .fencing_token
+                .map_or_else(|| "unknown".to_owned(), |token| token.to_string()),
+            last_renewal(holder),
+        );
     }
     text
+}
+
+/// What a lease looks like it is for, from its name and how its holder keeps
+/// it: `scope` for a scope's owner (the name starts with `scope:`), `lease`
+/// for an exclusive holder that renews its lease (a leader, a keep-alive
+/// job), `job` otherwise (a run that takes the lock and gives it back).
+fn holder_kind(name: &str, holder: &LockHolder) -> &'static str {
+    if name.starts_with(SCOPE_PREFIX) {
+        "scope"
+    } else if holder.mode == LockMode::Exclusive && holder.renewals.is_some_and(|n| n > 0) {
+        "lease"
+    } else {
+        "job"
+    }
+}
+
+/// The lock names under which scopes' owners hold their leases.
+const SCOPE_PREFIX: &str = "scope:";
+
+/// The kind of a lock as `list` shows it: its holders' (`lease` if any holder
+/// renews), `scope` for a scope's lock even while nobody owns it; `None` for
+/// a free lock that is not a scope's.
+fn lock_kind(lock: &LockState) -> Option<&'static str> {
+    if lock.name.starts_with(SCOPE_PREFIX) {
+        return Some("scope");
+    }
+    let mut kinds = lock
+        .holders
+        .iter()
+        .map(|holder| holder_kind(&lock.name, holder));
+    if kinds.clone().any(|kind| kind == "lease") {
+        return Some("lease");
+    }
+    kinds.next()
+}
+
+/// The `RENEWED` cell: how long ago the holder last renewed its lease;
+/// `never` when the store counts renewals and there were none; `-` unknown.
+fn renewed_cell(holder: &LockHolder) -> String {
+    match (holder.renewals, holder.renewed_ago) {
+        (Some(0), _) => "never".to_owned(),
+        (Some(_), Some(ago)) => format!("{} ago", age(ago)),
+        _ => "-".to_owned(),
+    }
+}
+
+/// `show`'s "last renewal: ...".
+fn last_renewal(holder: &LockHolder) -> String {
+    match (holder.renewals, holder.renewed_ago) {
+        (Some(0), Some(ago)) => format!("none yet (taken {} ago)", age(ago)),
+        (Some(0), None) => "none yet".to_owned(),
+        (Some(renewals), Some(ago)) => format!(
+            "{} ago ({renewals} renewal{})",
+            age(ago),
+            if renewals == 1 { "" } else { "s" }
+        ),
+        _ => "unknown (not renewed yet, or not recorded by the store)".to_owned(),
+    }
+}
+
+/// A short age: `0.25s`, `1.2s`, `42s`, then `3m 12s`.
+fn age(ago: Duration) -> String {
+    let millis = ago.as_millis();
+    if millis < 1_000 {
+        format!("{:.2}s", ago.as_secs_f64())
+    } else if millis < 10_000 {
+        format!("{:.1}s", ago.as_secs_f64())
+    } else if millis < 60_000 {
+        format!("{}s", ago.as_secs())
+    } else {
+        humantime::format_duration(Duration::from_secs(ago.as_secs())).to_string()
+    }
 }
 
 fn holders_summary(lock: &LockState) -> String {
@@ -214,11 +303,16 @@ impl IfEmpty for String {
 fn state_json(state: &LockState, action: Option<&str>) -> Value {
     let mut json = json!({
         "name": state.name,
+        "kind": lock_kind(state),
         "capacity": state.capacity,
         "paused": state.paused,
         "exclusive_waiters": state.exclusive_waiters,
         "permits_held": state.permits_held(),
-        "holders": state.holders.iter().map(holder_json).collect::<Vec<_>>(),
+        "holders": state
+            .holders
+            .iter()
+            .map(|holder| holder_json(&state.name, holder))
+            .collect::<Vec<_>>(),
     });
     if let (Some(action), Some(fields)) = (action, json.as_object_mut()) {
         fields.insert("action".to_owned(), json!(action));
@@ -226,7 +320,7 @@ fn state_json(state: &LockState, action: Option<&str>) -> Value {
     json
 }
 
-fn holder_json(holder: &LockHolder) -> Value {
+fn holder_json(name: &str, holder: &LockHolder) -> Value {
     let (mode, permits) = match holder.mode {
         LockMode::Exclusive => ("exclusive", None),
         LockMode::Shared { permits } => ("shared", Some(permits)),
@@ -240,6 +334,10 @@ fn holder_json(holder: &LockHolder) -> Value {
         "mode": mode,
         "permits": permits,
         "fencing_token": holder.fencing_token,
+        "kind": holder_kind(name, holder),
+        "term": holder.fencing_token,
+        "renewed_ago_ms": holder.renewed_ago.map(|ago| ago.as_millis()),
+        "renewals": holder.renewals,
     })
 }
 
@@ -276,6 +374,8 @@ mod tests {
                 lease_left: Some(Duration::from_millis(1500)),
                 mode: LockMode::Exclusive,
                 fencing_token: None,
+                renewed_ago: None,
+                renewals: None,
             }],
             capacity: Some(0),
             paused: true,
@@ -293,5 +393,90 @@ mod tests {
             lines[1].contains("1s 500ms") && lines[1].ends_with("yes"),
             "{table}"
         );
+    }
+
+    fn holder(mode: LockMode, renewals: Option<u64>, renewed_ago_ms: Option<u64>) -> LockHolder {
+        LockHolder {
+            locked_by: "host:1".to_owned(),
+            locked_at: None,
+            lease_left: Some(Duration::from_secs(2)),
+            mode,
+            fencing_token: Some(42),
+            renewed_ago: renewed_ago_ms.map(Duration::from_millis),
+            renewals,
+        }
+    }
+
+    fn lock(name: &str, holders: Vec<LockHolder>) -> LockState {
+        LockState {
+            name: name.to_owned(),
+            holders,
+            capacity: None,
+            paused: false,
+            exclusive_waiters: 0,
+        }
+    }
+
+    #[test]
+    fn kinds_tell_scopes_renewing_leases_and_jobs_apart() {
+        let leader = holder(LockMode::Exclusive, Some(3), Some(120));
+        let job = holder(LockMode::Exclusive, Some(0), Some(5_000));
+        let unknown = holder(LockMode::Exclusive, None, None);
+        let reader = holder(LockMode::Shared { permits: 1 }, Some(2), Some(10));
+        assert_eq!(holder_kind("scheduler", &leader), "lease");
+        assert_eq!(holder_kind("scheduler", &job), "job");
+        assert_eq!(holder_kind("scheduler", &unknown), "job");
+        assert_eq!(holder_kind("catalog", &reader), "job");
+        assert_eq!(holder_kind("scope:tenant-7", &leader), "scope");
+        assert_eq!(holder_kind("scope:tenant-7", &unknown), "scope");
+        assert_eq!(lock_kind(&lock("free", Vec::new())), None);
+        assert_eq!(lock_kind(&lock("scope:idle", Vec::new())), Some("scope"));
+        assert_eq!(
+            lock_kind(&lock("scheduler", vec![leader.clone()])),
+            Some("lease")
+        );
+        assert_eq!(lock_kind(&lock("nightly", vec![job.clone()])), Some("job"));
+    }
+
+    #[test]
+    fn list_and_show_give_the_term_and_the_last_renewal() {
+        let leader = holder(LockMode::Exclusive, Some(3), Some(1_234));
+        let table = list_table(&[lock("scheduler", vec![leader.clone()])]);
+        let lines: Vec<&str> = table.lines().collect();
+        for column in ["KIND", "TERM", "RENEWED"] {
+            assert!(lines[0].contains(column), "{table}");
+        }
+        assert_eq!(lines[0].find("TERM"), lines[1].find("42"), "{table}");
+        assert_eq!(
+            lines[0].find("RENEWED"),
+            lines[1].find("1.2s ago"),
+            "{table}"
+        );
+        assert_eq!(lines[0].find("KIND"), lines[1].find("lease"), "{table}");
+        let shown = state_text(&lock("scheduler", vec![leader.clone()]), "key");
+        assert!(
+            shown.contains("kind: lease, term: 42, last renewal: 1.2s ago (3 renewals)"),
+            "{shown}"
+        );
+        let json = state_json(&lock("scheduler", vec![leader]), None);
+        let holder = &json["holders"][0];
+        assert_eq!(holder["term"], 42);
+        assert_eq!(holder["renewed_ago_ms"], 1234);
+        assert_eq!(holder["kind"], "lease");
+        assert_eq!(holder["renewals"], 3);
+        assert_eq!(json["kind"], "lease");
+    }
+
+    #[test]
+    fn renewal_cells_say_never_or_unknown_honestly() {
+        let never = holder(LockMode::Exclusive, Some(0), Some(3_000));
+        assert_eq!(renewed_cell(&never), "never");
+        assert_eq!(last_renewal(&never), "none yet (taken 3.0s ago)");
+        let unknown = holder(LockMode::Exclusive, None, None);
+        assert_eq!(renewed_cell(&unknown), "-");
+        assert!(last_renewal(&unknown).starts_with("unknown"));
+        assert_eq!(age(Duration::from_millis(250)), "0.25s");
+        assert_eq!(age(Duration::from_millis(42_900)), "42s");
+        assert_eq!(age(Duration::from_secs(192)), "3m 12s");
     }
 }

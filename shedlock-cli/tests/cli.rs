@@ -2,9 +2,14 @@
 //! prints, what it changes, its exit codes, and that passwords stay hidden.
 
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
-use shedlock_core::{LockAdmin, LockConfiguration, LockGuard, LockMode, LockProvider};
+use serde_json::Value;
+use shedlock_core::{
+    LeaderElection, LockAdmin, LockConfiguration, LockError, LockGuard, LockMode, LockProvider,
+};
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::free_port;
 use shedlock_test_support::redis::RedisServer;
@@ -122,6 +127,213 @@ async fn list_and_show_describe_every_kind_of_lock() {
     );
     let free = succeeded(&shedlock(server.url(), &["show", "never-used"]));
     assert!(free.contains("none (free)"), "{free}");
+}
+
+/// The binary run off the async workers, so leaders in this process keep renewing.
+async fn shedlock_async(url: &str, args: &[&str]) -> Output {
+    let url = url.to_owned();
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        shedlock(&url, &args)
+    })
+    .await
+    .unwrap_or_else(|err| panic!("the shedlock run panicked: {err}"))
+}
+
+const LEASE: Duration = Duration::from_secs(2);
+const RETRY: Duration = Duration::from_millis(200);
+
+/// Sets its flag when dropped: a leader's closure holds one while it leads.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A leader of `name` on its own connection, running in the background: its
+/// term once it leads, whether its closure was dropped, and `run`'s result.
+struct Candidate {
+    term: Arc<AtomicU64>,
+    dropped: Arc<AtomicBool>,
+    run: tokio::task::JoinHandle<Result<(), LockError>>,
+}
+
+async fn candidate(url: &str, name: &str, identity: &str) -> Candidate {
+    let provider = connect(url).await.with_locked_by(identity);
+    let election = LeaderElection::new(provider, name, LEASE)
+        .and_then(|election| election.with_retry_period(RETRY))
+        .unwrap_or_else(|err| panic!("{err}"));
+    let (term, dropped) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let (seen, flag) = (term.clone(), dropped.clone());
+    let run = tokio::spawn(async move {
+        election
+            .run(|leadership| async move {
+                let _flag = DropFlag(flag);
+                seen.store(leadership.term(), Ordering::SeqCst);
+                std::future::pending::<()>().await;
+            })
+            .await
+    });
+    Candidate { term, dropped, run }
+}
+
+impl Candidate {
+    /// Its term, once it leads (within `within`).
+    async fn leads_within(&self, within: Duration) -> u64 {
+        let until = Instant::now() + within;
+        loop {
+            let term = self.term.load(Ordering::SeqCst);
+            if term > 0 {
+                return term;
+            }
+            assert!(Instant::now() < until, "no leader within {within:?}");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_and_show_give_a_leaders_term_and_last_renewal() {
+    let server = RedisServer::start();
+    let leader = candidate(server.url(), "scheduler", "leader-a").await;
+    let term = leader.leads_within(Duration::from_secs(5)).await;
+    // A plain job beside it: taken once, never renewed.
+    let provider = connect(server.url()).await.with_locked_by("worker-7");
+    let _nightly = lock(&provider, "nightly-report", LockMode::Exclusive).await;
+    // A few renewals.
+    tokio::time::sleep(RETRY * 3).await;
+
+    let listed = json_of(&succeeded(
+        &shedlock_async(server.url(), &["--json", "list"]).await,
+    ));
+    let locks = listed.as_array().unwrap_or_else(|| panic!("{listed}"));
+    let scheduler = locks
+        .iter()
+        .find(|lock| lock["name"] == "scheduler")
+        .unwrap_or_else(|| panic!("no scheduler: {listed}"));
+    let holder = &scheduler["holders"][0];
+    assert_eq!(holder["locked_by"], "leader-a", "{listed}");
+    assert_eq!(holder["term"], term, "{listed}");
+    assert_eq!(holder["fencing_token"], term, "{listed}");
+    assert_eq!(holder["kind"], "lease", "{listed}");
+    assert_eq!(scheduler["kind"], "lease", "{listed}");
+    assert!(
+        holder["renewals"].as_u64().is_some_and(|n| n >= 1),
+        "{listed}"
+    );
+    let ago = holder["renewed_ago_ms"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no renewal age: {listed}"));
+    assert!(
+        u128::from(ago) < (RETRY + Duration::from_millis(300)).as_millis(),
+        "the last renewal was {ago} ms ago, retry period {RETRY:?}: {listed}"
+    );
+    let nightly = locks
+        .iter()
+        .find(|lock| lock["name"] == "nightly-report")
+        .unwrap_or_else(|| panic!("no nightly-report: {listed}"));
+    assert_eq!(nightly["kind"], "job", "{listed}");
+    assert_eq!(
+        nightly["holders"][0]["renewed_ago_ms"],
+        Value::Null,
+        "{listed}"
+    );
+
+    let table = succeeded(&shedlock_async(server.url(), &["list"]).await);
+    let lines: Vec<&str> = table.lines().collect();
+    let header = lines[0];
+    let row = lines
+        .iter()
+        .find(|line| line.starts_with("scheduler"))
+        .unwrap_or_else(|| panic!("no scheduler row:\n{table}"));
+    let cell = |column: &str| {
+        let at = header
+            .find(column)
+            .unwrap_or_else(|| panic!("no {column} column:\n{table}"));
+        row[at..]
+            .split("  ")
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(cell("KIND"), "lease", "{table}");
+    assert_eq!(cell("TERM"), term.to_string(), "{table}");
+    assert!(cell("RENEWED").ends_with("s ago"), "{table}");
+    let job_row = lines
+        .iter()
+        .find(|line| line.starts_with("nightly-report"))
+        .unwrap_or_else(|| panic!("no nightly-report row:\n{table}"));
+    assert!(
+        job_row[header.find("KIND").unwrap_or(0)..].starts_with("job"),
+        "{table}"
+    );
+
+    let shown = succeeded(&shedlock_async(server.url(), &["show", "scheduler"]).await);
+    eprintln!("{table}\n{shown}");
+    let expected = format!("kind: lease, term: {term}, last renewal: ");
+    let line = shown
+        .lines()
+        .find(|line| line.contains(&expected))
+        .unwrap_or_else(|| panic!("no '{expected}' in:\n{shown}"));
+    assert!(line.contains(" ago ("), "{shown}");
+    leader.run.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unlock_force_makes_a_leader_step_down_and_another_take_over() {
+    let server = RedisServer::start();
+    let first = candidate(server.url(), "scheduler", "leader-a").await;
+    let first_term = first.leads_within(Duration::from_secs(5)).await;
+    let second = candidate(server.url(), "scheduler", "leader-b").await;
+    tokio::time::sleep(RETRY * 2).await;
+    assert_eq!(second.term.load(Ordering::SeqCst), 0, "two leaders at once");
+
+    let unlocked =
+        succeeded(&shedlock_async(server.url(), &["unlock", "scheduler", "--force"]).await);
+    let unlocked_at = Instant::now();
+    assert!(unlocked.contains("1 lease ended"), "{unlocked}");
+    // The leader finds its lease gone at its next renewal.
+    let outcome = tokio::time::timeout(LEASE, first.run)
+        .await
+        .unwrap_or_else(|_| panic!("the leader still leads {LEASE:?} after unlock --force"))
+        .unwrap_or_else(|err| panic!("the leader's task failed: {err}"));
+    let stepped_down_in = unlocked_at.elapsed();
+    eprintln!("stepped down {stepped_down_in:?} after unlock --force");
+    assert!(
+        matches!(outcome, Err(LockError::LeaseLost { .. })),
+        "the leader's run returned {outcome:?}"
+    );
+    assert!(
+        first.dropped.load(Ordering::SeqCst),
+        "the leader's closure was not dropped"
+    );
+    assert!(
+        stepped_down_in < RETRY + Duration::from_millis(600),
+        "the leader stepped down {stepped_down_in:?} after unlock --force (retry period {RETRY:?})"
+    );
+    let second_term = second.leads_within(Duration::from_secs(5)).await;
+    assert!(
+        second_term > first_term,
+        "the next leader's term {second_term} is not above {first_term}"
+    );
+    tokio::time::sleep(RETRY * 2).await;
+    let shown = json_of(&succeeded(
+        &shedlock_async(server.url(), &["--json", "show", "scheduler"]).await,
+    ));
+    assert_eq!(shown["holders"][0]["locked_by"], "leader-b", "{shown}");
+    assert_eq!(shown["holders"][0]["term"], second_term, "{shown}");
+    second.run.abort();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -48,8 +48,19 @@ pub struct LockHolder {
     pub lease_left: Option<Duration>,
     /// Exclusive, or shared with some permits.
     pub mode: LockMode,
-    /// The holder's fencing token, where the store keeps it per holder.
+    /// The holder's fencing token, where the store keeps it per holder (a
+    /// leader's term). Redis knows an exclusive holder's token from its first
+    /// renewal on; shared holders' always.
     pub fencing_token: Option<u64>,
+    /// How long ago, by the store's clock, the holder last renewed (extended)
+    /// its lease, or took it if it never renewed it; `None` when the store
+    /// does not know (Redis: an exclusive holder before its first renewal, a
+    /// shared holder, a key written by another tool).
+    pub renewed_ago: Option<Duration>,
+    /// How many times the holder renewed its lease, where the store counts
+    /// them: leaders, scope owners and other keep-alive holders renew; most
+    /// jobs never do. `None`: unknown (see [`renewed_ago`](Self::renewed_ago)).
+    pub renewals: Option<u64>,
 }
 
 /// Operations on locks for operators and tooling (the `shedlock` command):

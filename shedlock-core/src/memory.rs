@@ -74,6 +74,10 @@ struct Held {
     mode: LockMode,
     locked_at: SystemTime,
     locked_by: Arc<str>,
+    /// When the lease was taken or last extended.
+    renewed_at: Instant,
+    /// How many times it was extended.
+    renewals: u64,
 }
 
 /// Why an attempt failed.
@@ -144,6 +148,9 @@ impl Entry {
                     lease_left: Some(held.expires_at - now),
                     mode: held.mode,
                     fencing_token: Some(*token),
+                    // `now` was read before the state's mutex was taken.
+                    renewed_ago: Some(now.saturating_duration_since(held.renewed_at)),
+                    renewals: Some(held.renewals),
                 };
                 (*token, holder)
             })
@@ -257,6 +264,8 @@ impl InMemoryLockProvider {
             mode: config.mode(),
             locked_at,
             locked_by: self.locked_by.clone(),
+            renewed_at: now,
+            renewals: 0,
         };
         entry.holders.insert(token, held);
         drop(guard);
@@ -429,6 +438,8 @@ impl Lease for MemoryLease {
             Ok(match state.owned(&self.name, self.acquisition, now) {
                 Some(held) => {
                     held.expires_at = now + lock_at_most_for;
+                    held.renewed_at = now;
+                    held.renewals = held.renewals.saturating_add(1);
                     true
                 }
                 None => false,

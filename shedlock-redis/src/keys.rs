@@ -17,6 +17,7 @@ pub(crate) const FENCE_SUFFIX: &str = ":fence";
 pub(crate) const HOLDERS_SUFFIX: &str = ":holders";
 pub(crate) const WAITERS_SUFFIX: &str = ":waiters";
 pub(crate) const SETTINGS_SUFFIX: &str = ":settings";
+pub(crate) const RENEWED_SUFFIX: &str = ":renewed";
 
 impl LockKeys {
     /// Built on every acquisition, so each key is one exact-size allocation
@@ -110,6 +111,14 @@ impl LockKeys {
     /// Operator settings: a hash with `capacity` and `resume_to`.
     pub(crate) fn settings(&self) -> String {
         self.auxiliary(SETTINGS_SUFFIX)
+    }
+
+    /// The exclusive holder's last renewal, for operators: `"<token>
+    /// <server ms> <renewals> <lock value>"`, written by `extend.lua`, living
+    /// as long as the lease it renewed. Read only while the value matches the
+    /// lock key's, so an earlier holder's stamp is ignored, never deleted.
+    pub(crate) fn renewed(&self) -> String {
+        self.auxiliary(RENEWED_SUFFIX)
     }
 }
 
@@ -246,6 +255,7 @@ mod tests {
                 keys.holders(),
                 keys.waiters(),
                 keys.settings(),
+                keys.renewed(),
             ] {
                 assert_eq!(slot(&keys.lock), slot(&aux), "name {name:?}: {aux}");
             }

@@ -4,6 +4,7 @@
 //! in the background if it never is.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use redis::{Cmd, Script};
@@ -11,7 +12,7 @@ use shedlock_core::{BackgroundRelease, BoxFuture, Lease, LockError};
 
 use crate::connection::RedisConnection;
 use crate::errors::store_error;
-use crate::keys::LockKeys;
+use crate::keys::{LockKeys, RENEWED_SUFFIX};
 use crate::releases::RELEASE_CHANNEL;
 use crate::scripts::{EXTEND, EXTEND_SHARED, RELEASE, RELEASE_SHARED, TOKEN, evalsha, invoke};
 
@@ -24,11 +25,19 @@ pub(crate) struct RedisLease {
     /// Shared permits (kept in the holders hash) rather than the lock key.
     pub(crate) shared: bool,
     pub(crate) value: String,
+    /// The fencing token, once known (0 until then): an exclusive lease's
+    /// renewals stamp it for operators (see `extend.lua`).
+    pub(crate) token: AtomicU64,
 }
 
 impl RedisLease {
     pub(crate) fn lock_key(&self) -> &str {
         &self.keys.lock
+    }
+
+    /// Records the fencing token the acquisition handed out.
+    pub(crate) fn set_token(&self, token: u64) {
+        self.token.store(token, Ordering::Relaxed);
     }
 
     /// An `EVALSHA` of the exclusive or the shared variant of an operation on
@@ -57,8 +66,23 @@ impl RedisLease {
 impl Lease for RedisLease {
     fn extend(&self, lock_at_most_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
         Box::pin(async move {
-            let (script, mut extend) = self.script_call(&EXTEND, &EXTEND_SHARED, 1);
-            extend.arg(millis(lock_at_most_for));
+            let (script, extend) = if self.shared {
+                let (script, mut extend) = self.script_call(&EXTEND, &EXTEND_SHARED, 1);
+                extend.arg(millis(lock_at_most_for));
+                (script, extend)
+            } else {
+                // The renewal stamp's key follows the lock key; the token follows the lease.
+                let renewed = self.keys.auxiliary_arg(RENEWED_SUFFIX);
+                let data = self.keys.lock.len() + renewed.len() + self.value.len() + 64;
+                let mut extend = evalsha(&EXTEND, 2, 3, data);
+                extend
+                    .arg(&self.keys.lock)
+                    .arg(renewed)
+                    .arg(&self.value)
+                    .arg(millis(lock_at_most_for))
+                    .arg(self.token.load(Ordering::Relaxed));
+                (&*EXTEND, extend)
+            };
             invoke::<i64>(script, &extend, &mut self.connection.clone())
                 .await
                 .map(|extended| extended == 1)
@@ -106,7 +130,13 @@ impl Lease for RedisLease {
             issue.arg(&self.keys.lock).arg(fence).arg(&self.value);
             invoke::<i64>(&TOKEN, &issue, &mut self.connection.clone())
                 .await
-                .map(|token| u64::try_from(token).ok().filter(|token| *token > 0))
+                .map(|token| {
+                    let token = u64::try_from(token).ok().filter(|token| *token > 0);
+                    if let Some(token) = token {
+                        self.set_token(token);
+                    }
+                    token
+                })
                 .map_err(|err| {
                     store_error(
                         &self.server,

@@ -398,6 +398,55 @@ pub async fn lock_state_describes_holders<P: AdminProvider, Fut: Future<Output =
     unlock(exclusive).await;
 }
 
+/// A holder that renews its lease (a leader, a scope's owner) shows its
+/// term and how long ago it last renewed, by the store's clock; the next
+/// holder of the name never shows the previous holder's renewals.
+pub async fn a_renewing_holder_shows_its_term_and_last_renewal<
+    P: AdminProvider,
+    Fut: Future<Output = P>,
+>(
+    make: impl Fn() -> Fut,
+) {
+    let (a, b) = (make().await, make().await);
+    let name = unique_name("renewed");
+    let exclusive = config(&name, LONG, Duration::ZERO);
+    let mut leader = acquire(&a, &exclusive).await;
+    let term = crate::conformance::token_of(&leader).await;
+    let fresh = state(&b, &name).await;
+    assert_eq!(fresh.holders.len(), 1, "{fresh:?}");
+    assert_eq!(
+        fresh.holders[0].renewals.unwrap_or(0),
+        0,
+        "renewals before any: {fresh:?}"
+    );
+    assert!(extend(&mut leader, LONG).await);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(extend(&mut leader, LONG).await);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let seen = state(&b, &name).await;
+    let holder = &seen.holders[0];
+    assert_eq!(holder.fencing_token, Some(term), "{seen:?}");
+    assert_eq!(holder.renewals, Some(2), "{seen:?}");
+    let ago = holder
+        .renewed_ago
+        .unwrap_or_else(|| fail!("no renewal age after two renewals: {seen:?}"));
+    assert!(
+        ago >= Duration::from_millis(140) && ago < Duration::from_secs(5),
+        "last renewal {ago:?} ago, 150 ms after it: {seen:?}"
+    );
+    unlock(leader).await;
+    let next = acquire(&b, &exclusive).await;
+    let next_term = crate::conformance::token_of(&next).await;
+    let after = state(&a, &name).await;
+    let holder = &after.holders[0];
+    assert_eq!(holder.renewals.unwrap_or(0), 0, "{after:?}");
+    assert!(
+        holder.fencing_token.is_none_or(|token| token == next_term),
+        "the next holder shows another term than its own {next_term}: {after:?}"
+    );
+    unlock(next).await;
+}
+
 /// Force-release ends every lease; the old holders find them gone, and the
 /// next holder's token is greater.
 pub async fn force_release_ends_every_lease<P: AdminProvider, Fut: Future<Output = P>>(
@@ -935,6 +984,7 @@ macro_rules! lock_kinds_conformance_tests {
             stale_shared_holder_never_touches_the_next,
             lock_at_least_for_applies_per_shared_holder,
             lock_state_describes_holders,
+            a_renewing_holder_shows_its_term_and_last_renewal,
             force_release_ends_every_lease,
             permits_never_exceed_capacity_under_contention,
             capacity_zero_pauses_and_resume_restores,

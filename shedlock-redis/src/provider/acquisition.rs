@@ -48,6 +48,7 @@ impl RedisLockProvider {
             value: new_lock_value(&self.locked_by),
             keys,
             shared,
+            token: Default::default(),
         }
     }
 
@@ -218,6 +219,11 @@ impl RedisLockProvider {
             .arg(waiter.map_or(0, |waiter| millis(waiter.hold_place_for())));
         let pending = PendingLease::new(lease, config.lock_at_most_for());
         let (reply, requested_at, answered_in) = self.timed(&acquire).await;
+        if let Ok(token) = reply
+            && let Ok(token) = u64::try_from(token)
+        {
+            pending.lease().set_token(token);
+        }
         match reply {
             Ok(token) if token > 0 && vouched(answered_in, config.lock_at_most_for()) => Ok(Some(
                 LockGuard::new(config, token.unsigned_abs(), requested_at, pending.disarm()),

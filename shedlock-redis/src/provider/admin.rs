@@ -13,14 +13,23 @@ use shedlock_core::{
 use super::RedisLockProvider;
 use crate::connection::RedisConnection;
 use crate::errors::store_error;
-use crate::keys::{FENCE_SUFFIX, HOLDERS_SUFFIX, SETTINGS_SUFFIX, WAITERS_SUFFIX};
+use crate::keys::{FENCE_SUFFIX, HOLDERS_SUFFIX, RENEWED_SUFFIX, SETTINGS_SUFFIX, WAITERS_SUFFIX};
 use crate::releases::RELEASE_CHANNEL;
 use crate::scripts::{FORCE_RELEASE, PAUSE, RESUME, SET_CAPACITY, STATE};
-use crate::value::LockValue;
+use crate::value::{LockValue, WAITED_MARK};
 
 /// What `state.lua` returns: server ms, exclusive value, its PTTL, stored
-/// capacity, live exclusive waiters, shared holders (value, "end permits token" pairs).
-type StateReply = (i64, Option<String>, i64, Option<String>, i64, Vec<String>);
+/// capacity, live exclusive waiters, shared holders (value, "end permits token"
+/// pairs), the exclusive holder's renewal stamp.
+type StateReply = (
+    i64,
+    Option<String>,
+    i64,
+    Option<String>,
+    i64,
+    Vec<String>,
+    Option<String>,
+);
 
 /// The lock key's value while shared holders have the lock (see `acquire.lua`).
 const SHARED_MARKER: &str = "shedlock:shared";
@@ -41,13 +50,23 @@ impl RedisLockProvider {
     }
 
     fn state_of(&self, name: &str, reply: StateReply) -> LockState {
-        let (now, exclusive, exclusive_left, capacity, waiters, shared) = reply;
+        let (now, exclusive, exclusive_left, capacity, waiters, shared, renewed) = reply;
         let mut holders = Vec::new();
         if let Some(value) = exclusive.filter(|value| value != SHARED_MARKER) {
             let mut holder = holder_from_value(&value);
             holder.lease_left = u64::try_from(exclusive_left)
                 .ok()
                 .map(Duration::from_millis);
+            if let Some(stamp) = renewed
+                .as_deref()
+                .and_then(|stamp| RenewalStamp::parse(stamp, &value))
+            {
+                holder.fencing_token = stamp.token;
+                holder.renewed_ago = Some(Duration::from_millis(
+                    u64::try_from(now - stamp.at_ms).unwrap_or(0),
+                ));
+                holder.renewals = Some(stamp.renewals);
+            }
             holders.push(holder);
         }
         let mut shared_holders: Vec<LockHolder> = shared
@@ -194,7 +213,8 @@ impl RedisLockProvider {
         state
             .key(keys.holders())
             .key(keys.waiters())
-            .key(keys.settings());
+            .key(keys.settings())
+            .key(keys.renewed());
         let reply = self
             .run::<StateReply>(state, format!("reading lock '{name}'"))
             .await?;
@@ -234,6 +254,37 @@ fn holder_from_value(value: &str) -> LockHolder {
         lease_left: None,
         mode: LockMode::Exclusive,
         fencing_token: None,
+        renewed_ago: None,
+        renewals: None,
+    }
+}
+
+/// An exclusive holder's last renewal, as `extend.lua` stamps it.
+#[derive(Debug, PartialEq, Eq)]
+struct RenewalStamp {
+    token: Option<u64>,
+    at_ms: i64,
+    renewals: u64,
+}
+
+impl RenewalStamp {
+    /// `"<token> <server ms> <renewals> <value>"`, if it is the renewal of
+    /// the lock key's `current` value (perhaps marked by a waiter since).
+    fn parse(stamp: &str, current: &str) -> Option<RenewalStamp> {
+        let mut fields = stamp.splitn(4, ' ');
+        let token = fields.next()?.parse::<u64>().ok()?;
+        let at_ms = fields.next()?.parse::<i64>().ok()?;
+        let renewals = fields.next()?.parse::<u64>().ok()?;
+        let value = fields.next()?;
+        let rest = current.strip_prefix(value)?;
+        if !(rest.is_empty() || rest == WAITED_MARK) {
+            return None;
+        }
+        Some(RenewalStamp {
+            token: Some(token).filter(|token| *token > 0),
+            at_ms,
+            renewals,
+        })
     }
 }
 
@@ -244,6 +295,7 @@ fn name_of_key(key: &str, base: &str) -> Option<String> {
         HOLDERS_SUFFIX,
         WAITERS_SUFFIX,
         SETTINGS_SUFFIX,
+        RENEWED_SUFFIX,
     ] {
         let Some(rest) = key.strip_suffix(suffix) else {
             continue;
@@ -374,11 +426,39 @@ mod tests {
                 keys.holders(),
                 keys.waiters(),
                 keys.settings(),
+                keys.renewed(),
             ] {
                 assert_eq!(name_of_key(&key, base).as_deref(), Some(name), "key {key}");
             }
         }
         assert_eq!(name_of_key("other:default:x", base), None);
+    }
+
+    #[test]
+    fn a_renewal_stamp_counts_only_for_the_value_it_renewed() {
+        let value = "ADDED:2026-01-01T00:00:00.000Z@host 1:7;id=a";
+        let stamp = format!("17 1000 3 {value}");
+        let parsed = RenewalStamp::parse(&stamp, value);
+        assert_eq!(
+            parsed,
+            Some(RenewalStamp {
+                token: Some(17),
+                at_ms: 1000,
+                renewals: 3
+            })
+        );
+        let marked = format!("{value}{WAITED_MARK}");
+        assert_eq!(RenewalStamp::parse(&stamp, &marked), parsed);
+        // An earlier holder's stamp, or a longer value, is not this holder's.
+        assert_eq!(RenewalStamp::parse(&stamp, "ADDED:x@other;id=b"), None);
+        assert_eq!(RenewalStamp::parse(&stamp, &format!("{value}1")), None);
+        // No token issued yet.
+        let untokened = format!("0 1000 1 {value}");
+        assert_eq!(
+            RenewalStamp::parse(&untokened, value).map(|stamp| stamp.token),
+            Some(None)
+        );
+        assert_eq!(RenewalStamp::parse("garbage", value), None);
     }
 
     #[test]
