@@ -1,5 +1,6 @@
 //! Three replicas, each with its own `tokio-cron-scheduler` and its own Redis
-//! connection, schedule the same every-second job: each tick runs on one of them.
+//! connection, schedule the same every-second job made with
+//! `shedlock::cron::LockedJobs`: each tick runs on one of them.
 //!
 //! ```text
 //! cargo run --example cron_cluster                       # starts a private redis-server
@@ -11,10 +12,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
+use shedlock::LockConfiguration;
+use shedlock::cron::LockedJobs;
 use shedlock::redis::RedisLockProvider;
-use shedlock::{LockConfiguration, LockingTaskExecutor};
 use shedlock_test_support::redis::RedisServer;
-use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_cron_scheduler::JobScheduler;
 
 /// Every second (fields: sec min hour day-of-month month day-of-week).
 const EVERY_SECOND: &str = "*/1 * * * * *";
@@ -68,14 +70,13 @@ async fn main() -> anyhow::Result<()> {
         let provider = RedisLockProvider::connect(&url)
             .await?
             .with_locked_by(&replica);
-        let executor = LockingTaskExecutor::new(provider);
-        let (config, runs) = (config.clone(), runs.clone());
-        let job = Job::new_async(EVERY_SECOND, move |_job_id, _scheduler| {
-            let (executor, config) = (executor.clone(), config.clone());
-            let (replica, runs) = (replica.clone(), runs.clone());
-            Box::pin(async move { run_tick(&executor, &config, &replica, &runs).await })
+        let mut scheduler = JobScheduler::new().await?;
+        // Shutting the scheduler down cancels a report in progress and gives its lock back.
+        let jobs = LockedJobs::stopping_with(&mut scheduler);
+        let runs = runs.clone();
+        let job = jobs.locked_job(EVERY_SECOND, provider, config.clone(), move || {
+            report(replica.clone(), runs.clone())
         })?;
-        let scheduler = JobScheduler::new().await?;
         scheduler.add(job).await?;
         scheduler.start().await?;
         schedulers.push(scheduler);
@@ -103,29 +104,18 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One replica's run of one tick: the report runs only if this replica takes the lock.
-async fn run_tick(
-    executor: &LockingTaskExecutor<RedisLockProvider>,
-    config: &LockConfiguration,
-    replica: &str,
-    runs: &Runs,
-) {
+/// The report, run by the replica that took this tick's lock. The other
+/// replicas skip the tick (logged at `debug`, with the lock's name).
+async fn report(replica: String, runs: Runs) {
     let (tick, time) = tick_now();
-    let report = async {
-        if let Ok(mut runs) = runs.lock() {
-            runs.entry(tick).or_default().push(replica.to_owned());
-        }
-        let token = match shedlock::current_lock() {
-            Some(lock) => lock.fencing_token().await.unwrap_or_default(),
-            None => 0,
-        };
-        println!("{time}  {replica} runs the report (fencing token {token})");
-    };
-    match executor.execute(config, report).await {
-        Ok(Some(())) => {}
-        Ok(None) => println!("{time}  {replica} skips: locked elsewhere"),
-        Err(err) => eprintln!("{time}  {replica}: the report did not run: {err}"),
+    if let Ok(mut runs) = runs.lock() {
+        runs.entry(tick).or_default().push(replica.clone());
     }
+    let token = match shedlock::current_lock() {
+        Some(lock) => lock.fencing_token().await.unwrap_or_default(),
+        None => 0,
+    };
+    println!("{time}  {replica} runs the report (fencing token {token})");
 }
 
 /// The current second since the epoch (the tick being run), and the time

@@ -50,6 +50,7 @@
 //! | `postgres` | [`sql::PostgresLockProvider`] (ShedLock's table on PostgreSQL) |
 //! | `mysql` | [`sql::MySqlLockProvider`] (ShedLock's table on MySQL or MariaDB) |
 //! | `sqlite` | [`sql::SqliteLockProvider`] (an SQLite file shared by the processes of one machine) |
+//! | `cron` | [`cron::LockedJobs`]: tokio-cron-scheduler jobs that run each tick on one replica, and give their locks back when the scheduler stops |
 //!
 //! The in-memory provider needs no feature; no provider is on by default.
 
@@ -103,6 +104,14 @@ pub mod sql {
     #[cfg(feature = "sqlite")]
     pub use shedlock_sql::{DEFAULT_BUSY_TIMEOUT, SqliteLockProvider};
     pub use shedlock_sql::{DEFAULT_STATEMENT_TIMEOUT, DEFAULT_TABLE_NAME, MAX_SQL_NAME_LEN};
+}
+
+/// Locked jobs for tokio-cron-scheduler (feature `cron`): every replica
+/// schedules the job, one runs each tick, and stopping the scheduler cancels
+/// runs in progress and gives their locks back. See [`cron::LockedJobs`].
+#[cfg(feature = "cron")]
+pub mod cron {
+    pub use shedlock_cron::{JobOutput, LockedJobs, tokio_cron_scheduler};
 }
 
 #[doc(hidden)]

@@ -1,0 +1,291 @@
+//! [tokio-cron-scheduler](tokio_cron_scheduler) jobs that run under a
+//! shedlock lock: every replica schedules the job, one of them runs each
+//! tick, and a stopped scheduler gives the locks of its runs in progress back.
+//!
+//! Applications use this crate as `shedlock::cron` (feature `cron`).
+//!
+//! See [`LockedJobs`].
+
+mod outcome;
+mod schedule;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use shedlock_core::{LockConfiguration, LockError, LockProvider, LockingTaskExecutor};
+use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tokio_util::task::task_tracker::TaskTrackerToken;
+
+pub use outcome::JobOutput;
+use outcome::Outcome;
+use schedule::cron_job;
+/// The tokio-cron-scheduler these jobs are made for: its `Job` and
+/// `JobScheduler` are the ones this crate takes and returns.
+pub use tokio_cron_scheduler;
+
+/// Makes locked jobs for a [`JobScheduler`], and stops their runs with it.
+///
+/// Each job made here runs its tick only while holding its lock; on the
+/// replicas that find the lock held, the tick is skipped. One `LockedJobs`
+/// goes with one scheduler: stopping it ([`stop`](Self::stop), or the
+/// scheduler's shutdown with [`stopping_with`](Self::stopping_with)) cancels
+/// the runs in progress of every job it made, gives their locks back, and
+/// lets no later tick run.
+///
+/// tokio-cron-scheduler itself lets a run go on after `shutdown()`, holding
+/// its lock until the job ends; that is why jobs are made here, and not
+/// with `Job::new_async` around a [`LockingTaskExecutor`].
+///
+/// Clones share the same runs: stopping one stops them all.
+///
+/// ```
+/// use std::time::Duration;
+/// use shedlock::cron::LockedJobs;
+/// use shedlock::{InMemoryLockProvider, LockConfiguration, scheduler_lock};
+/// use tokio_cron_scheduler::JobScheduler;
+///
+/// static LOCKS: std::sync::LazyLock<InMemoryLockProvider> =
+///     std::sync::LazyLock::new(InMemoryLockProvider::new);
+///
+/// async fn clean_up() -> Result<(), std::io::Error> {
+///     Ok(())
+/// }
+///
+/// #[scheduler_lock(name = "nightly-report", lock_at_most_for = "10m", provider = &*LOCKS)]
+/// async fn nightly_report() -> Result<(), String> {
+///     Ok(())
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// // With the `redis` feature, every replica would connect to one Redis:
+/// // `shedlock::redis::RedisLockProvider::connect(url).await?`.
+/// let provider = LOCKS.clone();
+/// let mut scheduler = JobScheduler::new().await?;
+/// let jobs = LockedJobs::stopping_with(&mut scheduler);
+///
+/// let cleanup = LockConfiguration::new("cleanup", Duration::from_secs(60), Duration::from_secs(1))?;
+/// scheduler.add(jobs.locked_job("*/10 * * * * *", provider, cleanup, clean_up)?).await?;
+/// scheduler.add(jobs.annotated_job("0 0 3 * * *", nightly_report)?).await?;
+/// scheduler.start().await?;
+///
+/// // At the end: runs in progress are cancelled and their locks given back.
+/// scheduler.shutdown().await?;
+/// # Ok(()) }
+/// ```
+///
+/// Each tick is logged: a skip (the lock is held elsewhere) at `debug`, a
+/// lock that could not be taken (the store failed) and a job that returned an
+/// error at `warn`, each with the lock's name (`lock`, where the job gives it)
+/// and the cron expression (`schedule`).
+#[derive(Clone, Debug, Default)]
+pub struct LockedJobs {
+    stop: CancellationToken,
+    runs: TaskTracker,
+}
+
+impl LockedJobs {
+    /// Jobs stopped only by [`stop`](Self::stop).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Jobs stopped when `scheduler` shuts down: this sets the scheduler's
+    /// shutdown handler, so that `scheduler.shutdown().await` returns once the
+    /// runs in progress are cancelled and their locks given back.
+    ///
+    /// The handler belongs to this `JobScheduler` value and to clones made
+    /// after this call; a handler set later replaces it. To run shutdown code
+    /// of your own too, make the jobs with [`new`](Self::new) and call
+    /// [`stop`](Self::stop) from your handler.
+    pub fn stopping_with(scheduler: &mut JobScheduler) -> Self {
+        let jobs = Self::new();
+        let on_shutdown = jobs.clone();
+        scheduler.set_shutdown_handler(Box::new(move || {
+            let jobs = on_shutdown.clone();
+            Box::pin(async move { jobs.stop().await })
+        }));
+        jobs
+    }
+
+    /// A job that runs `job` on each tick of `schedule`, while holding the
+    /// lock `config` describes, taken from `provider`, as
+    /// [`LockingTaskExecutor::execute`] does: where the lock is held
+    /// elsewhere, the tick is skipped; the lock is released when the run
+    /// ends, kept until `lock_at_least_for` has passed.
+    ///
+    /// `job` returns `()` or a `Result` (see [`JobOutput`]); an error is logged.
+    /// `schedule` is a cron expression with seconds, as tokio-cron-scheduler
+    /// reads it (`sec min hour day-of-month month day-of-week [year]`, UTC).
+    ///
+    /// When the jobs are stopped during a run, `job`'s future is dropped and
+    /// the lock released before [`stop`](Self::stop) returns, honouring
+    /// `lock_at_least_for`.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidConfiguration`], naming the expression and what is
+    /// wrong with it, when `schedule` is not a valid cron expression.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shedlock::cron::LockedJobs;
+    /// use shedlock::{InMemoryLockProvider, LockConfiguration};
+    ///
+    /// # fn main() -> Result<(), shedlock::LockError> {
+    /// let config = LockConfiguration::new("cleanup", Duration::from_secs(60), Duration::ZERO)?;
+    /// let jobs = LockedJobs::new();
+    /// let cleanup = jobs.locked_job("0 */5 * * * *", InMemoryLockProvider::new(), config.clone(), || async {
+    ///     shedlock::assert_locked();
+    /// })?;
+    ///
+    /// // Five fields: tokio-cron-scheduler wants seconds first.
+    /// let refused = jobs
+    ///     .locked_job("*/5 * * * *", InMemoryLockProvider::new(), config, || async {})
+    ///     .err()
+    ///     .map(|err| err.to_string());
+    /// assert!(refused.is_some_and(|err| err.contains("'*/5 * * * *'")));
+    /// # Ok(()) }
+    /// ```
+    pub fn locked_job<P, F, Fut>(
+        &self,
+        schedule: &str,
+        provider: P,
+        config: LockConfiguration,
+        job: F,
+    ) -> Result<Job, LockError>
+    where
+        P: LockProvider,
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future + Send + 'static,
+        Fut::Output: JobOutput + Send,
+    {
+        let executor = Arc::new(LockingTaskExecutor::new(provider));
+        let (config, job) = (Arc::new(config), Arc::new(job));
+        let jobs = self.clone();
+        let shown: Arc<str> = schedule.into();
+        cron_job(schedule, move || {
+            let (jobs, executor, config) = (jobs.clone(), executor.clone(), config.clone());
+            let (job, schedule) = (job.clone(), shown.clone());
+            async move {
+                let lock = Some(config.name());
+                let Some(_run) = jobs.begin() else {
+                    return Outcome::<()>::AfterStop.log(lock, &schedule);
+                };
+                // Cancelled inside the lock, so the executor still releases it.
+                let run = async {
+                    tokio::select! {
+                        biased;
+                        () = jobs.stop.cancelled() => None,
+                        output = job() => Some(output),
+                    }
+                };
+                let outcome = match executor.execute(&*config, run).await {
+                    Ok(Some(Some(output))) => Outcome::Ran(output),
+                    Ok(Some(None)) => Outcome::Stopped,
+                    Ok(None) => Outcome::Skipped,
+                    Err(err) => Outcome::Failed(err),
+                };
+                outcome.log(lock, &schedule);
+            }
+        })
+    }
+
+    /// A job that calls `job`, a `#[scheduler_lock]` function, on each tick
+    /// of `schedule`: the function takes its lock (from its `provider = ..`
+    /// or the installed default) and gives `Ok(None)` when it is held
+    /// elsewhere. Anything returning what such a function returns,
+    /// `Result<Option<T>, LockError>`, will do, a closure calling one with
+    /// arguments for instance.
+    ///
+    /// The outcome is logged as for [`locked_job`](Self::locked_job), without
+    /// the lock's name, which only the function knows. When the jobs are
+    /// stopped during a run, the function's future is dropped, and its lock
+    /// released in the background (kept until `lock_at_least_for` has
+    /// passed), as for any cancelled locked call.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidConfiguration`], naming the expression and what is
+    /// wrong with it, when `schedule` is not a valid cron expression.
+    ///
+    /// ```
+    /// use shedlock::cron::LockedJobs;
+    /// use shedlock::{InMemoryLockProvider, scheduler_lock};
+    ///
+    /// static LOCKS: std::sync::LazyLock<InMemoryLockProvider> =
+    ///     std::sync::LazyLock::new(InMemoryLockProvider::new);
+    ///
+    /// #[scheduler_lock(name = "report-{region}", lock_at_most_for = "10m", provider = &*LOCKS)]
+    /// async fn report(region: &str) -> Result<u32, String> {
+    ///     Ok(1)
+    /// }
+    ///
+    /// # fn main() -> Result<(), shedlock::LockError> {
+    /// let jobs = LockedJobs::new();
+    /// let europe = jobs.annotated_job("0 0 * * * *", || report("europe"))?;
+    /// let asia = jobs.annotated_job("0 30 * * * *", || async { report("asia").await })?;
+    /// # Ok(()) }
+    /// ```
+    pub fn annotated_job<F, Fut, T>(&self, schedule: &str, job: F) -> Result<Job, LockError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<T>, LockError>> + Send + 'static,
+        T: JobOutput,
+    {
+        let job = Arc::new(job);
+        let jobs = self.clone();
+        let shown: Arc<str> = schedule.into();
+        cron_job(schedule, move || {
+            let (jobs, job, schedule) = (jobs.clone(), job.clone(), shown.clone());
+            async move {
+                let Some(_run) = jobs.begin() else {
+                    return Outcome::<()>::AfterStop.log(None, &schedule);
+                };
+                let outcome = tokio::select! {
+                    biased;
+                    () = jobs.stop.cancelled() => Outcome::Stopped,
+                    result = job() => match result {
+                        Ok(Some(output)) => Outcome::Ran(output),
+                        Ok(None) => Outcome::Skipped,
+                        Err(err) => Outcome::Failed(err),
+                    },
+                };
+                outcome.log(None, &schedule);
+            }
+        })
+    }
+
+    /// Stops the jobs made here: cancels their runs in progress, and returns
+    /// once those have ended and given their locks back (a lock within
+    /// `lock_at_least_for` of its acquisition is kept until then, as an
+    /// unlock always does). Ticks after this do not run.
+    ///
+    /// Stopping does not stop the scheduler: call `JobScheduler::shutdown`
+    /// too, or let it call this (see [`stopping_with`](Self::stopping_with)).
+    pub async fn stop(&self) {
+        self.stop.cancel();
+        self.runs.close();
+        if !self.runs.is_empty() {
+            tracing::debug!(
+                runs = self.runs.len(),
+                "cron jobs stopping: cancelling their runs in progress"
+            );
+        }
+        self.runs.wait().await;
+    }
+
+    /// Whether the jobs were stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.stop.is_cancelled()
+    }
+
+    /// Counts a tick's run until it ends, so that [`stop`](Self::stop) waits
+    /// for it; `None` once stopped. Counted before the check, so a `stop`
+    /// that does not wait for the run has cancelled it first.
+    fn begin(&self) -> Option<TaskTrackerToken> {
+        let run = self.runs.token();
+        (!self.stop.is_cancelled()).then_some(run)
+    }
+}
