@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::metrics::{self, LockLabel};
 use crate::{LockError, LockGuard, LockInfo, LockMode};
 
 /// A lock held by the current task's executor, shared with the job's body.
@@ -20,6 +21,9 @@ pub(crate) struct ActiveLock {
     /// chain share a hash with probability 2^-64; the string would cost an
     /// allocation per run.)
     scope: u64,
+    /// A scoped run: the lease is the scope's, kept by its owner in the
+    /// background, and `guard` is `None` throughout.
+    pub(crate) kept_elsewhere: bool,
     /// `None` once the executor has taken the guard back to release it.
     pub(crate) guard: tokio::sync::Mutex<Option<LockGuard>>,
     /// Set when the lease is known to have ended under the job.
@@ -30,6 +34,8 @@ pub(crate) struct ActiveLock {
     pub(crate) changed: tokio::sync::Notify,
     /// The lock the task held when it took this one (a nested locked call).
     outer: Option<Arc<ActiveLock>>,
+    /// The `lock` label of this run's metrics.
+    pub(crate) label: LockLabel,
 }
 
 impl ActiveLock {
@@ -42,6 +48,7 @@ impl ActiveLock {
     pub(crate) fn mark_lost(&self) {
         if !self.lost.swap(true, Ordering::AcqRel) {
             tracing::warn!(lock = %self.info.name(), "lock lease lost while the job runs");
+            metrics::lease_lost(&self.label);
         }
         self.lost_notify.notify_waiters();
         self.changed.notify_one();
@@ -93,22 +100,48 @@ impl HeldLocks {
     }
 
     /// These locks and `guard`'s, held in `mode`, which becomes the innermost
-    /// (returned too).
+    /// (returned too); `label` labels its metrics.
     pub(crate) fn with(
         self,
         guard: LockGuard,
         mode: LockMode,
         scope: &str,
+        label: LockLabel,
+    ) -> (HeldLocks, Arc<ActiveLock>) {
+        self.with_lease(guard.info().clone(), Some(guard), mode, scope, label)
+    }
+
+    /// These locks and the lock `info` describes, whose lease someone else
+    /// keeps (a job scope's owner), held in `mode`.
+    pub(crate) fn with_kept(
+        self,
+        info: LockInfo,
+        mode: LockMode,
+        scope: &str,
+    ) -> (HeldLocks, Arc<ActiveLock>) {
+        let label = LockLabel::of_name(info.name());
+        self.with_lease(info, None, mode, scope, label)
+    }
+
+    fn with_lease(
+        self,
+        info: LockInfo,
+        guard: Option<LockGuard>,
+        mode: LockMode,
+        scope: &str,
+        label: LockLabel,
     ) -> (HeldLocks, Arc<ActiveLock>) {
         let active = Arc::new(ActiveLock {
-            info: guard.info().clone(),
+            info,
             mode,
             scope: scope_hash(scope),
-            guard: tokio::sync::Mutex::new(Some(guard)),
+            kept_elsewhere: guard.is_none(),
+            guard: tokio::sync::Mutex::new(guard),
             lost: AtomicBool::new(false),
             lost_notify: tokio::sync::Notify::new(),
             changed: tokio::sync::Notify::new(),
             outer: self.0,
+            label,
         });
         (HeldLocks(Some(active.clone())), active)
     }
@@ -168,9 +201,23 @@ pub async fn extend_active_lock(
 ) -> Result<(), LockError> {
     let held = HeldLocks::current();
     let active = held.innermost().ok_or(LockError::NotLocked)?;
+    if active.kept_elsewhere {
+        // A scoped run: the scope's owner keeps the lease while it lasts.
+        return if active.is_lost() {
+            Err(LockError::LeaseLost {
+                name: active.info.name().to_owned(),
+            })
+        } else {
+            Ok(())
+        };
+    }
     let mut guard = active.guard.lock().await;
     let guard = guard.as_mut().ok_or(LockError::NotLocked)?;
-    if guard.extend(lock_at_most_for, lock_at_least_for).await? {
+    let extended = guard.extend(lock_at_most_for, lock_at_least_for).await;
+    if !matches!(extended, Ok(true)) {
+        metrics::extension_failed(&active.label);
+    }
+    if extended? {
         // The lease watcher times its next check from the new lease.
         active.changed.notify_one();
         Ok(())

@@ -79,6 +79,16 @@ fn lease_lost(name: &str) -> LockError {
 }
 
 impl LockInfo {
+    /// A lock whose token is known: a job scope's run, whose token is the
+    /// scope's term.
+    pub(crate) fn given(name: Arc<str>, fencing_token: u64, locked_at: SystemTime) -> LockInfo {
+        LockInfo {
+            name,
+            fencing_token: FencingToken::given(fencing_token),
+            locked_at,
+        }
+    }
+
     /// The lock's name.
     pub fn name(&self) -> &str {
         &self.name

@@ -217,35 +217,49 @@ impl<P: LockProvider> LeaderElection<P> {
         }
     }
 
-    /// Renews the lease every `retry_period`; returns (and signals) when
-    /// renewals failed for `renew_deadline` since the last success, or the
-    /// lease was found ended.
+    /// Renews the lease until it is lost, then signals `lost`.
     async fn keep(&self, guard: &mut LockGuard, lost: &LostSignal) {
-        let lease = self.config.lock_at_most_for();
-        let mut renewed_at = Instant::now();
-        loop {
-            let deadline = renewed_at + self.renew_deadline;
-            let next = (Instant::now() + self.retry_period).min(deadline);
-            tokio::time::sleep_until(next.into()).await;
-            if Instant::now() >= deadline {
-                break;
-            }
-            let requested_at = Instant::now();
-            let renewed = tokio::time::timeout(
-                deadline.saturating_duration_since(requested_at),
-                guard.extend(lease, Duration::ZERO),
-            )
-            .await;
-            match renewed {
-                Ok(Ok(true)) => renewed_at = requested_at,
-                Ok(Ok(false)) => break, // the lease ended: someone else may lead
-                Ok(Err(err)) => {
-                    tracing::warn!(election = %self.name(), error = %err, "renewal failed; trying again");
-                }
-                Err(_) => {} // the renew deadline passed while it was out
-            }
-        }
+        keep_lease(guard, self.renew_deadline, self.retry_period, |_| {}).await;
         lost.signal();
+    }
+}
+
+/// Renews `guard`'s lease (to its `lock_at_most_for`) every `retry_period`;
+/// returns when renewals failed for `renew_deadline` since the last success,
+/// or the lease was found ended. `renewed` hears the request time of each
+/// renewal that succeeded. Shared by leader leases and job scopes.
+pub(crate) async fn keep_lease(
+    guard: &mut LockGuard,
+    renew_deadline: Duration,
+    retry_period: Duration,
+    mut renewed: impl FnMut(Instant),
+) {
+    let lease = guard.lease_length();
+    let mut renewed_at = Instant::now();
+    loop {
+        let deadline = renewed_at + renew_deadline;
+        let next = (Instant::now() + retry_period).min(deadline);
+        tokio::time::sleep_until(next.into()).await;
+        if Instant::now() >= deadline {
+            break;
+        }
+        let requested_at = Instant::now();
+        let renewal = tokio::time::timeout(
+            deadline.saturating_duration_since(requested_at),
+            guard.extend(lease, Duration::ZERO),
+        )
+        .await;
+        match renewal {
+            Ok(Ok(true)) => {
+                renewed_at = requested_at;
+                renewed(requested_at);
+            }
+            Ok(Ok(false)) => break, // the lease ended: someone else may hold it
+            Ok(Err(err)) => {
+                tracing::warn!(lock = %guard.name(), error = %err, "lease renewal failed; trying again");
+            }
+            Err(_) => {} // the renew deadline passed while it was out
+        }
     }
 }
 
@@ -345,22 +359,22 @@ impl Leadership {
 }
 
 #[derive(Debug, Default)]
-struct LostSignal {
+pub(crate) struct LostSignal {
     set: AtomicBool,
     notify: Notify,
 }
 
 impl LostSignal {
-    fn signal(&self) {
+    pub(crate) fn signal(&self) {
         self.set.store(true, Ordering::Release);
         self.notify.notify_waiters();
     }
 
-    fn is_set(&self) -> bool {
+    pub(crate) fn is_set(&self) -> bool {
         self.set.load(Ordering::Acquire)
     }
 
-    async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         loop {
             let notified = self.notify.notified();
             if self.is_set() {

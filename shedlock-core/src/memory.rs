@@ -31,8 +31,13 @@ pub struct InMemoryLockProvider {
 
 impl Default for InMemoryLockProvider {
     fn default() -> Self {
+        // A number never reused in the process (an address would be, once a
+        // store is dropped), so job scopes and reentrancy never mistake a new
+        // store for an old one.
+        static STORES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let store = STORES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let state = Arc::new(Mutex::new(State::default()));
-        let scope = format!("memory:{:p}", Arc::as_ptr(&state)).into();
+        let scope = format!("memory:{store}").into();
         InMemoryLockProvider {
             state,
             releases: Arc::default(),
@@ -335,6 +340,10 @@ impl LockProvider for InMemoryLockProvider {
 
     fn scope(&self) -> &str {
         &self.scope
+    }
+
+    fn replica_identity(&self) -> &str {
+        &self.locked_by
     }
 }
 

@@ -73,6 +73,15 @@ pub trait LockProvider: Send + Sync + 'static {
     fn scope(&self) -> &str {
         ""
     }
+
+    /// Who this provider's acquisitions say holds them (`locked_by`, without
+    /// any per-acquisition suffix). Job scopes tell replicas apart by it:
+    /// providers of one [`scope`](Self::scope) and one identity are one
+    /// replica, however many provider objects a process makes. Empty by
+    /// default: the whole process is one replica.
+    fn replica_identity(&self) -> &str {
+        ""
+    }
 }
 
 /// One caller waiting for a lock, across all its attempts: see
@@ -233,6 +242,9 @@ macro_rules! forward_lock_provider {
 
             fn scope(&self) -> &str {
                 (**self).scope()
+            }
+            fn replica_identity(&self) -> &str {
+                (**self).replica_identity()
             }
         }
     )*};

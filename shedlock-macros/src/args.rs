@@ -21,6 +21,7 @@ const KEYS: &[&str] = &[
     "mode",
     "permits",
     "capacity",
+    "scope",
     "provider",
     "crate",
 ];
@@ -51,6 +52,8 @@ pub(crate) struct SchedulerLockArgs {
     pub(crate) permits: Option<CountArg>,
     /// `capacity = 9`: the capacity used while the store holds none.
     pub(crate) capacity: Option<CountArg>,
+    /// `scope = "tenant-{tenant}"`: run on the replica that owns this scope.
+    pub(crate) scope: Option<LitStr>,
     /// `provider = <expr>`: the provider to use instead of the installed default.
     pub(crate) provider: Option<Expr>,
     /// `crate = path`: the path of the `shedlock` facade, when it is renamed.
@@ -103,6 +106,7 @@ impl SchedulerLockArgs {
             "mode" => set_once(&mut self.mode, mode(key, &value)?),
             "permits" => set_once(&mut self.permits, count(key, &value, 1)?),
             "capacity" => set_once(&mut self.capacity, count(key, &value, 0)?),
+            "scope" => set_once(&mut self.scope, scope(key, &value)?),
             "provider" => set_once(&mut self.provider, value),
             "crate" => set_once(&mut self.krate, crate_path(&value)?),
             _ => return Err(unknown_key(key)),
@@ -160,6 +164,38 @@ impl SchedulerLockArgs {
     }
 }
 
+impl SchedulerLockArgs {
+    /// Keys that mean nothing for a scoped job: its lease is the scope's,
+    /// kept by the owner between ticks, and it runs on the owner alone.
+    fn check_scope(&self, errors: &mut Vec<Error>) {
+        let Some(scope) = &self.scope else { return };
+        let mut clash = |key: &str, why: &str| {
+            errors.push(Error::new(
+                scope.span(),
+                format!("`{key}` with `scope`: {why}; remove one of them"),
+            ));
+        };
+        if self.keep_alive == Some(true) {
+            clash(
+                "keep_alive",
+                "a scoped job's lease is its scope's, which its owner keeps alive in the background",
+            );
+        }
+        if self.mode.as_ref().is_some_and(|mode| mode.shared) || self.permits.is_some() {
+            clash(
+                "mode = \"shared\"",
+                "a scoped job runs on the scope's owner alone, so it cannot share with other replicas",
+            );
+        }
+        if self.capacity.is_some() {
+            clash(
+                "capacity",
+                "a scoped job runs on the scope's owner alone, one run at a time",
+            );
+        }
+    }
+}
+
 impl Parse for SchedulerLockArgs {
     fn parse(input: ParseStream<'_>) -> syn::Result<Self> {
         let mut args = SchedulerLockArgs::default();
@@ -186,6 +222,7 @@ impl Parse for SchedulerLockArgs {
         }
         args.check(&seen, &mut errors);
         args.check_kind(&mut errors);
+        args.check_scope(&mut errors);
         match errors.into_iter().reduce(|mut all, error| {
             all.combine(error);
             all
@@ -274,6 +311,18 @@ fn name(key: &Ident, value: &Expr) -> syn::Result<LitStr> {
             literal.span(),
             "the lock name is empty: give every job a unique, non-blank name, \
              e.g. name = \"nightly-report\"",
+        ));
+    }
+    Ok(literal.clone())
+}
+
+fn scope(key: &Ident, value: &Expr) -> syn::Result<LitStr> {
+    let literal = string_literal(key, value, "\"tenant-{tenant}\"")?;
+    if literal.value().trim().is_empty() {
+        return Err(Error::new(
+            literal.span(),
+            "the scope is empty: name the scope the job belongs to, \
+             e.g. scope = \"tenant-{tenant}\"",
         ));
     }
     Ok(literal.clone())

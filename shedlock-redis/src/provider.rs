@@ -305,6 +305,10 @@ impl LockProvider for RedisLockProvider {
     fn scope(&self) -> &str {
         &self.scope
     }
+
+    fn replica_identity(&self) -> &str {
+        &self.locked_by
+    }
 }
 
 /// `cluster of host:port, host:port`, without credentials.

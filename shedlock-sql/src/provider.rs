@@ -103,6 +103,10 @@ macro_rules! sql_provider {
             fn scope(&self) -> &str {
                 self.locks.scope()
             }
+
+            fn replica_identity(&self) -> &str {
+                self.locks.locked_by()
+            }
         }
 
         impl std::fmt::Debug for $provider {
