@@ -9,11 +9,14 @@
     allow(dead_code)
 )]
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{Connection, Database};
+use shedlock_core::ReleaseNotifiers;
+use sqlx::{Connection, Database, Pool};
 
 use crate::driver::{Driver, Value};
+use crate::releases::ReleaseFeed;
 use crate::table::TableName;
 
 /// The settings a connection of `D`'s database is opened with.
@@ -61,6 +64,18 @@ pub(crate) trait Dialect: Send + Sync + 'static {
 
     /// The server (host, port and database) or file, without credentials.
     fn server(options: &ConnectOptionsOf<Self>) -> String;
+
+    /// How this process hears of releases of `table` made by other
+    /// processes, waking `notifiers`' waiters: `None` where the database
+    /// announces nothing (waiters poll, helped by lease-end hints).
+    fn release_feed(
+        pool: &Pool<Self::Db>,
+        table: &TableName,
+        notifiers: &Arc<ReleaseNotifiers>,
+    ) -> Option<Arc<dyn ReleaseFeed>> {
+        let _ = (pool, table, notifiers);
+        None
+    }
 }
 
 /// `host:port/database`: no user name, no password.

@@ -22,7 +22,7 @@ use crate::dialect::{
     Acquire, ConnectOptionsOf, Dialect, LeaseParam, Statement, Statements, TableParam, Token,
 };
 use crate::driver::{Driver, Value};
-use crate::releases;
+use crate::releases::{self, ReleaseFeed};
 use crate::table::{TableName, acquisition_locked_by, check_lock_name};
 
 /// How long one statement (or waiting for a pooled connection) may take
@@ -563,6 +563,8 @@ pub(crate) struct SqlLocks<D: Dialect> {
     scope: Arc<str>,
     /// The waiters in this process on locks of this scope.
     releases: Arc<ReleaseNotifiers>,
+    /// Releases by other processes, where the database announces them.
+    feed: Option<Arc<dyn ReleaseFeed>>,
 }
 
 impl<D: Dialect> Clone for SqlLocks<D> {
@@ -577,6 +579,7 @@ impl<D: Dialect> Clone for SqlLocks<D> {
             prepared: self.prepared.clone(),
             scope: self.scope.clone(),
             releases: self.releases.clone(),
+            feed: self.feed.clone(),
         }
     }
 }
@@ -600,6 +603,7 @@ impl<D: Dialect> SqlLocks<D> {
             prepared: Arc::default(),
             scope: "".into(),
             releases: Arc::default(),
+            feed: None,
         }
         .with_new_scope()
     }
@@ -607,6 +611,7 @@ impl<D: Dialect> SqlLocks<D> {
     fn with_new_scope(mut self) -> Self {
         self.scope = format!("{}:{}/{}", D::STORE, self.server, self.table).into();
         self.releases = releases::of_scope(&self.scope);
+        self.feed = D::release_feed(&self.engine.pool, &self.table, &self.releases);
         // Another table or fencing setting: statements are made again.
         self.prepared = Arc::default();
         self
@@ -853,8 +858,14 @@ impl<D: Dialect> SqlLocks<D> {
         }
     }
 
-    pub(crate) fn watch_releases(&self, name: &str) -> ReleaseWatch {
-        self.releases.watch(name)
+    /// A watch on releases of `name`, heard from this process and, where
+    /// the database announces them, from others (listening from now on).
+    pub(crate) async fn watch_releases(&self, name: &str) -> ReleaseWatch {
+        let watch = self.releases.watch(name);
+        if let Some(feed) = &self.feed {
+            feed.listen().await;
+        }
+        watch
     }
 }
 

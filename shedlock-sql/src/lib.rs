@@ -48,11 +48,18 @@
 //!   While the server is down, an operation fails after 2 s with
 //!   [`LockError::Store`](shedlock_core::LockError::Store); the next one
 //!   connects again. See `pool_options` on each provider.
-//! - Waiting (`wait_for`) polls with backoff (10 ms doubling to 500 ms).
-//!   A release in this process wakes this process's waiters on the same
-//!   table at once, and a failed attempt of a waiter reads when the holder's
-//!   lease ends (one more statement), so a waiter takes over an abandoned
-//!   lease a few milliseconds after its end rather than at its next poll.
+//! - Waiting (`wait_for`): a release in this process wakes this process's
+//!   waiters on the same table at once. On PostgreSQL a release also
+//!   announces the lock's name (`pg_notify` on the channel
+//!   `shedlock:<table>`, in the release statement), and each provider with
+//!   waiters listens on one connection of its own (`LISTEN`, opened when
+//!   something first waits, replaced when lost, after which every waiter
+//!   tries again), so waiters in other processes wake within milliseconds.
+//!   MySQL/MariaDB and SQLite announce nothing: there, waiters in other
+//!   processes poll with backoff (10 ms doubling to 500 ms). Everywhere, a
+//!   failed attempt of a waiter reads when the holder's lease ends (one more
+//!   statement), so a waiter takes over an abandoned lease a few
+//!   milliseconds after its end rather than at its next poll.
 //!
 //! # Fencing tokens
 //!
@@ -76,6 +83,8 @@ mod driver;
 mod engine;
 #[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "postgres")]
+mod pg_releases;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]

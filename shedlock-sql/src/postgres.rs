@@ -1,12 +1,19 @@
 //! `PostgresLockProvider`: ShedLock's table on PostgreSQL, one `INSERT .. ON
 //! CONFLICT .. DO UPDATE .. WHERE .. RETURNING` per acquisition.
 //!
+//! A release announces the lock's name on the table's channel
+//! (`pg_notify`, in the release statement); waiters of other processes
+//! listening there wake at once (see `pg_releases.rs`).
+//!
 //! Times come from `now()` (the start of the statement, which runs alone in
 //! its transaction), read in UTC (`now() AT TIME ZONE 'UTC'`): ShedLock for
 //! Java stores UTC in its `TIMESTAMP` columns too.
 
+use std::sync::Arc;
+
 use shedlock_core::{
-    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch,
+    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseNotifiers,
+    ReleaseWatch,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
 
@@ -15,7 +22,9 @@ use crate::dialect::{
     host_port_database,
 };
 use crate::engine::SqlLocks;
+use crate::pg_releases::{PgReleaseFeed, channel_of};
 use crate::provider::{server_provider, sql_provider};
+use crate::releases::ReleaseFeed;
 use crate::table::TableName;
 
 /// The database's clock, in UTC, as `TIMESTAMP` (without time zone).
@@ -115,12 +124,21 @@ impl Dialect for PgDialect {
             // Truncated to the column's milliseconds: PostgreSQL would round
             // the microseconds of `now()` up half the time, and an immediate
             // release would keep the lock for a fraction of a millisecond.
+            // The name is announced on the table's channel (letters, digits
+            // and `_.:#` only: safe in the literal) in the same statement, so
+            // waiters in other processes hear it once it is committed (a lease
+            // kept for `lock_at_least_for` too: their next attempt reads its
+            // new end). One row of answer: one row changed.
             release: Statement::new(
                 format!(
-                    "UPDATE {table} SET lock_until = date_trunc('milliseconds', LEAST(lock_until, GREATEST(\
+                    "WITH released AS (\
+                     UPDATE {table} SET lock_until = date_trunc('milliseconds', LEAST(lock_until, GREATEST(\
                      locked_at + $3::bigint * INTERVAL '1 millisecond', \
                      {NOW} + $4::bigint * INTERVAL '1 millisecond'))) \
-                     WHERE name = $1 AND locked_by = $2 AND lock_until > {NOW}"
+                     WHERE name = $1 AND locked_by = $2 AND lock_until > {NOW} \
+                     RETURNING name) \
+                     SELECT pg_notify('{channel}', name) FROM released",
+                    channel = channel_of(table)
                 ),
                 &[Name, LockedBy, LockAtLeastFor, KeepFor],
             ),
@@ -173,5 +191,14 @@ impl Dialect for PgDialect {
             options.get_port(),
             options.get_database(),
         )
+    }
+
+    /// `LISTEN` on the table's channel, on a connection of its own.
+    fn release_feed(
+        pool: &PgPool,
+        table: &TableName,
+        notifiers: &Arc<ReleaseNotifiers>,
+    ) -> Option<Arc<dyn ReleaseFeed>> {
+        Some(Arc::new(PgReleaseFeed::new(pool, table, notifiers)))
     }
 }

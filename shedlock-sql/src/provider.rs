@@ -96,8 +96,7 @@ macro_rules! sql_provider {
             }
 
             fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
-                let watch = self.locks.watch_releases(name);
-                Box::pin(async move { watch })
+                Box::pin(self.locks.watch_releases(name))
             }
 
             fn scope(&self) -> &str {

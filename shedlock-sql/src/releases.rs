@@ -1,12 +1,21 @@
-//! Release notifications within this process: a release through any SQL
-//! provider of this process wakes the waiters of the same lock (same
-//! database and table) in this process at once. Waiters in other processes
-//! poll with backoff (the executor's fallback), as databases announce nothing.
+//! Release notifications: a release through any SQL provider of this
+//! process wakes the waiters of the same lock (same database and table) in
+//! this process at once; releases in other processes reach them through a
+//! [`ReleaseFeed`] where the database announces them (PostgreSQL), and
+//! otherwise through polling with backoff (the executor's fallback).
 
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
-use shedlock_core::ReleaseNotifiers;
+use shedlock_core::{BoxFuture, ReleaseNotifiers};
+
+/// Releases made by other processes, heard where the database announces
+/// them, waking the waiters of this process.
+pub(crate) trait ReleaseFeed: Send + Sync {
+    /// Makes sure this process hears announcements from now on (called
+    /// before a waiter's first attempt); when it cannot, waiters poll.
+    fn listen(&self) -> BoxFuture<'_, ()>;
+}
 
 /// The notifiers of each lock space (store, server and table) that a
 /// provider of this process uses.

@@ -2,14 +2,16 @@
 //! one ignored test, killed (SIGKILL) and reaped when dropped so none outlives
 //! the test, even one that panics.
 
-use std::io::Read;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::io::{Read, Write};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
 /// A worker process. Its output is read once it has exited (it prints a few
-/// lines at most, far less than a pipe holds, so it never blocks on them).
+/// lines at most, far less than a pipe holds, so it never blocks on them);
+/// it may read lines the test sends ([`send_line`](Worker::send_line)).
 pub struct Worker {
     child: Child,
+    stdin: Option<ChildStdin>,
     name: String,
 }
 
@@ -39,15 +41,27 @@ impl Worker {
             ])
             .envs(envs.iter().copied())
             .envs(process_env.iter().copied())
-            .stdin(Stdio::null())
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let child = command
+        let mut child = command
             .spawn()
             .unwrap_or_else(|err| fail!("cannot start worker {test}: {err}"));
         Worker {
+            stdin: child.stdin.take(),
             child,
             name: test.to_owned(),
+        }
+    }
+
+    /// Sends `line` to the worker's standard input (a command it waits for).
+    pub fn send_line(&mut self, line: &str) {
+        let sent = match &mut self.stdin {
+            Some(stdin) => writeln!(stdin, "{line}").and_then(|()| stdin.flush()),
+            None => Err(std::io::Error::other("its standard input is closed")),
+        };
+        if let Err(err) = sent {
+            fail!("cannot send {line:?} to worker {}: {err}", self.name);
         }
     }
 
