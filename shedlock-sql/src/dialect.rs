@@ -54,6 +54,10 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// `CREATE TABLE IF NOT EXISTS` with ShedLock's columns and `fencing_token`.
     fn create_table(table: &TableName) -> String;
 
+    /// `CREATE TABLE IF NOT EXISTS` of the companion table `settings`: the
+    /// capacities operators stored (0: paused), and what a resume restores.
+    fn create_settings_table(settings: &TableName) -> String;
+
     /// Whether `column`, as the catalog names it, is the `fencing_token` column.
     fn is_fencing_column(column: &str) -> bool {
         column.eq_ignore_ascii_case("fencing_token")
@@ -110,6 +114,9 @@ pub(crate) enum LeaseParam {
     LockAtMostFor,
     LockAtLeastFor,
     KeepFor,
+    /// The capacity an operator stores, or the one an acquisition assumes
+    /// when none is stored (1, or 0 for a lock paused by default).
+    Capacity,
 }
 
 /// The parameters of the catalog lookup of a table.
@@ -177,8 +184,32 @@ pub(crate) struct Statements {
     /// lengthening it; only while the row is still this lease's and live.
     pub(crate) release: Statement<LeaseParam>,
     /// How long the current lease of a name has left, by the database's
-    /// clock (negative once ended), for waiters' wake-up hints.
+    /// clock (negative once ended), for waiters' wake-up hints; no answer
+    /// (NULL) while the lock is paused, so waiters poll rather than wake at
+    /// an end that lets nobody in.
     pub(crate) lease_left: Statement<LeaseParam>,
+    /// What operators read and change.
+    pub(crate) admin: AdminStatements,
+}
+
+/// The statements of `LockAdmin`. Reads answer with the columns of
+/// `engine::admin::StateRow`: `locked_by`, `locked_at` in milliseconds since 1970,
+/// the lease's time left in milliseconds and its fencing token (NULLs when
+/// nobody holds the lock), and the stored capacity (NULL: none).
+pub(crate) struct AdminStatements {
+    /// One row: the live lease of a name, if any, and its stored capacity.
+    pub(crate) lock_state: Statement<LeaseParam>,
+    /// One row per name held now or with a stored capacity, the name last.
+    pub(crate) list_locks: Statement<LeaseParam>,
+    /// Stores a capacity (0 pauses); storing 0 keeps the capacity from
+    /// before it for the resume, storing another forgets it.
+    pub(crate) set_capacity: Statement<LeaseParam>,
+    /// Ends a pause, in one transaction: the first forgets a pause that had
+    /// no capacity before it, the second restores the capacity from before.
+    pub(crate) resume: [Statement<LeaseParam>; 2],
+    /// Ends the live lease of a name now (its `lock_until` becomes now),
+    /// whoever holds it.
+    pub(crate) force_release: Statement<LeaseParam>,
 }
 
 /// One statement of an acquisition, and how it tells that it took the lock.

@@ -44,11 +44,11 @@ pub(crate) trait Driver: Database {
         sql: &'a str,
     ) -> BoxFuture<'a, Result<Self::QueryResult, sqlx::Error>>;
 
-    /// The first column of `row`, an integer (NULL: `None`).
-    fn int(row: &Self::Row) -> Result<Option<i64>, sqlx::Error>;
+    /// The column `index` of `row`, an integer (NULL: `None`).
+    fn int(row: &Self::Row, index: usize) -> Result<Option<i64>, sqlx::Error>;
 
-    /// The first column of `row`, text.
-    fn text(row: &Self::Row) -> Result<String, sqlx::Error>;
+    /// The column `index` of `row`, text (NULL: `None`).
+    fn text(row: &Self::Row, index: usize) -> Result<Option<String>, sqlx::Error>;
 }
 
 impl<DB> Driver for DB
@@ -93,12 +93,12 @@ where
         Box::pin(connection.execute(sql))
     }
 
-    fn int(row: &Self::Row) -> Result<Option<i64>, sqlx::Error> {
-        row.try_get(0)
+    fn int(row: &Self::Row, index: usize) -> Result<Option<i64>, sqlx::Error> {
+        row.try_get(index)
     }
 
-    fn text(row: &Self::Row) -> Result<String, sqlx::Error> {
-        row.try_get(0)
+    fn text(row: &Self::Row, index: usize) -> Result<Option<String>, sqlx::Error> {
+        row.try_get(index)
     }
 }
 

@@ -25,6 +25,8 @@ use crate::driver::{Driver, Value};
 use crate::releases::{self, ReleaseFeed};
 use crate::table::{TableName, acquisition_locked_by, check_lock_name};
 
+mod admin;
+
 /// How long one statement (or waiting for a pooled connection) may take
 /// before it fails. An acquisition whose answer does not come in time is
 /// treated as possibly taken: see [`LockError::AcquisitionUncertain`].
@@ -137,14 +139,13 @@ pub(crate) fn connect_error<D: Dialect>(server: &str, err: sqlx::Error) -> LockE
     )
 }
 
-/// ShedLock's table holds one holder per name, and no capacity: only
-/// exclusive locks, and no default capacity other than 1 or none.
+/// ShedLock's table holds one holder per name: only exclusive locks. (A
+/// capacity matters to them only as 0, paused, which the settings table keeps.)
 fn check_lock_kind<D: Dialect>(config: &LockConfiguration) -> Result<(), LockError> {
-    let paused_by_default = config.capacity() == Some(0);
-    if config.mode() != shedlock_core::LockMode::Exclusive || paused_by_default {
+    if config.mode() != shedlock_core::LockMode::Exclusive {
         return Err(LockError::Unsupported {
             store: D::STORE,
-            what: "shared, counted or paused locks (ShedLock's table has one holder per name)",
+            what: "shared or counted locks (ShedLock's table has one holder per name)",
             advice: "use exclusive locks here, or the Redis or in-memory provider for lock kinds",
         });
     }
@@ -316,12 +317,8 @@ pub(crate) struct SqlEngine<D: Dialect> {
 }
 
 impl<D: Dialect> SqlEngine<D> {
-    /// Whether `table` has a `fencing_token` column; `None` when there is no such table.
-    async fn has_fencing_column(
-        &self,
-        table: &TableName,
-        timeout: Duration,
-    ) -> Result<Option<bool>, Failure> {
+    /// The names of the columns of `table`; none when there is no such table.
+    async fn columns(&self, table: &TableName, timeout: Duration) -> Result<Vec<String>, Failure> {
         let mut connection = checkout(&self.pool, timeout).await?;
         let columns = D::columns();
         let qualified = table.to_string();
@@ -335,44 +332,49 @@ impl<D: Dialect> SqlEngine<D> {
             D::Db::fetch_all(&mut connection, &columns.sql, values),
         )
         .await?;
-        let names = rows
-            .iter()
-            .map(D::Db::text)
+        rows.iter()
+            .map(|row| D::Db::text(row, 0).map(Option::unwrap_or_default))
             .collect::<Result<Vec<_>, _>>()
-            .map_err(Failure::of)?;
-        Ok((!names.is_empty()).then(|| names.iter().any(|name| D::is_fencing_column(name))))
+            .map_err(Failure::of)
     }
 
-    /// `CREATE TABLE IF NOT EXISTS` with ShedLock's columns and `fencing_token`.
-    async fn create_table(&self, table: &TableName, timeout: Duration) -> Result<(), Failure> {
+    /// Runs `create` (`CREATE TABLE IF NOT EXISTS` of `table`).
+    async fn create_table(
+        &self,
+        table: &TableName,
+        create: &str,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
         let mut connection = checkout(&self.pool, timeout).await?;
-        let create = D::create_table(table);
-        let created = answer(timeout, D::Db::execute_unprepared(&mut connection, &create)).await;
+        let created = answer(timeout, D::Db::execute_unprepared(&mut connection, create)).await;
         drop(connection);
         match created {
             Ok(_) => Ok(()),
-            // Two processes creating it at once: one of them may lose a race
-            // in the catalog (PostgreSQL), yet the table is there.
-            Err(failure) => match self.has_fencing_column(table, timeout).await {
-                Ok(Some(_)) => Ok(()),
+            // Processes creating it at once: one of them may lose a race in
+            // the catalog (PostgreSQL's unique violation on pg_type), yet
+            // the table is there.
+            Err(failure) => match self.columns(table, timeout).await {
+                Ok(columns) if !columns.is_empty() => Ok(()),
                 _ => Err(failure),
             },
         }
     }
 
     /// Takes `lease.name` for `lease` if its lease has ended (or it has no row
-    /// yet); `Ok(Some(token))`: taken, `Ok(None)`: held. `timeout` bounds the
-    /// wait for each answer.
+    /// yet) and its capacity (stored, else `default_capacity`) is not 0;
+    /// `Ok(Some(token))`: taken, `Ok(None)`: held or paused. `timeout` bounds
+    /// the wait for each answer.
     async fn acquire(
         &self,
         connection: &mut PoolConnection<D::Db>,
         statements: &Statements,
         lease: &LeaseRow,
-        lock_at_most_for: Duration,
+        (lock_at_most_for, default_capacity): (Duration, u32),
         timeout: Duration,
     ) -> Result<Option<u64>, Failure> {
         let params = LeaseParams::<D> {
             lock_at_most_for,
+            capacity: default_capacity,
             ..LeaseParams::of_lease(lease)
         };
         for step in &statements.acquire {
@@ -439,7 +441,7 @@ impl<D: Dialect> SqlEngine<D> {
         )
         .await?;
         let left = row
-            .map(|row| D::Db::int(&row))
+            .map(|row| D::Db::int(&row, 0))
             .transpose()
             .map_err(Failure::of)?;
         Ok(left.flatten().map(|left| D::DURATIONS.decode(left)))
@@ -499,7 +501,7 @@ impl<D: Dialect> SqlEngine<D> {
 /// The token in the first column of `row`.
 fn token_of<D: Dialect>(row: Option<<D::Db as Database>::Row>) -> Result<i64, sqlx::Error> {
     let row = row.ok_or(sqlx::Error::RowNotFound)?;
-    D::Db::int(&row)?.ok_or_else(|| sqlx::Error::Decode("the token is NULL".into()))
+    D::Db::int(&row, 0)?.ok_or_else(|| sqlx::Error::Decode("the token is NULL".into()))
 }
 
 /// The one parameter map of the lease statements (ShedLock's shape): each
@@ -510,6 +512,8 @@ struct LeaseParams<'a, D> {
     lock_at_most_for: Duration,
     lock_at_least_for: Duration,
     keep_for: Duration,
+    /// An operator's capacity, or an acquisition's default one.
+    capacity: u32,
     dialect: PhantomData<D>,
 }
 
@@ -531,6 +535,7 @@ impl<'a, D: Dialect> LeaseParams<'a, D> {
             lock_at_most_for: Duration::ZERO,
             lock_at_least_for: Duration::ZERO,
             keep_for: Duration::ZERO,
+            capacity: 1,
             dialect: PhantomData,
         }
     }
@@ -543,6 +548,7 @@ impl<'a, D: Dialect> LeaseParams<'a, D> {
             LeaseParam::LockAtMostFor => D::DURATIONS.encode(self.lock_at_most_for),
             LeaseParam::LockAtLeastFor => D::DURATIONS.encode(self.lock_at_least_for),
             LeaseParam::KeepFor => D::DURATIONS.encode(self.keep_for),
+            LeaseParam::Capacity => Value::Int(i64::from(self.capacity)),
         })
     }
 }
@@ -657,18 +663,32 @@ impl<D: Dialect> SqlLocks<D> {
         &self.server
     }
 
+    /// Creates the lock table and its companion settings table, each if missing.
     pub(crate) async fn create_table_if_missing(&self) -> Result<(), LockError> {
-        self.engine
-            .create_table(&self.table, self.timeout)
-            .await
-            .map_err(|failure| {
-                failure.into_error::<D>(
-                    &self.server,
-                    format!("creating the lock table '{}'", self.table),
-                    "create it by hand with the DDL in the README, or grant CREATE to this user",
-                )
-            })?;
-        tracing::info!(table = %self.table, store = D::STORE, "lock table present");
+        let settings = self.table.settings();
+        for (table, create, what) in [
+            (&self.table, D::create_table(&self.table), "lock table"),
+            (
+                &settings,
+                D::create_settings_table(&settings),
+                "settings table",
+            ),
+        ] {
+            self.engine
+                .create_table(table, &create, self.timeout)
+                .await
+                .map_err(|failure| {
+                    failure.into_error::<D>(
+                        &self.server,
+                        format!("creating the {what} '{table}'"),
+                        &format!(
+                            "create it by hand (the README gives the DDL of each database), or \
+                             grant CREATE to this user; this database's DDL: {create}"
+                        ),
+                    )
+                })?;
+        }
+        tracing::info!(table = %self.table, %settings, store = D::STORE, "lock tables present");
         Ok(())
     }
 
@@ -678,13 +698,25 @@ impl<D: Dialect> SqlLocks<D> {
         Ok(self.prepared().await?.fencing)
     }
 
+    /// The statements, made once the tables are checked: both exist with
+    /// the columns the statements use (a clear error naming the DDL
+    /// otherwise), and the fencing column is detected if not configured.
     async fn prepared(&self) -> Result<&Prepared, LockError> {
         self.prepared
             .get_or_try_init(|| async {
-                let fencing = match self.fencing {
-                    Some(fencing) => fencing,
-                    None => self.detect_fencing_column().await?,
-                };
+                let columns = self
+                    .checked_columns(&self.table, &LOCK_COLUMNS, D::create_table(&self.table))
+                    .await?;
+                let fencing = self
+                    .fencing
+                    .unwrap_or_else(|| columns.iter().any(|column| D::is_fencing_column(column)));
+                let settings = self.table.settings();
+                self.checked_columns(
+                    &settings,
+                    &SETTINGS_COLUMNS,
+                    D::create_settings_table(&settings),
+                )
+                .await?;
                 tracing::debug!(
                     table = %self.table, store = D::STORE, fencing,
                     "lock table statements prepared"
@@ -697,32 +729,58 @@ impl<D: Dialect> SqlLocks<D> {
             .await
     }
 
-    async fn detect_fencing_column(&self) -> Result<bool, LockError> {
-        let action = || format!("looking up the columns of the lock table '{}'", self.table);
-        match self
+    /// The columns of `table`, once it is known to exist with `required`;
+    /// otherwise an error that says what is missing and gives `ddl`.
+    async fn checked_columns(
+        &self,
+        table: &TableName,
+        required: &[&str],
+        ddl: String,
+    ) -> Result<Vec<String>, LockError> {
+        let action = || format!("looking up the columns of the table '{table}'");
+        let columns = self
             .engine
-            .has_fencing_column(&self.table, self.timeout)
+            .columns(table, self.timeout)
             .await
-        {
-            Ok(Some(fencing)) => Ok(fencing),
-            Ok(None) => Err(StoreFailure {
-                store: D::STORE,
-                action: action(),
-                what_happened: format!(
-                    "{} at {}: there is no table '{}'",
-                    D::TITLE,
-                    self.server,
-                    self.table
-                ),
-                consequence: "create it with the DDL in the README or call \
-                              create_table_if_missing() once at startup"
-                    .to_owned(),
-            }
-            .into()),
-            Err(failure) => {
-                Err(failure.into_error::<D>(&self.server, action(), "no lock was taken"))
-            }
+            .map_err(|failure| {
+                failure.into_error::<D>(&self.server, action(), "nothing was done")
+            })?;
+        let missing: Vec<&str> = required
+            .iter()
+            .filter(|wanted| {
+                !columns
+                    .iter()
+                    .any(|column| column.eq_ignore_ascii_case(wanted))
+            })
+            .copied()
+            .collect();
+        if missing.is_empty() {
+            return Ok(columns);
         }
+        let (what_happened, consequence) = if columns.is_empty() {
+            (
+                format!("there is no table '{table}'"),
+                format!(
+                    "call create_table_if_missing() once at startup, or create it with the DDL \
+                     in the README: {ddl}"
+                ),
+            )
+        } else {
+            (
+                format!("the table '{table}' has no column {}", missing.join(", ")),
+                format!(
+                    "it is not the table shedlock uses: give another table name, or alter it \
+                     to match the DDL in the README: {ddl}"
+                ),
+            )
+        };
+        Err(StoreFailure {
+            store: D::STORE,
+            action: action(),
+            what_happened: format!("{} at {}: {what_happened}", D::TITLE, self.server),
+            consequence,
+        }
+        .into())
     }
 
     pub(crate) async fn try_lock(
@@ -752,6 +810,8 @@ impl<D: Dialect> SqlLocks<D> {
             },
         };
         let lock_at_most_for = config.lock_at_most_for();
+        // Exclusive holders take the whole lock: only a capacity of 0 (paused) matters.
+        let default_capacity = config.capacity().unwrap_or(1);
         // The statement keeps running after this call stops waiting for it
         // (timeout, or this future dropped): its answer then still comes back
         // to the task, which releases whatever it took. No guessing.
@@ -766,7 +826,7 @@ impl<D: Dialect> SqlLocks<D> {
                     &mut connection,
                     &lease.statements,
                     &lease.row,
-                    lock_at_most_for,
+                    (lock_at_most_for, default_capacity),
                     in_flight,
                 )
                 .await;
@@ -880,6 +940,12 @@ impl<D: Dialect> fmt::Debug for SqlLocks<D> {
             .finish_non_exhaustive()
     }
 }
+
+/// ShedLock's columns: what every lock table has.
+const LOCK_COLUMNS: [&str; 4] = ["name", "lock_until", "locked_at", "locked_by"];
+
+/// The columns of the companion settings table.
+const SETTINGS_COLUMNS: [&str; 3] = ["name", "capacity", "resume_to"];
 
 /// Statements of one table, with the fencing mode they were made for.
 struct Prepared {

@@ -12,10 +12,38 @@
 //! );
 //! ```
 //!
+//! and, beside it, a companion table of shedlock's own (ShedLock for Java
+//! never reads it) for what operators set: capacities and pauses.
+//!
+//! ```sql
+//! CREATE TABLE shedlock_settings(
+//!     name VARCHAR(64) NOT NULL PRIMARY KEY,
+//!     capacity INT NOT NULL CHECK (capacity >= 0),  -- 0: paused
+//!     resume_to INT                                  -- the capacity a resume restores
+//! );
+//! ```
+//!
 //! Each database is a feature: `postgres` ([`PostgresLockProvider`]),
 //! `mysql` ([`MySqlLockProvider`]), `sqlite` ([`SqliteLockProvider`]). Each
 //! provider is built from a URL (`connect`) or from an sqlx pool (`new`);
-//! `create_table_if_missing()` creates the table above.
+//! `create_table_if_missing()` creates both tables (`<table>_settings` for
+//! another table name). At the first lock, the provider checks that both
+//! exist with these columns; a missing one, or one with other columns, is a
+//! [`LockError::Store`](shedlock_core::LockError::Store) that gives its DDL.
+//!
+//! # Operators
+//!
+//! The providers are a [`LockAdmin`](shedlock_core::LockAdmin) (the
+//! `shedlock` command uses it): a lock's state is its row's live lease (by
+//! the database's clock) and its settings row; `pause` stores capacity 0,
+//! `resume` the capacity from before; `force_release` ends the live lease
+//! now. Every acquisition reads the lock's capacity in its own statement
+//! (a primary-key lookup in the settings table) and takes nothing while it
+//! is 0: a paused job is skipped (`Ok(None)`) on every replica from the
+//! pause on, while a running holder finishes. A configuration's own
+//! capacity (`with_capacity(0)`: paused until an operator sets one) counts
+//! when none is stored. Only exclusive locks: the table has one holder per
+//! name.
 //!
 //! # Semantics
 //!
@@ -23,7 +51,8 @@
 //!   `UTC_TIMESTAMP(3)`, SQLite `strftime(.., 'now')`, all UTC), never this
 //!   process's: replicas with skewed clocks still agree.
 //! - A row is inserted the first time a name is locked and updated after,
-//!   never deleted. A lock is free when its `lock_until` has passed.
+//!   never deleted by the provider. A lock is free when its `lock_until`
+//!   has passed.
 //!   Acquisition is one atomic statement (on MySQL an `UPDATE`, then an
 //!   `INSERT IGNORE` when no row matched).
 //! - `locked_by` is `{locked_by};id={unique id}`, unique per acquisition;

@@ -16,8 +16,8 @@ use shedlock_core::{
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult};
 
 use crate::dialect::{
-    Acquire, Counts, Dialect, DurationEncoding, LeaseParam, Statement, Statements, TableParam,
-    Token, host_port_database,
+    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, LeaseParam, Statement, Statements,
+    TableParam, Token, host_port_database,
 };
 use crate::engine::SqlLocks;
 use crate::provider::{server_provider, sql_provider};
@@ -88,46 +88,59 @@ impl Dialect for MySqlDialect {
     const DURATIONS: DurationEncoding = DurationEncoding::Micros;
 
     fn statements(table: &TableName, fencing: bool) -> Statements {
-        use LeaseParam::{KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name};
-        let (token_update, token_column, token_insert) = if fencing {
+        use LeaseParam::{Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name};
+        let settings = table.settings();
+        let (token_update, token_column, token_insert, holder_token) = if fencing {
             (
                 ", fencing_token = LAST_INSERT_ID(COALESCE(fencing_token, 0) + 1)",
                 ", fencing_token",
                 ", 1",
+                "l.fencing_token",
             )
         } else {
-            ("", "", "")
+            ("", "", "", "NULL")
         };
         let (taken_over, inserted) = if fencing {
             (Token::LastInsertId, Token::First)
         } else {
             (Token::Clock(CLOCK_TOKEN), Token::Clock(CLOCK_TOKEN))
         };
+        // The lock's capacity: the stored one, else the acquisition's default.
+        let capacity =
+            format!("COALESCE((SELECT s.capacity FROM {settings} s WHERE s.name = ?), ?)");
+        // What `lock_state` and `list_locks` answer (see `AdminStatements`).
+        let state_columns = format!(
+            "l.locked_by, CAST(UNIX_TIMESTAMP(l.locked_at) * 1000 AS SIGNED), \
+             TIMESTAMPDIFF(MICROSECOND, {NOW}, l.lock_until) DIV 1000, \
+             {holder_token}, CAST(s.capacity AS SIGNED)"
+        );
         Statements {
             acquire: vec![
-                // Takes over the row if its lease has ended; matches one row
-                // only then. With the fencing column, `LAST_INSERT_ID(expr)`
-                // hands the new token back in the same answer.
+                // Takes over the row if its lease has ended and the lock is
+                // not paused; matches one row only then. With the fencing
+                // column, `LAST_INSERT_ID(expr)` hands the new token back in
+                // the same answer.
                 Acquire::Counting(
                     Statement::new(
                         format!(
                             "UPDATE {table} SET lock_until = {NOW} + INTERVAL ? MICROSECOND, \
                              locked_at = {NOW}, locked_by = ?{token_update} \
-                             WHERE name = ? AND lock_until <= {NOW}"
+                             WHERE name = ? AND lock_until <= {NOW} AND {capacity} <> 0"
                         ),
-                        &[LockAtMostFor, LockedBy, Name],
+                        &[LockAtMostFor, LockedBy, Name, Name, Capacity],
                     ),
                     taken_over,
                 ),
-                // Inserts the row when there is none; one row inserted only
-                // then, and that first token is 1.
+                // Inserts the row when there is none and the lock is not
+                // paused; one row inserted only then, and that first token is 1.
                 Acquire::Counting(
                     Statement::new(
                         format!(
                             "INSERT IGNORE INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
-                             VALUES (?, {NOW} + INTERVAL ? MICROSECOND, {NOW}, ?{token_insert})"
+                             SELECT ?, {NOW} + INTERVAL ? MICROSECOND, {NOW}, ?{token_insert} FROM DUAL \
+                             WHERE {capacity} <> 0"
                         ),
-                        &[Name, LockAtMostFor, LockedBy],
+                        &[Name, LockAtMostFor, LockedBy, Name, Capacity],
                     ),
                     inserted,
                 ),
@@ -149,10 +162,65 @@ impl Dialect for MySqlDialect {
             ),
             lease_left: Statement::new(
                 format!(
-                    "SELECT TIMESTAMPDIFF(MICROSECOND, {NOW}, lock_until) FROM {table} WHERE name = ?"
+                    "SELECT TIMESTAMPDIFF(MICROSECOND, {NOW}, lock_until) FROM {table} \
+                     WHERE name = ? AND NOT EXISTS \
+                     (SELECT 1 FROM {settings} s WHERE s.name = ? AND s.capacity = 0)"
                 ),
-                &[Name],
+                &[Name, Name],
             ),
+            admin: AdminStatements {
+                lock_state: Statement::new(
+                    format!(
+                        "SELECT {state_columns} FROM (SELECT 1) AS one \
+                         LEFT JOIN {table} l ON l.name = ? AND l.lock_until > {NOW} \
+                         LEFT JOIN {settings} s ON s.name = ?"
+                    ),
+                    &[Name, Name],
+                ),
+                list_locks: Statement::new(
+                    format!(
+                        "SELECT {state_columns}, n.name FROM \
+                         (SELECT name FROM {table} WHERE lock_until > {NOW} \
+                         UNION SELECT name FROM {settings}) AS n \
+                         LEFT JOIN {table} l ON l.name = n.name AND l.lock_until > {NOW} \
+                         LEFT JOIN {settings} s ON s.name = n.name"
+                    ),
+                    &[],
+                ),
+                // MySQL assigns left to right, each assignment seeing the
+                // ones before: `resume_to` reads `capacity` before it changes.
+                set_capacity: Statement::new(
+                    format!(
+                        "INSERT INTO {settings} (name, capacity, resume_to) VALUES (?, ?, NULL) \
+                         ON DUPLICATE KEY UPDATE \
+                         resume_to = CASE WHEN ? <> 0 THEN NULL \
+                         WHEN capacity <> 0 THEN capacity ELSE resume_to END, \
+                         capacity = ?"
+                    ),
+                    &[Name, Capacity, Capacity, Capacity],
+                ),
+                resume: [
+                    Statement::new(
+                        format!(
+                            "DELETE FROM {settings} WHERE name = ? AND capacity = 0 AND resume_to IS NULL"
+                        ),
+                        &[Name],
+                    ),
+                    Statement::new(
+                        format!(
+                            "UPDATE {settings} SET capacity = resume_to, resume_to = NULL \
+                             WHERE name = ? AND capacity = 0 AND resume_to IS NOT NULL"
+                        ),
+                        &[Name],
+                    ),
+                ],
+                force_release: Statement::new(
+                    format!(
+                        "UPDATE {table} SET lock_until = {NOW} WHERE name = ? AND lock_until > {NOW}"
+                    ),
+                    &[Name],
+                ),
+            },
         }
     }
 
@@ -173,6 +241,16 @@ impl Dialect for MySqlDialect {
              locked_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
              locked_by VARCHAR(255) NOT NULL, \
              fencing_token BIGINT NOT NULL DEFAULT 0, \
+             PRIMARY KEY (name))"
+        )
+    }
+
+    fn create_settings_table(settings: &TableName) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {settings} (\
+             name VARCHAR(64) NOT NULL, \
+             capacity INT NOT NULL CHECK (capacity >= 0), \
+             resume_to INT, \
              PRIMARY KEY (name))"
         )
     }

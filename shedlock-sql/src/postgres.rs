@@ -18,8 +18,8 @@ use shedlock_core::{
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
 
 use crate::dialect::{
-    Acquire, Counts, Dialect, DurationEncoding, LeaseParam, Statement, Statements, TableParam,
-    host_port_database,
+    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, LeaseParam, Statement, Statements,
+    TableParam, host_port_database,
 };
 use crate::engine::SqlLocks;
 use crate::pg_releases::{PgReleaseFeed, channel_of};
@@ -83,12 +83,14 @@ impl Dialect for PgDialect {
     const DURATIONS: DurationEncoding = DurationEncoding::Millis;
 
     fn statements(table: &TableName, fencing: bool) -> Statements {
-        use LeaseParam::{KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name};
-        let (token_column, token_insert, token_update, returning) = if fencing {
+        use LeaseParam::{Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name};
+        let settings = table.settings();
+        let (token_column, token_insert, token_update, returning, holder_token) = if fencing {
             (
                 ", fencing_token",
                 ", 1",
                 ", fencing_token = COALESCE(l.fencing_token, 0) + 1",
+                "l.fencing_token",
                 "l.fencing_token",
             )
         } else {
@@ -98,21 +100,34 @@ impl Dialect for PgDialect {
                 "",
                 "",
                 "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
+                "CAST(NULL AS BIGINT)",
             )
         };
+        // The lock's capacity: the stored one, else the acquisition's default.
+        let capacity = format!(
+            "COALESCE((SELECT s.capacity FROM {settings} s WHERE s.name = $1), $4::bigint)"
+        );
+        // What `lock_state` and `list_locks` answer (see `AdminStatements`).
+        let state_columns = format!(
+            "l.locked_by, CAST(EXTRACT(EPOCH FROM l.locked_at) * 1000 AS BIGINT), \
+             CAST(EXTRACT(EPOCH FROM (l.lock_until - {NOW})) * 1000 AS BIGINT), \
+             {holder_token}, CAST(s.capacity AS BIGINT)"
+        );
         Statements {
             // Inserts the row, or takes it over if its lease has ended, in
-            // one atomic statement; returns the token only when it took the lock.
+            // one atomic statement, unless the lock is paused (the SELECT
+            // then gives no row); returns the token only when it took the lock.
             acquire: vec![Acquire::Returning(Statement::new(
                 format!(
                     "INSERT INTO {table} AS l (name, lock_until, locked_at, locked_by{token_column}) \
-                     VALUES ($1, {NOW} + $2::bigint * INTERVAL '1 millisecond', {NOW}, $3{token_insert}) \
+                     SELECT $1, {NOW} + $2::bigint * INTERVAL '1 millisecond', {NOW}, $3{token_insert} \
+                     WHERE {capacity} <> 0 \
                      ON CONFLICT (name) DO UPDATE SET lock_until = EXCLUDED.lock_until, \
                      locked_at = EXCLUDED.locked_at, locked_by = EXCLUDED.locked_by{token_update} \
                      WHERE l.lock_until <= {NOW} \
                      RETURNING {returning}"
                 ),
-                &[Name, LockAtMostFor, LockedBy],
+                &[Name, LockAtMostFor, LockedBy, Capacity],
             ))],
             extend: Statement::new(
                 format!(
@@ -144,10 +159,70 @@ impl Dialect for PgDialect {
             ),
             lease_left: Statement::new(
                 format!(
-                    "SELECT CAST(EXTRACT(EPOCH FROM (lock_until - {NOW})) * 1000 AS BIGINT) FROM {table} WHERE name = $1"
+                    "SELECT CAST(EXTRACT(EPOCH FROM (lock_until - {NOW})) * 1000 AS BIGINT) FROM {table} \
+                     WHERE name = $1 AND NOT EXISTS \
+                     (SELECT 1 FROM {settings} s WHERE s.name = $1 AND s.capacity = 0)"
                 ),
                 &[Name],
             ),
+            admin: AdminStatements {
+                lock_state: Statement::new(
+                    format!(
+                        "SELECT {state_columns} FROM (SELECT 1) AS one \
+                         LEFT JOIN {table} l ON l.name = $1 AND l.lock_until > {NOW} \
+                         LEFT JOIN {settings} s ON s.name = $1"
+                    ),
+                    &[Name],
+                ),
+                list_locks: Statement::new(
+                    format!(
+                        "SELECT {state_columns}, n.name FROM \
+                         (SELECT name FROM {table} WHERE lock_until > {NOW} \
+                         UNION SELECT name FROM {settings}) AS n \
+                         LEFT JOIN {table} l ON l.name = n.name AND l.lock_until > {NOW} \
+                         LEFT JOIN {settings} s ON s.name = n.name"
+                    ),
+                    &[],
+                ),
+                set_capacity: Statement::new(
+                    format!(
+                        "INSERT INTO {settings} AS s (name, capacity, resume_to) VALUES ($1, $2, NULL) \
+                         ON CONFLICT (name) DO UPDATE SET \
+                         resume_to = CASE WHEN EXCLUDED.capacity <> 0 THEN NULL \
+                         WHEN s.capacity <> 0 THEN s.capacity ELSE s.resume_to END, \
+                         capacity = EXCLUDED.capacity"
+                    ),
+                    &[Name, Capacity],
+                ),
+                resume: [
+                    Statement::new(
+                        format!(
+                            "DELETE FROM {settings} WHERE name = $1 AND capacity = 0 AND resume_to IS NULL"
+                        ),
+                        &[Name],
+                    ),
+                    Statement::new(
+                        format!(
+                            "UPDATE {settings} SET capacity = resume_to, resume_to = NULL \
+                             WHERE name = $1 AND capacity = 0 AND resume_to IS NOT NULL"
+                        ),
+                        &[Name],
+                    ),
+                ],
+                // Announced like a release, so waiters of other processes
+                // take over at once; one row of answer: one lease ended.
+                force_release: Statement::new(
+                    format!(
+                        "WITH released AS (\
+                         UPDATE {table} SET lock_until = date_trunc('milliseconds', {NOW}) \
+                         WHERE name = $1 AND lock_until > {NOW} \
+                         RETURNING name) \
+                         SELECT pg_notify('{channel}', name) FROM released",
+                        channel = channel_of(table)
+                    ),
+                    &[Name],
+                ),
+            },
         }
     }
 
@@ -169,6 +244,16 @@ impl Dialect for PgDialect {
              locked_at TIMESTAMP(3) NOT NULL, \
              locked_by VARCHAR(255) NOT NULL, \
              fencing_token BIGINT NOT NULL DEFAULT 0, \
+             PRIMARY KEY (name))"
+        )
+    }
+
+    fn create_settings_table(settings: &TableName) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {settings} (\
+             name VARCHAR(64) NOT NULL, \
+             capacity INT NOT NULL CHECK (capacity >= 0), \
+             resume_to INT, \
              PRIMARY KEY (name))"
         )
     }

@@ -55,7 +55,10 @@ macro_rules! sql_provider {
 
             /// Creates the lock table if it does not exist: ShedLock's four
             /// columns plus `fencing_token BIGINT NOT NULL DEFAULT 0` (which
-            /// ShedLock for Java ignores). An existing table is left as it is.
+            /// ShedLock for Java ignores); and its companion `<table>_settings`
+            /// (`name`, `capacity`, `resume_to`: the capacities and pauses
+            /// operators set, which every acquisition reads). Existing tables
+            /// are left as they are. Safe to run from several processes at once.
             ///
             /// # Errors
             ///
@@ -105,6 +108,54 @@ macro_rules! sql_provider {
 
             fn replica_identity(&self) -> &str {
                 self.locks.locked_by()
+            }
+        }
+
+        /// Operators' view (the `shedlock` command): a lock's live lease
+        /// from its row, by the database's clock; capacities and pauses in
+        /// the companion table `<table>_settings`, which every acquisition
+        /// reads in its own statement (a paused lock is not taken: `Ok(None)`).
+        /// The table has one holder per name, so shared holders never show;
+        /// renewals are not recorded (`renewals` and `renewed_ago` are `None`),
+        /// nor are waiters (`exclusive_waiters` is 0). Names the library
+        /// refuses (empty, blank, longer than the 64 characters of the
+        /// `name` column) are [`LockError::InvalidConfiguration`] before any
+        /// statement.
+        impl shedlock_core::LockAdmin for $provider {
+            fn lock_state<'a>(
+                &'a self,
+                name: &'a str,
+            ) -> BoxFuture<'a, Result<shedlock_core::LockState, LockError>> {
+                Box::pin(self.locks.lock_state(name))
+            }
+
+            fn list_locks(
+                &self,
+            ) -> BoxFuture<'_, Result<Vec<shedlock_core::LockState>, LockError>> {
+                Box::pin(self.locks.list_locks())
+            }
+
+            fn set_capacity<'a>(
+                &'a self,
+                name: &'a str,
+                capacity: u32,
+            ) -> BoxFuture<'a, Result<(), LockError>> {
+                Box::pin(self.locks.set_capacity(name, capacity))
+            }
+
+            fn pause<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), LockError>> {
+                Box::pin(self.locks.pause(name))
+            }
+
+            fn resume<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), LockError>> {
+                Box::pin(self.locks.resume(name))
+            }
+
+            fn force_release<'a>(
+                &'a self,
+                name: &'a str,
+            ) -> BoxFuture<'a, Result<usize, LockError>> {
+                Box::pin(self.locks.force_release(name))
             }
         }
 

@@ -20,7 +20,8 @@ use sqlx::sqlite::{
 };
 
 use crate::dialect::{
-    Acquire, Counts, Dialect, DurationEncoding, LeaseParam, Statement, Statements, TableParam,
+    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, LeaseParam, Statement, Statements,
+    TableParam,
 };
 use crate::engine::{DEFAULT_STATEMENT_TIMEOUT, Failure, SqlLocks, parse_url};
 use crate::provider::sql_provider;
@@ -141,14 +142,16 @@ impl Dialect for SqliteDialect {
     const DURATIONS: DurationEncoding = DurationEncoding::DateModifier;
 
     fn statements(table: &TableName, fencing: bool) -> Statements {
-        use LeaseParam::{KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name};
+        use LeaseParam::{Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name};
+        let settings = table.settings();
         let now = format!("strftime({FORMAT}, 'now')");
-        let (token_column, token_insert, token_update, returning) = if fencing {
+        let (token_column, token_insert, token_update, returning, holder_token) = if fencing {
             (
                 ", fencing_token",
                 ", 1",
                 ", fencing_token = COALESCE(fencing_token, 0) + 1",
                 "fencing_token",
+                "l.fencing_token",
             )
         } else {
             // No counter: the database's clock (milliseconds) in microseconds.
@@ -157,21 +160,33 @@ impl Dialect for SqliteDialect {
                 "",
                 "",
                 "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000",
+                "NULL",
             )
         };
+        // The lock's capacity: the stored one, else the acquisition's default.
+        let capacity =
+            format!("COALESCE((SELECT s.capacity FROM {settings} s WHERE s.name = ?1), ?4)");
+        // What `lock_state` and `list_locks` answer (see `AdminStatements`).
+        let state_columns = format!(
+            "l.locked_by, CAST(ROUND((julianday(l.locked_at) - 2440587.5) * 86400000.0) AS INTEGER), \
+             CAST(ROUND((julianday(l.lock_until) - julianday('now')) * 86400000.0) AS INTEGER), \
+             {holder_token}, s.capacity"
+        );
         Statements {
             // Inserts the row, or takes it over if its lease has ended, in
-            // one atomic statement; returns the token only when it took the lock.
+            // one atomic statement, unless the lock is paused (the SELECT
+            // then gives no row); returns the token only when it took the lock.
             acquire: vec![Acquire::Returning(Statement::new(
                 format!(
                     "INSERT INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
-                     VALUES (?1, strftime({FORMAT}, 'now', ?2), {now}, ?3{token_insert}) \
+                     SELECT ?1, strftime({FORMAT}, 'now', ?2), {now}, ?3{token_insert} \
+                     WHERE {capacity} <> 0 \
                      ON CONFLICT (name) DO UPDATE SET lock_until = excluded.lock_until, \
                      locked_at = excluded.locked_at, locked_by = excluded.locked_by{token_update} \
                      WHERE lock_until <= {now} \
                      RETURNING {returning}"
                 ),
-                &[Name, LockAtMostFor, LockedBy],
+                &[Name, LockAtMostFor, LockedBy, Capacity],
             ))],
             extend: Statement::new(
                 format!(
@@ -191,10 +206,63 @@ impl Dialect for SqliteDialect {
             lease_left: Statement::new(
                 format!(
                     "SELECT CAST(ROUND((julianday(lock_until) - julianday('now')) * 86400000.0) AS INTEGER) \
-                     FROM {table} WHERE name = ?1"
+                     FROM {table} WHERE name = ?1 AND NOT EXISTS \
+                     (SELECT 1 FROM {settings} s WHERE s.name = ?1 AND s.capacity = 0)"
                 ),
                 &[Name],
             ),
+            admin: AdminStatements {
+                lock_state: Statement::new(
+                    format!(
+                        "SELECT {state_columns} FROM (SELECT 1) AS one \
+                         LEFT JOIN {table} l ON l.name = ?1 AND l.lock_until > {now} \
+                         LEFT JOIN {settings} s ON s.name = ?1"
+                    ),
+                    &[Name],
+                ),
+                list_locks: Statement::new(
+                    format!(
+                        "SELECT {state_columns}, n.name FROM \
+                         (SELECT name FROM {table} WHERE lock_until > {now} \
+                         UNION SELECT name FROM {settings}) AS n \
+                         LEFT JOIN {table} l ON l.name = n.name AND l.lock_until > {now} \
+                         LEFT JOIN {settings} s ON s.name = n.name"
+                    ),
+                    &[],
+                ),
+                // Unqualified columns in DO UPDATE are the stored row's.
+                set_capacity: Statement::new(
+                    format!(
+                        "INSERT INTO {settings} (name, capacity, resume_to) VALUES (?1, ?2, NULL) \
+                         ON CONFLICT (name) DO UPDATE SET \
+                         resume_to = CASE WHEN excluded.capacity <> 0 THEN NULL \
+                         WHEN capacity <> 0 THEN capacity ELSE resume_to END, \
+                         capacity = excluded.capacity"
+                    ),
+                    &[Name, Capacity],
+                ),
+                resume: [
+                    Statement::new(
+                        format!(
+                            "DELETE FROM {settings} WHERE name = ?1 AND capacity = 0 AND resume_to IS NULL"
+                        ),
+                        &[Name],
+                    ),
+                    Statement::new(
+                        format!(
+                            "UPDATE {settings} SET capacity = resume_to, resume_to = NULL \
+                             WHERE name = ?1 AND capacity = 0 AND resume_to IS NOT NULL"
+                        ),
+                        &[Name],
+                    ),
+                ],
+                force_release: Statement::new(
+                    format!(
+                        "UPDATE {table} SET lock_until = {now} WHERE name = ?1 AND lock_until > {now}"
+                    ),
+                    &[Name],
+                ),
+            },
         }
     }
 
@@ -213,6 +281,15 @@ impl Dialect for SqliteDialect {
              locked_at TIMESTAMP(3) NOT NULL, \
              locked_by VARCHAR(255) NOT NULL, \
              fencing_token BIGINT NOT NULL DEFAULT 0)"
+        )
+    }
+
+    fn create_settings_table(settings: &TableName) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {settings} (\
+             name VARCHAR(64) NOT NULL PRIMARY KEY, \
+             capacity INTEGER NOT NULL CHECK (capacity >= 0), \
+             resume_to INTEGER)"
         )
     }
 

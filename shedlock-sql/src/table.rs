@@ -8,6 +8,7 @@
 )]
 
 use std::fmt;
+use std::time::Duration;
 
 use shedlock_core::LockError;
 
@@ -20,12 +21,21 @@ pub const MAX_SQL_NAME_LEN: usize = 64;
 /// The longest `locked_by` value the table holds: `locked_by VARCHAR(255)`, in characters.
 pub(crate) const MAX_LOCKED_BY_LEN: usize = 255;
 
-/// The longest table name (or schema name) accepted: PostgreSQL's and MySQL's
-/// identifier limits are 63 and 64 bytes.
+/// The longest schema name accepted: PostgreSQL's and MySQL's identifier
+/// limits are 63 and 64 bytes.
 const MAX_IDENTIFIER_LEN: usize = 63;
 
+/// What the companion table's name adds to the lock table's: `shedlock`'s
+/// settings live in `shedlock_settings`.
+pub(crate) const SETTINGS_SUFFIX: &str = "_settings";
+
+/// The longest lock table name accepted: its companion's name must fit too.
+const MAX_TABLE_LEN: usize = MAX_IDENTIFIER_LEN - SETTINGS_SUFFIX.len();
+
 /// A table name that is safe to write into a statement: `table` or
-/// `schema.table`, each part `[A-Za-z_][A-Za-z0-9_]*` and at most 63 characters.
+/// `schema.table`, each part `[A-Za-z_][A-Za-z0-9_]*`, the schema at most 63
+/// characters and the table at most 54 (so that its companion,
+/// `<table>_settings`, is at most 63 too).
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub(crate) struct TableName {
     schema: Option<String>,
@@ -47,9 +57,10 @@ impl TableName {
             Some((schema, table)) => (Some(schema), table),
             None => (None, name),
         };
-        for part in schema.iter().copied().chain([table]) {
-            check_identifier(name, part)?;
+        if let Some(schema) = schema {
+            check_identifier(name, schema, MAX_IDENTIFIER_LEN)?;
         }
+        check_identifier(name, table, MAX_TABLE_LEN)?;
         Ok(TableName {
             schema: schema.map(str::to_owned),
             table: table.to_owned(),
@@ -60,6 +71,15 @@ impl TableName {
     #[cfg_attr(not(any(feature = "mysql", feature = "sqlite")), allow(dead_code))]
     pub(crate) fn schema(&self) -> Option<&str> {
         self.schema.as_deref()
+    }
+
+    /// The companion table of this lock table: `<table>_settings` in the same
+    /// schema, where operators' capacities and pauses are kept.
+    pub(crate) fn settings(&self) -> TableName {
+        TableName {
+            schema: self.schema.clone(),
+            table: format!("{}{SETTINGS_SUFFIX}", self.table),
+        }
     }
 
     /// The table part, without the schema.
@@ -84,20 +104,32 @@ impl fmt::Debug for TableName {
     }
 }
 
-fn check_identifier(whole: &str, part: &str) -> Result<(), LockError> {
+fn check_identifier(whole: &str, part: &str, max_len: usize) -> Result<(), LockError> {
     let mut chars = part.chars();
     let starts_well = chars
         .next()
         .is_some_and(|first| first.is_ascii_alphabetic() || first == '_');
     let rest_well = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !starts_well || !rest_well || part.len() > MAX_IDENTIFIER_LEN {
+    if !starts_well || !rest_well || part.len() > max_len {
         return Err(LockError::InvalidConfiguration(format!(
-            "the lock table name {whole:?} is not a plain SQL identifier; use `table` or \
-             `schema.table`, each made of ASCII letters, digits and `_`, not starting with a \
-             digit, at most {MAX_IDENTIFIER_LEN} characters"
+            "the lock table name {whole:?} is not a plain SQL identifier of the right length; \
+             use `table` or `schema.table`, each made of ASCII letters, digits and `_`, not \
+             starting with a digit, the schema at most {MAX_IDENTIFIER_LEN} characters and the \
+             table at most {MAX_TABLE_LEN} (its companion `<table>{SETTINGS_SUFFIX}` must fit \
+             the database's {MAX_IDENTIFIER_LEN})"
         )));
     }
     Ok(())
+}
+
+/// Refuses, before any statement, a name no lock can have (empty, blank,
+/// longer than shedlock allows anywhere) or that the `name VARCHAR(64)`
+/// column cannot hold: what operators' calls check (acquisitions check the
+/// first part when their configuration is made).
+pub(crate) fn check_admin_name(name: &str) -> Result<(), LockError> {
+    // The library's own rules, as `LockConfiguration::new` applies them.
+    shedlock_core::LockConfiguration::new(name, Duration::from_secs(1), Duration::ZERO)?;
+    check_lock_name(name)
 }
 
 /// Refuses, before any statement, a lock name the `name VARCHAR(64)` column cannot hold.
@@ -113,16 +145,27 @@ pub(crate) fn check_lock_name(name: &str) -> Result<(), LockError> {
     Ok(())
 }
 
+/// What separates who holds a lock from the acquisition's unique id in `locked_by`.
+const ID_SEPARATOR: &str = ";id=";
+
 /// `locked_by` of one acquisition: `{locked_by};id={unique id}`, unique, so a
 /// holder whose lease ended never matches the next one. The `locked_by` part
 /// is shortened so that the whole fits the column.
 pub(crate) fn acquisition_locked_by(locked_by: &str) -> String {
     let id = shedlock_core::identity::unique_acquisition_id();
-    let suffix = format!(";id={id}");
+    let suffix = format!("{ID_SEPARATOR}{id}");
     let room = MAX_LOCKED_BY_LEN.saturating_sub(suffix.chars().count());
     let mut value: String = locked_by.chars().take(room).collect();
     value.push_str(&suffix);
     value
+}
+
+/// Who holds a lock, from a row's `locked_by`: without the acquisition's
+/// id (a row ShedLock for Java wrote has none).
+pub(crate) fn holder_of(locked_by: &str) -> &str {
+    locked_by
+        .rsplit_once(ID_SEPARATOR)
+        .map_or(locked_by, |(holder, _id)| holder)
 }
 
 #[cfg(test)]
@@ -144,13 +187,25 @@ mod tests {
         let parsed = TableName::parse("app.locks").ok();
         assert_eq!(parsed.as_ref().and_then(TableName::schema), Some("app"));
         assert_eq!(parsed.as_ref().map(TableName::table), Some("locks"));
+        assert_eq!(
+            parsed.map(|table| table.settings().to_string()).as_deref(),
+            Some("app.locks_settings")
+        );
+        let longest = "t".repeat(MAX_TABLE_LEN);
+        let settings = TableName::parse(&longest).map(|table| table.settings().to_string());
+        assert_eq!(
+            settings.map(|name| name.len()).ok(),
+            Some(MAX_IDENTIFIER_LEN)
+        );
         assert_eq!(TableName::shedlock().to_string(), DEFAULT_TABLE_NAME);
     }
 
     #[test]
     fn refuses_anything_that_could_change_a_statement() {
         let long = "x".repeat(64);
+        let too_long_for_the_companion = "x".repeat(MAX_TABLE_LEN + 1);
         for name in [
+            too_long_for_the_companion.as_str(),
             "",
             "1locks",
             "locks; DROP TABLE users",
@@ -179,6 +234,16 @@ mod tests {
             matches!(&err, Some(LockError::InvalidConfiguration(message)) if message.contains("VARCHAR(64)")),
             "{err:?}"
         );
+        for bad in ["", "   ", &"x".repeat(65)] {
+            assert!(
+                matches!(
+                    check_admin_name(bad),
+                    Err(LockError::InvalidConfiguration(_))
+                ),
+                "{bad:?} was accepted"
+            );
+        }
+        assert!(check_admin_name("nightly-report").is_ok());
     }
 
     #[test]
@@ -190,5 +255,7 @@ mod tests {
         let long = acquisition_locked_by(&"h".repeat(400));
         assert_eq!(long.chars().count(), MAX_LOCKED_BY_LEN);
         assert!(long.contains(";id="));
+        assert_eq!(holder_of(&a), "host:1");
+        assert_eq!(holder_of("java-host"), "java-host");
     }
 }

@@ -40,11 +40,20 @@ fn config(name: &str) -> LockConfiguration {
         .unwrap_or_else(|err| panic!("{err}"))
 }
 
-/// The statement fails on the server: a table in a schema that does not exist.
+/// An acquisition fails (here: the pool is closed).
 async fn statement_refused<P: LockProvider>(provider: P) -> LockError {
     match provider.try_lock(&config("error-chain")).await {
         Err(err) => err,
-        Ok(guard) => panic!("a lock in a missing table was answered: {guard:?}"),
+        Ok(guard) => panic!("a lock on a closed pool was answered: {guard:?}"),
+    }
+}
+
+/// The statement fails on the server: a table in a schema that does not
+/// exist cannot be created.
+fn creation_refused(created: Result<(), LockError>) -> LockError {
+    match created {
+        Err(err) => err,
+        Ok(()) => panic!("a table in a missing schema was created"),
     }
 }
 
@@ -54,12 +63,12 @@ async fn a_statement_refused_by_postgres_prints_each_cause_once() {
         .await
         .unwrap_or_else(|err| database_unreachable("postgres", &err))
         .with_table_name("no_such_schema.shedlock")
-        .unwrap_or_else(|err| panic!("{err}"))
-        .with_fencing_column(true);
-    let printed = assert_each_cause_once(statement_refused(provider).await);
+        .unwrap_or_else(|err| panic!("{err}"));
+    let printed =
+        assert_each_cause_once(creation_refused(provider.create_table_if_missing().await));
     // The kind (the SQLSTATE) in the message, the server's words once, in the source.
-    assert!(printed.contains("answered with error 42P01"), "{printed}");
-    assert_eq!(printed.matches("no_such_schema").count(), 1, "{printed}");
+    assert!(printed.contains("answered with error 3F000"), "{printed}");
+    assert_eq!(printed.matches("does not exist").count(), 1, "{printed}");
 }
 
 #[tokio::test]
@@ -68,10 +77,10 @@ async fn a_statement_refused_by_mariadb_prints_each_cause_once() {
         .await
         .unwrap_or_else(|err| database_unreachable("mysql", &err))
         .with_table_name("no_such_schema.shedlock")
-        .unwrap_or_else(|err| panic!("{err}"))
-        .with_fencing_column(true);
-    let printed = assert_each_cause_once(statement_refused(provider).await);
-    assert!(printed.contains("answered with error 42S02"), "{printed}");
+        .unwrap_or_else(|err| panic!("{err}"));
+    let printed =
+        assert_each_cause_once(creation_refused(provider.create_table_if_missing().await));
+    assert!(printed.contains("answered with error 42000"), "{printed}");
 }
 
 #[tokio::test]

@@ -1,12 +1,13 @@
 //! The lock table on each database: name limits, rows deleted by hand,
-//! ShedLock's plain table (tokens from the database's clock), and sharing
+//! ShedLock's plain table (tokens from the database's clock), its companion
+//! settings table missing or made with other columns, and sharing
 //! rows with ShedLock for Java, whose statements are replayed here as its
 //! `JdbcTemplateStorageAccessor` sends them (times from the client, in UTC).
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use shedlock_core::{BoxFuture, LockConfiguration, LockError, LockProvider};
+use shedlock_core::{BoxFuture, LockAdmin, LockConfiguration, LockError, LockProvider};
 use shedlock_sql::sqlx;
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock_test_support::sql::{
@@ -158,22 +159,42 @@ fn plain_ddl(table: &str, timestamp: &str) -> String {
     )
 }
 
-async fn postgres(plain: bool) -> PostgresLockProvider {
+/// How a test's tables are made.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tables {
+    /// `create_table_if_missing`: the lock table with the fencing column, and its companion.
+    Ours,
+    /// ShedLock's plain DDL by hand (as a Java service's migration made
+    /// it), then `create_table_if_missing` for the companion.
+    Plain,
+    /// ShedLock's plain DDL by hand, and nothing else: no companion.
+    PlainOnly,
+    /// ShedLock's plain DDL, and a companion with other columns, by hand.
+    WrongSettings,
+}
+
+async fn postgres(tables: Tables) -> PostgresLockProvider {
     let table = unique_table_name("table");
     let provider = PostgresLockProvider::connect(&postgres_url())
         .await
         .unwrap_or_else(|err| database_unreachable("postgres", &err))
         .with_table_name(&table)
         .unwrap_or_else(|err| panic!("{err}"));
-    create(&provider, plain, plain_ddl(&table, "TIMESTAMP(3)"), |sql| {
-        let pool = provider.pool().clone();
-        Box::pin(async move { sqlx::query(&sql).execute(&pool).await.map(|_| ()) })
-    })
+    create(
+        &provider,
+        &table,
+        tables,
+        plain_ddl(&table, "TIMESTAMP(3)"),
+        |sql| {
+            let pool = provider.pool().clone();
+            Box::pin(async move { sqlx::query(&sql).execute(&pool).await.map(|_| ()) })
+        },
+    )
     .await;
     provider
 }
 
-async fn mysql(plain: bool) -> MySqlLockProvider {
+async fn mysql(tables: Tables) -> MySqlLockProvider {
     let table = unique_table_name("table");
     let provider = MySqlLockProvider::connect(&mysql_url())
         .await
@@ -185,7 +206,7 @@ async fn mysql(plain: bool) -> MySqlLockProvider {
         "locked_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)",
         1,
     );
-    create(&provider, plain, ddl, |sql| {
+    create(&provider, &table, tables, ddl, |sql| {
         let pool = provider.pool().clone();
         Box::pin(async move { sqlx::query(&sql).execute(&pool).await.map(|_| ()) })
     })
@@ -193,7 +214,7 @@ async fn mysql(plain: bool) -> MySqlLockProvider {
     provider
 }
 
-async fn sqlite(plain: bool) -> SqliteLockProvider {
+async fn sqlite(tables: Tables) -> SqliteLockProvider {
     let table = unique_table_name("table");
     let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{table}.db"));
     let provider = SqliteLockProvider::open(&file)
@@ -201,26 +222,43 @@ async fn sqlite(plain: bool) -> SqliteLockProvider {
         .unwrap_or_else(|err| panic!("cannot open {}: {err}", file.display()))
         .with_table_name(&table)
         .unwrap_or_else(|err| panic!("{err}"));
-    create(&provider, plain, plain_ddl(&table, "TEXT"), |sql| {
-        let pool = provider.pool().clone();
-        Box::pin(async move { sqlx::query(&sql).execute(&pool).await.map(|_| ()) })
-    })
+    create(
+        &provider,
+        &table,
+        tables,
+        plain_ddl(&table, "TEXT"),
+        |sql| {
+            let pool = provider.pool().clone();
+            Box::pin(async move { sqlx::query(&sql).execute(&pool).await.map(|_| ()) })
+        },
+    )
     .await;
     provider
 }
 
 async fn create<P: Table + HasTable>(
     provider: &P,
-    plain: bool,
+    table: &str,
+    tables: Tables,
     ddl: String,
-    execute: impl FnOnce(String) -> BoxFuture<'static, Result<(), sqlx::Error>>,
+    execute: impl Fn(String) -> BoxFuture<'static, Result<(), sqlx::Error>>,
 ) {
-    if plain {
-        execute(ddl.clone())
+    let by_hand = |ddl: String| {
+        let run = execute(ddl.clone());
+        async move { run.await.unwrap_or_else(|err| panic!("{ddl}: {err}")) }
+    };
+    if tables != Tables::Ours {
+        by_hand(ddl).await;
+    }
+    match tables {
+        Tables::Ours | Tables::Plain => provider.create().await,
+        Tables::PlainOnly => {}
+        Tables::WrongSettings => {
+            by_hand(format!(
+                "CREATE TABLE {table}_settings(name VARCHAR(64) NOT NULL PRIMARY KEY, cap INT)"
+            ))
             .await
-            .unwrap_or_else(|err| panic!("{ddl}: {err}"));
-    } else {
-        provider.create().await;
+        }
     }
 }
 
@@ -289,12 +327,8 @@ async fn lock_kinds_are_refused_before_any_statement<P: LockProvider>(provider: 
     // The provider's table does not exist: any statement would fail otherwise.
     let base = config("kinds", Duration::ZERO);
     let shared = base.clone().shared();
-    let counted = base
-        .clone()
-        .with_permits(2)
-        .unwrap_or_else(|err| panic!("{err}"));
-    let paused = base.with_capacity(0).unwrap_or_else(|err| panic!("{err}"));
-    for config in [shared, counted, paused] {
+    let counted = base.with_permits(2).unwrap_or_else(|err| panic!("{err}"));
+    for config in [shared, counted] {
         match provider.try_lock(&config).await {
             Err(err @ LockError::Unsupported { .. }) => {
                 assert!(err.to_string().contains("Redis"), "{err}")
@@ -313,6 +347,59 @@ async fn a_missing_table_is_a_clear_error<P: LockProvider>(provider: P) {
             assert!(err.to_string().contains("create_table_if_missing"), "{err}")
         }
         other => panic!("a missing table must be a store error: {other:?}"),
+    }
+}
+
+/// Without the companion table (ShedLock's table made by hand, as a Java
+/// service's migration does), acquisitions and operators' calls fail with
+/// an error that names the table and gives its DDL.
+async fn a_missing_settings_table_is_a_clear_error_giving_its_ddl<P: LockProvider + LockAdmin>(
+    provider: P,
+) {
+    let results = [
+        provider
+            .try_lock(&config("no-settings", Duration::ZERO))
+            .await
+            .map(drop),
+        provider.lock_state("no-settings").await.map(drop),
+        provider.pause("no-settings").await,
+    ];
+    for result in results {
+        let err = match result {
+            Err(err @ LockError::Store { .. }) => err.to_string(),
+            other => panic!("a missing settings table must be a store error: {other:?}"),
+        };
+        for expected in [
+            "_settings'",
+            "create_table_if_missing",
+            "CREATE TABLE IF NOT EXISTS",
+            "capacity INT",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing from: {err}");
+        }
+    }
+}
+
+/// A companion table with other columns is a clear error naming what is missing.
+async fn a_settings_table_with_other_columns_is_a_clear_error<P: LockProvider + LockAdmin>(
+    provider: P,
+) {
+    let results = [
+        provider
+            .try_lock(&config("bad-settings", Duration::ZERO))
+            .await
+            .map(drop),
+        provider.list_locks().await.map(drop),
+    ];
+    for result in results {
+        let err = match result {
+            Err(err @ LockError::Store { .. }) => err.to_string(),
+            other => panic!("a settings table without its columns must be refused: {other:?}"),
+        };
+        assert!(
+            err.contains("has no column capacity, resume_to") && err.contains("CREATE TABLE"),
+            "{err}"
+        );
     }
 }
 
@@ -465,48 +552,64 @@ macro_rules! table_tests {
         mod $database {
             #[tokio::test]
             async fn names_longer_than_the_column_are_refused_before_any_statement() {
-                let provider = super::$database(true).await.with_table_name("no_such_table_here")
+                let provider = super::$database(super::Tables::Plain).await.with_table_name("no_such_table_here")
                     .unwrap_or_else(|err| panic!("{err}"));
                 super::names_longer_than_the_column_are_refused_before_any_statement(provider).await;
             }
 
             #[tokio::test]
             async fn lock_kinds_are_refused_before_any_statement() {
-                let provider = super::$database(true).await.with_table_name("no_such_table_here")
+                let provider = super::$database(super::Tables::Plain).await.with_table_name("no_such_table_here")
                     .unwrap_or_else(|err| panic!("{err}"));
                 super::lock_kinds_are_refused_before_any_statement(provider).await;
             }
 
             #[tokio::test]
             async fn a_missing_table_is_a_clear_error() {
-                let provider = super::$database(true).await.with_table_name("no_such_table_here")
+                let provider = super::$database(super::Tables::Plain).await.with_table_name("no_such_table_here")
                     .unwrap_or_else(|err| panic!("{err}"));
                 super::a_missing_table_is_a_clear_error(provider).await;
             }
 
             #[tokio::test]
+            async fn a_missing_settings_table_is_a_clear_error_giving_its_ddl() {
+                super::a_missing_settings_table_is_a_clear_error_giving_its_ddl(
+                    super::$database(super::Tables::PlainOnly).await,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn a_settings_table_with_other_columns_is_a_clear_error() {
+                super::a_settings_table_with_other_columns_is_a_clear_error(
+                    super::$database(super::Tables::WrongSettings).await,
+                )
+                .await;
+            }
+
+            #[tokio::test]
             async fn a_row_deleted_by_hand_does_not_break_locking() {
-                super::a_row_deleted_by_hand_does_not_break_locking(super::$database(false).await).await;
+                super::a_row_deleted_by_hand_does_not_break_locking(super::$database(super::Tables::Ours).await).await;
             }
 
             #[tokio::test]
             async fn the_plain_shedlock_table_works_with_clock_tokens() {
-                super::the_plain_shedlock_table_works_with_clock_tokens(super::$database(true).await).await;
+                super::the_plain_shedlock_table_works_with_clock_tokens(super::$database(super::Tables::Plain).await).await;
             }
 
             #[tokio::test]
             async fn the_fencing_column_counts_acquisitions() {
-                super::the_fencing_column_counts_acquisitions(super::$database(false).await).await;
+                super::the_fencing_column_counts_acquisitions(super::$database(super::Tables::Ours).await).await;
             }
 
             #[tokio::test]
             async fn a_lock_taken_by_shedlock_for_java_is_honoured() {
-                super::a_lock_taken_by_shedlock_for_java_is_honoured(super::$database(true).await).await;
+                super::a_lock_taken_by_shedlock_for_java_is_honoured(super::$database(super::Tables::Plain).await).await;
             }
 
             #[tokio::test]
             async fn our_rows_read_as_shedlock_for_java_writes_them() {
-                super::our_rows_read_as_shedlock_for_java_writes_them(super::$database(true).await).await;
+                super::our_rows_read_as_shedlock_for_java_writes_them(super::$database(super::Tables::Plain).await).await;
             }
         }
     )*};
@@ -521,7 +624,7 @@ fn table_names_that_are_not_plain_identifiers_are_refused() {
         .build()
         .unwrap_or_else(|err| panic!("{err}"));
     runtime.block_on(async {
-        let provider = sqlite(true).await;
+        let provider = sqlite(Tables::Plain).await;
         for bad in ["locks; DROP TABLE x", "a.b.c", "1abc", "locks\"", ""] {
             assert!(
                 matches!(

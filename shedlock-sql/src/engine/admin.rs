@@ -1,0 +1,260 @@
+//! `LockAdmin` on the SQL tables: a lock's state from its row (a live
+//! lease, by the database's clock) and its companion settings row; capacity,
+//! pause and resume in the settings table; force-release ends the lease now.
+//! Each operation is one statement, or one transaction.
+
+use std::time::{Duration, SystemTime};
+
+use shedlock_core::{LockError, LockHolder, LockMode, LockState, validate_capacity};
+use sqlx::Connection;
+
+use super::{Failure, LeaseParams, SqlEngine, SqlLocks, answer, checkout};
+use crate::dialect::{Dialect, LeaseParam, Statement};
+use crate::driver::Driver;
+use crate::table::{check_admin_name, holder_of};
+
+/// One answer row of `lock_state` or `list_locks` (see `AdminStatements`).
+struct StateRow {
+    locked_by: Option<String>,
+    locked_at_ms: Option<i64>,
+    lease_left_ms: Option<i64>,
+    fencing_token: Option<i64>,
+    capacity: Option<i64>,
+    /// Only in `list_locks`' rows.
+    name: Option<String>,
+}
+
+impl StateRow {
+    fn read<DB: Driver>(row: &DB::Row, with_name: bool) -> Result<StateRow, sqlx::Error> {
+        Ok(StateRow {
+            locked_by: DB::text(row, 0)?,
+            locked_at_ms: DB::int(row, 1)?,
+            lease_left_ms: DB::int(row, 2)?,
+            fencing_token: DB::int(row, 3)?,
+            capacity: DB::int(row, 4)?,
+            name: if with_name { DB::text(row, 5)? } else { None },
+        })
+    }
+
+    /// The lock `name` as this row describes it.
+    fn into_state(self, name: String) -> LockState {
+        let holder = self.locked_by.map(|locked_by| LockHolder {
+            locked_by: holder_of(&locked_by).to_owned(),
+            locked_at: self
+                .locked_at_ms
+                .and_then(|ms| u64::try_from(ms).ok())
+                .map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)),
+            lease_left: self
+                .lease_left_ms
+                .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            mode: LockMode::Exclusive,
+            // 0: a row ShedLock for Java took (it leaves the column at its default).
+            fencing_token: self
+                .fencing_token
+                .and_then(|token| u64::try_from(token).ok())
+                .filter(|token| *token > 0),
+            // The table records no renewals.
+            renewed_ago: None,
+            renewals: None,
+        });
+        let capacity = self
+            .capacity
+            .map(|capacity| u32::try_from(capacity).unwrap_or(u32::MAX));
+        LockState {
+            name,
+            holders: holder.into_iter().collect(),
+            capacity,
+            paused: capacity == Some(0),
+            exclusive_waiters: 0,
+        }
+    }
+}
+
+impl<D: Dialect> SqlEngine<D> {
+    /// The rows `statement` answers with `params`.
+    async fn read_states(
+        &self,
+        statement: &Statement<LeaseParam>,
+        params: LeaseParams<'_, D>,
+        with_name: bool,
+        timeout: Duration,
+    ) -> Result<Vec<StateRow>, Failure> {
+        let mut connection = checkout(&self.pool, timeout).await?;
+        let rows = answer(
+            timeout,
+            D::Db::fetch_all(&mut connection, &statement.sql, params.of(statement)),
+        )
+        .await?;
+        rows.iter()
+            .map(|row| StateRow::read::<D::Db>(row, with_name))
+            .collect::<Result<_, _>>()
+            .map_err(Failure::of)
+    }
+
+    /// Runs `statements` in order in one transaction; the rows they changed.
+    async fn change(
+        &self,
+        statements: &[&Statement<LeaseParam>],
+        params: LeaseParams<'_, D>,
+        timeout: Duration,
+    ) -> Result<u64, Failure> {
+        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut transaction = answer(timeout, Connection::begin(&mut *connection)).await?;
+        let mut changed = 0;
+        for statement in statements {
+            let done = answer(
+                timeout,
+                D::Db::execute(&mut *transaction, &statement.sql, params.of(statement)),
+            )
+            .await?;
+            changed += D::counts(&done).rows_affected;
+        }
+        answer(timeout, transaction.commit()).await?;
+        Ok(changed)
+    }
+}
+
+impl<D: Dialect> SqlLocks<D> {
+    /// The state of `name`: its live lease and its stored capacity.
+    pub(crate) async fn lock_state(&self, name: &str) -> Result<LockState, LockError> {
+        check_admin_name(name)?;
+        let statements = &self.prepared().await?.statements.admin;
+        let rows = self
+            .engine
+            .read_states(
+                &statements.lock_state,
+                LeaseParams::of_name(name),
+                false,
+                self.timeout,
+            )
+            .await
+            .map_err(|failure| self.admin_error(failure, format!("reading lock '{name}'")))?;
+        Ok(rows.into_iter().next().map_or_else(
+            || StateRow::free().into_state(name.to_owned()),
+            |row| row.into_state(name.to_owned()),
+        ))
+    }
+
+    /// Every lock held now or with a stored capacity, sorted by name.
+    pub(crate) async fn list_locks(&self) -> Result<Vec<LockState>, LockError> {
+        let statements = &self.prepared().await?.statements.admin;
+        let rows = self
+            .engine
+            .read_states(
+                &statements.list_locks,
+                LeaseParams::of_name(""),
+                true,
+                self.timeout,
+            )
+            .await
+            .map_err(|failure| self.admin_error(failure, "listing locks".to_owned()))?;
+        let mut locks: Vec<LockState> = rows
+            .into_iter()
+            .filter_map(|mut row| {
+                let name = row.name.take()?;
+                Some(row.into_state(name))
+            })
+            .collect();
+        // The same order on every store: by bytes, not by the database's collation.
+        locks.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(locks)
+    }
+
+    /// Stores `capacity` for `name` (0 pauses it).
+    pub(crate) async fn set_capacity(&self, name: &str, capacity: u32) -> Result<(), LockError> {
+        check_admin_name(name)?;
+        validate_capacity(capacity)?;
+        let action = || format!("setting the capacity of lock '{name}'");
+        self.store_capacity(name, capacity, action).await?;
+        tracing::info!(lock = %name, capacity, "lock capacity set");
+        if capacity > 0 {
+            // Waiters of this process on a paused lock may go now.
+            self.releases.notify_released(name);
+        }
+        Ok(())
+    }
+
+    /// Pauses `name`: capacity 0, the capacity before it kept for the resume.
+    pub(crate) async fn pause(&self, name: &str) -> Result<(), LockError> {
+        check_admin_name(name)?;
+        self.store_capacity(name, 0, || format!("pausing lock '{name}'"))
+            .await?;
+        tracing::info!(lock = %name, "lock paused");
+        Ok(())
+    }
+
+    /// Ends the pause of `name`, if it is paused: the capacity from before it.
+    pub(crate) async fn resume(&self, name: &str) -> Result<(), LockError> {
+        check_admin_name(name)?;
+        let statements = &self.prepared().await?.statements.admin;
+        let [forget, restore] = &statements.resume;
+        let resumed = self
+            .engine
+            .change(&[forget, restore], LeaseParams::of_name(name), self.timeout)
+            .await
+            .map_err(|failure| self.admin_error(failure, format!("resuming lock '{name}'")))?;
+        if resumed > 0 {
+            tracing::info!(lock = %name, "lock resumed");
+            self.releases.notify_released(name);
+        }
+        Ok(())
+    }
+
+    /// Ends the live lease of `name` now; how many there were (0 or 1).
+    pub(crate) async fn force_release(&self, name: &str) -> Result<usize, LockError> {
+        check_admin_name(name)?;
+        let statements = &self.prepared().await?.statements.admin;
+        let released = self
+            .engine
+            .change(
+                &[&statements.force_release],
+                LeaseParams::of_name(name),
+                self.timeout,
+            )
+            .await
+            .map_err(|failure| {
+                self.admin_error(failure, format!("force-releasing lock '{name}'"))
+            })?;
+        tracing::warn!(lock = %name, holders = released, "lock force-released");
+        if released > 0 {
+            self.releases.notify_released(name);
+        }
+        Ok(usize::try_from(released).unwrap_or(usize::MAX))
+    }
+
+    async fn store_capacity(
+        &self,
+        name: &str,
+        capacity: u32,
+        action: impl Fn() -> String,
+    ) -> Result<(), LockError> {
+        let statements = &self.prepared().await?.statements.admin;
+        let params = LeaseParams {
+            capacity,
+            ..LeaseParams::of_name(name)
+        };
+        self.engine
+            .change(&[&statements.set_capacity], params, self.timeout)
+            .await
+            .map_err(|failure| self.admin_error(failure, action()))?;
+        Ok(())
+    }
+
+    fn admin_error(&self, failure: Failure, action: String) -> LockError {
+        failure.into_error::<D>(&self.server, action, "nothing was changed")
+    }
+}
+
+impl StateRow {
+    /// A lock nobody holds and with no stored capacity.
+    fn free() -> StateRow {
+        StateRow {
+            locked_by: None,
+            locked_at_ms: None,
+            lease_left_ms: None,
+            fencing_token: None,
+            capacity: None,
+            name: None,
+        }
+    }
+}

@@ -1,0 +1,345 @@
+//! Operators on the SQL tables (`LockAdmin`), on PostgreSQL, MariaDB and
+//! SQLite: the lock-kinds conformance cases that need no shared holders,
+//! and the cases of an exclusive-only table: a pause makes acquisitions
+//! skip until the resume, the state shows the row's holder by the database's
+//! clock, force-release ends the lease, bad names and capacities are refused.
+
+mod support;
+
+use std::future::Future;
+use std::time::{Duration, SystemTime};
+
+use shedlock_core::{
+    LockAdmin, LockConfiguration, LockError, LockGuard, LockMode, LockProvider, LockState,
+    LockingTaskExecutor, MAX_PERMITS,
+};
+use shedlock_test_support::conformance::unique_name;
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn config(name: &str) -> LockConfiguration {
+    LockConfiguration::new(name, LONG, Duration::ZERO).unwrap_or_else(|err| panic!("{err}"))
+}
+
+async fn acquire<P: LockProvider>(provider: &P, config: &LockConfiguration) -> LockGuard {
+    match provider.try_lock(config).await {
+        Ok(Some(guard)) => guard,
+        other => panic!("'{}' should be free: {other:?}", config.name()),
+    }
+}
+
+async fn assert_skipped<P: LockProvider>(provider: &P, config: &LockConfiguration) {
+    match provider.try_lock(config).await {
+        Ok(None) => {}
+        other => panic!("'{}' should be skipped: {other:?}", config.name()),
+    }
+}
+
+async fn state<P: LockAdmin>(provider: &P, name: &str) -> LockState {
+    provider
+        .lock_state(name)
+        .await
+        .unwrap_or_else(|err| panic!("reading '{name}': {err}"))
+}
+
+async fn admin<T>(what: &str, result: impl Future<Output = Result<T, LockError>>) -> T {
+    result.await.unwrap_or_else(|err| panic!("{what}: {err}"))
+}
+
+/// A pause makes every acquisition skip, of a name never locked and of one
+/// with a row; the resume lets the next one in.
+async fn a_paused_lock_is_skipped_until_resumed<P, Fut>(make: impl Fn() -> Fut)
+where
+    P: LockProvider + LockAdmin,
+    Fut: Future<Output = P>,
+{
+    let (service, operator) = (make().await, make().await);
+    let fresh = config(&unique_name("paused-fresh"));
+    let used = config(&unique_name("paused-used"));
+    acquire(&service, &used)
+        .await
+        .unlock()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    for job in [&fresh, &used] {
+        admin("pause", operator.pause(job.name())).await;
+        assert_skipped(&service, job).await;
+        let seen = state(&operator, job.name()).await;
+        assert!(
+            seen.paused && seen.capacity == Some(0) && !seen.is_locked(),
+            "{seen:?}"
+        );
+        admin("resume", operator.resume(job.name())).await;
+        let seen = state(&operator, job.name()).await;
+        assert!(!seen.paused && seen.capacity.is_none(), "{seen:?}");
+        let guard = acquire(&service, job).await;
+        guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    }
+}
+
+/// The executor skips a paused job and runs it after the resume.
+async fn a_paused_job_does_not_run<P, Fut>(make: impl Fn() -> Fut)
+where
+    P: LockProvider + LockAdmin,
+    Fut: Future<Output = P>,
+{
+    let operator = make().await;
+    let executor = LockingTaskExecutor::new(make().await);
+    let job = config(&unique_name("paused-job"));
+    admin("pause", operator.pause(job.name())).await;
+    let ran = executor.execute(&job, async { "ran" }).await;
+    assert!(matches!(ran, Ok(None)), "a paused job ran: {ran:?}");
+    admin("resume", operator.resume(job.name())).await;
+    let ran = executor.execute(&job, async { "ran" }).await;
+    assert!(matches!(ran, Ok(Some("ran"))), "{ran:?}");
+}
+
+/// A lock paused by default (`with_capacity(0)`) runs once an operator
+/// stores a capacity, and stops again when it is set back to 0.
+async fn a_lock_paused_by_default_runs_once_given_a_capacity<P, Fut>(make: impl Fn() -> Fut)
+where
+    P: LockProvider + LockAdmin,
+    Fut: Future<Output = P>,
+{
+    let provider = make().await;
+    let name = unique_name("paused-by-default");
+    let job = config(&name)
+        .with_capacity(0)
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_skipped(&provider, &job).await;
+    admin("set_capacity", provider.set_capacity(&name, 1)).await;
+    let guard = acquire(&provider, &job).await;
+    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    admin("set_capacity 0", provider.set_capacity(&name, 0)).await;
+    assert_skipped(&provider, &job).await;
+    admin("resume", provider.resume(&name)).await;
+    assert_eq!(state(&provider, &name).await.capacity, Some(1));
+    let guard = acquire(&provider, &job).await;
+    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+}
+
+/// The state shows the row's holder: who (without the acquisition's id),
+/// since when, how long it has left by the database's clock, its token.
+async fn the_state_shows_the_holder_of_the_row<P, Fut>(make: impl Fn() -> Fut)
+where
+    P: LockProvider + LockAdmin,
+    Fut: Future<Output = P>,
+{
+    let (holder, operator) = (make().await, make().await);
+    let name = unique_name("state");
+    let free = state(&operator, &name).await;
+    assert_eq!(free.name, name);
+    assert!(
+        !free.is_locked() && free.capacity.is_none() && !free.paused,
+        "{free:?}"
+    );
+    let before = SystemTime::now();
+    let guard = acquire(&holder, &config(&name)).await;
+    let seen = state(&operator, &name).await;
+    let [row] = seen.holders.as_slice() else {
+        panic!("one holder expected: {seen:?}")
+    };
+    assert_eq!(row.locked_by, holder.replica_identity(), "{seen:?}");
+    assert_eq!(row.mode, LockMode::Exclusive);
+    let locked_at = row
+        .locked_at
+        .unwrap_or_else(|| panic!("no locked_at: {seen:?}"));
+    let off = locked_at
+        .duration_since(before)
+        .unwrap_or_else(|early| early.duration());
+    assert!(
+        off < Duration::from_secs(5),
+        "locked_at {off:?} off: {seen:?}"
+    );
+    let left = row
+        .lease_left
+        .unwrap_or_else(|| panic!("no lease end: {seen:?}"));
+    assert!(
+        left <= LONG && left > LONG - Duration::from_secs(5),
+        "{seen:?}"
+    );
+    assert_eq!(
+        row.fencing_token,
+        Some(
+            guard
+                .fencing_token()
+                .await
+                .unwrap_or_else(|err| panic!("{err}"))
+        ),
+        "the fencing column's token: {seen:?}"
+    );
+    assert_eq!((row.renewals, row.renewed_ago), (None, None));
+    let listed = admin("list_locks", operator.list_locks()).await;
+    assert!(
+        listed
+            .iter()
+            .any(|lock| lock.name == name && lock.is_locked()),
+        "'{name}' is not listed: {listed:?}"
+    );
+    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    let after = state(&operator, &name).await;
+    assert!(!after.is_locked(), "{after:?}");
+    let listed = admin("list_locks", operator.list_locks()).await;
+    assert!(
+        !listed.iter().any(|lock| lock.name == name),
+        "a free lock without settings is listed: {listed:?}"
+    );
+}
+
+/// The list holds held and configured locks, sorted by name.
+async fn the_list_holds_held_and_configured_locks_sorted<P, Fut>(make: impl Fn() -> Fut)
+where
+    P: LockProvider + LockAdmin,
+    Fut: Future<Output = P>,
+{
+    let provider = make().await;
+    let base = unique_name("list");
+    let (held, paused, sized) = (
+        format!("{base}-c-held"),
+        format!("{base}-a-paused"),
+        format!("{base}-b-sized"),
+    );
+    let guard = acquire(&provider, &config(&held)).await;
+    admin("pause", provider.pause(&paused)).await;
+    admin("set_capacity", provider.set_capacity(&sized, 5)).await;
+    let listed = admin("list_locks", provider.list_locks()).await;
+    let ours: Vec<&LockState> = listed
+        .iter()
+        .filter(|lock| lock.name.starts_with(&base))
+        .collect();
+    let names: Vec<&str> = ours.iter().map(|lock| lock.name.as_str()).collect();
+    assert_eq!(names, [&paused, &sized, &held], "{listed:?}");
+    assert!(ours[0].paused && !ours[0].is_locked());
+    assert_eq!(ours[1].capacity, Some(5));
+    assert!(ours[2].is_locked() && ours[2].capacity.is_none());
+    let mut sorted = listed.clone();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    assert_eq!(sorted, listed, "the list is not sorted by name");
+    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    admin("resume", provider.resume(&paused)).await;
+}
+
+/// Force-release ends the lease now: the holder's extension and release
+/// find it gone, the next holder's token is greater, a second one finds none.
+async fn force_release_ends_the_lease<P, Fut>(make: impl Fn() -> Fut)
+where
+    P: LockProvider + LockAdmin,
+    Fut: Future<Output = P>,
+{
+    let (holder, operator) = (make().await, make().await);
+    let job = config(&unique_name("force"));
+    let mut stuck = acquire(&holder, &job).await;
+    let stuck_token = stuck
+        .fencing_token()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        admin("force_release", operator.force_release(job.name())).await,
+        1
+    );
+    assert!(!state(&operator, job.name()).await.is_locked());
+    let next = acquire(&operator, &job).await;
+    let next_token = next
+        .fencing_token()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(next_token > stuck_token, "{next_token} after {stuck_token}");
+    assert!(
+        matches!(stuck.extend(LONG, Duration::ZERO).await, Ok(false)),
+        "a force-released lease was extended"
+    );
+    let _ = stuck.unlock().await;
+    assert!(
+        state(&operator, job.name()).await.is_locked(),
+        "the old holder freed the next one"
+    );
+    next.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(
+        admin("force_release", operator.force_release(job.name())).await,
+        0
+    );
+}
+
+/// Names the library refuses, and capacities above the maximum, are usage
+/// errors before any statement.
+async fn bad_names_and_capacities_are_refused<P, Fut>(make: impl Fn() -> Fut)
+where
+    P: LockProvider + LockAdmin,
+    Fut: Future<Output = P>,
+{
+    let provider = make().await;
+    let long = "n".repeat(65);
+    for name in ["", "  ", long.as_str()] {
+        let results = [
+            provider.lock_state(name).await.map(drop),
+            provider.pause(name).await,
+            provider.resume(name).await,
+            provider.set_capacity(name, 1).await,
+            provider.force_release(name).await.map(drop),
+        ];
+        for result in results {
+            assert!(
+                matches!(result, Err(LockError::InvalidConfiguration(_))),
+                "{name:?}: {result:?}"
+            );
+        }
+    }
+    let name = unique_name("capacity-too-big");
+    let refused = provider.set_capacity(&name, MAX_PERMITS + 1).await;
+    match refused {
+        Err(LockError::InvalidConfiguration(message)) => {
+            assert!(message.contains(&MAX_PERMITS.to_string()), "{message}")
+        }
+        other => panic!("capacity above the maximum: {other:?}"),
+    }
+    admin("set_capacity", provider.set_capacity(&name, MAX_PERMITS)).await;
+    assert_eq!(state(&provider, &name).await.capacity, Some(MAX_PERMITS));
+}
+
+/// One `#[tokio::test]` per case, for the provider `$make` gives; kit
+/// cases (`kit::`) and this file's own.
+macro_rules! admin_cases {
+    ($make:expr; kit: $($kit:ident),*; own: $($own:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $kit() {
+                shedlock_test_support::kinds::$kit($make).await;
+            }
+        )*
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $own() {
+                crate::$own($make).await;
+            }
+        )*
+    };
+}
+
+/// A module `$store` of the cases, on a table (or file) of its own.
+macro_rules! admin_tests {
+    ($store:ident, $provider:ty) => {
+        mod $store {
+            crate::support::provider_on_own_table!($store, $provider, "admin");
+
+            admin_cases!(provider;
+                kit:
+                    pause_and_resume_an_ordinary_lock,
+                    pause_keeps_current_holders,
+                    waiting_job_starts_after_resume,
+                    capacity_zero_pauses_and_resume_restores;
+                own:
+                    a_paused_lock_is_skipped_until_resumed,
+                    a_paused_job_does_not_run,
+                    a_lock_paused_by_default_runs_once_given_a_capacity,
+                    the_state_shows_the_holder_of_the_row,
+                    the_list_holds_held_and_configured_locks_sorted,
+                    force_release_ends_the_lease,
+                    bad_names_and_capacities_are_refused,
+            );
+        }
+    };
+}
+
+admin_tests!(postgres, shedlock_sql::PostgresLockProvider);
+admin_tests!(mysql, shedlock_sql::MySqlLockProvider);
+admin_tests!(sqlite, shedlock_sql::SqliteLockProvider);
