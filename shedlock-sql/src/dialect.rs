@@ -117,6 +117,8 @@ pub(crate) enum LeaseParam {
     /// The capacity an operator stores, or the one an acquisition assumes
     /// when none is stored (1, or 0 for a lock paused by default).
     Capacity,
+    /// How long a lock has not been used, at least, for its row to be pruned.
+    UnusedFor,
 }
 
 /// The parameters of the catalog lookup of a table.
@@ -210,6 +212,9 @@ pub(crate) struct AdminStatements {
     /// Ends the live lease of a name now (its `lock_until` becomes now),
     /// whoever holds it.
     pub(crate) force_release: Statement<LeaseParam>,
+    /// Deletes the rows whose last lease ended more than `UnusedFor` ago
+    /// (so never a held one's); settings rows stay.
+    pub(crate) prune: Statement<LeaseParam>,
 }
 
 /// One statement of an acquisition, and how it tells that it took the lock.
@@ -221,11 +226,10 @@ pub(crate) enum Acquire {
 }
 
 /// Where the token of a `Counting` acquisition comes from.
+#[derive(Clone, Copy)]
 pub(crate) enum Token {
     /// `LAST_INSERT_ID(expr)` set by the statement.
     LastInsertId,
-    /// The first token of a name: a new row.
-    First,
     /// A query of the database's clock, sent after the acquisition: later
     /// than it, earlier than any next one.
     Clock(&'static str),

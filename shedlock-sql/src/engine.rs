@@ -403,7 +403,6 @@ impl<D: Dialect> SqlEngine<D> {
                         Token::LastInsertId => {
                             taken(Ok(i64::try_from(counts.last_insert_id).unwrap_or(i64::MAX)))
                         }
-                        Token::First => taken(Ok(1)),
                         // The lock is taken: a lost token must release it.
                         Token::Clock(clock) => {
                             let row = answer(
@@ -514,6 +513,8 @@ struct LeaseParams<'a, D> {
     keep_for: Duration,
     /// An operator's capacity, or an acquisition's default one.
     capacity: u32,
+    /// How long a pruned lock has not been used, at least.
+    unused_for: Duration,
     dialect: PhantomData<D>,
 }
 
@@ -536,6 +537,7 @@ impl<'a, D: Dialect> LeaseParams<'a, D> {
             lock_at_least_for: Duration::ZERO,
             keep_for: Duration::ZERO,
             capacity: 1,
+            unused_for: Duration::MAX,
             dialect: PhantomData,
         }
     }
@@ -549,6 +551,7 @@ impl<'a, D: Dialect> LeaseParams<'a, D> {
             LeaseParam::LockAtLeastFor => D::DURATIONS.encode(self.lock_at_least_for),
             LeaseParam::KeepFor => D::DURATIONS.encode(self.keep_for),
             LeaseParam::Capacity => Value::Int(i64::from(self.capacity)),
+            LeaseParam::UnusedFor => D::DURATIONS.encode(self.unused_for),
         })
     }
 }

@@ -51,8 +51,8 @@
 //!   `UTC_TIMESTAMP(3)`, SQLite `strftime(.., 'now')`, all UTC), never this
 //!   process's: replicas with skewed clocks still agree.
 //! - A row is inserted the first time a name is locked and updated after,
-//!   never deleted by the provider. A lock is free when its `lock_until`
-//!   has passed.
+//!   never deleted by a lock operation (`prune` deletes the rows of locks
+//!   unused for a while). A lock is free when its `lock_until` has passed.
 //!   Acquisition is one atomic statement (on MySQL an `UPDATE`, then an
 //!   `INSERT IGNORE` when no row matched).
 //! - `locked_by` is `{locked_by};id={unique id}`, unique per acquisition;
@@ -93,10 +93,13 @@
 //! # Fencing tokens
 //!
 //! With the optional `fencing_token BIGINT` column, each acquisition
-//! increments it in the acquisition statement and its value is the token:
-//! 1, 2, 3, ... per name. Whether the column exists is detected at the first
-//! lock (or set with `with_fencing_column`). Deleting a row by hand starts its
-//! count again at 1.
+//! increments it in the acquisition statement and its value is the token.
+//! A new row's counter starts at the database's clock in microseconds since
+//! 1970 (milliseconds times 1000 on SQLite), then counts acquisitions, so a
+//! row deleted (by `prune`, or by hand) and made again gives tokens above
+//! all it gave before, as long as the database's clock is not set back.
+//! Whether the column exists is detected at the first lock (or set with
+//! `with_fencing_column`).
 //!
 //! On ShedLock's plain table there is no counter: the token is the
 //! database's clock at acquisition in microseconds since 1970 (milliseconds

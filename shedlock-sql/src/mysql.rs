@@ -75,9 +75,19 @@ server_provider!(
 /// IGNORE` of a new row when it matched none; durations in microseconds.
 pub(crate) struct MySqlDialect;
 
-/// Without the fencing column: microseconds of the database's clock.
-const CLOCK_TOKEN: &str =
-    "SELECT CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) AS SIGNED)";
+/// The database's clock in microseconds since 1970 (a macro, for `concat!`).
+macro_rules! clock_micros {
+    () => {
+        "CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) AS SIGNED)"
+    };
+}
+
+/// The database's clock in microseconds since 1970.
+const CLOCK_MICROS: &str = clock_micros!();
+
+/// Without the fencing column: the token is the database's clock, read after
+/// the acquisition.
+const CLOCK_TOKEN: &str = concat!("SELECT ", clock_micros!());
 
 impl Dialect for MySqlDialect {
     type Db = sqlx::MySql;
@@ -88,22 +98,26 @@ impl Dialect for MySqlDialect {
     const DURATIONS: DurationEncoding = DurationEncoding::Micros;
 
     fn statements(table: &TableName, fencing: bool) -> Statements {
-        use LeaseParam::{Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name};
+        use LeaseParam::{
+            Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name, UnusedFor,
+        };
         let settings = table.settings();
         let (token_update, token_column, token_insert, holder_token) = if fencing {
             (
                 ", fencing_token = LAST_INSERT_ID(COALESCE(fencing_token, 0) + 1)",
                 ", fencing_token",
-                ", 1",
+                // A new row's counter starts at the clock: above the tokens
+                // of a row deleted before (pruned, or by hand).
+                format!(", LAST_INSERT_ID({CLOCK_MICROS})"),
                 "l.fencing_token",
             )
         } else {
-            ("", "", "", "NULL")
+            ("", "", String::new(), "NULL")
         };
-        let (taken_over, inserted) = if fencing {
-            (Token::LastInsertId, Token::First)
+        let token = if fencing {
+            Token::LastInsertId
         } else {
-            (Token::Clock(CLOCK_TOKEN), Token::Clock(CLOCK_TOKEN))
+            Token::Clock(CLOCK_TOKEN)
         };
         // The lock's capacity: the stored one, else the acquisition's default.
         let capacity =
@@ -129,10 +143,10 @@ impl Dialect for MySqlDialect {
                         ),
                         &[LockAtMostFor, LockedBy, Name, Name, Capacity],
                     ),
-                    taken_over,
+                    token,
                 ),
                 // Inserts the row when there is none and the lock is not
-                // paused; one row inserted only then, and that first token is 1.
+                // paused; one row inserted only then.
                 Acquire::Counting(
                     Statement::new(
                         format!(
@@ -142,7 +156,7 @@ impl Dialect for MySqlDialect {
                         ),
                         &[Name, LockAtMostFor, LockedBy, Name, Capacity],
                     ),
-                    inserted,
+                    token,
                 ),
             ],
             extend: Statement::new(
@@ -219,6 +233,12 @@ impl Dialect for MySqlDialect {
                         "UPDATE {table} SET lock_until = {NOW} WHERE name = ? AND lock_until > {NOW}"
                     ),
                     &[Name],
+                ),
+                prune: Statement::new(
+                    format!(
+                        "DELETE FROM {table} WHERE lock_until + INTERVAL ? MICROSECOND < {NOW}"
+                    ),
+                    &[UnusedFor],
                 ),
             },
         }

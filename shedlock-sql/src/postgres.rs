@@ -30,6 +30,9 @@ use crate::table::TableName;
 /// The database's clock, in UTC, as `TIMESTAMP` (without time zone).
 const NOW: &str = "(now() AT TIME ZONE 'UTC')";
 
+/// The database's clock in microseconds since 1970, read when evaluated.
+const CLOCK_MICROS: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
+
 /// Locks in a PostgreSQL table (ShedLock's `shedlock` by default).
 ///
 /// ```no_run
@@ -83,25 +86,23 @@ impl Dialect for PgDialect {
     const DURATIONS: DurationEncoding = DurationEncoding::Millis;
 
     fn statements(table: &TableName, fencing: bool) -> Statements {
-        use LeaseParam::{Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name};
+        use LeaseParam::{
+            Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name, UnusedFor,
+        };
         let settings = table.settings();
         let (token_column, token_insert, token_update, returning, holder_token) = if fencing {
             (
                 ", fencing_token",
-                ", 1",
+                // A new row's counter starts at the clock: above the tokens
+                // of a row deleted before (pruned, or by hand).
+                format!(", {CLOCK_MICROS}"),
                 ", fencing_token = COALESCE(l.fencing_token, 0) + 1",
                 "l.fencing_token",
                 "l.fencing_token",
             )
         } else {
             // No counter: microseconds of the database's clock.
-            (
-                "",
-                "",
-                "",
-                "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint",
-                "CAST(NULL AS BIGINT)",
-            )
+            ("", String::new(), "", CLOCK_MICROS, "CAST(NULL AS BIGINT)")
         };
         // The lock's capacity: the stored one, else the acquisition's default.
         let capacity = format!(
@@ -221,6 +222,13 @@ impl Dialect for PgDialect {
                         channel = channel_of(table)
                     ),
                     &[Name],
+                ),
+                prune: Statement::new(
+                    format!(
+                        "DELETE FROM {table} \
+                         WHERE lock_until + $1::bigint * INTERVAL '1 millisecond' < {NOW}"
+                    ),
+                    &[UnusedFor],
                 ),
             },
         }

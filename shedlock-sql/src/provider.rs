@@ -79,6 +79,24 @@ macro_rules! sql_provider {
                 self.locks.uses_fencing_column().await
             }
 
+            /// Deletes the rows of locks not used for `unused_for`: those
+            /// whose last lease ended more than `unused_for` ago, by the
+            /// database's clock, so never a held lock's (ShedLock issue 713:
+            /// per-resource lock names leave a row each). Returns how many.
+            /// Rows of the settings table stay: a pause or capacity is an
+            /// operator's decision (and a paused lock is unused by design).
+            /// A lock locked again gets a new row, and with the fencing
+            /// column its tokens still rise: a new row's counter starts at
+            /// the database's clock in microseconds.
+            ///
+            /// # Errors
+            ///
+            /// [`LockError::Store`] when the tables are missing or the
+            /// statement fails (nothing was deleted then).
+            pub async fn prune(&self, unused_for: std::time::Duration) -> Result<u64, LockError> {
+                self.locks.prune(unused_for).await
+            }
+
             /// The lock table's name, as given (`schema.table` or `table`).
             pub fn table_name(&self) -> String {
                 self.locks.table_name()

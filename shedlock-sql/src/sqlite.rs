@@ -30,6 +30,10 @@ use crate::table::TableName;
 /// `strftime` format of every time in the table.
 const FORMAT: &str = "'%Y-%m-%d %H:%M:%f'";
 
+/// The database's clock (milliseconds) in microseconds since 1970.
+const CLOCK_MICROS: &str =
+    "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000";
+
 /// How long a statement waits for another process's write to the file.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -142,26 +146,24 @@ impl Dialect for SqliteDialect {
     const DURATIONS: DurationEncoding = DurationEncoding::DateModifier;
 
     fn statements(table: &TableName, fencing: bool) -> Statements {
-        use LeaseParam::{Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name};
+        use LeaseParam::{
+            Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name, UnusedFor,
+        };
         let settings = table.settings();
         let now = format!("strftime({FORMAT}, 'now')");
         let (token_column, token_insert, token_update, returning, holder_token) = if fencing {
             (
                 ", fencing_token",
-                ", 1",
+                // A new row's counter starts at the clock: above the tokens
+                // of a row deleted before (pruned, or by hand).
+                format!(", {CLOCK_MICROS}"),
                 ", fencing_token = COALESCE(fencing_token, 0) + 1",
                 "fencing_token",
                 "l.fencing_token",
             )
         } else {
-            // No counter: the database's clock (milliseconds) in microseconds.
-            (
-                "",
-                "",
-                "",
-                "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000",
-                "NULL",
-            )
+            // No counter: the database's clock.
+            ("", String::new(), "", CLOCK_MICROS, "NULL")
         };
         // The lock's capacity: the stored one, else the acquisition's default.
         let capacity =
@@ -261,6 +263,10 @@ impl Dialect for SqliteDialect {
                         "UPDATE {table} SET lock_until = {now} WHERE name = ?1 AND lock_until > {now}"
                     ),
                     &[Name],
+                ),
+                prune: Statement::new(
+                    format!("DELETE FROM {table} WHERE strftime({FORMAT}, lock_until, ?1) < {now}"),
+                    &[UnusedFor],
                 ),
             },
         }

@@ -296,6 +296,120 @@ where
     assert_eq!(state(&provider, &name).await.capacity, Some(MAX_PERMITS));
 }
 
+/// `prune` of each SQL provider, and a look at its table.
+trait Prune {
+    async fn prune_unused(&self, unused_for: Duration) -> u64;
+    /// Whether the lock table has a row for `name`.
+    async fn has_row(&self, name: &str) -> bool;
+}
+
+macro_rules! prune_impl {
+    ($($provider:ty, $placeholder:literal);*) => {$(
+        impl Prune for $provider {
+            async fn prune_unused(&self, unused_for: Duration) -> u64 {
+                self.prune(unused_for)
+                    .await
+                    .unwrap_or_else(|err| panic!("prune: {err}"))
+            }
+
+            async fn has_row(&self, name: &str) -> bool {
+                let sql = format!(
+                    "SELECT COUNT(*) FROM {} WHERE name = {}",
+                    self.table_name(),
+                    $placeholder
+                );
+                let (rows,): (i64,) = shedlock_sql::sqlx::query_as(&sql)
+                    .bind(name)
+                    .fetch_one(self.pool())
+                    .await
+                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
+                rows == 1
+            }
+        }
+    )*};
+}
+
+prune_impl!(
+    shedlock_sql::PostgresLockProvider, "$1";
+    shedlock_sql::MySqlLockProvider, "?";
+    shedlock_sql::SqliteLockProvider, "?1"
+);
+
+/// Prune deletes the rows of locks unused for the duration and nothing
+/// else: not a held lock's, not a recently used one's, no settings; a
+/// pruned lock is taken again with a greater token.
+async fn prune_deletes_only_the_rows_of_unused_locks<P, Fut>(make: impl Fn() -> Fut)
+where
+    P: LockProvider + LockAdmin + Prune,
+    Fut: Future<Output = P>,
+{
+    let provider = make().await;
+    let base = unique_name("prune");
+    let (old, recent, held, paused) = (
+        config(&format!("{base}-old")),
+        config(&format!("{base}-recent")),
+        config(&format!("{base}-held")),
+        format!("{base}-paused"),
+    );
+    let old_guard = acquire(&provider, &old).await;
+    let old_token = old_guard
+        .fencing_token()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    old_guard
+        .unlock()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    // Held past the prune, with a lease far longer than the unused time.
+    let held_guard = acquire(&provider, &held).await;
+    admin("pause", provider.pause(&paused)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    acquire(&provider, &recent)
+        .await
+        .unlock()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    // Other tests' rows on this table may go too: look at ours.
+    assert!(provider.has_row(old.name()).await);
+    assert!(provider.prune_unused(Duration::from_secs(1)).await >= 1);
+    assert!(
+        !provider.has_row(old.name()).await,
+        "an unused lock's row stayed"
+    );
+    assert!(
+        provider.has_row(recent.name()).await,
+        "a recently used lock was pruned"
+    );
+    assert!(
+        state(&provider, held.name()).await.is_locked(),
+        "a held lock was pruned"
+    );
+    assert!(state(&provider, &paused).await.paused, "a pause was pruned");
+    // Everything unused now: the recent row, never the held one.
+    assert!(provider.prune_unused(Duration::ZERO).await >= 1);
+    assert!(!provider.has_row(recent.name()).await);
+    assert!(
+        provider.has_row(held.name()).await,
+        "a held lock was pruned"
+    );
+    assert!(
+        state(&provider, held.name()).await.is_locked(),
+        "a held lock was pruned"
+    );
+    let again = acquire(&provider, &old).await;
+    let again_token = again
+        .fencing_token()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(again_token > old_token, "{again_token} after {old_token}");
+    again.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    held_guard
+        .unlock()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    admin("resume", provider.resume(&paused)).await;
+}
+
 /// One `#[tokio::test]` per case, for the provider `$make` gives; kit
 /// cases (`kit::`) and this file's own.
 macro_rules! admin_cases {
@@ -335,6 +449,7 @@ macro_rules! admin_tests {
                     the_list_holds_held_and_configured_locks_sorted,
                     force_release_ends_the_lease,
                     bad_names_and_capacities_are_refused,
+                    prune_deletes_only_the_rows_of_unused_locks,
             );
         }
     };

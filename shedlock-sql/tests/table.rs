@@ -455,11 +455,33 @@ async fn the_fencing_column_counts_acquisitions<P: Table + HasTable>(provider: P
         "create_table_if_missing adds the fencing column"
     );
     let config = config("counted", Duration::ZERO);
-    for expected in 1..=3 {
-        let guard = acquire(&provider, &config).await;
-        assert_eq!(guard.fencing_token().await.unwrap(), expected);
+    let token = |guard: shedlock_core::LockGuard| async move {
+        let token = guard
+            .fencing_token()
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
         guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+        token
+    };
+    // A new row's counter starts at the database's clock in microseconds
+    // (the same machine's here), then counts acquisitions.
+    let first = token(acquire(&provider, &config).await).await;
+    let clock = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros());
+    assert!(
+        u128::from(first).abs_diff(clock) < 60_000_000,
+        "the first token {first} is not the clock {clock}"
+    );
+    for expected in first + 1..=first + 2 {
+        assert_eq!(token(acquire(&provider, &config).await).await, expected);
     }
+    // A row deleted (pruned, or by hand) starts again above every token it
+    // gave: SQLite's clock counts milliseconds, so one passes first.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(provider.delete_row(config.name()).await, 1);
+    let again = token(acquire(&provider, &config).await).await;
+    assert!(again > first + 2, "{again} after {}", first + 2);
 }
 
 async fn a_lock_taken_by_shedlock_for_java_is_honoured<P: Table>(provider: P) {

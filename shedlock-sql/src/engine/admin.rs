@@ -222,6 +222,28 @@ impl<D: Dialect> SqlLocks<D> {
         Ok(usize::try_from(released).unwrap_or(usize::MAX))
     }
 
+    /// Deletes the rows of locks whose last lease ended more than
+    /// `unused_for` ago; how many.
+    pub(crate) async fn prune(&self, unused_for: Duration) -> Result<u64, LockError> {
+        let statements = &self.prepared().await?.statements.admin;
+        let params = LeaseParams {
+            unused_for,
+            ..LeaseParams::of_name("")
+        };
+        let pruned = self
+            .engine
+            .change(&[&statements.prune], params, self.timeout)
+            .await
+            .map_err(|failure| {
+                self.admin_error(
+                    failure,
+                    format!("pruning the rows of locks unused for {unused_for:?}"),
+                )
+            })?;
+        tracing::info!(table = %self.table, pruned, ?unused_for, "unused lock rows pruned");
+        Ok(pruned)
+    }
+
     async fn store_capacity(
         &self,
         name: &str,
