@@ -1,4 +1,4 @@
-//! `shedlock`: the operator's command for shedlock locks in Redis.
+//! `shedlock`: the operator's command for shedlock locks, on every store.
 //!
 //! ```text
 //! shedlock list                      every lock: kind, holders, time left, term, last renewal, capacity, paused
@@ -7,54 +7,87 @@
 //! shedlock resume NAME               the capacity from before the pause
 //! shedlock capacity NAME N           store the capacity (0 pauses)
 //! shedlock unlock NAME --force       end every lease of the lock now
+//! shedlock prune --unused-for 30d    delete the SQL rows of locks unused since then
 //! ```
 //!
-//! The server comes from `--redis URL` or `SHEDLOCK_REDIS_URL`; `--json` prints
-//! machine-readable output. Exit codes: 0 done, 1 the store failed or could
-//! not be reached, 2 a usage mistake (including `unlock` without `--force`).
-//! Passwords in the URL are never printed.
+//! The store comes from `--store URL` or `SHEDLOCK_STORE_URL` (`redis://`,
+//! `rediss://`, `postgres://`, `mysql://`, `sqlite://`), or from `--redis
+//! URL` or `SHEDLOCK_REDIS_URL` as before; `--json` prints machine-readable
+//! output, the same on every store. Exit codes: 0 done, 1 the store failed
+//! or could not be reached, 2 a usage mistake (including `unlock` without
+//! `--force`, and a lock name the library refuses). Passwords in the URL are
+//! never printed.
 
 mod output;
+mod store;
 
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use shedlock_core::{LockAdmin, LockError};
-use shedlock_redis::RedisLockProvider;
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use shedlock_core::LockError;
 
-use crate::output::{Format, print_list, print_state};
+use crate::output::{Format, print_list, print_pruned, print_state};
+use crate::store::{Place, Store, StoreKind};
 
 /// Exit code: the store failed or could not be reached.
 const EXIT_STORE: u8 = 1;
 /// Exit code: a usage mistake (clap's own errors use it too).
 const EXIT_USAGE: u8 = 2;
 
-/// Inspect and operate shedlock locks in Redis: list and show them, pause and
-/// resume them, change their capacity, or force-release them.
+/// The store used when none is given.
+const DEFAULT_STORE: &str = "redis://127.0.0.1:6379";
+
+/// Inspect and operate shedlock locks in Redis, PostgreSQL, MySQL/MariaDB or
+/// SQLite: list and show them, pause and resume them, change their capacity,
+/// force-release them, prune the rows of unused ones.
 #[derive(Parser, Debug)]
 #[command(name = "shedlock", version, about, long_about = None)]
 #[command(
     after_help = "Exit codes: 0 done; 1 the store failed or could not be reached; \
-                         2 a usage mistake (including unlock without --force)."
+                         2 a usage mistake (including unlock without --force, and a lock name \
+                         the library refuses)."
 )]
 struct Cli {
-    /// Redis URL: redis://[user:password@]host:port[/db] (the password is never printed).
+    /// Where the locks are: redis://[user:password@]host:port[/db], rediss://..,
+    /// postgres://[user[:password]@]host[:port]/database, mysql://..,
+    /// sqlite://path/to/file.db [default: redis://127.0.0.1:6379]. The
+    /// password is never printed.
+    #[arg(
+        long,
+        env = "SHEDLOCK_STORE_URL",
+        hide_env_values = true,
+        global = true,
+        value_name = "URL"
+    )]
+    store: Option<String>,
+
+    /// A Redis URL: what --store takes, kept for scripts written before it.
+    /// --store (or SHEDLOCK_STORE_URL) wins over SHEDLOCK_REDIS_URL; given
+    /// on the command line, --redis wins over SHEDLOCK_STORE_URL.
     #[arg(
         long,
         env = "SHEDLOCK_REDIS_URL",
-        default_value = "redis://127.0.0.1:6379",
         hide_env_values = true,
-        global = true
+        global = true,
+        value_name = "URL"
     )]
-    redis: String,
+    redis: Option<String>,
 
-    /// First part of every lock key, as the services' providers use it.
+    /// Redis: first part of every lock key, as the services' providers use it.
     #[arg(long, default_value = "job-lock", global = true)]
     prefix: String,
 
-    /// Second part of every lock key (e.g. staging, production).
+    /// Redis: second part of every lock key (e.g. staging, production).
     #[arg(long, default_value = "default", global = true)]
     environment: String,
+
+    /// SQL stores: the lock table (`table` or `schema.table`), as the
+    /// services' providers use it; capacities and pauses are in
+    /// `<table>_settings`.
+    #[arg(long, default_value = "shedlock", global = true)]
+    table: String,
 
     /// Print JSON instead of text, for scripts.
     #[arg(long, global = true)]
@@ -104,6 +137,19 @@ enum Command {
         /// The new capacity.
         capacity: u32,
     },
+    /// Delete what is kept of locks nobody used for a while (ShedLock issue
+    /// 713: per-resource lock names leave a row each). SQL stores: the rows
+    /// of locks whose last lease ended more than --unused-for ago, by the
+    /// database's clock; never a held lock's; stored capacities and pauses
+    /// stay (a paused lock is unused by design); a pruned lock taken again
+    /// gets a new row, with fencing tokens still rising. Redis: nothing to
+    /// delete, as lock keys end with their lease and fencing counters expire
+    /// a week after their last use; stored capacities and pauses stay.
+    Prune {
+        /// How long a lock has not been used, at least: 30d, 12h, 90m (humantime).
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        unused_for: Duration,
+    },
     /// End every lease of a lock now. The holders' jobs are not stopped and
     /// keep running; fencing tokens let a downstream store refuse them. A
     /// leader (or a scope's owner) steps down when its next renewal finds the
@@ -117,15 +163,72 @@ enum Command {
     },
 }
 
+/// `30d`, `12h 30m`, `500ms`: humantime's durations.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|err| format!("{err} (e.g. 30d, 12h, 90m)"))
+}
+
+impl Command {
+    /// The lock name the command works on, if it takes one.
+    fn name(&self) -> Option<&str> {
+        match self {
+            Command::Show { name }
+            | Command::Pause { name }
+            | Command::Resume { name }
+            | Command::Capacity { name, .. }
+            | Command::Unlock { name, .. } => Some(name),
+            Command::List | Command::Prune { .. } => None,
+        }
+    }
+}
+
+/// A usage mistake: printed, exit code 2.
+fn usage_error(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// The store URL: --store, else --redis, given on the command line; else
+/// SHEDLOCK_STORE_URL, else SHEDLOCK_REDIS_URL; else the local Redis.
+fn store_url<'a>(cli: &'a Cli, matches: &ArgMatches) -> Result<&'a str, String> {
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    if given("store") && given("redis") {
+        return Err("--store and --redis both name the store; give only --store".to_owned());
+    }
+    let (store, redis) = (cli.store.as_deref(), cli.redis.as_deref());
+    let url = if given("redis") {
+        redis
+    } else {
+        store.or(redis)
+    };
+    Ok(url.unwrap_or(DEFAULT_STORE))
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(err) => err.exit(),
+    };
     let format = if cli.json { Format::Json } else { Format::Text };
+    let url = match store_url(&cli, &matches) {
+        Ok(url) => url,
+        Err(message) => return usage_error(message),
+    };
+    let kind = match StoreKind::of(url) {
+        Ok(kind) => kind,
+        Err(message) => return usage_error(message),
+    };
+    if let Some(name) = cli.command.name()
+        && let Err(err) = kind.check_name(name)
+    {
+        return usage_error(format!("{err} (lock name {name:?})"));
+    }
     if let Command::Unlock { force: false, name } = &cli.command {
-        eprintln!(
-            "error: `unlock {name}` ends the leases of jobs that may still be running; \
+        return usage_error(format!(
+            "`unlock {name}` ends the leases of jobs that may still be running; \
              run `shedlock unlock {name} --force` if you mean it"
-        );
-        return ExitCode::from(EXIT_USAGE);
+        ));
     }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -137,7 +240,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_STORE);
         }
     };
-    match runtime.block_on(run(&cli, format)) {
+    match runtime.block_on(run(&cli, kind, url, format)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");
@@ -156,43 +259,55 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: &Cli, format: Format) -> Result<(), LockError> {
-    let provider = RedisLockProvider::connect(&cli.redis)
-        .await?
-        .with_key_prefix(cli.prefix.as_str())
-        .with_environment(cli.environment.as_str());
-    match &cli.command {
-        Command::List => {
-            let locks = provider.list_locks().await?;
-            print_list(format, &locks);
-        }
-        Command::Show { name } => {
-            let state = provider.lock_state(name).await?;
-            print_state(format, &state, &provider.lock_key(name), None);
-        }
-        Command::Pause { name } => {
-            provider.pause(name).await?;
-            let state = provider.lock_state(name).await?;
-            print_state(format, &state, &provider.lock_key(name), Some("paused"));
-        }
-        Command::Resume { name } => {
-            provider.resume(name).await?;
-            let state = provider.lock_state(name).await?;
-            print_state(format, &state, &provider.lock_key(name), Some("resumed"));
-        }
-        Command::Capacity { name, capacity } => {
-            provider.set_capacity(name, *capacity).await?;
-            let state = provider.lock_state(name).await?;
+async fn run(cli: &Cli, kind: StoreKind, url: &str, format: Format) -> Result<(), LockError> {
+    let place = Place {
+        prefix: &cli.prefix,
+        environment: &cli.environment,
+        table: &cli.table,
+    };
+    let store = Store::connect(kind, url, &place).await?;
+    let admin = store.admin();
+    let show = |name: &str, action: Option<&str>| {
+        let store = &store;
+        let name = name.to_owned();
+        let action = action.map(str::to_owned);
+        async move {
+            let state = store.admin().lock_state(&name).await?;
             print_state(
                 format,
                 &state,
-                &provider.lock_key(name),
-                Some("capacity set"),
+                store.location(&name),
+                store.records_waiters(),
+                action.as_deref(),
             );
+            Ok::<(), LockError>(())
+        }
+    };
+    match &cli.command {
+        Command::List => {
+            let locks = admin.list_locks().await?;
+            print_list(format, &locks);
+        }
+        Command::Show { name } => show(name, None).await?,
+        Command::Pause { name } => {
+            admin.pause(name).await?;
+            show(name, Some("paused")).await?;
+        }
+        Command::Resume { name } => {
+            admin.resume(name).await?;
+            show(name, Some("resumed")).await?;
+        }
+        Command::Capacity { name, capacity } => {
+            admin.set_capacity(name, *capacity).await?;
+            show(name, Some("capacity set")).await?;
         }
         Command::Unlock { name, .. } => {
-            let released = provider.force_release(name).await?;
+            let released = admin.force_release(name).await?;
             output::print_unlocked(format, name, released);
+        }
+        Command::Prune { unused_for } => {
+            let pruned = store.prune(*unused_for).await?;
+            print_pruned(format, *unused_for, store.table().as_deref(), pruned);
         }
     }
     Ok(())

@@ -24,15 +24,64 @@ pub(crate) fn print_list(format: Format, locks: &[LockState]) {
     }
 }
 
-pub(crate) fn print_state(format: Format, state: &LockState, key: &str, action: Option<&str>) {
+/// `show` and the changes that print the lock after: the lock, where it
+/// lives (`("key", ..)` on Redis, `("table", ..)` on SQL stores), and its
+/// waiting exclusive jobs where the store records them (`null` in JSON where not).
+pub(crate) fn print_state(
+    format: Format,
+    state: &LockState,
+    location: (&str, String),
+    records_waiters: bool,
+    action: Option<&str>,
+) {
     match format {
-        Format::Json => println!("{}", state_json(state, action)),
+        Format::Json => {
+            let mut json = state_json(state, action);
+            if !records_waiters && let Some(fields) = json.as_object_mut() {
+                fields.insert("exclusive_waiters".to_owned(), Value::Null);
+            }
+            println!("{json}")
+        }
         Format::Text => {
             if let Some(action) = action {
-                println!("{}: {action}", state.name);
+                println!("{}: {action}", clean(&state.name));
             }
-            print!("{}", state_text(state, key));
+            print!("{}", state_text(state, location, records_waiters));
         }
+    }
+}
+
+/// `prune`: how many locks' rows went (`None`: a store with nothing to prune).
+pub(crate) fn print_pruned(
+    format: Format,
+    unused_for: Duration,
+    table: Option<&str>,
+    pruned: Option<u64>,
+) {
+    let unused_for_text = humantime::format_duration(unused_for).to_string();
+    match format {
+        Format::Json => println!(
+            "{}",
+            json!({
+                "action": "pruned",
+                "unused_for": unused_for_text,
+                "unused_for_ms": unused_for.as_millis(),
+                "table": table,
+                "pruned": pruned.unwrap_or(0),
+            })
+        ),
+        Format::Text => match (pruned, table) {
+            (Some(pruned), Some(table)) => println!(
+                "pruned {pruned} lock{} unused for {unused_for_text} from table {table} \
+                 (held locks, capacities and pauses are kept)",
+                if pruned == 1 { "" } else { "s" }
+            ),
+            _ => println!(
+                "nothing to prune on Redis: lock keys end with their lease, fencing counters \
+                 expire a week after their last use, and capacities and pauses stay as \
+                 operators set them"
+            ),
+        },
     }
 }
 
@@ -115,10 +164,11 @@ fn list_table(locks: &[LockState]) -> String {
 }
 
 /// `show`: the lock and each holder.
-fn state_text(state: &LockState, key: &str) -> String {
+fn state_text(state: &LockState, location: (&str, String), records_waiters: bool) -> String {
     let mut text = String::new();
+    let (label, place) = location;
     let _ = writeln!(text, "lock:      {}", clean(&state.name));
-    let _ = writeln!(text, "key:       {}", clean(key));
+    let _ = writeln!(text, "{:<11}{}", format!("{label}:"), clean(&place));
     let capacity = state.capacity.map_or_else(
         || "default (none stored: each job's own; 1 exclusive, unlimited shared)".to_owned(),
         |capacity| capacity.to_string(),
@@ -129,7 +179,11 @@ fn state_text(state: &LockState, key: &str) -> String {
         "paused:    {}",
         if state.paused { "yes" } else { "no" }
     );
-    let _ = writeln!(text, "waiting exclusive jobs: {}", state.exclusive_waiters);
+    if records_waiters {
+        let _ = writeln!(text, "waiting exclusive jobs: {}", state.exclusive_waiters);
+    } else {
+        let _ = writeln!(text, "waiting exclusive jobs: not recorded by this store");
+    }
     if state.holders.is_empty() {
         let _ = writeln!(text, "holders:   none (free)");
         return text;
@@ -453,7 +507,11 @@ mod tests {
             "{table}"
         );
         assert_eq!(lines[0].find("KIND"), lines[1].find("lease"), "{table}");
-        let shown = state_text(&lock("scheduler", vec![leader.clone()]), "key");
+        let shown = state_text(
+            &lock("scheduler", vec![leader.clone()]),
+            ("key", "k".to_owned()),
+            true,
+        );
         assert!(
             shown.contains("kind: lease, term: 42, last renewal: 1.2s ago (3 renewals)"),
             "{shown}"

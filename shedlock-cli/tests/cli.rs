@@ -459,10 +459,20 @@ fn the_url_can_come_from_the_environment() {
 
 #[test]
 fn usage_mistakes_exit_2() {
+    let long = "n".repeat(1025);
     for args in [
         &["capacity", "exports", "many"][..],
         &["frobnicate"][..],
         &["show"][..],
+        // Names the library refuses, checked before connecting.
+        &["show", ""][..],
+        &["pause", "   "][..],
+        &["resume", ""][..],
+        &["capacity", "", "2"][..],
+        &["unlock", "", "--force"][..],
+        &["show", &long][..],
+        &["prune"][..],
+        &["prune", "--unused-for", "a while"][..],
     ] {
         let output = shedlock("redis://127.0.0.1:1", args);
         assert_eq!(
@@ -472,4 +482,27 @@ fn usage_mistakes_exit_2() {
             stderr(&output)
         );
     }
+}
+
+#[test]
+fn store_takes_a_redis_url_and_prune_has_nothing_to_delete() {
+    let server = RedisServer::start();
+    let output = Command::new(env!("CARGO_BIN_EXE_shedlock"))
+        .env_remove("SHEDLOCK_REDIS_URL")
+        .env_remove("SHEDLOCK_STORE_URL")
+        .args(["--store", server.url(), "prune", "--unused-for", "30d"])
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(
+        succeeded(&output).contains("nothing to prune on Redis"),
+        "{}",
+        stdout(&output)
+    );
+    let json = json_of(&succeeded(&shedlock(
+        server.url(),
+        &["--json", "prune", "--unused-for", "30d"],
+    )));
+    assert_eq!(json["pruned"], 0, "{json}");
+    assert_eq!(json["unused_for"], "30days", "{json}");
+    assert_eq!(json["table"], Value::Null, "{json}");
 }

@@ -1,0 +1,486 @@
+//! The real `shedlock` binary on SQL stores (`--store postgres://..`,
+//! `mysql://..`, `sqlite://..`), each against its test database on a table
+//! of its own: the same table and JSON as on Redis, changes services see,
+//! prune, names the library refuses, and passwords kept hidden.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use serde_json::Value;
+use shedlock_core::{LockAdmin, LockConfiguration, LockGuard, LockProvider};
+use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
+use shedlock_test_support::free_port;
+use shedlock_test_support::sql::{
+    database_unreachable, mysql_url, postgres_url, unique_table_name,
+};
+
+/// The binary with `args`, on `url` and `table`, the environment cleared of
+/// store variables.
+fn shedlock(url: &str, table: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_shedlock"))
+        .env_remove("SHEDLOCK_REDIS_URL")
+        .env_remove("SHEDLOCK_STORE_URL")
+        .args(["--store", url, "--table", table])
+        .args(args)
+        .output()
+        .unwrap_or_else(|err| panic!("cannot run the shedlock binary: {err}"))
+}
+
+/// The binary off the async workers (the services' pools keep working).
+async fn run(url: &str, table: &str, args: &[&str]) -> Output {
+    let (url, table) = (url.to_owned(), table.to_owned());
+    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+    tokio::task::spawn_blocking(move || {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        shedlock(&url, &table, &args)
+    })
+    .await
+    .unwrap_or_else(|err| panic!("{err}"))
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn succeeded(output: &Output) -> String {
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "shedlock failed:\n{}\n{}",
+        stdout(output),
+        stderr(output)
+    );
+    stdout(output)
+}
+
+fn json_of(text: &str) -> Value {
+    serde_json::from_str(text.trim()).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
+}
+
+fn config(name: &str) -> LockConfiguration {
+    LockConfiguration::new(name, Duration::from_secs(60), Duration::ZERO)
+        .unwrap_or_else(|err| panic!("{err}"))
+}
+
+async fn lock<P: LockProvider>(provider: &P, name: &str) -> LockGuard {
+    match provider.try_lock(&config(name)).await {
+        Ok(Some(guard)) => guard,
+        other => panic!("cannot take '{name}': {other:?}"),
+    }
+}
+
+/// A service's provider on one table, and the URL the command gets.
+trait Service: LockProvider + LockAdmin + Sized {
+    /// Whether the lock table has a row for `name`.
+    async fn has_row(&self, name: &str) -> bool;
+}
+
+macro_rules! service_impl {
+    ($($provider:ty, $placeholder:literal);*) => {$(
+        impl Service for $provider {
+            async fn has_row(&self, name: &str) -> bool {
+                let sql = format!(
+                    "SELECT COUNT(*) FROM {} WHERE name = {}",
+                    self.table_name(),
+                    $placeholder
+                );
+                let (rows,): (i64,) = shedlock_sql::sqlx::query_as(&sql)
+                    .bind(name)
+                    .fetch_one(self.pool())
+                    .await
+                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
+                rows == 1
+            }
+        }
+    )*};
+}
+
+service_impl!(
+    PostgresLockProvider, "$1";
+    MySqlLockProvider, "?";
+    SqliteLockProvider, "?1"
+);
+
+/// A PostgreSQL service on a new table: (provider, URL, table).
+async fn postgres() -> (PostgresLockProvider, String, String) {
+    let table = unique_table_name("cli");
+    let provider = PostgresLockProvider::connect(&postgres_url())
+        .await
+        .unwrap_or_else(|err| database_unreachable("postgres", &err))
+        .with_table_name(&table)
+        .unwrap_or_else(|err| panic!("{err}"))
+        .with_locked_by("worker-7");
+    provider
+        .create_table_if_missing()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    (provider, postgres_url(), table)
+}
+
+/// A MariaDB service on a new table.
+async fn mysql() -> (MySqlLockProvider, String, String) {
+    let table = unique_table_name("cli");
+    let provider = MySqlLockProvider::connect(&mysql_url())
+        .await
+        .unwrap_or_else(|err| database_unreachable("mysql", &err))
+        .with_table_name(&table)
+        .unwrap_or_else(|err| panic!("{err}"))
+        .with_locked_by("worker-7");
+    provider
+        .create_table_if_missing()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    (provider, mysql_url(), table)
+}
+
+/// An SQLite service on a new file, ShedLock's default table.
+async fn sqlite() -> (SqliteLockProvider, String, String) {
+    let file =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.db", unique_table_name("cli")));
+    let provider = SqliteLockProvider::open(&file)
+        .await
+        .unwrap_or_else(|err| panic!("cannot open {}: {err}", file.display()))
+        .with_locked_by("worker-7");
+    provider
+        .create_table_if_missing()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    (
+        provider,
+        format!("sqlite://{}", file.display()),
+        "shedlock".to_owned(),
+    )
+}
+
+/// `list` and `show` print the table and JSON they print on Redis.
+async fn list_and_show_describe_the_locks<P: Service>((provider, url, table): (P, String, String)) {
+    let held = lock(&provider, "nightly-report").await;
+    provider
+        .pause("maintenance")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    provider
+        .set_capacity("exports", 3)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    lock(&provider, "finished")
+        .await
+        .unlock()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+
+    let listed = succeeded(&run(&url, &table, &["list"]).await);
+    let lines: Vec<&str> = listed.lines().collect();
+    assert!(
+        lines[0].starts_with("NAME") && lines[0].contains("TIME LEFT") && lines[0].contains("TERM"),
+        "{listed}"
+    );
+    let row = |name: &str| {
+        lines
+            .iter()
+            .find(|line| line.starts_with(name))
+            .unwrap_or_else(|| panic!("no row for {name}:\n{listed}"))
+            .to_string()
+    };
+    let nightly = row("nightly-report");
+    assert!(
+        nightly.contains("exclusive") && nightly.contains("worker-7") && !nightly.contains(";id="),
+        "{listed}"
+    );
+    assert!(row("maintenance").trim_end().ends_with("yes"), "{listed}");
+    assert!(row("exports").contains(" 3 "), "{listed}");
+    assert_eq!(
+        lines.len(),
+        4,
+        "a free lock without settings is listed:\n{listed}"
+    );
+    // Sorted by name, as on Redis.
+    let names: Vec<&str> = lines[1..]
+        .iter()
+        .filter_map(|line| line.split_whitespace().next())
+        .collect();
+    assert_eq!(
+        names,
+        ["exports", "maintenance", "nightly-report"],
+        "{listed}"
+    );
+
+    let json = json_of(&succeeded(&run(&url, &table, &["--json", "list"]).await));
+    let locks = json
+        .as_array()
+        .unwrap_or_else(|| panic!("not a list: {json}"));
+    assert_eq!(locks.len(), 3, "{json}");
+    let nightly = &locks[2];
+    assert_eq!(nightly["name"], "nightly-report");
+    assert_eq!(nightly["permits_held"], 1);
+    let holder = &nightly["holders"][0];
+    assert_eq!(holder["locked_by"], "worker-7", "{json}");
+    assert_eq!(holder["mode"], "exclusive");
+    assert_eq!(
+        holder["fencing_token"].as_u64(),
+        Some(
+            held.fencing_token()
+                .await
+                .unwrap_or_else(|err| panic!("{err}"))
+        )
+    );
+    assert!(
+        holder["lease_left_ms"]
+            .as_u64()
+            .is_some_and(|ms| ms > 50_000 && ms <= 60_000)
+    );
+    assert!(holder["locked_at"].is_string(), "{json}");
+    assert_eq!(locks[1]["paused"], true);
+    assert_eq!(locks[0]["capacity"], 3);
+
+    let shown = succeeded(&run(&url, &table, &["show", "nightly-report"]).await);
+    assert!(
+        shown.contains(&format!(
+            "table:     {table} (settings in {table}_settings)"
+        )),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("exclusive: worker-7, locked at") && shown.contains("fencing token"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("waiting exclusive jobs: not recorded"),
+        "{shown}"
+    );
+    let free = succeeded(&run(&url, &table, &["show", "never-used"]).await);
+    assert!(free.contains("none (free)"), "{free}");
+    let free = json_of(&succeeded(
+        &run(&url, &table, &["--json", "show", "never-used"]).await,
+    ));
+    assert_eq!(free["holders"], Value::Array(Vec::new()));
+    assert_eq!(free["exclusive_waiters"], Value::Null);
+    held.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+}
+
+/// Pause, resume, capacity and unlock change what the services see.
+async fn changes_reach_the_services<P: Service>((provider, url, table): (P, String, String)) {
+    let job = config("exports");
+    let paused = succeeded(&run(&url, &table, &["--json", "pause", "exports"]).await);
+    let paused = json_of(&paused);
+    assert_eq!(
+        (paused["action"].clone(), paused["paused"].clone()),
+        ("paused".into(), true.into())
+    );
+    assert!(
+        matches!(provider.try_lock(&job).await, Ok(None)),
+        "a paused lock was taken"
+    );
+    let resumed = succeeded(&run(&url, &table, &["resume", "exports"]).await);
+    assert!(resumed.contains("exports: resumed"), "{resumed}");
+    let mut held = lock(&provider, "exports").await;
+
+    succeeded(&run(&url, &table, &["capacity", "exports", "0"]).await);
+    assert!(
+        provider
+            .lock_state("exports")
+            .await
+            .is_ok_and(|state| state.paused && state.is_locked())
+    );
+
+    let refused = run(&url, &table, &["unlock", "exports"]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    let unlocked = json_of(&succeeded(
+        &run(&url, &table, &["--json", "unlock", "exports", "--force"]).await,
+    ));
+    assert_eq!(unlocked["released"], 1, "{unlocked}");
+    assert!(matches!(
+        held.extend(Duration::from_secs(60), Duration::ZERO).await,
+        Ok(false)
+    ));
+    let again = succeeded(&run(&url, &table, &["unlock", "exports", "--force"]).await);
+    assert!(again.contains("nobody held it"), "{again}");
+    succeeded(&run(&url, &table, &["resume", "exports"]).await);
+    assert!(matches!(provider.try_lock(&job).await, Ok(Some(_))));
+}
+
+/// `prune --unused-for` deletes the rows of locks unused since then, never a
+/// held one's or a pause.
+async fn prune_deletes_the_rows_of_unused_locks<P: Service>(
+    (provider, url, table): (P, String, String),
+) {
+    lock(&provider, "old")
+        .await
+        .unlock()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let held = lock(&provider, "held").await;
+    provider
+        .pause("paused")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    lock(&provider, "recent")
+        .await
+        .unlock()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+
+    let pruned = succeeded(&run(&url, &table, &["prune", "--unused-for", "1s"]).await);
+    assert!(
+        pruned.contains("pruned 1 lock unused for 1s") && pruned.contains(&table),
+        "{pruned}"
+    );
+    assert!(
+        !provider.has_row("old").await,
+        "the unused lock's row stayed"
+    );
+    for kept in ["held", "recent"] {
+        assert!(provider.has_row(kept).await, "'{kept}' was pruned");
+    }
+    assert!(
+        provider
+            .lock_state("paused")
+            .await
+            .is_ok_and(|state| state.paused)
+    );
+    let pruned = json_of(&succeeded(
+        &run(&url, &table, &["--json", "prune", "--unused-for", "0s"]).await,
+    ));
+    assert_eq!(pruned["pruned"], 1, "{pruned}");
+    assert_eq!(pruned["action"], "pruned");
+    assert!(provider.has_row("held").await, "a held lock was pruned");
+    let bad = run(&url, &table, &["prune", "--unused-for", "soon"]).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+    held.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+}
+
+/// Names the library refuses are usage errors (exit 2), for every command
+/// taking a name.
+async fn names_the_library_refuses_exit_2<P: Service>(
+    (_provider, url, table): (P, String, String),
+) {
+    let long = "n".repeat(65);
+    for name in ["", "   ", long.as_str()] {
+        for args in [
+            &["show", name][..],
+            &["pause", name][..],
+            &["resume", name][..],
+            &["capacity", name, "2"][..],
+            &["unlock", name, "--force"][..],
+        ] {
+            let output = run(&url, &table, args).await;
+            assert_eq!(
+                output.status.code(),
+                Some(2),
+                "{args:?}: {}",
+                stderr(&output)
+            );
+            assert!(
+                stderr(&output).contains("lock name"),
+                "{args:?}: {}",
+                stderr(&output)
+            );
+        }
+    }
+    let too_big = run(&url, &table, &["capacity", "exports", "1000001"]).await;
+    assert_eq!(too_big.status.code(), Some(2), "{}", stderr(&too_big));
+    assert!(
+        stderr(&too_big).contains("at most 1000000"),
+        "{}",
+        stderr(&too_big)
+    );
+}
+
+macro_rules! sql_cli_tests {
+    ($($database:ident),*) => {$(
+        mod $database {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn list_and_show_describe_the_locks() {
+                super::list_and_show_describe_the_locks(super::$database().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn changes_reach_the_services() {
+                super::changes_reach_the_services(super::$database().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn prune_deletes_the_rows_of_unused_locks() {
+                super::prune_deletes_the_rows_of_unused_locks(super::$database().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn names_the_library_refuses_exit_2() {
+                super::names_the_library_refuses_exit_2(super::$database().await).await;
+            }
+        }
+    )*};
+}
+
+sql_cli_tests!(postgres, mysql, sqlite);
+
+#[test]
+fn an_unreachable_database_exits_1_without_printing_the_password() {
+    let port = free_port();
+    for url in [
+        format!("postgres://app:s3cret-pass@127.0.0.1:{port}/app"),
+        format!("mysql://app:s3cret-pass@127.0.0.1:{port}/app"),
+    ] {
+        let output = shedlock(&url, "shedlock", &["list"]);
+        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+        let all = format!("{}{}", stdout(&output), stderr(&output));
+        assert!(all.contains("error:") && all.contains("127.0.0.1"), "{all}");
+        assert!(!all.contains("s3cret"), "the password was printed: {all}");
+    }
+}
+
+#[test]
+fn a_missing_sqlite_file_is_not_created() {
+    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{}.db", unique_table_name("missing")));
+    let output = shedlock(
+        &format!("sqlite://{}", file.display()),
+        "shedlock",
+        &["list"],
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no database file"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!file.exists(), "the command created {}", file.display());
+}
+
+#[test]
+fn the_store_comes_from_the_environment_and_flags_win() {
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|err| panic!("{err}"));
+    let (_provider, url, table) = runtime.block_on(sqlite());
+    let from_env = Command::new(env!("CARGO_BIN_EXE_shedlock"))
+        .env("SHEDLOCK_STORE_URL", &url)
+        .env("SHEDLOCK_REDIS_URL", "redis://127.0.0.1:1")
+        .args(["--table", &table, "show", "anything"])
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert!(
+        succeeded(&from_env).contains("table:     shedlock"),
+        "SHEDLOCK_STORE_URL must win over SHEDLOCK_REDIS_URL"
+    );
+    // --redis on the command line wins over SHEDLOCK_STORE_URL: the Redis
+    // on port 1 refuses, exit 1.
+    let flag_wins = Command::new(env!("CARGO_BIN_EXE_shedlock"))
+        .env("SHEDLOCK_STORE_URL", &url)
+        .args(["--redis", "redis://127.0.0.1:1", "show", "anything"])
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(flag_wins.status.code(), Some(1), "{}", stderr(&flag_wins));
+    let both = Command::new(env!("CARGO_BIN_EXE_shedlock"))
+        .args(["--store", &url, "--redis", "redis://127.0.0.1:1", "list"])
+        .output()
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(both.status.code(), Some(2), "{}", stderr(&both));
+    let unknown = shedlock("mongodb://admin:s3cret@db/x", "shedlock", &["list"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
+    assert!(!stderr(&unknown).contains("s3cret"), "{}", stderr(&unknown));
+}
