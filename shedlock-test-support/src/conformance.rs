@@ -16,7 +16,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use shedlock_core::identity::unique_acquisition_id;
 use shedlock_core::{
@@ -550,6 +550,9 @@ pub async fn keep_alive_holds_a_short_lease_through_a_long_job<
         tokio::time::sleep(Duration::from_secs(10)).await;
         is_lease_lost()
     });
+    // Tries until 9.5 s (by the clock, not by a count of attempts: slow
+    // attempts must not carry the last ones past the job's end at 10 s).
+    let stop_at = Instant::now() + Duration::from_millis(9_500);
     let intruder = async {
         let mut attempts = 0;
         loop {
@@ -558,7 +561,7 @@ pub async fn keep_alive_holds_a_short_lease_through_a_long_job<
                 return (attempts, Some(guard));
             }
             attempts += 1;
-            if attempts >= 95 {
+            if Instant::now() >= stop_at {
                 return (attempts, None);
             }
         }
