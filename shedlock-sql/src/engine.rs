@@ -6,6 +6,7 @@
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,7 @@ use shedlock_core::{
 };
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
-use tokio::sync::{OnceCell, oneshot};
+use tokio::sync::OnceCell;
 
 use crate::dialect::{
     Acquire, ConnectOptionsOf, Dialect, LeaseParam, Statement, Statements, TableParam, Token,
@@ -817,50 +818,37 @@ impl<D: Dialect> SqlLocks<D> {
         let default_capacity = config.capacity().unwrap_or(1);
         // The statement keeps running after this call stops waiting for it
         // (timeout, or this future dropped): its answer then still comes back
-        // to the task, which releases whatever it took. No guessing.
+        // to a task, which releases whatever it took. No guessing.
         let in_flight = lock_at_most_for.min(MAX_IN_FLIGHT).max(self.timeout);
         let requested_at = Instant::now();
         let deadline = requested_at + lock_at_most_for;
-        let (answer_sender, answer) = oneshot::channel();
-        tokio::spawn(async move {
-            let reply = lease
-                .engine
-                .acquire(
-                    &mut connection,
-                    &lease.statements,
-                    &lease.row,
-                    (lock_at_most_for, default_capacity),
-                    in_flight,
-                )
-                .await;
-            drop(connection);
-            if let Err((reply, lease)) = answer_sender.send((reply, lease)) {
-                settle_abandoned_acquisition(reply, lease, deadline).await;
-            }
-        });
-        let mut pending = PendingAnswer {
-            receiver: answer,
+        let mut acquisition = InFlight::<D> {
+            running: Some(Box::pin(async move {
+                let reply = lease
+                    .engine
+                    .acquire(
+                        &mut connection,
+                        &lease.statements,
+                        &lease.row,
+                        (lock_at_most_for, default_capacity),
+                        in_flight,
+                    )
+                    .await;
+                drop(connection);
+                (reply, lease)
+            })),
             deadline,
         };
-        let reply = match tokio::time::timeout(self.timeout, &mut pending.receiver).await {
-            Ok(reply) => Some(reply),
-            Err(_elapsed) => {
-                // From now on the task settles the answer itself, unless it
-                // arrived in between: then it is handled here.
-                pending.receiver.close();
-                pending.receiver.try_recv().ok().map(Ok)
-            }
-        };
-        match reply {
-            Some(Ok((Ok(Some(token)), lease))) => {
+        match acquisition.answer_within(self.timeout).await {
+            Some((Ok(Some(token)), lease)) => {
                 Ok(Some(LockGuard::new(config, token, requested_at, lease)))
             }
-            Some(Ok((Ok(None), _))) => {
+            Some((Ok(None), _)) => {
                 self.hint_lease_end(&prepared.statements, config.name())
                     .await;
                 Ok(None)
             }
-            Some(Ok((Err(failure), lease))) if failure.unanswered => {
+            Some((Err(failure), lease)) if failure.unanswered => {
                 // The error names the kind; the driver's own words go to the log.
                 let reason = format!("{} at {}: {}", D::TITLE, self.server, failure.what_happened);
                 if let Some(cause) = &failure.cause {
@@ -868,18 +856,9 @@ impl<D: Dialect> SqlLocks<D> {
                 }
                 Err(release_uncertain_acquisition(lease, deadline, reason).await)
             }
-            Some(Ok((Err(failure), _))) => {
+            Some((Err(failure), _)) => {
                 Err(failure.into_error::<D>(&self.server, action(), "the lock was not taken"))
             }
-            Some(Err(_)) => Err(StoreFailure {
-                store: D::STORE,
-                action: action(),
-                what_happened: "the task running the acquisition ended without an answer (the \
-                                runtime is shutting down?)"
-                    .to_owned(),
-                consequence: "the lock was not taken here".to_owned(),
-            }
-            .into()),
             None => {
                 let reason = format!(
                     "{} at {} did not answer within {:?}",
@@ -958,21 +937,37 @@ struct Prepared {
 
 type Answer<D> = (Result<Option<u64>, Failure>, SqlLease<D>);
 
-/// Where an acquisition's answer arrives. Dropped unread (the caller's
-/// future was dropped), it closes the channel so the task settles the answer,
-/// and settles one that slipped in before the close.
-struct PendingAnswer<D: Dialect> {
-    receiver: oneshot::Receiver<Answer<D>>,
+/// An acquisition's statements and the lease they may take, run by the
+/// caller while it waits for them (no task of their own, no thread hop).
+/// Dropped before its answer (the caller timed out, or its future was
+/// dropped), it hands them to a task that awaits the answer and releases
+/// whatever they took.
+struct InFlight<D: Dialect> {
+    running: Option<Pin<Box<dyn Future<Output = Answer<D>> + Send>>>,
+    /// When a lease the acquisition takes ends at the latest.
     deadline: Instant,
 }
 
-impl<D: Dialect> Drop for PendingAnswer<D> {
+impl<D: Dialect> InFlight<D> {
+    /// The answer, if it comes within `timeout`.
+    async fn answer_within(&mut self, timeout: Duration) -> Option<Answer<D>> {
+        let running = self.running.as_mut()?;
+        let answer = tokio::time::timeout(timeout, running).await.ok()?;
+        self.running = None;
+        Some(answer)
+    }
+}
+
+impl<D: Dialect> Drop for InFlight<D> {
     fn drop(&mut self) {
-        self.receiver.close();
-        if let Ok((reply, lease)) = self.receiver.try_recv()
+        if let Some(running) = self.running.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            runtime.spawn(settle_abandoned_acquisition(reply, lease, self.deadline));
+            let deadline = self.deadline;
+            runtime.spawn(async move {
+                let (reply, lease) = running.await;
+                settle_abandoned_acquisition(reply, lease, deadline).await;
+            });
         }
     }
 }
