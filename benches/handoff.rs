@@ -9,10 +9,14 @@
 //! notifications switched off (the polling fallback), the in-memory provider,
 //! and the SQL providers (the test servers of `shedlock-sql`'s tests:
 //! `SHEDLOCK_TEST_POSTGRES_URL`, `SHEDLOCK_TEST_MYSQL_URL`): holder and waiter
-//! are two providers with pools of their own, woken either by the in-process
-//! release notification (same process) or by polling alone (as a waiter in
-//! another process is).
+//! are two providers with pools of their own, either in this process (woken
+//! by the in-process release notification) or with the holder in another
+//! process (this binary again, told when to lock and release on its standard
+//! input), where PostgreSQL's waiter is woken by the release's `NOTIFY` and
+//! MariaDB's and SQLite's poll, helped by the lease-end hint.
 
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use shedlock::provider::BoxFuture;
@@ -95,8 +99,6 @@ fn report(label: &str, latencies: &mut [Duration]) {
     );
 }
 
-/// Holder and waiter on one SQL table, each with a pool of its own: woken
-/// by the in-process notification, then by polling alone.
 /// Leader hand-over: from the leader's closure returning (it steps down) to
 /// the first line of the next leader's closure, with a candidate campaigning
 /// (lease 15 s, retry period 2 s: a hand-over faster than 2 s came from the
@@ -144,10 +146,14 @@ async fn measure_leader<P: LockProvider + Clone>(
     Ok(())
 }
 
+/// Holder and waiter on one SQL table, each with a pool of its own: in this
+/// process (woken by the in-process notification), then with the holder in
+/// another process (`holder`: how that process opens its provider).
 async fn measure_sql<P: LockProvider + Clone>(
     label: &str,
     holder: P,
     waiter: P,
+    other_process: (&str, &str),
     handoffs: usize,
 ) -> Result<(), LockError> {
     measure(
@@ -157,17 +163,176 @@ async fn measure_sql<P: LockProvider + Clone>(
         handoffs,
     )
     .await?;
-    measure(
-        &format!("{label}, polling (other process)"),
-        std::sync::Arc::new(PollingOnly(holder)),
-        std::sync::Arc::new(PollingOnly(waiter)),
-        handoffs.min(100),
+    let (wake_up, holder_spec) = other_process;
+    measure_other_process(
+        &format!("{label}, other process ({wake_up})"),
+        holder_spec,
+        waiter,
+        handoffs,
     )
     .await
 }
 
+/// The environment variable that makes this binary a holder process:
+/// `postgres:<table>`, `mysql:<table>` or `sqlite:<file>`.
+const HOLDER_ENV: &str = "SHEDLOCK_HANDOFF_HOLDER";
+
+/// Like [`measure`], with the holder in another process: from asking it to
+/// release (the time to reach it and its release statement included) to the
+/// waiter's first line.
+async fn measure_other_process<P: LockProvider + Clone>(
+    label: &str,
+    holder_spec: &str,
+    waiter: P,
+    handoffs: usize,
+) -> Result<(), LockError> {
+    let name = format!("handoff-{}", label.split(',').next().unwrap_or(label));
+    let config = LockConfiguration::new(name.clone(), Duration::from_secs(30), Duration::ZERO)?;
+    let mut holder = HolderProcess::start(holder_spec)?;
+    let waiter = LockingTaskExecutor::new(waiter);
+    let mut latencies = Vec::with_capacity(handoffs);
+    for _ in 0..handoffs {
+        holder.ask(&format!("lock {name}"), "locked")?;
+        let (waiter, config) = (waiter.clone(), config.clone());
+        let waiting = tokio::spawn(async move {
+            waiter
+                .execute_waiting(&config, Duration::from_secs(10), async { Instant::now() })
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let released_at = Instant::now();
+        holder.send("release")?;
+        match waiting.await {
+            Ok(Ok(Some(first_line))) => latencies.push(first_line - released_at),
+            other => {
+                return Err(LockError::InvalidConfiguration(format!(
+                    "the waiter did not run: {other:?}"
+                )));
+            }
+        }
+        holder.expect("released")?;
+    }
+    report(label, &mut latencies);
+    Ok(())
+}
+
+/// This binary in another process, holding locks when told (see [`hold`]).
+struct HolderProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl HolderProcess {
+    fn start(spec: &str) -> Result<Self, LockError> {
+        let failed = |err: std::io::Error| {
+            LockError::InvalidConfiguration(format!("cannot start the holder process: {err}"))
+        };
+        let mut child = Command::new(std::env::current_exe().map_err(failed)?)
+            .env(HOLDER_ENV, spec)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(failed)?;
+        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+            return Err(LockError::InvalidConfiguration(
+                "the holder process has no pipes".into(),
+            ));
+        };
+        Ok(HolderProcess {
+            child,
+            stdin,
+            stdout: BufReader::new(stdout),
+        })
+    }
+
+    fn send(&mut self, command: &str) -> Result<(), LockError> {
+        writeln!(self.stdin, "{command}")
+            .and_then(|()| self.stdin.flush())
+            .map_err(|err| LockError::InvalidConfiguration(format!("holder process: {err}")))
+    }
+
+    /// Reads the holder's next answer, which must be `expected`.
+    fn expect(&mut self, expected: &str) -> Result<(), LockError> {
+        let mut line = String::new();
+        self.stdout
+            .read_line(&mut line)
+            .map_err(|err| LockError::InvalidConfiguration(format!("holder process: {err}")))?;
+        if line.trim() != expected {
+            return Err(LockError::InvalidConfiguration(format!(
+                "the holder process answered {line:?}, not {expected:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn ask(&mut self, command: &str, expected: &str) -> Result<(), LockError> {
+        self.send(command)?;
+        self.expect(expected)
+    }
+}
+
+impl Drop for HolderProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The holder process: `lock <name>` takes the lock (answer `locked`),
+/// `release` unlocks it (answer `released`); ends with its standard input.
+async fn hold(spec: &str) -> Result<(), LockError> {
+    let provider: Box<dyn LockProvider> = match spec.split_once(':') {
+        Some(("postgres", table)) => Box::new(
+            PostgresLockProvider::connect(&postgres_url())
+                .await?
+                .with_table_name(table)?,
+        ),
+        Some(("mysql", table)) => Box::new(
+            MySqlLockProvider::connect(&mysql_url())
+                .await?
+                .with_table_name(table)?,
+        ),
+        Some(("sqlite", file)) => Box::new(SqliteLockProvider::open(file).await?),
+        _ => {
+            return Err(LockError::InvalidConfiguration(format!(
+                "{HOLDER_ENV}={spec:?}: expected postgres:<table>, mysql:<table> or sqlite:<file>"
+            )));
+        }
+    };
+    let mut held = None;
+    let mut stdout = std::io::stdout();
+    for line in std::io::stdin().lock().lines() {
+        let line = line.map_err(|err| LockError::InvalidConfiguration(format!("stdin: {err}")))?;
+        let answer = match line.split_once(' ') {
+            Some(("lock", name)) => {
+                let config = LockConfiguration::new(name, Duration::from_secs(30), Duration::ZERO)?;
+                held = provider.try_lock(&config).await?;
+                if held.is_some() {
+                    "locked"
+                } else {
+                    "held elsewhere"
+                }
+            }
+            _ if line == "release" => match held.take() {
+                Some(guard) => {
+                    guard.unlock().await?;
+                    "released"
+                }
+                None => "nothing held",
+            },
+            _ => "unknown command",
+        };
+        let _ = writeln!(stdout, "{answer}").and_then(|()| stdout.flush());
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), LockError> {
+    if let Ok(spec) = std::env::var(HOLDER_ENV) {
+        return hold(&spec).await;
+    }
     let handoffs = std::env::var("HANDOFFS")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -192,7 +357,17 @@ async fn main() -> Result<(), LockError> {
         };
         let (holder, waiter) = (connect().await?, connect().await?);
         holder.create_table_if_missing().await?;
-        measure_sql("postgres", holder, waiter, handoffs).await?;
+        // What the release's NOTIFY saves: the same waiter, polling only.
+        measure(
+            "postgres, polling only (notifications off)",
+            std::sync::Arc::new(PollingOnly(holder.clone())),
+            std::sync::Arc::new(PollingOnly(waiter.clone())),
+            handoffs.min(100),
+        )
+        .await?;
+        let holder_spec = format!("postgres:{table}");
+        let other_process = ("LISTEN/NOTIFY", holder_spec.as_str());
+        measure_sql("postgres", holder, waiter, other_process, handoffs).await?;
     }
     if wanted("mysql") {
         let connect = || async {
@@ -202,7 +377,9 @@ async fn main() -> Result<(), LockError> {
         };
         let (holder, waiter) = (connect().await?, connect().await?);
         holder.create_table_if_missing().await?;
-        measure_sql("mariadb", holder, waiter, handoffs).await?;
+        let holder_spec = format!("mysql:{table}");
+        let other_process = ("polling, lease-end hint", holder_spec.as_str());
+        measure_sql("mariadb", holder, waiter, other_process, handoffs).await?;
     }
     if wanted("sqlite") {
         let file =
@@ -212,7 +389,9 @@ async fn main() -> Result<(), LockError> {
             SqliteLockProvider::open(&file).await?,
         );
         holder.create_table_if_missing().await?;
-        measure_sql("sqlite (WAL file)", holder, waiter, handoffs).await?;
+        let holder_spec = format!("sqlite:{}", file.display());
+        let other_process = ("polling, lease-end hint", holder_spec.as_str());
+        measure_sql("sqlite (WAL file)", holder, waiter, other_process, handoffs).await?;
     }
     Ok(())
 }

@@ -8,6 +8,9 @@
 //! sample count per variant (default 10,000 after warm-up), `MEMORY_CALLS=N`
 //! the in-memory calls per round (default 200,000), `ONLY=a,b` the scenarios.
 //!
+//! The `sql` scenario measures the SQL providers (see `sql.rs`; `SQL_STORES`
+//! picks the databases), each against the same statements sent raw.
+//!
 //! Scenarios: serial cycles (p50/p99) through `try_lock` + `unlock`, the
 //! executor and the attribute; 256 tasks on distinct names sharing one
 //! provider; 10,000 per-tenant names (`name = "tenant-{id}"`) run once each;
@@ -40,6 +43,8 @@ mod paths;
 mod report;
 mod scenarios;
 mod server_counts;
+mod sql;
+mod sql_floor;
 
 use floor::{FLOOR_RELEASE, Floor};
 use paths::Bench;
@@ -129,6 +134,9 @@ async fn run() -> BenchResult<()> {
     }
     if runs("commands") {
         commands_per_run(&bench, &mut admin, &mut rows).await?;
+    }
+    if runs("sql") {
+        sql::sql_cycles(cycles, &mut rows).await?;
     }
     print_table(&rows);
     Ok(())

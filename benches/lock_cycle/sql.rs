@@ -1,0 +1,333 @@
+//! SQL lock cycles next to their floor, per database: `try_lock` + `unlock`
+//! against the same statements sent raw through sqlx (`sql_floor`), serial
+//! (p50/p99) and with 64 tasks on distinct names sharing one provider.
+//!
+//! `SQL_STORES=postgres,mysql,sqlite` picks the databases (all by default:
+//! the test servers of `shedlock-sql`'s tests, `SHEDLOCK_TEST_POSTGRES_URL`,
+//! `SHEDLOCK_TEST_MYSQL_URL`, and a WAL file under the target directory).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use shedlock::LockConfiguration;
+use shedlock::provider::LockProvider;
+use shedlock::sql::sqlx::mysql::MySqlQueryResult;
+use shedlock::sql::sqlx::postgres::PgQueryResult;
+use shedlock::sql::sqlx::sqlite::SqliteQueryResult;
+use shedlock::sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
+use shedlock_test_support::sql::{mysql_url, postgres_url, unique_table_name};
+
+use crate::report::{Row, median, percentile, us};
+use crate::sql_floor::{Durations, FloorCycle, FloorShape, Param, SqlFloor, provider_cycle};
+use crate::{BenchResult, LEASE};
+
+/// Tasks sharing one provider (and its pool of 4 connections) in the throughput rounds.
+const SQL_TASKS: usize = 64;
+
+use Param::{Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name};
+
+/// PostgreSQL: `INSERT .. ON CONFLICT .. RETURNING`, and the release announcing itself.
+const POSTGRES: FloorShape<shedlock::sql::sqlx::Postgres> = FloorShape {
+    acquire: &[Name, LockAtMostFor, LockedBy, Capacity],
+    release: &[Name, LockedBy, LockAtLeastFor, KeepFor],
+    durations: Durations::Millis,
+    rows_affected: PgQueryResult::rows_affected,
+};
+
+/// MySQL/MariaDB: the `UPDATE` of an ended lease (the `INSERT IGNORE` only
+/// runs for a name's first acquisition).
+const MYSQL: FloorShape<shedlock::sql::sqlx::MySql> = FloorShape {
+    acquire: &[LockAtMostFor, LockedBy, Name, Name, Capacity],
+    release: &[LockAtLeastFor, KeepFor, Name, LockedBy],
+    durations: Durations::Micros,
+    rows_affected: MySqlQueryResult::rows_affected,
+};
+
+const SQLITE: FloorShape<shedlock::sql::sqlx::Sqlite> = FloorShape {
+    acquire: &[Name, LockAtMostFor, LockedBy, Capacity],
+    release: &[Name, LockedBy, LockAtLeastFor, KeepFor],
+    durations: Durations::DateModifier,
+    rows_affected: SqliteQueryResult::rows_affected,
+};
+
+/// One database: its provider and the floors it is measured against.
+#[derive(Clone)]
+struct SqlBench {
+    label: &'static str,
+    provider: Arc<dyn LockProvider>,
+    floor: Arc<dyn FloorCycle>,
+    /// Floors measured for a breakdown, with what they leave out.
+    breakdowns: Vec<(&'static str, Arc<dyn FloorCycle>)>,
+}
+
+/// The serial and concurrent figures of each database in `SQL_STORES`.
+pub(crate) async fn sql_cycles(cycles: usize, rows: &mut Vec<Row>) -> BenchResult<()> {
+    let stores = std::env::var("SQL_STORES").unwrap_or_else(|_| "postgres,mysql,sqlite".into());
+    let table = unique_table_name("lock_cycle");
+    for store in stores.split(',').map(str::trim) {
+        let bench = match store {
+            "postgres" => postgres(&table).await?,
+            "mysql" => mysql(&table).await?,
+            "sqlite" => sqlite(&table).await?,
+            other => return Err(format!("SQL_STORES: unknown store {other:?}").into()),
+        };
+        serial(&bench, cycles, rows).await?;
+        concurrent(&bench, rows).await?;
+    }
+    Ok(())
+}
+
+async fn postgres(table: &str) -> BenchResult<SqlBench> {
+    let provider = PostgresLockProvider::connect(&postgres_url())
+        .await?
+        .with_table_name(table)?;
+    provider.create_table_if_missing().await?;
+    warm_up_names(&provider).await?;
+    let pool = provider.pool().clone();
+    let floor = SqlFloor::of(&provider, &pool, "sql-floor", &POSTGRES, None).await?;
+    // What announcing the release costs: the release as a plain UPDATE.
+    let without_notify = SqlFloor::of(
+        &provider,
+        &pool,
+        "sql-floor",
+        &POSTGRES,
+        Some(release_without_notify),
+    )
+    .await?;
+    Ok(SqlBench {
+        label: "PostgreSQL",
+        provider: Arc::new(provider),
+        floor: Arc::new(floor),
+        breakdowns: vec![("floor, release without pg_notify", Arc::new(without_notify))],
+    })
+}
+
+/// The release's `UPDATE` alone, out of `WITH released AS (UPDATE ..
+/// RETURNING name) SELECT pg_notify(..) FROM released`.
+fn release_without_notify(release: &str) -> Option<String> {
+    let update = release.strip_prefix("WITH released AS (")?;
+    let (update, _) = update.rsplit_once(" RETURNING name)")?;
+    Some(update.to_owned())
+}
+
+async fn mysql(table: &str) -> BenchResult<SqlBench> {
+    let provider = MySqlLockProvider::connect(&mysql_url())
+        .await?
+        .with_table_name(table)?;
+    provider.create_table_if_missing().await?;
+    warm_up_names(&provider).await?;
+    let pool = provider.pool().clone();
+    let floor = SqlFloor::of(&provider, &pool, "sql-floor", &MYSQL, None).await?;
+    Ok(SqlBench {
+        label: "MariaDB",
+        provider: Arc::new(provider),
+        floor: Arc::new(floor),
+        breakdowns: Vec::new(),
+    })
+}
+
+async fn sqlite(table: &str) -> BenchResult<SqlBench> {
+    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{table}.db"));
+    let provider = SqliteLockProvider::open(&file).await?;
+    provider.create_table_if_missing().await?;
+    warm_up_names(&provider).await?;
+    let pool = provider.pool().clone();
+    let floor = SqlFloor::of(&provider, &pool, "sql-floor", &SQLITE, None).await?;
+    Ok(SqlBench {
+        label: "SQLite (WAL file)",
+        provider: Arc::new(provider),
+        floor: Arc::new(floor),
+        breakdowns: Vec::new(),
+    })
+}
+
+/// Every name the floor uses gets its row through the provider first, so the
+/// floor's statements find it as in the steady state (on MySQL, the
+/// acquisition's `UPDATE`).
+async fn warm_up_names<P: LockProvider>(provider: &P) -> BenchResult<()> {
+    let names = ["sql-floor".to_owned(), "sql-serial".to_owned()]
+        .into_iter()
+        .chain((0..SQL_TASKS).flat_map(|task| [floor_name(task), task_name(task)]));
+    for name in names {
+        provider_cycle(
+            provider,
+            &LockConfiguration::new(name, LEASE, Duration::ZERO)?,
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+fn floor_name(task: usize) -> String {
+    format!("sql-floor-{task}")
+}
+
+fn task_name(task: usize) -> String {
+    format!("sql-task-{task}")
+}
+
+/// What a path cycles: the provider, the floor, or a breakdown floor.
+#[derive(Clone, Copy)]
+enum SqlPath {
+    Provider,
+    Floor,
+    Breakdown(usize),
+}
+
+impl SqlBench {
+    fn paths(&self) -> Vec<SqlPath> {
+        [SqlPath::Floor, SqlPath::Provider]
+            .into_iter()
+            .chain((0..self.breakdowns.len()).map(SqlPath::Breakdown))
+            .collect()
+    }
+
+    fn label(&self, path: SqlPath) -> &'static str {
+        match path {
+            SqlPath::Provider => "try_lock + unlock",
+            SqlPath::Floor => "floor: the same statements, raw sqlx",
+            SqlPath::Breakdown(i) => self.breakdowns[i].0,
+        }
+    }
+
+    async fn cycle(
+        &self,
+        path: SqlPath,
+        config: &LockConfiguration,
+        floor_name: &str,
+    ) -> BenchResult<()> {
+        match path {
+            SqlPath::Provider => provider_cycle(&*self.provider, config).await,
+            SqlPath::Floor => self.floor.cycle(floor_name).await,
+            SqlPath::Breakdown(i) => self.breakdowns[i].1.cycle(floor_name).await,
+        }
+    }
+}
+
+/// Serial cycles, each path in turn in blocks of 20 so drift hits all alike.
+async fn serial(bench: &SqlBench, cycles: usize, rows: &mut Vec<Row>) -> BenchResult<()> {
+    const BLOCK: usize = 20;
+    let paths = bench.paths();
+    let config = LockConfiguration::new("sql-serial", LEASE, Duration::ZERO)?;
+    for &path in &paths {
+        for _ in 0..(cycles / 20).clamp(20, 500) {
+            bench.cycle(path, &config, "sql-floor").await?;
+        }
+    }
+    let mut samples = vec![Vec::new(); paths.len()];
+    let blocks = cycles.div_ceil(BLOCK);
+    for block in 0..blocks {
+        for i in 0..paths.len() {
+            let index = (i + block) % paths.len();
+            for _ in 0..BLOCK {
+                let start = Instant::now();
+                bench.cycle(paths[index], &config, "sql-floor").await?;
+                samples[index].push(start.elapsed());
+            }
+        }
+    }
+    println!(
+        "{}: serial cycle, uncontended ({} cycles per path)",
+        bench.label,
+        blocks * BLOCK
+    );
+    for latencies in &mut samples {
+        latencies.sort();
+    }
+    let p = |i: usize, q| percentile(&samples[i], q);
+    for (i, &path) in paths.iter().enumerate() {
+        println!(
+            "  {:<46} p50 {:>8.1} µs   p99 {:>8.1} µs",
+            bench.label(path),
+            us(p(i, 0.5)),
+            us(p(i, 0.99)),
+        );
+    }
+    // paths[0] is the floor, paths[1] the provider, the rest breakdowns.
+    let ratio = us(p(1, 0.5)) / us(p(0, 0.5));
+    rows.push(Row {
+        figure: format!("{}: serial p50, try_lock + unlock", bench.label),
+        ours: format!("{:.1} µs", us(p(1, 0.5))),
+        floor: format!("{:.1} µs", us(p(0, 0.5))),
+        ratio: Some(ratio),
+        target: "<= 1.10x",
+        met: Some(ratio <= 1.10),
+    });
+    rows.push(Row {
+        figure: format!("{}: serial p99, try_lock + unlock", bench.label),
+        ours: format!("{:.1} µs", us(p(1, 0.99))),
+        floor: format!("{:.1} µs", us(p(0, 0.99))),
+        ratio: Some(us(p(1, 0.99)) / us(p(0, 0.99))),
+        target: "-",
+        met: None,
+    });
+    for (i, &path) in paths.iter().enumerate().skip(2) {
+        rows.push(Row {
+            figure: format!("{}: serial p50, {}", bench.label, bench.label(path)),
+            ours: format!("{:.1} µs", us(p(i, 0.5))),
+            floor: format!("{:.1} µs", us(p(0, 0.5))),
+            ratio: Some(us(p(i, 0.5)) / us(p(0, 0.5))),
+            target: "(breakdown)",
+            met: None,
+        });
+    }
+    Ok(())
+}
+
+/// `SQL_TASKS` tasks, each cycling its own name `per_task` times through
+/// `path`; cycles per second.
+async fn throughput(bench: &Arc<SqlBench>, path: SqlPath, per_task: usize) -> BenchResult<f64> {
+    let mut tasks = tokio::task::JoinSet::new();
+    let start = Instant::now();
+    for task in 0..SQL_TASKS {
+        let bench = bench.clone();
+        tasks.spawn(async move {
+            let config = LockConfiguration::new(task_name(task), LEASE, Duration::ZERO)?;
+            let floor_name = floor_name(task);
+            for _ in 0..per_task {
+                bench.cycle(path, &config, &floor_name).await?;
+            }
+            BenchResult::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok((SQL_TASKS * per_task) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Short rounds, floor and provider in every round; the median of the
+/// rounds' ratios.
+async fn concurrent(bench: &SqlBench, rows: &mut Vec<Row>) -> BenchResult<()> {
+    const ROUNDS: usize = 7;
+    const PER_TASK: usize = 20;
+    let shared = Arc::new(bench.clone());
+    let paths = [SqlPath::Floor, SqlPath::Provider];
+    for path in paths {
+        throughput(&shared, path, 5).await?;
+    }
+    let mut rates = [Vec::new(), Vec::new()];
+    for _ in 0..ROUNDS {
+        for (i, &path) in paths.iter().enumerate() {
+            rates[i].push(throughput(&shared, path, PER_TASK).await?);
+        }
+    }
+    let mut ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(r, f)| r / f).collect();
+    let ratio = median(&mut ratios);
+    let (ours, floor) = (median(&mut rates[1].clone()), median(&mut rates[0].clone()));
+    println!(
+        "{}: {SQL_TASKS} tasks on distinct names, one pool of 4 ({} cycles per round, median of {ROUNDS} rounds)",
+        bench.label,
+        SQL_TASKS * PER_TASK
+    );
+    println!("  floor {floor:>8.0} cycles/s   try_lock + unlock {ours:>8.0} cycles/s");
+    rows.push(Row {
+        figure: format!("{}: {SQL_TASKS} tasks, try_lock + unlock", bench.label),
+        ours: format!("{ours:.0}/s"),
+        floor: format!("{floor:.0}/s"),
+        ratio: Some(ratio),
+        target: "-",
+        met: None,
+    });
+    Ok(())
+}
