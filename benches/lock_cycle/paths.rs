@@ -23,6 +23,7 @@ pub(crate) enum Path {
     TryLock,
     TryLockWithToken,
     Executor,
+    ExecutorNoHistory,
     Attribute,
 }
 
@@ -35,6 +36,7 @@ impl Path {
             Path::TryLock => "LockProvider::try_lock + LockGuard::unlock",
             Path::TryLockWithToken => "try_lock + fencing_token + unlock (3 trips)",
             Path::Executor => "LockingTaskExecutor::execute",
+            Path::ExecutorNoHistory => "execute, run history off",
             Path::Attribute => "#[scheduler_lock(provider = ..)] fn",
         }
     }
@@ -45,6 +47,8 @@ impl Path {
 pub(crate) struct Bench {
     pub(crate) provider: RedisLockProvider,
     pub(crate) executor: LockingTaskExecutor<RedisLockProvider>,
+    /// The same provider with `with_run_history(false)`: what recording costs.
+    pub(crate) executor_no_history: LockingTaskExecutor<RedisLockProvider>,
     pub(crate) floor: Floor,
 }
 
@@ -73,6 +77,14 @@ impl Bench {
             },
             Path::Executor => match self
                 .executor
+                .execute(config, async { black_box(1) })
+                .await?
+            {
+                Some(_) => Ok(()),
+                None => Err(unexpected("execute", None::<()>)),
+            },
+            Path::ExecutorNoHistory => match self
+                .executor_no_history
                 .execute(config, async { black_box(1) })
                 .await?
             {

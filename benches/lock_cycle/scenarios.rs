@@ -26,12 +26,13 @@ pub(crate) async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) ->
         Path::TryLock,
         Path::TryLockWithToken,
         Path::Executor,
+        Path::ExecutorNoHistory,
         Path::Attribute,
     ];
     let executor_config = LockConfiguration::new("serial-executor", LEASE, Duration::ZERO)?;
     let try_lock_config = LockConfiguration::new("serial-try-lock", LEASE, Duration::ZERO)?;
     let config_of = |path| match path {
-        Path::Executor => &executor_config,
+        Path::Executor | Path::ExecutorNoHistory => &executor_config,
         _ => &try_lock_config,
     };
     let floor_key = "floor:serial";
@@ -76,7 +77,10 @@ pub(crate) async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) ->
             continue;
         }
         let ratio = us(p50) / us(floor.0);
-        if matches!(path, Path::FloorWithChecks | Path::TryLockWithToken) {
+        if matches!(
+            path,
+            Path::FloorWithChecks | Path::TryLockWithToken | Path::ExecutorNoHistory
+        ) {
             rows.push(Row {
                 figure: format!("serial p50: {}", path.label()),
                 ours: format!("{:.1} µs", us(p50)),
@@ -140,6 +144,7 @@ pub(crate) async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResul
         Path::FloorOneScript,
         Path::TryLock,
         Path::Executor,
+        Path::ExecutorNoHistory,
     ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
     for path in paths {

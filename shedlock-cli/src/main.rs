@@ -1,8 +1,9 @@
 //! `shedlock`: the operator's command for shedlock locks, on every store.
 //!
 //! ```text
-//! shedlock list                      every lock: kind, holders, time left, term, last renewal, capacity, paused
-//! shedlock show NAME                 one lock in detail
+//! shedlock list                      every lock: kind, holders, time left, term, last renewal, capacity, paused, last run
+//! shedlock show NAME                 one lock in detail, with its last run
+//! shedlock history NAME              its last 20 runs: times, outcome, holder, token
 //! shedlock pause NAME                capacity 0: nobody acquires it (holders finish)
 //! shedlock resume NAME               the capacity from before the pause
 //! shedlock capacity NAME N           store the capacity (0 pauses)
@@ -26,7 +27,7 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
-use shedlock_core::LockError;
+use shedlock_core::{LockAdmin, LockError, RunRecord};
 
 use crate::output::{Format, print_list, print_pruned, print_state};
 use crate::store::{Place, Store, StoreKind};
@@ -137,6 +138,14 @@ enum Command {
         /// The new capacity.
         capacity: u32,
     },
+    /// The lock's last runs (up to 20), the newest first: when each started
+    /// and finished, how long it ran, its outcome (ok, error, panic,
+    /// lease_lost), who ran it and its fencing token. Recorded by the
+    /// release after each run (Redis and the in-memory store).
+    History {
+        /// The lock's name.
+        name: String,
+    },
     /// Delete what is kept of locks nobody used for a while (ShedLock issue
     /// 713: per-resource lock names leave a row each). SQL stores: the rows
     /// of locks whose last lease ended more than --unused-for ago, by the
@@ -176,6 +185,7 @@ impl Command {
             | Command::Pause { name }
             | Command::Resume { name }
             | Command::Capacity { name, .. }
+            | Command::History { name }
             | Command::Unlock { name, .. } => Some(name),
             Command::List | Command::Prune { .. } => None,
         }
@@ -259,6 +269,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// The lock's recorded runs, the newest first; none from a store that keeps
+/// no history.
+async fn last_runs(admin: &dyn LockAdmin, name: &str) -> Result<Vec<RunRecord>, LockError> {
+    match admin.run_history(name).await {
+        Err(LockError::Unsupported { .. }) => Ok(Vec::new()),
+        runs => runs,
+    }
+}
+
 async fn run(cli: &Cli, kind: StoreKind, url: &str, format: Format) -> Result<(), LockError> {
     let place = Place {
         prefix: &cli.prefix,
@@ -273,20 +292,30 @@ async fn run(cli: &Cli, kind: StoreKind, url: &str, format: Format) -> Result<()
         let action = action.map(str::to_owned);
         async move {
             let state = store.admin().lock_state(&name).await?;
+            let last_run = last_runs(store.admin(), &name).await?.into_iter().next();
             print_state(
                 format,
                 &state,
                 store.location(&name),
                 store.records_waiters(),
                 action.as_deref(),
+                last_run.as_ref(),
             );
             Ok::<(), LockError>(())
         }
     };
     match &cli.command {
         Command::List => {
-            let locks = admin.list_locks().await?;
+            let mut locks = Vec::new();
+            for lock in admin.list_locks().await? {
+                let last_run = last_runs(admin, &lock.name).await?.into_iter().next();
+                locks.push((lock, last_run));
+            }
             print_list(format, &locks);
+        }
+        Command::History { name } => {
+            let runs = admin.run_history(name).await?;
+            output::print_history(format, name, &runs);
         }
         Command::Show { name } => show(name, None).await?,
         Command::Pause { name } => {

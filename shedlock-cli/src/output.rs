@@ -5,7 +5,7 @@ use std::time::Duration;
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
-use shedlock_core::{LockHolder, LockMode, LockState};
+use shedlock_core::{LockHolder, LockMode, LockState, RunRecord};
 
 /// How results are printed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -14,14 +14,71 @@ pub(crate) enum Format {
     Json,
 }
 
-pub(crate) fn print_list(format: Format, locks: &[LockState]) {
+/// `list`: each lock with its last run (`None`: none recorded, or a store
+/// that keeps no history).
+pub(crate) fn print_list(format: Format, locks: &[(LockState, Option<RunRecord>)]) {
     match format {
         Format::Json => {
-            let items: Vec<Value> = locks.iter().map(|lock| state_json(lock, None)).collect();
+            let items: Vec<Value> = locks
+                .iter()
+                .map(|(lock, last_run)| state_json(lock, None, last_run.as_ref()))
+                .collect();
             println!("{}", Value::Array(items));
         }
         Format::Text => print!("{}", list_table(locks)),
     }
+}
+
+/// `history`: the lock's last runs, the newest first.
+pub(crate) fn print_history(format: Format, name: &str, runs: &[RunRecord]) {
+    match format {
+        Format::Json => println!("{}", Value::Array(runs.iter().map(run_json).collect())),
+        Format::Text if runs.is_empty() => println!("{}: no runs recorded", clean(name)),
+        Format::Text => {
+            let mut rows = vec![[
+                "STARTED".to_owned(),
+                "FINISHED".to_owned(),
+                "DURATION".to_owned(),
+                "OUTCOME".to_owned(),
+                "LOCKED BY".to_owned(),
+                "TOKEN".to_owned(),
+            ]];
+            for run in runs {
+                rows.push([
+                    humantime::format_rfc3339_millis(run.started_at).to_string(),
+                    humantime::format_rfc3339_millis(run.finished_at).to_string(),
+                    age(run.duration),
+                    run.outcome.to_string(),
+                    clean(&run.locked_by).if_empty("-"),
+                    run.fencing_token
+                        .map_or_else(|| "-".to_owned(), |token| token.to_string()),
+                ]);
+            }
+            print!("{}", aligned(&rows));
+        }
+    }
+}
+
+/// A run in a few words: `ok 2024-05-01T10:00:00Z (1.2s, worker-1)`.
+fn run_cell(run: &RunRecord) -> String {
+    format!(
+        "{} {} ({}, {})",
+        run.outcome,
+        humantime::format_rfc3339_seconds(run.finished_at),
+        age(run.duration),
+        clean(&run.locked_by).if_empty("-"),
+    )
+}
+
+fn run_json(run: &RunRecord) -> Value {
+    json!({
+        "started_at": humantime::format_rfc3339_millis(run.started_at).to_string(),
+        "finished_at": humantime::format_rfc3339_millis(run.finished_at).to_string(),
+        "duration_ms": run.duration.as_millis(),
+        "outcome": run.outcome.as_str(),
+        "locked_by": run.locked_by,
+        "fencing_token": run.fencing_token,
+    })
 }
 
 /// `show` and the changes that print the lock after: the lock, where it
@@ -33,10 +90,11 @@ pub(crate) fn print_state(
     location: (&str, String),
     records_waiters: bool,
     action: Option<&str>,
+    last_run: Option<&RunRecord>,
 ) {
     match format {
         Format::Json => {
-            let mut json = state_json(state, action);
+            let mut json = state_json(state, action, last_run);
             if !records_waiters && let Some(fields) = json.as_object_mut() {
                 fields.insert("exclusive_waiters".to_owned(), Value::Null);
             }
@@ -47,6 +105,10 @@ pub(crate) fn print_state(
                 println!("{}: {action}", clean(&state.name));
             }
             print!("{}", state_text(state, location, records_waiters));
+            println!(
+                "last run:  {}",
+                last_run.map_or_else(|| "none recorded".to_owned(), run_cell)
+            );
         }
     }
 }
@@ -100,7 +162,7 @@ pub(crate) fn print_unlocked(format: Format, name: &str, released: usize) {
 }
 
 /// The `list` table: one row per lock, columns aligned.
-fn list_table(locks: &[LockState]) -> String {
+fn list_table(locks: &[(LockState, Option<RunRecord>)]) -> String {
     let mut rows = vec![[
         "NAME".to_owned(),
         "KIND".to_owned(),
@@ -112,8 +174,9 @@ fn list_table(locks: &[LockState]) -> String {
         "RENEWED".to_owned(),
         "CAPACITY".to_owned(),
         "PAUSED".to_owned(),
+        "LAST RUN".to_owned(),
     ]];
-    for lock in locks {
+    for (lock, last_run) in locks {
         let latest = lock
             .holders
             .iter()
@@ -138,11 +201,17 @@ fn list_table(locks: &[LockState]) -> String {
             lock.capacity
                 .map_or_else(|| "default".to_owned(), |capacity| capacity.to_string()),
             if lock.paused { "yes" } else { "no" }.to_owned(),
+            last_run.as_ref().map_or_else(|| "-".to_owned(), run_cell),
         ]);
     }
     if locks.is_empty() {
         return "no locks are held or configured\n".to_owned();
     }
+    aligned(&rows)
+}
+
+/// Rows as text, columns aligned, two spaces apart.
+fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
     let widths: Vec<usize> = (0..rows[0].len())
         .map(|column| {
             rows.iter()
@@ -354,7 +423,7 @@ impl IfEmpty for String {
     }
 }
 
-fn state_json(state: &LockState, action: Option<&str>) -> Value {
+fn state_json(state: &LockState, action: Option<&str>, last_run: Option<&RunRecord>) -> Value {
     let mut json = json!({
         "name": state.name,
         "kind": lock_kind(state),
@@ -367,6 +436,7 @@ fn state_json(state: &LockState, action: Option<&str>) -> Value {
             .iter()
             .map(|holder| holder_json(&state.name, holder))
             .collect::<Vec<_>>(),
+        "last_run": last_run.map(run_json),
     });
     if let (Some(action), Some(fields)) = (action, json.as_object_mut()) {
         fields.insert("action".to_owned(), json!(action));
@@ -408,7 +478,7 @@ mod tests {
             paused: false,
             exclusive_waiters: 0,
         };
-        let text = state_json(&state, None).to_string();
+        let text = state_json(&state, None, None).to_string();
         assert!(text.contains(r#""name":"a\"b\\c\nd\u0001ü""#), "{text}");
     }
 
@@ -435,7 +505,7 @@ mod tests {
             paused: true,
             exclusive_waiters: 0,
         };
-        let table = list_table(&[lock]);
+        let table = list_table(&[(lock, None)]);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 2, "{table}");
         assert_eq!(
@@ -444,7 +514,7 @@ mod tests {
             "{table}"
         );
         assert!(
-            lines[1].contains("1s 500ms") && lines[1].ends_with("yes"),
+            lines[1].contains("1s 500ms") && lines[1].ends_with("yes     -"),
             "{table}"
         );
     }
@@ -495,7 +565,7 @@ mod tests {
     #[test]
     fn list_and_show_give_the_term_and_the_last_renewal() {
         let leader = holder(LockMode::Exclusive, Some(3), Some(1_234));
-        let table = list_table(&[lock("scheduler", vec![leader.clone()])]);
+        let table = list_table(&[(lock("scheduler", vec![leader.clone()]), None)]);
         let lines: Vec<&str> = table.lines().collect();
         for column in ["KIND", "TERM", "RENEWED"] {
             assert!(lines[0].contains(column), "{table}");
@@ -516,7 +586,7 @@ mod tests {
             shown.contains("kind: lease, term: 42, last renewal: 1.2s ago (3 renewals)"),
             "{shown}"
         );
-        let json = state_json(&lock("scheduler", vec![leader]), None);
+        let json = state_json(&lock("scheduler", vec![leader]), None, None);
         let holder = &json["holders"][0];
         assert_eq!(holder["term"], 42);
         assert_eq!(holder["renewed_ago_ms"], 1234);

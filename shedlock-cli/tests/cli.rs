@@ -98,7 +98,10 @@ async fn list_and_show_describe_every_kind_of_lock() {
         row("nightly-report").contains("exclusive") && row("nightly-report").contains("worker-7")
     );
     assert!(row("catalog").contains("2 (3 permits)"), "{listed}");
-    assert!(row("maintenance").trim_end().ends_with("yes"), "{listed}");
+    assert!(
+        row("maintenance").trim_end().ends_with("yes     -"),
+        "{listed}"
+    );
     assert!(
         row("java-job").contains("java-host") && row("java-job").contains("2026-11-22T10:00:00Z")
     );
@@ -505,4 +508,71 @@ fn store_takes_a_redis_url_and_prune_has_nothing_to_delete() {
     assert_eq!(json["pruned"], 0, "{json}");
     assert_eq!(json["unused_for"], "30days", "{json}");
     assert_eq!(json["table"], Value::Null, "{json}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_show_and_list_give_the_last_runs() {
+    let server = RedisServer::start();
+    let provider = connect(server.url()).await.with_locked_by("worker-7");
+    let executor = shedlock_core::LockingTaskExecutor::new(provider);
+    let nightly = config("nightly", LockMode::Exclusive);
+    for _ in 0..3 {
+        let ran = executor
+            .execute(&nightly, tokio::time::sleep(Duration::from_millis(20)))
+            .await;
+        assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
+    }
+
+    let history = json_of(&succeeded(&shedlock(
+        server.url(),
+        &["history", "nightly", "--json"],
+    )));
+    let runs = history
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {history}"));
+    assert_eq!(runs.len(), 3, "{history}");
+    for run in runs {
+        assert_eq!(run["outcome"], "ok", "{run}");
+        assert_eq!(run["locked_by"], "worker-7", "{run}");
+        assert!(
+            run["duration_ms"].as_u64().is_some_and(|ms| ms >= 15),
+            "{run}"
+        );
+        assert!(
+            run["started_at"].is_string() && run["finished_at"].is_string(),
+            "{run}"
+        );
+    }
+    let text = succeeded(&shedlock(server.url(), &["history", "nightly"]));
+    assert!(text.starts_with("STARTED"), "{text}");
+    assert_eq!(text.lines().count(), 4, "{text}");
+
+    // The lock is free, yet listed for its runs, with its last run.
+    let show = json_of(&succeeded(&shedlock(
+        server.url(),
+        &["show", "nightly", "--json"],
+    )));
+    assert_eq!(show["last_run"]["outcome"], "ok", "{show}");
+    assert_eq!(show["holders"].as_array().map(Vec::len), Some(0), "{show}");
+    let list = succeeded(&shedlock(server.url(), &["list"]));
+    assert!(
+        list.lines()
+            .next()
+            .is_some_and(|header| header.contains("LAST RUN")),
+        "{list}"
+    );
+    assert!(
+        list.lines().any(|line| line.starts_with("nightly")
+            && line.contains("ok ")
+            && line.contains("worker-7")),
+        "{list}"
+    );
+    let text = succeeded(&shedlock(server.url(), &["show", "nightly"]));
+    assert!(text.contains("last run:  ok "), "{text}");
+
+    // A lock never run has none.
+    let empty = succeeded(&shedlock(server.url(), &["history", "never-run"]));
+    assert!(empty.contains("no runs recorded"), "{empty}");
+    let refused = shedlock(server.url(), &["history", ""]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
 }

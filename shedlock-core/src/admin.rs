@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::{BoxFuture, LockError, LockMode};
+use crate::{BoxFuture, LockError, LockMode, RunRecord};
 
 /// One lock as the store sees it now.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -75,7 +75,8 @@ pub trait LockAdmin: Send + Sync {
     /// The state of the lock `name` (an unknown lock has no holders and no capacity).
     fn lock_state<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<LockState, LockError>>;
 
-    /// Every lock the store knows of: held, or with a stored capacity, sorted by name.
+    /// Every lock the store knows of: held, with a stored capacity, or with
+    /// recorded runs ([`run_history`](Self::run_history)), sorted by name.
     fn list_locks(&self) -> BoxFuture<'_, Result<Vec<LockState>, LockError>>;
 
     /// Stores the capacity of `name`; 0 pauses it. A capacity set this way
@@ -99,6 +100,27 @@ pub trait LockAdmin: Send + Sync {
     /// next extension or release finds the lease gone. Fencing tokens of the
     /// next holders are still greater, so a fenced store refuses the old ones.
     fn force_release<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, LockError>>;
+
+    /// The last runs under the lock `name` (at most
+    /// [`RUN_HISTORY_LEN`](crate::RUN_HISTORY_LEN)), the newest first: when
+    /// each started and finished, how it ended, who ran it, its token.
+    ///
+    /// # Errors
+    ///
+    /// Store errors; [`LockError::Unsupported`] from a store that keeps no history.
+    fn run_history<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, LockError>> {
+        let _ = name;
+        Box::pin(async {
+            Err(LockError::Unsupported {
+                store: "chosen",
+                what: "run history",
+                advice: "use a provider that records runs (Redis, memory)",
+            })
+        })
+    }
 }
 
 /// Rejects a capacity no lock can have (above [`MAX_PERMITS`](crate::MAX_PERMITS)):
@@ -134,6 +156,9 @@ macro_rules! forward_lock_admin {
             }
             fn force_release<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<usize, LockError>> {
                 (**self).force_release(name)
+            }
+            fn run_history<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<RunRecord>, LockError>> {
+                (**self).run_history(name)
             }
         }
     )*};

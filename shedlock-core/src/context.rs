@@ -28,6 +28,9 @@ pub(crate) struct ActiveLock {
     pub(crate) guard: tokio::sync::Mutex<Option<LockGuard>>,
     /// Set when the lease is known to have ended under the job.
     lost: AtomicBool,
+    /// Set when the job's output was an `Err` (noted by the attribute's
+    /// expansion): the run's outcome in the lock's history.
+    pub(crate) failed: AtomicBool,
     /// Wakes [`lease_lost`] callers when `lost` is set.
     lost_notify: tokio::sync::Notify,
     /// Wakes the lease watcher when the job extended the lease or lost it.
@@ -138,6 +141,7 @@ impl HeldLocks {
             kept_elsewhere: guard.is_none(),
             guard: tokio::sync::Mutex::new(guard),
             lost: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
             lost_notify: tokio::sync::Notify::new(),
             changed: tokio::sync::Notify::new(),
             outer: self.0,
@@ -226,6 +230,14 @@ pub async fn extend_active_lock(
         Err(LockError::LeaseLost {
             name: guard.name().to_owned(),
         })
+    }
+}
+
+/// Records, for the run's history, whether the innermost lock's job failed
+/// (its output was an `Err`). Called by the attribute's expansion.
+pub(crate) fn note_failed(failed: bool) {
+    if let Some(active) = HeldLocks::current().innermost() {
+        active.failed.store(failed, Ordering::Release);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::background_release::BackgroundRelease;
 use crate::configuration::validate_durations;
 use crate::provider::Lease;
-use crate::{LockConfiguration, LockError};
+use crate::{FinishedRun, LockConfiguration, LockError, RunOutcome};
 
 /// What a job can read about the lock it holds (see [`current_lock`](crate::current_lock)).
 #[derive(Clone)]
@@ -151,6 +151,9 @@ pub struct LockGuard {
     /// The lease length last asked of the store, which keep-alive renews.
     lease_length: Duration,
     lease: Option<Arc<dyn Lease>>,
+    /// The lease once an extension found it ended: kept only to record the
+    /// run in the lock's history.
+    ended: Option<Arc<dyn Lease>>,
 }
 
 impl LockGuard {
@@ -210,6 +213,7 @@ impl LockGuard {
             lease_until: requested_at + config.lock_at_most_for(),
             lease_length: config.lock_at_most_for(),
             lease: Some(lease),
+            ended: None,
         }
     }
 
@@ -318,7 +322,7 @@ impl LockGuard {
             }
             Ok(false) => {
                 tracing::warn!(lock = %self.name(), "lock lease lost: extension found it ended");
-                self.lease = None;
+                self.ended = self.lease.take();
                 Ok(false)
             }
             Err(err) => {
@@ -340,12 +344,36 @@ impl LockGuard {
     ///
     /// A lease that already ended is left alone: the next holder's lock is
     /// never touched.
-    pub async fn unlock(mut self) -> Result<(), LockError> {
+    pub async fn unlock(self) -> Result<(), LockError> {
+        self.unlock_with(None).await
+    }
+
+    /// Like [`unlock`](Self::unlock), after a run under the lock: a store
+    /// that keeps run history records `run` in the same round trip (its
+    /// finish time by the store's clock, and this holder). A lease found
+    /// ended records the run as [`RunOutcome::LeaseLost`](crate::RunOutcome::LeaseLost).
+    pub async fn unlock_after_run(self, run: FinishedRun) -> Result<(), LockError> {
+        self.unlock_with(Some(run)).await
+    }
+
+    async fn unlock_with(mut self, run: Option<FinishedRun>) -> Result<(), LockError> {
         let Some(lease) = self.lease.as_ref() else {
+            if let (Some(ended), Some(run)) = (self.ended.take(), run) {
+                let lost = FinishedRun {
+                    outcome: RunOutcome::LeaseLost,
+                    ..run
+                };
+                if let Err(err) = ended.record_lost_run(&lost).await {
+                    tracing::debug!(lock = %self.name(), error = %err, "the lost run was not recorded");
+                }
+            }
             return Ok(());
         };
         let keep_for = self.keep_for();
-        let released = lease.release(keep_for).await;
+        let released = match &run {
+            Some(run) => lease.release_after_run(keep_for, run).await,
+            None => lease.release(keep_for).await,
+        };
         // Taken only now: if this future is dropped mid-release, `Drop` still
         // releases the lease in the background.
         self.lease = None;

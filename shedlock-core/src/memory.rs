@@ -1,13 +1,16 @@
 //! `InMemoryLockProvider`: locks in this process's memory, for the quickstart,
 //! single-process services and tests.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::admin::{LockAdmin, LockHolder, LockState};
 use crate::provider::{BoxFuture, Lease, ReleaseWatch, Waiter};
-use crate::{LockConfiguration, LockError, LockGuard, LockMode, LockProvider, ReleaseNotifiers};
+use crate::{
+    FinishedRun, LockConfiguration, LockError, LockGuard, LockMode, LockProvider, RUN_HISTORY_LEN,
+    ReleaseNotifiers, RunOutcome, RunRecord,
+};
 
 /// A map with a fast hasher: every lock cycle looks names and holders up.
 type FastMap<K, V> = hashbrown::HashMap<K, V>;
@@ -54,6 +57,17 @@ struct State {
     /// The size past which idle entries are swept out, so per-resource
     /// names do not pile up.
     sweep_locks_at: usize,
+    /// The last runs of each lock, the newest first (kept past the lock's
+    /// entry, which is swept when idle).
+    runs: FastMap<Arc<str>, VecDeque<RunRecord>>,
+}
+
+impl State {
+    fn record_run(&mut self, name: &Arc<str>, run: RunRecord) {
+        let runs = self.runs.entry(name.clone()).or_default();
+        runs.push_front(run);
+        runs.truncate(RUN_HISTORY_LEN);
+    }
 }
 
 /// The smallest map that is swept; after a sweep the threshold doubles from
@@ -279,6 +293,7 @@ impl InMemoryLockProvider {
             releases: self.releases.clone(),
             name: config.shared_name().clone(),
             acquisition: token,
+            locked_by: self.locked_by.clone(),
         };
         Ok(Some(LockGuard::locked_at(
             config,
@@ -366,9 +381,16 @@ impl LockAdmin for InMemoryLockProvider {
             let mut locks: Vec<LockState> = state
                 .locks
                 .iter()
-                .filter(|(_, entry)| !entry.is_idle(now))
+                .filter(|(name, entry)| !entry.is_idle(now) || state.runs.contains_key(*name))
                 .map(|(name, entry)| entry.state(name, now))
                 .collect();
+            // Locks with runs and no entry left (swept when idle).
+            let empty = Entry::default();
+            for name in state.runs.keys() {
+                if !state.locks.contains_key(name) {
+                    locks.push(empty.state(name, now));
+                }
+            }
             locks.sort_by(|a, b| a.name.cmp(&b.name));
             Ok(locks)
         })
@@ -430,6 +452,20 @@ impl LockAdmin for InMemoryLockProvider {
             Ok(released)
         })
     }
+
+    fn run_history<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, LockError>> {
+        Box::pin(async move {
+            let state = lock_state(&self.state);
+            Ok(state
+                .runs
+                .get(name)
+                .map(|runs| runs.iter().cloned().collect())
+                .unwrap_or_default())
+        })
+    }
 }
 
 struct MemoryLease {
@@ -437,6 +473,7 @@ struct MemoryLease {
     releases: Arc<ReleaseNotifiers>,
     name: Arc<str>,
     acquisition: u64,
+    locked_by: Arc<str>,
 }
 
 impl Lease for MemoryLease {
@@ -457,22 +494,58 @@ impl Lease for MemoryLease {
     }
 
     fn release(&self, keep_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
+        Box::pin(async move { Ok(self.release_recording(keep_for, None)) })
+    }
+
+    fn release_after_run<'a>(
+        &'a self,
+        keep_for: Duration,
+        run: &'a FinishedRun,
+    ) -> BoxFuture<'a, Result<bool, LockError>> {
+        Box::pin(async move { Ok(self.release_recording(keep_for, Some(run))) })
+    }
+
+    fn record_lost_run<'a>(&'a self, run: &'a FinishedRun) -> BoxFuture<'a, Result<(), LockError>> {
         Box::pin(async move {
-            let now = Instant::now();
-            let mut state = lock_state(&self.state);
-            let Some(held) = state.owned(&self.name, self.acquisition, now) else {
-                return Ok(false);
-            };
-            if keep_for.is_zero() {
-                if let Some(entry) = state.locks.get_mut(&*self.name) {
-                    entry.holders.remove(&self.acquisition);
-                }
-                drop(state);
-                self.releases.notify_released(&self.name);
-            } else {
-                held.expires_at = held.expires_at.min(now + keep_for);
-            }
-            Ok(true)
+            let record = RunRecord::new(run, &*self.locked_by, SystemTime::now());
+            lock_state(&self.state).record_run(&self.name, record);
+            Ok(())
         })
+    }
+}
+
+impl MemoryLease {
+    /// Releases the lease and records `run`, in one step; a lease that has
+    /// ended records the run as lost.
+    fn release_recording(&self, keep_for: Duration, run: Option<&FinishedRun>) -> bool {
+        let now = Instant::now();
+        let mut state = lock_state(&self.state);
+        let Some(held) = state.owned(&self.name, self.acquisition, now) else {
+            if let Some(run) = run {
+                let lost = FinishedRun {
+                    outcome: RunOutcome::LeaseLost,
+                    ..*run
+                };
+                let record = RunRecord::new(&lost, &*self.locked_by, SystemTime::now());
+                state.record_run(&self.name, record);
+            }
+            return false;
+        };
+        if keep_for.is_zero() {
+            if let Some(entry) = state.locks.get_mut(&*self.name) {
+                entry.holders.remove(&self.acquisition);
+            }
+        } else {
+            held.expires_at = held.expires_at.min(now + keep_for);
+        }
+        if let Some(run) = run {
+            let record = RunRecord::new(run, &*self.locked_by, SystemTime::now());
+            state.record_run(&self.name, record);
+        }
+        drop(state);
+        if keep_for.is_zero() {
+            self.releases.notify_released(&self.name);
+        }
+        true
     }
 }

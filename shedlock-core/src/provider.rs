@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{LockConfiguration, LockError, LockGuard};
+use crate::{FinishedRun, LockConfiguration, LockError, LockGuard};
 
 /// A boxed, `Send` future: what the object-safe traits of shedlock return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -266,6 +266,28 @@ pub trait Lease: Send + Sync + 'static {
     /// lease had already ended.
     fn release(&self, keep_for: Duration) -> BoxFuture<'_, Result<bool, LockError>>;
 
+    /// Like [`release`](Self::release), after a run under the lease: the
+    /// store also records `run` in the lock's history (its last
+    /// [`RUN_HISTORY_LEN`](crate::RUN_HISTORY_LEN) runs), in the same step.
+    /// A lease that had already ended records the run as lost
+    /// ([`RunOutcome::LeaseLost`](crate::RunOutcome::LeaseLost)). Providers
+    /// that keep no history keep the default: a plain release.
+    fn release_after_run<'a>(
+        &'a self,
+        keep_for: Duration,
+        run: &'a FinishedRun,
+    ) -> BoxFuture<'a, Result<bool, LockError>> {
+        let _ = run;
+        self.release(keep_for)
+    }
+
+    /// Records `run`, whose lease was found ended before its release, in the
+    /// lock's history. The default records nothing.
+    fn record_lost_run<'a>(&'a self, run: &'a FinishedRun) -> BoxFuture<'a, Result<(), LockError>> {
+        let _ = run;
+        Box::pin(async { Ok(()) })
+    }
+
     /// Issues this lease's fencing token, in one step that checks the lease
     /// is still this holder's, so the token is above every token of earlier
     /// holders and below every token of later ones. `Ok(None)`: the lease has
@@ -292,6 +314,18 @@ impl<L: Lease + ?Sized> Lease for Arc<L> {
 
     fn release(&self, keep_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
         (**self).release(keep_for)
+    }
+
+    fn release_after_run<'a>(
+        &'a self,
+        keep_for: Duration,
+        run: &'a FinishedRun,
+    ) -> BoxFuture<'a, Result<bool, LockError>> {
+        (**self).release_after_run(keep_for, run)
+    }
+
+    fn record_lost_run<'a>(&'a self, run: &'a FinishedRun) -> BoxFuture<'a, Result<(), LockError>> {
+        (**self).record_lost_run(run)
     }
 
     fn issue_fencing_token(&self) -> BoxFuture<'_, Result<Option<u64>, LockError>> {

@@ -18,6 +18,7 @@ pub(crate) const HOLDERS_SUFFIX: &str = ":holders";
 pub(crate) const WAITERS_SUFFIX: &str = ":waiters";
 pub(crate) const SETTINGS_SUFFIX: &str = ":settings";
 pub(crate) const RENEWED_SUFFIX: &str = ":renewed";
+pub(crate) const RUNS_SUFFIX: &str = ":runs";
 
 impl LockKeys {
     /// Built on every acquisition, so each key is one exact-size allocation
@@ -119,6 +120,14 @@ impl LockKeys {
     /// lock key's, so an earlier holder's stamp is ignored, never deleted.
     pub(crate) fn renewed(&self) -> String {
         self.auxiliary(RENEWED_SUFFIX)
+    }
+
+    /// The lock's run history: a list of its last 20 runs, the newest first,
+    /// each `"<finished, server ms> <duration ms> <outcome> <token> <locked_by>"`,
+    /// written by the release after a run (`history.lua`). It outlives the
+    /// lock's leases; `shedlock prune` removes it with the lock's other keys.
+    pub(crate) fn runs(&self) -> String {
+        self.auxiliary(RUNS_SUFFIX)
     }
 }
 

@@ -5,16 +5,19 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::{Cmd, Script};
-use shedlock_core::{BackgroundRelease, BoxFuture, Lease, LockError};
+use shedlock_core::{BackgroundRelease, BoxFuture, FinishedRun, Lease, LockError};
 
 use crate::connection::RedisConnection;
 use crate::errors::store_error;
-use crate::keys::{LockKeys, RENEWED_SUFFIX};
+use crate::keys::{LockKeys, RENEWED_SUFFIX, RUNS_SUFFIX};
 use crate::releases::RELEASE_CHANNEL;
-use crate::scripts::{EXTEND, EXTEND_SHARED, RELEASE, RELEASE_SHARED, TOKEN, evalsha, invoke};
+use crate::scripts::{
+    EXTEND, EXTEND_SHARED, RECORD_RUN, RELEASE, RELEASE_RUN, RELEASE_SHARED, RELEASE_SHARED_RUN,
+    TOKEN, evalsha, invoke,
+};
 
 /// One acquisition's lease: the lock's keys and the acquisition's unique value.
 pub(crate) struct RedisLease {
@@ -28,6 +31,21 @@ pub(crate) struct RedisLease {
     /// The fencing token, once known (0 until then): an exclusive lease's
     /// renewals stamp it for operators (see `extend.lua`).
     pub(crate) token: AtomicU64,
+    /// `locked_by`, when runs are recorded in the lock's history
+    /// ([`RedisLockProvider::with_run_history`](crate::RedisLockProvider::with_run_history)).
+    pub(crate) history: Option<Arc<str>>,
+}
+
+/// A run's history entry in two parts around its outcome (`history.lua`):
+/// `"<finished ms> <duration ms>"` by this process's wall clock, and
+/// `"<token, 0 none> <locked_by>"`.
+fn run_entry(run: &FinishedRun, locked_by: &str) -> (String, String) {
+    let finished = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |now| now.as_millis());
+    let head = format!("{finished} {}", run.duration.as_millis());
+    let tail = format!("{} {locked_by}", run.fencing_token.unwrap_or(0));
+    (head, tail)
 }
 
 impl RedisLease {
@@ -115,6 +133,82 @@ impl Lease for RedisLease {
                         &format!("releasing lock key '{}'", self.keys.lock),
                         &err,
                         "the lease ends at lock_at_most_for at the latest",
+                    )
+                })
+        })
+    }
+
+    fn release_after_run<'a>(
+        &'a self,
+        keep_for: Duration,
+        run: &'a FinishedRun,
+    ) -> BoxFuture<'a, Result<bool, LockError>> {
+        let Some(locked_by) = &self.history else {
+            return self.release(keep_for);
+        };
+        Box::pin(async move {
+            let keep_ms = if keep_for.is_zero() {
+                0
+            } else {
+                millis(keep_for)
+            };
+            let (head, tail) = run_entry(run, locked_by);
+            let runs = self.keys.auxiliary_arg(RUNS_SUFFIX);
+            let data = 2 * self.keys.lock.len() + self.value.len() + head.len() + tail.len() + 64;
+            let (script, mut release) = if self.shared {
+                let holders = self.keys.holders();
+                let mut release = evalsha(&RELEASE_SHARED_RUN, 3, 6, data + holders.len());
+                release.arg(holders).arg(&self.keys.lock).arg(runs);
+                (&*RELEASE_SHARED_RUN, release)
+            } else {
+                let mut release = evalsha(&RELEASE_RUN, 2, 6, data);
+                release.arg(&self.keys.lock).arg(runs);
+                (&*RELEASE_RUN, release)
+            };
+            release
+                .arg(&self.value)
+                .arg(keep_ms)
+                .arg(RELEASE_CHANNEL)
+                .arg(head)
+                .arg(run.outcome.as_str())
+                .arg(tail);
+            invoke::<i64>(script, &release, &mut self.connection.clone())
+                .await
+                .map(|released| released == 1)
+                .map_err(|err| {
+                    store_error(
+                        &self.server,
+                        &format!("releasing lock key '{}'", self.keys.lock),
+                        &err,
+                        "the lease ends at lock_at_most_for at the latest",
+                    )
+                })
+        })
+    }
+
+    fn record_lost_run<'a>(&'a self, run: &'a FinishedRun) -> BoxFuture<'a, Result<(), LockError>> {
+        Box::pin(async move {
+            let Some(locked_by) = &self.history else {
+                return Ok(());
+            };
+            let (head, tail) = run_entry(run, locked_by);
+            let runs = self.keys.auxiliary_arg(RUNS_SUFFIX);
+            let mut record = evalsha(
+                &RECORD_RUN,
+                1,
+                2,
+                self.keys.lock.len() + head.len() + tail.len() + 32,
+            );
+            record.arg(runs).arg(head).arg(tail);
+            invoke::<i64>(&RECORD_RUN, &record, &mut self.connection.clone())
+                .await
+                .map(drop)
+                .map_err(|err| {
+                    store_error(
+                        &self.server,
+                        &format!("recording a lost run of lock key '{}'", self.keys.lock),
+                        &err,
+                        "the run is missing from the lock's history",
                     )
                 })
         })

@@ -63,6 +63,8 @@ pub struct RedisLockProvider {
     key_prefix: Arc<str>,
     environment: Arc<str>,
     locked_by: Arc<str>,
+    /// Whether runs are recorded in each lock's history.
+    pub(crate) run_history: bool,
     /// Server, prefix and environment: see [`LockProvider::scope`].
     scope: Arc<str>,
     /// Whether the server takes `SET .. NX .. GET` (Redis 7 and later):
@@ -207,6 +209,7 @@ impl RedisLockProvider {
             key_prefix: "job-lock".into(),
             environment: "default".into(),
             locked_by: default_locked_by().into(),
+            run_history: true,
             scope: "".into(),
             set_nx_get: Arc::new(AtomicBool::new(true)),
         }
@@ -238,6 +241,16 @@ impl RedisLockProvider {
     /// Sets who this process is in lock values (default: host name and process id).
     pub fn with_locked_by(mut self, locked_by: impl Into<String>) -> Self {
         self.locked_by = locked_by.into().into();
+        self
+    }
+
+    /// Whether each run under a lock is recorded in the lock's history (its
+    /// last 20 runs: times, outcome, holder, token; read with
+    /// [`LockAdmin::run_history`](shedlock_core::LockAdmin::run_history) and
+    /// `shedlock history`), written by the release script in the same round
+    /// trip. On by default; see BENCHMARKS.md for its cost.
+    pub fn with_run_history(mut self, record: bool) -> Self {
+        self.run_history = record;
         self
     }
 

@@ -30,6 +30,12 @@ scripts! {
     TOKEN = "fence.lua", "lease_value.lua", "token.lua";
     /// Compare-and-delete (or compare-and-shorten for `lock_at_least_for`).
     RELEASE = "lease_value.lua", "release.lua";
+    /// `RELEASE` after a run, recording it in the lock's history.
+    RELEASE_RUN = "lease_value.lua", "history.lua", "release_run.lua";
+    /// `RELEASE_SHARED` after a run, recording it in the lock's history.
+    RELEASE_SHARED_RUN = "settle_shared.lua", "history.lua", "release_shared_run.lua";
+    /// Records a run whose lease had ended.
+    RECORD_RUN = "history.lua", "record_run.lua";
     /// Compare-and-expire.
     EXTEND = "lease_value.lua", "extend.lua";
     /// A shared holder's release, checked against its own value.

@@ -49,6 +49,7 @@ impl RedisLockProvider {
             keys,
             shared,
             token: Default::default(),
+            history: self.run_history.then(|| self.locked_by.clone()),
         }
     }
 

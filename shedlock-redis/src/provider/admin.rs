@@ -7,13 +7,16 @@ use std::time::{Duration, SystemTime};
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, RedisError, Script, ScriptInvocation};
 use shedlock_core::{
-    BoxFuture, LockAdmin, LockError, LockHolder, LockMode, LockState, MAX_PERMITS,
+    BoxFuture, LockAdmin, LockError, LockHolder, LockMode, LockState, MAX_PERMITS, RUN_HISTORY_LEN,
+    RunRecord,
 };
 
 use super::RedisLockProvider;
 use crate::connection::RedisConnection;
 use crate::errors::store_error;
-use crate::keys::{FENCE_SUFFIX, HOLDERS_SUFFIX, RENEWED_SUFFIX, SETTINGS_SUFFIX, WAITERS_SUFFIX};
+use crate::keys::{
+    FENCE_SUFFIX, HOLDERS_SUFFIX, RENEWED_SUFFIX, RUNS_SUFFIX, SETTINGS_SUFFIX, WAITERS_SUFFIX,
+};
 use crate::releases::RELEASE_CHANNEL;
 use crate::scripts::{FORCE_RELEASE, PAUSE, RESUME, SET_CAPACITY, STATE};
 use crate::value::{LockValue, WAITED_MARK};
@@ -101,10 +104,13 @@ impl RedisLockProvider {
     }
 
     /// Names of locks with any key under this provider's prefix and environment.
-    async fn scan_names(&self) -> Result<BTreeSet<String>, LockError> {
+    /// Every lock name with a key under the prefix and environment, and
+    /// those of them with a run history.
+    async fn scan_names(&self) -> Result<(BTreeSet<String>, BTreeSet<String>), LockError> {
         let base = format!("{}:{}:", self.key_prefix, self.environment);
         let escaped = glob_escape(&base);
         let mut names = BTreeSet::new();
+        let mut with_runs = BTreeSet::new();
         // Lock keys; auxiliary keys in `{base name}:suffix` form; and those of
         // names with braces, `{tag}:base name:suffix`.
         for pattern in [
@@ -114,11 +120,39 @@ impl RedisLockProvider {
         ] {
             for key in self.scan(&pattern).await? {
                 if let Some(name) = name_of_key(&key, &base) {
+                    if key.starts_with('{') && key.ends_with(RUNS_SUFFIX) {
+                        with_runs.insert(name.clone());
+                    }
                     names.insert(name);
                 }
             }
         }
-        Ok(names)
+        Ok((names, with_runs))
+    }
+
+    async fn read_runs(&self, name: &str) -> Result<Vec<RunRecord>, LockError> {
+        let runs_key = self.keys(name).runs();
+        let mut command = Cmd::new();
+        command
+            .arg("LRANGE")
+            .arg(&runs_key)
+            .arg(0)
+            .arg(RUN_HISTORY_LEN - 1);
+        let entries: Vec<String> = command
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(|err| {
+                store_error(
+                    &self.server,
+                    &format!("reading the run history of lock '{name}'"),
+                    &err,
+                    "nothing was read",
+                )
+            })?;
+        Ok(entries
+            .iter()
+            .filter_map(|entry| parse_run(entry))
+            .collect())
     }
 
     /// Every key matching `pattern`: on each master of a cluster, else on the server.
@@ -288,6 +322,26 @@ impl RenewalStamp {
     }
 }
 
+/// A run as `history.lua` writes it: `"<finished ms> <duration ms> <outcome>
+/// <token> <locked_by>"`; `None` for an entry that is not one.
+fn parse_run(entry: &str) -> Option<RunRecord> {
+    let mut fields = entry.splitn(5, ' ');
+    let finished_ms = fields.next()?.parse::<u64>().ok()?;
+    let duration = Duration::from_millis(fields.next()?.parse::<u64>().ok()?);
+    let outcome = fields.next()?.parse().ok()?;
+    let token = fields.next()?.parse::<u64>().ok()?;
+    let locked_by = fields.next().unwrap_or_default();
+    let finished_at = SystemTime::UNIX_EPOCH + Duration::from_millis(finished_ms);
+    Some(RunRecord {
+        started_at: finished_at.checked_sub(duration).unwrap_or(finished_at),
+        finished_at,
+        duration,
+        outcome,
+        locked_by: locked_by.to_owned(),
+        fencing_token: Some(token).filter(|token| *token > 0),
+    })
+}
+
 /// The lock name a key belongs to, if it is a lock key or an auxiliary key under `base`.
 fn name_of_key(key: &str, base: &str) -> Option<String> {
     for suffix in [
@@ -296,6 +350,7 @@ fn name_of_key(key: &str, base: &str) -> Option<String> {
         WAITERS_SUFFIX,
         SETTINGS_SUFFIX,
         RENEWED_SUFFIX,
+        RUNS_SUFFIX,
     ] {
         let Some(rest) = key.strip_suffix(suffix) else {
             continue;
@@ -339,9 +394,10 @@ impl LockAdmin for RedisLockProvider {
     fn list_locks(&self) -> BoxFuture<'_, Result<Vec<LockState>, LockError>> {
         Box::pin(async move {
             let mut locks = Vec::new();
-            for name in self.scan_names().await? {
+            let (names, with_runs) = self.scan_names().await?;
+            for name in names {
                 let state = self.read_state(&name).await?;
-                if state.is_locked() || state.capacity.is_some() {
+                if state.is_locked() || state.capacity.is_some() || with_runs.contains(&name) {
                     locks.push(state);
                 }
             }
@@ -399,6 +455,13 @@ impl LockAdmin for RedisLockProvider {
             tracing::warn!(lock = %name, holders = released, "lock force-released");
             Ok(usize::try_from(released).unwrap_or(0))
         })
+    }
+
+    fn run_history<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<RunRecord>, LockError>> {
+        Box::pin(self.read_runs(name))
     }
 }
 

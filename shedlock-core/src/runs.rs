@@ -1,0 +1,141 @@
+//! Last runs: what each run under a lock did, kept by the store beside the
+//! lock (the last [`RUN_HISTORY_LEN`]) and written in the release's round trip.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime};
+
+/// How many runs the store keeps per lock (the newest first).
+pub const RUN_HISTORY_LEN: usize = 20;
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RunOutcome {
+    /// The job returned normally (for a job returning `Result`, `Ok`).
+    Ok,
+    /// The job returned `Err` (attribute jobs whose output is a `Result`).
+    Error,
+    /// The job panicked; the lock was released before the panic went on.
+    Panic,
+    /// The lease ended under the job (an extension found it gone, or the
+    /// store stayed unreachable to its end).
+    LeaseLost,
+}
+
+impl RunOutcome {
+    /// `"ok"`, `"error"`, `"panic"` or `"lease_lost"`: how stores and the
+    /// `shedlock` command write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunOutcome::Ok => "ok",
+            RunOutcome::Error => "error",
+            RunOutcome::Panic => "panic",
+            RunOutcome::LeaseLost => "lease_lost",
+        }
+    }
+}
+
+impl fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunOutcome {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "ok" => Ok(RunOutcome::Ok),
+            "error" => Ok(RunOutcome::Error),
+            "panic" => Ok(RunOutcome::Panic),
+            "lease_lost" => Ok(RunOutcome::LeaseLost),
+            other => Err(format!("unknown run outcome {other:?}")),
+        }
+    }
+}
+
+/// A run that has just finished, as its holder hands it to the store with
+/// the release ([`Lease::release_after_run`](crate::Lease::release_after_run)).
+/// The store adds the finish time (its own clock) and the holder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FinishedRun {
+    /// How long the job ran, by the holder's monotonic clock.
+    pub duration: Duration,
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// The lease's fencing token, if it was issued.
+    pub fencing_token: Option<u64>,
+}
+
+/// One run as the store keeps it: see [`LockAdmin::run_history`](crate::LockAdmin::run_history).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunRecord {
+    /// When the run started: `finished_at - duration`.
+    pub started_at: SystemTime,
+    /// When the run finished: by the clock of the process that ran it (a
+    /// store may use its own clock instead; memory and Redis use the process's).
+    pub finished_at: SystemTime,
+    /// How long the job ran.
+    pub duration: Duration,
+    /// How it ended.
+    pub outcome: RunOutcome,
+    /// Who ran it (the holder's `locked_by`).
+    pub locked_by: String,
+    /// The run's fencing token, if it was issued.
+    pub fencing_token: Option<u64>,
+}
+
+impl RunRecord {
+    /// A record of `run` by `locked_by`, finished at `finished_at`.
+    pub fn new(run: &FinishedRun, locked_by: impl Into<String>, finished_at: SystemTime) -> Self {
+        RunRecord {
+            started_at: finished_at.checked_sub(run.duration).unwrap_or(finished_at),
+            finished_at,
+            duration: run.duration,
+            outcome: run.outcome,
+            locked_by: locked_by.into(),
+            fencing_token: run.fencing_token,
+        }
+    }
+}
+
+/// The attribute's outcome probe: `(&OutcomeProbe(&output)).shedlock_outcome()`
+/// is [`RunOutcome::Error`] for an `Err`, and [`RunOutcome::Ok`] for every
+/// other output (autoref specialisation: the `Result` impl is found first).
+#[doc(hidden)]
+pub struct OutcomeProbe<'a, T>(pub &'a T);
+
+/// The probe's answer for a `Result` output.
+#[doc(hidden)]
+pub trait ResultOutcome {
+    /// `Error` for an `Err`.
+    fn shedlock_outcome(&self) -> RunOutcome;
+}
+
+impl<T, E> ResultOutcome for OutcomeProbe<'_, Result<T, E>> {
+    fn shedlock_outcome(&self) -> RunOutcome {
+        if self.0.is_err() {
+            RunOutcome::Error
+        } else {
+            RunOutcome::Ok
+        }
+    }
+}
+
+/// The probe's answer for any other output.
+#[doc(hidden)]
+pub trait AnyOutcome {
+    /// Always `Ok`.
+    fn shedlock_outcome(&self) -> RunOutcome {
+        RunOutcome::Ok
+    }
+}
+
+impl<T> AnyOutcome for &OutcomeProbe<'_, T> {}
+
+/// Notes `outcome` for the run of the innermost lock the task holds.
+#[doc(hidden)]
+pub fn note_outcome(outcome: RunOutcome) {
+    crate::context::note_failed(outcome == RunOutcome::Error);
+}

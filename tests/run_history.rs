@@ -1,0 +1,129 @@
+//! Last runs in the store: every run under a lock is recorded with its
+//! release (outcome ok, error, panic or lease lost; holder; token; times),
+//! the last 20 kept, newest first. On memory and a private Redis.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use shedlock::admin::{LockAdmin, RUN_HISTORY_LEN, RunOutcome};
+use shedlock::redis::RedisLockProvider;
+use shedlock::{InMemoryLockProvider, LockError, LockProvider, scheduler_lock};
+use shedlock_test_support::redis::RedisServer;
+
+#[scheduler_lock(name = "history-ok-{tag}", lock_at_most_for = "10s", provider = locks)]
+async fn succeeds(locks: &dyn LockProvider, tag: &str) -> Result<u64, String> {
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let lock = shedlock::current_lock().ok_or("no lock")?;
+    lock.fencing_token().await.map_err(|err| err.to_string())
+}
+
+#[scheduler_lock(name = "history-err-{tag}", lock_at_most_for = "10s", provider = locks)]
+async fn fails(locks: &dyn LockProvider, tag: &str) -> anyhow::Result<()> {
+    anyhow::bail!("the job failed")
+}
+
+#[scheduler_lock(name = "history-panic-{tag}", lock_at_most_for = "10s", provider = locks)]
+async fn panics(locks: Arc<dyn LockProvider>, tag: String) {
+    panic!("the job panicked"); // allow-panic: the test's subject
+}
+
+#[scheduler_lock(
+    name = "history-lost-{tag}",
+    lock_at_most_for = "600ms",
+    keep_alive = true,
+    cancel_on_lease_loss = true,
+    provider = locks
+)]
+async fn loses_its_lease(locks: &dyn LockProvider, tag: &str) {
+    tokio::time::sleep(Duration::from_secs(10)).await;
+}
+
+#[scheduler_lock(name = "history-many-{tag}", lock_at_most_for = "10s", provider = locks)]
+async fn numbered(locks: &dyn LockProvider, tag: &str, n: u32) -> u32 {
+    n
+}
+
+async fn every_outcome_is_recorded<A>(locks: Arc<A>, tag: &str) -> anyhow::Result<()>
+where
+    A: LockProvider + LockAdmin,
+{
+    let before = SystemTime::now() - Duration::from_secs(1);
+    let token = succeeds(&*locks, tag)
+        .await?
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let runs = locks.run_history(&format!("history-ok-{tag}")).await?;
+    anyhow::ensure!(runs.len() == 1, "{runs:?}");
+    let run = &runs[0];
+    assert_eq!(run.outcome, RunOutcome::Ok);
+    assert_eq!(run.fencing_token, token);
+    assert!(run.duration >= Duration::from_millis(30), "{run:?}");
+    assert!(
+        run.started_at >= before && run.finished_at >= run.started_at,
+        "{run:?}"
+    );
+    assert!(!run.locked_by.is_empty());
+
+    assert!(fails(&*locks, tag).await?.is_some_and(|ran| ran.is_err()));
+    let runs = locks.run_history(&format!("history-err-{tag}")).await?;
+    assert_eq!(runs.first().map(|run| run.outcome), Some(RunOutcome::Error));
+
+    let panicking = tokio::spawn(panics(locks.clone(), tag.to_owned())).await;
+    assert!(panicking.is_err_and(|err| err.is_panic()));
+    let runs = locks.run_history(&format!("history-panic-{tag}")).await?;
+    assert_eq!(runs.first().map(|run| run.outcome), Some(RunOutcome::Panic));
+
+    // The lease is taken away: the keep-alive finds it gone, the job is cancelled.
+    let name = format!("history-lost-{tag}");
+    let lost = {
+        let locks = locks.clone();
+        let tag = tag.to_owned();
+        tokio::spawn(async move { loses_its_lease(&*locks, &tag).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(locks.force_release(&name).await?, 1);
+    let outcome = tokio::time::timeout(Duration::from_secs(5), lost).await??;
+    assert!(
+        matches!(outcome, Err(LockError::LeaseLost { .. })),
+        "{outcome:?}"
+    );
+    let runs = locks.run_history(&name).await?;
+    assert_eq!(
+        runs.first().map(|run| run.outcome),
+        Some(RunOutcome::LeaseLost),
+        "{runs:?}"
+    );
+
+    // The last 20, newest first.
+    for n in 0..25 {
+        numbered(&*locks, tag, n).await?;
+    }
+    let runs = locks.run_history(&format!("history-many-{tag}")).await?;
+    assert_eq!(runs.len(), RUN_HISTORY_LEN);
+    assert!(
+        runs.windows(2)
+            .all(|pair| pair[0].finished_at >= pair[1].finished_at),
+        "newest first: {runs:?}"
+    );
+    // A lock that is not held but has runs is listed.
+    let listed = locks.list_locks().await?;
+    assert!(
+        listed
+            .iter()
+            .any(|lock| lock.name == format!("history-many-{tag}") && !lock.is_locked()),
+        "{listed:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn every_outcome_is_recorded_in_memory() -> anyhow::Result<()> {
+    every_outcome_is_recorded(Arc::new(InMemoryLockProvider::new()), "memory").await
+}
+
+#[tokio::test]
+async fn every_outcome_is_recorded_on_redis() -> anyhow::Result<()> {
+    let server = RedisServer::start();
+    let locks = RedisLockProvider::connect(server.url()).await?;
+    every_outcome_is_recorded(Arc::new(locks), "redis").await
+}
