@@ -311,7 +311,7 @@ async fn run(cli: &Cli, kind: StoreKind, url: &str, format: Format) -> Result<()
                 let last_run = last_runs(admin, &lock.name).await?.into_iter().next();
                 locks.push((lock, last_run));
             }
-            print_list(format, &locks);
+            print_list(format, &locks, store.records_waiters());
         }
         Command::History { name } => {
             let runs = admin.run_history(name).await?;

@@ -16,12 +16,20 @@ pub(crate) enum Format {
 
 /// `list`: each lock with its last run (`None`: none recorded, or a store
 /// that keeps no history).
-pub(crate) fn print_list(format: Format, locks: &[(LockState, Option<RunRecord>)]) {
+/// `list`: a table, or a JSON array of the locks (`exclusive_waiters` is
+/// `null` where the store does not record waiters, as in `show`).
+pub(crate) fn print_list(
+    format: Format,
+    locks: &[(LockState, Option<RunRecord>)],
+    records_waiters: bool,
+) {
     match format {
         Format::Json => {
             let items: Vec<Value> = locks
                 .iter()
-                .map(|(lock, last_run)| state_json(lock, None, last_run.as_ref()))
+                .map(|(lock, last_run)| {
+                    store_state_json(lock, None, last_run.as_ref(), records_waiters)
+                })
                 .collect();
             println!("{}", Value::Array(items));
         }
@@ -93,13 +101,10 @@ pub(crate) fn print_state(
     last_run: Option<&RunRecord>,
 ) {
     match format {
-        Format::Json => {
-            let mut json = state_json(state, action, last_run);
-            if !records_waiters && let Some(fields) = json.as_object_mut() {
-                fields.insert("exclusive_waiters".to_owned(), Value::Null);
-            }
-            println!("{json}")
-        }
+        Format::Json => println!(
+            "{}",
+            store_state_json(state, action, last_run, records_waiters)
+        ),
         Format::Text => {
             if let Some(action) = action {
                 println!("{}: {action}", clean(&state.name));
@@ -421,6 +426,20 @@ impl IfEmpty for String {
             self
         }
     }
+}
+
+/// [`state_json`], with `exclusive_waiters` `null` on a store that does not record waiters.
+fn store_state_json(
+    state: &LockState,
+    action: Option<&str>,
+    last_run: Option<&RunRecord>,
+    records_waiters: bool,
+) -> Value {
+    let mut json = state_json(state, action, last_run);
+    if !records_waiters && let Some(fields) = json.as_object_mut() {
+        fields.insert("exclusive_waiters".to_owned(), Value::Null);
+    }
+    json
 }
 
 fn state_json(state: &LockState, action: Option<&str>, last_run: Option<&RunRecord>) -> Value {

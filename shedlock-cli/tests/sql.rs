@@ -192,7 +192,20 @@ async fn list_and_show_describe_the_locks<P: Service>((provider, url, table): (P
         nightly.contains("exclusive") && nightly.contains("worker-7") && !nightly.contains(";id="),
         "{listed}"
     );
-    assert!(row("maintenance").trim_end().ends_with("yes"), "{listed}");
+    // The PAUSED column, wherever it is.
+    let paused_at = lines[0]
+        .find("PAUSED")
+        .unwrap_or_else(|| panic!("no PAUSED column:\n{listed}"));
+    assert_eq!(
+        row("maintenance").get(paused_at..paused_at + 3),
+        Some("yes"),
+        "{listed}"
+    );
+    assert_eq!(
+        row("exports").get(paused_at..paused_at + 2),
+        Some("no"),
+        "{listed}"
+    );
     assert!(row("exports").contains(" 3 "), "{listed}");
     assert_eq!(
         lines.len(),
@@ -236,6 +249,7 @@ async fn list_and_show_describe_the_locks<P: Service>((provider, url, table): (P
     );
     assert!(holder["locked_at"].is_string(), "{json}");
     assert_eq!(locks[1]["paused"], true);
+    assert_eq!(nightly["exclusive_waiters"], Value::Null, "{json}");
     assert_eq!(locks[0]["capacity"], 3);
 
     let shown = succeeded(&run(&url, &table, &["show", "nightly-report"]).await);
