@@ -51,6 +51,7 @@
 //! | `mysql` | [`sql::MySqlLockProvider`] (ShedLock's table on MySQL or MariaDB) |
 //! | `sqlite` | [`sql::SqliteLockProvider`] (an SQLite file shared by the processes of one machine) |
 //! | `cron` | [`cron::LockedJobs`]: tokio-cron-scheduler jobs that run each tick on one replica, and give their locks back when the scheduler stops |
+//! | `metrics` | counters, histograms and a gauge of lock attempts and runs on the `metrics` facade ([`metrics`](mod@metrics)) |
 //!
 //! The in-memory provider needs no feature; no provider is on by default.
 
@@ -69,16 +70,18 @@ pub use shedlock_macros::scheduler_lock;
 pub mod provider {
     pub use shedlock_core::identity;
     pub use shedlock_core::{
-        BackgroundRelease, BoxError, BoxFuture, Lease, LockConfiguration, LockError, LockGuard,
-        LockMode, LockProvider, ReleaseNotifier, ReleaseNotifiers, ReleaseWatch, StoreCause,
-        StoreFailure, Waiter,
+        BackgroundRelease, BoxError, BoxFuture, FinishedRun, Lease, LockConfiguration, LockError,
+        LockGuard, LockMode, LockProvider, ReleaseNotifier, ReleaseNotifiers, ReleaseWatch,
+        RunOutcome, StoreCause, StoreFailure, Waiter,
     };
 }
 
 /// What an operator's tool needs: a lock's state, its capacity, pause and
-/// resume, and force-release (the `shedlock` command is built on it).
+/// resume, force-release, and its last runs (the `shedlock` command is built on it).
 pub mod admin {
-    pub use shedlock_core::{LockAdmin, LockHolder, LockState, validate_capacity};
+    pub use shedlock_core::{
+        LockAdmin, LockHolder, LockState, RUN_HISTORY_LEN, RunOutcome, RunRecord, validate_capacity,
+    };
 }
 
 /// The Redis provider (feature `redis`).
@@ -112,6 +115,39 @@ pub mod sql {
 #[cfg(feature = "cron")]
 pub mod cron {
     pub use shedlock_cron::{JobOutput, LockedJobs, tokio_cron_scheduler};
+}
+
+/// Metrics of lock attempts and locked runs (feature `metrics`), recorded
+/// through the [`metrics`](https://docs.rs/metrics) facade: install any
+/// exporter (Prometheus, StatsD, ...) and they appear there.
+///
+/// | metric | kind | labels | what |
+/// |---|---|---|---|
+/// | `shedlock_attempts_total` | counter | `lock` | calls that tried to take the lock (= acquired + skipped + errors) |
+/// | `shedlock_acquired_total` | counter | `lock` | calls that took the lock: the job ran |
+/// | `shedlock_skipped_total` | counter | `lock` | calls that found the lock held elsewhere (after waiting, if asked) |
+/// | `shedlock_errors_total` | counter | `lock`, `kind` | calls that failed to take the lock, by [`LockError::kind`] |
+/// | `shedlock_leases_lost_total` | counter | `lock` | leases that ended under a running job |
+/// | `shedlock_extensions_failed_total` | counter | `lock` | extensions (keep-alive, `extend_active_lock`) that did not extend |
+/// | `shedlock_execution_seconds` | histogram | `lock` | how long the job ran under the lock |
+/// | `shedlock_wait_seconds` | histogram | `lock` | from the start of an attempt to the lock taken |
+/// | `shedlock_active_executions` | gauge | `lock` | jobs running under their lock in this process |
+/// | `shedlock_last_acquired_timestamp_seconds` | gauge | `lock` | when this process last took the lock (Unix time) |
+///
+/// `lock` is the lock's name; for `#[scheduler_lock(name = "report-{region}")]`
+/// it is the template `report-{region}`, so the number of series stays
+/// bounded, unless [`label_rendered_names(true)`](metrics::label_rendered_names)
+/// asks for rendered names.
+///
+/// ```
+/// shedlock::metrics::describe(); // units and help texts for the installed recorder
+/// ```
+#[cfg(feature = "metrics")]
+pub mod metrics {
+    pub use shedlock_core::metrics::{
+        ACQUIRED, ACTIVE_EXECUTIONS, ATTEMPTS, ERRORS, EXECUTION_SECONDS, EXTENSIONS_FAILED,
+        LAST_ACQUIRED, LEASES_LOST, SKIPPED, WAIT_SECONDS, describe, label_rendered_names,
+    };
 }
 
 #[doc(hidden)]

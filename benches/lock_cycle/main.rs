@@ -6,7 +6,9 @@
 //! `cargo bench --bench lock_cycle` (a private redis-server is started; set
 //! `SHEDLOCK_TEST_REDIS_URL` to use another). `CYCLES=N` sets the serial
 //! sample count per variant (default 10,000 after warm-up), `MEMORY_CALLS=N`
-//! the in-memory calls per round (default 200,000), `ONLY=a,b` the scenarios.
+//! the in-memory calls per round (default 200,000), `ONLY=a,b` the scenarios;
+//! with `--features metrics`, `METRICS_RECORDER=prometheus` records
+//! shedlock's metrics into a Prometheus recorder while measuring.
 //!
 //! The `sql` scenario measures the SQL providers (see `sql.rs`; `SQL_STORES`
 //! picks the databases), each against the same statements sent raw.
@@ -85,6 +87,11 @@ async fn main() -> ExitCode {
 }
 
 async fn run() -> BenchResult<()> {
+    // `METRICS_RECORDER=prometheus` (with `--features metrics`): shedlock's
+    // metrics go to a Prometheus recorder while measuring; otherwise to none.
+    if std::env::var("METRICS_RECORDER").as_deref() == Ok("prometheus") {
+        metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    }
     let cycles: usize = std::env::var("CYCLES")
         .ok()
         .and_then(|n| n.parse().ok())
@@ -109,6 +116,7 @@ async fn run() -> BenchResult<()> {
         .await?;
     let bench = Bench {
         executor: LockingTaskExecutor::new(provider.clone()),
+        executor_no_history: LockingTaskExecutor::new(provider.clone().with_run_history(false)),
         provider,
         floor,
     };

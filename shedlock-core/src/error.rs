@@ -288,6 +288,29 @@ impl LockError {
             LockError::Store { .. } | LockError::AcquisitionUncertain { .. }
         )
     }
+
+    /// A short, stable name of the error's kind, in snake case: the `kind`
+    /// label of the `shedlock_errors_total` metric, and something to match
+    /// on in logs. It never changes for a variant; new variants get new names.
+    ///
+    /// ```
+    /// use shedlock_core::LockError;
+    ///
+    /// assert_eq!(LockError::NotConfigured.kind(), "not_configured");
+    /// ```
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LockError::InvalidConfiguration(_) => "invalid_configuration",
+            LockError::NotConfigured => "not_configured",
+            LockError::AlreadyInstalled => "already_installed",
+            LockError::Store { .. } => "store",
+            LockError::AcquisitionUncertain { .. } => "acquisition_uncertain",
+            LockError::Unsupported { .. } => "unsupported",
+            LockError::NotLocked => "not_locked",
+            LockError::LeaseLost { .. } => "lease_lost",
+            LockError::ReentrantUpgrade { .. } => "reentrant_upgrade",
+        }
+    }
 }
 
 #[cfg(test)]

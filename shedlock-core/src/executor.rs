@@ -5,14 +5,18 @@ use std::any::Any;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::pin;
+use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use tracing::Instrument;
 
 use crate::context::{ActiveLock, HeldLocks};
+use crate::metrics::{self, Attempt, LockLabel};
 use crate::provider::Waiter;
-use crate::{LockConfiguration, LockError, LockGuard, LockMode, LockProvider};
+use crate::{
+    FinishedRun, LockConfiguration, LockError, LockGuard, LockMode, LockProvider, RunOutcome,
+};
 
 /// The first pause of a waiter that gets no release notification; it doubles
 /// up to [`MAX_POLL_INTERVAL`]. Notifications wake waiters sooner.
@@ -107,6 +111,23 @@ impl ExecutionOptions {
     pub fn cancel_on_lease_loss(mut self, cancel: bool) -> Self {
         self.cancel_on_lease_loss = cancel;
         self
+    }
+
+    /// How long a held lock is waited for; `None`: not at all.
+    pub(crate) fn waits_for(&self) -> Option<Duration> {
+        match self.when_held {
+            WhenHeld::Wait(wait_for) => Some(wait_for),
+            WhenHeld::Retry {
+                retries,
+                retry_wait,
+            } => Some(retry_wait.saturating_mul(retries)),
+            WhenHeld::Skip => None,
+        }
+    }
+
+    /// Whether a lost lease cancels the task.
+    pub(crate) fn cancels_on_lease_loss(&self) -> bool {
+        self.cancel_on_lease_loss
     }
 
     /// Whether something must watch the lease while the task runs.
@@ -316,28 +337,49 @@ pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
     options: ExecutionOptions,
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
+    let label = LockLabel::new(config, None);
+    run_labelled(provider, config, label, options, task).await
+}
+
+/// [`run_locked`], with `label` on its metrics (the attribute's name template).
+pub(crate) async fn run_labelled<P: LockProvider + ?Sized, F: Future>(
+    provider: &P,
+    config: &LockConfiguration,
+    label: LockLabel,
+    options: ExecutionOptions,
+    task: F,
+) -> Result<Option<F::Output>, LockError> {
     let held = HeldLocks::current();
     let name = config.name();
     if let Some(active) = held.find(provider.scope(), name) {
         if let Err(err) = reenter(active, config).await {
             tracing::warn!(lock = %name, error = %err, "nested call on a held lock refused; the task did not run");
+            Attempt::start(&label).failed(&err);
             return Err(err);
         }
         tracing::trace!(lock = %name, "lock already held by this task; running reentrantly");
-        return Ok(Some(task.await));
+        // A nested job's outcome is its own: the outer run's stays as it was.
+        let failed = active.failed.load(Ordering::Acquire);
+        let output = task.await;
+        active.failed.store(failed, Ordering::Release);
+        return Ok(Some(output));
     }
     tracing::debug!(lock = %name, "attempting lock");
+    let attempt = Attempt::start(&label);
     let guard = match acquire(provider, config, &options).await {
         Ok(Some(guard)) => guard,
         Ok(None) => {
             tracing::debug!(lock = %name, "lock held elsewhere; skipping");
+            attempt.skipped();
             return Ok(None);
         }
         Err(err) => {
             tracing::warn!(lock = %name, error = %err, "lock attempt failed; the task did not run");
+            attempt.failed(&err);
             return Err(err);
         }
     };
+    let execution = attempt.acquired();
     tracing::debug!(lock = %name, fencing_token = ?guard.info().issued_fencing_token(), "lock acquired");
     // The job runs inside a span, so its own log lines carry its lock.
     let span = tracing::info_span!(
@@ -349,21 +391,34 @@ pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
     if let Some(token) = guard.info().issued_fencing_token() {
         span.record("fencing_token", token);
     }
-    let (held, active) = held.with(guard, config.mode(), provider.scope());
+    let (held, active) = held.with(guard, config.mode(), provider.scope(), label.clone());
     let task = held.scope(catch_unwind_of(task.instrument(span)));
+    let started = Instant::now();
     let outcome = if options.watches_lease() {
         run_watched(&active, config, options, task).await
     } else {
         Some(task.await)
     };
+    execution.finish();
     // Uncontended once the task is done, unless a keep-alive is mid-extension.
     let guard = match active.guard.try_lock() {
         Ok(mut guard) => guard.take(),
         Err(_) => active.guard.lock().await.take(),
     };
     if let Some(guard) = guard {
+        let run = FinishedRun {
+            duration: started.elapsed(),
+            outcome: match &outcome {
+                _ if active.is_lost() => RunOutcome::LeaseLost,
+                Some(Ok(_)) if active.failed.load(Ordering::Acquire) => RunOutcome::Error,
+                Some(Ok(_)) => RunOutcome::Ok,
+                Some(Err(_)) => RunOutcome::Panic,
+                None => RunOutcome::LeaseLost,
+            },
+            fencing_token: guard.info().issued_fencing_token(),
+        };
         // Errors are logged by the guard; the task's output is what the caller needs.
-        let _ = guard.unlock().await;
+        let _ = guard.unlock_after_run(run).await;
     }
     match outcome {
         Some(Ok(output)) => Ok(Some(output)),
@@ -378,7 +433,10 @@ pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
 /// second acquisition: only when the hold covers what the call asks (a second
 /// acquisition would wait on the task's own hold), and with the held lease
 /// made to cover the call's own `lock_at_most_for` and `lock_at_least_for`.
-async fn reenter(active: &ActiveLock, config: &LockConfiguration) -> Result<(), LockError> {
+pub(crate) async fn reenter(
+    active: &ActiveLock,
+    config: &LockConfiguration,
+) -> Result<(), LockError> {
     let lease_lost = || LockError::LeaseLost {
         name: config.name().to_owned(),
     };
@@ -391,6 +449,10 @@ async fn reenter(active: &ActiveLock, config: &LockConfiguration) -> Result<(), 
     }
     if active.is_lost() {
         return Err(lease_lost());
+    }
+    if active.kept_elsewhere {
+        // A scoped run: the scope's lease is renewed in the background.
+        return Ok(());
     }
     let mut guard = active.guard.lock().await;
     let Some(guard) = guard.as_mut() else {
@@ -489,8 +551,14 @@ async fn watch_lease(active: &ActiveLock, keep_alive: bool) {
         // Bounded by the lease end: a store that never answers must not hide the loss.
         match tokio::time::timeout_at(lease_until.into(), guard.renew()).await {
             Ok(Ok(true)) => next_extension = Some(Instant::now() + guard.lease_length() / 3),
-            Ok(Ok(false)) | Err(_) => break,
-            Ok(Err(_)) => next_extension = Some(Instant::now() + KEEP_ALIVE_RETRY.min(period)),
+            Ok(Ok(false)) | Err(_) => {
+                metrics::extension_failed(&active.label);
+                break;
+            }
+            Ok(Err(_)) => {
+                metrics::extension_failed(&active.label);
+                next_extension = Some(Instant::now() + KEEP_ALIVE_RETRY.min(period));
+            }
         }
     }
     active.mark_lost();
@@ -498,7 +566,7 @@ async fn watch_lease(active: &ActiveLock, keep_alive: bool) {
 
 /// Turns a panic while polling `task` into an `Err`, so the lock can be
 /// released before the panic resumes.
-async fn catch_unwind_of<F: Future>(task: F) -> Result<F::Output, Box<dyn Any + Send>> {
+pub(crate) async fn catch_unwind_of<F: Future>(task: F) -> Result<F::Output, Box<dyn Any + Send>> {
     let mut task = pin!(task);
     poll_fn(
         |cx| match catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {

@@ -16,9 +16,15 @@ mod guard;
 pub mod identity;
 mod leader;
 mod memory;
+#[cfg(feature = "metrics")]
+pub mod metrics;
+#[cfg(not(feature = "metrics"))]
+mod metrics;
 mod provider;
 mod release_notifiers;
+mod runs;
 mod scheduler_lock;
+mod scopes;
 
 #[doc(hidden)]
 pub mod private;
@@ -36,4 +42,6 @@ pub use leader::{Leader, LeaderElection, Leadership};
 pub use memory::InMemoryLockProvider;
 pub use provider::{BoxFuture, Lease, LockProvider, ReleaseNotifier, ReleaseWatch, Waiter};
 pub use release_notifiers::ReleaseNotifiers;
+pub use runs::{FinishedRun, RUN_HISTORY_LEN, RunOutcome, RunRecord};
 pub use scheduler_lock::{SchedulerLock, SchedulerLockBuilder};
+pub use scopes::SCOPE_LOCK_PREFIX;

@@ -4,7 +4,9 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::executor::run_locked;
+use crate::executor::run_labelled;
+use crate::metrics::LockLabel;
+use crate::scopes::run_scoped;
 use crate::{ExecutionOptions, LockConfiguration, LockError, LockProvider, SchedulerLock};
 
 /// A lock name without placeholders, made a shared string at the first call
@@ -49,6 +51,9 @@ pub struct AttributeOptions {
     pub permits: Option<u32>,
     /// `capacity = n`.
     pub capacity: Option<u32>,
+    /// The `name` literal when it has `{arg}` placeholders: the `lock` label
+    /// of the call's metrics, so their number stays bounded.
+    pub name_template: Option<&'static str>,
 }
 
 impl AttributeOptions {
@@ -102,7 +107,15 @@ pub async fn execute_default<F: Future>(
 ) -> Result<Option<F::Output>, LockError> {
     let installed = SchedulerLock::installed().ok_or(LockError::NotConfigured)?;
     let config = options.configuration(name.into(), Some(installed))?;
-    run_locked(&**installed.provider(), &config, options.execution(), task).await
+    let label = LockLabel::new(&config, options.name_template);
+    run_labelled(
+        &**installed.provider(),
+        &config,
+        label,
+        options.execution(),
+        task,
+    )
+    .await
 }
 
 /// Runs `task` under the lock `name`, taken from `provider` (the attribute's
@@ -115,7 +128,8 @@ pub async fn execute_with<P: LockProvider + ?Sized, F: Future>(
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
     let config = options.configuration(name.into(), SchedulerLock::installed())?;
-    run_locked(provider, &config, options.execution(), task).await
+    let label = LockLabel::new(&config, options.name_template);
+    run_labelled(provider, &config, label, options.execution(), task).await
 }
 
 /// Lets `provider = <expr>` accept a provider, a reference to one, or an
@@ -128,3 +142,48 @@ pub trait ProviderRef: LockProvider {
 }
 
 impl<P: LockProvider + ?Sized> ProviderRef for P {}
+
+/// Runs `task` as the job `name` of the scope `scope`, on the installed
+/// default provider: on the replica that owns the scope.
+pub async fn execute_default_in_scope<F: Future>(
+    name: impl Into<Arc<str>>,
+    scope: impl Into<Arc<str>>,
+    options: AttributeOptions,
+    task: F,
+) -> Result<Option<F::Output>, LockError> {
+    let installed = SchedulerLock::installed().ok_or(LockError::NotConfigured)?;
+    let config = options.configuration(name.into(), Some(installed))?;
+    let settings = SchedulerLock::scope_settings();
+    run_scoped(
+        &**installed.provider(),
+        settings,
+        scope.into(),
+        &config,
+        options.execution(),
+        task,
+    )
+    .await
+}
+
+/// Runs `task` as the job `name` of the scope `scope`, on `provider`.
+pub async fn execute_with_in_scope<P: LockProvider + ?Sized, F: Future>(
+    provider: &P,
+    name: impl Into<Arc<str>>,
+    scope: impl Into<Arc<str>>,
+    options: AttributeOptions,
+    task: F,
+) -> Result<Option<F::Output>, LockError> {
+    let config = options.configuration(name.into(), SchedulerLock::installed())?;
+    let settings = SchedulerLock::scope_settings();
+    run_scoped(
+        provider,
+        settings,
+        scope.into(),
+        &config,
+        options.execution(),
+        task,
+    )
+    .await
+}
+
+pub use crate::runs::{AnyOutcome, OutcomeProbe, ResultOutcome, note_outcome};

@@ -140,8 +140,11 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
     let options_var = Ident::new("__shedlock_options", Span::mixed_site());
     let provider_var = Ident::new("__shedlock_provider", Span::mixed_site());
     let body_var = Ident::new("__shedlock_body", Span::mixed_site());
+    let output_var = Ident::new("__shedlock_output", Span::mixed_site());
 
-    let name = lock_name(args.name()?, &krate);
+    let name_literal = args.name()?;
+    let name = lock_name(name_literal, &krate);
+    let name_template = name_template(name_literal);
     let lock_at_most_for = duration(args.lock_at_most_for.as_ref());
     let lock_at_least_for = duration(args.lock_at_least_for.as_ref());
     let wait_for = duration(args.wait_for.as_ref());
@@ -150,7 +153,36 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
     let shared = args.mode.as_ref().is_some_and(|mode| mode.shared);
     let permits = option_u32(args.permits.as_ref().map(|permits| permits.value));
     let capacity = option_u32(args.capacity.as_ref().map(|capacity| capacity.value));
+    let scope_var = Ident::new("__shedlock_scope", Span::mixed_site());
+    let (scope_let, in_scope) = match &args.scope {
+        Some(scope) => {
+            let scope = lock_name(scope, &krate);
+            (quote! { let #scope_var = #scope; }, true)
+        }
+        None => (quote!(), false),
+    };
     let (provider_let, execute) = match &args.provider {
+        Some(provider) if in_scope => (
+            quote! { let #provider_var = &(#provider); },
+            quote_spanned! {provider.span()=>
+                #krate::__private::execute_with_in_scope(
+                    {
+                        use #krate::__private::ProviderRef as _;
+                        #provider_var.shedlock_provider()
+                    },
+                    #name_var,
+                    #scope_var,
+                    #options_var,
+                    #body_var,
+                )
+            },
+        ),
+        None if in_scope => (
+            quote!(),
+            quote! {
+                #krate::__private::execute_default_in_scope(#name_var, #scope_var, #options_var, #body_var)
+            },
+        ),
         Some(provider) => (
             quote! { let #provider_var = &(#provider); },
             quote_spanned! {provider.span()=>
@@ -179,6 +211,7 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
             #(#inner_attrs)*
             // The name first: `{arg}` placeholders borrow arguments the body then moves.
             let #name_var = #name;
+            #scope_let
             // Every field is set today; the update keeps this compiling when options grow.
             #[allow(clippy::needless_update)]
             let #options_var = #krate::__private::AttributeOptions {
@@ -190,12 +223,24 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
                 shared: #shared,
                 permits: #permits,
                 capacity: #capacity,
+                name_template: #name_template,
                 ..::core::default::Default::default()
             };
             #provider_let
             let #body_var = async move {
-                #fake_return
-                #block
+                let #output_var = async move {
+                    #fake_return
+                    #block
+                }
+                .await;
+                {
+                    // The run's outcome for the lock's history: `Err` is an error.
+                    use #krate::__private::{AnyOutcome as _, ResultOutcome as _};
+                    #krate::__private::note_outcome(
+                        (&#krate::__private::OutcomeProbe(&#output_var)).shedlock_outcome(),
+                    );
+                }
+                #output_var
             };
             #execute.await
         }
@@ -281,6 +326,15 @@ fn lock_name(literal: &LitStr, krate: &Path) -> TokenStream {
             }}
         }
         None => quote!(::std::format!(#literal)),
+    }
+}
+
+/// `Some(literal)` when the name has placeholders: the template labels the
+/// call's metrics, so a name per argument value makes no series of its own.
+fn name_template(literal: &LitStr) -> TokenStream {
+    match without_placeholders(&literal.value()) {
+        Some(_) => quote!(::core::option::Option::None),
+        None => quote!(::core::option::Option::Some(#literal)),
     }
 }
 
