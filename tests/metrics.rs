@@ -18,6 +18,9 @@ async fn report(locks: &InMemoryLockProvider, region: &str) -> usize {
 #[shedlock::scheduler_lock(name = "nightly-report", lock_at_most_for = "10s", provider = locks)]
 async fn nightly_report(locks: &InMemoryLockProvider) {}
 
+#[shedlock::scheduler_lock(name = "index-{db}", scope = "db-{db}", lock_at_most_for = "10s", provider = locks)]
+async fn rebuild_index(locks: &InMemoryLockProvider, db: u32) {}
+
 /// The counters recorded while `calls` ran, by (metric, `lock` label), and
 /// every `lock` label seen.
 async fn recorded(calls: impl Future<Output = ()>) -> (Counters, BTreeSet<String>) {
@@ -83,4 +86,20 @@ async fn templated_names_are_labelled_by_their_template_unless_rendered_names_ar
         BTreeSet::from(["nightly-report".to_owned(), "report-ap".to_owned()])
     );
     assert_eq!(count(&counters, ACQUIRED, "report-ap"), 1);
+
+    // Scoped jobs: the owner's runs are acquisitions, the other replica's
+    // ticks skips, all labelled by the template.
+    let owner = locks.clone().with_locked_by("owner");
+    let other = locks.clone().with_locked_by("other");
+    let (counters, labels) = recorded(async {
+        for _ in 0..3 {
+            rebuild_index(&owner, 7).await.unwrap();
+            rebuild_index(&other, 7).await.unwrap();
+        }
+    })
+    .await;
+    assert_eq!(labels, BTreeSet::from(["index-{db}".to_owned()]));
+    assert_eq!(count(&counters, ATTEMPTS, "index-{db}"), 6);
+    assert_eq!(count(&counters, ACQUIRED, "index-{db}"), 3);
+    assert_eq!(count(&counters, SKIPPED, "index-{db}"), 3);
 }

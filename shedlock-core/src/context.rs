@@ -121,8 +121,8 @@ impl HeldLocks {
         info: LockInfo,
         mode: LockMode,
         scope: &str,
+        label: LockLabel,
     ) -> (HeldLocks, Arc<ActiveLock>) {
-        let label = LockLabel::of_name(info.name());
         self.with_lease(info, None, mode, scope, label)
     }
 

@@ -151,11 +151,6 @@ mod enabled {
                 _ => LockLabel(SharedString::from(config.shared_name().clone())),
             }
         }
-
-        /// The lock's name `name` (copied).
-        pub(crate) fn of_name(name: &str) -> Self {
-            LockLabel(SharedString::from(name.to_owned()))
-        }
     }
 
     /// One attempt to take a lock, counted when it starts; its end is
@@ -250,11 +245,6 @@ mod disabled {
     impl LockLabel {
         #[inline(always)]
         pub(crate) fn new(_config: &LockConfiguration, _template: Option<&'static str>) -> Self {
-            LockLabel
-        }
-
-        #[inline(always)]
-        pub(crate) fn of_name(_name: &str) -> Self {
             LockLabel
         }
     }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::executor::run_labelled;
 use crate::metrics::LockLabel;
-use crate::scopes::run_scoped;
+use crate::scopes::{Scoped, run_scoped};
 use crate::{ExecutionOptions, LockConfiguration, LockError, LockProvider, SchedulerLock};
 
 /// A lock name without placeholders, made a shared string at the first call
@@ -106,16 +106,7 @@ pub async fn execute_default<F: Future>(
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
     let installed = SchedulerLock::installed().ok_or(LockError::NotConfigured)?;
-    let config = options.configuration(name.into(), Some(installed))?;
-    let label = LockLabel::new(&config, options.name_template);
-    run_labelled(
-        &**installed.provider(),
-        &config,
-        label,
-        options.execution(),
-        task,
-    )
-    .await
+    execute_with(&**installed.provider(), name, options, task).await
 }
 
 /// Runs `task` under the lock `name`, taken from `provider` (the attribute's
@@ -152,17 +143,7 @@ pub async fn execute_default_in_scope<F: Future>(
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
     let installed = SchedulerLock::installed().ok_or(LockError::NotConfigured)?;
-    let config = options.configuration(name.into(), Some(installed))?;
-    let settings = SchedulerLock::scope_settings();
-    run_scoped(
-        &**installed.provider(),
-        settings,
-        scope.into(),
-        &config,
-        options.execution(),
-        task,
-    )
-    .await
+    execute_with_in_scope(&**installed.provider(), name, scope, options, task).await
 }
 
 /// Runs `task` as the job `name` of the scope `scope`, on `provider`.
@@ -174,16 +155,13 @@ pub async fn execute_with_in_scope<P: LockProvider + ?Sized, F: Future>(
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
     let config = options.configuration(name.into(), SchedulerLock::installed())?;
-    let settings = SchedulerLock::scope_settings();
-    run_scoped(
-        provider,
-        settings,
-        scope.into(),
-        &config,
-        options.execution(),
-        task,
-    )
-    .await
+    let label = LockLabel::new(&config, options.name_template);
+    let scoped = Scoped {
+        settings: SchedulerLock::scope_settings(),
+        scope: scope.into(),
+        label,
+    };
+    run_scoped(provider, scoped, &config, options.execution(), task).await
 }
 
 pub use crate::runs::{AnyOutcome, OutcomeProbe, ResultOutcome, note_outcome};

@@ -32,6 +32,7 @@ use tracing::Instrument;
 use crate::context::HeldLocks;
 use crate::executor::{catch_unwind_of, reenter};
 use crate::leader::{LostSignal, keep_lease};
+use crate::metrics::{Attempt, LockLabel};
 use crate::{ExecutionOptions, LockConfiguration, LockError, LockGuard, LockInfo, LockProvider};
 
 /// The prefix of a scope's lock name: the scope `tenant-7` is the lock
@@ -519,45 +520,63 @@ async fn keep_scope(ownership: Arc<Ownership>, mut guard: LockGuard, settings: S
     }
 }
 
-/// Runs a tick of the job `config` names in `scope`: on the owner at once,
+/// A scoped job's scope, its timing, and its metrics label.
+pub(crate) struct Scoped {
+    pub(crate) settings: ScopeSettings,
+    pub(crate) scope: Arc<str>,
+    pub(crate) label: LockLabel,
+}
+
+/// Runs a tick of the job `config` names in its scope: on the owner at once,
 /// elsewhere skipped. See the module's documentation.
 pub(crate) async fn run_scoped<P: LockProvider + ?Sized, F: Future>(
     provider: &P,
-    settings: ScopeSettings,
-    scope: Arc<str>,
+    scoped: Scoped,
     config: &LockConfiguration,
     options: ExecutionOptions,
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
+    let Scoped {
+        settings,
+        scope,
+        label,
+    } = scoped;
     let name = config.name();
     let held = HeldLocks::current();
     if let Some(active) = held.find(provider.scope(), name) {
         if let Err(err) = reenter(active, config).await {
             tracing::warn!(lock = %name, error = %err, "nested call on a held lock refused; the task did not run");
+            Attempt::start(&label).failed(&err);
             return Err(err);
         }
         return Ok(Some(task.await));
     }
+    let attempt = Attempt::start(&label);
     if scope.is_empty() {
-        return Err(LockError::InvalidConfiguration(format!(
+        let err = LockError::InvalidConfiguration(format!(
             "job '{name}' has an empty scope: give every scope a name"
-        )));
+        ));
+        attempt.failed(&err);
+        return Err(err);
     }
     let key = ReplicaKey::of(provider);
     let ownership = match REGISTRY.decide(&key, &scope, &settings) {
         Decision::Run(ownership) => ownership,
         Decision::Skip(why) => {
             tracing::debug!(lock = %name, scope = %scope, why, "skipping");
+            attempt.skipped();
             return Ok(None);
         }
         Decision::Claim(claim) => match claim.attempt(provider, settings).await {
             Ok(Some(ownership)) => ownership,
             Ok(None) => {
                 tracing::debug!(lock = %name, scope = %scope, "scope owned elsewhere; skipping");
+                attempt.skipped();
                 return Ok(None);
             }
             Err(err) => {
                 tracing::warn!(lock = %name, scope = %scope, error = %err, "claiming the scope failed; the task did not run");
+                attempt.failed(&err);
                 return Err(err);
             }
         },
@@ -571,12 +590,15 @@ pub(crate) async fn run_scoped<P: LockProvider + ?Sized, F: Future>(
         .await
     else {
         tracing::debug!(lock = %name, scope = %scope, "the job runs on this replica already; skipping");
+        attempt.skipped();
         return Ok(None);
     };
     if !ownership.is_valid() {
         tracing::debug!(lock = %name, scope = %scope, "scope lost before the run; skipping");
+        attempt.skipped();
         return Ok(None);
     }
+    let _execution = attempt.acquired();
     tracing::debug!(lock = %name, scope = %scope, term = ownership.term, "running in owned scope");
     let span = tracing::info_span!(
         "scheduler_lock",
@@ -590,7 +612,7 @@ pub(crate) async fn run_scoped<P: LockProvider + ?Sized, F: Future>(
         ownership.term,
         SystemTime::now(),
     );
-    let (held, active) = held.with_kept(info, config.mode(), provider.scope());
+    let (held, active) = held.with_kept(info, config.mode(), provider.scope(), label.clone());
     let mut task = pin!(held.scope(catch_unwind_of(task.instrument(span))));
     let mut lost = pin!(ownership.lost.wait());
     let mut watching = true;
