@@ -1,14 +1,17 @@
 //! Last runs in the store: every run under a lock is recorded with its
 //! release (outcome ok, error, panic or lease lost; holder; token; times),
-//! the last 20 kept, newest first. On memory and a private Redis.
+//! the last 20 kept, newest first. On memory, a private Redis, and the
+//! PostgreSQL, MariaDB and SQLite test databases (a table of their own).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use shedlock::admin::{LockAdmin, RUN_HISTORY_LEN, RunOutcome};
 use shedlock::redis::RedisLockProvider;
+use shedlock::sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock::{InMemoryLockProvider, LockError, LockProvider, scheduler_lock};
 use shedlock_test_support::redis::RedisServer;
+use shedlock_test_support::sql::{mysql_url, postgres_url, unique_table_name};
 
 #[scheduler_lock(name = "history-ok-{tag}", lock_at_most_for = "10s", provider = locks)]
 async fn succeeds(locks: &dyn LockProvider, tag: &str) -> Result<u64, String> {
@@ -36,6 +39,11 @@ async fn panics(locks: Arc<dyn LockProvider>, tag: String) {
 )]
 async fn loses_its_lease(locks: &dyn LockProvider, tag: &str) {
     tokio::time::sleep(Duration::from_secs(10)).await;
+}
+
+#[scheduler_lock(name = "history-shared-{tag}", lock_at_most_for = "10s", permits = 2, provider = locks)]
+async fn shared(locks: &dyn LockProvider, tag: &str) -> Result<(), String> {
+    Err("a shared job's error".to_owned())
 }
 
 #[scheduler_lock(name = "history-many-{tag}", lock_at_most_for = "10s", provider = locks)]
@@ -94,6 +102,15 @@ where
         "{runs:?}"
     );
 
+    // A shared (counted) holder's run is recorded by its release too.
+    assert!(shared(&*locks, tag).await?.is_some_and(|ran| ran.is_err()));
+    let runs = locks.run_history(&format!("history-shared-{tag}")).await?;
+    assert_eq!(
+        runs.first().map(|run| run.outcome),
+        Some(RunOutcome::Error),
+        "{runs:?}"
+    );
+
     // The last 20, newest first.
     for n in 0..25 {
         numbered(&*locks, tag, n).await?;
@@ -126,4 +143,31 @@ async fn every_outcome_is_recorded_on_redis() -> anyhow::Result<()> {
     let server = RedisServer::start();
     let locks = RedisLockProvider::connect(server.url()).await?;
     every_outcome_is_recorded(Arc::new(locks), "redis").await
+}
+
+#[tokio::test]
+async fn every_outcome_is_recorded_on_postgres() -> anyhow::Result<()> {
+    let locks = PostgresLockProvider::connect(&postgres_url())
+        .await?
+        .with_table_name(&unique_table_name("history"))?;
+    locks.create_table_if_missing().await?;
+    every_outcome_is_recorded(Arc::new(locks), "postgres").await
+}
+
+#[tokio::test]
+async fn every_outcome_is_recorded_on_mysql() -> anyhow::Result<()> {
+    let locks = MySqlLockProvider::connect(&mysql_url())
+        .await?
+        .with_table_name(&unique_table_name("history"))?;
+    locks.create_table_if_missing().await?;
+    every_outcome_is_recorded(Arc::new(locks), "mysql").await
+}
+
+#[tokio::test]
+async fn every_outcome_is_recorded_on_sqlite() -> anyhow::Result<()> {
+    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("{}.db", unique_table_name("history")));
+    let locks = SqliteLockProvider::open(&file).await?;
+    locks.create_table_if_missing().await?;
+    every_outcome_is_recorded(Arc::new(locks), "sqlite").await
 }

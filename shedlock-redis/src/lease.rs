@@ -15,8 +15,7 @@ use crate::errors::store_error;
 use crate::keys::{LockKeys, RENEWED_SUFFIX, RUNS_SUFFIX};
 use crate::releases::RELEASE_CHANNEL;
 use crate::scripts::{
-    EXTEND, EXTEND_SHARED, RECORD_RUN, RELEASE, RELEASE_RUN, RELEASE_SHARED, RELEASE_SHARED_RUN,
-    TOKEN, evalsha, invoke,
+    EXTEND, EXTEND_SHARED, RECORD_RUN, RELEASE, RELEASE_SHARED, TOKEN, evalsha, invoke,
 };
 
 /// One acquisition's lease: the lock's keys and the acquisition's unique value.
@@ -34,6 +33,59 @@ pub(crate) struct RedisLease {
     /// `locked_by`, when runs are recorded in the lock's history
     /// ([`RedisLockProvider::with_run_history`](crate::RedisLockProvider::with_run_history)).
     pub(crate) history: Option<Arc<str>>,
+}
+
+impl RedisLease {
+    /// `release.lua` (or its shared variant), with the run's history key and
+    /// entry after a run when runs are recorded.
+    async fn release_recording(
+        &self,
+        keep_for: Duration,
+        run: Option<&FinishedRun>,
+    ) -> Result<bool, LockError> {
+        let keep_ms = if keep_for.is_zero() {
+            0
+        } else {
+            millis(keep_for)
+        };
+        let entry = run.zip(self.history.as_deref()).map(|(run, locked_by)| {
+            let (head, tail) = run_entry(run, locked_by);
+            (head, run.outcome.as_str(), tail)
+        });
+        let (keys, args) = match &entry {
+            Some(_) => (2, 6),
+            None => (1, 3),
+        };
+        let data = 2 * self.keys.lock.len() + self.value.len() + 128;
+        let (script, mut release) = if self.shared {
+            let holders = self.keys.holders();
+            let mut release = evalsha(&RELEASE_SHARED, keys + 1, args, data + holders.len());
+            release.arg(holders).arg(&self.keys.lock);
+            (&*RELEASE_SHARED, release)
+        } else {
+            let mut release = evalsha(&RELEASE, keys, args, data);
+            release.arg(&self.keys.lock);
+            (&*RELEASE, release)
+        };
+        if entry.is_some() {
+            release.arg(self.keys.auxiliary_arg(RUNS_SUFFIX));
+        }
+        release.arg(&self.value).arg(keep_ms).arg(RELEASE_CHANNEL);
+        if let Some((head, outcome, tail)) = entry {
+            release.arg(head).arg(outcome).arg(tail);
+        }
+        invoke::<i64>(script, &release, &mut self.connection.clone())
+            .await
+            .map(|released| released == 1)
+            .map_err(|err| {
+                store_error(
+                    &self.server,
+                    &format!("releasing lock key '{}'", self.keys.lock),
+                    &err,
+                    "the lease ends at lock_at_most_for at the latest",
+                )
+            })
+    }
 }
 
 /// A run's history entry in two parts around its outcome (`history.lua`):
@@ -116,26 +168,7 @@ impl Lease for RedisLease {
     }
 
     fn release(&self, keep_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
-        Box::pin(async move {
-            let keep_ms = if keep_for.is_zero() {
-                0
-            } else {
-                millis(keep_for)
-            };
-            let (script, mut release) = self.script_call(&RELEASE, &RELEASE_SHARED, 2);
-            release.arg(keep_ms).arg(RELEASE_CHANNEL);
-            invoke::<i64>(script, &release, &mut self.connection.clone())
-                .await
-                .map(|released| released == 1)
-                .map_err(|err| {
-                    store_error(
-                        &self.server,
-                        &format!("releasing lock key '{}'", self.keys.lock),
-                        &err,
-                        "the lease ends at lock_at_most_for at the latest",
-                    )
-                })
-        })
+        Box::pin(self.release_recording(keep_for, None))
     }
 
     fn release_after_run<'a>(
@@ -143,47 +176,7 @@ impl Lease for RedisLease {
         keep_for: Duration,
         run: &'a FinishedRun,
     ) -> BoxFuture<'a, Result<bool, LockError>> {
-        let Some(locked_by) = &self.history else {
-            return self.release(keep_for);
-        };
-        Box::pin(async move {
-            let keep_ms = if keep_for.is_zero() {
-                0
-            } else {
-                millis(keep_for)
-            };
-            let (head, tail) = run_entry(run, locked_by);
-            let runs = self.keys.auxiliary_arg(RUNS_SUFFIX);
-            let data = 2 * self.keys.lock.len() + self.value.len() + head.len() + tail.len() + 64;
-            let (script, mut release) = if self.shared {
-                let holders = self.keys.holders();
-                let mut release = evalsha(&RELEASE_SHARED_RUN, 3, 6, data + holders.len());
-                release.arg(holders).arg(&self.keys.lock).arg(runs);
-                (&*RELEASE_SHARED_RUN, release)
-            } else {
-                let mut release = evalsha(&RELEASE_RUN, 2, 6, data);
-                release.arg(&self.keys.lock).arg(runs);
-                (&*RELEASE_RUN, release)
-            };
-            release
-                .arg(&self.value)
-                .arg(keep_ms)
-                .arg(RELEASE_CHANNEL)
-                .arg(head)
-                .arg(run.outcome.as_str())
-                .arg(tail);
-            invoke::<i64>(script, &release, &mut self.connection.clone())
-                .await
-                .map(|released| released == 1)
-                .map_err(|err| {
-                    store_error(
-                        &self.server,
-                        &format!("releasing lock key '{}'", self.keys.lock),
-                        &err,
-                        "the lease ends at lock_at_most_for at the latest",
-                    )
-                })
-        })
+        Box::pin(self.release_recording(keep_for, Some(run)))
     }
 
     fn record_lost_run<'a>(&'a self, run: &'a FinishedRun) -> BoxFuture<'a, Result<(), LockError>> {

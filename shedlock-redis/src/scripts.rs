@@ -28,18 +28,16 @@ scripts! {
     /// The fencing token of an exclusive lease, issued on request while the
     /// lease is this acquisition's.
     TOKEN = "fence.lua", "lease_value.lua", "token.lua";
-    /// Compare-and-delete (or compare-and-shorten for `lock_at_least_for`).
-    RELEASE = "lease_value.lua", "release.lua";
-    /// `RELEASE` after a run, recording it in the lock's history.
-    RELEASE_RUN = "lease_value.lua", "history.lua", "release_run.lua";
-    /// `RELEASE_SHARED` after a run, recording it in the lock's history.
-    RELEASE_SHARED_RUN = "settle_shared.lua", "history.lua", "release_shared_run.lua";
+    /// Compare-and-delete (or compare-and-shorten for `lock_at_least_for`),
+    /// recording the run after one.
+    RELEASE = "lease_value.lua", "history.lua", "release.lua";
     /// Records a run whose lease had ended.
     RECORD_RUN = "history.lua", "record_run.lua";
     /// Compare-and-expire.
     EXTEND = "lease_value.lua", "extend.lua";
-    /// A shared holder's release, checked against its own value.
-    RELEASE_SHARED = "settle_shared.lua", "release_shared.lua";
+    /// A shared holder's release, checked against its own value, recording
+    /// the run after one.
+    RELEASE_SHARED = "settle_shared.lua", "history.lua", "release_shared.lua";
     /// A shared holder's extension, checked against its own value.
     EXTEND_SHARED = "settle_shared.lua", "extend_shared.lua";
     /// A lock's state, read in one step.

@@ -1,13 +1,18 @@
 -- Ends a lease only if it is still this acquisition's: a holder whose lease
--- ended never frees or shortens the next holder's lock.
--- KEYS[1] lock key; ARGV[1] the acquisition's value; ARGV[2] ms to keep the
--- lock (lock_at_least_for not yet passed), 0 to free it now; ARGV[3] the
--- channel on which a freed lock's key is published, to wake its waiters.
+-- ended never frees or shortens the next holder's lock. After a run, also
+-- records the run in the lock's history (as lost when the lease had ended).
+-- KEYS[1] lock key; KEYS[2], after a run: the run history. ARGV[1] the
+-- acquisition's value; ARGV[2] ms to keep the lock (lock_at_least_for not yet
+-- passed), 0 to free it now; ARGV[3] the channel on which a freed lock's key
+-- is published, to wake its waiters; after a run, ARGV[4] its "<finished ms>
+-- <duration ms>", ARGV[5] its outcome, ARGV[6] its "<token> <locked_by>".
 -- Returns 1 when released (or shortened), 0 when the lease had already ended.
 -- The value may carry a waiter's mark (acquire.lua): then, and only then, a
--- freed lock is published. Runs after lease_value.lua, which defines owned().
+-- freed lock is published. Runs after lease_value.lua (owned()) and
+-- history.lua (record_run()).
 local current = redis.call('GET', KEYS[1])
 if not owned(current, ARGV[1]) then
+  if KEYS[2] then record_run(KEYS[2], ARGV[4], 'lease_lost', ARGV[6]) end
   return 0
 end
 local keep = tonumber(ARGV[2])
@@ -20,4 +25,5 @@ else
   redis.call('DEL', KEYS[1])
   if current ~= ARGV[1] then redis.call('PUBLISH', ARGV[3], KEYS[1]) end
 end
+if KEYS[2] then record_run(KEYS[2], ARGV[4], ARGV[5], ARGV[6]) end
 return 1

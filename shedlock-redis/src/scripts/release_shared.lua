@@ -4,11 +4,16 @@
 -- ARGV[1] the acquisition's value; ARGV[2] ms to keep the permits
 -- (lock_at_least_for not yet passed), 0 to free them now;
 -- ARGV[3] the release channel, on which the lock key is published to wake waiters.
+-- After a run, KEYS[3] the run history and ARGV[4..6] the run (release.lua):
+-- it is recorded, as lost when the lease had ended.
 -- Returns 1 when released (or shortened), 0 when the lease had already ended.
--- Runs after settle_shared.lua, which defines settle() and my_share().
+-- Runs after settle_shared.lua (settle(), my_share()) and history.lua.
 
 local now, ends, permits, token = my_share()
-if not now then return 0 end
+if not now then
+  if KEYS[3] then record_run(KEYS[3], ARGV[4], 'lease_lost', ARGV[6]) end
+  return 0
+end
 local keep = tonumber(ARGV[2])
 if keep > 0 then
   if now + keep < ends then
@@ -20,4 +25,5 @@ else
   settle(now)
   redis.call('PUBLISH', ARGV[3], KEYS[2])
 end
+if KEYS[3] then record_run(KEYS[3], ARGV[4], ARGV[5], ARGV[6]) end
 return 1
