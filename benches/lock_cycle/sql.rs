@@ -296,38 +296,44 @@ async fn throughput(bench: &Arc<SqlBench>, path: SqlPath, per_task: usize) -> Be
     Ok((SQL_TASKS * per_task) as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Short rounds, floor and provider in every round; the median of the
-/// rounds' ratios.
+/// Short rounds, every path in every round; the median of the rounds'
+/// ratios to the floor's.
 async fn concurrent(bench: &SqlBench, rows: &mut Vec<Row>) -> BenchResult<()> {
     const ROUNDS: usize = 7;
     const PER_TASK: usize = 20;
     let shared = Arc::new(bench.clone());
-    let paths = [SqlPath::Floor, SqlPath::Provider];
-    for path in paths {
+    let paths = bench.paths();
+    for &path in &paths {
         throughput(&shared, path, 5).await?;
     }
-    let mut rates = [Vec::new(), Vec::new()];
+    let mut rates = vec![Vec::new(); paths.len()];
     for _ in 0..ROUNDS {
         for (i, &path) in paths.iter().enumerate() {
             rates[i].push(throughput(&shared, path, PER_TASK).await?);
         }
     }
-    let mut ratios: Vec<f64> = rates[1].iter().zip(&rates[0]).map(|(r, f)| r / f).collect();
-    let ratio = median(&mut ratios);
-    let (ours, floor) = (median(&mut rates[1].clone()), median(&mut rates[0].clone()));
     println!(
         "{}: {SQL_TASKS} tasks on distinct names, one pool of 4 ({} cycles per round, median of {ROUNDS} rounds)",
         bench.label,
         SQL_TASKS * PER_TASK
     );
-    println!("  floor {floor:>8.0} cycles/s   try_lock + unlock {ours:>8.0} cycles/s");
-    rows.push(Row {
-        figure: format!("{}: {SQL_TASKS} tasks, try_lock + unlock", bench.label),
-        ours: format!("{ours:.0}/s"),
-        floor: format!("{floor:.0}/s"),
-        ratio: Some(ratio),
-        target: "-",
-        met: None,
-    });
+    let floor = median(&mut rates[0].clone());
+    // paths[0] is the floor, paths[1] the provider, the rest breakdowns.
+    for (i, &path) in paths.iter().enumerate() {
+        let rate = median(&mut rates[i].clone());
+        println!("  {:<46} {rate:>8.0} cycles/s", bench.label(path));
+        if i == 0 {
+            continue;
+        }
+        let mut ratios: Vec<f64> = rates[i].iter().zip(&rates[0]).map(|(r, f)| r / f).collect();
+        rows.push(Row {
+            figure: format!("{}: {SQL_TASKS} tasks, {}", bench.label, bench.label(path)),
+            ours: format!("{rate:.0}/s"),
+            floor: format!("{floor:.0}/s"),
+            ratio: Some(median(&mut ratios)),
+            target: if i == 1 { "-" } else { "(breakdown)" },
+            met: None,
+        });
+    }
     Ok(())
 }
