@@ -1,14 +1,15 @@
 //! The real `shedlock` binary on SQL stores (`--store postgres://..`,
 //! `mysql://..`, `sqlite://..`), each against its test database on a table
 //! of its own: the same table and JSON as on Redis, changes services see,
-//! prune, names the library refuses, and passwords kept hidden.
+//! the last runs (history, show, list), prune, names the library refuses,
+//! and passwords kept hidden.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use shedlock_core::{LockAdmin, LockConfiguration, LockGuard, LockProvider};
+use shedlock_core::{LockAdmin, LockConfiguration, LockGuard, LockProvider, LockingTaskExecutor};
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock_test_support::free_port;
 use shedlock_test_support::sql::{
@@ -318,6 +319,95 @@ async fn changes_reach_the_services<P: Service>((provider, url, table): (P, Stri
     assert!(matches!(provider.try_lock(&job).await, Ok(Some(_))));
 }
 
+/// `history NAME` prints the lock's last runs (the newest first), `show` its
+/// last run and `list` a LAST RUN column, for a lock that is free; `prune`
+/// takes the runs of the locks it prunes.
+async fn history_show_and_list_give_the_last_runs<P: Service>(
+    (provider, url, table): (P, String, String),
+) {
+    let executor = LockingTaskExecutor::new(provider);
+    let nightly = config("nightly");
+    for _ in 0..3 {
+        // The sleep starts with the run (`sleep` alone counts from its creation).
+        let job = async { tokio::time::sleep(Duration::from_millis(20)).await };
+        let ran = executor.execute(&nightly, job).await;
+        assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
+    }
+
+    let history = json_of(&succeeded(
+        &run(&url, &table, &["history", "nightly", "--json"]).await,
+    ));
+    let runs = history
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {history}"));
+    assert_eq!(runs.len(), 3, "{history}");
+    for run in runs {
+        assert_eq!(run["outcome"], "ok", "{run}");
+        assert_eq!(run["locked_by"], "worker-7", "{run}");
+        assert!(
+            run["duration_ms"].as_u64().is_some_and(|ms| ms >= 15),
+            "{run}"
+        );
+        assert!(run["fencing_token"].as_u64().is_some(), "{run}");
+        assert!(
+            run["started_at"].is_string() && run["finished_at"].is_string(),
+            "{run}"
+        );
+    }
+    let tokens: Vec<u64> = runs
+        .iter()
+        .filter_map(|run| run["fencing_token"].as_u64())
+        .collect();
+    assert!(
+        tokens.windows(2).all(|pair| pair[0] > pair[1]),
+        "newest first: {history}"
+    );
+    let text = succeeded(&run(&url, &table, &["history", "nightly"]).await);
+    assert!(text.starts_with("STARTED"), "{text}");
+    assert_eq!(text.lines().count(), 4, "{text}");
+
+    // The lock is free, yet listed for its runs, with its last run.
+    let show = json_of(&succeeded(
+        &run(&url, &table, &["show", "nightly", "--json"]).await,
+    ));
+    assert_eq!(show["last_run"]["outcome"], "ok", "{show}");
+    assert_eq!(show["last_run"]["fencing_token"], runs[0]["fencing_token"]);
+    assert_eq!(show["holders"].as_array().map(Vec::len), Some(0), "{show}");
+    let list = succeeded(&run(&url, &table, &["list"]).await);
+    assert!(
+        list.lines()
+            .next()
+            .is_some_and(|header| header.contains("LAST RUN")),
+        "{list}"
+    );
+    assert!(
+        list.lines().any(|line| line.starts_with("nightly")
+            && line.contains("ok ")
+            && line.contains("worker-7")),
+        "{list}"
+    );
+    let text = succeeded(&run(&url, &table, &["show", "nightly"]).await);
+    assert!(text.contains("last run:  ok "), "{text}");
+
+    // A lock never run has none.
+    let empty = succeeded(&run(&url, &table, &["history", "never-run"]).await);
+    assert!(empty.contains("no runs recorded"), "{empty}");
+    let refused = run(&url, &table, &["history", ""]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+
+    // Pruned, the lock's runs go with its row.
+    succeeded(&run(&url, &table, &["prune", "--unused-for", "0s"]).await);
+    let history = json_of(&succeeded(
+        &run(&url, &table, &["history", "nightly", "--json"]).await,
+    ));
+    assert_eq!(history.as_array().map(Vec::len), Some(0), "{history}");
+    let list = succeeded(&run(&url, &table, &["list"]).await);
+    assert!(
+        !list.lines().any(|line| line.starts_with("nightly")),
+        "{list}"
+    );
+}
+
 /// `prune --unused-for` deletes the rows of locks unused since then, never a
 /// held one's or a pause.
 async fn prune_deletes_the_rows_of_unused_locks<P: Service>(
@@ -417,6 +507,11 @@ macro_rules! sql_cli_tests {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn changes_reach_the_services() {
                 super::changes_reach_the_services(super::$database().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn history_show_and_list_give_the_last_runs() {
+                super::history_show_and_list_give_the_last_runs(super::$database().await).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -58,6 +58,10 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// capacities operators stored (0: paused), and what a resume restores.
     fn create_settings_table(settings: &TableName) -> String;
 
+    /// `CREATE TABLE IF NOT EXISTS` of the companion table `runs`: the last
+    /// runs of each lock (an increasing `id`, unique with the name).
+    fn create_runs_table(runs: &TableName) -> String;
+
     /// Whether `column`, as the catalog names it, is the `fencing_token` column.
     fn is_fencing_column(column: &str) -> bool {
         column.eq_ignore_ascii_case("fencing_token")
@@ -119,6 +123,14 @@ pub(crate) enum LeaseParam {
     Capacity,
     /// How long a lock has not been used, at least, for its row to be pruned.
     UnusedFor,
+    /// Who holds the lease, without the acquisition's id (as the history shows it).
+    Holder,
+    /// How long the recorded run took, in whole milliseconds (`BIGINT`).
+    RunMillis,
+    /// How the recorded run ended: `ok`, `error`, `panic` or `lease_lost`.
+    Outcome,
+    /// The recorded run's fencing token (NULL: not issued).
+    RunToken,
 }
 
 /// The parameters of the catalog lookup of a table.
@@ -192,6 +204,37 @@ pub(crate) struct Statements {
     pub(crate) lease_left: Statement<LeaseParam>,
     /// What operators read and change.
     pub(crate) admin: AdminStatements,
+    /// The lock's last runs.
+    pub(crate) runs: RunStatements,
+}
+
+/// The statements of the run history (`<table>_runs`): each run is a row
+/// with the database's clock as its finish, the name's last
+/// [`RUN_HISTORY_LEN`](shedlock_core::RUN_HISTORY_LEN) kept.
+pub(crate) struct RunStatements {
+    /// How a release records its run, in the same transaction.
+    pub(crate) release: ReleaseRun,
+    /// Records a run (its `Outcome` given) and trims the name's history to
+    /// the newest ones, in this order in one transaction.
+    pub(crate) record: [Statement<LeaseParam>; 2],
+    /// The name's runs, the newest first: `started_at` and `finished_at` in
+    /// milliseconds since 1970, `duration_ms`, `outcome`, `locked_by`,
+    /// `fencing_token`.
+    pub(crate) history: Statement<LeaseParam>,
+    /// Deletes the runs of names that have no row in the lock table any
+    /// more (after `prune`, in its transaction).
+    pub(crate) prune: Statement<LeaseParam>,
+}
+
+/// How a release records its run.
+pub(crate) enum ReleaseRun {
+    /// One statement releases the lease, records the run (as `lease_lost`
+    /// when the lease had ended) and trims the history; it answers a row
+    /// only when it released the lease.
+    Combined(Statement<LeaseParam>),
+    /// In one transaction: the plain release, then `RunStatements::record`
+    /// with the outcome the release's answer gives.
+    Transaction,
 }
 
 /// The statements of `LockAdmin`. Reads answer with the columns of

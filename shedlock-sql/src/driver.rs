@@ -13,6 +13,8 @@ pub(crate) enum Value<'a> {
     OptionalStr(Option<&'a str>),
     Text(String),
     Int(i64),
+    /// NULL when `None`.
+    OptionalInt(Option<i64>),
 }
 
 /// An sqlx database the engine can send statements to.
@@ -60,6 +62,7 @@ where
     for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
     for<'q> String: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
     for<'q> i64: Encode<'q, DB> + Decode<'q, DB> + Type<DB>,
+    for<'q> Option<i64>: Encode<'q, DB> + Type<DB>,
     usize: ColumnIndex<DB::Row>,
 {
     fn execute<'a>(
@@ -113,6 +116,7 @@ where
     for<'a> Option<&'a str>: Encode<'a, DB> + Type<DB>,
     for<'a> String: Encode<'a, DB> + Type<DB>,
     for<'a> i64: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<i64>: Encode<'a, DB> + Type<DB>,
 {
     values
         .into_iter()
@@ -121,5 +125,6 @@ where
             Value::OptionalStr(value) => query.bind(value),
             Value::Text(value) => query.bind(value),
             Value::Int(value) => query.bind(value),
+            Value::OptionalInt(value) => query.bind(value),
         })
 }

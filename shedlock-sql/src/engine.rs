@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::identity::default_locked_by;
 use shedlock_core::{
-    BackgroundRelease, BoxFuture, Lease, LockConfiguration, LockError, LockGuard, ReleaseNotifiers,
-    ReleaseWatch, StoreFailure,
+    BackgroundRelease, BoxFuture, FinishedRun, Lease, LockConfiguration, LockError, LockGuard,
+    ReleaseNotifiers, ReleaseWatch, StoreFailure,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
@@ -24,9 +24,10 @@ use crate::dialect::{
 };
 use crate::driver::{Driver, Value};
 use crate::releases::{self, ReleaseFeed};
-use crate::table::{TableName, acquisition_locked_by, check_lock_name};
+use crate::table::{TableName, acquisition_locked_by, check_lock_name, holder_of};
 
 mod admin;
+mod runs;
 
 /// How long one statement (or waiting for a pooled connection) may take
 /// before it fails. An acquisition whose answer does not come in time is
@@ -516,6 +517,12 @@ struct LeaseParams<'a, D> {
     capacity: u32,
     /// How long a pruned lock has not been used, at least.
     unused_for: Duration,
+    /// `locked_by` without the acquisition's id.
+    holder: &'a str,
+    /// The recorded run: how long it took, how it ended, its token.
+    run_millis: i64,
+    outcome: &'static str,
+    run_token: Option<i64>,
     dialect: PhantomData<D>,
 }
 
@@ -524,6 +531,7 @@ impl<'a, D: Dialect> LeaseParams<'a, D> {
     fn of_lease(row: &'a LeaseRow) -> Self {
         LeaseParams {
             locked_by: &row.locked_by,
+            holder: holder_of(&row.locked_by),
             lock_at_least_for: row.lock_at_least_for,
             ..Self::of_name(&row.name)
         }
@@ -539,7 +547,23 @@ impl<'a, D: Dialect> LeaseParams<'a, D> {
             keep_for: Duration::ZERO,
             capacity: 1,
             unused_for: Duration::MAX,
+            holder: "",
+            run_millis: 0,
+            outcome: "",
+            run_token: None,
             dialect: PhantomData,
+        }
+    }
+
+    /// The map of `row`'s statements recording `run`.
+    fn of_run(row: &'a LeaseRow, run: &FinishedRun) -> Self {
+        LeaseParams {
+            run_millis: i64::try_from(run.duration.as_millis()).unwrap_or(i64::MAX),
+            outcome: run.outcome.as_str(),
+            run_token: run
+                .fencing_token
+                .and_then(|token| i64::try_from(token).ok()),
+            ..Self::of_lease(row)
         }
     }
 
@@ -553,6 +577,10 @@ impl<'a, D: Dialect> LeaseParams<'a, D> {
             LeaseParam::KeepFor => D::DURATIONS.encode(self.keep_for),
             LeaseParam::Capacity => Value::Int(i64::from(self.capacity)),
             LeaseParam::UnusedFor => D::DURATIONS.encode(self.unused_for),
+            LeaseParam::Holder => Value::Str(self.holder),
+            LeaseParam::RunMillis => Value::Int(self.run_millis),
+            LeaseParam::Outcome => Value::Str(self.outcome),
+            LeaseParam::RunToken => Value::OptionalInt(self.run_token),
         })
     }
 }
@@ -567,6 +595,8 @@ pub(crate) struct SqlLocks<D: Dialect> {
     fencing: Option<bool>,
     locked_by: Arc<str>,
     timeout: Duration,
+    /// Whether releases after a run record it in `<table>_runs`.
+    run_history: bool,
     /// The statements, once the fencing column is known (shared by clones).
     prepared: Arc<OnceCell<Prepared>>,
     /// Store, server and table: see `LockProvider::scope`.
@@ -586,6 +616,7 @@ impl<D: Dialect> Clone for SqlLocks<D> {
             fencing: self.fencing,
             locked_by: self.locked_by.clone(),
             timeout: self.timeout,
+            run_history: self.run_history,
             prepared: self.prepared.clone(),
             scope: self.scope.clone(),
             releases: self.releases.clone(),
@@ -610,6 +641,7 @@ impl<D: Dialect> SqlLocks<D> {
             fencing: None,
             locked_by: default_locked_by().into(),
             timeout: DEFAULT_STATEMENT_TIMEOUT,
+            run_history: true,
             prepared: Arc::default(),
             scope: "".into(),
             releases: Arc::default(),
@@ -659,6 +691,11 @@ impl<D: Dialect> SqlLocks<D> {
         self
     }
 
+    pub(crate) fn with_run_history(mut self, record: bool) -> Self {
+        self.run_history = record;
+        self
+    }
+
     pub(crate) fn scope(&self) -> &str {
         &self.scope
     }
@@ -667,9 +704,11 @@ impl<D: Dialect> SqlLocks<D> {
         &self.server
     }
 
-    /// Creates the lock table and its companion settings table, each if missing.
+    /// Creates the lock table and its companion settings and runs tables,
+    /// each if missing.
     pub(crate) async fn create_table_if_missing(&self) -> Result<(), LockError> {
         let settings = self.table.settings();
+        let runs = self.table.runs();
         for (table, create, what) in [
             (&self.table, D::create_table(&self.table), "lock table"),
             (
@@ -677,6 +716,7 @@ impl<D: Dialect> SqlLocks<D> {
                 D::create_settings_table(&settings),
                 "settings table",
             ),
+            (&runs, D::create_runs_table(&runs), "run history table"),
         ] {
             self.engine
                 .create_table(table, &create, self.timeout)
@@ -692,7 +732,10 @@ impl<D: Dialect> SqlLocks<D> {
                     )
                 })?;
         }
-        tracing::info!(table = %self.table, %settings, store = D::STORE, "lock tables present");
+        tracing::info!(
+            table = %self.table, %settings, %runs, store = D::STORE,
+            "lock tables present"
+        );
         Ok(())
     }
 
@@ -721,6 +764,9 @@ impl<D: Dialect> SqlLocks<D> {
                     D::create_settings_table(&settings),
                 )
                 .await?;
+                let runs = self.table.runs();
+                self.checked_columns(&runs, &RUNS_COLUMNS, D::create_runs_table(&runs))
+                    .await?;
                 tracing::debug!(
                     table = %self.table, store = D::STORE, fencing,
                     "lock table statements prepared"
@@ -807,6 +853,7 @@ impl<D: Dialect> SqlLocks<D> {
             server: self.server.clone(),
             releases: self.releases.clone(),
             timeout: self.timeout,
+            history: self.run_history,
             row: LeaseRow {
                 name: config.shared_name().clone(),
                 locked_by: acquisition_locked_by(&self.locked_by),
@@ -929,6 +976,18 @@ const LOCK_COLUMNS: [&str; 4] = ["name", "lock_until", "locked_at", "locked_by"]
 /// The columns of the companion settings table.
 const SETTINGS_COLUMNS: [&str; 3] = ["name", "capacity", "resume_to"];
 
+/// The columns of the companion run history table.
+const RUNS_COLUMNS: [&str; 8] = [
+    "id",
+    "name",
+    "started_at",
+    "finished_at",
+    "duration_ms",
+    "outcome",
+    "locked_by",
+    "fencing_token",
+];
+
 /// Statements of one table, with the fencing mode they were made for.
 struct Prepared {
     fencing: bool,
@@ -1030,6 +1089,8 @@ struct SqlLease<D: Dialect> {
     server: Arc<str>,
     releases: Arc<ReleaseNotifiers>,
     timeout: Duration,
+    /// Whether a release after a run records it.
+    history: bool,
     row: LeaseRow,
 }
 
@@ -1050,27 +1111,70 @@ impl<D: Dialect> Lease for SqlLease<D> {
     }
 
     fn release(&self, keep_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
+        Box::pin(self.release_with(keep_for, None))
+    }
+
+    fn release_after_run<'a>(
+        &'a self,
+        keep_for: Duration,
+        run: &'a FinishedRun,
+    ) -> BoxFuture<'a, Result<bool, LockError>> {
+        Box::pin(self.release_with(keep_for, self.history.then_some(run)))
+    }
+
+    fn record_lost_run<'a>(&'a self, run: &'a FinishedRun) -> BoxFuture<'a, Result<(), LockError>> {
         Box::pin(async move {
-            let released = self
-                .engine
-                .release(&self.statements, &self.row, keep_for, self.timeout)
+            if !self.history {
+                return Ok(());
+            }
+            self.engine
+                .record_run(&self.statements, &self.row, run, self.timeout)
                 .await
                 .map_err(|failure| {
                     failure.into_error::<D>(
                         &self.server,
-                        format!("releasing lock '{}'", self.row.name),
-                        "the lease ends at lock_at_most_for at the latest",
+                        format!("recording a lost run of lock '{}'", self.row.name),
+                        "the run is missing from the lock's history",
                     )
-                })?;
-            // Waiters in this process wake when the lock is free: now, or once kept long enough.
-            if released && keep_for.is_zero() {
-                self.releases.notify_released(&self.row.name);
-            } else if released {
-                let free_at = Instant::now() + keep_for;
-                self.releases.note_lease_end(&self.row.name, Some(free_at));
-            }
-            Ok(released)
+                })
         })
+    }
+}
+
+impl<D: Dialect> SqlLease<D> {
+    /// Releases the lease, recording `run` in the same transaction if given.
+    async fn release_with(
+        &self,
+        keep_for: Duration,
+        run: Option<&FinishedRun>,
+    ) -> Result<bool, LockError> {
+        let released = match run {
+            Some(run) => {
+                self.engine
+                    .release_after_run(&self.statements, &self.row, keep_for, run, self.timeout)
+                    .await
+            }
+            None => {
+                self.engine
+                    .release(&self.statements, &self.row, keep_for, self.timeout)
+                    .await
+            }
+        }
+        .map_err(|failure| {
+            failure.into_error::<D>(
+                &self.server,
+                format!("releasing lock '{}'", self.row.name),
+                "the lease ends at lock_at_most_for at the latest",
+            )
+        })?;
+        // Waiters in this process wake when the lock is free: now, or once kept long enough.
+        if released && keep_for.is_zero() {
+            self.releases.notify_released(&self.row.name);
+        } else if released {
+            let free_at = Instant::now() + keep_for;
+            self.releases.note_lease_end(&self.row.name, Some(free_at));
+        }
+        Ok(released)
     }
 }
 

@@ -11,13 +11,13 @@
 //! Times come from `UTC_TIMESTAMP(3)`, evaluated once per statement.
 
 use shedlock_core::{
-    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch,
+    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, RUN_HISTORY_LEN, ReleaseWatch,
 };
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult};
 
 use crate::dialect::{
-    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, LeaseParam, Statement, Statements,
-    TableParam, Token, host_port_database,
+    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, LeaseParam, ReleaseRun,
+    RunStatements, Statement, Statements, TableParam, Token, host_port_database,
 };
 use crate::engine::SqlLocks;
 use crate::provider::{server_provider, sql_provider};
@@ -99,9 +99,11 @@ impl Dialect for MySqlDialect {
 
     fn statements(table: &TableName, fencing: bool) -> Statements {
         use LeaseParam::{
-            Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name, UnusedFor,
+            Capacity, Holder, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name, Outcome,
+            RunMillis, RunToken, UnusedFor,
         };
         let settings = table.settings();
+        let runs = table.runs();
         let (token_update, token_column, token_insert, holder_token) = if fencing {
             (
                 ", fencing_token = LAST_INSERT_ID(COALESCE(fencing_token, 0) + 1)",
@@ -195,7 +197,7 @@ impl Dialect for MySqlDialect {
                     format!(
                         "SELECT {state_columns}, n.name FROM \
                          (SELECT name FROM {table} WHERE lock_until > {NOW} \
-                         UNION SELECT name FROM {settings}) AS n \
+                         UNION SELECT name FROM {settings} UNION SELECT name FROM {runs}) AS n \
                          LEFT JOIN {table} l ON l.name = n.name AND l.lock_until > {NOW} \
                          LEFT JOIN {settings} s ON s.name = n.name"
                     ),
@@ -241,6 +243,45 @@ impl Dialect for MySqlDialect {
                     &[UnusedFor],
                 ),
             },
+            runs: RunStatements {
+                // No statement can both update and insert: the release, then
+                // `record`, in one transaction.
+                release: ReleaseRun::Transaction,
+                record: [
+                    // UTC_TIMESTAMP(3) is one instant throughout a statement.
+                    Statement::new(
+                        format!(
+                            "INSERT INTO {runs} \
+                             (name, started_at, finished_at, duration_ms, outcome, locked_by, fencing_token) \
+                             VALUES (?, {NOW} - INTERVAL (? * 1000) MICROSECOND, {NOW}, ?, ?, ?, ?)"
+                        ),
+                        &[Name, RunMillis, RunMillis, Outcome, Holder, RunToken],
+                    ),
+                    // The derived table (materialised, for its LIMIT) lets
+                    // the DELETE read the table it deletes from.
+                    Statement::new(
+                        format!(
+                            "DELETE FROM {runs} WHERE name = ? AND id < (SELECT id FROM \
+                             (SELECT id FROM {runs} WHERE name = ? ORDER BY id DESC \
+                             LIMIT 1 OFFSET {RUN_HISTORY_LEN}) AS newest)"
+                        ),
+                        &[Name, Name],
+                    ),
+                ],
+                history: Statement::new(
+                    format!(
+                        "SELECT CAST(UNIX_TIMESTAMP(started_at) * 1000 AS SIGNED), \
+                         CAST(UNIX_TIMESTAMP(finished_at) * 1000 AS SIGNED), \
+                         duration_ms, outcome, locked_by, fencing_token FROM {runs} \
+                         WHERE name = ? ORDER BY id DESC LIMIT {RUN_HISTORY_LEN}"
+                    ),
+                    &[Name],
+                ),
+                prune: Statement::new(
+                    format!("DELETE FROM {runs} WHERE name NOT IN (SELECT name FROM {table})"),
+                    &[],
+                ),
+            },
         }
     }
 
@@ -272,6 +313,22 @@ impl Dialect for MySqlDialect {
              capacity INT NOT NULL CHECK (capacity >= 0), \
              resume_to INT, \
              PRIMARY KEY (name))"
+        )
+    }
+
+    fn create_runs_table(runs: &TableName) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {runs} (\
+             id BIGINT NOT NULL AUTO_INCREMENT, \
+             name VARCHAR(64) NOT NULL, \
+             started_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
+             finished_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
+             duration_ms BIGINT NOT NULL, \
+             outcome VARCHAR(16) NOT NULL, \
+             locked_by VARCHAR(255) NOT NULL, \
+             fencing_token BIGINT NULL, \
+             PRIMARY KEY (id), \
+             UNIQUE KEY (name, id))"
         )
     }
 

@@ -12,14 +12,14 @@
 use std::sync::Arc;
 
 use shedlock_core::{
-    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseNotifiers,
-    ReleaseWatch,
+    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, RUN_HISTORY_LEN,
+    ReleaseNotifiers, ReleaseWatch,
 };
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
 
 use crate::dialect::{
-    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, LeaseParam, Statement, Statements,
-    TableParam, host_port_database,
+    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, LeaseParam, ReleaseRun,
+    RunStatements, Statement, Statements, TableParam, host_port_database,
 };
 use crate::engine::SqlLocks;
 use crate::pg_releases::{PgReleaseFeed, channel_of};
@@ -87,9 +87,33 @@ impl Dialect for PgDialect {
 
     fn statements(table: &TableName, fencing: bool) -> Statements {
         use LeaseParam::{
-            Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name, UnusedFor,
+            Capacity, Holder, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name, Outcome,
+            RunMillis, RunToken, UnusedFor,
         };
         let settings = table.settings();
+        let runs = table.runs();
+        let channel = channel_of(table);
+        // The plain release's UPDATE, which the release with a run records beside.
+        let release_update = format!(
+            "UPDATE {table} SET lock_until = date_trunc('milliseconds', LEAST(lock_until, GREATEST(\
+             locked_at + $3::bigint * INTERVAL '1 millisecond', \
+             {NOW} + $4::bigint * INTERVAL '1 millisecond'))) \
+             WHERE name = $1 AND locked_by = $2 AND lock_until > {NOW} \
+             RETURNING name"
+        );
+        // A run finished now, by the database's clock, that took `$n` ms.
+        let run_values = |name: u8, millis: u8| {
+            format!(
+                "${name}, {NOW} - ${millis}::bigint * INTERVAL '1 millisecond', {NOW}, ${millis}::bigint"
+            )
+        };
+        // Drops the runs of `$1` older than the newest `keep`.
+        let trim = |keep: usize| {
+            format!(
+                "DELETE FROM {runs} WHERE name = $1 AND id < \
+                 (SELECT id FROM {runs} WHERE name = $1 ORDER BY id DESC LIMIT 1 OFFSET {keep})"
+            )
+        };
         let (token_column, token_insert, token_update, returning, holder_token) = if fencing {
             (
                 ", fencing_token",
@@ -147,14 +171,8 @@ impl Dialect for PgDialect {
             // new end). One row of answer: one row changed.
             release: Statement::new(
                 format!(
-                    "WITH released AS (\
-                     UPDATE {table} SET lock_until = date_trunc('milliseconds', LEAST(lock_until, GREATEST(\
-                     locked_at + $3::bigint * INTERVAL '1 millisecond', \
-                     {NOW} + $4::bigint * INTERVAL '1 millisecond'))) \
-                     WHERE name = $1 AND locked_by = $2 AND lock_until > {NOW} \
-                     RETURNING name) \
-                     SELECT pg_notify('{channel}', name) FROM released",
-                    channel = channel_of(table)
+                    "WITH released AS ({release_update}) \
+                     SELECT pg_notify('{channel}', name) FROM released"
                 ),
                 &[Name, LockedBy, LockAtLeastFor, KeepFor],
             ),
@@ -179,7 +197,7 @@ impl Dialect for PgDialect {
                     format!(
                         "SELECT {state_columns}, n.name FROM \
                          (SELECT name FROM {table} WHERE lock_until > {NOW} \
-                         UNION SELECT name FROM {settings}) AS n \
+                         UNION SELECT name FROM {settings} UNION SELECT name FROM {runs}) AS n \
                          LEFT JOIN {table} l ON l.name = n.name AND l.lock_until > {NOW} \
                          LEFT JOIN {settings} s ON s.name = n.name"
                     ),
@@ -218,8 +236,7 @@ impl Dialect for PgDialect {
                          UPDATE {table} SET lock_until = date_trunc('milliseconds', {NOW}) \
                          WHERE name = $1 AND lock_until > {NOW} \
                          RETURNING name) \
-                         SELECT pg_notify('{channel}', name) FROM released",
-                        channel = channel_of(table)
+                         SELECT pg_notify('{channel}', name) FROM released"
                     ),
                     &[Name],
                 ),
@@ -229,6 +246,59 @@ impl Dialect for PgDialect {
                          WHERE lock_until + $1::bigint * INTERVAL '1 millisecond' < {NOW}"
                     ),
                     &[UnusedFor],
+                ),
+            },
+            runs: RunStatements {
+                // One statement: the release, its run (lease_lost when the
+                // release matched nothing) and the trim, which does not see
+                // the new row (one snapshot), so it keeps one run fewer.
+                release: ReleaseRun::Combined(Statement::new(
+                    format!(
+                        "WITH released AS ({release_update}), \
+                         recorded AS (INSERT INTO {runs} \
+                         (name, started_at, finished_at, duration_ms, outcome, locked_by, fencing_token) \
+                         SELECT {values}, CASE WHEN EXISTS (SELECT 1 FROM released) \
+                         THEN $6::varchar ELSE 'lease_lost' END, $7, $8::bigint), \
+                         trimmed AS ({trim}) \
+                         SELECT pg_notify('{channel}', name) FROM released",
+                        values = run_values(1, 5),
+                        trim = trim(RUN_HISTORY_LEN - 1),
+                    ),
+                    &[
+                        Name,
+                        LockedBy,
+                        LockAtLeastFor,
+                        KeepFor,
+                        RunMillis,
+                        Outcome,
+                        Holder,
+                        RunToken,
+                    ],
+                )),
+                record: [
+                    Statement::new(
+                        format!(
+                            "INSERT INTO {runs} \
+                             (name, started_at, finished_at, duration_ms, outcome, locked_by, fencing_token) \
+                             VALUES ({values}, $3, $4, $5::bigint)",
+                            values = run_values(1, 2),
+                        ),
+                        &[Name, RunMillis, Outcome, Holder, RunToken],
+                    ),
+                    Statement::new(trim(RUN_HISTORY_LEN), &[Name]),
+                ],
+                history: Statement::new(
+                    format!(
+                        "SELECT CAST(EXTRACT(EPOCH FROM started_at) * 1000 AS BIGINT), \
+                         CAST(EXTRACT(EPOCH FROM finished_at) * 1000 AS BIGINT), \
+                         duration_ms, outcome, locked_by, fencing_token FROM {runs} \
+                         WHERE name = $1 ORDER BY id DESC LIMIT {RUN_HISTORY_LEN}"
+                    ),
+                    &[Name],
+                ),
+                prune: Statement::new(
+                    format!("DELETE FROM {runs} WHERE name NOT IN (SELECT name FROM {table})"),
+                    &[],
                 ),
             },
         }
@@ -263,6 +333,21 @@ impl Dialect for PgDialect {
              capacity INT NOT NULL CHECK (capacity >= 0), \
              resume_to INT, \
              PRIMARY KEY (name))"
+        )
+    }
+
+    fn create_runs_table(runs: &TableName) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {runs} (\
+             id BIGSERIAL PRIMARY KEY, \
+             name VARCHAR(64) NOT NULL, \
+             started_at TIMESTAMP(3) NOT NULL, \
+             finished_at TIMESTAMP(3) NOT NULL, \
+             duration_ms BIGINT NOT NULL, \
+             outcome VARCHAR(16) NOT NULL, \
+             locked_by VARCHAR(255) NOT NULL, \
+             fencing_token BIGINT, \
+             UNIQUE (name, id))"
         )
     }
 

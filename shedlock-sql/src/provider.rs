@@ -53,12 +53,25 @@ macro_rules! sql_provider {
                 }
             }
 
+            /// Says whether each run under a lock is recorded in the lock's
+            /// history (its last 20 runs: times by the database's clock,
+            /// outcome, holder, token; read with
+            /// [`LockAdmin::run_history`](shedlock_core::LockAdmin::run_history)
+            /// and `shedlock history`), in the release's transaction. On by
+            /// default; see BENCHMARKS.md for its cost.
+            pub fn with_run_history(self, record: bool) -> Self {
+                $provider {
+                    locks: self.locks.with_run_history(record),
+                }
+            }
+
             /// Creates the lock table if it does not exist: ShedLock's four
             /// columns plus `fencing_token BIGINT NOT NULL DEFAULT 0` (which
-            /// ShedLock for Java ignores); and its companion `<table>_settings`
+            /// ShedLock for Java ignores); and its companions `<table>_settings`
             /// (`name`, `capacity`, `resume_to`: the capacities and pauses
-            /// operators set, which every acquisition reads). Existing tables
-            /// are left as they are. Safe to run from several processes at once.
+            /// operators set, which every acquisition reads) and `<table>_runs`
+            /// (the last runs of each lock). Existing tables are left as they
+            /// are. Safe to run from several processes at once.
             ///
             /// # Errors
             ///
@@ -82,8 +95,8 @@ macro_rules! sql_provider {
             /// Deletes the rows of locks not used for `unused_for`: those
             /// whose last lease ended more than `unused_for` ago, by the
             /// database's clock, so never a held lock's (ShedLock issue 713:
-            /// per-resource lock names leave a row each). Returns how many.
-            /// Rows of the settings table stay: a pause or capacity is an
+            /// per-resource lock names leave a row each), and their runs.
+            /// Returns how many locks. Rows of the settings table stay: a pause or capacity is an
             /// operator's decision (and a paused lock is unused by design).
             /// A lock locked again gets a new row, and with the fencing
             /// column its tokens still rise: a new row's counter starts at
@@ -174,6 +187,13 @@ macro_rules! sql_provider {
                 name: &'a str,
             ) -> BoxFuture<'a, Result<usize, LockError>> {
                 Box::pin(self.locks.force_release(name))
+            }
+
+            fn run_history<'a>(
+                &'a self,
+                name: &'a str,
+            ) -> BoxFuture<'a, Result<Vec<shedlock_core::RunRecord>, LockError>> {
+                Box::pin(self.locks.run_history(name))
             }
         }
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use shedlock_core::{
-    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch,
+    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, RUN_HISTORY_LEN, ReleaseWatch,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
@@ -20,8 +20,8 @@ use sqlx::sqlite::{
 };
 
 use crate::dialect::{
-    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, LeaseParam, Statement, Statements,
-    TableParam,
+    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, LeaseParam, ReleaseRun,
+    RunStatements, Statement, Statements, TableParam,
 };
 use crate::engine::{DEFAULT_STATEMENT_TIMEOUT, Failure, SqlLocks, parse_url};
 use crate::provider::sql_provider;
@@ -147,9 +147,14 @@ impl Dialect for SqliteDialect {
 
     fn statements(table: &TableName, fencing: bool) -> Statements {
         use LeaseParam::{
-            Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name, UnusedFor,
+            Capacity, Holder, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name, Outcome,
+            RunMillis, RunToken, UnusedFor,
         };
         let settings = table.settings();
+        let runs = table.runs();
+        let millis_since_1970 = |column: &str| {
+            format!("CAST(ROUND((julianday({column}) - 2440587.5) * 86400000.0) AS INTEGER)")
+        };
         let now = format!("strftime({FORMAT}, 'now')");
         let (token_column, token_insert, token_update, returning, holder_token) = if fencing {
             (
@@ -226,7 +231,7 @@ impl Dialect for SqliteDialect {
                     format!(
                         "SELECT {state_columns}, n.name FROM \
                          (SELECT name FROM {table} WHERE lock_until > {now} \
-                         UNION SELECT name FROM {settings}) AS n \
+                         UNION SELECT name FROM {settings} UNION SELECT name FROM {runs}) AS n \
                          LEFT JOIN {table} l ON l.name = n.name AND l.lock_until > {now} \
                          LEFT JOIN {settings} s ON s.name = n.name"
                     ),
@@ -269,6 +274,43 @@ impl Dialect for SqliteDialect {
                     &[UnusedFor],
                 ),
             },
+            runs: RunStatements {
+                // No statement can both update and insert: the release, then
+                // `record`, in one transaction (one write lock on the file).
+                release: ReleaseRun::Transaction,
+                record: [
+                    // 'now' is one instant throughout a statement.
+                    Statement::new(
+                        format!(
+                            "INSERT INTO {runs} \
+                             (name, started_at, finished_at, duration_ms, outcome, locked_by, fencing_token) \
+                             VALUES (?1, strftime({FORMAT}, julianday('now') - ?2 / 86400000.0), \
+                             {now}, ?2, ?3, ?4, ?5)"
+                        ),
+                        &[Name, RunMillis, Outcome, Holder, RunToken],
+                    ),
+                    Statement::new(
+                        format!(
+                            "DELETE FROM {runs} WHERE name = ?1 AND id < (SELECT id FROM {runs} \
+                             WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET {RUN_HISTORY_LEN})"
+                        ),
+                        &[Name],
+                    ),
+                ],
+                history: Statement::new(
+                    format!(
+                        "SELECT {started}, {finished}, duration_ms, outcome, locked_by, fencing_token \
+                         FROM {runs} WHERE name = ?1 ORDER BY id DESC LIMIT {RUN_HISTORY_LEN}",
+                        started = millis_since_1970("started_at"),
+                        finished = millis_since_1970("finished_at"),
+                    ),
+                    &[Name],
+                ),
+                prune: Statement::new(
+                    format!("DELETE FROM {runs} WHERE name NOT IN (SELECT name FROM {table})"),
+                    &[],
+                ),
+            },
         }
     }
 
@@ -296,6 +338,22 @@ impl Dialect for SqliteDialect {
              name VARCHAR(64) NOT NULL PRIMARY KEY, \
              capacity INTEGER NOT NULL CHECK (capacity >= 0), \
              resume_to INTEGER)"
+        )
+    }
+
+    /// `id` is the rowid: it grows, so the newest run has the greatest.
+    fn create_runs_table(runs: &TableName) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {runs} (\
+             id INTEGER PRIMARY KEY, \
+             name VARCHAR(64) NOT NULL, \
+             started_at TIMESTAMP(3) NOT NULL, \
+             finished_at TIMESTAMP(3) NOT NULL, \
+             duration_ms BIGINT NOT NULL, \
+             outcome VARCHAR(16) NOT NULL, \
+             locked_by VARCHAR(255) NOT NULL, \
+             fencing_token BIGINT, \
+             UNIQUE (name, id))"
         )
     }
 

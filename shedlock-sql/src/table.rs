@@ -29,6 +29,10 @@ const MAX_IDENTIFIER_LEN: usize = 63;
 /// settings live in `shedlock_settings`.
 pub(crate) const SETTINGS_SUFFIX: &str = "_settings";
 
+/// What the run history table's name adds to the lock table's (shorter than
+/// [`SETTINGS_SUFFIX`], so it fits whenever that does).
+pub(crate) const RUNS_SUFFIX: &str = "_runs";
+
 /// The longest lock table name accepted: its companion's name must fit too.
 const MAX_TABLE_LEN: usize = MAX_IDENTIFIER_LEN - SETTINGS_SUFFIX.len();
 
@@ -79,6 +83,15 @@ impl TableName {
         TableName {
             schema: self.schema.clone(),
             table: format!("{}{SETTINGS_SUFFIX}", self.table),
+        }
+    }
+
+    /// The companion table of this lock table where the last runs of each
+    /// lock are kept: `<table>_runs` in the same schema.
+    pub(crate) fn runs(&self) -> TableName {
+        TableName {
+            schema: self.schema.clone(),
+            table: format!("{}{RUNS_SUFFIX}", self.table),
         }
     }
 

@@ -91,23 +91,23 @@ impl<D: Dialect> SqlEngine<D> {
             .map_err(Failure::of)
     }
 
-    /// Runs `statements` in order in one transaction; the rows they changed.
-    async fn change(
+    /// Runs `statements` in order in one transaction; the rows each changed.
+    pub(super) async fn change(
         &self,
         statements: &[&Statement<LeaseParam>],
         params: LeaseParams<'_, D>,
         timeout: Duration,
-    ) -> Result<u64, Failure> {
+    ) -> Result<Vec<u64>, Failure> {
         let mut connection = checkout(&self.pool, timeout).await?;
         let mut transaction = answer(timeout, Connection::begin(&mut *connection)).await?;
-        let mut changed = 0;
+        let mut changed = Vec::with_capacity(statements.len());
         for statement in statements {
             let done = answer(
                 timeout,
                 D::Db::execute(&mut *transaction, &statement.sql, params.of(statement)),
             )
             .await?;
-            changed += D::counts(&done).rows_affected;
+            changed.push(D::counts(&done).rows_affected);
         }
         answer(timeout, transaction.commit()).await?;
         Ok(changed)
@@ -192,7 +192,9 @@ impl<D: Dialect> SqlLocks<D> {
             .engine
             .change(&[forget, restore], LeaseParams::of_name(name), self.timeout)
             .await
-            .map_err(|failure| self.admin_error(failure, format!("resuming lock '{name}'")))?;
+            .map_err(|failure| self.admin_error(failure, format!("resuming lock '{name}'")))?
+            .iter()
+            .sum::<u64>();
         if resumed > 0 {
             tracing::info!(lock = %name, "lock resumed");
             self.releases.notify_released(name);
@@ -212,9 +214,9 @@ impl<D: Dialect> SqlLocks<D> {
                 self.timeout,
             )
             .await
-            .map_err(|failure| {
-                self.admin_error(failure, format!("force-releasing lock '{name}'"))
-            })?;
+            .map_err(|failure| self.admin_error(failure, format!("force-releasing lock '{name}'")))?
+            .iter()
+            .sum::<u64>();
         tracing::warn!(lock = %name, holders = released, "lock force-released");
         if released > 0 {
             self.releases.notify_released(name);
@@ -223,23 +225,30 @@ impl<D: Dialect> SqlLocks<D> {
     }
 
     /// Deletes the rows of locks whose last lease ended more than
-    /// `unused_for` ago; how many.
+    /// `unused_for` ago, and their runs; how many locks.
     pub(crate) async fn prune(&self, unused_for: Duration) -> Result<u64, LockError> {
-        let statements = &self.prepared().await?.statements.admin;
+        let statements = &self.prepared().await?.statements;
         let params = LeaseParams {
             unused_for,
             ..LeaseParams::of_name("")
         };
         let pruned = self
             .engine
-            .change(&[&statements.prune], params, self.timeout)
+            .change(
+                &[&statements.admin.prune, &statements.runs.prune],
+                params,
+                self.timeout,
+            )
             .await
             .map_err(|failure| {
                 self.admin_error(
                     failure,
                     format!("pruning the rows of locks unused for {unused_for:?}"),
                 )
-            })?;
+            })?
+            .first()
+            .copied()
+            .unwrap_or(0);
         tracing::info!(table = %self.table, pruned, ?unused_for, "unused lock rows pruned");
         Ok(pruned)
     }
@@ -262,7 +271,7 @@ impl<D: Dialect> SqlLocks<D> {
         Ok(())
     }
 
-    fn admin_error(&self, failure: Failure, action: String) -> LockError {
+    pub(super) fn admin_error(&self, failure: Failure, action: String) -> LockError {
         failure.into_error::<D>(&self.server, action, "nothing was changed")
     }
 }

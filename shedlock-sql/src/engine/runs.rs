@@ -1,0 +1,130 @@
+//! Run history on the SQL stores: a release after a run records it in
+//! `<table>_runs` in the release's own transaction (or statement), keeping
+//! the name's last runs; `run_history` reads them back, the newest first.
+
+use std::time::{Duration, SystemTime};
+
+use shedlock_core::{FinishedRun, LockError, RunOutcome, RunRecord};
+use sqlx::Connection;
+
+use super::{Failure, LeaseParams, LeaseRow, SqlEngine, SqlLocks, answer, checkout};
+use crate::dialect::{Dialect, ReleaseRun, Statements};
+use crate::driver::Driver;
+use crate::table::check_admin_name;
+
+impl<D: Dialect> SqlEngine<D> {
+    /// Releases `lease` as `release` does and records `run` in the same
+    /// transaction: as it ended if the lease was still this holder's, as
+    /// lost otherwise. True when the lease was released.
+    pub(super) async fn release_after_run(
+        &self,
+        statements: &Statements,
+        lease: &LeaseRow,
+        keep_for: Duration,
+        run: &FinishedRun,
+        timeout: Duration,
+    ) -> Result<bool, Failure> {
+        let params = LeaseParams {
+            keep_for,
+            ..LeaseParams::of_run(lease, run)
+        };
+        if let ReleaseRun::Combined(statement) = &statements.runs.release {
+            return self.update(statement, params, timeout).await;
+        }
+        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut transaction = answer(timeout, Connection::begin(&mut *connection)).await?;
+        let release = &statements.release;
+        let done = answer(
+            timeout,
+            D::Db::execute(&mut *transaction, &release.sql, params.of(release)),
+        )
+        .await?;
+        // MySQL's client counts matched rows (CLIENT_FOUND_ROWS), not changed ones.
+        let released = D::counts(&done).rows_affected == 1;
+        let params = if released {
+            params
+        } else {
+            LeaseParams {
+                outcome: RunOutcome::LeaseLost.as_str(),
+                ..params
+            }
+        };
+        for statement in &statements.runs.record {
+            answer(
+                timeout,
+                D::Db::execute(&mut *transaction, &statement.sql, params.of(statement)),
+            )
+            .await?;
+        }
+        answer(timeout, transaction.commit()).await?;
+        Ok(released)
+    }
+
+    /// Records `run` of `lease` (whose lease already ended) and trims the
+    /// name's history, in one transaction.
+    pub(super) async fn record_run(
+        &self,
+        statements: &Statements,
+        lease: &LeaseRow,
+        run: &FinishedRun,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
+        let [record, trim] = &statements.runs.record;
+        self.change(&[record, trim], LeaseParams::of_run(lease, run), timeout)
+            .await
+            .map(drop)
+    }
+
+    /// The last runs of `name`, the newest first.
+    async fn read_runs(
+        &self,
+        statements: &Statements,
+        name: &str,
+        timeout: Duration,
+    ) -> Result<Vec<RunRecord>, Failure> {
+        let mut connection = checkout(&self.pool, timeout).await?;
+        let statement = &statements.runs.history;
+        let values = LeaseParams::<D>::of_name(name).of(statement);
+        let rows = answer(
+            timeout,
+            D::Db::fetch_all(&mut connection, &statement.sql, values),
+        )
+        .await?;
+        rows.iter()
+            .map(run_record::<D::Db>)
+            .collect::<Result<_, _>>()
+            .map_err(Failure::of)
+    }
+}
+
+/// One row of the `history` statement.
+fn run_record<DB: Driver>(row: &DB::Row) -> Result<RunRecord, sqlx::Error> {
+    let since_1970 = |ms: Option<i64>| {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(ms.map_or(0, |ms| ms.max(0).unsigned_abs()))
+    };
+    let outcome = DB::text(row, 3)?.unwrap_or_default();
+    Ok(RunRecord {
+        started_at: since_1970(DB::int(row, 0)?),
+        finished_at: since_1970(DB::int(row, 1)?),
+        duration: Duration::from_millis(DB::int(row, 2)?.map_or(0, |ms| ms.max(0).unsigned_abs())),
+        outcome: outcome
+            .parse::<RunOutcome>()
+            .map_err(|message| sqlx::Error::Decode(message.into()))?,
+        locked_by: DB::text(row, 4)?.unwrap_or_default(),
+        fencing_token: DB::int(row, 5)?.and_then(|token| u64::try_from(token).ok()),
+    })
+}
+
+impl<D: Dialect> SqlLocks<D> {
+    /// The last runs under `name`, the newest first.
+    pub(crate) async fn run_history(&self, name: &str) -> Result<Vec<RunRecord>, LockError> {
+        check_admin_name(name)?;
+        let statements = &self.prepared().await?.statements;
+        self.engine
+            .read_runs(statements, name, self.timeout)
+            .await
+            .map_err(|failure| {
+                self.admin_error(failure, format!("reading the run history of lock '{name}'"))
+            })
+    }
+}
