@@ -1,7 +1,8 @@
 //! Last runs in the store: every run under a lock is recorded with its
 //! release (outcome ok, error, panic or lease lost; holder; token; times),
 //! the last 20 kept, newest first. On memory, a private Redis, and the
-//! PostgreSQL, MariaDB and SQLite test databases (a table of their own).
+//! PostgreSQL, MariaDB and SQLite test databases (a table of their own;
+//! history is opt-in there).
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -167,7 +168,8 @@ async fn every_outcome_is_recorded_on_redis() -> anyhow::Result<()> {
 async fn every_outcome_is_recorded_on_postgres() -> anyhow::Result<()> {
     let locks = PostgresLockProvider::connect(&postgres_url())
         .await?
-        .with_table_name(&unique_table_name("history"))?;
+        .with_table_name(&unique_table_name("history"))?
+        .with_run_history(true);
     locks.create_table_if_missing().await?;
     every_outcome_is_recorded(Arc::new(locks), "postgres", LockKinds::ExclusiveOnly).await
 }
@@ -176,7 +178,8 @@ async fn every_outcome_is_recorded_on_postgres() -> anyhow::Result<()> {
 async fn every_outcome_is_recorded_on_mysql() -> anyhow::Result<()> {
     let locks = MySqlLockProvider::connect(&mysql_url())
         .await?
-        .with_table_name(&unique_table_name("history"))?;
+        .with_table_name(&unique_table_name("history"))?
+        .with_run_history(true);
     locks.create_table_if_missing().await?;
     every_outcome_is_recorded(Arc::new(locks), "mysql", LockKinds::ExclusiveOnly).await
 }
@@ -185,7 +188,9 @@ async fn every_outcome_is_recorded_on_mysql() -> anyhow::Result<()> {
 async fn every_outcome_is_recorded_on_sqlite() -> anyhow::Result<()> {
     let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
         .join(format!("{}.db", unique_table_name("history")));
-    let locks = SqliteLockProvider::open(&file).await?;
+    let locks = SqliteLockProvider::open(&file)
+        .await?
+        .with_run_history(true);
     locks.create_table_if_missing().await?;
     every_outcome_is_recorded(Arc::new(locks), "sqlite", LockKinds::ExclusiveOnly).await
 }

@@ -115,7 +115,8 @@ async fn postgres() -> (PostgresLockProvider, String, String) {
         .unwrap_or_else(|err| database_unreachable("postgres", &err))
         .with_table_name(&table)
         .unwrap_or_else(|err| panic!("{err}"))
-        .with_locked_by("worker-7");
+        .with_locked_by("worker-7")
+        .with_run_history(true);
     provider
         .create_table_if_missing()
         .await
@@ -131,7 +132,8 @@ async fn mysql() -> (MySqlLockProvider, String, String) {
         .unwrap_or_else(|err| database_unreachable("mysql", &err))
         .with_table_name(&table)
         .unwrap_or_else(|err| panic!("{err}"))
-        .with_locked_by("worker-7");
+        .with_locked_by("worker-7")
+        .with_run_history(true);
     provider
         .create_table_if_missing()
         .await
@@ -146,7 +148,8 @@ async fn sqlite() -> (SqliteLockProvider, String, String) {
     let provider = SqliteLockProvider::open(&file)
         .await
         .unwrap_or_else(|err| panic!("cannot open {}: {err}", file.display()))
-        .with_locked_by("worker-7");
+        .with_locked_by("worker-7")
+        .with_run_history(true);
     provider
         .create_table_if_missing()
         .await

@@ -641,7 +641,7 @@ impl<D: Dialect> SqlLocks<D> {
             fencing: None,
             locked_by: default_locked_by().into(),
             timeout: DEFAULT_STATEMENT_TIMEOUT,
-            run_history: true,
+            run_history: false,
             prepared: Arc::default(),
             scope: "".into(),
             releases: Arc::default(),

@@ -12,8 +12,9 @@
 //! );
 //! ```
 //!
-//! and, beside it, a companion table of shedlock's own (ShedLock for Java
-//! never reads it) for what operators set: capacities and pauses.
+//! and, beside it, two companion tables of shedlock's own (ShedLock for Java
+//! never reads them): what operators set (capacities and pauses), and the
+//! last runs of each lock.
 //!
 //! ```sql
 //! CREATE TABLE shedlock_settings(
@@ -21,15 +22,37 @@
 //!     capacity INT NOT NULL CHECK (capacity >= 0),  -- 0: paused
 //!     resume_to INT                                  -- the capacity a resume restores
 //! );
+//! CREATE TABLE shedlock_runs(                        -- PostgreSQL's; see the README for the others
+//!     id BIGSERIAL PRIMARY KEY,
+//!     name VARCHAR(64) NOT NULL,
+//!     started_at TIMESTAMP(3) NOT NULL,
+//!     finished_at TIMESTAMP(3) NOT NULL,             -- the database's clock at the release
+//!     duration_ms BIGINT NOT NULL,
+//!     outcome VARCHAR(16) NOT NULL,                  -- ok, error, panic, lease_lost
+//!     locked_by VARCHAR(255) NOT NULL,
+//!     fencing_token BIGINT,
+//!     UNIQUE (name, id)
+//! );
 //! ```
 //!
 //! Each database is a feature: `postgres` ([`PostgresLockProvider`]),
 //! `mysql` ([`MySqlLockProvider`]), `sqlite` ([`SqliteLockProvider`]). Each
 //! provider is built from a URL (`connect`) or from an sqlx pool (`new`);
-//! `create_table_if_missing()` creates both tables (`<table>_settings` for
-//! another table name). At the first lock, the provider checks that both
-//! exist with these columns; a missing one, or one with other columns, is a
+//! `create_table_if_missing()` creates the three tables (`<table>_settings`
+//! and `<table>_runs` for another table name). At the first lock, the
+//! provider checks that they exist with these columns; a missing one, or one
+//! with other columns, is a
 //! [`LockError::Store`](shedlock_core::LockError::Store) that gives its DDL.
+//!
+//! # Last runs
+//!
+//! A release after a run (the executor's, the attribute's) records it in
+//! `<table>_runs` with the database's clock as its finish, in the release's
+//! transaction (on PostgreSQL in the release statement itself), and deletes
+//! the name's runs past the last 20; a lease found ended records the run as
+//! `lease_lost`. `LockAdmin::run_history` reads them, the newest first.
+//! Off by default (it costs the release a transaction, see BENCHMARKS.md):
+//! turn it on with `with_run_history(true)`.
 //!
 //! # Operators
 //!

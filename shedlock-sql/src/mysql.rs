@@ -263,7 +263,8 @@ impl Dialect for MySqlDialect {
                         format!(
                             "DELETE FROM {runs} WHERE name = ? AND id < (SELECT id FROM \
                              (SELECT id FROM {runs} WHERE name = ? ORDER BY id DESC \
-                             LIMIT 1 OFFSET {RUN_HISTORY_LEN}) AS newest)"
+                             LIMIT 1 OFFSET {}) AS newest)",
+                            RUN_HISTORY_LEN - 1
                         ),
                         &[Name, Name],
                     ),

@@ -107,11 +107,13 @@ impl Dialect for PgDialect {
                 "${name}, {NOW} - ${millis}::bigint * INTERVAL '1 millisecond', {NOW}, ${millis}::bigint"
             )
         };
-        // Drops the runs of `$1` older than the newest `keep`.
+        // Drops the runs of `$1` older than the newest `keep` (older than
+        // the `keep`th newest).
         let trim = |keep: usize| {
             format!(
                 "DELETE FROM {runs} WHERE name = $1 AND id < \
-                 (SELECT id FROM {runs} WHERE name = $1 ORDER BY id DESC LIMIT 1 OFFSET {keep})"
+                 (SELECT id FROM {runs} WHERE name = $1 ORDER BY id DESC LIMIT 1 OFFSET {})",
+                keep - 1
             )
         };
         let (token_column, token_insert, token_update, returning, holder_token) = if fencing {

@@ -57,8 +57,10 @@ macro_rules! sql_provider {
             /// history (its last 20 runs: times by the database's clock,
             /// outcome, holder, token; read with
             /// [`LockAdmin::run_history`](shedlock_core::LockAdmin::run_history)
-            /// and `shedlock history`), in the release's transaction. On by
-            /// default; see BENCHMARKS.md for its cost.
+            /// and `shedlock history`), in the release's transaction (on
+            /// PostgreSQL in the release statement). Off by default: it makes
+            /// a job's lock cycle 1.1x (PostgreSQL) to 2x (SQLite) as long,
+            /// see BENCHMARKS.md. The command reads runs whatever this is.
             pub fn with_run_history(self, record: bool) -> Self {
                 $provider {
                     locks: self.locks.with_run_history(record),

@@ -292,7 +292,8 @@ impl Dialect for SqliteDialect {
                     Statement::new(
                         format!(
                             "DELETE FROM {runs} WHERE name = ?1 AND id < (SELECT id FROM {runs} \
-                             WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET {RUN_HISTORY_LEN})"
+                             WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET {})",
+                            RUN_HISTORY_LEN - 1
                         ),
                         &[Name],
                     ),
