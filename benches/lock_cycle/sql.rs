@@ -1,6 +1,8 @@
 //! SQL lock cycles next to their floor, per database: `try_lock` + `unlock`
 //! against the same statements sent raw through sqlx (`sql_floor`), serial
-//! (p50/p99) and with 64 tasks on distinct names sharing one provider.
+//! (p50/p99) and with 64 tasks on distinct names sharing one provider; and a
+//! job through the executor with run history on and off (what recording
+//! each run in `<table>_runs` costs).
 //!
 //! `SQL_STORES=postgres,mysql,sqlite` picks the databases (all by default:
 //! the test servers of `shedlock-sql`'s tests, `SHEDLOCK_TEST_POSTGRES_URL`,
@@ -9,12 +11,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shedlock::LockConfiguration;
 use shedlock::provider::LockProvider;
 use shedlock::sql::sqlx::mysql::MySqlQueryResult;
 use shedlock::sql::sqlx::postgres::PgQueryResult;
 use shedlock::sql::sqlx::sqlite::SqliteQueryResult;
 use shedlock::sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
+use shedlock::{LockConfiguration, LockingTaskExecutor};
 use shedlock_test_support::sql::{mysql_url, postgres_url, unique_table_name};
 
 use crate::report::{Row, median, percentile, us};
@@ -58,7 +60,43 @@ struct SqlBench {
     floor: Arc<dyn FloorCycle>,
     /// Floors measured for a breakdown, with what they leave out.
     breakdowns: Vec<(&'static str, Arc<dyn FloorCycle>)>,
+    /// A job's cycle through the executor, whose release records the run
+    /// (`with_run_history(true)`), and the same without recording.
+    executors: [(&'static str, SqlExecutor); 2],
 }
+
+type SqlExecutor = LockingTaskExecutor<Arc<dyn LockProvider>>;
+
+/// The executor paths of a provider: run history on, then off.
+fn executors<P>(provider: &P) -> [(&'static str, SqlExecutor); 2]
+where
+    P: LockProvider + Clone + WithRunHistory,
+{
+    let with = |record: bool| -> SqlExecutor {
+        LockingTaskExecutor::new(Arc::new(provider.clone().run_history(record)))
+    };
+    [
+        ("execute, run history on", with(true)),
+        ("execute, run history off", with(false)),
+    ]
+}
+
+/// `with_run_history` of the three providers.
+trait WithRunHistory {
+    fn run_history(self, record: bool) -> Self;
+}
+
+macro_rules! with_run_history {
+    ($($provider:ty),*) => {$(
+        impl WithRunHistory for $provider {
+            fn run_history(self, record: bool) -> Self {
+                self.with_run_history(record)
+            }
+        }
+    )*};
+}
+
+with_run_history!(PostgresLockProvider, MySqlLockProvider, SqliteLockProvider);
 
 /// The serial and concurrent figures of each database in `SQL_STORES`.
 pub(crate) async fn sql_cycles(cycles: usize, rows: &mut Vec<Row>) -> BenchResult<()> {
@@ -96,9 +134,10 @@ async fn postgres(table: &str) -> BenchResult<SqlBench> {
     .await?;
     Ok(SqlBench {
         label: "PostgreSQL",
-        provider: Arc::new(provider),
         floor: Arc::new(floor),
         breakdowns: vec![("floor, release without pg_notify", Arc::new(without_notify))],
+        executors: executors(&provider),
+        provider: Arc::new(provider),
     })
 }
 
@@ -120,9 +159,10 @@ async fn mysql(table: &str) -> BenchResult<SqlBench> {
     let floor = SqlFloor::of(&provider, &pool, "sql-floor", &MYSQL, None).await?;
     Ok(SqlBench {
         label: "MariaDB",
-        provider: Arc::new(provider),
         floor: Arc::new(floor),
         breakdowns: Vec::new(),
+        executors: executors(&provider),
+        provider: Arc::new(provider),
     })
 }
 
@@ -135,9 +175,10 @@ async fn sqlite(table: &str) -> BenchResult<SqlBench> {
     let floor = SqlFloor::of(&provider, &pool, "sql-floor", &SQLITE, None).await?;
     Ok(SqlBench {
         label: "SQLite (WAL file)",
-        provider: Arc::new(provider),
         floor: Arc::new(floor),
         breakdowns: Vec::new(),
+        executors: executors(&provider),
+        provider: Arc::new(provider),
     })
 }
 
@@ -166,12 +207,14 @@ fn task_name(task: usize) -> String {
     format!("sql-task-{task}")
 }
 
-/// What a path cycles: the provider, the floor, or a breakdown floor.
+/// What a path cycles: the provider, the floor, a breakdown floor, or a
+/// job through an executor.
 #[derive(Clone, Copy)]
 enum SqlPath {
     Provider,
     Floor,
     Breakdown(usize),
+    Execute(usize),
 }
 
 impl SqlBench {
@@ -179,6 +222,7 @@ impl SqlBench {
         [SqlPath::Floor, SqlPath::Provider]
             .into_iter()
             .chain((0..self.breakdowns.len()).map(SqlPath::Breakdown))
+            .chain((0..self.executors.len()).map(SqlPath::Execute))
             .collect()
     }
 
@@ -187,6 +231,7 @@ impl SqlBench {
             SqlPath::Provider => "try_lock + unlock",
             SqlPath::Floor => "floor: the same statements, raw sqlx",
             SqlPath::Breakdown(i) => self.breakdowns[i].0,
+            SqlPath::Execute(i) => self.executors[i].0,
         }
     }
 
@@ -200,6 +245,10 @@ impl SqlBench {
             SqlPath::Provider => provider_cycle(&*self.provider, config).await,
             SqlPath::Floor => self.floor.cycle(floor_name).await,
             SqlPath::Breakdown(i) => self.breakdowns[i].1.cycle(floor_name).await,
+            SqlPath::Execute(i) => match self.executors[i].1.execute(config, async { 1 }).await? {
+                Some(_) => Ok(()),
+                None => Err(format!("{} unexpectedly held", config.name()).into()),
+            },
         }
     }
 }
