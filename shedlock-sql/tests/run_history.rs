@@ -142,15 +142,21 @@ async fn a_release_after_the_lease_ended_records_a_lost_run<P: RunsTable>(provid
     );
 }
 
-/// `with_run_history(false)` (the default on SQL): the release records nothing.
-async fn history_off_records_nothing<P: RunsTable>(provider: P) {
-    let name = unique_name("unrecorded");
-    let executor = LockingTaskExecutor::new(provider.clone().history(false));
-    let ran = executor.execute(&config(&name), async {}).await;
-    assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
-    assert_eq!(provider.run_rows(&name).await, 0);
-    let runs = provider.run_history(&name).await;
-    assert!(runs.as_ref().is_ok_and(Vec::is_empty), "{runs:?}");
+/// Without `with_run_history(true)` (off by default on SQL), or with
+/// `with_run_history(false)`, the release records nothing.
+async fn history_off_records_nothing<P: RunsTable>(default: P) {
+    for provider in [
+        default.clone(),
+        default.clone().history(true).history(false),
+    ] {
+        let name = unique_name("unrecorded");
+        let executor = LockingTaskExecutor::new(provider.clone());
+        let ran = executor.execute(&config(&name), async {}).await;
+        assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
+        assert_eq!(provider.run_rows(&name).await, 0);
+        let runs = provider.run_history(&name).await;
+        assert!(runs.as_ref().is_ok_and(Vec::is_empty), "{runs:?}");
+    }
 }
 
 /// Without `<table>_runs` (made before it existed), the first lock fails
@@ -179,23 +185,38 @@ async fn a_missing_runs_table_is_a_clear_error_giving_its_ddl<P: RunsTable>(prov
     }
 }
 
-async fn postgres(table: &str) -> PostgresLockProvider {
-    support::postgres(table).await.with_run_history(true)
+/// The providers on `table`, created if missing; `History::Default`: as
+/// built, without `with_run_history`.
+#[derive(Clone, Copy, PartialEq)]
+enum History {
+    On,
+    Default,
 }
 
-async fn mysql(table: &str) -> MySqlLockProvider {
-    support::mysql(table).await.with_run_history(true)
+fn with<P: RunsTable>(provider: P, history: History) -> P {
+    match history {
+        History::On => provider.history(true),
+        History::Default => provider,
+    }
 }
 
-async fn sqlite(table: &str) -> SqliteLockProvider {
+async fn postgres(table: &str, history: History) -> PostgresLockProvider {
+    with(support::postgres(table).await, history)
+}
+
+async fn mysql(table: &str, history: History) -> MySqlLockProvider {
+    with(support::mysql(table).await, history)
+}
+
+async fn sqlite(table: &str, history: History) -> SqliteLockProvider {
     use support::OnTable as _;
     let file = support::sqlite_file(table);
-    SqliteLockProvider::open(&file)
+    let provider = SqliteLockProvider::open(&file)
         .await
         .unwrap_or_else(|err| panic!("cannot open {}: {err}", file.display()))
         .on_table(table)
-        .await
-        .with_run_history(true)
+        .await;
+    with(provider, history)
 }
 
 macro_rules! run_history_tests {
@@ -205,27 +226,27 @@ macro_rules! run_history_tests {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn the_table_keeps_the_last_20_runs_of_each_name() {
-                let provider = super::$database(&unique_table_name("runs")).await;
+                let provider = super::$database(&unique_table_name("runs"), super::History::On).await;
                 super::the_table_keeps_the_last_20_runs_of_each_name(provider).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_release_after_the_lease_ended_records_a_lost_run() {
-                let provider = super::$database(&unique_table_name("runs")).await;
+                let provider = super::$database(&unique_table_name("runs"), super::History::On).await;
                 super::a_release_after_the_lease_ended_records_a_lost_run(provider).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn history_off_records_nothing() {
-                let provider = super::$database(&unique_table_name("runs")).await;
+                let provider = super::$database(&unique_table_name("runs"), super::History::Default).await;
                 super::history_off_records_nothing(provider).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_missing_runs_table_is_a_clear_error_giving_its_ddl() {
                 let table = unique_table_name("no_runs");
-                let provider = super::$database(&table).await;
-                let fresh = super::$database(&table).await;
+                let provider = super::$database(&table, super::History::On).await;
+                let fresh = super::$database(&table, super::History::On).await;
                 super::a_missing_runs_table_is_a_clear_error_giving_its_ddl(provider, fresh).await;
             }
         }
