@@ -117,7 +117,7 @@ pub trait LockAdmin: Send + Sync {
             Err(LockError::Unsupported {
                 store: "chosen",
                 what: "run history",
-                advice: "use a provider that records runs (Redis, memory)",
+                advice: "use a provider that records runs (Redis, memory, or an SQL provider with with_run_history(true))",
             })
         })
     }
