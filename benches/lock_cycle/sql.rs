@@ -135,11 +135,25 @@ async fn postgres(table: &str) -> BenchResult<SqlBench> {
     Ok(SqlBench {
         label: "PostgreSQL",
         floor: Arc::new(floor),
-        breakdowns: vec![("floor, release without pg_notify", Arc::new(without_notify))],
+        breakdowns: vec![
+            ("floor, release without pg_notify", Arc::new(without_notify)),
+            (
+                BOUNDED,
+                Arc::new(
+                    SqlFloor::of(&provider, &pool, "sql-floor", &POSTGRES, None)
+                        .await?
+                        .with_timeouts(),
+                ),
+            ),
+        ],
         executors: executors(&provider),
         provider: Arc::new(provider),
     })
 }
+
+/// The floor with its waits bounded by timeouts as the provider's are (the
+/// pool's connection, each statement, the acquisition): what they cost.
+const BOUNDED: &str = "floor, each wait bounded as the provider's";
 
 /// The release's `UPDATE` alone, out of `WITH released AS (UPDATE ..
 /// RETURNING name) SELECT pg_notify(..) FROM released`.
@@ -160,7 +174,14 @@ async fn mysql(table: &str) -> BenchResult<SqlBench> {
     Ok(SqlBench {
         label: "MariaDB",
         floor: Arc::new(floor),
-        breakdowns: Vec::new(),
+        breakdowns: vec![(
+            BOUNDED,
+            Arc::new(
+                SqlFloor::of(&provider, &pool, "sql-floor", &MYSQL, None)
+                    .await?
+                    .with_timeouts(),
+            ),
+        )],
         executors: executors(&provider),
         provider: Arc::new(provider),
     })
@@ -176,7 +197,14 @@ async fn sqlite(table: &str) -> BenchResult<SqlBench> {
     Ok(SqlBench {
         label: "SQLite (WAL file)",
         floor: Arc::new(floor),
-        breakdowns: Vec::new(),
+        breakdowns: vec![(
+            BOUNDED,
+            Arc::new(
+                SqlFloor::of(&provider, &pool, "sql-floor", &SQLITE, None)
+                    .await?
+                    .with_timeouts(),
+            ),
+        )],
         executors: executors(&provider),
         provider: Arc::new(provider),
     })
@@ -253,12 +281,77 @@ impl SqlBench {
     }
 }
 
-/// Serial cycles, each path in turn in blocks of 20 so drift hits all alike.
+/// Serial cycles in two passes, each against the floor: the provider and
+/// the breakdown floors, then the executor paths (whose run history, when
+/// on, writes more and would slow whatever follows it within a pass).
 async fn serial(bench: &SqlBench, cycles: usize, rows: &mut Vec<Row>) -> BenchResult<()> {
+    let lock_paths: Vec<SqlPath> = [SqlPath::Floor, SqlPath::Provider]
+        .into_iter()
+        .chain((0..bench.breakdowns.len()).map(SqlPath::Breakdown))
+        .collect();
+    let samples = serial_pass(bench, &lock_paths, cycles).await?;
+    let p = |i: usize, q| percentile(&samples[i], q);
+    // lock_paths[0] is the floor, [1] the provider, the rest breakdowns.
+    let ratio = us(p(1, 0.5)) / us(p(0, 0.5));
+    rows.push(Row {
+        figure: format!("{}: serial p50, try_lock + unlock", bench.label),
+        ours: format!("{:.1} µs", us(p(1, 0.5))),
+        floor: format!("{:.1} µs", us(p(0, 0.5))),
+        ratio: Some(ratio),
+        target: "<= 1.10x",
+        met: Some(ratio <= 1.10),
+    });
+    rows.push(Row {
+        figure: format!("{}: serial p99, try_lock + unlock", bench.label),
+        ours: format!("{:.1} µs", us(p(1, 0.99))),
+        floor: format!("{:.1} µs", us(p(0, 0.99))),
+        ratio: Some(us(p(1, 0.99)) / us(p(0, 0.99))),
+        target: "-",
+        met: None,
+    });
+    breakdown_rows(bench, &lock_paths, &samples, rows);
+    let executor_paths: Vec<SqlPath> = [SqlPath::Floor]
+        .into_iter()
+        .chain((0..bench.executors.len()).map(SqlPath::Execute))
+        .collect();
+    let samples = serial_pass(bench, &executor_paths, cycles).await?;
+    breakdown_rows(bench, &executor_paths, &samples, rows);
+    Ok(())
+}
+
+/// A row per path after the first (the floor), its serial p50 against the floor's.
+fn breakdown_rows(
+    bench: &SqlBench,
+    paths: &[SqlPath],
+    samples: &[Vec<Duration>],
+    rows: &mut Vec<Row>,
+) {
+    let p50 = |i: usize| us(percentile(&samples[i], 0.5));
+    for (i, &path) in paths.iter().enumerate().skip(1) {
+        if matches!(path, SqlPath::Provider) {
+            continue;
+        }
+        rows.push(Row {
+            figure: format!("{}: serial p50, {}", bench.label, bench.label(path)),
+            ours: format!("{:.1} µs", p50(i)),
+            floor: format!("{:.1} µs", p50(0)),
+            ratio: Some(p50(i) / p50(0)),
+            target: "(breakdown)",
+            met: None,
+        });
+    }
+}
+
+/// `cycles` serial cycles of each of `paths`, in turns of blocks of 20 so
+/// drift hits all alike; each path's latencies, sorted.
+async fn serial_pass(
+    bench: &SqlBench,
+    paths: &[SqlPath],
+    cycles: usize,
+) -> BenchResult<Vec<Vec<Duration>>> {
     const BLOCK: usize = 20;
-    let paths = bench.paths();
     let config = LockConfiguration::new("sql-serial", LEASE, Duration::ZERO)?;
-    for &path in &paths {
+    for &path in paths {
         for _ in 0..(cycles / 20).clamp(20, 500) {
             bench.cycle(path, &config, "sql-floor").await?;
         }
@@ -280,47 +373,16 @@ async fn serial(bench: &SqlBench, cycles: usize, rows: &mut Vec<Row>) -> BenchRe
         bench.label,
         blocks * BLOCK
     );
-    for latencies in &mut samples {
+    for (latencies, &path) in samples.iter_mut().zip(paths) {
         latencies.sort();
-    }
-    let p = |i: usize, q| percentile(&samples[i], q);
-    for (i, &path) in paths.iter().enumerate() {
         println!(
             "  {:<46} p50 {:>8.1} µs   p99 {:>8.1} µs",
             bench.label(path),
-            us(p(i, 0.5)),
-            us(p(i, 0.99)),
+            us(percentile(latencies, 0.5)),
+            us(percentile(latencies, 0.99)),
         );
     }
-    // paths[0] is the floor, paths[1] the provider, the rest breakdowns.
-    let ratio = us(p(1, 0.5)) / us(p(0, 0.5));
-    rows.push(Row {
-        figure: format!("{}: serial p50, try_lock + unlock", bench.label),
-        ours: format!("{:.1} µs", us(p(1, 0.5))),
-        floor: format!("{:.1} µs", us(p(0, 0.5))),
-        ratio: Some(ratio),
-        target: "<= 1.10x",
-        met: Some(ratio <= 1.10),
-    });
-    rows.push(Row {
-        figure: format!("{}: serial p99, try_lock + unlock", bench.label),
-        ours: format!("{:.1} µs", us(p(1, 0.99))),
-        floor: format!("{:.1} µs", us(p(0, 0.99))),
-        ratio: Some(us(p(1, 0.99)) / us(p(0, 0.99))),
-        target: "-",
-        met: None,
-    });
-    for (i, &path) in paths.iter().enumerate().skip(2) {
-        rows.push(Row {
-            figure: format!("{}: serial p50, {}", bench.label, bench.label(path)),
-            ours: format!("{:.1} µs", us(p(i, 0.5))),
-            floor: format!("{:.1} µs", us(p(0, 0.5))),
-            ratio: Some(us(p(i, 0.5)) / us(p(0, 0.5))),
-            target: "(breakdown)",
-            met: None,
-        });
-    }
-    Ok(())
+    Ok(samples)
 }
 
 /// `SQL_TASKS` tasks, each cycling its own name `per_task` times through

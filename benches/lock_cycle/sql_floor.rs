@@ -71,6 +71,20 @@ pub(crate) struct SqlFloor<DB: Database> {
     release: FloorStatement,
     durations: Durations,
     rows_affected: fn(&DB::QueryResult) -> u64,
+    /// Bounds each wait as the provider does (a breakdown): for a pooled
+    /// connection, for each statement, and for the acquisition as a whole.
+    timeouts: bool,
+}
+
+/// The provider's default statement timeout.
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// `future`, bounded by [`TIMEOUT`] as the provider bounds its waits.
+async fn bounded<T, E>(future: impl Future<Output = Result<T, E>>) -> BenchResult<T>
+where
+    E: std::error::Error + Send + Sync + 'static,
+{
+    Ok(tokio::time::timeout(TIMEOUT, future).await??)
 }
 
 static LOCKED_BY: AtomicU64 = AtomicU64::new(0);
@@ -131,7 +145,60 @@ where
             },
             durations: shape.durations,
             rows_affected: shape.rows_affected,
+            timeouts: false,
         })
+    }
+
+    /// The same floor, bounding its waits as the provider does.
+    pub(crate) fn with_timeouts(self) -> Self {
+        SqlFloor {
+            timeouts: true,
+            ..self
+        }
+    }
+
+    /// Takes `name` for `locked_by`; whether it was taken.
+    async fn acquire(&self, name: &str, locked_by: &str) -> BenchResult<bool> {
+        let acquire = self.bound(&self.acquire, name, locked_by);
+        if !self.timeouts {
+            return Ok(if self.acquire.returns_row {
+                let row = acquire.fetch_optional(&self.pool).await?;
+                row.map(|row| row.try_get::<i64, _>(0))
+                    .transpose()?
+                    .is_some()
+            } else {
+                (self.rows_affected)(&acquire.execute(&self.pool).await?) == 1
+            });
+        }
+        let mut connection = bounded(self.pool.acquire()).await?;
+        let taken = async {
+            Ok::<_, sqlx::Error>(if self.acquire.returns_row {
+                let row = bounded(acquire.fetch_optional(&mut *connection))
+                    .await
+                    .map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
+                row.map(|row| row.try_get::<i64, _>(0))
+                    .transpose()?
+                    .is_some()
+            } else {
+                let done = bounded(acquire.execute(&mut *connection))
+                    .await
+                    .map_err(|err| sqlx::Error::Protocol(err.to_string()))?;
+                (self.rows_affected)(&done) == 1
+            })
+        };
+        bounded(taken).await
+    }
+
+    /// Releases `name` of `locked_by`; rows changed.
+    async fn release(&self, name: &str, locked_by: &str) -> BenchResult<u64> {
+        let release = self.bound(&self.release, name, locked_by);
+        if !self.timeouts {
+            return Ok((self.rows_affected)(&release.execute(&self.pool).await?));
+        }
+        let mut connection = bounded(self.pool.acquire()).await?;
+        Ok((self.rows_affected)(
+            &bounded(release.execute(&mut *connection)).await?,
+        ))
     }
 
     /// `statement` with its parameters bound from one map.
@@ -184,23 +251,10 @@ where
             // As long as the provider's `{host pid};id={unique id}`.
             let n = LOCKED_BY.fetch_add(1, Ordering::Relaxed);
             let locked_by = format!("floor-{};id={n:032x}", std::process::id());
-            let acquire = self.bound(&self.acquire, name, &locked_by);
-            let taken = if self.acquire.returns_row {
-                let row = acquire.fetch_optional(&self.pool).await?;
-                row.map(|row| row.try_get::<i64, _>(0))
-                    .transpose()?
-                    .is_some()
-            } else {
-                (self.rows_affected)(&acquire.execute(&self.pool).await?) == 1
-            };
-            if !taken {
+            if !self.acquire(name, &locked_by).await? {
                 return Err(format!("floor: {name} was not taken").into());
             }
-            let released = self
-                .bound(&self.release, name, &locked_by)
-                .execute(&self.pool)
-                .await?;
-            if (self.rows_affected)(&released) != 1 {
+            if self.release(name, &locked_by).await? != 1 {
                 return Err(format!("floor: {name} was not released").into());
             }
             Ok(())
