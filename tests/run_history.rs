@@ -160,7 +160,9 @@ async fn every_outcome_is_recorded_in_memory() -> anyhow::Result<()> {
 #[tokio::test]
 async fn every_outcome_is_recorded_on_redis() -> anyhow::Result<()> {
     let server = RedisServer::start();
-    let locks = RedisLockProvider::connect(server.url()).await?;
+    let locks = RedisLockProvider::connect(server.url())
+        .await?
+        .with_run_history(true);
     every_outcome_is_recorded(Arc::new(locks), "redis", LockKinds::All).await
 }
 

@@ -116,7 +116,7 @@ async fn run() -> BenchResult<()> {
         .await?;
     let bench = Bench {
         executor: LockingTaskExecutor::new(provider.clone()),
-        executor_no_history: LockingTaskExecutor::new(provider.clone().with_run_history(false)),
+        executor_with_history: LockingTaskExecutor::new(provider.clone().with_run_history(true)),
         provider,
         floor,
     };

@@ -23,7 +23,7 @@ pub(crate) enum Path {
     TryLock,
     TryLockWithToken,
     Executor,
-    ExecutorNoHistory,
+    ExecutorWithHistory,
     Attribute,
 }
 
@@ -36,7 +36,7 @@ impl Path {
             Path::TryLock => "LockProvider::try_lock + LockGuard::unlock",
             Path::TryLockWithToken => "try_lock + fencing_token + unlock (3 trips)",
             Path::Executor => "LockingTaskExecutor::execute",
-            Path::ExecutorNoHistory => "execute, run history off",
+            Path::ExecutorWithHistory => "execute, run history on",
             Path::Attribute => "#[scheduler_lock(provider = ..)] fn",
         }
     }
@@ -47,8 +47,8 @@ impl Path {
 pub(crate) struct Bench {
     pub(crate) provider: RedisLockProvider,
     pub(crate) executor: LockingTaskExecutor<RedisLockProvider>,
-    /// The same provider with `with_run_history(false)`: what recording costs.
-    pub(crate) executor_no_history: LockingTaskExecutor<RedisLockProvider>,
+    /// The same provider with `with_run_history(true)`: what recording costs.
+    pub(crate) executor_with_history: LockingTaskExecutor<RedisLockProvider>,
     pub(crate) floor: Floor,
 }
 
@@ -83,8 +83,8 @@ impl Bench {
                 Some(_) => Ok(()),
                 None => Err(unexpected("execute", None::<()>)),
             },
-            Path::ExecutorNoHistory => match self
-                .executor_no_history
+            Path::ExecutorWithHistory => match self
+                .executor_with_history
                 .execute(config, async { black_box(1) })
                 .await?
             {

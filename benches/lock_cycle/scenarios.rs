@@ -26,13 +26,13 @@ pub(crate) async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) ->
         Path::TryLock,
         Path::TryLockWithToken,
         Path::Executor,
-        Path::ExecutorNoHistory,
+        Path::ExecutorWithHistory,
         Path::Attribute,
     ];
     let executor_config = LockConfiguration::new("serial-executor", LEASE, Duration::ZERO)?;
     let try_lock_config = LockConfiguration::new("serial-try-lock", LEASE, Duration::ZERO)?;
     let config_of = |path| match path {
-        Path::Executor | Path::ExecutorNoHistory => &executor_config,
+        Path::Executor | Path::ExecutorWithHistory => &executor_config,
         _ => &try_lock_config,
     };
     let floor_key = "floor:serial";
@@ -79,7 +79,7 @@ pub(crate) async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) ->
         let ratio = us(p50) / us(floor.0);
         if matches!(
             path,
-            Path::FloorWithChecks | Path::TryLockWithToken | Path::ExecutorNoHistory
+            Path::FloorWithChecks | Path::TryLockWithToken | Path::ExecutorWithHistory
         ) {
             rows.push(Row {
                 figure: format!("serial p50: {}", path.label()),
@@ -144,7 +144,7 @@ pub(crate) async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResul
         Path::FloorOneScript,
         Path::TryLock,
         Path::Executor,
-        Path::ExecutorNoHistory,
+        Path::ExecutorWithHistory,
     ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
     for path in paths {

@@ -513,7 +513,10 @@ fn store_takes_a_redis_url_and_prune_has_nothing_to_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_show_and_list_give_the_last_runs() {
     let server = RedisServer::start();
-    let provider = connect(server.url()).await.with_locked_by("worker-7");
+    let provider = connect(server.url())
+        .await
+        .with_locked_by("worker-7")
+        .with_run_history(true);
     let executor = shedlock_core::LockingTaskExecutor::new(provider);
     let nightly = config("nightly", LockMode::Exclusive);
     for _ in 0..3 {
