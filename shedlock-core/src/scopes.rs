@@ -276,15 +276,8 @@ impl Claim {
         });
         let keeper = tokio::spawn(keep_scope(ownership.clone(), guard, settings));
         *lock(&ownership.keeper) = Some(keeper);
-        let seen_held = self.seen_held;
         self.settle(Entry::Owned(ownership.clone()));
-        if !seen_held {
-            let mut state = REGISTRY.lock();
-            if let Some(replica) = state.replicas.get_mut(&self.key) {
-                replica.last_claim = Some(Instant::now());
-            }
-        }
-        tracing::info!(scope = %self.scope, term, taken_over = seen_held, "scope owned");
+        tracing::info!(scope = %self.scope, term, taken_over = self.seen_held, "scope owned");
         Ok(Some(ownership))
     }
 
@@ -299,12 +292,12 @@ impl Claim {
             }
             return;
         }
-        state
-            .replicas
-            .entry(self.key.clone())
-            .or_default()
-            .scopes
-            .insert(self.scope.clone(), entry);
+        let replica = state.replicas.entry(self.key.clone()).or_default();
+        if matches!(entry, Entry::Owned(_)) && !self.seen_held {
+            // A claim of an unclaimed scope: the next waits a sweep interval.
+            replica.last_claim = Some(Instant::now());
+        }
+        replica.scopes.insert(self.scope.clone(), entry);
     }
 }
 

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, RedisError, Script, ScriptInvocation};
 use shedlock_core::{
-    BoxFuture, LockAdmin, LockError, LockHolder, LockMode, LockState, MAX_PERMITS, RUN_HISTORY_LEN,
-    RunRecord,
+    BoxFuture, FinishedRun, LockAdmin, LockError, LockHolder, LockMode, LockState, MAX_PERMITS,
+    RUN_HISTORY_LEN, RunRecord,
 };
 
 use super::RedisLockProvider;
@@ -331,15 +331,13 @@ fn parse_run(entry: &str) -> Option<RunRecord> {
     let outcome = fields.next()?.parse().ok()?;
     let token = fields.next()?.parse::<u64>().ok()?;
     let locked_by = fields.next().unwrap_or_default();
-    let finished_at = SystemTime::UNIX_EPOCH + Duration::from_millis(finished_ms);
-    Some(RunRecord {
-        started_at: finished_at.checked_sub(duration).unwrap_or(finished_at),
-        finished_at,
+    let run = FinishedRun {
         duration,
         outcome,
-        locked_by: locked_by.to_owned(),
         fencing_token: Some(token).filter(|token| *token > 0),
-    })
+    };
+    let finished_at = SystemTime::UNIX_EPOCH + Duration::from_millis(finished_ms);
+    Some(RunRecord::new(&run, locked_by, finished_at))
 }
 
 /// The lock name a key belongs to, if it is a lock key or an auxiliary key under `base`.
