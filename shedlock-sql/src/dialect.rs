@@ -62,6 +62,22 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// runs of each lock (an increasing `id`, unique with the name).
     fn create_runs_table(runs: &TableName) -> String;
 
+    /// `CREATE TABLE IF NOT EXISTS` of the companion table `holders`: one row
+    /// per shared holder (its permits, lease, token and renewals), and one
+    /// with 0 permits per exclusive holder that renewed its lease.
+    fn create_holders_table(holders: &TableName) -> String;
+
+    /// `CREATE TABLE IF NOT EXISTS` of the companion table `waiters`: the
+    /// exclusive waiters queued before new shared holders, each until its
+    /// place lapses.
+    fn create_waiters_table(waiters: &TableName) -> String;
+
+    /// Sent before a lock-kinds transaction begins, where the database's
+    /// default isolation would take more locks than the transaction needs
+    /// (MySQL's `REPEATABLE READ` locks gaps, and concurrent transactions on
+    /// neighbouring names could deadlock).
+    const KINDS_ISOLATION: Option<&'static str> = None;
+
     /// Whether `column`, as the catalog names it, is the `fencing_token` column.
     fn is_fencing_column(column: &str) -> bool {
         column.eq_ignore_ascii_case("fencing_token")
@@ -131,6 +147,14 @@ pub(crate) enum LeaseParam {
     Outcome,
     /// The recorded run's fencing token (NULL: not issued).
     RunToken,
+    /// A shared holder's permits.
+    Permits,
+    /// A shared holder's fencing token (NULL: none).
+    HolderToken,
+    /// An exclusive waiter's id.
+    Waiter,
+    /// How long a waiter's place in the queue lasts.
+    HoldPlaceFor,
 }
 
 /// The parameters of the catalog lookup of a table.
@@ -206,6 +230,71 @@ pub(crate) struct Statements {
     pub(crate) admin: AdminStatements,
     /// The lock's last runs.
     pub(crate) runs: RunStatements,
+    /// Shared and counted holders, exclusive waiters and renewals.
+    pub(crate) kinds: KindStatements,
+}
+
+/// What `locked_by` of ShedLock's row says while shared holders hold the
+/// lock: the row's lease then lasts as long as the longest of theirs (so
+/// exclusive acquisitions, ShedLock for Java's included, find it held),
+/// and the holders themselves are rows of `<table>_holders`. Never a
+/// holder's own value, which always has `;id=`.
+pub(crate) const SHARED_MARKER: &str = "#shared-holders";
+
+/// The statements of shared and counted locks. Each operation is one
+/// transaction that first locks the name's row in ShedLock's table
+/// (`lock_row`), so the acquisitions, extensions and releases of one name
+/// run one after the other, and exclusive acquisitions (which change that
+/// row) wait for them.
+pub(crate) struct KindStatements {
+    /// Inserts a free row for the name if there is none (before the
+    /// transaction: then there is a row to lock).
+    pub(crate) ensure_row: Statement<LeaseParam>,
+    /// Locks the name's row until the transaction ends.
+    pub(crate) lock_row: Statement<LeaseParam>,
+    /// One row: 1 if an exclusive holder's lease is live (else 0), the
+    /// stored capacity (NULL: none), the permits live shared holders hold,
+    /// and how many exclusive waiters hold a place.
+    pub(crate) state: Statement<LeaseParam>,
+    /// Makes the row the shared marker, live at least `LockAtMostFor` from
+    /// now, and moves its fencing counter on.
+    pub(crate) take: Statement<LeaseParam>,
+    /// The token of the holder just taken: the row's counter, or the clock.
+    pub(crate) token: Statement<LeaseParam>,
+    /// Deletes the name's holder rows whose lease ended.
+    pub(crate) drop_ended: Statement<LeaseParam>,
+    /// Inserts a shared holder's row.
+    pub(crate) join: Statement<LeaseParam>,
+    /// Renews a live shared holder's lease for `LockAtMostFor` and counts it.
+    pub(crate) extend: Statement<LeaseParam>,
+    /// Shortens a live shared holder's lease as `Statements::release` does.
+    pub(crate) release: Statement<LeaseParam>,
+    /// Sets the marker's lease end to the latest of the live holders' (now
+    /// when none is left).
+    pub(crate) settle: Statement<LeaseParam>,
+    /// Counts a renewal of the exclusive holder `LockedBy` (its row of 0
+    /// permits, made at its first renewal with its lease's end and token).
+    pub(crate) renew_exclusive: Statement<LeaseParam>,
+    /// Announces a release to other processes, where the database can.
+    pub(crate) notify: Option<Statement<LeaseParam>>,
+    /// Queues the exclusive waiter `Waiter` (or renews its place) until
+    /// `HoldPlaceFor` from now.
+    pub(crate) queue: Statement<LeaseParam>,
+    /// Takes the waiter out of the queue, with the name's lapsed places.
+    pub(crate) dequeue: Statement<LeaseParam>,
+    /// The live shared holders of the name, in the columns of
+    /// `engine::kinds::HolderRow`.
+    pub(crate) holders_of: Statement<LeaseParam>,
+    /// The live shared holders of every name, as `holders_of`.
+    pub(crate) holders: Statement<LeaseParam>,
+    /// The name and its number of queued exclusive waiters.
+    pub(crate) waiters_of: Statement<LeaseParam>,
+    /// Every name with queued exclusive waiters and their number.
+    pub(crate) waiters: Statement<LeaseParam>,
+    /// Ends the leases of the name's live shared holders now.
+    pub(crate) end_holders: Statement<LeaseParam>,
+    /// Deletes holder and waiter rows that ended more than `UnusedFor` ago.
+    pub(crate) prune: [Statement<LeaseParam>; 2],
 }
 
 /// The statements of the run history (`<table>_runs`): each run is a row
@@ -240,7 +329,9 @@ pub(crate) enum ReleaseRun {
 /// The statements of `LockAdmin`. Reads answer with the columns of
 /// `engine::admin::StateRow`: `locked_by`, `locked_at` in milliseconds since 1970,
 /// the lease's time left in milliseconds and its fencing token (NULLs when
-/// nobody holds the lock), and the stored capacity (NULL: none).
+/// no exclusive holder holds the lock), the stored capacity (NULL: none),
+/// and the exclusive holder's renewals and milliseconds since the last
+/// (NULLs before its first renewal).
 pub(crate) struct AdminStatements {
     /// One row: the live lease of a name, if any, and its stored capacity.
     pub(crate) lock_state: Statement<LeaseParam>,

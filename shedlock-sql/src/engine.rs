@@ -27,6 +27,7 @@ use crate::releases::{self, ReleaseFeed};
 use crate::table::{TableName, acquisition_locked_by, check_lock_name, holder_of};
 
 mod admin;
+mod kinds;
 mod runs;
 
 /// How long one statement (or waiting for a pooled connection) may take
@@ -40,6 +41,8 @@ pub(crate) struct LeaseRow {
     pub(crate) locked_by: String,
     /// Kept from `locked_at` (the database's clock) when released early.
     pub(crate) lock_at_least_for: Duration,
+    /// A shared holder's permits; `None`: an exclusive holder.
+    pub(crate) permits: Option<u32>,
 }
 
 /// A statement that failed, and whether it may have run anyway.
@@ -139,19 +142,6 @@ pub(crate) fn connect_error<D: Dialect>(server: &str, err: sqlx::Error) -> LockE
         "connecting",
         "check that the server runs there and the URL's user, password and database are right",
     )
-}
-
-/// ShedLock's table holds one holder per name: only exclusive locks. (A
-/// capacity matters to them only as 0, paused, which the settings table keeps.)
-fn check_lock_kind<D: Dialect>(config: &LockConfiguration) -> Result<(), LockError> {
-    if config.mode() != shedlock_core::LockMode::Exclusive {
-        return Err(LockError::Unsupported {
-            store: D::STORE,
-            what: "shared or counted locks (ShedLock's table has one holder per name)",
-            advice: "use exclusive locks here, or the Redis or in-memory provider for lock kinds",
-        });
-    }
-    Ok(())
 }
 
 /// How long a lock operation waits for a connection of the provider's own
@@ -365,18 +355,26 @@ impl<D: Dialect> SqlEngine<D> {
     /// Takes `lease.name` for `lease` if its lease has ended (or it has no row
     /// yet) and its capacity (stored, else `default_capacity`) is not 0;
     /// `Ok(Some(token))`: taken, `Ok(None)`: held or paused. `timeout` bounds
-    /// the wait for each answer.
+    /// the wait for each answer. A shared lease is taken as
+    /// `acquire_shared` says.
     async fn acquire(
         &self,
         connection: &mut PoolConnection<D::Db>,
         statements: &Statements,
         lease: &LeaseRow,
-        (lock_at_most_for, default_capacity): (Duration, u32),
+        (lock_at_most_for, default_capacity): (Duration, Option<u32>),
         timeout: Duration,
     ) -> Result<Option<u64>, Failure> {
+        if lease.permits.is_some() {
+            let defaults = (lock_at_most_for, default_capacity);
+            return self
+                .acquire_shared(connection, statements, lease, defaults, timeout)
+                .await;
+        }
         let params = LeaseParams::<D> {
             lock_at_most_for,
-            capacity: default_capacity,
+            // Exclusive holders take the whole lock: only a capacity of 0 (paused) matters.
+            capacity: default_capacity.unwrap_or(1),
             ..LeaseParams::of_lease(lease)
         };
         for step in &statements.acquire {
@@ -467,7 +465,7 @@ impl<D: Dialect> SqlEngine<D> {
     }
 
     /// Sets `lock_until = now + lock_at_most_for` if the lease is `lease`'s and
-    /// has not ended.
+    /// has not ended, and counts the renewal.
     async fn extend(
         &self,
         statements: &Statements,
@@ -475,11 +473,13 @@ impl<D: Dialect> SqlEngine<D> {
         lock_at_most_for: Duration,
         timeout: Duration,
     ) -> Result<bool, Failure> {
-        let params = LeaseParams {
-            lock_at_most_for,
-            ..LeaseParams::of_lease(lease)
-        };
-        self.update(&statements.extend, params, timeout).await
+        if lease.permits.is_some() {
+            return self
+                .extend_shared(statements, lease, lock_at_most_for, timeout)
+                .await;
+        }
+        self.extend_exclusive(statements, lease, lock_at_most_for, timeout)
+            .await
     }
 
     /// Sets `lock_until = LEAST(lock_until, GREATEST(locked_at +
@@ -491,6 +491,11 @@ impl<D: Dialect> SqlEngine<D> {
         keep_for: Duration,
         timeout: Duration,
     ) -> Result<bool, Failure> {
+        if lease.permits.is_some() {
+            return self
+                .release_shared(statements, lease, keep_for, None, timeout)
+                .await;
+        }
         let params = LeaseParams {
             keep_for,
             ..LeaseParams::of_lease(lease)
@@ -523,6 +528,12 @@ struct LeaseParams<'a, D> {
     run_millis: i64,
     outcome: &'static str,
     run_token: Option<i64>,
+    /// A shared holder's permits and token.
+    permits: u32,
+    holder_token: Option<i64>,
+    /// An exclusive waiter and how long its place lasts.
+    waiter: &'a str,
+    hold_place_for: Duration,
     dialect: PhantomData<D>,
 }
 
@@ -551,6 +562,10 @@ impl<'a, D: Dialect> LeaseParams<'a, D> {
             run_millis: 0,
             outcome: "",
             run_token: None,
+            permits: 1,
+            holder_token: None,
+            waiter: "",
+            hold_place_for: Duration::ZERO,
             dialect: PhantomData,
         }
     }
@@ -581,6 +596,10 @@ impl<'a, D: Dialect> LeaseParams<'a, D> {
             LeaseParam::RunMillis => Value::Int(self.run_millis),
             LeaseParam::Outcome => Value::Str(self.outcome),
             LeaseParam::RunToken => Value::OptionalInt(self.run_token),
+            LeaseParam::Permits => Value::Int(i64::from(self.permits)),
+            LeaseParam::HolderToken => Value::OptionalInt(self.holder_token),
+            LeaseParam::Waiter => Value::Str(self.waiter),
+            LeaseParam::HoldPlaceFor => D::DURATIONS.encode(self.hold_place_for),
         })
     }
 }
@@ -605,6 +624,8 @@ pub(crate) struct SqlLocks<D: Dialect> {
     releases: Arc<ReleaseNotifiers>,
     /// Releases by other processes, where the database announces them.
     feed: Option<Arc<dyn ReleaseFeed>>,
+    /// The exclusive waiters this provider queued.
+    queued: Arc<kinds::QueuedWaiters>,
 }
 
 impl<D: Dialect> Clone for SqlLocks<D> {
@@ -621,6 +642,7 @@ impl<D: Dialect> Clone for SqlLocks<D> {
             scope: self.scope.clone(),
             releases: self.releases.clone(),
             feed: self.feed.clone(),
+            queued: self.queued.clone(),
         }
     }
 }
@@ -646,6 +668,7 @@ impl<D: Dialect> SqlLocks<D> {
             scope: "".into(),
             releases: Arc::default(),
             feed: None,
+            queued: Arc::default(),
         }
         .with_new_scope()
     }
@@ -707,8 +730,8 @@ impl<D: Dialect> SqlLocks<D> {
     /// Creates the lock table and its companion settings and runs tables,
     /// each if missing.
     pub(crate) async fn create_table_if_missing(&self) -> Result<(), LockError> {
-        let settings = self.table.settings();
-        let runs = self.table.runs();
+        let (settings, runs) = (self.table.settings(), self.table.runs());
+        let (holders, waiters) = (self.table.holders(), self.table.waiters());
         for (table, create, what) in [
             (&self.table, D::create_table(&self.table), "lock table"),
             (
@@ -717,6 +740,16 @@ impl<D: Dialect> SqlLocks<D> {
                 "settings table",
             ),
             (&runs, D::create_runs_table(&runs), "run history table"),
+            (
+                &holders,
+                D::create_holders_table(&holders),
+                "shared holders table",
+            ),
+            (
+                &waiters,
+                D::create_waiters_table(&waiters),
+                "exclusive waiters table",
+            ),
         ] {
             self.engine
                 .create_table(table, &create, self.timeout)
@@ -733,7 +766,7 @@ impl<D: Dialect> SqlLocks<D> {
                 })?;
         }
         tracing::info!(
-            table = %self.table, %settings, %runs, store = D::STORE,
+            table = %self.table, %settings, %runs, %holders, %waiters, store = D::STORE,
             "lock tables present"
         );
         Ok(())
@@ -767,6 +800,20 @@ impl<D: Dialect> SqlLocks<D> {
                 let runs = self.table.runs();
                 self.checked_columns(&runs, &RUNS_COLUMNS, D::create_runs_table(&runs))
                     .await?;
+                let holders = self.table.holders();
+                self.checked_columns(
+                    &holders,
+                    &HOLDERS_COLUMNS,
+                    D::create_holders_table(&holders),
+                )
+                .await?;
+                let waiters = self.table.waiters();
+                self.checked_columns(
+                    &waiters,
+                    &WAITERS_COLUMNS,
+                    D::create_waiters_table(&waiters),
+                )
+                .await?;
                 tracing::debug!(
                     table = %self.table, store = D::STORE, fencing,
                     "lock table statements prepared"
@@ -838,7 +885,6 @@ impl<D: Dialect> SqlLocks<D> {
         config: &LockConfiguration,
     ) -> Result<Option<LockGuard>, LockError> {
         check_lock_name(config.name())?;
-        check_lock_kind::<D>(config)?;
         let prepared = self.prepared().await?;
         let action = || format!("acquiring lock '{}'", config.name());
         let mut connection =
@@ -858,11 +904,11 @@ impl<D: Dialect> SqlLocks<D> {
                 name: config.shared_name().clone(),
                 locked_by: acquisition_locked_by(&self.locked_by),
                 lock_at_least_for: config.lock_at_least_for(),
+                permits: config.mode().permits(),
             },
         };
         let lock_at_most_for = config.lock_at_most_for();
-        // Exclusive holders take the whole lock: only a capacity of 0 (paused) matters.
-        let default_capacity = config.capacity().unwrap_or(1);
+        let default_capacity = config.capacity();
         // The statement keeps running after this call stops waiting for it
         // (timeout, or this future dropped): its answer then still comes back
         // to a task, which releases whatever it took. No guessing.
@@ -926,6 +972,47 @@ impl<D: Dialect> SqlLocks<D> {
         }
     }
 
+    /// As `try_lock`; a failed exclusive attempt queues `waiter`, so new
+    /// shared holders stay out until it has had its turn, and a successful
+    /// one takes it out of the queue (if it had queued).
+    pub(crate) async fn try_lock_waiting(
+        &self,
+        config: &LockConfiguration,
+        waiter: &shedlock_core::Waiter,
+    ) -> Result<Option<LockGuard>, LockError> {
+        let acquired = self.try_lock(config).await?;
+        if config.mode() != shedlock_core::LockMode::Exclusive {
+            return Ok(acquired);
+        }
+        let statements = &self.prepared().await?.statements;
+        let name = config.name();
+        if acquired.is_none() {
+            match self
+                .engine
+                .queue(statements, name, waiter, self.timeout)
+                .await
+            {
+                Ok(()) => self.queued.queued(waiter),
+                // The attempt's answer stands; shared holders may go first this time.
+                Err(failure) => tracing::warn!(
+                    lock = %name, what = %failure.what_happened, error = ?failure.cause,
+                    "cannot queue the exclusive waiter; new shared holders may go first"
+                ),
+            }
+        } else if self.queued.take(waiter)
+            && let Err(failure) = self
+                .engine
+                .dequeue(statements, name, waiter.id(), self.timeout)
+                .await
+        {
+            tracing::debug!(
+                lock = %name, what = %failure.what_happened, error = ?failure.cause,
+                "cannot take the waiter out of the queue; its place lapses by itself"
+            );
+        }
+        Ok(acquired)
+    }
+
     /// Tells this process's waiters on `name`, if any, when its holder's
     /// lease ends, so they try again then rather than at their next poll.
     /// One more statement, only for a name somebody here waits for.
@@ -987,6 +1074,21 @@ const RUNS_COLUMNS: [&str; 8] = [
     "locked_by",
     "fencing_token",
 ];
+
+/// The columns of the companion table of shared holders.
+const HOLDERS_COLUMNS: [&str; 8] = [
+    "name",
+    "locked_by",
+    "permits",
+    "locked_at",
+    "lock_until",
+    "fencing_token",
+    "renewals",
+    "renewed_at",
+];
+
+/// The columns of the companion table of exclusive waiters.
+const WAITERS_COLUMNS: [&str; 3] = ["name", "waiter", "queued_until"];
 
 /// Statements of one table, with the fencing mode they were made for.
 struct Prepared {

@@ -16,8 +16,9 @@ use shedlock_core::{
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult};
 
 use crate::dialect::{
-    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, LeaseParam, ReleaseRun,
-    RunStatements, Statement, Statements, TableParam, Token, host_port_database,
+    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, KindStatements, LeaseParam,
+    ReleaseRun, RunStatements, SHARED_MARKER, Statement, Statements, TableParam, Token,
+    host_port_database,
 };
 use crate::engine::SqlLocks;
 use crate::provider::{server_provider, sql_provider};
@@ -99,11 +100,13 @@ impl Dialect for MySqlDialect {
 
     fn statements(table: &TableName, fencing: bool) -> Statements {
         use LeaseParam::{
-            Capacity, Holder, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name, Outcome,
-            RunMillis, RunToken, UnusedFor,
+            Capacity, HoldPlaceFor, Holder, HolderToken, KeepFor, LockAtLeastFor, LockAtMostFor,
+            LockedBy, Name, Outcome, Permits, RunMillis, RunToken, UnusedFor, Waiter,
         };
         let settings = table.settings();
         let runs = table.runs();
+        let holders = table.holders();
+        let waiters = table.waiters();
         let (token_update, token_column, token_insert, holder_token) = if fencing {
             (
                 ", fencing_token = LAST_INSERT_ID(COALESCE(fencing_token, 0) + 1)",
@@ -128,8 +131,49 @@ impl Dialect for MySqlDialect {
         let state_columns = format!(
             "l.locked_by, CAST(UNIX_TIMESTAMP(l.locked_at) * 1000 AS SIGNED), \
              TIMESTAMPDIFF(MICROSECOND, {NOW}, l.lock_until) DIV 1000, \
-             {holder_token}, CAST(s.capacity AS SIGNED)"
+             {holder_token}, CAST(s.capacity AS SIGNED), r.renewals, \
+             TIMESTAMPDIFF(MICROSECOND, r.renewed_at, {NOW}) DIV 1000"
         );
+        // The live exclusive holder of the name `n` (not the shared marker)
+        // and its renewals.
+        let exclusive_of = |n: &str| {
+            format!(
+                "LEFT JOIN {table} l ON l.name = {n} AND l.lock_until > {NOW} \
+                 AND l.locked_by <> '{SHARED_MARKER}' \
+                 LEFT JOIN {holders} r ON r.name = l.name AND r.locked_by = l.locked_by \
+                 AND r.permits = 0"
+            )
+        };
+        // The live shared holders (see `engine::kinds::HolderRow`), `filter` added.
+        let holders_where = |filter: &str| {
+            format!(
+                "SELECT h.locked_by, CAST(UNIX_TIMESTAMP(h.locked_at) * 1000 AS SIGNED), \
+                 TIMESTAMPDIFF(MICROSECOND, {NOW}, h.lock_until) DIV 1000, h.fencing_token, \
+                 CAST(h.permits AS SIGNED), h.renewals, \
+                 TIMESTAMPDIFF(MICROSECOND, h.renewed_at, {NOW}) DIV 1000, h.name \
+                 FROM {holders} h WHERE h.permits > 0 AND h.lock_until > {NOW}{filter}"
+            )
+        };
+        let waiters_where = |filter: &str| {
+            format!(
+                "SELECT name, COUNT(*) FROM {waiters} WHERE queued_until > {NOW}{filter} GROUP BY name"
+            )
+        };
+        let (kind_token, token_params, renewal_token, new_row_token): (
+            _,
+            &'static [LeaseParam],
+            _,
+            _,
+        ) = if fencing {
+            (
+                format!("SELECT fencing_token FROM {table} WHERE name = ?"),
+                &[Name],
+                "l.fencing_token",
+                format!(", {CLOCK_MICROS}"),
+            )
+        } else {
+            (CLOCK_TOKEN.to_owned(), &[], "NULL", String::new())
+        };
         Statements {
             acquire: vec![
                 // Takes over the row if its lease has ended and the lock is
@@ -187,9 +231,9 @@ impl Dialect for MySqlDialect {
             admin: AdminStatements {
                 lock_state: Statement::new(
                     format!(
-                        "SELECT {state_columns} FROM (SELECT 1) AS one \
-                         LEFT JOIN {table} l ON l.name = ? AND l.lock_until > {NOW} \
-                         LEFT JOIN {settings} s ON s.name = ?"
+                        "SELECT {state_columns} FROM (SELECT 1) AS one {exclusive} \
+                         LEFT JOIN {settings} s ON s.name = ?",
+                        exclusive = exclusive_of("?"),
                     ),
                     &[Name, Name],
                 ),
@@ -198,8 +242,8 @@ impl Dialect for MySqlDialect {
                         "SELECT {state_columns}, n.name FROM \
                          (SELECT name FROM {table} WHERE lock_until > {NOW} \
                          UNION SELECT name FROM {settings} UNION SELECT name FROM {runs}) AS n \
-                         LEFT JOIN {table} l ON l.name = n.name AND l.lock_until > {NOW} \
-                         LEFT JOIN {settings} s ON s.name = n.name"
+                         {exclusive} LEFT JOIN {settings} s ON s.name = n.name",
+                        exclusive = exclusive_of("n.name"),
                     ),
                     &[],
                 ),
@@ -283,6 +327,130 @@ impl Dialect for MySqlDialect {
                     &[],
                 ),
             },
+            kinds: KindStatements {
+                ensure_row: Statement::new(
+                    format!(
+                        "INSERT IGNORE INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
+                         VALUES (?, {NOW}, {NOW}, ''{new_row_token})"
+                    ),
+                    &[Name],
+                ),
+                lock_row: Statement::new(
+                    format!("SELECT 1 FROM {table} WHERE name = ? FOR UPDATE"),
+                    &[Name],
+                ),
+                state: Statement::new(
+                    format!(
+                        "SELECT (SELECT COUNT(*) FROM {table} WHERE name = ? AND lock_until > {NOW} \
+                         AND locked_by <> '{SHARED_MARKER}'), \
+                         (SELECT CAST(capacity AS SIGNED) FROM {settings} WHERE name = ?), \
+                         (SELECT CAST(COALESCE(SUM(permits), 0) AS SIGNED) FROM {holders} \
+                         WHERE name = ? AND permits > 0 AND lock_until > {NOW}), \
+                         (SELECT COUNT(*) FROM {waiters} WHERE name = ? AND queued_until > {NOW})"
+                    ),
+                    &[Name, Name, Name, Name],
+                ),
+                take: Statement::new(
+                    format!(
+                        "UPDATE {table} SET lock_until = GREATEST(lock_until, {NOW} + INTERVAL ? MICROSECOND), \
+                         locked_at = {NOW}, locked_by = '{SHARED_MARKER}'{counter} WHERE name = ?",
+                        counter = if fencing {
+                            ", fencing_token = COALESCE(fencing_token, 0) + 1"
+                        } else {
+                            ""
+                        },
+                    ),
+                    &[LockAtMostFor, Name],
+                ),
+                token: Statement::new(kind_token, token_params),
+                drop_ended: Statement::new(
+                    format!("DELETE FROM {holders} WHERE name = ? AND lock_until <= {NOW}"),
+                    &[Name],
+                ),
+                join: Statement::new(
+                    format!(
+                        "INSERT INTO {holders} (name, locked_by, permits, locked_at, lock_until, \
+                         fencing_token, renewals, renewed_at) \
+                         VALUES (?, ?, ?, {NOW}, {NOW} + INTERVAL ? MICROSECOND, ?, 0, {NOW})"
+                    ),
+                    &[Name, LockedBy, Permits, LockAtMostFor, HolderToken],
+                ),
+                extend: Statement::new(
+                    format!(
+                        "UPDATE {holders} SET lock_until = {NOW} + INTERVAL ? MICROSECOND, \
+                         renewals = renewals + 1, renewed_at = {NOW} \
+                         WHERE name = ? AND locked_by = ? AND lock_until > {NOW}"
+                    ),
+                    &[LockAtMostFor, Name, LockedBy],
+                ),
+                release: Statement::new(
+                    format!(
+                        "UPDATE {holders} SET lock_until = LEAST(lock_until, GREATEST(\
+                         locked_at + INTERVAL ? MICROSECOND, {NOW} + INTERVAL ? MICROSECOND)) \
+                         WHERE name = ? AND locked_by = ? AND lock_until > {NOW}"
+                    ),
+                    &[LockAtLeastFor, KeepFor, Name, LockedBy],
+                ),
+                settle: Statement::new(
+                    format!(
+                        "UPDATE {table} SET lock_until = COALESCE((SELECT MAX(h.lock_until) \
+                         FROM {holders} h WHERE h.name = ? AND h.permits > 0 AND h.lock_until > {NOW}), \
+                         {NOW}) WHERE name = ? AND locked_by = '{SHARED_MARKER}' AND lock_until > {NOW}"
+                    ),
+                    &[Name, Name],
+                ),
+                renew_exclusive: Statement::new(
+                    format!(
+                        "INSERT INTO {holders} (name, locked_by, permits, locked_at, lock_until, \
+                         fencing_token, renewals, renewed_at) \
+                         SELECT l.name, l.locked_by, 0, l.locked_at, l.lock_until, {renewal_token}, 1, {NOW} \
+                         FROM {table} l WHERE l.name = ? AND l.locked_by = ? \
+                         ON DUPLICATE KEY UPDATE renewals = renewals + 1, \
+                         renewed_at = VALUES(renewed_at), lock_until = VALUES(lock_until)"
+                    ),
+                    &[Name, LockedBy],
+                ),
+                notify: None,
+                queue: Statement::new(
+                    format!(
+                        "INSERT INTO {waiters} (name, waiter, queued_until) \
+                         VALUES (?, ?, {NOW} + INTERVAL ? MICROSECOND) \
+                         ON DUPLICATE KEY UPDATE queued_until = VALUES(queued_until)"
+                    ),
+                    &[Name, Waiter, HoldPlaceFor],
+                ),
+                dequeue: Statement::new(
+                    format!(
+                        "DELETE FROM {waiters} WHERE name = ? AND (waiter = ? OR queued_until <= {NOW})"
+                    ),
+                    &[Name, Waiter],
+                ),
+                holders_of: Statement::new(holders_where(" AND h.name = ?"), &[Name]),
+                holders: Statement::new(holders_where(""), &[]),
+                waiters_of: Statement::new(waiters_where(" AND name = ?"), &[Name]),
+                waiters: Statement::new(waiters_where(""), &[]),
+                end_holders: Statement::new(
+                    format!(
+                        "UPDATE {holders} SET lock_until = {NOW} \
+                         WHERE name = ? AND permits > 0 AND lock_until > {NOW}"
+                    ),
+                    &[Name],
+                ),
+                prune: [
+                    Statement::new(
+                        format!(
+                            "DELETE FROM {holders} WHERE lock_until + INTERVAL ? MICROSECOND < {NOW}"
+                        ),
+                        &[UnusedFor],
+                    ),
+                    Statement::new(
+                        format!(
+                            "DELETE FROM {waiters} WHERE queued_until + INTERVAL ? MICROSECOND < {NOW}"
+                        ),
+                        &[UnusedFor],
+                    ),
+                ],
+            },
         }
     }
 
@@ -332,6 +500,35 @@ impl Dialect for MySqlDialect {
              UNIQUE KEY (name, id))"
         )
     }
+
+    fn create_holders_table(holders: &TableName) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {holders} (\
+             name VARCHAR(64) NOT NULL, \
+             locked_by VARCHAR(255) NOT NULL, \
+             permits INT NOT NULL CHECK (permits >= 0), \
+             locked_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
+             lock_until TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
+             fencing_token BIGINT NULL, \
+             renewals BIGINT NOT NULL DEFAULT 0, \
+             renewed_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
+             PRIMARY KEY (name, locked_by))"
+        )
+    }
+
+    fn create_waiters_table(waiters: &TableName) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {waiters} (\
+             name VARCHAR(64) NOT NULL, \
+             waiter VARCHAR(64) NOT NULL, \
+             queued_until TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
+             PRIMARY KEY (name, waiter))"
+        )
+    }
+
+    /// `READ COMMITTED`: no gap locks, each statement reads what is committed.
+    const KINDS_ISOLATION: Option<&'static str> =
+        Some("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");
 
     fn counts(result: &MySqlQueryResult) -> Counts {
         Counts {

@@ -18,8 +18,9 @@ use shedlock_core::{
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
 
 use crate::dialect::{
-    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, LeaseParam, ReleaseRun,
-    RunStatements, Statement, Statements, TableParam, host_port_database,
+    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, KindStatements, LeaseParam,
+    ReleaseRun, RunStatements, SHARED_MARKER, Statement, Statements, TableParam,
+    host_port_database,
 };
 use crate::engine::SqlLocks;
 use crate::pg_releases::{PgReleaseFeed, channel_of};
@@ -87,12 +88,21 @@ impl Dialect for PgDialect {
 
     fn statements(table: &TableName, fencing: bool) -> Statements {
         use LeaseParam::{
-            Capacity, Holder, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name, Outcome,
-            RunMillis, RunToken, UnusedFor,
+            Capacity, HoldPlaceFor, Holder, HolderToken, KeepFor, LockAtLeastFor, LockAtMostFor,
+            LockedBy, Name, Outcome, Permits, RunMillis, RunToken, UnusedFor, Waiter,
         };
         let settings = table.settings();
         let runs = table.runs();
+        let holders = table.holders();
+        let waiters = table.waiters();
         let channel = channel_of(table);
+        // `$n` milliseconds, as an interval.
+        let ms = |n: u8| format!("${n}::bigint * INTERVAL '1 millisecond'");
+        // Milliseconds from `from` to `to`.
+        let ms_between = |from: &str, to: &str| {
+            format!("CAST(EXTRACT(EPOCH FROM ({to} - {from})) * 1000 AS BIGINT)")
+        };
+        let now_ms = format!("date_trunc('milliseconds', {NOW})");
         // The plain release's UPDATE, which the release with a run records beside.
         let release_update = format!(
             "UPDATE {table} SET lock_until = date_trunc('milliseconds', LEAST(lock_until, GREATEST(\
@@ -138,8 +148,47 @@ impl Dialect for PgDialect {
         let state_columns = format!(
             "l.locked_by, CAST(EXTRACT(EPOCH FROM l.locked_at) * 1000 AS BIGINT), \
              CAST(EXTRACT(EPOCH FROM (l.lock_until - {NOW})) * 1000 AS BIGINT), \
-             {holder_token}, CAST(s.capacity AS BIGINT)"
+             {holder_token}, CAST(s.capacity AS BIGINT), r.renewals, {renewed_ago}",
+            renewed_ago = ms_between("r.renewed_at", NOW),
         );
+        // The live exclusive holder of the name `n` (not the shared marker)
+        // and its renewals.
+        let exclusive_of = |n: &str| {
+            format!(
+                "LEFT JOIN {table} l ON l.name = {n} AND l.lock_until > {NOW} \
+                 AND l.locked_by <> '{SHARED_MARKER}' \
+                 LEFT JOIN {holders} r ON r.name = l.name AND r.locked_by = l.locked_by \
+                 AND r.permits = 0"
+            )
+        };
+        // The live shared holders (see `engine::kinds::HolderRow`), `filter` added.
+        let holders_where = |filter: &str| {
+            format!(
+                "SELECT h.locked_by, CAST(EXTRACT(EPOCH FROM h.locked_at) * 1000 AS BIGINT), \
+                 {left}, h.fencing_token, CAST(h.permits AS BIGINT), h.renewals, {ago}, h.name \
+                 FROM {holders} h WHERE h.permits > 0 AND h.lock_until > {NOW}{filter}",
+                left = ms_between(NOW, "h.lock_until"),
+                ago = ms_between("h.renewed_at", NOW),
+            )
+        };
+        let waiters_where = |filter: &str| {
+            format!(
+                "SELECT name, COUNT(*) FROM {waiters} WHERE queued_until > {NOW}{filter} GROUP BY name"
+            )
+        };
+        let (kind_token, token_params, renewal_token): (_, &'static [LeaseParam], _) = if fencing {
+            (
+                format!("SELECT fencing_token FROM {table} WHERE name = $1"),
+                &[Name],
+                "l.fencing_token",
+            )
+        } else {
+            (
+                format!("SELECT {CLOCK_MICROS}"),
+                &[],
+                "CAST(NULL AS BIGINT)",
+            )
+        };
         Statements {
             // Inserts the row, or takes it over if its lease has ended, in
             // one atomic statement, unless the lock is paused (the SELECT
@@ -189,9 +238,9 @@ impl Dialect for PgDialect {
             admin: AdminStatements {
                 lock_state: Statement::new(
                     format!(
-                        "SELECT {state_columns} FROM (SELECT 1) AS one \
-                         LEFT JOIN {table} l ON l.name = $1 AND l.lock_until > {NOW} \
-                         LEFT JOIN {settings} s ON s.name = $1"
+                        "SELECT {state_columns} FROM (SELECT 1) AS one {exclusive} \
+                         LEFT JOIN {settings} s ON s.name = $1",
+                        exclusive = exclusive_of("$1"),
                     ),
                     &[Name],
                 ),
@@ -200,8 +249,8 @@ impl Dialect for PgDialect {
                         "SELECT {state_columns}, n.name FROM \
                          (SELECT name FROM {table} WHERE lock_until > {NOW} \
                          UNION SELECT name FROM {settings} UNION SELECT name FROM {runs}) AS n \
-                         LEFT JOIN {table} l ON l.name = n.name AND l.lock_until > {NOW} \
-                         LEFT JOIN {settings} s ON s.name = n.name"
+                         {exclusive} LEFT JOIN {settings} s ON s.name = n.name",
+                        exclusive = exclusive_of("n.name"),
                     ),
                     &[],
                 ),
@@ -303,6 +352,141 @@ impl Dialect for PgDialect {
                     &[],
                 ),
             },
+            kinds: KindStatements {
+                ensure_row: Statement::new(
+                    format!(
+                        "INSERT INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
+                         VALUES ($1, {now_ms}, {now_ms}, ''{token_insert}) ON CONFLICT (name) DO NOTHING"
+                    ),
+                    &[Name],
+                ),
+                lock_row: Statement::new(
+                    format!("SELECT 1 FROM {table} WHERE name = $1 FOR UPDATE"),
+                    &[Name],
+                ),
+                state: Statement::new(
+                    format!(
+                        "SELECT (SELECT COUNT(*) FROM {table} WHERE name = $1 AND lock_until > {NOW} \
+                         AND locked_by <> '{SHARED_MARKER}'), \
+                         (SELECT CAST(capacity AS BIGINT) FROM {settings} WHERE name = $1), \
+                         (SELECT COALESCE(SUM(permits), 0) FROM {holders} \
+                         WHERE name = $1 AND permits > 0 AND lock_until > {NOW}), \
+                         (SELECT COUNT(*) FROM {waiters} WHERE name = $1 AND queued_until > {NOW})"
+                    ),
+                    &[Name],
+                ),
+                take: Statement::new(
+                    format!(
+                        "UPDATE {table} SET lock_until = GREATEST(lock_until, {NOW} + {d}), \
+                         locked_at = {now_ms}, locked_by = '{SHARED_MARKER}'{counter} WHERE name = $1",
+                        d = ms(2),
+                        counter = if fencing {
+                            ", fencing_token = COALESCE(fencing_token, 0) + 1"
+                        } else {
+                            ""
+                        },
+                    ),
+                    &[Name, LockAtMostFor],
+                ),
+                token: Statement::new(kind_token, token_params),
+                drop_ended: Statement::new(
+                    format!("DELETE FROM {holders} WHERE name = $1 AND lock_until <= {NOW}"),
+                    &[Name],
+                ),
+                join: Statement::new(
+                    format!(
+                        "INSERT INTO {holders} (name, locked_by, permits, locked_at, lock_until, \
+                         fencing_token, renewals, renewed_at) \
+                         VALUES ($1, $2, $3, {now_ms}, {NOW} + {d}, $5, 0, {now_ms})",
+                        d = ms(4),
+                    ),
+                    &[Name, LockedBy, Permits, LockAtMostFor, HolderToken],
+                ),
+                extend: Statement::new(
+                    format!(
+                        "UPDATE {holders} SET lock_until = {NOW} + {d}, renewals = renewals + 1, \
+                         renewed_at = {now_ms} \
+                         WHERE name = $1 AND locked_by = $2 AND lock_until > {NOW}",
+                        d = ms(3),
+                    ),
+                    &[Name, LockedBy, LockAtMostFor],
+                ),
+                release: Statement::new(
+                    format!(
+                        "UPDATE {holders} SET lock_until = date_trunc('milliseconds', LEAST(lock_until, \
+                         GREATEST(locked_at + {least}, {NOW} + {keep}))) \
+                         WHERE name = $1 AND locked_by = $2 AND lock_until > {NOW}",
+                        least = ms(3),
+                        keep = ms(4),
+                    ),
+                    &[Name, LockedBy, LockAtLeastFor, KeepFor],
+                ),
+                settle: Statement::new(
+                    format!(
+                        "UPDATE {table} SET lock_until = COALESCE((SELECT MAX(h.lock_until) \
+                         FROM {holders} h WHERE h.name = $1 AND h.permits > 0 AND h.lock_until > {NOW}), \
+                         {now_ms}) WHERE name = $1 AND locked_by = '{SHARED_MARKER}' AND lock_until > {NOW}"
+                    ),
+                    &[Name],
+                ),
+                renew_exclusive: Statement::new(
+                    format!(
+                        "INSERT INTO {holders} AS h (name, locked_by, permits, locked_at, lock_until, \
+                         fencing_token, renewals, renewed_at) \
+                         SELECT l.name, l.locked_by, 0, l.locked_at, l.lock_until, {renewal_token}, 1, {now_ms} \
+                         FROM {table} l WHERE l.name = $1 AND l.locked_by = $2 \
+                         ON CONFLICT (name, locked_by) DO UPDATE SET renewals = h.renewals + 1, \
+                         renewed_at = EXCLUDED.renewed_at, lock_until = EXCLUDED.lock_until"
+                    ),
+                    &[Name, LockedBy],
+                ),
+                notify: Some(Statement::new(
+                    format!("SELECT pg_notify('{channel}', $1)"),
+                    &[Name],
+                )),
+                queue: Statement::new(
+                    format!(
+                        "INSERT INTO {waiters} AS w (name, waiter, queued_until) \
+                         VALUES ($1, $2, {NOW} + {d}) ON CONFLICT (name, waiter) \
+                         DO UPDATE SET queued_until = EXCLUDED.queued_until",
+                        d = ms(3),
+                    ),
+                    &[Name, Waiter, HoldPlaceFor],
+                ),
+                dequeue: Statement::new(
+                    format!(
+                        "DELETE FROM {waiters} WHERE name = $1 AND (waiter = $2 OR queued_until <= {NOW})"
+                    ),
+                    &[Name, Waiter],
+                ),
+                holders_of: Statement::new(holders_where(" AND h.name = $1"), &[Name]),
+                holders: Statement::new(holders_where(""), &[]),
+                waiters_of: Statement::new(waiters_where(" AND name = $1"), &[Name]),
+                waiters: Statement::new(waiters_where(""), &[]),
+                end_holders: Statement::new(
+                    format!(
+                        "UPDATE {holders} SET lock_until = {now_ms} \
+                         WHERE name = $1 AND permits > 0 AND lock_until > {NOW}"
+                    ),
+                    &[Name],
+                ),
+                prune: [
+                    Statement::new(
+                        format!(
+                            "DELETE FROM {holders} WHERE lock_until + {d} < {NOW}",
+                            d = ms(1)
+                        ),
+                        &[UnusedFor],
+                    ),
+                    Statement::new(
+                        format!(
+                            "DELETE FROM {waiters} WHERE queued_until + {d} < {NOW}",
+                            d = ms(1)
+                        ),
+                        &[UnusedFor],
+                    ),
+                ],
+            },
         }
     }
 
@@ -350,6 +534,31 @@ impl Dialect for PgDialect {
              locked_by VARCHAR(255) NOT NULL, \
              fencing_token BIGINT, \
              UNIQUE (name, id))"
+        )
+    }
+
+    fn create_holders_table(holders: &TableName) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {holders} (\
+             name VARCHAR(64) NOT NULL, \
+             locked_by VARCHAR(255) NOT NULL, \
+             permits INT NOT NULL CHECK (permits >= 0), \
+             locked_at TIMESTAMP(3) NOT NULL, \
+             lock_until TIMESTAMP(3) NOT NULL, \
+             fencing_token BIGINT, \
+             renewals BIGINT NOT NULL DEFAULT 0, \
+             renewed_at TIMESTAMP(3) NOT NULL, \
+             PRIMARY KEY (name, locked_by))"
+        )
+    }
+
+    fn create_waiters_table(waiters: &TableName) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {waiters} (\
+             name VARCHAR(64) NOT NULL, \
+             waiter VARCHAR(64) NOT NULL, \
+             queued_until TIMESTAMP(3) NOT NULL, \
+             PRIMARY KEY (name, waiter))"
         )
     }
 

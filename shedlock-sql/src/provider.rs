@@ -131,6 +131,14 @@ macro_rules! sql_provider {
                 Box::pin(self.locks.try_lock(config))
             }
 
+            fn try_lock_waiting<'a>(
+                &'a self,
+                config: &'a LockConfiguration,
+                waiter: &'a shedlock_core::Waiter,
+            ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
+                Box::pin(self.locks.try_lock_waiting(config, waiter))
+            }
+
             fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
                 Box::pin(self.locks.watch_releases(name))
             }

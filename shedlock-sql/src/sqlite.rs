@@ -20,8 +20,8 @@ use sqlx::sqlite::{
 };
 
 use crate::dialect::{
-    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, LeaseParam, ReleaseRun,
-    RunStatements, Statement, Statements, TableParam,
+    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, KindStatements, LeaseParam,
+    ReleaseRun, RunStatements, SHARED_MARKER, Statement, Statements, TableParam,
 };
 use crate::engine::{DEFAULT_STATEMENT_TIMEOUT, Failure, SqlLocks, parse_url};
 use crate::provider::sql_provider;
@@ -147,11 +147,17 @@ impl Dialect for SqliteDialect {
 
     fn statements(table: &TableName, fencing: bool) -> Statements {
         use LeaseParam::{
-            Capacity, Holder, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name, Outcome,
-            RunMillis, RunToken, UnusedFor,
+            Capacity, HoldPlaceFor, Holder, HolderToken, KeepFor, LockAtLeastFor, LockAtMostFor,
+            LockedBy, Name, Outcome, Permits, RunMillis, RunToken, UnusedFor, Waiter,
         };
         let settings = table.settings();
         let runs = table.runs();
+        let holders = table.holders();
+        let waiters = table.waiters();
+        // Milliseconds from `from` to `to` (times, or 'now').
+        let ms_between = |from: &str, to: &str| {
+            format!("CAST(ROUND((julianday({to}) - julianday({from})) * 86400000.0) AS INTEGER)")
+        };
         let millis_since_1970 = |column: &str| {
             format!("CAST(ROUND((julianday({column}) - 2440587.5) * 86400000.0) AS INTEGER)")
         };
@@ -177,8 +183,44 @@ impl Dialect for SqliteDialect {
         let state_columns = format!(
             "l.locked_by, CAST(ROUND((julianday(l.locked_at) - 2440587.5) * 86400000.0) AS INTEGER), \
              CAST(ROUND((julianday(l.lock_until) - julianday('now')) * 86400000.0) AS INTEGER), \
-             {holder_token}, s.capacity"
+             {holder_token}, s.capacity, r.renewals, {renewed_ago}",
+            renewed_ago = ms_between("r.renewed_at", "'now'"),
         );
+        // The live exclusive holder of the name `n` (not the shared marker)
+        // and its renewals.
+        let exclusive_of = |n: &str| {
+            format!(
+                "LEFT JOIN {table} l ON l.name = {n} AND l.lock_until > {now} \
+                 AND l.locked_by <> '{SHARED_MARKER}' \
+                 LEFT JOIN {holders} r ON r.name = l.name AND r.locked_by = l.locked_by \
+                 AND r.permits = 0"
+            )
+        };
+        // The live shared holders (see `engine::kinds::HolderRow`), `filter` added.
+        let holders_where = |filter: &str| {
+            format!(
+                "SELECT h.locked_by, {locked_at}, {left}, h.fencing_token, h.permits, h.renewals, \
+                 {ago}, h.name FROM {holders} h WHERE h.permits > 0 AND h.lock_until > {now}{filter}",
+                locked_at = millis_since_1970("h.locked_at"),
+                left = ms_between("'now'", "h.lock_until"),
+                ago = ms_between("h.renewed_at", "'now'"),
+            )
+        };
+        let waiters_where = |filter: &str| {
+            format!(
+                "SELECT name, COUNT(*) FROM {waiters} WHERE queued_until > {now}{filter} GROUP BY name"
+            )
+        };
+        let (kind_token, token_params, renewal_token): (_, &'static [LeaseParam], _) = if fencing {
+            (
+                format!("SELECT fencing_token FROM {table} WHERE name = ?1"),
+                &[Name],
+                "l.fencing_token",
+            )
+        } else {
+            (format!("SELECT {CLOCK_MICROS}"), &[], "NULL")
+        };
+        let until = |n: u8| format!("strftime({FORMAT}, 'now', ?{n})");
         Statements {
             // Inserts the row, or takes it over if its lease has ended, in
             // one atomic statement, unless the lock is paused (the SELECT
@@ -221,9 +263,9 @@ impl Dialect for SqliteDialect {
             admin: AdminStatements {
                 lock_state: Statement::new(
                     format!(
-                        "SELECT {state_columns} FROM (SELECT 1) AS one \
-                         LEFT JOIN {table} l ON l.name = ?1 AND l.lock_until > {now} \
-                         LEFT JOIN {settings} s ON s.name = ?1"
+                        "SELECT {state_columns} FROM (SELECT 1) AS one {exclusive} \
+                         LEFT JOIN {settings} s ON s.name = ?1",
+                        exclusive = exclusive_of("?1"),
                     ),
                     &[Name],
                 ),
@@ -232,8 +274,8 @@ impl Dialect for SqliteDialect {
                         "SELECT {state_columns}, n.name FROM \
                          (SELECT name FROM {table} WHERE lock_until > {now} \
                          UNION SELECT name FROM {settings} UNION SELECT name FROM {runs}) AS n \
-                         LEFT JOIN {table} l ON l.name = n.name AND l.lock_until > {now} \
-                         LEFT JOIN {settings} s ON s.name = n.name"
+                         {exclusive} LEFT JOIN {settings} s ON s.name = n.name",
+                        exclusive = exclusive_of("n.name"),
                     ),
                     &[],
                 ),
@@ -312,6 +354,134 @@ impl Dialect for SqliteDialect {
                     &[],
                 ),
             },
+            kinds: KindStatements {
+                ensure_row: Statement::new(
+                    format!(
+                        "INSERT INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
+                         VALUES (?1, {now}, {now}, ''{token_insert}) ON CONFLICT (name) DO NOTHING"
+                    ),
+                    &[Name],
+                ),
+                // A write: the transaction takes the file's write lock here.
+                lock_row: Statement::new(
+                    format!("UPDATE {table} SET name = name WHERE name = ?1"),
+                    &[Name],
+                ),
+                state: Statement::new(
+                    format!(
+                        "SELECT (SELECT COUNT(*) FROM {table} WHERE name = ?1 AND lock_until > {now} \
+                         AND locked_by <> '{SHARED_MARKER}'), \
+                         (SELECT capacity FROM {settings} WHERE name = ?1), \
+                         (SELECT COALESCE(SUM(permits), 0) FROM {holders} \
+                         WHERE name = ?1 AND permits > 0 AND lock_until > {now}), \
+                         (SELECT COUNT(*) FROM {waiters} WHERE name = ?1 AND queued_until > {now})"
+                    ),
+                    &[Name],
+                ),
+                take: Statement::new(
+                    format!(
+                        "UPDATE {table} SET lock_until = MAX(lock_until, {d}), \
+                         locked_at = {now}, locked_by = '{SHARED_MARKER}'{counter} WHERE name = ?1",
+                        d = until(2),
+                        counter = if fencing {
+                            ", fencing_token = COALESCE(fencing_token, 0) + 1"
+                        } else {
+                            ""
+                        },
+                    ),
+                    &[Name, LockAtMostFor],
+                ),
+                token: Statement::new(kind_token, token_params),
+                drop_ended: Statement::new(
+                    format!("DELETE FROM {holders} WHERE name = ?1 AND lock_until <= {now}"),
+                    &[Name],
+                ),
+                join: Statement::new(
+                    format!(
+                        "INSERT INTO {holders} (name, locked_by, permits, locked_at, lock_until, \
+                         fencing_token, renewals, renewed_at) \
+                         VALUES (?1, ?2, ?3, {now}, {d}, ?5, 0, {now})",
+                        d = until(4),
+                    ),
+                    &[Name, LockedBy, Permits, LockAtMostFor, HolderToken],
+                ),
+                extend: Statement::new(
+                    format!(
+                        "UPDATE {holders} SET lock_until = {d}, renewals = renewals + 1, \
+                         renewed_at = {now} WHERE name = ?1 AND locked_by = ?2 AND lock_until > {now}",
+                        d = until(3),
+                    ),
+                    &[Name, LockedBy, LockAtMostFor],
+                ),
+                release: Statement::new(
+                    format!(
+                        "UPDATE {holders} SET lock_until = MIN(lock_until, MAX(\
+                         strftime({FORMAT}, locked_at, ?3), {keep})) \
+                         WHERE name = ?1 AND locked_by = ?2 AND lock_until > {now}",
+                        keep = until(4),
+                    ),
+                    &[Name, LockedBy, LockAtLeastFor, KeepFor],
+                ),
+                settle: Statement::new(
+                    format!(
+                        "UPDATE {table} SET lock_until = COALESCE((SELECT MAX(h.lock_until) \
+                         FROM {holders} h WHERE h.name = ?1 AND h.permits > 0 AND h.lock_until > {now}), \
+                         {now}) WHERE name = ?1 AND locked_by = '{SHARED_MARKER}' AND lock_until > {now}"
+                    ),
+                    &[Name],
+                ),
+                renew_exclusive: Statement::new(
+                    format!(
+                        "INSERT INTO {holders} (name, locked_by, permits, locked_at, lock_until, \
+                         fencing_token, renewals, renewed_at) \
+                         SELECT l.name, l.locked_by, 0, l.locked_at, l.lock_until, {renewal_token}, 1, {now} \
+                         FROM {table} l WHERE l.name = ?1 AND l.locked_by = ?2 \
+                         ON CONFLICT (name, locked_by) DO UPDATE SET renewals = renewals + 1, \
+                         renewed_at = excluded.renewed_at, lock_until = excluded.lock_until"
+                    ),
+                    &[Name, LockedBy],
+                ),
+                notify: None,
+                queue: Statement::new(
+                    format!(
+                        "INSERT INTO {waiters} (name, waiter, queued_until) VALUES (?1, ?2, {d}) \
+                         ON CONFLICT (name, waiter) DO UPDATE SET queued_until = excluded.queued_until",
+                        d = until(3),
+                    ),
+                    &[Name, Waiter, HoldPlaceFor],
+                ),
+                dequeue: Statement::new(
+                    format!(
+                        "DELETE FROM {waiters} WHERE name = ?1 AND (waiter = ?2 OR queued_until <= {now})"
+                    ),
+                    &[Name, Waiter],
+                ),
+                holders_of: Statement::new(holders_where(" AND h.name = ?1"), &[Name]),
+                holders: Statement::new(holders_where(""), &[]),
+                waiters_of: Statement::new(waiters_where(" AND name = ?1"), &[Name]),
+                waiters: Statement::new(waiters_where(""), &[]),
+                end_holders: Statement::new(
+                    format!(
+                        "UPDATE {holders} SET lock_until = {now} \
+                         WHERE name = ?1 AND permits > 0 AND lock_until > {now}"
+                    ),
+                    &[Name],
+                ),
+                prune: [
+                    Statement::new(
+                        format!(
+                            "DELETE FROM {holders} WHERE strftime({FORMAT}, lock_until, ?1) < {now}"
+                        ),
+                        &[UnusedFor],
+                    ),
+                    Statement::new(
+                        format!(
+                            "DELETE FROM {waiters} WHERE strftime({FORMAT}, queued_until, ?1) < {now}"
+                        ),
+                        &[UnusedFor],
+                    ),
+                ],
+            },
         }
     }
 
@@ -355,6 +525,31 @@ impl Dialect for SqliteDialect {
              locked_by VARCHAR(255) NOT NULL, \
              fencing_token BIGINT, \
              UNIQUE (name, id))"
+        )
+    }
+
+    fn create_holders_table(holders: &TableName) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {holders} (\
+             name VARCHAR(64) NOT NULL, \
+             locked_by VARCHAR(255) NOT NULL, \
+             permits INTEGER NOT NULL CHECK (permits >= 0), \
+             locked_at TIMESTAMP(3) NOT NULL, \
+             lock_until TIMESTAMP(3) NOT NULL, \
+             fencing_token BIGINT, \
+             renewals BIGINT NOT NULL DEFAULT 0, \
+             renewed_at TIMESTAMP(3) NOT NULL, \
+             PRIMARY KEY (name, locked_by))"
+        )
+    }
+
+    fn create_waiters_table(waiters: &TableName) -> String {
+        format!(
+            "CREATE TABLE IF NOT EXISTS {waiters} (\
+             name VARCHAR(64) NOT NULL, \
+             waiter VARCHAR(64) NOT NULL, \
+             queued_until TIMESTAMP(3) NOT NULL, \
+             PRIMARY KEY (name, waiter))"
         )
     }
 

@@ -33,6 +33,13 @@ pub(crate) const SETTINGS_SUFFIX: &str = "_settings";
 /// [`SETTINGS_SUFFIX`], so it fits whenever that does).
 pub(crate) const RUNS_SUFFIX: &str = "_runs";
 
+/// What the shared holders' table's name adds to the lock table's (as
+/// the next one, shorter than [`SETTINGS_SUFFIX`]).
+const HOLDERS_SUFFIX: &str = "_holders";
+
+/// What the exclusive waiters' table's name adds to the lock table's.
+const WAITERS_SUFFIX: &str = "_waiters";
+
 /// The longest lock table name accepted: its companion's name must fit too.
 const MAX_TABLE_LEN: usize = MAX_IDENTIFIER_LEN - SETTINGS_SUFFIX.len();
 
@@ -80,18 +87,31 @@ impl TableName {
     /// The companion table of this lock table: `<table>_settings` in the same
     /// schema, where operators' capacities and pauses are kept.
     pub(crate) fn settings(&self) -> TableName {
-        TableName {
-            schema: self.schema.clone(),
-            table: format!("{}{SETTINGS_SUFFIX}", self.table),
-        }
+        self.with_suffix(SETTINGS_SUFFIX)
     }
 
     /// The companion table of this lock table where the last runs of each
     /// lock are kept: `<table>_runs` in the same schema.
     pub(crate) fn runs(&self) -> TableName {
+        self.with_suffix(RUNS_SUFFIX)
+    }
+
+    /// The companion table of this lock table where shared holders (and
+    /// exclusive holders' renewals) are kept: `<table>_holders`.
+    pub(crate) fn holders(&self) -> TableName {
+        self.with_suffix(HOLDERS_SUFFIX)
+    }
+
+    /// The companion table of this lock table where exclusive waiters hold
+    /// their place: `<table>_waiters`.
+    pub(crate) fn waiters(&self) -> TableName {
+        self.with_suffix(WAITERS_SUFFIX)
+    }
+
+    fn with_suffix(&self, suffix: &str) -> TableName {
         TableName {
             schema: self.schema.clone(),
-            table: format!("{}{RUNS_SUFFIX}", self.table),
+            table: format!("{}{suffix}", self.table),
         }
     }
 

@@ -6,3 +6,4 @@ mod support;
 
 support::provider_on_own_table!(mysql, shedlock_sql::MySqlLockProvider, "conformance");
 shedlock_test_support::provider_conformance_tests!(provider);
+shedlock_test_support::lock_kinds_conformance_tests!(provider);

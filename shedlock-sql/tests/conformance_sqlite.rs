@@ -5,3 +5,4 @@ mod support;
 
 support::provider_on_own_table!(sqlite, shedlock_sql::SqliteLockProvider, "conformance");
 shedlock_test_support::provider_conformance_tests!(provider);
+shedlock_test_support::lock_kinds_conformance_tests!(provider);

@@ -171,6 +171,11 @@ enum Tables {
     PlainOnly,
     /// ShedLock's plain DDL, and a companion with other columns, by hand.
     WrongSettings,
+    /// As `Plain`, with a shared holders' table of other columns made by
+    /// hand before (which `create_table_if_missing` leaves as it is).
+    WrongHolders,
+    /// As `Plain`, with the exclusive waiters' table dropped after.
+    NoWaiters,
 }
 
 async fn postgres(tables: Tables) -> PostgresLockProvider {
@@ -252,6 +257,17 @@ async fn create<P: Table + HasTable>(
     }
     match tables {
         Tables::Ours | Tables::Plain => provider.create().await,
+        Tables::WrongHolders => {
+            by_hand(format!(
+                "CREATE TABLE {table}_holders(name VARCHAR(64) NOT NULL, holder VARCHAR(255))"
+            ))
+            .await;
+            provider.create().await
+        }
+        Tables::NoWaiters => {
+            provider.create().await;
+            by_hand(format!("DROP TABLE {table}_waiters")).await
+        }
         Tables::PlainOnly => {}
         Tables::WrongSettings => {
             by_hand(format!(
@@ -323,17 +339,57 @@ async fn names_longer_than_the_column_are_refused_before_any_statement<P: LockPr
     }
 }
 
-async fn lock_kinds_are_refused_before_any_statement<P: LockProvider>(provider: P) {
-    // The provider's table does not exist: any statement would fail otherwise.
-    let base = config("kinds", Duration::ZERO);
-    let shared = base.clone().shared();
-    let counted = base.with_permits(2).unwrap_or_else(|err| panic!("{err}"));
-    for config in [shared, counted] {
-        match provider.try_lock(&config).await {
-            Err(err @ LockError::Unsupported { .. }) => {
-                assert!(err.to_string().contains("Redis"), "{err}")
-            }
-            other => panic!("{config:?} must be refused as unsupported: {other:?}"),
+/// A shared holders' table with other columns (an older or foreign table
+/// of that name) is a clear error naming what it lacks and giving the DDL,
+/// for exclusive, shared and operators' calls alike.
+async fn a_holders_table_with_other_columns_is_a_clear_error<P: LockProvider + LockAdmin>(
+    provider: P,
+) {
+    let base = config("bad-holders", Duration::ZERO);
+    let results = [
+        provider.try_lock(&base).await.map(drop),
+        provider.try_lock(&base.clone().shared()).await.map(drop),
+        provider.lock_state("bad-holders").await.map(drop),
+    ];
+    for result in results {
+        let err = match result {
+            Err(err @ LockError::Store { .. }) => err.to_string(),
+            other => panic!("a holders table without its columns must be refused: {other:?}"),
+        };
+        for expected in [
+            "_holders' has no column locked_by, permits",
+            "CREATE TABLE IF NOT EXISTS",
+            "permits INT",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing from: {err}");
+        }
+    }
+}
+
+/// Without the exclusive waiters' table, calls fail with an error that
+/// names it and gives its DDL.
+async fn a_missing_waiters_table_is_a_clear_error_giving_its_ddl<P: LockProvider + LockAdmin>(
+    provider: P,
+) {
+    let counted = config("no-waiters", Duration::ZERO)
+        .with_permits(2)
+        .unwrap_or_else(|err| panic!("{err}"));
+    let results = [
+        provider.try_lock(&counted).await.map(drop),
+        provider.force_release("no-waiters").await.map(drop),
+    ];
+    for result in results {
+        let err = match result {
+            Err(err @ LockError::Store { .. }) => err.to_string(),
+            other => panic!("a missing waiters table must be a store error: {other:?}"),
+        };
+        for expected in [
+            "there is no table",
+            "_waiters'",
+            "create_table_if_missing",
+            "queued_until",
+        ] {
+            assert!(err.contains(expected), "{expected:?} missing from: {err}");
         }
     }
 }
@@ -580,10 +636,19 @@ macro_rules! table_tests {
             }
 
             #[tokio::test]
-            async fn lock_kinds_are_refused_before_any_statement() {
-                let provider = super::$database(super::Tables::Plain).await.with_table_name("no_such_table_here")
-                    .unwrap_or_else(|err| panic!("{err}"));
-                super::lock_kinds_are_refused_before_any_statement(provider).await;
+            async fn a_holders_table_with_other_columns_is_a_clear_error() {
+                super::a_holders_table_with_other_columns_is_a_clear_error(
+                    super::$database(super::Tables::WrongHolders).await,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn a_missing_waiters_table_is_a_clear_error_giving_its_ddl() {
+                super::a_missing_waiters_table_is_a_clear_error_giving_its_ddl(
+                    super::$database(super::Tables::NoWaiters).await,
+                )
+                .await;
             }
 
             #[tokio::test]

@@ -1,13 +1,14 @@
 //! `LockAdmin` on the SQL tables: a lock's state from its row (a live
-//! lease, by the database's clock) and its companion settings row; capacity,
-//! pause and resume in the settings table; force-release ends the lease now.
-//! Each operation is one statement, or one transaction.
+//! exclusive lease, by the database's clock), its shared holders and
+//! queued exclusive waiters, and its companion settings row; capacity,
+//! pause and resume in the settings table; force-release ends every lease
+//! now. Each change is one statement, or one transaction.
 
 use std::time::{Duration, SystemTime};
 
 use shedlock_core::{LockError, LockHolder, LockMode, LockState, validate_capacity};
-use sqlx::Connection;
 
+use super::kinds::{execute, merge_kinds};
 use super::{Failure, LeaseParams, SqlEngine, SqlLocks, answer, checkout};
 use crate::dialect::{Dialect, LeaseParam, Statement};
 use crate::driver::Driver;
@@ -20,6 +21,9 @@ struct StateRow {
     lease_left_ms: Option<i64>,
     fencing_token: Option<i64>,
     capacity: Option<i64>,
+    /// The exclusive holder's renewals and milliseconds since the last.
+    renewals: Option<i64>,
+    renewed_ago_ms: Option<i64>,
     /// Only in `list_locks`' rows.
     name: Option<String>,
 }
@@ -32,7 +36,9 @@ impl StateRow {
             lease_left_ms: DB::int(row, 2)?,
             fencing_token: DB::int(row, 3)?,
             capacity: DB::int(row, 4)?,
-            name: if with_name { DB::text(row, 5)? } else { None },
+            renewals: DB::int(row, 5)?,
+            renewed_ago_ms: DB::int(row, 6)?,
+            name: if with_name { DB::text(row, 7)? } else { None },
         })
     }
 
@@ -53,9 +59,13 @@ impl StateRow {
                 .fencing_token
                 .and_then(|token| u64::try_from(token).ok())
                 .filter(|token| *token > 0),
-            // The table records no renewals.
-            renewed_ago: None,
-            renewals: None,
+            // Recorded from the first renewal on.
+            renewed_ago: self
+                .renewed_ago_ms
+                .map(|ms| Duration::from_millis(u64::try_from(ms).unwrap_or(0))),
+            renewals: self
+                .renewals
+                .and_then(|renewals| u64::try_from(renewals).ok()),
         });
         let capacity = self
             .capacity
@@ -99,15 +109,10 @@ impl<D: Dialect> SqlEngine<D> {
         timeout: Duration,
     ) -> Result<Vec<u64>, Failure> {
         let mut connection = checkout(&self.pool, timeout).await?;
-        let mut transaction = answer(timeout, Connection::begin(&mut *connection)).await?;
+        let mut transaction = Self::begin(&mut connection, timeout).await?;
         let mut changed = Vec::with_capacity(statements.len());
         for statement in statements {
-            let done = answer(
-                timeout,
-                D::Db::execute(&mut *transaction, &statement.sql, params.of(statement)),
-            )
-            .await?;
-            changed.push(D::counts(&done).rows_affected);
+            changed.push(execute::<D>(&mut *transaction, statement, &params, timeout).await?);
         }
         answer(timeout, transaction.commit()).await?;
         Ok(changed)
@@ -115,37 +120,69 @@ impl<D: Dialect> SqlEngine<D> {
 }
 
 impl<D: Dialect> SqlLocks<D> {
-    /// The state of `name`: its live lease and its stored capacity.
+    /// The state of `name`: its live leases, queued exclusive waiters and
+    /// stored capacity.
     pub(crate) async fn lock_state(&self, name: &str) -> Result<LockState, LockError> {
         check_admin_name(name)?;
-        let statements = &self.prepared().await?.statements.admin;
-        let rows = self
-            .engine
-            .read_states(
-                &statements.lock_state,
-                LeaseParams::of_name(name),
-                false,
-                self.timeout,
-            )
+        let statements = &self.prepared().await?.statements;
+        let (admin, kinds) = (&statements.admin, &statements.kinds);
+        let read = async {
+            let rows = self
+                .engine
+                .read_states(
+                    &admin.lock_state,
+                    LeaseParams::of_name(name),
+                    false,
+                    self.timeout,
+                )
+                .await?;
+            let holders = self
+                .engine
+                .read_holders(&kinds.holders_of, name, self.timeout)
+                .await?;
+            let waiters = self
+                .engine
+                .read_waiters(&kinds.waiters_of, name, self.timeout)
+                .await?;
+            Ok((rows, holders, waiters))
+        };
+        let (rows, holders, waiters) = read
             .await
             .map_err(|failure| self.admin_error(failure, format!("reading lock '{name}'")))?;
-        Ok(rows.into_iter().next().map_or_else(
+        let state = rows.into_iter().next().map_or_else(
             || StateRow::free().into_state(name.to_owned()),
             |row| row.into_state(name.to_owned()),
-        ))
+        );
+        let mut states = vec![state];
+        merge_kinds(&mut states, holders, waiters);
+        Ok(states.swap_remove(0))
     }
 
     /// Every lock held now or with a stored capacity, sorted by name.
     pub(crate) async fn list_locks(&self) -> Result<Vec<LockState>, LockError> {
-        let statements = &self.prepared().await?.statements.admin;
-        let rows = self
-            .engine
-            .read_states(
-                &statements.list_locks,
-                LeaseParams::of_name(""),
-                true,
-                self.timeout,
-            )
+        let statements = &self.prepared().await?.statements;
+        let (admin, kinds) = (&statements.admin, &statements.kinds);
+        let read = async {
+            let rows = self
+                .engine
+                .read_states(
+                    &admin.list_locks,
+                    LeaseParams::of_name(""),
+                    true,
+                    self.timeout,
+                )
+                .await?;
+            let holders = self
+                .engine
+                .read_holders(&kinds.holders, "", self.timeout)
+                .await?;
+            let waiters = self
+                .engine
+                .read_waiters(&kinds.waiters, "", self.timeout)
+                .await?;
+            Ok((rows, holders, waiters))
+        };
+        let (rows, holders, waiters) = read
             .await
             .map_err(|failure| self.admin_error(failure, "listing locks".to_owned()))?;
         let mut locks: Vec<LockState> = rows
@@ -155,6 +192,7 @@ impl<D: Dialect> SqlLocks<D> {
                 Some(row.into_state(name))
             })
             .collect();
+        merge_kinds(&mut locks, holders, waiters);
         // The same order on every store: by bytes, not by the database's collation.
         locks.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(locks)
@@ -202,21 +240,30 @@ impl<D: Dialect> SqlLocks<D> {
         Ok(())
     }
 
-    /// Ends the live lease of `name` now; how many there were (0 or 1).
+    /// Ends the live leases of `name` now; how many there were (the
+    /// exclusive holder, or the shared ones).
     pub(crate) async fn force_release(&self, name: &str) -> Result<usize, LockError> {
         check_admin_name(name)?;
-        let statements = &self.prepared().await?.statements.admin;
-        let released = self
+        let statements = &self.prepared().await?.statements;
+        let (admin, kinds) = (&statements.admin, &statements.kinds);
+        let changed = self
             .engine
             .change(
-                &[&statements.force_release],
+                &[&kinds.lock_row, &kinds.end_holders, &admin.force_release],
                 LeaseParams::of_name(name),
                 self.timeout,
             )
             .await
-            .map_err(|failure| self.admin_error(failure, format!("force-releasing lock '{name}'")))?
-            .iter()
-            .sum::<u64>();
+            .map_err(|failure| {
+                self.admin_error(failure, format!("force-releasing lock '{name}'"))
+            })?;
+        // Live shared holders, or else the row's lease (an exclusive holder's;
+        // the shared marker's is live only while a shared holder is).
+        let released = match changed[..] {
+            [_, shared, _] if shared > 0 => shared,
+            [_, _, row] => row,
+            _ => 0,
+        };
         tracing::warn!(lock = %name, holders = released, "lock force-released");
         if released > 0 {
             self.releases.notify_released(name);
@@ -235,7 +282,12 @@ impl<D: Dialect> SqlLocks<D> {
         let pruned = self
             .engine
             .change(
-                &[&statements.admin.prune, &statements.runs.prune],
+                &[
+                    &statements.admin.prune,
+                    &statements.runs.prune,
+                    &statements.kinds.prune[0],
+                    &statements.kinds.prune[1],
+                ],
                 params,
                 self.timeout,
             )
@@ -285,6 +337,8 @@ impl StateRow {
             lease_left_ms: None,
             fencing_token: None,
             capacity: None,
+            renewals: None,
+            renewed_ago_ms: None,
             name: None,
         }
     }

@@ -24,6 +24,11 @@ impl<D: Dialect> SqlEngine<D> {
         run: &FinishedRun,
         timeout: Duration,
     ) -> Result<bool, Failure> {
+        if lease.permits.is_some() {
+            return self
+                .release_shared(statements, lease, keep_for, Some(run), timeout)
+                .await;
+        }
         let params = LeaseParams {
             keep_for,
             ..LeaseParams::of_run(lease, run)
