@@ -884,6 +884,17 @@ impl<D: Dialect> SqlLocks<D> {
         &self,
         config: &LockConfiguration,
     ) -> Result<Option<LockGuard>, LockError> {
+        self.try_lock_as(config, None).await
+    }
+
+    /// As `try_lock`, for `waiter` if given: taking the lock takes it out
+    /// of the queue if it had queued, beside its run (the lease's release
+    /// waits for that), so the hand-off to it costs no statement more.
+    async fn try_lock_as(
+        &self,
+        config: &LockConfiguration,
+        waiter: Option<&shedlock_core::Waiter>,
+    ) -> Result<Option<LockGuard>, LockError> {
         check_lock_name(config.name())?;
         let prepared = self.prepared().await?;
         let action = || format!("acquiring lock '{}'", config.name());
@@ -900,6 +911,7 @@ impl<D: Dialect> SqlLocks<D> {
             releases: self.releases.clone(),
             timeout: self.timeout,
             history: self.run_history,
+            dequeuing: std::sync::Mutex::new(None),
             row: LeaseRow {
                 name: config.shared_name().clone(),
                 locked_by: acquisition_locked_by(&self.locked_by),
@@ -934,6 +946,11 @@ impl<D: Dialect> SqlLocks<D> {
         };
         match acquisition.answer_within(self.timeout).await {
             Some((Ok(Some(token)), lease)) => {
+                if let Some(waiter) = waiter
+                    && self.queued.take(waiter)
+                {
+                    lease.dequeue(waiter.id().to_owned());
+                }
                 Ok(Some(LockGuard::new(config, token, requested_at, lease)))
             }
             Some((Ok(None), _)) => {
@@ -980,13 +997,13 @@ impl<D: Dialect> SqlLocks<D> {
         config: &LockConfiguration,
         waiter: &shedlock_core::Waiter,
     ) -> Result<Option<LockGuard>, LockError> {
-        let acquired = self.try_lock(config).await?;
         if config.mode() != shedlock_core::LockMode::Exclusive {
-            return Ok(acquired);
+            return self.try_lock(config).await;
         }
-        let statements = &self.prepared().await?.statements;
-        let name = config.name();
+        let acquired = self.try_lock_as(config, Some(waiter)).await?;
         if acquired.is_none() {
+            let statements = &self.prepared().await?.statements;
+            let name = config.name();
             match self
                 .engine
                 .queue(statements, name, waiter, self.timeout)
@@ -999,16 +1016,6 @@ impl<D: Dialect> SqlLocks<D> {
                     "cannot queue the exclusive waiter; new shared holders may go first"
                 ),
             }
-        } else if self.queued.take(waiter)
-            && let Err(failure) = self
-                .engine
-                .dequeue(statements, name, waiter.id(), self.timeout)
-                .await
-        {
-            tracing::debug!(
-                lock = %name, what = %failure.what_happened, error = ?failure.cause,
-                "cannot take the waiter out of the queue; its place lapses by itself"
-            );
         }
         Ok(acquired)
     }
@@ -1193,6 +1200,9 @@ struct SqlLease<D: Dialect> {
     timeout: Duration,
     /// Whether a release after a run records it.
     history: bool,
+    /// The holder's place in the exclusive waiters' queue being given up
+    /// (see `SqlLocks::try_lock_as`); released after it.
+    dequeuing: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     row: LeaseRow,
 }
 
@@ -1244,12 +1254,40 @@ impl<D: Dialect> Lease for SqlLease<D> {
 }
 
 impl<D: Dialect> SqlLease<D> {
+    /// Takes the exclusive waiter `waiter`, now this lease's holder, out of
+    /// the queue, in a task of its own.
+    fn dequeue(&self, waiter: String) {
+        let (engine, statements) = (self.engine.clone(), self.statements.clone());
+        let (name, timeout) = (self.row.name.clone(), self.timeout);
+        let task = tokio::spawn(async move {
+            if let Err(failure) = engine.dequeue(&statements, &name, &waiter, timeout).await {
+                tracing::debug!(
+                    lock = %name, what = %failure.what_happened, error = ?failure.cause,
+                    "cannot take the waiter out of the queue; its place lapses by itself"
+                );
+            }
+        });
+        *self
+            .dequeuing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(task);
+    }
+
     /// Releases the lease, recording `run` in the same transaction if given.
     async fn release_with(
         &self,
         keep_for: Duration,
         run: Option<&FinishedRun>,
     ) -> Result<bool, LockError> {
+        // Out of the queue first, so the place never outlives the lease.
+        let dequeuing = self
+            .dequeuing
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if let Some(task) = dequeuing {
+            let _ = task.await;
+        }
         let released = match run {
             Some(run) => {
                 self.engine
