@@ -297,7 +297,6 @@ async fn run(cli: &Cli, kind: StoreKind, url: &str, format: Format) -> Result<()
                 format,
                 &state,
                 store.location(&name),
-                store.records_waiters(),
                 action.as_deref(),
                 last_run.as_ref(),
             );
@@ -311,7 +310,7 @@ async fn run(cli: &Cli, kind: StoreKind, url: &str, format: Format) -> Result<()
                 let last_run = last_runs(admin, &lock.name).await?.into_iter().next();
                 locks.push((lock, last_run));
             }
-            print_list(format, &locks, store.records_waiters());
+            print_list(format, &locks);
         }
         Command::History { name } => {
             let runs = admin.run_history(name).await?;

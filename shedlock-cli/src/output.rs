@@ -16,20 +16,13 @@ pub(crate) enum Format {
 
 /// `list`: each lock with its last run (`None`: none recorded, or a store
 /// that keeps no history).
-/// `list`: a table, or a JSON array of the locks (`exclusive_waiters` is
-/// `null` where the store does not record waiters, as in `show`).
-pub(crate) fn print_list(
-    format: Format,
-    locks: &[(LockState, Option<RunRecord>)],
-    records_waiters: bool,
-) {
+/// `list`: a table, or a JSON array of the locks.
+pub(crate) fn print_list(format: Format, locks: &[(LockState, Option<RunRecord>)]) {
     match format {
         Format::Json => {
             let items: Vec<Value> = locks
                 .iter()
-                .map(|(lock, last_run)| {
-                    store_state_json(lock, None, last_run.as_ref(), records_waiters)
-                })
+                .map(|(lock, last_run)| state_json(lock, None, last_run.as_ref()))
                 .collect();
             println!("{}", Value::Array(items));
         }
@@ -90,26 +83,21 @@ fn run_json(run: &RunRecord) -> Value {
 }
 
 /// `show` and the changes that print the lock after: the lock, where it
-/// lives (`("key", ..)` on Redis, `("table", ..)` on SQL stores), and its
-/// waiting exclusive jobs where the store records them (`null` in JSON where not).
+/// lives (`("key", ..)` on Redis, `("table", ..)` on SQL stores).
 pub(crate) fn print_state(
     format: Format,
     state: &LockState,
     location: (&str, String),
-    records_waiters: bool,
     action: Option<&str>,
     last_run: Option<&RunRecord>,
 ) {
     match format {
-        Format::Json => println!(
-            "{}",
-            store_state_json(state, action, last_run, records_waiters)
-        ),
+        Format::Json => println!("{}", state_json(state, action, last_run)),
         Format::Text => {
             if let Some(action) = action {
                 println!("{}: {action}", clean(&state.name));
             }
-            print!("{}", state_text(state, location, records_waiters));
+            print!("{}", state_text(state, location));
             println!(
                 "last run:  {}",
                 last_run.map_or_else(|| "none recorded".to_owned(), run_cell)
@@ -238,7 +226,7 @@ fn aligned<const N: usize>(rows: &[[String; N]]) -> String {
 }
 
 /// `show`: the lock and each holder.
-fn state_text(state: &LockState, location: (&str, String), records_waiters: bool) -> String {
+fn state_text(state: &LockState, location: (&str, String)) -> String {
     let mut text = String::new();
     let (label, place) = location;
     let _ = writeln!(text, "lock:      {}", clean(&state.name));
@@ -253,11 +241,7 @@ fn state_text(state: &LockState, location: (&str, String), records_waiters: bool
         "paused:    {}",
         if state.paused { "yes" } else { "no" }
     );
-    if records_waiters {
-        let _ = writeln!(text, "waiting exclusive jobs: {}", state.exclusive_waiters);
-    } else {
-        let _ = writeln!(text, "waiting exclusive jobs: not recorded by this store");
-    }
+    let _ = writeln!(text, "waiting exclusive jobs: {}", state.exclusive_waiters);
     if state.holders.is_empty() {
         let _ = writeln!(text, "holders:   none (free)");
         return text;
@@ -428,20 +412,6 @@ impl IfEmpty for String {
     }
 }
 
-/// [`state_json`], with `exclusive_waiters` `null` on a store that does not record waiters.
-fn store_state_json(
-    state: &LockState,
-    action: Option<&str>,
-    last_run: Option<&RunRecord>,
-    records_waiters: bool,
-) -> Value {
-    let mut json = state_json(state, action, last_run);
-    if !records_waiters && let Some(fields) = json.as_object_mut() {
-        fields.insert("exclusive_waiters".to_owned(), Value::Null);
-    }
-    json
-}
-
 fn state_json(state: &LockState, action: Option<&str>, last_run: Option<&RunRecord>) -> Value {
     let mut json = json!({
         "name": state.name,
@@ -599,7 +569,6 @@ mod tests {
         let shown = state_text(
             &lock("scheduler", vec![leader.clone()]),
             ("key", "k".to_owned()),
-            true,
         );
         assert!(
             shown.contains("kind: lease, term: 42, last renewal: 1.2s ago (3 renewals)"),

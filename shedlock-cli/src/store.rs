@@ -141,12 +141,6 @@ impl Store {
         }
     }
 
-    /// Whether the store records jobs waiting for a lock (Redis queues
-    /// exclusive waiters; an SQL table does not).
-    pub(crate) fn records_waiters(&self) -> bool {
-        matches!(self, Store::Redis(_))
-    }
-
     /// Deletes what is kept of locks unused for `unused_for`: SQL rows whose
     /// last lease ended before; `None` on Redis, whose keys expire by themselves.
     pub(crate) async fn prune(&self, unused_for: Duration) -> Result<Option<u64>, LockError> {

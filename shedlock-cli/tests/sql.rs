@@ -172,6 +172,13 @@ async fn list_and_show_describe_the_locks<P: Service>((provider, url, table): (P
         .set_capacity("exports", 3)
         .await
         .unwrap_or_else(|err| panic!("{err}"));
+    let counted = config("exports")
+        .with_permits(2)
+        .unwrap_or_else(|err| panic!("{err}"));
+    let exporting = match provider.try_lock(&counted).await {
+        Ok(Some(guard)) => guard,
+        other => panic!("cannot take 2 permits of 'exports': {other:?}"),
+    };
     lock(&provider, "finished")
         .await
         .unlock()
@@ -253,8 +260,12 @@ async fn list_and_show_describe_the_locks<P: Service>((provider, url, table): (P
     );
     assert!(holder["locked_at"].is_string(), "{json}");
     assert_eq!(locks[1]["paused"], true);
-    assert_eq!(nightly["exclusive_waiters"], Value::Null, "{json}");
+    assert_eq!(nightly["exclusive_waiters"], 0, "{json}");
     assert_eq!(locks[0]["capacity"], 3);
+    // A counted holder, from the shared holders' table.
+    assert_eq!(locks[0]["permits_held"], 2, "{json}");
+    assert_eq!(locks[0]["holders"][0]["permits"], 2, "{json}");
+    assert_eq!(locks[0]["holders"][0]["locked_by"], "worker-7", "{json}");
 
     let shown = succeeded(&run(&url, &table, &["show", "nightly-report"]).await);
     assert!(
@@ -267,18 +278,19 @@ async fn list_and_show_describe_the_locks<P: Service>((provider, url, table): (P
         shown.contains("exclusive: worker-7, locked at") && shown.contains("fencing token"),
         "{shown}"
     );
-    assert!(
-        shown.contains("waiting exclusive jobs: not recorded"),
-        "{shown}"
-    );
+    assert!(shown.contains("waiting exclusive jobs: 0"), "{shown}");
     let free = succeeded(&run(&url, &table, &["show", "never-used"]).await);
     assert!(free.contains("none (free)"), "{free}");
     let free = json_of(&succeeded(
         &run(&url, &table, &["--json", "show", "never-used"]).await,
     ));
     assert_eq!(free["holders"], Value::Array(Vec::new()));
-    assert_eq!(free["exclusive_waiters"], Value::Null);
+    assert_eq!(free["exclusive_waiters"], 0);
     held.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    exporting
+        .unlock()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
 }
 
 /// Pause, resume, capacity and unlock change what the services see.

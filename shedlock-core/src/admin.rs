@@ -65,8 +65,8 @@ pub struct LockHolder {
 
 /// Operations on locks for operators and tooling (the `shedlock` command):
 /// read a lock's state, change its capacity, pause and resume it, and
-/// force-release it. Implemented by providers that keep lock kinds (Redis,
-/// memory).
+/// force-release it. Implemented by every built-in provider (Redis,
+/// memory, PostgreSQL, MySQL/MariaDB, SQLite).
 ///
 /// Changes take effect for the next acquisitions; holders keep their leases
 /// (except on [`force_release`](Self::force_release)). Waiting jobs wake when

@@ -72,8 +72,8 @@ pub enum LockError {
         released: bool,
     },
 
-    /// The provider cannot do what was asked (e.g. shared or counted locks on
-    /// a store whose format has no room for them).
+    /// The provider cannot do what was asked (e.g. a provider of your own
+    /// without shared locks, or run history from a store that keeps none).
     #[error("the {store} lock provider does not support {what}; {advice}")]
     Unsupported {
         /// Which store.

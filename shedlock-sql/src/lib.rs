@@ -12,9 +12,10 @@
 //! );
 //! ```
 //!
-//! and, beside it, two companion tables of shedlock's own (ShedLock for Java
-//! never reads them): what operators set (capacities and pauses), and the
-//! last runs of each lock.
+//! and, beside it, four companion tables of shedlock's own (ShedLock for
+//! Java never reads them): what operators set (capacities and pauses), the
+//! last runs of each lock, the shared holders, and the queued exclusive
+//! waiters.
 //!
 //! ```sql
 //! CREATE TABLE shedlock_settings(
@@ -33,13 +34,31 @@
 //!     fencing_token BIGINT,
 //!     UNIQUE (name, id)
 //! );
+//! CREATE TABLE shedlock_holders(                     -- shared and counted holders
+//!     name VARCHAR(64) NOT NULL,
+//!     locked_by VARCHAR(255) NOT NULL,               -- unique per acquisition
+//!     permits INT NOT NULL CHECK (permits >= 0),     -- 0: an exclusive holder's renewals
+//!     locked_at TIMESTAMP(3) NOT NULL,
+//!     lock_until TIMESTAMP(3) NOT NULL,
+//!     fencing_token BIGINT,
+//!     renewals BIGINT NOT NULL DEFAULT 0,
+//!     renewed_at TIMESTAMP(3) NOT NULL,
+//!     PRIMARY KEY (name, locked_by)
+//! );
+//! CREATE TABLE shedlock_waiters(                     -- exclusive waiters ahead of new shared holders
+//!     name VARCHAR(64) NOT NULL,
+//!     waiter VARCHAR(64) NOT NULL,
+//!     queued_until TIMESTAMP(3) NOT NULL,
+//!     PRIMARY KEY (name, waiter)
+//! );
 //! ```
 //!
 //! Each database is a feature: `postgres` ([`PostgresLockProvider`]),
 //! `mysql` ([`MySqlLockProvider`]), `sqlite` ([`SqliteLockProvider`]). Each
 //! provider is built from a URL (`connect`) or from an sqlx pool (`new`);
-//! `create_table_if_missing()` creates the three tables (`<table>_settings`
-//! and `<table>_runs` for another table name). At the first lock, the
+//! `create_table_if_missing()` creates the five tables (`<table>_settings`,
+//! `<table>_runs`, `<table>_holders` and `<table>_waiters` for another
+//! table name). At the first lock, the
 //! provider checks that they exist with these columns; a missing one, or one
 //! with other columns, is a
 //! [`LockError::Store`](shedlock_core::LockError::Store) that gives its DDL.
@@ -57,16 +76,36 @@
 //! # Operators
 //!
 //! The providers are a [`LockAdmin`](shedlock_core::LockAdmin) (the
-//! `shedlock` command uses it): a lock's state is its row's live lease (by
-//! the database's clock) and its settings row; `pause` stores capacity 0,
-//! `resume` the capacity from before; `force_release` ends the live lease
-//! now. Every acquisition reads the lock's capacity in its own statement
+//! `shedlock` command uses it): a lock's state is its row's live exclusive
+//! lease (by the database's clock), its live shared holders, its queued
+//! exclusive waiters and its settings row; `pause` stores capacity 0,
+//! `resume` the capacity from before; `force_release` ends every live
+//! lease now. Every acquisition reads the lock's capacity in its own statement
 //! (a primary-key lookup in the settings table) and takes nothing while it
 //! is 0: a paused job is skipped (`Ok(None)`) on every replica from the
 //! pause on, while a running holder finishes. A configuration's own
 //! capacity (`with_capacity(0)`: paused until an operator sets one) counts
-//! when none is stored. Only exclusive locks: the table has one holder per
-//! name.
+//! when none is stored.
+//!
+//! # Lock kinds
+//!
+//! Shared and counted locks (`LockConfiguration::shared`, `with_permits`,
+//! `with_capacity`) keep each holder in `<table>_holders`. While shared
+//! holders hold a lock, its row in ShedLock's table is their marker
+//! (`locked_by = '#shared-holders'`) and its `lock_until` is the latest end
+//! of their leases, so exclusive acquisitions (the one-statement ones
+//! above, and ShedLock for Java's) find it held. Every shared acquisition,
+//! extension and release, and `force_release`, is one transaction that
+//! first locks the name's row (`SELECT .. FOR UPDATE`; on SQLite the
+//! file's write lock): one name's operations run one after another, so the
+//! permits held never exceed the capacity and an exclusive holder never runs
+//! beside shared ones. An exclusive waiter (`wait_for`) whose attempt fails
+//! queues in `<table>_waiters`, and new shared holders stay out while a place
+//! is held (each lasts a moment past the waiter's last attempt), so a stream
+//! of shared jobs cannot starve an exclusive one. An exclusive holder's
+//! renewals (`extend`: keep-alive, leaders) are counted in a holders row of
+//! 0 permits, for `lock_state`. On MySQL/MariaDB these transactions run at
+//! `READ COMMITTED` (no gap locks, so neighbouring names never deadlock).
 //!
 //! # Semantics
 //!

@@ -8,7 +8,9 @@ use std::time::{Duration, SystemTime};
 
 use shedlock_core::{LockError, LockHolder, LockMode, LockState, validate_capacity};
 
-use super::kinds::{execute, merge_kinds};
+use std::collections::HashMap;
+
+use super::kinds::{HolderRow, execute, merge_kinds};
 use super::{Failure, LeaseParams, SqlEngine, SqlLocks, answer, checkout};
 use crate::dialect::{Dialect, LeaseParam, Statement};
 use crate::driver::Driver;
@@ -81,24 +83,32 @@ impl StateRow {
 }
 
 impl<D: Dialect> SqlEngine<D> {
-    /// The rows `statement` answers with `params`.
-    async fn read_states(
+    /// What `states`, `holders` and `waiters` answer for `name` (every
+    /// name when empty): the lock rows (with their names, for every name),
+    /// the live shared holders and the queued exclusive waiters.
+    async fn read_locks(
         &self,
-        statement: &Statement<LeaseParam>,
-        params: LeaseParams<'_, D>,
-        with_name: bool,
+        [states, holders, waiters]: [&Statement<LeaseParam>; 3],
+        name: &str,
         timeout: Duration,
-    ) -> Result<Vec<StateRow>, Failure> {
+    ) -> Result<(Vec<StateRow>, Vec<HolderRow>, HashMap<String, u32>), Failure> {
         let mut connection = checkout(&self.pool, timeout).await?;
+        let values = LeaseParams::<D>::of_name(name).of(states);
         let rows = answer(
             timeout,
-            D::Db::fetch_all(&mut connection, &statement.sql, params.of(statement)),
+            D::Db::fetch_all(&mut connection, &states.sql, values),
         )
         .await?;
-        rows.iter()
+        drop(connection);
+        let with_name = name.is_empty();
+        let rows = rows
+            .iter()
             .map(|row| StateRow::read::<D::Db>(row, with_name))
             .collect::<Result<_, _>>()
-            .map_err(Failure::of)
+            .map_err(Failure::of)?;
+        let holders = self.read_holders(holders, name, timeout).await?;
+        let waiters = self.read_waiters(waiters, name, timeout).await?;
+        Ok((rows, holders, waiters))
     }
 
     /// Runs `statements` in order in one transaction; the rows each changed.
@@ -126,27 +136,10 @@ impl<D: Dialect> SqlLocks<D> {
         check_admin_name(name)?;
         let statements = &self.prepared().await?.statements;
         let (admin, kinds) = (&statements.admin, &statements.kinds);
-        let read = async {
-            let rows = self
-                .engine
-                .read_states(
-                    &admin.lock_state,
-                    LeaseParams::of_name(name),
-                    false,
-                    self.timeout,
-                )
-                .await?;
-            let holders = self
-                .engine
-                .read_holders(&kinds.holders_of, name, self.timeout)
-                .await?;
-            let waiters = self
-                .engine
-                .read_waiters(&kinds.waiters_of, name, self.timeout)
-                .await?;
-            Ok((rows, holders, waiters))
-        };
-        let (rows, holders, waiters) = read
+        let read = [&admin.lock_state, &kinds.holders_of, &kinds.waiters_of];
+        let (rows, holders, waiters) = self
+            .engine
+            .read_locks(read, name, self.timeout)
             .await
             .map_err(|failure| self.admin_error(failure, format!("reading lock '{name}'")))?;
         let state = rows.into_iter().next().map_or_else(
@@ -162,27 +155,10 @@ impl<D: Dialect> SqlLocks<D> {
     pub(crate) async fn list_locks(&self) -> Result<Vec<LockState>, LockError> {
         let statements = &self.prepared().await?.statements;
         let (admin, kinds) = (&statements.admin, &statements.kinds);
-        let read = async {
-            let rows = self
-                .engine
-                .read_states(
-                    &admin.list_locks,
-                    LeaseParams::of_name(""),
-                    true,
-                    self.timeout,
-                )
-                .await?;
-            let holders = self
-                .engine
-                .read_holders(&kinds.holders, "", self.timeout)
-                .await?;
-            let waiters = self
-                .engine
-                .read_waiters(&kinds.waiters, "", self.timeout)
-                .await?;
-            Ok((rows, holders, waiters))
-        };
-        let (rows, holders, waiters) = read
+        let read = [&admin.list_locks, &kinds.holders, &kinds.waiters];
+        let (rows, holders, waiters) = self
+            .engine
+            .read_locks(read, "", self.timeout)
             .await
             .map_err(|failure| self.admin_error(failure, "listing locks".to_owned()))?;
         let mut locks: Vec<LockState> = rows

@@ -15,10 +15,11 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
-use shedlock_core::{FinishedRun, LockHolder, LockMode, LockState, RunOutcome, Waiter};
+use shedlock_core::{FinishedRun, LockHolder, LockMode, LockState, Waiter};
 use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Database, Transaction};
 
+use super::runs::record_in;
 use super::{Failure, LeaseParams, LeaseRow, SqlEngine, answer, checkout, taken};
 use crate::dialect::{Dialect, Statement, Statements};
 use crate::driver::Driver;
@@ -216,17 +217,7 @@ impl<D: Dialect> SqlEngine<D> {
             }
         }
         if run.is_some() {
-            let params = if released {
-                params
-            } else {
-                LeaseParams {
-                    outcome: RunOutcome::LeaseLost.as_str(),
-                    ..params
-                }
-            };
-            for statement in &statements.runs.record {
-                execute::<D>(&mut *transaction, statement, &params, timeout).await?;
-            }
+            record_in::<D>(&mut *transaction, statements, params, released, timeout).await?;
         }
         answer(timeout, transaction.commit()).await?;
         Ok(released)

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use shedlock_core::{FinishedRun, LockError, RunOutcome, RunRecord};
 use sqlx::Connection;
 
+use super::kinds::execute;
 use super::{Failure, LeaseParams, LeaseRow, SqlEngine, SqlLocks, answer, checkout};
 use crate::dialect::{Dialect, ReleaseRun, Statements};
 use crate::driver::Driver;
@@ -38,29 +39,10 @@ impl<D: Dialect> SqlEngine<D> {
         }
         let mut connection = checkout(&self.pool, timeout).await?;
         let mut transaction = answer(timeout, Connection::begin(&mut *connection)).await?;
-        let release = &statements.release;
-        let done = answer(
-            timeout,
-            D::Db::execute(&mut *transaction, &release.sql, params.of(release)),
-        )
-        .await?;
         // MySQL's client counts matched rows (CLIENT_FOUND_ROWS), not changed ones.
-        let released = D::counts(&done).rows_affected == 1;
-        let params = if released {
-            params
-        } else {
-            LeaseParams {
-                outcome: RunOutcome::LeaseLost.as_str(),
-                ..params
-            }
-        };
-        for statement in &statements.runs.record {
-            answer(
-                timeout,
-                D::Db::execute(&mut *transaction, &statement.sql, params.of(statement)),
-            )
-            .await?;
-        }
+        let released =
+            execute::<D>(&mut *transaction, &statements.release, &params, timeout).await? == 1;
+        record_in::<D>(&mut *transaction, statements, params, released, timeout).await?;
         answer(timeout, transaction.commit()).await?;
         Ok(released)
     }
@@ -100,6 +82,29 @@ impl<D: Dialect> SqlEngine<D> {
             .collect::<Result<_, _>>()
             .map_err(Failure::of)
     }
+}
+
+/// Records the run of `params` (as lost unless `released`) and trims the
+/// name's history, on `connection` (in the release's transaction).
+pub(super) async fn record_in<D: Dialect>(
+    connection: &mut <D::Db as sqlx::Database>::Connection,
+    statements: &Statements,
+    params: LeaseParams<'_, D>,
+    released: bool,
+    timeout: Duration,
+) -> Result<(), Failure> {
+    let params = if released {
+        params
+    } else {
+        LeaseParams {
+            outcome: RunOutcome::LeaseLost.as_str(),
+            ..params
+        }
+    };
+    for statement in &statements.runs.record {
+        execute::<D>(&mut *connection, statement, &params, timeout).await?;
+    }
+    Ok(())
 }
 
 /// One row of the `history` statement.
