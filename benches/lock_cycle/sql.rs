@@ -240,6 +240,8 @@ fn task_name(task: usize) -> String {
 #[derive(Clone, Copy)]
 enum SqlPath {
     Provider,
+    /// A shared holder's cycle (one permit, no capacity), on a name of its own.
+    Shared,
     Floor,
     Breakdown(usize),
     Execute(usize),
@@ -257,6 +259,7 @@ impl SqlBench {
     fn label(&self, path: SqlPath) -> &'static str {
         match path {
             SqlPath::Provider => "try_lock + unlock",
+            SqlPath::Shared => "try_lock + unlock, shared (1 transaction each)",
             SqlPath::Floor => "floor: the same statements, raw sqlx",
             SqlPath::Breakdown(i) => self.breakdowns[i].0,
             SqlPath::Execute(i) => self.executors[i].0,
@@ -271,6 +274,11 @@ impl SqlBench {
     ) -> BenchResult<()> {
         match path {
             SqlPath::Provider => provider_cycle(&*self.provider, config).await,
+            SqlPath::Shared => {
+                // Made here (well under a microsecond): the path keeps no state.
+                let shared = LockConfiguration::new("sql-shared", LEASE, Duration::ZERO)?.shared();
+                provider_cycle(&*self.provider, &shared).await
+            }
             SqlPath::Floor => self.floor.cycle(floor_name).await,
             SqlPath::Breakdown(i) => self.breakdowns[i].1.cycle(floor_name).await,
             SqlPath::Execute(i) => match self.executors[i].1.execute(config, async { 1 }).await? {
@@ -288,10 +296,12 @@ async fn serial(bench: &SqlBench, cycles: usize, rows: &mut Vec<Row>) -> BenchRe
     let lock_paths: Vec<SqlPath> = [SqlPath::Floor, SqlPath::Provider]
         .into_iter()
         .chain((0..bench.breakdowns.len()).map(SqlPath::Breakdown))
+        .chain([SqlPath::Shared])
         .collect();
     let samples = serial_pass(bench, &lock_paths, cycles).await?;
     let p = |i: usize, q| percentile(&samples[i], q);
-    // lock_paths[0] is the floor, [1] the provider, the rest breakdowns.
+    // lock_paths[0] is the floor, [1] the provider, the rest breakdowns and
+    // the shared cycle.
     let ratio = us(p(1, 0.5)) / us(p(0, 0.5));
     rows.push(Row {
         figure: format!("{}: serial p50, try_lock + unlock", bench.label),

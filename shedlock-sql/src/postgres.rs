@@ -193,10 +193,13 @@ impl Dialect for PgDialect {
             // Inserts the row, or takes it over if its lease has ended, in
             // one atomic statement, unless the lock is paused (the SELECT
             // then gives no row); returns the token only when it took the lock.
+            // `locked_at` is truncated to the column's milliseconds: rounded
+            // up, a release within the same millisecond (`lock_at_least_for`
+            // counts from it) would keep the lock into the next one.
             acquire: vec![Acquire::Returning(Statement::new(
                 format!(
                     "INSERT INTO {table} AS l (name, lock_until, locked_at, locked_by{token_column}) \
-                     SELECT $1, {NOW} + $2::bigint * INTERVAL '1 millisecond', {NOW}, $3{token_insert} \
+                     SELECT $1, {NOW} + $2::bigint * INTERVAL '1 millisecond', {now_ms}, $3{token_insert} \
                      WHERE {capacity} <> 0 \
                      ON CONFLICT (name) DO UPDATE SET lock_until = EXCLUDED.lock_until, \
                      locked_at = EXCLUDED.locked_at, locked_by = EXCLUDED.locked_by{token_update} \

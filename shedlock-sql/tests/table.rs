@@ -459,6 +459,20 @@ async fn a_settings_table_with_other_columns_is_a_clear_error<P: LockProvider + 
     }
 }
 
+/// A released lock is free at once, however soon after its acquisition:
+/// the database's clock read within one millisecond never finds the
+/// released lease still running (PostgreSQL rounds the microseconds of
+/// `now()` to the column's milliseconds, half the time upwards).
+async fn a_released_lock_is_free_at_once<P: LockProvider>(provider: P) {
+    let config = config("released-at-once", Duration::ZERO);
+    for cycle in 0..1000 {
+        match provider.try_lock(&config).await {
+            Ok(Some(guard)) => guard.unlock().await.unwrap_or_else(|err| panic!("{err}")),
+            other => panic!("cycle {cycle}: the released lock was not free: {other:?}"),
+        }
+    }
+}
+
 async fn a_row_deleted_by_hand_does_not_break_locking<P: Table>(provider: P) {
     let config = config("deleted-row", Duration::ZERO);
     acquire(&provider, &config)
@@ -672,6 +686,11 @@ macro_rules! table_tests {
                     super::$database(super::Tables::WrongSettings).await,
                 )
                 .await;
+            }
+
+            #[tokio::test]
+            async fn a_released_lock_is_free_at_once() {
+                super::a_released_lock_is_free_at_once(super::$database(super::Tables::Ours).await).await;
             }
 
             #[tokio::test]
