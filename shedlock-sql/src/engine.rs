@@ -309,9 +309,25 @@ pub(crate) struct SqlEngine<D: Dialect> {
 }
 
 impl<D: Dialect> SqlEngine<D> {
+    /// A connection of the pool within `timeout`. From an SQLite file's
+    /// pool, an idle connection is taken at once, without the pool's check
+    /// (a round trip to the connection's worker thread) or a timer: there is
+    /// no server that could have closed it.
+    pub(crate) async fn checkout(
+        &self,
+        timeout: Duration,
+    ) -> Result<PoolConnection<D::Db>, Failure> {
+        if !D::SERVER
+            && let Some(connection) = self.pool.try_acquire()
+        {
+            return Ok(connection);
+        }
+        checkout(&self.pool, timeout).await
+    }
+
     /// The names of the columns of `table`; none when there is no such table.
     async fn columns(&self, table: &TableName, timeout: Duration) -> Result<Vec<String>, Failure> {
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         let columns = D::columns();
         let qualified = table.to_string();
         let values = columns.values(|param| match param {
@@ -337,7 +353,7 @@ impl<D: Dialect> SqlEngine<D> {
         create: &str,
         timeout: Duration,
     ) -> Result<(), Failure> {
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         let created = answer(timeout, D::Db::execute_unprepared(&mut connection, create)).await;
         drop(connection);
         match created {
@@ -431,7 +447,7 @@ impl<D: Dialect> SqlEngine<D> {
         name: &str,
         timeout: Duration,
     ) -> Result<Option<Duration>, Failure> {
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         let statement = &statements.lease_left;
         let values = LeaseParams::<D>::of_name(name).of(statement);
         let row = answer(
@@ -454,7 +470,7 @@ impl<D: Dialect> SqlEngine<D> {
         params: LeaseParams<'_, D>,
         timeout: Duration,
     ) -> Result<bool, Failure> {
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         // MySQL's client counts matched rows (CLIENT_FOUND_ROWS), not changed ones.
         let done = answer(
             timeout,
@@ -898,12 +914,13 @@ impl<D: Dialect> SqlLocks<D> {
         check_lock_name(config.name())?;
         let prepared = self.prepared().await?;
         let action = || format!("acquiring lock '{}'", config.name());
-        let mut connection =
-            checkout(&self.engine.pool, self.timeout)
-                .await
-                .map_err(|failure| {
-                    failure.into_error::<D>(&self.server, action(), "the lock was not taken")
-                })?;
+        let mut connection = self
+            .engine
+            .checkout(self.timeout)
+            .await
+            .map_err(|failure| {
+                failure.into_error::<D>(&self.server, action(), "the lock was not taken")
+            })?;
         let lease = SqlLease {
             engine: self.engine.clone(),
             statements: prepared.statements.clone(),

@@ -11,7 +11,7 @@ use shedlock_core::{LockError, LockHolder, LockMode, LockState, validate_capacit
 use std::collections::HashMap;
 
 use super::kinds::{HolderRow, execute, merge_kinds};
-use super::{Failure, LeaseParams, SqlEngine, SqlLocks, answer, checkout};
+use super::{Failure, LeaseParams, SqlEngine, SqlLocks, answer};
 use crate::dialect::{Dialect, LeaseParam, Statement};
 use crate::driver::Driver;
 use crate::table::{check_admin_name, holder_of};
@@ -92,7 +92,7 @@ impl<D: Dialect> SqlEngine<D> {
         name: &str,
         timeout: Duration,
     ) -> Result<(Vec<StateRow>, Vec<HolderRow>, HashMap<String, u32>), Failure> {
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         let values = LeaseParams::<D>::of_name(name).of(states);
         let rows = answer(
             timeout,
@@ -118,7 +118,7 @@ impl<D: Dialect> SqlEngine<D> {
         params: LeaseParams<'_, D>,
         timeout: Duration,
     ) -> Result<Vec<u64>, Failure> {
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         let mut transaction = Self::begin(&mut connection, timeout).await?;
         let mut changed = Vec::with_capacity(statements.len());
         for statement in statements {

@@ -20,7 +20,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Database, Transaction};
 
 use super::runs::record_in;
-use super::{Failure, LeaseParams, LeaseRow, SqlEngine, answer, checkout, taken};
+use super::{Failure, LeaseParams, LeaseRow, SqlEngine, answer, taken};
 use crate::dialect::{Dialect, Statement, Statements};
 use crate::driver::Driver;
 use crate::table::holder_of;
@@ -152,7 +152,7 @@ impl<D: Dialect> SqlEngine<D> {
             lock_at_most_for,
             ..LeaseParams::of_lease(lease)
         };
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         let mut transaction = Self::begin(&mut connection, timeout).await?;
         execute::<D>(&mut *transaction, &kinds.lock_row, &params, timeout).await?;
         let extended = execute::<D>(&mut *transaction, &kinds.extend, &params, timeout).await? == 1;
@@ -176,7 +176,7 @@ impl<D: Dialect> SqlEngine<D> {
             lock_at_most_for,
             ..LeaseParams::of_lease(lease)
         };
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         let mut transaction = Self::begin(&mut connection, timeout).await?;
         let extended =
             execute::<D>(&mut *transaction, &statements.extend, &params, timeout).await? == 1;
@@ -205,7 +205,7 @@ impl<D: Dialect> SqlEngine<D> {
             None => LeaseParams::of_lease(lease),
         };
         let params = LeaseParams { keep_for, ..params };
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         let mut transaction = Self::begin(&mut connection, timeout).await?;
         execute::<D>(&mut *transaction, &kinds.lock_row, &params, timeout).await?;
         let released =
@@ -236,7 +236,7 @@ impl<D: Dialect> SqlEngine<D> {
             hold_place_for: waiter.hold_place_for(),
             ..LeaseParams::of_name(name)
         };
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         execute::<D>(&mut *connection, &statements.kinds.queue, &params, timeout)
             .await
             .map(drop)
@@ -254,7 +254,7 @@ impl<D: Dialect> SqlEngine<D> {
             waiter,
             ..LeaseParams::of_name(name)
         };
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         execute::<D>(
             &mut *connection,
             &statements.kinds.dequeue,
@@ -272,7 +272,7 @@ impl<D: Dialect> SqlEngine<D> {
         name: &str,
         timeout: Duration,
     ) -> Result<Vec<HolderRow>, Failure> {
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         let values = LeaseParams::<D>::of_name(name).of(statement);
         let rows = answer(
             timeout,
@@ -292,7 +292,7 @@ impl<D: Dialect> SqlEngine<D> {
         name: &str,
         timeout: Duration,
     ) -> Result<HashMap<String, u32>, Failure> {
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         let values = LeaseParams::<D>::of_name(name).of(statement);
         let rows = answer(
             timeout,

@@ -8,7 +8,7 @@ use shedlock_core::{FinishedRun, LockError, RunOutcome, RunRecord};
 use sqlx::Connection;
 
 use super::kinds::execute;
-use super::{Failure, LeaseParams, LeaseRow, SqlEngine, SqlLocks, answer, checkout};
+use super::{Failure, LeaseParams, LeaseRow, SqlEngine, SqlLocks, answer};
 use crate::dialect::{Dialect, ReleaseRun, Statements};
 use crate::driver::Driver;
 use crate::table::check_admin_name;
@@ -37,7 +37,7 @@ impl<D: Dialect> SqlEngine<D> {
         if let ReleaseRun::Combined(statement) = &statements.runs.release {
             return self.update(statement, params, timeout).await;
         }
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         let mut transaction = answer(timeout, Connection::begin(&mut *connection)).await?;
         // MySQL's client counts matched rows (CLIENT_FOUND_ROWS), not changed ones.
         let released =
@@ -69,7 +69,7 @@ impl<D: Dialect> SqlEngine<D> {
         name: &str,
         timeout: Duration,
     ) -> Result<Vec<RunRecord>, Failure> {
-        let mut connection = checkout(&self.pool, timeout).await?;
+        let mut connection = self.checkout(timeout).await?;
         let statement = &statements.runs.history;
         let values = LeaseParams::<D>::of_name(name).of(statement);
         let rows = answer(
