@@ -258,13 +258,23 @@ fn warn_if_unchecked<DB: Database>(pool: &Pool<DB>, store: &'static str, server:
     }
 }
 
-/// Waits up to `timeout` for a statement's answer. A timeout or a broken
-/// connection after it was sent leaves open whether it ran.
+/// The timeout of statements whose caller bounds the whole (an
+/// acquisition, see `InFlight`): no timer of their own.
+const UNBOUNDED: Duration = Duration::MAX;
+
+/// Waits up to `timeout` for a statement's answer ([`UNBOUNDED`]: as long
+/// as it takes). A timeout or a broken connection after it was sent leaves
+/// open whether it ran.
 pub(crate) async fn answer<T>(
     timeout: Duration,
     statement: impl Future<Output = Result<T, sqlx::Error>>,
 ) -> Result<T, Failure> {
-    match tokio::time::timeout(timeout, statement).await {
+    let answered = if timeout == UNBOUNDED {
+        Ok(statement.await)
+    } else {
+        tokio::time::timeout(timeout, statement).await
+    };
+    match answered {
         Ok(Ok(value)) => Ok(value),
         Ok(Err(err)) => {
             let unanswered = matches!(
@@ -323,6 +333,29 @@ impl<D: Dialect> SqlEngine<D> {
             return Ok(connection);
         }
         checkout(&self.pool, timeout).await
+    }
+
+    /// The rows `statement` answers for `name` (every name when empty),
+    /// each read by `read`.
+    pub(crate) async fn fetch_rows<T>(
+        &self,
+        statement: &Statement<LeaseParam>,
+        name: &str,
+        timeout: Duration,
+        read: impl Fn(&<D::Db as Database>::Row) -> Result<T, sqlx::Error>,
+    ) -> Result<Vec<T>, Failure> {
+        let mut connection = self.checkout(timeout).await?;
+        let values = LeaseParams::<D>::of_name(name).of(statement);
+        let rows = answer(
+            timeout,
+            D::Db::fetch_all(&mut connection, &statement.sql, values),
+        )
+        .await?;
+        drop(connection);
+        rows.iter()
+            .map(read)
+            .collect::<Result<_, _>>()
+            .map_err(Failure::of)
     }
 
     /// The names of the columns of `table`; none when there is no such table.
@@ -921,7 +954,7 @@ impl<D: Dialect> SqlLocks<D> {
             .map_err(|failure| {
                 failure.into_error::<D>(&self.server, action(), "the lock was not taken")
             })?;
-        let lease = SqlLease {
+        let lease = Arc::new(SqlLease {
             engine: self.engine.clone(),
             statements: prepared.statements.clone(),
             server: self.server.clone(),
@@ -935,34 +968,38 @@ impl<D: Dialect> SqlLocks<D> {
                 lock_at_least_for: config.lock_at_least_for(),
                 permits: config.mode().permits(),
             },
-        };
+        });
         let lock_at_most_for = config.lock_at_most_for();
         let default_capacity = config.capacity();
-        // The statement keeps running after this call stops waiting for it
-        // (timeout, or this future dropped): its answer then still comes back
-        // to a task, which releases whatever it took. No guessing.
-        let in_flight = lock_at_most_for.min(MAX_IN_FLIGHT).max(self.timeout);
+        // The statements keep running after this call stops waiting for
+        // them (timeout, or this future dropped): their answer then still
+        // comes back to a task, which releases whatever they took. No
+        // guessing. Bounded as a whole here, by `answer_within`, and in that
+        // task: no timer of their own.
         let requested_at = Instant::now();
         let deadline = requested_at + lock_at_most_for;
+        let running = lease.clone();
         let mut acquisition = InFlight::<D> {
             running: Some(Box::pin(async move {
-                let reply = lease
+                let reply = running
                     .engine
                     .acquire(
                         &mut connection,
-                        &lease.statements,
-                        &lease.row,
+                        &running.statements,
+                        &running.row,
                         (lock_at_most_for, default_capacity),
-                        in_flight,
+                        UNBOUNDED,
                     )
                     .await;
                 drop(connection);
-                (reply, lease)
+                reply
             })),
+            lease: lease.clone(),
+            in_flight: lock_at_most_for.min(MAX_IN_FLIGHT).max(self.timeout),
             deadline,
         };
         match acquisition.answer_within(self.timeout).await {
-            Some((Ok(Some(token)), lease)) => {
+            Some(Ok(Some(token))) => {
                 if let Some(waiter) = waiter
                     && self.queued.take(waiter)
                 {
@@ -970,12 +1007,12 @@ impl<D: Dialect> SqlLocks<D> {
                 }
                 Ok(Some(LockGuard::new(config, token, requested_at, lease)))
             }
-            Some((Ok(None), _)) => {
+            Some(Ok(None)) => {
                 self.hint_lease_end(&prepared.statements, config.name())
                     .await;
                 Ok(None)
             }
-            Some((Err(failure), lease)) if failure.unanswered => {
+            Some(Err(failure)) if failure.unanswered => {
                 // The error names the kind; the driver's own words go to the log.
                 let reason = format!("{} at {}: {}", D::TITLE, self.server, failure.what_happened);
                 if let Some(cause) = &failure.cause {
@@ -983,7 +1020,7 @@ impl<D: Dialect> SqlLocks<D> {
                 }
                 Err(release_uncertain_acquisition(lease, deadline, reason).await)
             }
-            Some((Err(failure), _)) => {
+            Some(Err(failure)) => {
                 Err(failure.into_error::<D>(&self.server, action(), "the lock was not taken"))
             }
             None => {
@@ -1120,7 +1157,7 @@ struct Prepared {
     statements: Arc<Statements>,
 }
 
-type Answer<D> = (Result<Option<u64>, Failure>, SqlLease<D>);
+type Answer = Result<Option<u64>, Failure>;
 
 /// An acquisition's statements and the lease they may take, run by the
 /// caller while it waits for them (no task of their own, no thread hop).
@@ -1128,14 +1165,19 @@ type Answer<D> = (Result<Option<u64>, Failure>, SqlLease<D>);
 /// dropped), it hands them to a task that awaits the answer and releases
 /// whatever they took.
 struct InFlight<D: Dialect> {
-    running: Option<Pin<Box<dyn Future<Output = Answer<D>> + Send>>>,
+    running: Option<Pin<Box<dyn Future<Output = Answer> + Send>>>,
+    /// The lease the statements may take.
+    lease: Arc<SqlLease<D>>,
+    /// How long the task awaits the answer; past it, the statements are
+    /// given up as unanswered.
+    in_flight: Duration,
     /// When a lease the acquisition takes ends at the latest.
     deadline: Instant,
 }
 
 impl<D: Dialect> InFlight<D> {
     /// The answer, if it comes within `timeout`.
-    async fn answer_within(&mut self, timeout: Duration) -> Option<Answer<D>> {
+    async fn answer_within(&mut self, timeout: Duration) -> Option<Answer> {
         let running = self.running.as_mut()?;
         let answer = tokio::time::timeout(timeout, running).await.ok()?;
         self.running = None;
@@ -1148,9 +1190,17 @@ impl<D: Dialect> Drop for InFlight<D> {
         if let Some(running) = self.running.take()
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            let deadline = self.deadline;
+            let (lease, in_flight, deadline) = (self.lease.clone(), self.in_flight, self.deadline);
             runtime.spawn(async move {
-                let (reply, lease) = running.await;
+                let reply = tokio::time::timeout(in_flight, running)
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(Failure {
+                            unanswered: true,
+                            what_happened: format!("no answer within {in_flight:?}"),
+                            cause: None,
+                        })
+                    });
                 settle_abandoned_acquisition(reply, lease, deadline).await;
             });
         }
@@ -1166,7 +1216,7 @@ const MAX_IN_FLIGHT: Duration = Duration::from_secs(600);
 /// whatever it may have taken (`locked_by` is unique, so only that
 /// acquisition's row can match), then report the failure.
 async fn release_uncertain_acquisition<D: Dialect>(
-    lease: SqlLease<D>,
+    lease: Arc<SqlLease<D>>,
     deadline: Instant,
     reason: String,
 ) -> LockError {
@@ -1180,7 +1230,7 @@ async fn release_uncertain_acquisition<D: Dialect>(
             lock = %name, %reason,
             "lock acquisition uncertain; looking for its lease in the background"
         );
-        BackgroundRelease::possibly_taken(name.clone(), Arc::new(lease), deadline).spawn();
+        BackgroundRelease::possibly_taken(name.clone(), lease, deadline).spawn();
     }
     LockError::AcquisitionUncertain {
         name: name.to_string(),
@@ -1194,14 +1244,14 @@ async fn release_uncertain_acquisition<D: Dialect>(
 /// taken, until it would have ended (`deadline`).
 async fn settle_abandoned_acquisition<D: Dialect>(
     reply: Result<Option<u64>, Failure>,
-    lease: SqlLease<D>,
+    lease: Arc<SqlLease<D>>,
     deadline: Instant,
 ) {
     let name = lease.row.name.clone();
     let release = match reply {
-        Ok(Some(_)) => BackgroundRelease::held(name, Arc::new(lease), deadline),
+        Ok(Some(_)) => BackgroundRelease::held(name, lease, deadline),
         Err(failure) if failure.unanswered => {
-            BackgroundRelease::possibly_taken(name, Arc::new(lease), deadline)
+            BackgroundRelease::possibly_taken(name, lease, deadline)
         }
         Ok(None) | Err(_) => return,
     };

@@ -92,23 +92,23 @@ impl<D: Dialect> SqlEngine<D> {
         name: &str,
         timeout: Duration,
     ) -> Result<(Vec<StateRow>, Vec<HolderRow>, HashMap<String, u32>), Failure> {
-        let mut connection = self.checkout(timeout).await?;
-        let values = LeaseParams::<D>::of_name(name).of(states);
-        let rows = answer(
-            timeout,
-            D::Db::fetch_all(&mut connection, &states.sql, values),
-        )
-        .await?;
-        drop(connection);
         let with_name = name.is_empty();
-        let rows = rows
-            .iter()
-            .map(|row| StateRow::read::<D::Db>(row, with_name))
-            .collect::<Result<_, _>>()
-            .map_err(Failure::of)?;
-        let holders = self.read_holders(holders, name, timeout).await?;
-        let waiters = self.read_waiters(waiters, name, timeout).await?;
-        Ok((rows, holders, waiters))
+        let rows = self
+            .fetch_rows(states, name, timeout, |row| {
+                StateRow::read::<D::Db>(row, with_name)
+            })
+            .await?;
+        let holders = self
+            .fetch_rows(holders, name, timeout, HolderRow::read::<D::Db>)
+            .await?;
+        let waiters = self
+            .fetch_rows(waiters, name, timeout, |row| {
+                let name = D::Db::text(row, 0)?.unwrap_or_default();
+                let count = D::Db::int(row, 1)?.unwrap_or(0);
+                Ok((name, u32::try_from(count).unwrap_or(u32::MAX)))
+            })
+            .await?;
+        Ok((rows, holders, waiters.into_iter().collect()))
     }
 
     /// Runs `statements` in order in one transaction; the rows each changed.

@@ -43,7 +43,7 @@ pub(super) struct HolderRow {
 }
 
 impl HolderRow {
-    fn read<DB: Driver>(row: &DB::Row) -> Result<HolderRow, sqlx::Error> {
+    pub(super) fn read<DB: Driver>(row: &DB::Row) -> Result<HolderRow, sqlx::Error> {
         let millis =
             |value: Option<i64>| value.map(|ms| Duration::from_millis(ms.max(0).unsigned_abs()));
         let permits = DB::int(row, 4)?.unwrap_or(1);
@@ -263,50 +263,6 @@ impl<D: Dialect> SqlEngine<D> {
         )
         .await
         .map(drop)
-    }
-
-    /// The live shared holders `statement` answers with.
-    pub(super) async fn read_holders(
-        &self,
-        statement: &Statement<crate::dialect::LeaseParam>,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<Vec<HolderRow>, Failure> {
-        let mut connection = self.checkout(timeout).await?;
-        let values = LeaseParams::<D>::of_name(name).of(statement);
-        let rows = answer(
-            timeout,
-            D::Db::fetch_all(&mut connection, &statement.sql, values),
-        )
-        .await?;
-        rows.iter()
-            .map(HolderRow::read::<D::Db>)
-            .collect::<Result<_, _>>()
-            .map_err(Failure::of)
-    }
-
-    /// The number of queued exclusive waiters per name, as `statement` answers.
-    pub(super) async fn read_waiters(
-        &self,
-        statement: &Statement<crate::dialect::LeaseParam>,
-        name: &str,
-        timeout: Duration,
-    ) -> Result<HashMap<String, u32>, Failure> {
-        let mut connection = self.checkout(timeout).await?;
-        let values = LeaseParams::<D>::of_name(name).of(statement);
-        let rows = answer(
-            timeout,
-            D::Db::fetch_all(&mut connection, &statement.sql, values),
-        )
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let name = D::Db::text(row, 0)?.unwrap_or_default();
-                let count = D::Db::int(row, 1)?.unwrap_or(0);
-                Ok((name, u32::try_from(count).unwrap_or(u32::MAX)))
-            })
-            .collect::<Result<_, sqlx::Error>>()
-            .map_err(Failure::of)
     }
 }
 

@@ -69,18 +69,9 @@ impl<D: Dialect> SqlEngine<D> {
         name: &str,
         timeout: Duration,
     ) -> Result<Vec<RunRecord>, Failure> {
-        let mut connection = self.checkout(timeout).await?;
-        let statement = &statements.runs.history;
-        let values = LeaseParams::<D>::of_name(name).of(statement);
-        let rows = answer(
-            timeout,
-            D::Db::fetch_all(&mut connection, &statement.sql, values),
-        )
-        .await?;
-        rows.iter()
-            .map(run_record::<D::Db>)
-            .collect::<Result<_, _>>()
-            .map_err(Failure::of)
+        let history = &statements.runs.history;
+        self.fetch_rows(history, name, timeout, run_record::<D::Db>)
+            .await
     }
 }
 
