@@ -78,6 +78,16 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// neighbouring names could deadlock).
     const KINDS_ISOLATION: Option<&'static str> = None;
 
+    /// The statement that begins a lock-kinds transaction (`None`: the
+    /// driver's plain `BEGIN`), where the database can bound it on its
+    /// side: a client that stalls mid-transaction (a partition, a paused
+    /// process) would otherwise keep the name's row locked, and every
+    /// acquisition of the name waiting, until its connection dies.
+    fn kinds_begin(timeout: std::time::Duration) -> Option<String> {
+        let _ = timeout;
+        None
+    }
+
     /// Whether `column`, as the catalog names it, is the `fencing_token` column.
     fn is_fencing_column(column: &str) -> bool {
         column.eq_ignore_ascii_case("fencing_token")

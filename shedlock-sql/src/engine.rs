@@ -404,20 +404,22 @@ impl<D: Dialect> SqlEngine<D> {
     /// Takes `lease.name` for `lease` if its lease has ended (or it has no row
     /// yet) and its capacity (stored, else `default_capacity`) is not 0;
     /// `Ok(Some(token))`: taken, `Ok(None)`: held or paused. `timeout` bounds
-    /// the wait for each answer. A shared lease is taken as
-    /// `acquire_shared` says.
+    /// the wait for each answer (the exclusive statement's; [`UNBOUNDED`]
+    /// where the caller bounds the whole). A shared lease is taken as
+    /// `acquire_shared` says, each of its statements bounded by
+    /// `statement_timeout`, as is its transaction on the server's side.
     async fn acquire(
         &self,
         connection: &mut PoolConnection<D::Db>,
         statements: &Statements,
         lease: &LeaseRow,
         (lock_at_most_for, default_capacity): (Duration, Option<u32>),
-        timeout: Duration,
+        (timeout, statement_timeout): (Duration, Duration),
     ) -> Result<Option<u64>, Failure> {
         if lease.permits.is_some() {
             let defaults = (lock_at_most_for, default_capacity);
             return self
-                .acquire_shared(connection, statements, lease, defaults, timeout)
+                .acquire_shared(connection, statements, lease, defaults, statement_timeout)
                 .await;
         }
         let params = LeaseParams::<D> {
@@ -988,7 +990,7 @@ impl<D: Dialect> SqlLocks<D> {
                         &running.statements,
                         &running.row,
                         (lock_at_most_for, default_capacity),
-                        UNBOUNDED,
+                        (UNBOUNDED, running.timeout),
                     )
                     .await;
                 drop(connection);

@@ -31,6 +31,11 @@ use crate::table::TableName;
 /// The database's clock, in UTC, as `TIMESTAMP` (without time zone).
 const NOW: &str = "(now() AT TIME ZONE 'UTC')";
 
+/// The database's clock, in UTC, at the start of the current statement: the
+/// lock-kinds transactions read it after waiting for the name's row lock,
+/// when `now()` (the transaction's start) may have fallen behind.
+const STATEMENT_NOW: &str = "(statement_timestamp() AT TIME ZONE 'UTC')";
+
 /// The database's clock in microseconds since 1970, read when evaluated.
 const CLOCK_MICROS: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
@@ -103,6 +108,7 @@ impl Dialect for PgDialect {
             format!("CAST(EXTRACT(EPOCH FROM ({to} - {from})) * 1000 AS BIGINT)")
         };
         let now_ms = format!("date_trunc('milliseconds', {NOW})");
+        let statement_now_ms = format!("date_trunc('milliseconds', {STATEMENT_NOW})");
         // The plain release's UPDATE, which the release with a run records beside.
         let release_update = format!(
             "UPDATE {table} SET lock_until = date_trunc('milliseconds', LEAST(lock_until, GREATEST(\
@@ -359,7 +365,7 @@ impl Dialect for PgDialect {
                 ensure_row: Statement::new(
                     format!(
                         "INSERT INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
-                         VALUES ($1, {now_ms}, {now_ms}, ''{token_insert}) ON CONFLICT (name) DO NOTHING"
+                         VALUES ($1, {statement_now_ms}, {statement_now_ms}, ''{token_insert}) ON CONFLICT (name) DO NOTHING"
                     ),
                     &[Name],
                 ),
@@ -369,19 +375,19 @@ impl Dialect for PgDialect {
                 ),
                 state: Statement::new(
                     format!(
-                        "SELECT (SELECT COUNT(*) FROM {table} WHERE name = $1 AND lock_until > {NOW} \
+                        "SELECT (SELECT COUNT(*) FROM {table} WHERE name = $1 AND lock_until > {STATEMENT_NOW} \
                          AND locked_by <> '{SHARED_MARKER}'), \
                          (SELECT CAST(capacity AS BIGINT) FROM {settings} WHERE name = $1), \
                          (SELECT COALESCE(SUM(permits), 0) FROM {holders} \
-                         WHERE name = $1 AND permits > 0 AND lock_until > {NOW}), \
-                         (SELECT COUNT(*) FROM {waiters} WHERE name = $1 AND queued_until > {NOW})"
+                         WHERE name = $1 AND permits > 0 AND lock_until > {STATEMENT_NOW}), \
+                         (SELECT COUNT(*) FROM {waiters} WHERE name = $1 AND queued_until > {STATEMENT_NOW})"
                     ),
                     &[Name],
                 ),
                 take: Statement::new(
                     format!(
-                        "UPDATE {table} SET lock_until = GREATEST(lock_until, {NOW} + {d}), \
-                         locked_at = {now_ms}, locked_by = '{SHARED_MARKER}'{counter} WHERE name = $1",
+                        "UPDATE {table} SET lock_until = GREATEST(lock_until, {STATEMENT_NOW} + {d}), \
+                         locked_at = {statement_now_ms}, locked_by = '{SHARED_MARKER}'{counter} WHERE name = $1",
                         d = ms(2),
                         counter = if fencing {
                             ", fencing_token = COALESCE(fencing_token, 0) + 1"
@@ -393,23 +399,25 @@ impl Dialect for PgDialect {
                 ),
                 token: Statement::new(kind_token, token_params),
                 drop_ended: Statement::new(
-                    format!("DELETE FROM {holders} WHERE name = $1 AND lock_until <= {NOW}"),
+                    format!(
+                        "DELETE FROM {holders} WHERE name = $1 AND lock_until <= {STATEMENT_NOW}"
+                    ),
                     &[Name],
                 ),
                 join: Statement::new(
                     format!(
                         "INSERT INTO {holders} (name, locked_by, permits, locked_at, lock_until, \
                          fencing_token, renewals, renewed_at) \
-                         VALUES ($1, $2, $3, {now_ms}, {NOW} + {d}, $5, 0, {now_ms})",
+                         VALUES ($1, $2, $3, {statement_now_ms}, {STATEMENT_NOW} + {d}, $5, 0, {statement_now_ms})",
                         d = ms(4),
                     ),
                     &[Name, LockedBy, Permits, LockAtMostFor, HolderToken],
                 ),
                 extend: Statement::new(
                     format!(
-                        "UPDATE {holders} SET lock_until = {NOW} + {d}, renewals = renewals + 1, \
-                         renewed_at = {now_ms} \
-                         WHERE name = $1 AND locked_by = $2 AND lock_until > {NOW}",
+                        "UPDATE {holders} SET lock_until = {STATEMENT_NOW} + {d}, renewals = renewals + 1, \
+                         renewed_at = {statement_now_ms} \
+                         WHERE name = $1 AND locked_by = $2 AND lock_until > {STATEMENT_NOW}",
                         d = ms(3),
                     ),
                     &[Name, LockedBy, LockAtMostFor],
@@ -417,8 +425,8 @@ impl Dialect for PgDialect {
                 release: Statement::new(
                     format!(
                         "UPDATE {holders} SET lock_until = date_trunc('milliseconds', LEAST(lock_until, \
-                         GREATEST(locked_at + {least}, {NOW} + {keep}))) \
-                         WHERE name = $1 AND locked_by = $2 AND lock_until > {NOW}",
+                         GREATEST(locked_at + {least}, {STATEMENT_NOW} + {keep}))) \
+                         WHERE name = $1 AND locked_by = $2 AND lock_until > {STATEMENT_NOW}",
                         least = ms(3),
                         keep = ms(4),
                     ),
@@ -427,8 +435,8 @@ impl Dialect for PgDialect {
                 settle: Statement::new(
                     format!(
                         "UPDATE {table} SET lock_until = COALESCE((SELECT MAX(h.lock_until) \
-                         FROM {holders} h WHERE h.name = $1 AND h.permits > 0 AND h.lock_until > {NOW}), \
-                         {now_ms}) WHERE name = $1 AND locked_by = '{SHARED_MARKER}' AND lock_until > {NOW}"
+                         FROM {holders} h WHERE h.name = $1 AND h.permits > 0 AND h.lock_until > {STATEMENT_NOW}), \
+                         {statement_now_ms}) WHERE name = $1 AND locked_by = '{SHARED_MARKER}' AND lock_until > {STATEMENT_NOW}"
                     ),
                     &[Name],
                 ),
@@ -436,7 +444,7 @@ impl Dialect for PgDialect {
                     format!(
                         "INSERT INTO {holders} AS h (name, locked_by, permits, locked_at, lock_until, \
                          fencing_token, renewals, renewed_at) \
-                         SELECT l.name, l.locked_by, 0, l.locked_at, l.lock_until, {renewal_token}, 1, {now_ms} \
+                         SELECT l.name, l.locked_by, 0, l.locked_at, l.lock_until, {renewal_token}, 1, {statement_now_ms} \
                          FROM {table} l WHERE l.name = $1 AND l.locked_by = $2 \
                          ON CONFLICT (name, locked_by) DO UPDATE SET renewals = h.renewals + 1, \
                          renewed_at = EXCLUDED.renewed_at, lock_until = EXCLUDED.lock_until"
@@ -450,7 +458,7 @@ impl Dialect for PgDialect {
                 queue: Statement::new(
                     format!(
                         "INSERT INTO {waiters} AS w (name, waiter, queued_until) \
-                         VALUES ($1, $2, {NOW} + {d}) ON CONFLICT (name, waiter) \
+                         VALUES ($1, $2, {STATEMENT_NOW} + {d}) ON CONFLICT (name, waiter) \
                          DO UPDATE SET queued_until = EXCLUDED.queued_until",
                         d = ms(3),
                     ),
@@ -458,7 +466,7 @@ impl Dialect for PgDialect {
                 ),
                 dequeue: Statement::new(
                     format!(
-                        "DELETE FROM {waiters} WHERE name = $1 AND (waiter = $2 OR queued_until <= {NOW})"
+                        "DELETE FROM {waiters} WHERE name = $1 AND (waiter = $2 OR queued_until <= {STATEMENT_NOW})"
                     ),
                     &[Name, Waiter],
                 ),
@@ -468,22 +476,22 @@ impl Dialect for PgDialect {
                 waiters: Statement::new(waiters_where(""), &[]),
                 end_holders: Statement::new(
                     format!(
-                        "UPDATE {holders} SET lock_until = {now_ms} \
-                         WHERE name = $1 AND permits > 0 AND lock_until > {NOW}"
+                        "UPDATE {holders} SET lock_until = {statement_now_ms} \
+                         WHERE name = $1 AND permits > 0 AND lock_until > {STATEMENT_NOW}"
                     ),
                     &[Name],
                 ),
                 prune: [
                     Statement::new(
                         format!(
-                            "DELETE FROM {holders} WHERE lock_until + {d} < {NOW}",
+                            "DELETE FROM {holders} WHERE lock_until + {d} < {STATEMENT_NOW}",
                             d = ms(1)
                         ),
                         &[UnusedFor],
                     ),
                     Statement::new(
                         format!(
-                            "DELETE FROM {waiters} WHERE queued_until + {d} < {NOW}",
+                            "DELETE FROM {waiters} WHERE queued_until + {d} < {STATEMENT_NOW}",
                             d = ms(1)
                         ),
                         &[UnusedFor],
@@ -563,6 +571,16 @@ impl Dialect for PgDialect {
              queued_until TIMESTAMP(3) NOT NULL, \
              PRIMARY KEY (name, waiter))"
         )
+    }
+
+    /// Waits for a row lock and idles inside the transaction for at most
+    /// the statement timeout each: past it, PostgreSQL ends the wait, or
+    /// the stalled session and its locks.
+    fn kinds_begin(timeout: std::time::Duration) -> Option<String> {
+        let ms = crate::dialect::millis(timeout).max(1);
+        Some(format!(
+            "BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL idle_in_transaction_session_timeout = {ms}"
+        ))
     }
 
     /// The catalog keeps the case the column was created with.

@@ -742,3 +742,18 @@ fn table_names_that_are_not_plain_identifiers_are_refused() {
         }
     });
 }
+
+/// MySQL's usual collations make names that differ only in case one lock:
+/// its state, read with another spelling, still shows its shared holders.
+#[tokio::test]
+async fn mysql_lock_state_shows_the_holders_of_another_spelling() {
+    let provider = mysql(Tables::Ours).await;
+    let guard = acquire(&provider, &config("Case-Job", Duration::ZERO).shared()).await;
+    let state = provider
+        .lock_state("case-job")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    assert_eq!(state.holders.len(), 1, "{state:?}");
+    assert_eq!(state.name, "case-job");
+    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+}

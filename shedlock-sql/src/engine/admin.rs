@@ -146,6 +146,16 @@ impl<D: Dialect> SqlLocks<D> {
             || StateRow::free().into_state(name.to_owned()),
             |row| row.into_state(name.to_owned()),
         );
+        // Every row the statements matched is this lock's, whatever case
+        // or trailing spaces it was written with (MySQL's collations).
+        let holders = holders
+            .into_iter()
+            .map(|row| HolderRow {
+                name: state.name.clone(),
+                ..row
+            })
+            .collect();
+        let waiters = [(state.name.clone(), waiters.values().sum())].into();
         let mut states = vec![state];
         merge_kinds(&mut states, holders, waiters);
         Ok(states.swap_remove(0))

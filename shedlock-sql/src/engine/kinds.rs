@@ -77,7 +77,10 @@ impl<D: Dialect> SqlEngine<D> {
         if let Some(isolation) = D::KINDS_ISOLATION {
             answer(timeout, D::Db::execute_unprepared(connection, isolation)).await?;
         }
-        answer(timeout, Connection::begin(&mut **connection)).await
+        match D::kinds_begin(timeout) {
+            Some(begin) => answer(timeout, Connection::begin_with(&mut **connection, begin)).await,
+            None => answer(timeout, Connection::begin(&mut **connection)).await,
+        }
     }
 
     /// Takes `permits` of `lease.name` if no exclusive holder holds it, no
@@ -113,7 +116,12 @@ impl<D: Dialect> SqlEngine<D> {
             answer(timeout, transaction.rollback()).await?;
             return Ok(None);
         }
-        execute::<D>(&mut *transaction, &kinds.take, &params, timeout).await?;
+        // No row (deleted since `ensure_row`, by `prune` or by hand): nothing
+        // to mark, so nothing taken; the next attempt makes the row again.
+        if execute::<D>(&mut *transaction, &kinds.take, &params, timeout).await? != 1 {
+            answer(timeout, transaction.rollback()).await?;
+            return Ok(None);
+        }
         let row = answer(
             timeout,
             D::Db::fetch_optional(&mut *transaction, &kinds.token.sql, params.of(&kinds.token)),
@@ -155,12 +163,17 @@ impl<D: Dialect> SqlEngine<D> {
         let mut connection = self.checkout(timeout).await?;
         let mut transaction = Self::begin(&mut connection, timeout).await?;
         execute::<D>(&mut *transaction, &kinds.lock_row, &params, timeout).await?;
-        let extended = execute::<D>(&mut *transaction, &kinds.extend, &params, timeout).await? == 1;
-        if extended {
-            execute::<D>(&mut *transaction, &kinds.settle, &params, timeout).await?;
+        // Extended only while the marker is still live (the holder's lease
+        // may end between the two statements, and an exclusive holder take
+        // the row): otherwise nothing changes.
+        let extended = execute::<D>(&mut *transaction, &kinds.extend, &params, timeout).await? == 1
+            && execute::<D>(&mut *transaction, &kinds.settle, &params, timeout).await? == 1;
+        if !extended {
+            answer(timeout, transaction.rollback()).await?;
+            return Ok(false);
         }
         answer(timeout, transaction.commit()).await?;
-        Ok(extended)
+        Ok(true)
     }
 
     /// Extends the exclusive lease `lease` as `Statements::extend` does and,
@@ -208,13 +221,13 @@ impl<D: Dialect> SqlEngine<D> {
         let mut connection = self.checkout(timeout).await?;
         let mut transaction = Self::begin(&mut connection, timeout).await?;
         execute::<D>(&mut *transaction, &kinds.lock_row, &params, timeout).await?;
-        let released =
-            execute::<D>(&mut *transaction, &kinds.release, &params, timeout).await? == 1;
-        if released {
-            execute::<D>(&mut *transaction, &kinds.settle, &params, timeout).await?;
-            if let Some(notify) = &kinds.notify {
-                execute::<D>(&mut *transaction, notify, &params, timeout).await?;
-            }
+        // Released only while the marker was still live: a lease that ended
+        // between the two statements was lost.
+        let released = execute::<D>(&mut *transaction, &kinds.release, &params, timeout).await?
+            == 1
+            && execute::<D>(&mut *transaction, &kinds.settle, &params, timeout).await? == 1;
+        if released && let Some(notify) = &kinds.notify {
+            execute::<D>(&mut *transaction, notify, &params, timeout).await?;
         }
         if run.is_some() {
             record_in::<D>(&mut *transaction, statements, params, released, timeout).await?;
