@@ -507,12 +507,7 @@ impl<D: Dialect> SqlEngine<D> {
     ) -> Result<bool, Failure> {
         let mut connection = self.checkout(timeout).await?;
         // MySQL's client counts matched rows (CLIENT_FOUND_ROWS), not changed ones.
-        let done = answer(
-            timeout,
-            D::Db::execute(&mut connection, &statement.sql, params.of(statement)),
-        )
-        .await?;
-        Ok(D::counts(&done).rows_affected == 1)
+        Ok(kinds::execute::<D>(&mut connection, statement, &params, timeout).await? == 1)
     }
 
     /// Sets `lock_until = now + lock_at_most_for` if the lease is `lease`'s and
