@@ -257,10 +257,11 @@ pub(crate) const SHARED_MARKER: &str = "#shared-holders";
 /// run one after the other, and exclusive acquisitions (which change that
 /// row) wait for them.
 pub(crate) struct KindStatements {
-    /// Inserts a free row for the name if there is none (before the
-    /// transaction: then there is a row to lock).
+    /// Inserts a free row for the name if there is none (outside the
+    /// transaction, when `take` found no row to mark; then it starts again).
     pub(crate) ensure_row: Statement<LeaseParam>,
-    /// Locks the name's row until the transaction ends.
+    /// Locks the name's row until the transaction ends; answers a row only
+    /// when there is one (and it is locked now).
     pub(crate) lock_row: Statement<LeaseParam>,
     /// One row: 1 if an exclusive holder's lease is live (else 0), the
     /// stored capacity (NULL: none), the permits live shared holders hold,

@@ -510,24 +510,6 @@ impl<D: Dialect> SqlEngine<D> {
         Ok(kinds::execute::<D>(&mut connection, statement, &params, timeout).await? == 1)
     }
 
-    /// Sets `lock_until = now + lock_at_most_for` if the lease is `lease`'s and
-    /// has not ended, and counts the renewal.
-    async fn extend(
-        &self,
-        statements: &Statements,
-        lease: &LeaseRow,
-        lock_at_most_for: Duration,
-        timeout: Duration,
-    ) -> Result<bool, Failure> {
-        if lease.permits.is_some() {
-            return self
-                .extend_shared(statements, lease, lock_at_most_for, timeout)
-                .await;
-        }
-        self.extend_exclusive(statements, lease, lock_at_most_for, timeout)
-            .await
-    }
-
     /// Sets `lock_until = LEAST(lock_until, GREATEST(locked_at +
     /// lock_at_least_for, now + keep_for))` if the lease is `lease`'s and has not ended.
     async fn release(

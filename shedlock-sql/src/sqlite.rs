@@ -364,7 +364,7 @@ impl Dialect for SqliteDialect {
                 ),
                 // A write: the transaction takes the file's write lock here.
                 lock_row: Statement::new(
-                    format!("UPDATE {table} SET name = name WHERE name = ?1"),
+                    format!("UPDATE {table} SET name = name WHERE name = ?1 RETURNING 1"),
                     &[Name],
                 ),
                 state: Statement::new(

@@ -10,15 +10,13 @@
 //! The processes are this test binary again, running only `worker_process`
 //! (an ignored test that does nothing unless `WORKER_DATABASE_ENV` is set).
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
-use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock_test_support::Worker;
-use shedlock_test_support::sql::{
-    database_unreachable, mysql_url, postgres_url, unique_table_name,
-};
+use shedlock_test_support::sql::unique_table_name;
+
+mod support;
 
 const WORKERS: usize = 4;
 const CAPACITY: u32 = 3;
@@ -36,42 +34,22 @@ const WORKER_TABLE_ENV: &str = "SHEDLOCK_SQL_KINDS_PROCESSES_TABLE";
 #[tokio::test]
 async fn four_processes_on_postgres_mix_shared_and_exclusive_jobs_safely() {
     let table = unique_table_name("kinds_processes");
-    PostgresLockProvider::connect(&postgres_url())
-        .await
-        .unwrap_or_else(|err| database_unreachable("postgres", &err))
-        .with_table_name(&table)
-        .unwrap_or_else(|err| panic!("{err}"))
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|err| panic!("cannot create the test table: {err}"));
+    support::postgres(&table).await;
     run_workers("postgres", &table).await;
 }
 
 #[tokio::test]
 async fn four_processes_on_mysql_mix_shared_and_exclusive_jobs_safely() {
     let table = unique_table_name("kinds_processes");
-    MySqlLockProvider::connect(&mysql_url())
-        .await
-        .unwrap_or_else(|err| database_unreachable("mysql", &err))
-        .with_table_name(&table)
-        .unwrap_or_else(|err| panic!("{err}"))
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|err| panic!("cannot create the test table: {err}"));
+    support::mysql(&table).await;
     run_workers("mysql", &table).await;
 }
 
 #[tokio::test]
 async fn four_processes_on_one_sqlite_file_mix_shared_and_exclusive_jobs_safely() {
-    let table = unique_table_name("kinds_processes");
-    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{table}.db"));
-    SqliteLockProvider::open(&file)
-        .await
-        .unwrap_or_else(|err| panic!("cannot open {}: {err}", file.display()))
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|err| panic!("cannot create the test table: {err}"));
-    run_workers(&format!("sqlite:{}", file.display()), "shedlock").await;
+    let file = unique_table_name("kinds_processes");
+    support::sqlite(&file).await;
+    run_workers(&format!("sqlite:{file}"), shedlock_sql::DEFAULT_TABLE_NAME).await;
 }
 
 /// One run: its permits (0: exclusive) and its start and end, in
@@ -220,22 +198,11 @@ async fn worker_process() -> anyhow::Result<()> {
         return Ok(());
     };
     let table = std::env::var(WORKER_TABLE_ENV)?;
+    // The tables exist already: the support functions find them.
     let locks: Box<dyn LockProvider> = match database.strip_prefix("sqlite:") {
-        Some(file) => Box::new(
-            SqliteLockProvider::open(file)
-                .await?
-                .with_table_name(&table)?,
-        ),
-        None if database == "mysql" => Box::new(
-            MySqlLockProvider::connect(&mysql_url())
-                .await?
-                .with_table_name(&table)?,
-        ),
-        None => Box::new(
-            PostgresLockProvider::connect(&postgres_url())
-                .await?
-                .with_table_name(&table)?,
-        ),
+        Some(file) => Box::new(support::sqlite(file).await),
+        None if database == "mysql" => Box::new(support::mysql(&table).await),
+        None => Box::new(support::postgres(&table).await),
     };
     let executor = LockingTaskExecutor::new(locks);
     let base = LockConfiguration::new("kinds-processes", Duration::from_secs(10), Duration::ZERO)?;

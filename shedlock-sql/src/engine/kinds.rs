@@ -97,58 +97,77 @@ impl<D: Dialect> SqlEngine<D> {
     ) -> Result<Option<u64>, Failure> {
         let kinds = &statements.kinds;
         let permits = lease.permits.unwrap_or(1);
-        let params = LeaseParams {
-            lock_at_most_for,
-            permits,
-            ..LeaseParams::of_lease(lease)
-        };
-        // A row to lock, in a statement of its own (two transactions
-        // inserting one name could otherwise deadlock on it).
-        execute::<D>(&mut **connection, &kinds.ensure_row, &params, timeout).await?;
-        let mut transaction = Self::begin(connection, timeout).await?;
-        execute::<D>(&mut *transaction, &kinds.lock_row, &params, timeout).await?;
-        let state = read_state::<D>(&mut *transaction, &kinds.state, &params, timeout).await?;
-        let capacity = state.stored_capacity.or(default_capacity.map(i64::from));
-        let refused = state.exclusive_held
-            || state.waiters > 0
-            || capacity.is_some_and(|capacity| state.permits_held + i64::from(permits) > capacity);
-        if refused {
-            answer(timeout, transaction.rollback()).await?;
-            return Ok(None);
+        // In the steady state the name has a row to lock. Only when there is
+        // none (a name's first use, or its row pruned) is one inserted and
+        // everything done again: nothing may be decided on a row this
+        // transaction has not locked, as an exclusive acquisition could
+        // insert it in between. The insert is a statement of its own, as two
+        // transactions inserting one name could deadlock on it.
+        for make_row in [false, true] {
+            let params = LeaseParams {
+                lock_at_most_for,
+                permits,
+                ..LeaseParams::of_lease(lease)
+            };
+            if make_row {
+                execute::<D>(&mut **connection, &kinds.ensure_row, &params, timeout).await?;
+            }
+            let mut transaction = Self::begin(connection, timeout).await?;
+            let lock_row = &kinds.lock_row;
+            let locked = answer(
+                timeout,
+                D::Db::fetch_optional(&mut *transaction, &lock_row.sql, params.of(lock_row)),
+            )
+            .await?;
+            if locked.is_none() {
+                answer(timeout, transaction.rollback()).await?;
+                continue;
+            }
+            let state = read_state::<D>(&mut *transaction, &kinds.state, &params, timeout).await?;
+            let capacity = state.stored_capacity.or(default_capacity.map(i64::from));
+            let refused = state.exclusive_held
+                || state.waiters > 0
+                || capacity
+                    .is_some_and(|capacity| state.permits_held + i64::from(permits) > capacity);
+            if refused {
+                answer(timeout, transaction.rollback()).await?;
+                return Ok(None);
+            }
+            execute::<D>(&mut *transaction, &kinds.take, &params, timeout).await?;
+            let row = answer(
+                timeout,
+                D::Db::fetch_optional(&mut *transaction, &kinds.token.sql, params.of(&kinds.token)),
+            )
+            .await?;
+            let token = super::token_of::<D>(row).map_err(Failure::of)?;
+            let params = LeaseParams {
+                holder_token: Some(token),
+                ..params
+            };
+            for statement in [&kinds.drop_ended, &kinds.join, &kinds.settle] {
+                execute::<D>(&mut *transaction, statement, &params, timeout).await?;
+            }
+            // Its answer lost, the commit may have gone through: the caller
+            // releases what it may have taken.
+            answer(timeout, transaction.commit())
+                .await
+                .map_err(|failure| Failure {
+                    unanswered: true,
+                    ..failure
+                })?;
+            return taken(Ok(token));
         }
-        // No row (deleted since `ensure_row`, by `prune` or by hand): nothing
-        // to mark, so nothing taken; the next attempt makes the row again.
-        if execute::<D>(&mut *transaction, &kinds.take, &params, timeout).await? != 1 {
-            answer(timeout, transaction.rollback()).await?;
-            return Ok(None);
-        }
-        let row = answer(
-            timeout,
-            D::Db::fetch_optional(&mut *transaction, &kinds.token.sql, params.of(&kinds.token)),
-        )
-        .await?;
-        let token = super::token_of::<D>(row).map_err(Failure::of)?;
-        let params = LeaseParams {
-            holder_token: Some(token),
-            ..params
-        };
-        for statement in [&kinds.drop_ended, &kinds.join, &kinds.settle] {
-            execute::<D>(&mut *transaction, statement, &params, timeout).await?;
-        }
-        // Its answer lost, the commit may have gone through: the caller
-        // releases what it may have taken.
-        answer(timeout, transaction.commit())
-            .await
-            .map_err(|failure| Failure {
-                unanswered: true,
-                ..failure
-            })?;
-        taken(Ok(token))
+        // The row was deleted again right after it was made (`prune`, or by
+        // hand): nothing taken this time.
+        Ok(None)
     }
 
-    /// Renews the shared lease `lease` for `lock_at_most_for`, if it is
-    /// still live; true when it was.
-    pub(super) async fn extend_shared(
+    /// Extends `lease` for `lock_at_most_for` in one transaction: a shared
+    /// holder's row, then the marker, which must both still be live (the
+    /// holder's lease may end between the two statements, and an exclusive
+    /// holder take the row); an exclusive holder's row, then its renewal
+    /// count. False, with nothing changed, when the lease had ended.
+    pub(super) async fn extend(
         &self,
         statements: &Statements,
         lease: &LeaseRow,
@@ -156,49 +175,32 @@ impl<D: Dialect> SqlEngine<D> {
         timeout: Duration,
     ) -> Result<bool, Failure> {
         let kinds = &statements.kinds;
+        // Each statement, and whether it must match the lease's one row.
+        let steps = if lease.permits.is_some() {
+            [
+                (&kinds.lock_row, false),
+                (&kinds.extend, true),
+                (&kinds.settle, true),
+            ]
+            .to_vec()
+        } else {
+            [(&statements.extend, true), (&kinds.renew_exclusive, false)].to_vec()
+        };
         let params = LeaseParams {
             lock_at_most_for,
             ..LeaseParams::of_lease(lease)
         };
         let mut connection = self.checkout(timeout).await?;
         let mut transaction = Self::begin(&mut connection, timeout).await?;
-        execute::<D>(&mut *transaction, &kinds.lock_row, &params, timeout).await?;
-        // Extended only while the marker is still live (the holder's lease
-        // may end between the two statements, and an exclusive holder take
-        // the row): otherwise nothing changes.
-        let extended = execute::<D>(&mut *transaction, &kinds.extend, &params, timeout).await? == 1
-            && execute::<D>(&mut *transaction, &kinds.settle, &params, timeout).await? == 1;
-        if !extended {
-            answer(timeout, transaction.rollback()).await?;
-            return Ok(false);
+        for (statement, must_match) in steps {
+            let matched = execute::<D>(&mut *transaction, statement, &params, timeout).await?;
+            if must_match && matched != 1 {
+                answer(timeout, transaction.rollback()).await?;
+                return Ok(false);
+            }
         }
         answer(timeout, transaction.commit()).await?;
         Ok(true)
-    }
-
-    /// Extends the exclusive lease `lease` as `Statements::extend` does and,
-    /// when it was live, counts the renewal, in one transaction.
-    pub(super) async fn extend_exclusive(
-        &self,
-        statements: &Statements,
-        lease: &LeaseRow,
-        lock_at_most_for: Duration,
-        timeout: Duration,
-    ) -> Result<bool, Failure> {
-        let params = LeaseParams {
-            lock_at_most_for,
-            ..LeaseParams::of_lease(lease)
-        };
-        let mut connection = self.checkout(timeout).await?;
-        let mut transaction = Self::begin(&mut connection, timeout).await?;
-        let extended =
-            execute::<D>(&mut *transaction, &statements.extend, &params, timeout).await? == 1;
-        if extended {
-            let renew = &statements.kinds.renew_exclusive;
-            execute::<D>(&mut *transaction, renew, &params, timeout).await?;
-        }
-        answer(timeout, transaction.commit()).await?;
-        Ok(extended)
     }
 
     /// Shortens the shared lease `lease` as `Statements::release` does and
