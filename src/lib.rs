@@ -70,8 +70,8 @@ pub use shedlock_macros::scheduler_lock;
 pub mod provider {
     pub use shedlock_core::identity;
     pub use shedlock_core::{
-        BackgroundRelease, BoxError, BoxFuture, FinishedRun, Lease, LockConfiguration, LockError,
-        LockGuard, LockMode, LockProvider, ReleaseNotifier, ReleaseNotifiers, ReleaseWatch,
+        BackgroundRelease, BoxError, BoxFuture, FinishedRun, GrantedLease, Lease,
+        LockConfiguration, LockError, LockGuard, LockMode, LockProvider, ReleaseNotifier, ReleaseNotifiers, ReleaseWatch,
         RunOutcome, StoreCause, StoreFailure, Waiter,
     };
 }

@@ -157,7 +157,8 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    /// Wraps a lease just taken in a store. For providers.
+    /// A lease just taken in a store, with its fencing token. For providers:
+    /// [`GrantedLease::vouch`] makes it a guard.
     ///
     /// `requested_at` is the instant just before the acquisition was sent: the
     /// store's lease cannot end before `requested_at + lock_at_most_for`.
@@ -166,7 +167,7 @@ impl LockGuard {
         fencing_token: u64,
         requested_at: Instant,
         lease: impl Lease,
-    ) -> Self {
+    ) -> GrantedLease {
         Self::locked_at(
             config,
             Some(fencing_token),
@@ -176,13 +177,14 @@ impl LockGuard {
         )
     }
 
-    /// Wraps a lease just taken in a store whose fencing token is issued on
-    /// the first request, by [`Lease::issue_fencing_token`]. For providers.
+    /// A lease just taken in a store whose fencing token is issued on the
+    /// first request, by [`Lease::issue_fencing_token`]. For providers:
+    /// [`GrantedLease::vouch`] makes it a guard.
     pub fn with_token_on_request(
         config: &LockConfiguration,
         requested_at: Instant,
         lease: impl Lease,
-    ) -> Self {
+    ) -> GrantedLease {
         Self::locked_at(config, None, requested_at, SystemTime::now(), lease)
     }
 
@@ -194,7 +196,7 @@ impl LockGuard {
         requested_at: Instant,
         locked_at: SystemTime,
         lease: impl Lease,
-    ) -> Self {
+    ) -> GrantedLease {
         let lease: Arc<dyn Lease> = Arc::new(lease);
         let fencing_token = match fencing_token {
             Some(token) => FencingToken::given(token),
@@ -203,7 +205,7 @@ impl LockGuard {
         // Measured from the reply, so the lock is never freed early.
         let least = config.lock_at_least_for();
         let keep_until = (!least.is_zero()).then(|| Instant::now() + least);
-        LockGuard {
+        GrantedLease(LockGuard {
             info: LockInfo {
                 name: config.shared_name().clone(),
                 fencing_token,
@@ -214,7 +216,7 @@ impl LockGuard {
             lease_length: config.lock_at_most_for(),
             lease: Some(lease),
             ended: None,
-        }
+        })
     }
 
     /// The lock's name.
@@ -311,6 +313,18 @@ impl LockGuard {
         };
         let requested_at = Instant::now();
         match lease.extend(lock_at_most_for).await {
+            Ok(true) if !vouches_for(requested_at, lock_at_most_for) => {
+                tracing::warn!(
+                    lock = %self.name(), answered_in = ?requested_at.elapsed(), ?lock_at_most_for,
+                    "lock extension answered too late to vouch for the lease; given back, the lease counts as lost"
+                );
+                if let Some(lease) = self.lease.take() {
+                    let until = requested_at + lock_at_most_for;
+                    BackgroundRelease::held(self.info.name.clone(), lease.clone(), until).spawn();
+                    self.ended = Some(lease);
+                }
+                Ok(false)
+            }
             Ok(true) => {
                 self.lease_until = requested_at + lock_at_most_for;
                 self.lease_length = lock_at_most_for;
@@ -394,6 +408,65 @@ impl LockGuard {
                 Err(err)
             }
         }
+    }
+}
+
+/// How much of a lease must be left when the answer that grants (or
+/// extends) it arrives, for the guard to trust it: a twentieth of the lease,
+/// at most a second, plus 0.2 % for the rates of the store's clock and this
+/// process's. Leaner, and a job could start on a lease about to end.
+pub(crate) fn safety_margin(lease: Duration) -> Duration {
+    (lease / 20).min(Duration::from_secs(1)) + lease / 500
+}
+
+/// Whether a lease of `lease` requested at `requested_at` still has its
+/// safety margin left now.
+fn vouches_for(requested_at: Instant, lease: Duration) -> bool {
+    (requested_at + lease).saturating_duration_since(Instant::now()) > safety_margin(lease)
+}
+
+/// A lease a store has just granted, not yet a guard. The one rule of a
+/// lease's clock, for every provider: the guard counts the lease from when
+/// its request was sent, and an answer that arrives with less than a safety
+/// margin of it left is renewed once (an ownership-checked extension, counted
+/// from its own request) or given back.
+#[must_use = "a granted lease becomes a guard through `vouch`; dropped, it is given back"]
+pub struct GrantedLease(LockGuard);
+
+impl GrantedLease {
+    /// The guard of this lease, if its answer came soon enough to vouch for
+    /// it (or a renewal did). `None`: the lease was given back (a `warn`
+    /// event says so), and the acquisition counts as not taken.
+    pub async fn vouch(self) -> Option<LockGuard> {
+        let mut guard = self.0;
+        let lease = guard.lease_length;
+        if vouches_for(guard.lease_until - lease, lease) {
+            return Some(guard);
+        }
+        tracing::warn!(
+            lock = %guard.name(), ?lease,
+            "lock acquisition answered too late to vouch for its lease; renewing it before use"
+        );
+        match guard.extend_lease(lease, None).await {
+            Ok(true) => return Some(guard),
+            Ok(false) => {} // ended, or late again: given back already
+            Err(err) => {
+                tracing::warn!(lock = %guard.name(), error = %err, "renewing a late lease failed");
+            }
+        }
+        tracing::warn!(
+            lock = %guard.name(),
+            "lock acquisition answered too late to vouch for its lease; given back, not acquired"
+        );
+        guard.keep_until = None;
+        drop(guard); // a lease still held is given back in the background
+        None
+    }
+}
+
+impl fmt::Debug for GrantedLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("GrantedLease").field(&self.0).finish()
     }
 }
 

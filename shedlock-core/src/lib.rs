@@ -37,7 +37,7 @@ pub use configuration::{
 pub use context::{assert_locked, current_lock, extend_active_lock, is_lease_lost, lease_lost};
 pub use error::{BoxError, LockError, StoreCause, StoreFailure};
 pub use executor::{ExecutionOptions, LockingTaskExecutor, WhenHeld};
-pub use guard::{LockGuard, LockInfo};
+pub use guard::{GrantedLease, LockGuard, LockInfo};
 pub use leader::{Leader, LeaderElection, Leadership};
 pub use memory::InMemoryLockProvider;
 pub use provider::{BoxFuture, Lease, LockProvider, ReleaseNotifier, ReleaseWatch, Waiter};

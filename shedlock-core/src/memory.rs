@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::admin::{LockAdmin, LockHolder, LockState};
 use crate::provider::{BoxFuture, Lease, ReleaseWatch, Waiter};
 use crate::{
-    FinishedRun, LockConfiguration, LockError, LockGuard, LockMode, LockProvider, RUN_HISTORY_LEN,
+    FinishedRun, GrantedLease, LockConfiguration, LockError, LockGuard, LockMode, LockProvider,
+    RUN_HISTORY_LEN,
     ReleaseNotifiers, RunOutcome, RunRecord,
 };
 
@@ -243,7 +244,7 @@ impl InMemoryLockProvider {
         &self,
         config: &LockConfiguration,
         waiter: Option<&Waiter>,
-    ) -> Result<Option<LockGuard>, LockError> {
+    ) -> Result<Option<GrantedLease>, LockError> {
         let now = Instant::now();
         let mut guard = lock_state(&self.state);
         let state = &mut *guard;
@@ -332,12 +333,22 @@ fn lock_state(state: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// An acquisition's answer, through the one rule of a lease's clock.
+async fn vouched(
+    granted: Result<Option<GrantedLease>, LockError>,
+) -> Result<Option<LockGuard>, LockError> {
+    match granted? {
+        Some(granted) => Ok(granted.vouch().await),
+        None => Ok(None),
+    }
+}
+
 impl LockProvider for InMemoryLockProvider {
     fn try_lock<'a>(
         &'a self,
         config: &'a LockConfiguration,
     ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
-        Box::pin(async move { self.acquire(config, None) })
+        Box::pin(async move { vouched(self.acquire(config, None)).await })
     }
 
     fn try_lock_waiting<'a>(
@@ -345,7 +356,7 @@ impl LockProvider for InMemoryLockProvider {
         config: &'a LockConfiguration,
         waiter: &'a Waiter,
     ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
-        Box::pin(async move { self.acquire(config, Some(waiter)) })
+        Box::pin(async move { vouched(self.acquire(config, Some(waiter))).await })
     }
 
     fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {

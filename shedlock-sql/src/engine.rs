@@ -984,7 +984,9 @@ impl<D: Dialect> SqlLocks<D> {
                 {
                     lease.dequeue(waiter.id().to_owned());
                 }
-                Ok(Some(LockGuard::new(config, token, requested_at, lease)))
+                Ok(LockGuard::new(config, token, requested_at, lease)
+                    .vouch()
+                    .await)
             }
             Some(Ok(None)) => {
                 self.hint_lease_end(&prepared.statements, config.name())

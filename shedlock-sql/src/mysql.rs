@@ -8,7 +8,10 @@
 //! on their own; in steady state (the row exists) a free lock takes one
 //! round trip and a held one two.
 //!
-//! Times come from `UTC_TIMESTAMP(3)`, evaluated once per statement.
+//! Times come from `UTC_TIMESTAMP(3)`, evaluated once per statement, except
+//! where a statement takes or extends a lease: there the clock is read when
+//! the row is changed, after any wait for its row lock (`SYSDATE`, which a
+//! server started with `--sysdate-is-now` would break).
 
 use shedlock_core::{
     BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, RUN_HISTORY_LEN, ReleaseWatch,
@@ -25,6 +28,21 @@ use crate::provider::{server_provider, sql_provider};
 use crate::table::TableName;
 
 const NOW: &str = "UTC_TIMESTAMP(3)";
+
+/// The database's clock in UTC, read when evaluated: after the statement has
+/// waited for the row's lock, unlike `UTC_TIMESTAMP`, fixed at its start (a
+/// lease taken after a wait would start, and end, in the past). `SYSDATE`
+/// is in the session's time zone, whose offset is `NOW() - UTC_TIMESTAMP()`.
+/// In microseconds, for a lease's end, rounded up to the column's
+/// milliseconds (`+ 999` microseconds), so the stored lease is never
+/// shorter than the guard's.
+const AFTER_WAIT: &str =
+    "(SYSDATE(6) - INTERVAL TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW()) SECOND)";
+
+/// [`AFTER_WAIT`] in the column's milliseconds (truncated), for `locked_at`
+/// and to test whether a lease has ended.
+const AFTER_WAIT_MS: &str =
+    "(SYSDATE(3) - INTERVAL TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW()) SECOND)";
 
 /// Locks in a MySQL or MariaDB table (ShedLock's `shedlock` by default).
 ///
@@ -183,9 +201,9 @@ impl Dialect for MySqlDialect {
                 Acquire::Counting(
                     Statement::new(
                         format!(
-                            "UPDATE {table} SET lock_until = {NOW} + INTERVAL ? MICROSECOND, \
-                             locked_at = {NOW}, locked_by = ?{token_update} \
-                             WHERE name = ? AND lock_until <= {NOW} AND {capacity} <> 0"
+                            "UPDATE {table} SET lock_until = {AFTER_WAIT} + INTERVAL ? + 999 MICROSECOND, \
+                             locked_at = {AFTER_WAIT_MS}, locked_by = ?{token_update} \
+                             WHERE name = ? AND lock_until <= {AFTER_WAIT_MS} AND {capacity} <> 0"
                         ),
                         &[LockAtMostFor, LockedBy, Name, Name, Capacity],
                     ),
@@ -207,8 +225,8 @@ impl Dialect for MySqlDialect {
             ],
             extend: Statement::new(
                 format!(
-                    "UPDATE {table} SET lock_until = {NOW} + INTERVAL ? MICROSECOND \
-                     WHERE name = ? AND locked_by = ? AND lock_until > {NOW}"
+                    "UPDATE {table} SET lock_until = {AFTER_WAIT} + INTERVAL ? + 999 MICROSECOND \
+                     WHERE name = ? AND locked_by = ? AND lock_until > {AFTER_WAIT_MS}"
                 ),
                 &[LockAtMostFor, Name, LockedBy],
             ),

@@ -36,6 +36,22 @@ const NOW: &str = "(now() AT TIME ZONE 'UTC')";
 /// when `now()` (the transaction's start) may have fallen behind.
 const STATEMENT_NOW: &str = "(statement_timestamp() AT TIME ZONE 'UTC')";
 
+/// The database's clock, in UTC, read when evaluated: where a statement
+/// takes or extends a lease, after it has waited for the row's lock
+/// (`now()` is fixed at the statement's start, and a lease taken after a
+/// wait would start, and end, in the past).
+const AFTER_WAIT: &str = "(clock_timestamp() AT TIME ZONE 'UTC')";
+
+/// The end of a lease of `$n` milliseconds from [`AFTER_WAIT`], rounded up to
+/// the column's milliseconds (PostgreSQL rounds to the nearest), so the
+/// stored lease is never shorter than the guard's.
+fn lease_end(n: u8) -> String {
+    format!(
+        "date_trunc('milliseconds', {AFTER_WAIT} + ${n}::bigint * INTERVAL '1 millisecond' \
+         + INTERVAL '999 microseconds')"
+    )
+}
+
 /// The database's clock in microseconds since 1970, read when evaluated.
 const CLOCK_MICROS: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
@@ -107,8 +123,8 @@ impl Dialect for PgDialect {
         let ms_between = |from: &str, to: &str| {
             format!("CAST(EXTRACT(EPOCH FROM ({to} - {from})) * 1000 AS BIGINT)")
         };
-        let now_ms = format!("date_trunc('milliseconds', {NOW})");
         let statement_now_ms = format!("date_trunc('milliseconds', {STATEMENT_NOW})");
+        let after_wait_ms = format!("date_trunc('milliseconds', {AFTER_WAIT})");
         // The plain release's UPDATE, which the release with a run records beside.
         let release_update = format!(
             "UPDATE {table} SET lock_until = date_trunc('milliseconds', LEAST(lock_until, GREATEST(\
@@ -205,19 +221,21 @@ impl Dialect for PgDialect {
             acquire: vec![Acquire::Returning(Statement::new(
                 format!(
                     "INSERT INTO {table} AS l (name, lock_until, locked_at, locked_by{token_column}) \
-                     SELECT $1, {NOW} + $2::bigint * INTERVAL '1 millisecond', {now_ms}, $3{token_insert} \
+                     SELECT $1, {end}, {after_wait_ms}, $3{token_insert} \
                      WHERE {capacity} <> 0 \
-                     ON CONFLICT (name) DO UPDATE SET lock_until = EXCLUDED.lock_until, \
-                     locked_at = EXCLUDED.locked_at, locked_by = EXCLUDED.locked_by{token_update} \
-                     WHERE l.lock_until <= {NOW} \
-                     RETURNING {returning}"
+                     ON CONFLICT (name) DO UPDATE SET lock_until = {end}, \
+                     locked_at = {after_wait_ms}, locked_by = EXCLUDED.locked_by{token_update} \
+                     WHERE l.lock_until <= {AFTER_WAIT} \
+                     RETURNING {returning}",
+                    end = lease_end(2),
                 ),
                 &[Name, LockAtMostFor, LockedBy, Capacity],
             ))],
             extend: Statement::new(
                 format!(
-                    "UPDATE {table} SET lock_until = {NOW} + $3::bigint * INTERVAL '1 millisecond' \
-                     WHERE name = $1 AND locked_by = $2 AND lock_until > {NOW}"
+                    "UPDATE {table} SET lock_until = {end} \
+                     WHERE name = $1 AND locked_by = $2 AND lock_until > {AFTER_WAIT}",
+                    end = lease_end(3),
                 ),
                 &[Name, LockedBy, LockAtMostFor],
             ),

@@ -69,8 +69,8 @@ impl RedisLockProvider {
     ///
     /// The fencing token is issued on request (`token.lua`), so a job that
     /// never asks pays nothing for it. An answer that came too late to vouch
-    /// for the lease is settled too: the script renews the lease in the step
-    /// that checks it, and the guard's lease is timed from there.
+    /// for the lease is renewed or given back by core's one rule
+    /// ([`GrantedLease::vouch`](shedlock_core::GrantedLease::vouch)).
     async fn acquire_exclusive(
         &self,
         config: &LockConfiguration,
@@ -100,7 +100,6 @@ impl RedisLockProvider {
             .clone()
             .req_packed_commands(&pipe, 0, 2)
             .await;
-        let answered_in = requested_at.elapsed();
         let values = match reply {
             Ok(values) => values,
             Err(err) => {
@@ -110,16 +109,12 @@ impl RedisLockProvider {
             }
         };
         match ExclusiveReply::read(&values, &pending.lease().value) {
-            ExclusiveReply::Taken { may_stand: true }
-                if vouched(answered_in, config.lock_at_most_for()) =>
-            {
-                Ok(Some(LockGuard::with_token_on_request(
-                    config,
-                    requested_at,
-                    pending.disarm(),
-                )))
-            }
-            ExclusiveReply::Taken { .. } => self.settle(config, pending).await,
+            ExclusiveReply::Taken { may_stand: true } => Ok(
+                LockGuard::with_token_on_request(config, requested_at, pending.disarm())
+                    .vouch()
+                    .await,
+            ),
+            ExclusiveReply::Taken { may_stand: false } => self.settle(config, pending).await,
             ExclusiveReply::Held => {
                 pending.disarm(); // nothing was taken
                 Ok(None)
@@ -140,8 +135,8 @@ impl RedisLockProvider {
         }
     }
 
-    /// A taken lease that may not stand (a pause, shared holders, a late
-    /// answer): `settle.lua` keeps and renews it, or gives it back.
+    /// A taken lease that may not stand (a pause, shared holders):
+    /// `settle.lua` keeps and renews it, or gives it back.
     async fn settle(
         &self,
         config: &LockConfiguration,
@@ -155,19 +150,13 @@ impl RedisLockProvider {
             .arg(&lease.value)
             .arg(millis(config.lock_at_most_for()))
             .arg(config.capacity().map_or(-1, i64::from));
-        let (reply, requested_at, answered_in) = self.timed(&settle).await;
+        let (reply, requested_at) = self.timed(&settle).await;
         match reply {
-            Ok(1) if vouched(answered_in, config.lock_at_most_for()) => Ok(Some(
-                LockGuard::with_token_on_request(config, requested_at, pending.disarm()),
-            )),
-            Ok(1) => {
-                // Late again: the lease cannot be trusted; `pending` gives it back.
-                tracing::warn!(
-                    lock = %config.name(),
-                    "lock acquisition answered too late to vouch for its lease; given back, not acquired"
-                );
-                Ok(None)
-            }
+            Ok(1) => Ok(
+                LockGuard::with_token_on_request(config, requested_at, pending.disarm())
+                    .vouch()
+                    .await,
+            ),
             Ok(answer) => {
                 let lock_key = pending.disarm().keys.lock.clone(); // the script removed it
                 match answer {
@@ -219,17 +208,21 @@ impl RedisLockProvider {
             .arg(waiter.map_or("", Waiter::id))
             .arg(waiter.map_or(0, |waiter| millis(waiter.hold_place_for())));
         let pending = PendingLease::new(lease, config.lock_at_most_for());
-        let (reply, requested_at, answered_in) = self.timed(&acquire).await;
+        let (reply, requested_at) = self.timed(&acquire).await;
         if let Ok(token) = reply
             && let Ok(token) = u64::try_from(token)
         {
             pending.lease().set_token(token);
         }
         match reply {
-            Ok(token) if token > 0 && vouched(answered_in, config.lock_at_most_for()) => Ok(Some(
-                LockGuard::new(config, token.unsigned_abs(), requested_at, pending.disarm()),
-            )),
-            Ok(token) if token > 0 => self.renew_late(config, pending, token).await,
+            Ok(token) if token > 0 => Ok(LockGuard::new(
+                config,
+                token.unsigned_abs(),
+                requested_at,
+                pending.disarm(),
+            )
+            .vouch()
+            .await),
             Ok(held) => {
                 if held == 0 {
                     tracing::debug!(lock = %config.name(), "lock paused (capacity 0)");
@@ -246,44 +239,16 @@ impl RedisLockProvider {
     }
 
     /// Runs a script that answers a number, with the instant just before it
-    /// was sent and how long its answer took (to vouch for a lease).
+    /// was sent (the guard counts its lease from there).
     async fn timed(
         &self,
         script: &redis::ScriptInvocation<'_>,
-    ) -> (redis::RedisResult<i64>, Instant, Duration) {
+    ) -> (redis::RedisResult<i64>, Instant) {
         let requested_at = Instant::now();
         let reply = script
             .invoke_async::<i64>(&mut self.connection.clone())
             .await;
-        (reply, requested_at, requested_at.elapsed())
-    }
-
-    /// A scripted acquisition whose answer came too late to vouch for its
-    /// lease: renewed by the ownership-checked extension, and the guard's
-    /// lease timed from there; given back when that cannot be vouched for.
-    async fn renew_late(
-        &self,
-        config: &LockConfiguration,
-        pending: PendingLease,
-        token: i64,
-    ) -> Result<Option<LockGuard>, LockError> {
-        let requested_at = Instant::now();
-        let renewed = pending.lease().extend(config.lock_at_most_for()).await;
-        if matches!(renewed, Ok(true)) && vouched(requested_at.elapsed(), config.lock_at_most_for())
-        {
-            return Ok(Some(LockGuard::new(
-                config,
-                token.unsigned_abs(),
-                requested_at,
-                pending.disarm(),
-            )));
-        }
-        // Ended, unknown or late again: `pending` gives it back.
-        tracing::warn!(
-            lock = %config.name(),
-            "lock acquisition answered too late to vouch for its lease; given back, not acquired"
-        );
-        Ok(None)
+        (reply, requested_at)
     }
 
     /// An acquisition without an answer: settled by its value when its reply
@@ -401,14 +366,6 @@ impl ExclusiveReply {
     }
 }
 
-/// Whether an answer came soon enough to vouch for the lease it reports:
-/// the lease (timed by Redis from when the command ran, after it was sent)
-/// lasts past `requested_at + lease` if the answer came within the lease
-/// (with 0.2 % for the two clocks' rates), so the guard times it from there.
-fn vouched(answered_in: Duration, lease: Duration) -> bool {
-    answered_in.saturating_add(answered_in / 500) < lease
-}
-
 /// When the soonest holder's lease ends, from a refused acquisition's answer
 /// (-2 - ms left of it; -1 or 0: no end known).
 fn lease_end_hint(answer: i64) -> Option<Instant> {
@@ -474,15 +431,6 @@ mod tests {
         assert!(!stands(read(b":2\r\n")));
         // A check that failed counts as a reason to settle.
         assert!(!stands(read(b"-ERR\r\n")));
-    }
-
-    #[test]
-    fn only_an_answer_well_inside_the_lease_vouches_for_it() {
-        let lease = Duration::from_secs(10);
-        assert!(vouched(Duration::from_millis(1), lease));
-        assert!(vouched(Duration::from_millis(9_979), lease));
-        assert!(!vouched(Duration::from_millis(9_990), lease));
-        assert!(!vouched(lease, lease));
     }
 
     #[test]
