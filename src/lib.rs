@@ -71,8 +71,8 @@ pub mod provider {
     pub use shedlock_core::identity;
     pub use shedlock_core::{
         BackgroundRelease, BoxError, BoxFuture, FinishedRun, GrantedLease, Lease,
-        LockConfiguration, LockError, LockGuard, LockMode, LockProvider, ReleaseNotifier, ReleaseNotifiers, ReleaseWatch,
-        RunOutcome, StoreCause, StoreFailure, Waiter,
+        LockConfiguration, LockError, LockGuard, LockMode, LockProvider, ReleaseNotifier,
+        ReleaseNotifiers, ReleaseWatch, RunOutcome, StoreCause, StoreFailure, Waiter,
     };
 }
 

@@ -7,11 +7,12 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use crate::identity::default_locked_by;
+use crate::lease_keeping::{LostSignal, keep_lease};
 use crate::{LockAdmin, LockConfiguration, LockError, LockGuard, LockProvider, Waiter};
 
 /// Campaigns for and keeps a leader lease under one name.
@@ -160,13 +161,15 @@ impl<P: LockProvider> LeaderElection<P> {
         let outcome = {
             let mut keep = pin!(self.keep(&mut guard, &lost));
             let mut lead = pin!(lead(leadership));
-            // Whichever ends first: the closure (step down), or the lease
-            // (the closure's future is dropped here, before the lease ends).
+            // Whichever ends first: the lease (the closure's future is
+            // dropped here, before the lease ends; polled first, so a lease
+            // already past its deadline never starts the closure), or the
+            // closure (step down).
             poll_fn(|cx| {
-                if let Poll::Ready(out) = lead.as_mut().poll(cx) {
-                    return Poll::Ready(Some(out));
+                if keep.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(None);
                 }
-                keep.as_mut().poll(cx).map(|()| None)
+                lead.as_mut().poll(cx).map(Some)
             })
             .await
         };
@@ -221,45 +224,6 @@ impl<P: LockProvider> LeaderElection<P> {
     async fn keep(&self, guard: &mut LockGuard, lost: &LostSignal) {
         keep_lease(guard, self.renew_deadline, self.retry_period, |_| {}).await;
         lost.signal();
-    }
-}
-
-/// Renews `guard`'s lease (to its `lock_at_most_for`) every `retry_period`;
-/// returns when renewals failed for `renew_deadline` since the last success,
-/// or the lease was found ended. `renewed` hears the request time of each
-/// renewal that succeeded. Shared by leader leases and job scopes.
-pub(crate) async fn keep_lease(
-    guard: &mut LockGuard,
-    renew_deadline: Duration,
-    retry_period: Duration,
-    mut renewed: impl FnMut(Instant),
-) {
-    let lease = guard.lease_length();
-    let mut renewed_at = Instant::now();
-    loop {
-        let deadline = renewed_at + renew_deadline;
-        let next = (Instant::now() + retry_period).min(deadline);
-        tokio::time::sleep_until(next.into()).await;
-        if Instant::now() >= deadline {
-            break;
-        }
-        let requested_at = Instant::now();
-        let renewal = tokio::time::timeout(
-            deadline.saturating_duration_since(requested_at),
-            guard.extend(lease, Duration::ZERO),
-        )
-        .await;
-        match renewal {
-            Ok(Ok(true)) => {
-                renewed_at = requested_at;
-                renewed(requested_at);
-            }
-            Ok(Ok(false)) => break, // the lease ended: someone else may hold it
-            Ok(Err(err)) => {
-                tracing::warn!(lock = %guard.name(), error = %err, "lease renewal failed; trying again");
-            }
-            Err(_) => {} // the renew deadline passed while it was out
-        }
     }
 }
 
@@ -355,32 +319,5 @@ impl Leadership {
     /// Whether leadership has been lost.
     pub fn is_lost(&self) -> bool {
         self.lost.is_set()
-    }
-}
-
-#[derive(Debug, Default)]
-pub(crate) struct LostSignal {
-    set: AtomicBool,
-    notify: Notify,
-}
-
-impl LostSignal {
-    pub(crate) fn signal(&self) {
-        self.set.store(true, Ordering::Release);
-        self.notify.notify_waiters();
-    }
-
-    pub(crate) fn is_set(&self) -> bool {
-        self.set.load(Ordering::Acquire)
-    }
-
-    pub(crate) async fn wait(&self) {
-        loop {
-            let notified = self.notify.notified();
-            if self.is_set() {
-                return;
-            }
-            notified.await;
-        }
     }
 }

@@ -15,6 +15,7 @@ mod executor;
 mod guard;
 pub mod identity;
 mod leader;
+mod lease_keeping;
 mod memory;
 #[cfg(feature = "metrics")]
 pub mod metrics;

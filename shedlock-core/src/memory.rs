@@ -9,8 +9,7 @@ use crate::admin::{LockAdmin, LockHolder, LockState};
 use crate::provider::{BoxFuture, Lease, ReleaseWatch, Waiter};
 use crate::{
     FinishedRun, GrantedLease, LockConfiguration, LockError, LockGuard, LockMode, LockProvider,
-    RUN_HISTORY_LEN,
-    ReleaseNotifiers, RunOutcome, RunRecord,
+    RUN_HISTORY_LEN, ReleaseNotifiers, RunOutcome, RunRecord,
 };
 
 /// A map with a fast hasher: every lock cycle looks names and holders up.

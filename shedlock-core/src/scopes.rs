@@ -31,7 +31,7 @@ use tracing::Instrument;
 
 use crate::context::HeldLocks;
 use crate::executor::{catch_unwind_of, reenter};
-use crate::leader::{LostSignal, keep_lease};
+use crate::lease_keeping::{LostSignal, act_until, keep_lease};
 use crate::metrics::{Attempt, LockLabel};
 use crate::{ExecutionOptions, LockConfiguration, LockError, LockGuard, LockInfo, LockProvider};
 
@@ -114,6 +114,10 @@ impl ReplicaKey {
 #[derive(Default)]
 struct Replica {
     scopes: HashMap<Arc<str>, Entry>,
+    /// The local slots of each scope's jobs: they outlive an ownership, so
+    /// a scope lost and taken again never starts a second run of a job
+    /// whose first still runs, and keeps its `lock_at_least_for`.
+    slots: HashMap<Arc<str>, Arc<JobSlots>>,
     /// When this replica last claimed an unclaimed scope.
     last_claim: Option<Instant>,
 }
@@ -155,8 +159,13 @@ impl Registry {
             Some(Entry::Owned(ownership)) if ownership.is_valid() => {
                 return Decision::Run(ownership.clone());
             }
-            // Lost, and not yet forgotten by its keeper: someone may hold it now.
-            Some(Entry::Owned(_)) => true,
+            // Past its deadline, and not yet forgotten by its keeper: someone
+            // may hold it now. Its keeper is stopped before the entry is
+            // replaced (it gives the lease back once the runs have ended).
+            Some(Entry::Owned(ownership)) => {
+                ownership.stop_keeping();
+                true
+            }
             Some(Entry::Claiming) => {
                 return Decision::Skip("another task of this process is claiming the scope");
             }
@@ -197,6 +206,13 @@ impl Registry {
                 },
             );
         }
+    }
+
+    /// The job slots of `scope` on the replica `key`, made on first use.
+    fn slots(&self, key: &ReplicaKey, scope: &Arc<str>) -> Arc<JobSlots> {
+        let mut state = self.lock();
+        let replica = state.replicas.entry(key.clone()).or_default();
+        replica.slots.entry(scope.clone()).or_default().clone()
     }
 
     /// Closes the registry and hands out every ownership, to be given up.
@@ -252,6 +268,7 @@ impl Claim {
             settings.lease_duration,
             Duration::ZERO,
         )?;
+        let slots = REGISTRY.slots(&self.key, &self.scope);
         let Some(guard) = provider.try_lock(&config).await? else {
             self.settle(Entry::Elsewhere {
                 retry_at: Instant::now() + settings.sweep_interval,
@@ -259,6 +276,9 @@ impl Claim {
             tracing::debug!(scope = %self.scope, "scope owned by another replica");
             return Ok(None);
         };
+        // From the guard's lease, counted from the acquisition's request: not
+        // from the token's answer, one more round trip later on some stores.
+        let valid_until = act_until(&guard, settings.renew_deadline());
         // Dropped on an error: released in the background.
         let term = guard.fencing_token().await?;
         let ownership = Arc::new(Ownership {
@@ -266,8 +286,8 @@ impl Claim {
             scope: self.scope.clone(),
             term,
             lost: LostSignal::default(),
-            valid_until: Mutex::new(Instant::now() + settings.renew_deadline()),
-            jobs: Mutex::new(HashMap::new()),
+            valid_until: Mutex::new(valid_until),
+            jobs: slots,
             closing: AtomicBool::new(false),
             running: AtomicUsize::new(0),
             idle: Notify::new(),
@@ -326,11 +346,13 @@ struct Ownership {
     scope: Arc<str>,
     term: u64,
     lost: LostSignal,
-    /// The last successful renewal's request time + the renew deadline: past
-    /// it the keeper gives up, so no run starts after it whatever the keeper's state.
+    /// The last successful renewal's request time + the renew deadline (see
+    /// `act_until`): past it the keeper gives up, so no run starts after it
+    /// whatever the keeper's state.
     valid_until: Mutex<Instant>,
-    /// Local slots of the scope's jobs, by job name.
-    jobs: Mutex<HashMap<Arc<str>, JobSlot>>,
+    /// Local slots of the scope's jobs, shared with the scope's earlier and
+    /// later ownerships on this replica.
+    jobs: Arc<JobSlots>,
     /// Set (under `jobs`) when the scope is being given up: no run starts.
     closing: AtomicBool,
     /// Runs in progress, and a wake-up for shutdown when they reach zero.
@@ -340,6 +362,9 @@ struct Ownership {
     stop: Notify,
     keeper: Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
+
+/// The local slots of one scope's jobs on one replica, by job name.
+type JobSlots = Mutex<HashMap<Arc<str>, JobSlot>>;
 
 /// One job's local slot on the owner.
 struct JobSlot {
@@ -356,6 +381,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Ownership {
+    /// Stops the keeper: no run starts any more, and the lease is given back
+    /// once the runs in progress have ended (or the lease has anyway).
+    fn stop_keeping(&self) {
+        self.lost.signal();
+        self.stop.notify_one();
+    }
+
     fn is_valid(&self) -> bool {
         !self.lost.is_set() && Instant::now() < *lock(&self.valid_until)
     }
@@ -369,9 +401,11 @@ impl Ownership {
     ) -> Option<SlotGuard> {
         let deadline = wait_for.and_then(|wait_for| Instant::now().checked_add(wait_for));
         loop {
-            let (freed, free_at) = {
+            let freed: Arc<Notify>;
+            let notified;
+            let free_at = {
                 let mut jobs = lock(&self.jobs);
-                if self.closing.load(Ordering::Acquire) {
+                if self.closing.load(Ordering::Acquire) || self.lost.is_set() {
                     return None;
                 }
                 let slot = jobs.entry(name.clone()).or_insert_with(|| JobSlot {
@@ -389,9 +423,12 @@ impl Ownership {
                         name: name.clone(),
                     });
                 }
-                (slot.freed.clone(), (!slot.busy).then_some(slot.free_at))
+                // Registered while the slot is still locked: a run that
+                // frees it right after still wakes this waiter.
+                freed = slot.freed.clone();
+                notified = freed.notified();
+                (!slot.busy).then_some(slot.free_at)
             };
-            let notified = freed.notified();
             let until = match (wait_for, deadline) {
                 (None, _) => return None,
                 (Some(_), Some(deadline)) if Instant::now() >= deadline => return None,
@@ -486,7 +523,7 @@ async fn keep_scope(ownership: Arc<Ownership>, mut guard: LockGuard, settings: S
             &mut guard,
             renew_deadline,
             settings.retry_period(),
-            |renewed_at| *lock(&ownership.valid_until) = renewed_at + renew_deadline,
+            |valid_until| *lock(&ownership.valid_until) = valid_until,
         );
         let mut keep = pin!(keep);
         let mut stop = pin!(ownership.stop.notified());
@@ -499,6 +536,15 @@ async fn keep_scope(ownership: Arc<Ownership>, mut guard: LockGuard, settings: S
         .await
     };
     ownership.lost.signal();
+    // No run starts any more; the lease keeps other replicas out until the
+    // runs in progress were dropped or have ended, or it ends anyway.
+    let lease_ends = guard.lease_until();
+    let ended = tokio::time::timeout_at(lease_ends.into(), ownership.idle())
+        .await
+        .is_err();
+    if ended {
+        tracing::warn!(scope = %ownership.scope, term = ownership.term, "scope lease ended while its runs went on");
+    }
     if given_up {
         match guard.unlock().await {
             Ok(()) => {
@@ -509,6 +555,7 @@ async fn keep_scope(ownership: Arc<Ownership>, mut guard: LockGuard, settings: S
             }
         }
     } else {
+        // Dropped: a lease still held is given back in the background.
         tracing::warn!(scope = %ownership.scope, term = ownership.term, "scope ownership lost");
     }
 }

@@ -75,6 +75,7 @@ macro_rules! __test_cases {
 
 pub mod conformance;
 mod error_chain;
+pub mod faults;
 pub mod kinds;
 pub mod leader;
 mod ports;

@@ -109,11 +109,13 @@ impl RedisLockProvider {
             }
         };
         match ExclusiveReply::read(&values, &pending.lease().value) {
-            ExclusiveReply::Taken { may_stand: true } => Ok(
-                LockGuard::with_token_on_request(config, requested_at, pending.disarm())
-                    .vouch()
-                    .await,
-            ),
+            ExclusiveReply::Taken { may_stand: true } => {
+                Ok(
+                    LockGuard::with_token_on_request(config, requested_at, pending.disarm())
+                        .vouch()
+                        .await,
+                )
+            }
             ExclusiveReply::Taken { may_stand: false } => self.settle(config, pending).await,
             ExclusiveReply::Held => {
                 pending.disarm(); // nothing was taken
@@ -215,14 +217,13 @@ impl RedisLockProvider {
             pending.lease().set_token(token);
         }
         match reply {
-            Ok(token) if token > 0 => Ok(LockGuard::new(
-                config,
-                token.unsigned_abs(),
-                requested_at,
-                pending.disarm(),
-            )
-            .vouch()
-            .await),
+            Ok(token) if token > 0 => {
+                Ok(
+                    LockGuard::new(config, token.unsigned_abs(), requested_at, pending.disarm())
+                        .vouch()
+                        .await,
+                )
+            }
             Ok(held) => {
                 if held == 0 {
                     tracing::debug!(lock = %config.name(), "lock paused (capacity 0)");
