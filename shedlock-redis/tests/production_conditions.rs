@@ -3,6 +3,7 @@
 //! `CLIENT KILL`, and a provider used from a runtime other than the one that
 //! made it. Every lock operation after such an event works, transparently.
 
+use shedlock_test_support::runtimes::{lock_cycles_work, made_on_a_dropped_runtime};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -157,48 +158,6 @@ async fn keep_alive_survives_connections_killed_during_the_job() {
         !lost,
         "keep-alive lost the lease after its connection was killed"
     );
-}
-
-/// Makes a provider on a runtime of its own, which is gone when this returns.
-fn made_on_a_dropped_runtime<F>(make: F) -> RedisLockProvider
-where
-    F: std::future::Future<Output = RedisLockProvider> + Send + 'static,
-{
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let provider = runtime.block_on(async {
-            let provider = make.await;
-            // Use it there first, so its connections exist on that runtime.
-            let config = config("other-runtime-warm-up", Duration::from_secs(5));
-            let guard = provider.try_lock(&config).await.unwrap().unwrap();
-            guard.unlock().await.unwrap();
-            provider
-        });
-        drop(runtime);
-        provider
-    })
-    .join()
-    .unwrap()
-}
-
-async fn lock_cycles_work(provider: &RedisLockProvider, name: &str) {
-    let config = config(name, Duration::from_secs(10));
-    for cycle in 0..3 {
-        let started = std::time::Instant::now();
-        let guard = provider
-            .try_lock(&config)
-            .await
-            .unwrap_or_else(|err| panic!("cycle {cycle} on a new runtime: {err}"))
-            .unwrap_or_else(|| panic!("cycle {cycle}: the free lock was not taken"));
-        println!("{name}: acquisition {cycle} took {:?}", started.elapsed());
-        guard
-            .unlock()
-            .await
-            .unwrap_or_else(|err| panic!("cycle {cycle}: release on a new runtime: {err}"));
-    }
 }
 
 #[tokio::test]

@@ -81,6 +81,7 @@ pub mod leader;
 mod ports;
 #[cfg(feature = "redis")]
 pub mod redis;
+pub mod runtimes;
 #[cfg(any(feature = "redis", feature = "sql"))]
 mod scratch;
 #[cfg(feature = "sql")]
