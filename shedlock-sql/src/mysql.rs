@@ -127,7 +127,9 @@ impl Dialect for MySqlDialect {
         let waiters = table.waiters();
         let (token_update, token_column, token_insert, holder_token) = if fencing {
             (
-                ", fencing_token = LAST_INSERT_ID(COALESCE(fencing_token, 0) + 1)",
+                format!(
+                    ", fencing_token = LAST_INSERT_ID(GREATEST(COALESCE(fencing_token, 0) + 1, {CLOCK_MICROS}))"
+                ),
                 ", fencing_token",
                 // A new row's counter starts at the clock: above the tokens
                 // of a row deleted before (pruned, or by hand).
@@ -135,7 +137,7 @@ impl Dialect for MySqlDialect {
                 "l.fencing_token",
             )
         } else {
-            ("", "", String::new(), "NULL")
+            (String::new(), "", String::new(), "NULL")
         };
         let token = if fencing {
             Token::LastInsertId
@@ -373,9 +375,11 @@ impl Dialect for MySqlDialect {
                         "UPDATE {table} SET lock_until = GREATEST(lock_until, {NOW} + INTERVAL ? MICROSECOND), \
                          locked_at = {NOW}, locked_by = '{SHARED_MARKER}'{counter} WHERE name = ?",
                         counter = if fencing {
-                            ", fencing_token = COALESCE(fencing_token, 0) + 1"
+                            format!(
+                                ", fencing_token = GREATEST(COALESCE(fencing_token, 0) + 1, {CLOCK_MICROS})"
+                            )
                         } else {
-                            ""
+                            String::new()
                         },
                     ),
                     &[LockAtMostFor, Name],

@@ -154,13 +154,21 @@ impl Dialect for PgDialect {
                 // A new row's counter starts at the clock: above the tokens
                 // of a row deleted before (pruned, or by hand).
                 format!(", {CLOCK_MICROS}"),
-                ", fencing_token = COALESCE(l.fencing_token, 0) + 1",
+                format!(
+                    ", fencing_token = GREATEST(COALESCE(l.fencing_token, 0) + 1, {CLOCK_MICROS})"
+                ),
                 "l.fencing_token",
                 "l.fencing_token",
             )
         } else {
             // No counter: microseconds of the database's clock.
-            ("", String::new(), "", CLOCK_MICROS, "CAST(NULL AS BIGINT)")
+            (
+                "",
+                String::new(),
+                String::new(),
+                CLOCK_MICROS,
+                "CAST(NULL AS BIGINT)",
+            )
         };
         // The lock's capacity: the stored one, else the acquisition's default.
         let capacity = format!(
@@ -408,9 +416,11 @@ impl Dialect for PgDialect {
                          locked_at = {statement_now_ms}, locked_by = '{SHARED_MARKER}'{counter} WHERE name = $1",
                         d = ms(2),
                         counter = if fencing {
-                            ", fencing_token = COALESCE(fencing_token, 0) + 1"
+                            format!(
+                                ", fencing_token = GREATEST(COALESCE(fencing_token, 0) + 1, {CLOCK_MICROS})"
+                            )
                         } else {
-                            ""
+                            String::new()
                         },
                     ),
                     &[Name, LockAtMostFor],

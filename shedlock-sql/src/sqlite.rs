@@ -168,13 +168,13 @@ impl Dialect for SqliteDialect {
                 // A new row's counter starts at the clock: above the tokens
                 // of a row deleted before (pruned, or by hand).
                 format!(", {CLOCK_MICROS}"),
-                ", fencing_token = COALESCE(fencing_token, 0) + 1",
+                format!(", fencing_token = MAX(COALESCE(fencing_token, 0) + 1, {CLOCK_MICROS})"),
                 "fencing_token",
                 "l.fencing_token",
             )
         } else {
             // No counter: the database's clock.
-            ("", String::new(), "", CLOCK_MICROS, "NULL")
+            ("", String::new(), String::new(), CLOCK_MICROS, "NULL")
         };
         // The lock's capacity: the stored one, else the acquisition's default.
         let capacity =
@@ -384,9 +384,11 @@ impl Dialect for SqliteDialect {
                          locked_at = {now}, locked_by = '{SHARED_MARKER}'{counter} WHERE name = ?1",
                         d = until(2),
                         counter = if fencing {
-                            ", fencing_token = COALESCE(fencing_token, 0) + 1"
+                            format!(
+                                ", fencing_token = MAX(COALESCE(fencing_token, 0) + 1, {CLOCK_MICROS})"
+                            )
                         } else {
-                            ""
+                            String::new()
                         },
                     ),
                     &[Name, LockAtMostFor],

@@ -301,6 +301,11 @@ trait Prune {
     async fn prune_unused(&self, unused_for: Duration) -> u64;
     /// Whether the lock table has a row for `name`.
     async fn has_row(&self, name: &str) -> bool;
+    /// Deletes the row of `name`, as prune or an operator does.
+    async fn delete_row(&self, name: &str);
+    /// Inserts the row of `name` as ShedLock for Java does (its four
+    /// columns, the fencing column left to its default), with an ended lease.
+    async fn insert_as_java(&self, name: &str);
 }
 
 macro_rules! prune_impl {
@@ -324,6 +329,29 @@ macro_rules! prune_impl {
                     .await
                     .unwrap_or_else(|err| panic!("{sql}: {err}"));
                 rows == 1
+            }
+
+            async fn delete_row(&self, name: &str) {
+                let sql = format!("DELETE FROM {} WHERE name = {}", self.table_name(), $placeholder);
+                shedlock_sql::sqlx::query(&sql)
+                    .bind(name)
+                    .execute(self.pool())
+                    .await
+                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
+            }
+
+            async fn insert_as_java(&self, name: &str) {
+                let sql = format!(
+                    "INSERT INTO {} (name, lock_until, locked_at, locked_by) \
+                     VALUES ({}, '2000-01-01 00:00:00.000', '2000-01-01 00:00:00.000', 'java-host')",
+                    self.table_name(),
+                    $placeholder
+                );
+                shedlock_sql::sqlx::query(&sql)
+                    .bind(name)
+                    .execute(self.pool())
+                    .await
+                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
             }
         }
     )*};
@@ -410,6 +438,40 @@ where
     admin("resume", provider.resume(&paused)).await;
 }
 
+/// A lock whose row was deleted (pruned, or by hand: prune itself on this
+/// shared table would take other cases' rows) and then made again by ShedLock for Java
+/// (four columns, the fencing column at its default) is taken with a token
+/// above every earlier one: the clock is the counter's floor.
+async fn tokens_rise_after_prune_and_a_java_insert<P, Fut>(make: impl Fn() -> Fut)
+where
+    P: LockProvider + LockAdmin + Prune,
+    Fut: Future<Output = P>,
+{
+    let provider = make().await;
+    let lock = config(&unique_name("java-insert"));
+    let guard = acquire(&provider, &lock).await;
+    let before = guard
+        .fencing_token()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    // Past the release's millisecond, which prune compares by.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    provider.prune_unused(Duration::ZERO).await;
+    assert!(
+        !provider.has_row(lock.name()).await,
+        "the row was not pruned"
+    );
+    provider.insert_as_java(lock.name()).await;
+    let guard = acquire(&provider, &lock).await;
+    let after = guard
+        .fencing_token()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    assert!(after > before, "token {after} after {before}");
+}
+
 /// One `#[tokio::test]` per case, for the provider `$make` gives; kit
 /// cases (`kit::`) and this file's own.
 macro_rules! admin_cases {
@@ -453,6 +515,27 @@ macro_rules! admin_tests {
             );
         }
     };
+}
+
+/// The token case on a table of its own: its deletion and Java-style
+/// insert stay away from the prune case's rows.
+macro_rules! token_tests {
+    ($store:ident, $provider:ty) => {
+        mod $store {
+            crate::support::provider_on_own_table!($store, $provider, "javatoken");
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn tokens_rise_after_prune_and_a_java_insert() {
+                crate::tokens_rise_after_prune_and_a_java_insert(provider).await;
+            }
+        }
+    };
+}
+
+mod tokens {
+    token_tests!(postgres, shedlock_sql::PostgresLockProvider);
+    token_tests!(mysql, shedlock_sql::MySqlLockProvider);
+    token_tests!(sqlite, shedlock_sql::SqliteLockProvider);
 }
 
 admin_tests!(postgres, shedlock_sql::PostgresLockProvider);
