@@ -157,68 +157,6 @@ pub struct LockGuard {
 }
 
 impl LockGuard {
-    /// A lease just taken in a store, with its fencing token. For providers:
-    /// [`GrantedLease::vouch`] makes it a guard.
-    ///
-    /// `requested_at` is the instant just before the acquisition was sent: the
-    /// store's lease cannot end before `requested_at + lock_at_most_for`.
-    pub fn new(
-        config: &LockConfiguration,
-        fencing_token: u64,
-        requested_at: Instant,
-        lease: impl Lease,
-    ) -> GrantedLease {
-        Self::locked_at(
-            config,
-            Some(fencing_token),
-            requested_at,
-            SystemTime::now(),
-            lease,
-        )
-    }
-
-    /// A lease just taken in a store whose fencing token is issued on the
-    /// first request, by [`Lease::issue_fencing_token`]. For providers:
-    /// [`GrantedLease::vouch`] makes it a guard.
-    pub fn with_token_on_request(
-        config: &LockConfiguration,
-        requested_at: Instant,
-        lease: impl Lease,
-    ) -> GrantedLease {
-        Self::locked_at(config, None, requested_at, SystemTime::now(), lease)
-    }
-
-    /// [`new`](Self::new) or [`with_token_on_request`](Self::with_token_on_request)
-    /// (`fencing_token` `None`), for a provider that has read the wall clock already.
-    pub(crate) fn locked_at(
-        config: &LockConfiguration,
-        fencing_token: Option<u64>,
-        requested_at: Instant,
-        locked_at: SystemTime,
-        lease: impl Lease,
-    ) -> GrantedLease {
-        let lease: Arc<dyn Lease> = Arc::new(lease);
-        let fencing_token = match fencing_token {
-            Some(token) => FencingToken::given(token),
-            None => FencingToken::on_request(lease.clone()),
-        };
-        // Measured from the reply, so the lock is never freed early.
-        let least = config.lock_at_least_for();
-        let keep_until = (!least.is_zero()).then(|| Instant::now() + least);
-        GrantedLease(LockGuard {
-            info: LockInfo {
-                name: config.shared_name().clone(),
-                fencing_token,
-                locked_at,
-            },
-            keep_until,
-            lease_until: requested_at + config.lock_at_most_for(),
-            lease_length: config.lock_at_most_for(),
-            lease: Some(lease),
-            ended: None,
-        })
-    }
-
     /// The lock's name.
     pub fn name(&self) -> &str {
         self.info.name()
@@ -434,6 +372,68 @@ fn vouches_for(requested_at: Instant, lease: Duration) -> bool {
 pub struct GrantedLease(LockGuard);
 
 impl GrantedLease {
+    /// A lease just taken in a store, with its fencing token. For providers:
+    /// [`vouch`](Self::vouch) makes it a guard.
+    ///
+    /// `requested_at` is the instant just before the acquisition was sent: the
+    /// store's lease cannot end before `requested_at + lock_at_most_for`.
+    pub fn new(
+        config: &LockConfiguration,
+        fencing_token: u64,
+        requested_at: Instant,
+        lease: impl Lease,
+    ) -> Self {
+        Self::locked_at(
+            config,
+            Some(fencing_token),
+            requested_at,
+            SystemTime::now(),
+            lease,
+        )
+    }
+
+    /// A lease just taken in a store whose fencing token is issued on the
+    /// first request, by [`Lease::issue_fencing_token`]. For providers:
+    /// [`vouch`](Self::vouch) makes it a guard.
+    pub fn with_token_on_request(
+        config: &LockConfiguration,
+        requested_at: Instant,
+        lease: impl Lease,
+    ) -> Self {
+        Self::locked_at(config, None, requested_at, SystemTime::now(), lease)
+    }
+
+    /// [`new`](Self::new) or [`with_token_on_request`](Self::with_token_on_request)
+    /// (`fencing_token` `None`), for a provider that has read the wall clock already.
+    pub(crate) fn locked_at(
+        config: &LockConfiguration,
+        fencing_token: Option<u64>,
+        requested_at: Instant,
+        locked_at: SystemTime,
+        lease: impl Lease,
+    ) -> GrantedLease {
+        let lease: Arc<dyn Lease> = Arc::new(lease);
+        let fencing_token = match fencing_token {
+            Some(token) => FencingToken::given(token),
+            None => FencingToken::on_request(lease.clone()),
+        };
+        // Measured from the reply, so the lock is never freed early.
+        let least = config.lock_at_least_for();
+        let keep_until = (!least.is_zero()).then(|| Instant::now() + least);
+        GrantedLease(LockGuard {
+            info: LockInfo {
+                name: config.shared_name().clone(),
+                fencing_token,
+                locked_at,
+            },
+            keep_until,
+            lease_until: requested_at + config.lock_at_most_for(),
+            lease_length: config.lock_at_most_for(),
+            lease: Some(lease),
+            ended: None,
+        })
+    }
+
     /// The guard of this lease, if its answer came soon enough to vouch for
     /// it (or a renewal did). `None`: the lease was given back (a `warn`
     /// event says so), and the acquisition counts as not taken.

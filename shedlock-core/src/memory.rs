@@ -295,7 +295,7 @@ impl InMemoryLockProvider {
             acquisition: token,
             locked_by: self.locked_by.clone(),
         };
-        Ok(Some(LockGuard::locked_at(
+        Ok(Some(GrantedLease::locked_at(
             config,
             Some(token),
             now,

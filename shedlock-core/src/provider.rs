@@ -292,13 +292,13 @@ pub trait Lease: Send + Sync + 'static {
     /// is still this holder's, so the token is above every token of earlier
     /// holders and below every token of later ones. `Ok(None)`: the lease has
     /// ended. Only called for guards made with
-    /// [`LockGuard::with_token_on_request`], at most once per guard; the
+    /// [`GrantedLease::with_token_on_request`](crate::GrantedLease::with_token_on_request), at most once per guard; the
     /// default is for providers that hand the token out with the lease.
     fn issue_fencing_token(&self) -> BoxFuture<'_, Result<Option<u64>, LockError>> {
         Box::pin(async {
             Err(LockError::InvalidConfiguration(
                 "this lock provider hands fencing tokens out with the lease; it made a guard \
-                 with LockGuard::with_token_on_request without implementing \
+                 with GrantedLease::with_token_on_request without implementing \
                  Lease::issue_fencing_token (a bug in the provider)"
                     .into(),
             ))

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::identity::default_locked_by;
 use shedlock_core::{
-    BackgroundRelease, BoxFuture, FinishedRun, Lease, LockConfiguration, LockError, LockGuard,
-    ReleaseNotifiers, ReleaseWatch, StoreFailure,
+    BackgroundRelease, BoxFuture, FinishedRun, GrantedLease, Lease, LockConfiguration, LockError,
+    LockGuard, ReleaseNotifiers, ReleaseWatch, StoreFailure,
 };
 use sqlx::pool::PoolConnection;
 use sqlx::{Database, Pool};
@@ -984,7 +984,7 @@ impl<D: Dialect> SqlLocks<D> {
                 {
                     lease.dequeue(waiter.id().to_owned());
                 }
-                Ok(LockGuard::new(config, token, requested_at, lease)
+                Ok(GrantedLease::new(config, token, requested_at, lease)
                     .vouch()
                     .await)
             }

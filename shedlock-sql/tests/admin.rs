@@ -301,8 +301,6 @@ trait Prune {
     async fn prune_unused(&self, unused_for: Duration) -> u64;
     /// Whether the lock table has a row for `name`.
     async fn has_row(&self, name: &str) -> bool;
-    /// Deletes the row of `name`, as prune or an operator does.
-    async fn delete_row(&self, name: &str);
     /// Inserts the row of `name` as ShedLock for Java does (its four
     /// columns, the fencing column left to its default), with an ended lease.
     async fn insert_as_java(&self, name: &str);
@@ -329,15 +327,6 @@ macro_rules! prune_impl {
                     .await
                     .unwrap_or_else(|err| panic!("{sql}: {err}"));
                 rows == 1
-            }
-
-            async fn delete_row(&self, name: &str) {
-                let sql = format!("DELETE FROM {} WHERE name = {}", self.table_name(), $placeholder);
-                shedlock_sql::sqlx::query(&sql)
-                    .bind(name)
-                    .execute(self.pool())
-                    .await
-                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
             }
 
             async fn insert_as_java(&self, name: &str) {
@@ -438,8 +427,7 @@ where
     admin("resume", provider.resume(&paused)).await;
 }
 
-/// A lock whose row was deleted (pruned, or by hand: prune itself on this
-/// shared table would take other cases' rows) and then made again by ShedLock for Java
+/// A lock whose row was pruned and then made again by ShedLock for Java
 /// (four columns, the fencing column at its default) is taken with a token
 /// above every earlier one: the clock is the counter's floor.
 async fn tokens_rise_after_prune_and_a_java_insert<P, Fut>(make: impl Fn() -> Fut)
@@ -517,8 +505,8 @@ macro_rules! admin_tests {
     };
 }
 
-/// The token case on a table of its own: its deletion and Java-style
-/// insert stay away from the prune case's rows.
+/// The token case on a table of its own: its prune (of every unused row)
+/// stays away from the prune case's rows.
 macro_rules! token_tests {
     ($store:ident, $provider:ty) => {
         mod $store {

@@ -187,8 +187,7 @@ async fn two_waiters_for_a_held_row_never_both_win<P: LockProvider>(
     let answered = Instant::now();
     let winners: Vec<LockGuard> = [first, second]
         .into_iter()
-        .map(|answer| answer.unwrap_or_else(|err| panic!("the acquisition failed: {err}")))
-        .flatten()
+        .filter_map(|answer| answer.unwrap_or_else(|err| panic!("the acquisition failed: {err}")))
         .collect();
     for guard in &winners {
         assert!(

@@ -18,8 +18,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shedlock_core::{
-    BoxFuture, Lease, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch,
-    StoreFailure, Waiter,
+    BoxFuture, GrantedLease, Lease, LockConfiguration, LockError, LockGuard, LockProvider,
+    ReleaseWatch, StoreFailure, Waiter,
 };
 
 /// The faults a [`FaultyProvider`] injects now; changed at any time.
@@ -97,7 +97,7 @@ impl<P: LockProvider> FaultyProvider<P> {
             faults: self.faults.clone(),
         };
         Ok(
-            LockGuard::with_token_on_request(config, requested_at, lease)
+            GrantedLease::with_token_on_request(config, requested_at, lease)
                 .vouch()
                 .await,
         )

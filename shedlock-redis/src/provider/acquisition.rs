@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionLike;
 use redis::{Cmd, RedisError, Value};
-use shedlock_core::{Lease, LockConfiguration, LockError, LockGuard, Waiter};
+use shedlock_core::{GrantedLease, Lease, LockConfiguration, LockError, LockGuard, Waiter};
 
 use super::RedisLockProvider;
 use crate::errors::{reply_may_be_lost, store_error, what_happened};
@@ -111,7 +111,7 @@ impl RedisLockProvider {
         match ExclusiveReply::read(&values, &pending.lease().value) {
             ExclusiveReply::Taken { may_stand: true } => {
                 Ok(
-                    LockGuard::with_token_on_request(config, requested_at, pending.disarm())
+                    GrantedLease::with_token_on_request(config, requested_at, pending.disarm())
                         .vouch()
                         .await,
                 )
@@ -154,11 +154,13 @@ impl RedisLockProvider {
             .arg(config.capacity().map_or(-1, i64::from));
         let (reply, requested_at) = self.timed(&settle).await;
         match reply {
-            Ok(1) => Ok(
-                LockGuard::with_token_on_request(config, requested_at, pending.disarm())
-                    .vouch()
-                    .await,
-            ),
+            Ok(1) => {
+                Ok(
+                    GrantedLease::with_token_on_request(config, requested_at, pending.disarm())
+                        .vouch()
+                        .await,
+                )
+            }
             Ok(answer) => {
                 let lock_key = pending.disarm().keys.lock.clone(); // the script removed it
                 match answer {
@@ -219,7 +221,7 @@ impl RedisLockProvider {
         match reply {
             Ok(token) if token > 0 => {
                 Ok(
-                    LockGuard::new(config, token.unsigned_abs(), requested_at, pending.disarm())
+                    GrantedLease::new(config, token.unsigned_abs(), requested_at, pending.disarm())
                         .vouch()
                         .await,
                 )
