@@ -521,7 +521,11 @@ async fn history_show_and_list_give_the_last_runs() {
     let nightly = config("nightly", LockMode::Exclusive);
     for _ in 0..3 {
         let ran = executor
-            .execute(&nightly, tokio::time::sleep(Duration::from_millis(20)))
+            // Made inside the run: `sleep`'s deadline counts from its creation,
+            // so one made before the acquisition would end that much sooner.
+            .execute(&nightly, async {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            })
             .await;
         assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
     }
