@@ -29,6 +29,7 @@ use crate::table::{TableName, acquisition_locked_by, check_lock_name, holder_of}
 mod admin;
 mod kinds;
 mod runs;
+mod runtimes;
 
 /// How long one statement (or waiting for a pooled connection) may take
 /// before it fails. An acquisition whose answer does not come in time is
@@ -316,6 +317,8 @@ pub(crate) fn taken(value: Result<i64, sqlx::Error>) -> Result<Option<u64>, Fail
 /// the statements, their parameters' order and the durations' encoding.
 pub(crate) struct SqlEngine<D: Dialect> {
     pool: Pool<D::Db>,
+    /// Server connections of a runtime that is gone are closed before use.
+    runtimes: runtimes::RuntimeWatch,
 }
 
 impl<D: Dialect> SqlEngine<D> {
@@ -327,10 +330,15 @@ impl<D: Dialect> SqlEngine<D> {
         &self,
         timeout: Duration,
     ) -> Result<PoolConnection<D::Db>, Failure> {
-        if !D::SERVER
-            && let Some(connection) = self.pool.try_acquire()
-        {
-            return Ok(connection);
+        if !D::SERVER {
+            if let Some(connection) = self.pool.try_acquire() {
+                return Ok(connection);
+            }
+        } else if self.runtimes.left_a_gone_runtime() {
+            // Idle ones only: taken without the ping, and closed unused.
+            while let Some(connection) = self.pool.try_acquire() {
+                drop(connection.detach());
+            }
         }
         checkout(&self.pool, timeout).await
     }
@@ -685,7 +693,10 @@ impl<D: Dialect> SqlLocks<D> {
         }
         let table = TableName::shedlock();
         SqlLocks {
-            engine: Arc::new(SqlEngine { pool }),
+            engine: Arc::new(SqlEngine {
+                pool,
+                runtimes: Default::default(),
+            }),
             server: server.into(),
             table,
             fencing: None,

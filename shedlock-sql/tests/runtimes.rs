@@ -2,12 +2,6 @@
 //! (a `#[tokio::test]` per test, a runtime per request in some services):
 //! its pooled connections belong to that runtime, and the next lock
 //! operations (release included) must not fail on them.
-//!
-//! Open (issue 22, point 7): on PostgreSQL and MySQL/MariaDB a pooled
-//! connection made on the dropped runtime fails the next acquisition or
-//! release about one run in two (sqlx's check before use does not catch
-//! it); the statement was never sent, so the engine should take a new
-//! connection and send it there. Run with `--ignored` to see it.
 
 use shedlock_test_support::runtimes::{lock_cycles_work, made_on_a_dropped_runtime};
 use shedlock_test_support::sql::unique_table_name;
@@ -15,7 +9,6 @@ use shedlock_test_support::sql::unique_table_name;
 mod support;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 22, point 7: fails about one run in two until the engine resends on a new connection"]
 async fn a_postgres_provider_works_after_the_runtime_that_made_it_is_gone() {
     let table = unique_table_name("runtimes");
     let provider = made_on_a_dropped_runtime(async move { support::postgres(&table).await });
@@ -23,7 +16,6 @@ async fn a_postgres_provider_works_after_the_runtime_that_made_it_is_gone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "issue 22, point 7: fails about one run in two until the engine resends on a new connection"]
 async fn a_mysql_provider_works_after_the_runtime_that_made_it_is_gone() {
     let table = unique_table_name("runtimes");
     let provider = made_on_a_dropped_runtime(async move { support::mysql(&table).await });
