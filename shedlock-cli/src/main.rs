@@ -141,7 +141,8 @@ enum Command {
     /// The lock's last runs (up to 20), the newest first: when each started
     /// and finished, how long it ran, its outcome (ok, error, panic,
     /// lease_lost), who ran it and its fencing token. Recorded by the
-    /// release after each run (Redis and the in-memory store).
+    /// release after each run when the services' providers opt in with
+    /// `with_run_history(true)`, on Redis and on the SQL stores alike.
     History {
         /// The lock's name.
         name: String,
