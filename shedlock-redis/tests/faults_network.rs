@@ -371,3 +371,35 @@ async fn a_black_hole_under_keep_alive_tells_the_job_and_cancels_it_when_asked()
     }
     proxy.set_black_hole(false);
 }
+
+/// A release after a run reaches the server, which records the run, and its
+/// reply is lost with the connection: the client sends it again, and the
+/// run is still recorded once, as it ended (not also as a lost lease).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_release_records_its_run_once() {
+    let server = RedisServer::start();
+    let proxy = FaultProxy::start(upstream(&server)).await;
+    let provider = through(&proxy).await.with_run_history(true);
+    let executor = LockingTaskExecutor::new(provider);
+    let config = config("resent-release", Duration::from_secs(30));
+    // A first run loads the release script, so the release below runs at
+    // its first copy rather than answering NOSCRIPT.
+    let warm_up = executor.execute(&config, async {}).await;
+    assert!(matches!(warm_up, Ok(Some(()))), "{warm_up:?}");
+    let ran = executor
+        .execute(&config, async {
+            // The next command is the release.
+            proxy.reset_after_next_command();
+        })
+        .await;
+    assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
+    let history = shedlock_core::LockAdmin::run_history(&direct(&server).await, "resent-release")
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let outcomes: Vec<_> = history.iter().map(|run| run.outcome).collect();
+    assert_eq!(
+        outcomes,
+        vec![shedlock_core::RunOutcome::Ok, shedlock_core::RunOutcome::Ok],
+        "one run, recorded once: {history:?}"
+    );
+}

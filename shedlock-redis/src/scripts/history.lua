@@ -3,6 +3,14 @@
 -- <locked_by>". record_run(key, head, outcome, tail) pushes one, made of the
 -- caller's "<finished> <duration>" head and "<token> <locked_by>" tail, and
 -- drops the oldest past 20. Prepended to the scripts that record runs.
+-- recorded(key, head, outcome, tail): whether that run is the newest entry
+-- already, as it is when a release is sent again after its reply was lost.
+-- (Its head is this process's finish time in ms and the run's duration,
+-- fixed before the first copy was sent: another run of the same holder
+-- with the same entry would have had to start and end in the same ms.)
+local function recorded(key, head, outcome, tail)
+  return redis.call('LINDEX', key, 0) == head .. ' ' .. outcome .. ' ' .. tail
+end
 local function record_run(key, head, outcome, tail)
   if redis.call('LPUSH', key, head .. ' ' .. outcome .. ' ' .. tail) > 20 then
     redis.call('RPOP', key)

@@ -2,5 +2,8 @@
 -- KEYS[1] run history; ARGV[1] the run's "<finished ms> <duration ms>";
 -- ARGV[2] its "<token, 0 none> <locked_by>".
 -- Runs after history.lua (record_run()).
-record_run(KEYS[1], ARGV[1], 'lease_lost', ARGV[2])
+-- Sent again after a lost reply, it finds its entry and adds none.
+if not recorded(KEYS[1], ARGV[1], 'lease_lost', ARGV[2]) then
+  record_run(KEYS[1], ARGV[1], 'lease_lost', ARGV[2])
+end
 return 1

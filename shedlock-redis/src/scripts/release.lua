@@ -10,13 +10,19 @@
 -- The value may carry a waiter's mark (acquire.lua): then, and only then, a
 -- freed lock is published. Runs after lease_value.lua (owned()) and
 -- history.lua (record_run()).
+-- A copy sent again after the first one's reply was lost finds the run it
+-- recorded: it answers as the first did and records nothing more.
 local current = redis.call('GET', KEYS[1])
 if not owned(current, ARGV[1]) then
-  if KEYS[2] then record_run(KEYS[2], ARGV[4], 'lease_lost', ARGV[6]) end
+  if KEYS[2] then
+    if recorded(KEYS[2], ARGV[4], ARGV[5], ARGV[6]) then return 1 end
+    record_run(KEYS[2], ARGV[4], 'lease_lost', ARGV[6])
+  end
   return 0
 end
 local keep = tonumber(ARGV[2])
 if keep > 0 then
+  if KEYS[2] and recorded(KEYS[2], ARGV[4], ARGV[5], ARGV[6]) then return 1 end
   local ttl = redis.call('PTTL', KEYS[1])
   if ttl < 0 or keep < ttl then
     redis.call('PEXPIRE', KEYS[1], keep)

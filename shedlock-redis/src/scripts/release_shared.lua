@@ -9,13 +9,19 @@
 -- Returns 1 when released (or shortened), 0 when the lease had already ended.
 -- Runs after settle_shared.lua (settle(), my_share()) and history.lua.
 
+-- A copy sent again after the first one's reply was lost finds the run it
+-- recorded: it answers as the first did and records nothing more.
 local now, ends, permits, token = my_share()
 if not now then
-  if KEYS[3] then record_run(KEYS[3], ARGV[4], 'lease_lost', ARGV[6]) end
+  if KEYS[3] then
+    if recorded(KEYS[3], ARGV[4], ARGV[5], ARGV[6]) then return 1 end
+    record_run(KEYS[3], ARGV[4], 'lease_lost', ARGV[6])
+  end
   return 0
 end
 local keep = tonumber(ARGV[2])
 if keep > 0 then
+  if KEYS[3] and recorded(KEYS[3], ARGV[4], ARGV[5], ARGV[6]) then return 1 end
   if now + keep < ends then
     redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f %s %s', now + keep, permits, token))
   end

@@ -38,6 +38,10 @@ struct Faults {
     latency_to_client_ms: AtomicU64,
     black_hole: AtomicBool,
     reset_on_next_command: AtomicBool,
+    reset_after_next_command: AtomicBool,
+    /// Set while replies are dropped (between a command that went through
+    /// and the reset that follows it).
+    swallow_replies: AtomicBool,
     /// Bumped to reset every open connection.
     resets: watch::Sender<u64>,
     accepted: AtomicU64,
@@ -59,6 +63,8 @@ impl FaultProxy {
             latency_to_client_ms: AtomicU64::new(0),
             black_hole: AtomicBool::new(false),
             reset_on_next_command: AtomicBool::new(false),
+            reset_after_next_command: AtomicBool::new(false),
+            swallow_replies: AtomicBool::new(false),
             resets: watch::Sender::new(0),
             accepted: AtomicU64::new(0),
             forwarded_to_server: AtomicU64::new(0),
@@ -105,6 +111,15 @@ impl FaultProxy {
             .store(true, Ordering::SeqCst);
     }
 
+    /// The next bytes a client sends reach the server, but their reply is
+    /// dropped and every connection is reset 100 ms later: the command ran,
+    /// and the client never hears of it.
+    pub fn reset_after_next_command(&self) {
+        self.faults
+            .reset_after_next_command
+            .store(true, Ordering::SeqCst);
+    }
+
     /// Whether a reset armed by [`reset_on_next_command`](Self::reset_on_next_command) is still pending.
     pub fn reset_pending(&self) -> bool {
         self.faults.reset_on_next_command.load(Ordering::SeqCst)
@@ -129,6 +144,17 @@ impl Drop for FaultProxy {
 }
 
 impl Faults {
+    /// Replies are dropped from now, and every connection reset 100 ms later.
+    fn reset_after_reply_lost(self: &Arc<Self>) {
+        self.swallow_replies.store(true, Ordering::SeqCst);
+        let faults = self.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            faults.reset_all();
+            faults.swallow_replies.store(false, Ordering::SeqCst);
+        });
+    }
+
     fn reset_all(&self) {
         self.resets.send_modify(|generation| *generation += 1);
     }
@@ -194,7 +220,7 @@ async fn pump(
     mut from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     direction: Direction,
-    faults: &Faults,
+    faults: &Arc<Faults>,
 ) -> bool {
     let (delayed, mut due) = mpsc::unbounded_channel::<(Instant, Vec<u8>)>();
     let reading = async move {
@@ -213,6 +239,16 @@ async fn pump(
             {
                 faults.reset_all();
                 return false;
+            }
+            if direction == Direction::ToServer
+                && faults
+                    .reset_after_next_command
+                    .swap(false, Ordering::SeqCst)
+            {
+                faults.reset_after_reply_lost();
+            }
+            if direction == Direction::ToClient && faults.swallow_replies.load(Ordering::SeqCst) {
+                continue;
             }
             let at = Instant::now() + faults.latency(direction);
             if delayed.send((at, buffer[..n].to_vec())).is_err() {
