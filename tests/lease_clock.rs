@@ -187,3 +187,41 @@ async fn a_scope_lost_and_taken_again_never_runs_one_job_twice_at_once() -> anyh
     );
     Ok(())
 }
+
+/// A scoped run that watches its scope from the inside: once this replica no
+/// longer owns it, whether the run is told its lease is lost.
+#[scheduler_lock(name = "lag-job", scope = "lag", provider = replica)]
+async fn watching_its_scope(replica: &InMemoryLockProvider) -> (bool, bool) {
+    loop {
+        // Polled again at once: the first poll after the keeper signals the
+        // loss runs this body before the run's watcher marks it.
+        tokio::task::yield_now().await;
+        let owned = SchedulerLock::owned_scopes()
+            .iter()
+            .any(|(scope, _)| scope == "lag");
+        if !owned {
+            let extended =
+                shedlock::extend_active_lock(Duration::from_secs(5), Duration::ZERO).await;
+            return (shedlock::is_lease_lost(), extended.is_err());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scoped_run_hears_of_its_lost_scope_in_the_same_poll() -> anyhow::Result<()> {
+    install();
+    let replica = InMemoryLockProvider::new().with_locked_by("owner");
+    let run = tokio::spawn({
+        let replica = replica.clone();
+        async move { watching_its_scope(&replica).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(replica.force_release("scope:lag").await?, 1);
+    let (lost, refused) = tokio::time::timeout(SCOPE_LEASE, run)
+        .await??
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| anyhow::anyhow!("the scoped job did not run"))?;
+    assert!(lost, "is_lease_lost() said the lost scope was held");
+    assert!(refused, "extend_active_lock() succeeded on a lost scope");
+    Ok(())
+}

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use crate::lease_keeping::LostSignal;
 use crate::metrics::{self, LockLabel};
 use crate::{LockError, LockGuard, LockInfo, LockMode};
 
@@ -22,8 +23,8 @@ pub(crate) struct ActiveLock {
     /// allocation per run.)
     scope: u64,
     /// A scoped run: the lease is the scope's, kept by its owner in the
-    /// background, and `guard` is `None` throughout.
-    pub(crate) kept_elsewhere: bool,
+    /// background (this is its lost signal), and `guard` is `None` throughout.
+    kept_by: Option<Arc<LostSignal>>,
     /// `None` once the executor has taken the guard back to release it.
     pub(crate) guard: tokio::sync::Mutex<Option<LockGuard>>,
     /// Set when the lease is known to have ended under the job.
@@ -42,9 +43,16 @@ pub(crate) struct ActiveLock {
 }
 
 impl ActiveLock {
-    /// Whether the lease is known to have ended under the job.
+    /// Whether the lease is known to have ended under the job: marked, or
+    /// (a scoped run) signalled by the scope's keeper, which the run's
+    /// watcher marks only at its next poll.
     pub(crate) fn is_lost(&self) -> bool {
-        self.lost.load(Ordering::Acquire)
+        self.lost.load(Ordering::Acquire) || self.kept_by.as_ref().is_some_and(|kept| kept.is_set())
+    }
+
+    /// Whether the lease is a scope's, kept by its owner (no guard here).
+    pub(crate) fn is_kept_elsewhere(&self) -> bool {
+        self.kept_by.is_some()
     }
 
     /// Records that the lease ended under the job, and tells whoever waits.
@@ -111,7 +119,7 @@ impl HeldLocks {
         scope: &str,
         label: LockLabel,
     ) -> (HeldLocks, Arc<ActiveLock>) {
-        self.with_lease(guard.info().clone(), Some(guard), mode, scope, label)
+        self.with_lease(guard.info().clone(), Lease::Own(guard), mode, scope, label)
     }
 
     /// These locks and the lock `info` describes, whose lease someone else
@@ -119,26 +127,31 @@ impl HeldLocks {
     pub(crate) fn with_kept(
         self,
         info: LockInfo,
+        kept_by: Arc<LostSignal>,
         mode: LockMode,
         scope: &str,
         label: LockLabel,
     ) -> (HeldLocks, Arc<ActiveLock>) {
-        self.with_lease(info, None, mode, scope, label)
+        self.with_lease(info, Lease::Kept(kept_by), mode, scope, label)
     }
 
     fn with_lease(
         self,
         info: LockInfo,
-        guard: Option<LockGuard>,
+        lease: Lease,
         mode: LockMode,
         scope: &str,
         label: LockLabel,
     ) -> (HeldLocks, Arc<ActiveLock>) {
+        let (guard, kept_by) = match lease {
+            Lease::Own(guard) => (Some(guard), None),
+            Lease::Kept(kept_by) => (None, Some(kept_by)),
+        };
         let active = Arc::new(ActiveLock {
             info,
             mode,
             scope: scope_hash(scope),
-            kept_elsewhere: guard.is_none(),
+            kept_by,
             guard: tokio::sync::Mutex::new(guard),
             lost: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -157,6 +170,14 @@ impl HeldLocks {
     ) -> tokio::task::futures::TaskLocalFuture<HeldLocks, F> {
         HELD.scope(self, future)
     }
+}
+
+/// The lease a locked task runs on.
+enum Lease {
+    /// Its own: the guard.
+    Own(LockGuard),
+    /// A scope's, kept by its owner: the owner's lost signal.
+    Kept(Arc<LostSignal>),
 }
 
 /// The hash [`ActiveLock`] keeps of a scope; the same for a scope throughout the process.
@@ -205,7 +226,7 @@ pub async fn extend_active_lock(
 ) -> Result<(), LockError> {
     let held = HeldLocks::current();
     let active = held.innermost().ok_or(LockError::NotLocked)?;
-    if active.kept_elsewhere {
+    if active.is_kept_elsewhere() {
         // A scoped run: the scope's owner keeps the lease while it lasts.
         return if active.is_lost() {
             Err(LockError::LeaseLost {

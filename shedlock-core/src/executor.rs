@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::pin::pin;
+use std::pin::{Pin, pin};
 use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
@@ -14,6 +14,7 @@ use tracing::Instrument;
 use crate::context::{ActiveLock, HeldLocks};
 use crate::metrics::{self, Attempt, LockLabel};
 use crate::provider::Waiter;
+use crate::scopes::ScopeRun;
 use crate::{
     FinishedRun, LockConfiguration, LockError, LockGuard, LockMode, LockProvider, RunOutcome,
 };
@@ -331,43 +332,68 @@ async fn lock_retrying<P: LockProvider + ?Sized>(
 }
 
 /// The executor's algorithm, shared with the attribute's expansion.
-pub(crate) async fn run_locked<P: LockProvider + ?Sized, F: Future>(
+pub(crate) fn run_locked<P: LockProvider + ?Sized, F: Future>(
     provider: &P,
     config: &LockConfiguration,
     options: ExecutionOptions,
     task: F,
-) -> Result<Option<F::Output>, LockError> {
+) -> impl Future<Output = Result<Option<F::Output>, LockError>> {
     let label = LockLabel::new(config, None);
-    run_labelled(provider, config, label, options, task).await
+    run_labelled(provider, config, label, options, task)
 }
 
 /// [`run_locked`], with `label` on its metrics (the attribute's name template).
-pub(crate) async fn run_labelled<P: LockProvider + ?Sized, F: Future>(
+///
+/// A plain function returning the pipeline's future: an `async fn` layer
+/// would keep its own copy of `task`, doubling the future's size at every
+/// level of nested locked calls.
+pub(crate) fn run_labelled<P: LockProvider + ?Sized, F: Future>(
     provider: &P,
     config: &LockConfiguration,
     label: LockLabel,
     options: ExecutionOptions,
     task: F,
+) -> impl Future<Output = Result<Option<F::Output>, LockError>> {
+    let take = async move {
+        let guard = acquire(provider, config, &options).await?;
+        Ok(guard.map(Hold::Lease))
+    };
+    run_held(provider.scope(), config, label, options, take, task)
+}
+
+/// What a run holds while its task runs.
+pub(crate) enum Hold {
+    /// A lease of its own, released after the run with its outcome.
+    Lease(LockGuard),
+    /// A place in a job scope this replica owns, left after the run; the
+    /// scope's lease is its owner's to keep.
+    Scope(ScopeRun),
+}
+
+/// The one run pipeline, for a lease and for a scope alike: a nested call on
+/// a held lock runs on that hold; otherwise `take` gets the hold (`None`:
+/// held elsewhere, skipped), and `task` runs under it beside a watcher that
+/// marks the lease lost (cancelling the task when asked), then the hold is
+/// given back.
+pub(crate) async fn run_held<F: Future>(
+    provider_scope: &str,
+    config: &LockConfiguration,
+    label: LockLabel,
+    options: ExecutionOptions,
+    take: impl Future<Output = Result<Option<Hold>, LockError>>,
+    task: F,
 ) -> Result<Option<F::Output>, LockError> {
     let held = HeldLocks::current();
     let name = config.name();
-    if let Some(active) = held.find(provider.scope(), name) {
-        if let Err(err) = reenter(active, config).await {
-            tracing::warn!(lock = %name, error = %err, "nested call on a held lock refused; the task did not run");
-            Attempt::start(&label).failed(&err);
-            return Err(err);
-        }
-        tracing::trace!(lock = %name, "lock already held by this task; running reentrantly");
-        // A nested job's outcome is its own: the outer run's stays as it was.
-        let failed = active.failed.load(Ordering::Acquire);
-        let output = task.await;
-        active.failed.store(failed, Ordering::Release);
-        return Ok(Some(output));
+    if let Some(active) = held.find(provider_scope, name) {
+        // Boxed: the nested task's future would otherwise take room in this
+        // future beside the one it runs under a hold of its own.
+        return run_nested(active, config, &label, Box::pin(task)).await;
     }
     tracing::debug!(lock = %name, "attempting lock");
     let attempt = Attempt::start(&label);
-    let guard = match acquire(provider, config, &options).await {
-        Ok(Some(guard)) => guard,
+    let hold = match take.await {
+        Ok(Some(hold)) => hold,
         Ok(None) => {
             tracing::debug!(lock = %name, "lock held elsewhere; skipping");
             attempt.skipped();
@@ -380,26 +406,57 @@ pub(crate) async fn run_labelled<P: LockProvider + ?Sized, F: Future>(
         }
     };
     let execution = attempt.acquired();
-    tracing::debug!(lock = %name, fencing_token = ?guard.info().issued_fencing_token(), "lock acquired");
     // The job runs inside a span, so its own log lines carry its lock.
     let span = tracing::info_span!(
         "scheduler_lock",
         lock = %name,
         fencing_token = tracing::field::Empty,
         mode = ?config.mode(),
+        scope = tracing::field::Empty,
     );
-    if let Some(token) = guard.info().issued_fencing_token() {
-        span.record("fencing_token", token);
-    }
-    let (held, active) = held.with(guard, config.mode(), provider.scope(), label.clone());
-    let task = held.scope(catch_unwind_of(task.instrument(span)));
-    let started = Instant::now();
-    let outcome = if options.watches_lease() {
-        run_watched(&active, config, options, task).await
-    } else {
-        Some(task.await)
+    let (held, active, scope_run) = match hold {
+        Hold::Lease(guard) => {
+            let token = guard.info().issued_fencing_token();
+            tracing::debug!(lock = %name, fencing_token = ?token, "lock acquired");
+            if let Some(token) = token {
+                span.record("fencing_token", token);
+            }
+            let (held, active) = held.with(guard, config.mode(), provider_scope, label.clone());
+            (held, active, None)
+        }
+        Hold::Scope(run) => {
+            tracing::debug!(lock = %name, scope = %run.scope(), term = run.term(), "running in owned scope");
+            span.record("fencing_token", run.term());
+            span.record("scope", run.scope());
+            let (held, active) = held.with_kept(
+                run.info(config),
+                run.lost_signal(),
+                config.mode(),
+                provider_scope,
+                label.clone(),
+            );
+            (held, active, Some(run))
+        }
     };
+    let task = pin!(held.scope(task.instrument(span)));
+    let started = Instant::now();
+    // Returns once the lease is lost, marked so: a scope's owner signals
+    // it; an own lease is watched when the options ask (keep-alive, cancel).
+    let watcher = async {
+        match &scope_run {
+            Some(run) => {
+                run.lost_signal().wait().await;
+                active.mark_lost();
+            }
+            None => watch_lease(&active, options.keep_alive).await,
+        }
+    };
+    let watched = scope_run.is_some() || options.watches_lease();
+    let cancel = options.cancels_on_lease_loss();
+    let outcome = run_watched(name, watched.then_some(cancel), task, watcher).await;
     execution.finish();
+    // A scope's place is left here; a lease is released with the run's outcome.
+    drop(scope_run);
     // Uncontended once the task is done, unless a keep-alive is mid-extension.
     let guard = match active.guard.try_lock() {
         Ok(mut guard) => guard.take(),
@@ -429,6 +486,27 @@ pub(crate) async fn run_labelled<P: LockProvider + ?Sized, F: Future>(
     }
 }
 
+/// A call on a lock the task holds already: runs on that hold (see
+/// [`reenter`]); its outcome is its own, the outer run's stays as it was.
+async fn run_nested<F: Future>(
+    active: &ActiveLock,
+    config: &LockConfiguration,
+    label: &LockLabel,
+    task: F,
+) -> Result<Option<F::Output>, LockError> {
+    let name = config.name();
+    if let Err(err) = reenter(active, config).await {
+        tracing::warn!(lock = %name, error = %err, "nested call on a held lock refused; the task did not run");
+        Attempt::start(label).failed(&err);
+        return Err(err);
+    }
+    tracing::trace!(lock = %name, "lock already held by this task; running reentrantly");
+    let failed = active.failed.load(Ordering::Acquire);
+    let output = task.await;
+    active.failed.store(failed, Ordering::Release);
+    Ok(Some(output))
+}
+
 /// Lets a nested call on a lock the task holds run on that hold, without a
 /// second acquisition: only when the hold covers what the call asks (a second
 /// acquisition would wait on the task's own hold), and with the held lease
@@ -450,7 +528,7 @@ pub(crate) async fn reenter(
     if active.is_lost() {
         return Err(lease_lost());
     }
-    if active.kept_elsewhere {
+    if active.is_kept_elsewhere() {
         // A scoped run: the scope's lease is renewed in the background.
         return Ok(());
     }
@@ -483,25 +561,31 @@ fn covers(held: LockMode, asked: LockMode) -> bool {
     }
 }
 
-/// Runs `task` beside the lease's watcher; `None` when the lease was lost and
-/// the task was to be cancelled for it.
+/// Runs `task` beside `watcher`, which returns once the lease is lost (and
+/// marked so); `None` when it was, and `cancel` asks the task to be dropped.
+/// `cancel` `None`: nothing watches (the watcher is never polled). A panic
+/// in `task` is caught (`Some(Err(panic))`), so the lock is given back
+/// before it resumes. The task is polled where it lies: a copy would take
+/// its size again in this future, for each level of nested locked calls.
 async fn run_watched<F: Future>(
-    active: &ActiveLock,
-    config: &LockConfiguration,
-    options: ExecutionOptions,
-    task: F,
-) -> Option<F::Output> {
-    let mut task = pin!(task);
-    let mut watcher = pin!(watch_lease(active, options.keep_alive));
-    let mut watching = true;
+    name: &str,
+    cancel: Option<bool>,
+    mut task: Pin<&mut F>,
+    watcher: impl Future<Output = ()>,
+) -> Option<Result<F::Output, Box<dyn Any + Send>>> {
+    let mut watcher = pin!(watcher);
+    let mut watching = cancel.is_some();
+    let cancel = cancel.unwrap_or(false);
     poll_fn(|cx| {
-        if let Poll::Ready(output) = task.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
+        match catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
+            Ok(Poll::Ready(output)) => return Poll::Ready(Some(Ok(output))),
+            Err(panic) => return Poll::Ready(Some(Err(panic))),
+            Ok(Poll::Pending) => {}
         }
         if watching && watcher.as_mut().poll(cx).is_ready() {
             watching = false;
-            if options.cancel_on_lease_loss {
-                tracing::warn!(lock = %config.name(), "cancelling the job: its lease was lost");
+            if cancel {
+                tracing::warn!(lock = %name, "cancelling the job: its lease was lost");
                 return Poll::Ready(None);
             }
         }
@@ -562,18 +646,4 @@ async fn watch_lease(active: &ActiveLock, keep_alive: bool) {
         }
     }
     active.mark_lost();
-}
-
-/// Turns a panic while polling `task` into an `Err`, so the lock can be
-/// released before the panic resumes.
-pub(crate) async fn catch_unwind_of<F: Future>(task: F) -> Result<F::Output, Box<dyn Any + Send>> {
-    let mut task = pin!(task);
-    poll_fn(
-        |cx| match catch_unwind(AssertUnwindSafe(|| task.as_mut().poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        },
-    )
-    .await
 }

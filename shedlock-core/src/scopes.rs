@@ -19,7 +19,6 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::{Future, poll_fn};
-use std::panic::resume_unwind;
 use std::pin::pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard};
@@ -27,12 +26,10 @@ use std::task::Poll;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::Notify;
-use tracing::Instrument;
 
-use crate::context::HeldLocks;
-use crate::executor::{catch_unwind_of, reenter};
+use crate::executor::{Hold, run_held};
 use crate::lease_keeping::{LostSignal, act_until, keep_lease};
-use crate::metrics::{Attempt, LockLabel};
+use crate::metrics::LockLabel;
 use crate::{ExecutionOptions, LockConfiguration, LockError, LockGuard, LockInfo, LockProvider};
 
 /// The prefix of a scope's lock name: the scope `tenant-7` is the lock
@@ -285,7 +282,7 @@ impl Claim {
             key: self.key.clone(),
             scope: self.scope.clone(),
             term,
-            lost: LostSignal::default(),
+            lost: Arc::default(),
             valid_until: Mutex::new(valid_until),
             jobs: slots,
             closing: AtomicBool::new(false),
@@ -345,7 +342,8 @@ struct Ownership {
     key: ReplicaKey,
     scope: Arc<str>,
     term: u64,
-    lost: LostSignal,
+    /// Shared with the scope's runs, which see a loss at once.
+    lost: Arc<LostSignal>,
     /// The last successful renewal's request time + the renew deadline (see
     /// `act_until`): past it the keeper gives up, so no run starts after it
     /// whatever the keeper's state.
@@ -568,60 +566,56 @@ pub(crate) struct Scoped {
 }
 
 /// Runs a tick of the job `config` names in its scope: on the owner at once,
-/// elsewhere skipped. See the module's documentation.
-pub(crate) async fn run_scoped<P: LockProvider + ?Sized, F: Future>(
+/// elsewhere skipped. See the module's documentation; the run itself is the
+/// executor's pipeline, on a place in the scope instead of a lease.
+pub(crate) fn run_scoped<P: LockProvider + ?Sized, F: Future>(
     provider: &P,
     scoped: Scoped,
     config: &LockConfiguration,
     options: ExecutionOptions,
     task: F,
-) -> Result<Option<F::Output>, LockError> {
+) -> impl Future<Output = Result<Option<F::Output>, LockError>> {
     let Scoped {
         settings,
         scope,
         label,
     } = scoped;
+    let take = async move {
+        let run = take_place(provider, settings, scope, config, options).await?;
+        Ok(run.map(Hold::Scope))
+    };
+    run_held(provider.scope(), config, label, options, take, task)
+}
+
+/// A place for the job `config` names in its scope, if this replica owns
+/// the scope (claiming it if it may) and the job's local slot is free (or
+/// frees within the wait).
+async fn take_place<P: LockProvider + ?Sized>(
+    provider: &P,
+    settings: ScopeSettings,
+    scope: Arc<str>,
+    config: &LockConfiguration,
+    options: ExecutionOptions,
+) -> Result<Option<ScopeRun>, LockError> {
     let name = config.name();
-    let held = HeldLocks::current();
-    if let Some(active) = held.find(provider.scope(), name) {
-        if let Err(err) = reenter(active, config).await {
-            tracing::warn!(lock = %name, error = %err, "nested call on a held lock refused; the task did not run");
-            Attempt::start(&label).failed(&err);
-            return Err(err);
-        }
-        return Ok(Some(task.await));
-    }
-    let attempt = Attempt::start(&label);
     if scope.is_empty() {
-        let err = LockError::InvalidConfiguration(format!(
+        return Err(LockError::InvalidConfiguration(format!(
             "job '{name}' has an empty scope: give every scope a name"
-        ));
-        attempt.failed(&err);
-        return Err(err);
+        )));
     }
     let key = ReplicaKey::of(provider);
     let ownership = match REGISTRY.decide(&key, &scope, &settings) {
         Decision::Run(ownership) => ownership,
         Decision::Skip(why) => {
             tracing::debug!(lock = %name, scope = %scope, why, "skipping");
-            attempt.skipped();
             return Ok(None);
         }
-        Decision::Claim(claim) => match claim.attempt(provider, settings).await {
-            Ok(Some(ownership)) => ownership,
-            Ok(None) => {
-                tracing::debug!(lock = %name, scope = %scope, "scope owned elsewhere; skipping");
-                attempt.skipped();
-                return Ok(None);
-            }
-            Err(err) => {
-                tracing::warn!(lock = %name, scope = %scope, error = %err, "claiming the scope failed; the task did not run");
-                attempt.failed(&err);
-                return Err(err);
-            }
+        Decision::Claim(claim) => match claim.attempt(provider, settings).await? {
+            Some(ownership) => ownership,
+            None => return Ok(None),
         },
     };
-    let Some(_slot) = ownership
+    let Some(slot) = ownership
         .enter(
             config.shared_name(),
             options.waits_for(),
@@ -630,54 +624,43 @@ pub(crate) async fn run_scoped<P: LockProvider + ?Sized, F: Future>(
         .await
     else {
         tracing::debug!(lock = %name, scope = %scope, "the job runs on this replica already; skipping");
-        attempt.skipped();
         return Ok(None);
     };
     if !ownership.is_valid() {
         tracing::debug!(lock = %name, scope = %scope, "scope lost before the run; skipping");
-        attempt.skipped();
         return Ok(None);
     }
-    let _execution = attempt.acquired();
-    tracing::debug!(lock = %name, scope = %scope, term = ownership.term, "running in owned scope");
-    let span = tracing::info_span!(
-        "scheduler_lock",
-        lock = %name,
-        fencing_token = ownership.term,
-        mode = ?config.mode(),
-        scope = %scope,
-    );
-    let info = LockInfo::given(
-        config.shared_name().clone(),
-        ownership.term,
-        SystemTime::now(),
-    );
-    let (held, active) = held.with_kept(info, config.mode(), provider.scope(), label.clone());
-    let mut task = pin!(held.scope(catch_unwind_of(task.instrument(span))));
-    let mut lost = pin!(ownership.lost.wait());
-    let mut watching = true;
-    let cancel = options.cancels_on_lease_loss();
-    let outcome = poll_fn(|cx| {
-        if let Poll::Ready(output) = task.as_mut().poll(cx) {
-            return Poll::Ready(Some(output));
-        }
-        if watching && lost.as_mut().poll(cx).is_ready() {
-            watching = false;
-            active.mark_lost();
-            if cancel {
-                tracing::warn!(lock = %name, scope = %scope, "cancelling the job: its scope was lost");
-                return Poll::Ready(None);
-            }
-        }
-        Poll::Pending
-    })
-    .await;
-    match outcome {
-        Some(Ok(output)) => Ok(Some(output)),
-        Some(Err(panic)) => resume_unwind(panic),
-        None => Err(LockError::LeaseLost {
-            name: name.to_owned(),
-        }),
+    Ok(Some(ScopeRun {
+        ownership,
+        _slot: slot,
+    }))
+}
+
+/// A run's place in a scope this replica owns: the job's local slot, left
+/// when this is dropped.
+pub(crate) struct ScopeRun {
+    ownership: Arc<Ownership>,
+    _slot: SlotGuard,
+}
+
+impl ScopeRun {
+    pub(crate) fn scope(&self) -> &str {
+        &self.ownership.scope
+    }
+
+    /// The scope's term: the run's fencing token.
+    pub(crate) fn term(&self) -> u64 {
+        self.ownership.term
+    }
+
+    /// What the job reads about its lock.
+    pub(crate) fn info(&self, config: &LockConfiguration) -> LockInfo {
+        LockInfo::given(config.shared_name().clone(), self.term(), SystemTime::now())
+    }
+
+    /// Set when the scope is lost (or given up).
+    pub(crate) fn lost_signal(&self) -> Arc<LostSignal> {
+        self.ownership.lost.clone()
     }
 }
 
