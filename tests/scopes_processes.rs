@@ -1,21 +1,26 @@
-//! Job scopes across four OS processes on one Redis: 40 scopes spread to
-//! 10 ± 2 per process, a SIGKILLed process's scopes are taken over within
-//! lease duration + sweep interval, no two processes ever run one scope's job
-//! at the same time, and a graceful shutdown gives every scope back at once.
+//! Job scopes across four OS processes, with their locks on Redis and on
+//! PostgreSQL: 40 scopes spread to 10 ± 2 per process, a SIGKILLed
+//! process's scopes are taken over within lease duration + sweep interval,
+//! no two processes ever run one scope's job at the same time, and a
+//! graceful shutdown gives every scope back at once. A variant pauses an
+//! owner (SIGSTOP) for longer than the lease: after SIGCONT no run starts on
+//! its stale ownership, and its term is below the new owner's.
 //!
 //! The processes are this test binary again, running only `scope_worker`
-//! (an ignored test that does nothing unless `URL_ENV` is set).
+//! (an ignored test that does nothing unless `URL_ENV` is set). Runs and
+//! the stop flag go through a private Redis in every variant.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use redis::AsyncTypedCommands;
 use redis::aio::MultiplexedConnection;
-use shedlock::SchedulerLock;
 use shedlock::admin::LockAdmin;
 use shedlock::redis::RedisLockProvider;
-use shedlock::scheduler_lock;
+use shedlock::sql::PostgresLockProvider;
+use shedlock::{LockProvider, SchedulerLock, scheduler_lock};
 use shedlock_test_support::redis::RedisServer;
+use shedlock_test_support::sql::{postgres_url, unique_table_name};
 use shedlock_test_support::ticks::{finish_workers, spawn_workers};
 
 const WORKERS: usize = 4;
@@ -29,8 +34,19 @@ const RUNS: &str = "runs";
 /// Set by the test when the workers are to shut down gracefully.
 const STOP: &str = "stop";
 
+/// The Redis that carries runs and the stop flag.
 const URL_ENV: &str = "SHEDLOCK_SCOPES_REDIS_URL";
+/// Where the locks are: a PostgreSQL URL, or (unset) the Redis above.
+const STORE_ENV: &str = "SHEDLOCK_SCOPES_STORE_URL";
+/// The PostgreSQL table of the locks.
+const TABLE_ENV: &str = "SHEDLOCK_SCOPES_TABLE";
 const WORKER_ENV: &str = "SHEDLOCK_SCOPES_WORKER";
+/// How many scopes the workers tick (`SCOPES` unless set).
+const SCOPES_ENV: &str = "SHEDLOCK_SCOPES_COUNT";
+
+/// One scenario at a time: their worker processes share two cores, and the
+/// takeover bounds assume the processes get them.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn now_ms() -> u128 {
     SystemTime::now()
@@ -65,20 +81,49 @@ async fn tenant_job(
 async fn scopes_spread_move_on_a_crash_and_come_back_on_shutdown() -> anyhow::Result<()> {
     let server = RedisServer::start();
     let admin = RedisLockProvider::connect(server.url()).await?;
+    scopes_spread_move_and_come_back(&server, &admin, &[]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scopes_on_postgres_spread_move_on_a_crash_and_come_back_on_shutdown() -> anyhow::Result<()>
+{
+    let server = RedisServer::start();
+    let (admin, url, table) = postgres_store().await?;
+    scopes_spread_move_and_come_back(
+        &server,
+        &admin,
+        &[(STORE_ENV, url.as_str()), (TABLE_ENV, table.as_str())],
+    )
+    .await
+}
+
+/// The PostgreSQL test database, on a table of this test's own (created).
+async fn postgres_store() -> anyhow::Result<(PostgresLockProvider, String, String)> {
+    let (url, table) = (postgres_url(), unique_table_name("scopes"));
+    let admin = PostgresLockProvider::connect(&url)
+        .await?
+        .with_table_name(&table)?;
+    admin.create_table_if_missing().await?;
+    Ok((admin, url, table))
+}
+
+async fn scopes_spread_move_and_come_back<A: LockAdmin>(
+    server: &RedisServer,
+    admin: &A,
+    store: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let mut redis = redis::Client::open(server.url())?
         .get_multiplexed_async_connection()
         .await?;
     let started = Instant::now();
-    let mut workers = spawn_workers(
-        "scope_worker",
-        WORKERS,
-        WORKER_ENV,
-        &[(URL_ENV, server.url())],
-    );
+    let mut envs = vec![(URL_ENV, server.url())];
+    envs.extend_from_slice(store);
+    let mut workers = spawn_workers("scope_worker", WORKERS, WORKER_ENV, &envs);
 
     // Convergence: every scope owned, 10 ± 2 each.
     let converged = loop {
-        let owners = owners(&admin).await?;
+        let owners = owners(admin, SCOPES).await?;
         let counts = counts(&owners);
         if owners.len() == SCOPES && counts.len() == WORKERS {
             break counts;
@@ -99,7 +144,7 @@ async fn scopes_spread_move_on_a_crash_and_come_back_on_shutdown() -> anyhow::Re
     }
 
     // A crash: the killed worker's scopes move to the others.
-    let owned_before = owners(&admin).await?;
+    let owned_before = owners(admin, SCOPES).await?;
     let victim_scopes: Vec<usize> = owned_before
         .iter()
         .filter(|(_, owner)| owner.as_str() == "worker-0")
@@ -109,7 +154,7 @@ async fn scopes_spread_move_on_a_crash_and_come_back_on_shutdown() -> anyhow::Re
     let killed = Instant::now();
     let mut taken_at: HashMap<usize, Duration> = HashMap::new();
     while taken_at.len() < victim_scopes.len() {
-        let owners = owners(&admin).await?;
+        let owners = owners(admin, SCOPES).await?;
         for scope in &victim_scopes {
             if let Some(owner) = owners.get(scope)
                 && owner != "worker-0"
@@ -125,15 +170,16 @@ async fn scopes_spread_move_on_a_crash_and_come_back_on_shutdown() -> anyhow::Re
     }
     let slowest = taken_at.values().max().copied().unwrap_or_default();
     let fastest = taken_at.values().min().copied().unwrap_or_default();
-    let after = counts(&owners(&admin).await?);
+    let after = counts(&owners(admin, SCOPES).await?);
     println!(
         "after SIGKILL of worker-0: its {} scopes taken over in {fastest:?}..{slowest:?} \
          (lease {LEASE:?} + sweep {SWEEP:?}); owners now {after:?}",
         victim_scopes.len()
     );
-    // Measured by polling every 20 ms: the bound, plus one poll and one tick.
+    // Measured by polling (every 20 ms, plus reading 40 states): the bound,
+    // plus one poll and one tick.
     anyhow::ensure!(
-        slowest <= LEASE + SWEEP + TICK + Duration::from_millis(100),
+        slowest <= LEASE + SWEEP + TICK + Duration::from_millis(150),
         "takeover took {slowest:?}, over lease + sweep interval"
     );
 
@@ -141,7 +187,7 @@ async fn scopes_spread_move_on_a_crash_and_come_back_on_shutdown() -> anyhow::Re
     redis.set(STOP, 1).await?;
     let survivors = workers.split_off(1);
     finish_workers(survivors, Duration::from_secs(20), &["worker "]).await;
-    let left = owners(&admin).await?;
+    let left = owners(admin, SCOPES).await?;
     anyhow::ensure!(
         left.is_empty(),
         "scopes still held after a graceful shutdown: {left:?}"
@@ -149,15 +195,114 @@ async fn scopes_spread_move_on_a_crash_and_come_back_on_shutdown() -> anyhow::Re
 
     // No two workers ever ran one scope's job at once; terms rise per scope.
     let runs = redis.lrange(RUNS, 0, -1).await?;
-    check_runs(&runs)?;
+    check_runs(&runs, None)?;
     println!("{} runs checked", runs.len());
     Ok(())
 }
 
-/// Which worker owns each scope, as the store shows it.
-async fn owners(admin: &RedisLockProvider) -> anyhow::Result<BTreeMap<usize, String>> {
+/// Scopes of the paused-owner variant: few, so each worker owns some soon.
+const PAUSED_SCOPES: usize = 4;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_paused_past_its_lease_runs_nothing_on_its_stale_ownership_redis()
+-> anyhow::Result<()> {
+    let server = RedisServer::start();
+    let admin = RedisLockProvider::connect(server.url()).await?;
+    an_owner_paused_past_its_lease_runs_nothing_stale(&server, &admin, &[]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_paused_past_its_lease_runs_nothing_on_its_stale_ownership_postgres()
+-> anyhow::Result<()> {
+    let server = RedisServer::start();
+    let (admin, url, table) = postgres_store().await?;
+    an_owner_paused_past_its_lease_runs_nothing_stale(
+        &server,
+        &admin,
+        &[(STORE_ENV, url.as_str()), (TABLE_ENV, table.as_str())],
+    )
+    .await
+}
+
+/// Two workers; once worker-0 owns a scope it is stopped (SIGSTOP) for the
+/// lease and a second more, while worker-1 takes its scopes over; then it
+/// goes on (SIGCONT). Its ownership is stale by then: no run of it starts
+/// on it (a run started on a stale term would come after the new owner's,
+/// with a lower term), and the runs of different owners never overlap but
+/// for a run the pause froze midway (the case fencing tokens are for: its
+/// term is below the new owner's).
+async fn an_owner_paused_past_its_lease_runs_nothing_stale<A: LockAdmin>(
+    server: &RedisServer,
+    admin: &A,
+    store: &[(&str, &str)],
+) -> anyhow::Result<()> {
+    let _alone = ONE_AT_A_TIME.lock().await;
+    let mut redis = redis::Client::open(server.url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let scopes = PAUSED_SCOPES.to_string();
+    let mut envs = vec![(URL_ENV, server.url()), (SCOPES_ENV, scopes.as_str())];
+    envs.extend_from_slice(store);
+    let workers = spawn_workers("scope_worker", 2, WORKER_ENV, &envs);
+    let started = Instant::now();
+    let paused_scopes: Vec<usize> = loop {
+        let owned: Vec<usize> = owners(admin, PAUSED_SCOPES)
+            .await?
+            .into_iter()
+            .filter(|(_, owner)| owner == "worker-0")
+            .map(|(scope, _)| scope)
+            .collect();
+        if !owned.is_empty() {
+            break owned;
+        }
+        anyhow::ensure!(
+            started.elapsed() < Duration::from_secs(20),
+            "worker-0 never owned a scope"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // Let it run a few ticks on its scopes, then freeze it.
+    tokio::time::sleep(TICK * 4).await;
+    workers[0].pause();
+    let paused = Instant::now();
+    let paused_ms = now_ms();
+    // Stopped past its lease, until worker-1 has taken its scopes over.
+    tokio::time::sleep(LEASE + Duration::from_secs(1)).await;
+    loop {
+        let owners_now = owners(admin, PAUSED_SCOPES).await?;
+        let taken = paused_scopes.iter().all(|scope| {
+            owners_now
+                .get(scope)
+                .is_some_and(|owner| owner == "worker-1")
+        });
+        if taken {
+            break;
+        }
+        anyhow::ensure!(
+            paused.elapsed() < LEASE + Duration::from_secs(10),
+            "scopes {paused_scopes:?} not taken over while their owner was stopped: {owners_now:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stopped_for = paused.elapsed();
+    workers[0].resume();
+    // Both go on ticking for a while after the resume.
+    tokio::time::sleep(LEASE).await;
+    redis.set(STOP, 1).await?;
+    finish_workers(workers, Duration::from_secs(20), &["worker "]).await;
+    let runs = redis.lrange(RUNS, 0, -1).await?;
+    check_runs(&runs, Some(paused_ms))?;
+    println!(
+        "worker-0 stopped for {stopped_for:?} owning scopes {paused_scopes:?}; {} runs checked",
+        runs.len()
+    );
+    Ok(())
+}
+
+/// Which worker owns each of the first `scopes` scopes, as the store shows it.
+async fn owners<A: LockAdmin>(admin: &A, scopes: usize) -> anyhow::Result<BTreeMap<usize, String>> {
     let mut owners = BTreeMap::new();
-    for scope in 0..SCOPES {
+    for scope in 0..scopes {
         let state = admin.lock_state(&format!("scope:tenant-{scope}")).await?;
         if let Some(holder) = state.holders.first() {
             owners.insert(scope, holder.locked_by.clone());
@@ -175,8 +320,10 @@ fn counts(owners: &BTreeMap<usize, String>) -> BTreeMap<String, usize> {
 }
 
 /// Per scope, sorted by start: runs by different workers never overlap, and
-/// a new owner's term is greater than the last one's.
-fn check_runs(runs: &[String]) -> anyhow::Result<()> {
+/// a new owner's term is greater than the last one's. `paused_ms`: worker-0
+/// was stopped then, so one run of it that started before may overlap the
+/// next owner's (frozen midway), never one that started after.
+fn check_runs(runs: &[String], paused_ms: Option<u128>) -> anyhow::Result<()> {
     let mut by_scope: HashMap<&str, Vec<(u128, u128, &str, u64)>> = HashMap::new();
     for run in runs {
         let fields: Vec<&str> = run.split(' ').collect();
@@ -196,9 +343,12 @@ fn check_runs(runs: &[String]) -> anyhow::Result<()> {
             let [(_, end, worker, term), (start, _, next_worker, next_term)] = pair else {
                 continue;
             };
+            let frozen_midway = *worker == "worker-0"
+                && paused_ms
+                    .is_some_and(|paused| runs_started_before(pair, paused) && *end > paused);
             if worker != next_worker {
                 anyhow::ensure!(
-                    start >= end,
+                    start >= end || frozen_midway,
                     "scope {scope}: {worker} and {next_worker} ran at once: {pair:?}"
                 );
                 anyhow::ensure!(
@@ -213,6 +363,11 @@ fn check_runs(runs: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Whether the first run of `pair` started before `instant_ms`.
+fn runs_started_before(pair: &[(u128, u128, &str, u64)], instant_ms: u128) -> bool {
+    pair.first().is_some_and(|(start, ..)| *start < instant_ms)
+}
+
 /// One worker process: ticks every scope's job every `TICK` until the test
 /// sets `STOP`, then shuts down gracefully. Does nothing as a plain test.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,21 +377,34 @@ async fn scope_worker() -> anyhow::Result<()> {
         return Ok(());
     };
     let worker = format!("worker-{}", std::env::var(WORKER_ENV).unwrap_or_default());
-    SchedulerLock::builder(
-        RedisLockProvider::connect(&url)
-            .await?
-            .with_locked_by(worker.clone()),
-    )
-    .default_lock_at_most_for(Duration::from_secs(30))
-    .scope_lease_duration(LEASE)
-    .scope_sweep_interval(SWEEP)
-    .install()?;
+    let scopes = match std::env::var(SCOPES_ENV) {
+        Ok(count) => count.parse()?,
+        Err(_) => SCOPES,
+    };
+    let provider: Box<dyn LockProvider> = match std::env::var(STORE_ENV) {
+        Ok(store) => Box::new(
+            PostgresLockProvider::connect(&store)
+                .await?
+                .with_table_name(&std::env::var(TABLE_ENV)?)?
+                .with_locked_by(worker.clone()),
+        ),
+        Err(_) => Box::new(
+            RedisLockProvider::connect(&url)
+                .await?
+                .with_locked_by(worker.clone()),
+        ),
+    };
+    SchedulerLock::builder(provider)
+        .default_lock_at_most_for(Duration::from_secs(30))
+        .scope_lease_duration(LEASE)
+        .scope_sweep_interval(SWEEP)
+        .install()?;
     let mut redis = redis::Client::open(url.as_str())?
         .get_multiplexed_async_connection()
         .await?;
     let (mut ran, mut skipped) = (0, 0);
     while !redis.exists(STOP).await? {
-        for scope in 0..SCOPES {
+        for scope in 0..scopes {
             match tenant_job(scope, &worker, redis.clone()).await? {
                 Some(run) => {
                     run?;

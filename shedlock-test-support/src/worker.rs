@@ -76,6 +76,27 @@ impl Worker {
         let _ = self.child.wait();
     }
 
+    /// Stops the worker where it is (SIGSTOP), as a long pause of the whole
+    /// process would (a VM frozen, a swap storm); [`resume`](Self::resume)
+    /// lets it go on.
+    pub fn pause(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a [`pause`](Self::pause)d worker go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let sent = Command::new("kill")
+            .args([format!("-{signal}"), self.pid().to_string()])
+            .status();
+        if !sent.as_ref().is_ok_and(|status| status.success()) {
+            fail!("cannot send SIG{signal} to worker {}: {sent:?}", self.name);
+        }
+    }
+
     /// Whether the worker has exited.
     pub fn has_exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))
