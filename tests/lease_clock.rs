@@ -5,28 +5,19 @@
 //! (`FaultyProvider` delays answers and fails renewals on command.)
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shedlock::admin::LockAdmin;
 use shedlock::{InMemoryLockProvider, LeaderElection, SchedulerLock, scheduler_lock};
 use shedlock_test_support::faults::FaultyProvider;
+use shedlock_test_support::scopes::install_default_for_scopes;
 
 const SCOPE_LEASE: Duration = Duration::from_millis(1500);
 const SWEEP: Duration = Duration::from_millis(100);
 
 fn install() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        if let Err(err) = SchedulerLock::builder(InMemoryLockProvider::new())
-            .default_lock_at_most_for(Duration::from_secs(60))
-            .scope_lease_duration(SCOPE_LEASE)
-            .scope_sweep_interval(SWEEP)
-            .install()
-        {
-            panic!("cannot install the default: {err}");
-        }
-    });
+    install_default_for_scopes(SCOPE_LEASE, SWEEP);
 }
 
 /// When each leader (or run) started and ended, by who.

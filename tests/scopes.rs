@@ -5,31 +5,21 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shedlock::admin::LockAdmin;
 use shedlock::provider::BoxFuture;
 use shedlock::{
-    InMemoryLockProvider, LockConfiguration, LockError, LockGuard, LockProvider, SchedulerLock,
-    scheduler_lock,
+    InMemoryLockProvider, LockConfiguration, LockError, LockGuard, LockProvider, scheduler_lock,
 };
+use shedlock_test_support::scopes::install_default_for_scopes;
 
 const LEASE: Duration = Duration::from_millis(1500);
 const SWEEP: Duration = Duration::from_millis(200);
 
 fn install() {
-    static INSTALL: Once = Once::new();
-    INSTALL.call_once(|| {
-        if let Err(err) = SchedulerLock::builder(InMemoryLockProvider::new())
-            .default_lock_at_most_for(Duration::from_secs(60))
-            .scope_lease_duration(LEASE)
-            .scope_sweep_interval(SWEEP)
-            .install()
-        {
-            panic!("cannot install the default: {err}");
-        }
-    });
+    install_default_for_scopes(LEASE, SWEEP);
 }
 
 /// A replica: the shared store seen with its own `locked_by`, counting the

@@ -251,7 +251,7 @@ impl LockGuard {
         };
         let requested_at = Instant::now();
         match lease.extend(lock_at_most_for).await {
-            Ok(true) if !vouches_for(requested_at, lock_at_most_for) => {
+            Ok(true) if !vouches_for(requested_at + lock_at_most_for, lock_at_most_for) => {
                 tracing::warn!(
                     lock = %self.name(), answered_in = ?requested_at.elapsed(), ?lock_at_most_for,
                     "lock extension answered too late to vouch for the lease; given back, the lease counts as lost"
@@ -353,14 +353,14 @@ impl LockGuard {
 /// extends) it arrives, for the guard to trust it: a twentieth of the lease,
 /// at most a second, plus 0.2 % for the rates of the store's clock and this
 /// process's. Leaner, and a job could start on a lease about to end.
-pub(crate) fn safety_margin(lease: Duration) -> Duration {
+fn safety_margin(lease: Duration) -> Duration {
     (lease / 20).min(Duration::from_secs(1)) + lease / 500
 }
 
-/// Whether a lease of `lease` requested at `requested_at` still has its
+/// Whether a lease of `lease` that ends at `lease_until` still has its
 /// safety margin left now.
-fn vouches_for(requested_at: Instant, lease: Duration) -> bool {
-    (requested_at + lease).saturating_duration_since(Instant::now()) > safety_margin(lease)
+fn vouches_for(lease_until: Instant, lease: Duration) -> bool {
+    lease_until.saturating_duration_since(Instant::now()) > safety_margin(lease)
 }
 
 /// A lease a store has just granted, not yet a guard. The one rule of a
@@ -440,7 +440,7 @@ impl GrantedLease {
     pub async fn vouch(self) -> Option<LockGuard> {
         let mut guard = self.0;
         let lease = guard.lease_length;
-        if vouches_for(guard.lease_until - lease, lease) {
+        if vouches_for(guard.lease_until, lease) {
             return Some(guard);
         }
         tracing::warn!(

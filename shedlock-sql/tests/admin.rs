@@ -437,12 +437,7 @@ where
 {
     let provider = make().await;
     let lock = config(&unique_name("java-insert"));
-    let guard = acquire(&provider, &lock).await;
-    let before = guard
-        .fencing_token()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
+    let before = token_of_a_cycle(&provider, &lock).await;
     // Past the release's millisecond, which prune compares by.
     tokio::time::sleep(Duration::from_millis(5)).await;
     provider.prune_unused(Duration::ZERO).await;
@@ -451,13 +446,19 @@ where
         "the row was not pruned"
     );
     provider.insert_as_java(lock.name()).await;
-    let guard = acquire(&provider, &lock).await;
-    let after = guard
+    let after = token_of_a_cycle(&provider, &lock).await;
+    assert!(after > before, "token {after} after {before}");
+}
+
+/// Takes the free lock, reads its token, and releases it.
+async fn token_of_a_cycle<P: LockProvider>(provider: &P, lock: &LockConfiguration) -> u64 {
+    let guard = acquire(provider, lock).await;
+    let token = guard
         .fencing_token()
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
-    assert!(after > before, "token {after} after {before}");
+    token
 }
 
 /// One `#[tokio::test]` per case, for the provider `$make` gives; kit

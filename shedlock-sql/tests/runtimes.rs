@@ -8,23 +8,27 @@ use shedlock_test_support::sql::unique_table_name;
 
 mod support;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_postgres_provider_works_after_the_runtime_that_made_it_is_gone() {
-    let table = unique_table_name("runtimes");
-    let provider = made_on_a_dropped_runtime(async move { support::postgres(&table).await });
-    lock_cycles_work(&provider, "postgres-other-runtime").await;
+/// The test `$test` on a provider of `$store` (a `support` maker).
+macro_rules! runtime_test {
+    ($test:ident, $store:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $test() {
+            let table = unique_table_name("runtimes");
+            let provider = made_on_a_dropped_runtime(async move { support::$store(&table).await });
+            lock_cycles_work(&provider, concat!(stringify!($store), "-other-runtime")).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mysql_provider_works_after_the_runtime_that_made_it_is_gone() {
-    let table = unique_table_name("runtimes");
-    let provider = made_on_a_dropped_runtime(async move { support::mysql(&table).await });
-    lock_cycles_work(&provider, "mysql-other-runtime").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sqlite_provider_works_after_the_runtime_that_made_it_is_gone() {
-    let name = unique_table_name("runtimes");
-    let provider = made_on_a_dropped_runtime(async move { support::sqlite(&name).await });
-    lock_cycles_work(&provider, "sqlite-other-runtime").await;
-}
+runtime_test!(
+    a_postgres_provider_works_after_the_runtime_that_made_it_is_gone,
+    postgres
+);
+runtime_test!(
+    a_mysql_provider_works_after_the_runtime_that_made_it_is_gone,
+    mysql
+);
+runtime_test!(
+    a_sqlite_provider_works_after_the_runtime_that_made_it_is_gone,
+    sqlite
+);

@@ -82,6 +82,7 @@ mod ports;
 #[cfg(feature = "redis")]
 pub mod redis;
 pub mod runtimes;
+pub mod scopes;
 #[cfg(any(feature = "redis", feature = "sql"))]
 mod scratch;
 #[cfg(feature = "sql")]

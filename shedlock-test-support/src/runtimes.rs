@@ -21,21 +21,7 @@ where
             .unwrap_or_else(|err| fail!("cannot build a runtime: {err}"));
         let provider = runtime.block_on(async {
             let provider = make.await;
-            let config = LockConfiguration::new(
-                "other-runtime-warm-up",
-                Duration::from_secs(5),
-                Duration::ZERO,
-            )
-            .unwrap_or_else(|err| fail!("{err}"));
-            let guard = provider
-                .try_lock(&config)
-                .await
-                .unwrap_or_else(|err| fail!("warm-up acquisition: {err}"))
-                .unwrap_or_else(|| fail!("the warm-up lock is held"));
-            guard
-                .unlock()
-                .await
-                .unwrap_or_else(|err| fail!("warm-up release: {err}"));
+            lock_cycle(&provider, "other-runtime-warm-up", "the warm-up").await;
             provider
         });
         drop(runtime);
@@ -48,17 +34,22 @@ where
 /// Three lock cycles of `name` on `provider`, each taking the free lock and
 /// releasing it, on the caller's runtime.
 pub async fn lock_cycles_work<P: LockProvider>(provider: &P, name: &str) {
+    for cycle in 0..3 {
+        lock_cycle(provider, name, &format!("cycle {cycle} on a new runtime")).await;
+    }
+}
+
+/// Takes the free lock `name` and releases it; failures name `what`.
+async fn lock_cycle<P: LockProvider>(provider: &P, name: &str, what: &str) {
     let config = LockConfiguration::new(name, Duration::from_secs(10), Duration::ZERO)
         .unwrap_or_else(|err| fail!("{err}"));
-    for cycle in 0..3 {
-        let guard = provider
-            .try_lock(&config)
-            .await
-            .unwrap_or_else(|err| fail!("cycle {cycle} on a new runtime: {err} ({err:?})"))
-            .unwrap_or_else(|| fail!("cycle {cycle}: the free lock was not taken"));
-        guard
-            .unlock()
-            .await
-            .unwrap_or_else(|err| fail!("cycle {cycle}: release on a new runtime: {err}"));
-    }
+    let guard = provider
+        .try_lock(&config)
+        .await
+        .unwrap_or_else(|err| fail!("{what}: acquisition: {err} ({err:?})"))
+        .unwrap_or_else(|| fail!("{what}: the free lock was not taken"));
+    guard
+        .unlock()
+        .await
+        .unwrap_or_else(|err| fail!("{what}: release: {err}"));
 }
