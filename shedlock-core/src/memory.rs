@@ -64,11 +64,34 @@ struct State {
 
 impl State {
     fn record_run(&mut self, name: &Arc<str>, run: RunRecord) {
+        if self.runs.len() >= MAX_HISTORIES && !self.runs.contains_key(name) {
+            self.forget_oldest_histories();
+        }
         let runs = self.runs.entry(name.clone()).or_default();
         runs.push_front(run);
         runs.truncate(RUN_HISTORY_LEN);
     }
+
+    /// Keeps the histories of the half of the names that ran last: with
+    /// per-resource names, histories would otherwise pile up without end.
+    /// Half at a time, so this costs O(log n) per new name on average.
+    fn forget_oldest_histories(&mut self) {
+        let mut last_runs: Vec<SystemTime> = self
+            .runs
+            .values()
+            .filter_map(|runs| runs.front().map(|run| run.finished_at))
+            .collect();
+        let keep_from = last_runs.len() / 2;
+        let (_, cutoff, _) = last_runs.select_nth_unstable(keep_from);
+        let cutoff = *cutoff;
+        self.runs
+            .retain(|_, runs| runs.front().is_some_and(|run| run.finished_at > cutoff));
+    }
 }
+
+/// The most lock names whose run history memory keeps; past it, the names
+/// that ran longest ago lose theirs.
+const MAX_HISTORIES: usize = 4096;
 
 /// The smallest map that is swept; after a sweep the threshold doubles from
 /// what is left, so sweeping costs O(1) per insertion on average.
@@ -557,5 +580,36 @@ impl MemoryLease {
             self.releases.notify_released(&self.name);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn run_histories_stay_bounded_across_names() {
+        let provider = InMemoryLockProvider::new();
+        let executor = crate::LockingTaskExecutor::new(provider.clone());
+        let names = MAX_HISTORIES * 2 + 10;
+        for name in 0..names {
+            let config = LockConfiguration::new(
+                format!("resource-{name}"),
+                Duration::from_secs(10),
+                Duration::ZERO,
+            )
+            .unwrap_or_else(|err| panic!("{err}"));
+            let ran = executor.execute(&config, async {}).await;
+            assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
+        }
+        let kept = lock_state(&provider.state).runs.len();
+        assert!(kept <= MAX_HISTORIES, "{kept} histories kept of {names} names");
+        let last = provider
+            .run_history(&format!("resource-{}", names - 1))
+            .await
+            .unwrap_or_else(|err| panic!("{err}"));
+        assert_eq!(last.len(), 1, "the latest name's run was kept");
     }
 }
