@@ -154,3 +154,28 @@ pub mod metrics {
 pub mod __private {
     pub use shedlock_core::private::*;
 }
+
+/// The README and the guide's pages, compiled as doctests: every Rust block
+/// a reader can copy compiles against this version (`no_run` where it needs
+/// a server or runs forever).
+#[cfg(doctest)]
+mod guide {
+    #[doc = include_str!("../README.md")]
+    mod readme {}
+    #[doc = include_str!("../docs/attribute.md")]
+    mod attribute {}
+    #[doc = include_str!("../docs/command.md")]
+    mod command {}
+    #[doc = include_str!("../docs/cron.md")]
+    mod cron {}
+    #[doc = include_str!("../docs/lock-kinds.md")]
+    mod lock_kinds {}
+    #[doc = include_str!("../docs/observability.md")]
+    mod observability {}
+    #[doc = include_str!("../docs/scopes-and-leaders.md")]
+    mod scopes_and_leaders {}
+    #[doc = include_str!("../docs/semantics.md")]
+    mod semantics {}
+    #[doc = include_str!("../docs/stores.md")]
+    mod stores {}
+}
