@@ -10,13 +10,14 @@ pub fn default_locked_by() -> String {
     format!("{}:{}", host_name(), std::process::id())
 }
 
-/// The machine's host name, or `"unknown-host"` when it cannot be read.
+/// The machine's host name (the OS's, else `$HOSTNAME` or `%COMPUTERNAME%`),
+/// or `"unknown-host"` when none can be read.
 pub fn host_name() -> String {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
+        gethostname::gethostname()
+            .into_string()
             .ok()
-            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
             .or_else(|| std::env::var("HOSTNAME").ok())
             .or_else(|| std::env::var("COMPUTERNAME").ok())
             .map(|name| name.trim().to_owned())
