@@ -14,8 +14,10 @@ use crate::connection::RedisConnection;
 use crate::errors::store_error;
 use crate::keys::{LockKeys, RENEWED_SUFFIX, RUNS_SUFFIX};
 use crate::releases::RELEASE_CHANNEL;
+use crate::replica_acks::{Acknowledgement, ReplicaAcks};
 use crate::scripts::{
     EXTEND, EXTEND_SHARED, RECORD_RUN, RELEASE, RELEASE_SHARED, TOKEN, evalsha, invoke,
+    invoke_acknowledged,
 };
 
 /// One acquisition's lease: the lock's keys and the acquisition's unique value.
@@ -33,6 +35,9 @@ pub(crate) struct RedisLease {
     /// `locked_by`, when runs are recorded in the lock's history
     /// ([`RedisLockProvider::with_run_history`](crate::RedisLockProvider::with_run_history)).
     pub(crate) history: Option<Arc<str>>,
+    /// Replicas that must acknowledge an extension
+    /// ([`RedisLockProvider::with_replica_acks`](crate::RedisLockProvider::with_replica_acks)).
+    pub(crate) replica_acks: Option<ReplicaAcks>,
 }
 
 impl RedisLease {
@@ -153,17 +158,26 @@ impl Lease for RedisLease {
                     .arg(self.token.load(Ordering::Relaxed));
                 (&*EXTEND, extend)
             };
-            invoke::<i64>(script, &extend, &mut self.connection.clone())
-                .await
-                .map(|extended| extended == 1)
-                .map_err(|err| {
-                    store_error(
-                        &self.server,
-                        &format!("extending lock key '{}'", self.keys.lock),
-                        &err,
-                        "the lease still ends at its previous end",
-                    )
-                })
+            let action = || format!("extending lock key '{}'", self.keys.lock);
+            let connection = &mut self.connection.clone();
+            match invoke_acknowledged::<i64>(script, &extend, self.replica_acks, connection).await {
+                Ok((1, Acknowledgement::Enough)) => Ok(true),
+                // Extended on the master only: a replica promoted now would
+                // end the lease at its previous end, so it is not vouched for.
+                Ok((1, Acknowledgement::Short(short))) => Err(short.error(
+                    &self.server,
+                    &action(),
+                    "the lease was extended on the master only: on a failover it may end at its \
+                     previous end",
+                )),
+                Ok(_) => Ok(false),
+                Err(err) => Err(store_error(
+                    &self.server,
+                    &action(),
+                    &err,
+                    "the lease still ends at its previous end",
+                )),
+            }
         })
     }
 

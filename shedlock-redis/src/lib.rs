@@ -31,6 +31,7 @@ mod keys;
 mod lease;
 mod provider;
 mod releases;
+mod replica_acks;
 mod scripts;
 mod value;
 

@@ -22,6 +22,7 @@ use crate::connection::RedisConnection;
 use crate::errors::{connect_error, invalid_url};
 use crate::keys::LockKeys;
 use crate::releases::ReleaseHub;
+use crate::replica_acks::ReplicaAcks;
 
 /// How long a command may wait for its reply before it fails (and, for an
 /// acquisition, before the lease it may have taken is cleaned up).
@@ -47,6 +48,10 @@ pub const DEFAULT_CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
 ///   touches the next holder's lock.
 /// - Leases are timed by Redis (key expiry); `lock_at_least_for` is measured by
 ///   this process's monotonic clock. No wall clocks are compared.
+/// - Replication is asynchronous unless asked otherwise:
+///   [`with_replica_acks`](Self::with_replica_acks) makes a lease count only
+///   once replicas have it (`WAIT` in the same round trip), so a failover
+///   does not lose it.
 /// - One multiplexed connection is shared by clones of the provider, made
 ///   again when it is found closed; a command that met the closed
 ///   connection is sent again on the new one (every command is safe to send
@@ -65,6 +70,8 @@ pub struct RedisLockProvider {
     locked_by: Arc<str>,
     /// Whether runs are recorded in each lock's history.
     pub(crate) run_history: bool,
+    /// Replicas that must acknowledge a lease's write before it counts.
+    replica_acks: Option<ReplicaAcks>,
     /// Server, prefix and environment: see [`LockProvider::scope`].
     scope: Arc<str>,
     /// Whether the server takes `SET .. NX .. GET` (Redis 7 and later):
@@ -210,6 +217,7 @@ impl RedisLockProvider {
             environment: "default".into(),
             locked_by: default_locked_by().into(),
             run_history: false,
+            replica_acks: None,
             scope: "".into(),
             set_nx_get: Arc::new(AtomicBool::new(true)),
         }
@@ -253,6 +261,65 @@ impl RedisLockProvider {
     pub fn with_run_history(mut self, record: bool) -> Self {
         self.run_history = record;
         self
+    }
+
+    /// Counts a lease as taken, or extended, only once `replicas` replicas
+    /// have acknowledged its write: `WAIT replicas timeout` goes after the
+    /// acquisition or the extension, in the same round trip (Redisson does
+    /// this by default). Off by default.
+    ///
+    /// Redis replicates asynchronously. Without this, a master that dies
+    /// before a lease's write reached its replica, and the replica that
+    /// Sentinel (or a Cluster) then promotes, lose the lease: another
+    /// process takes the lock while its holder still runs (RELIABILITY.md,
+    /// "Failover and replica acknowledgement", shows it). With it:
+    ///
+    /// - an acquisition that fewer replicas acknowledged within `timeout`
+    ///   gives its lease back and fails with a [`LockError::Store`] that says
+    ///   how many of how many acknowledged and that the lock was not taken:
+    ///   no job runs on it;
+    /// - an extension that fewer replicas acknowledged fails the same way,
+    ///   and the guard treats its lease as uncertain, as after any store
+    ///   error;
+    /// - the lease is still counted from the instant its request was sent,
+    ///   so the time `WAIT` takes comes out of it.
+    ///
+    /// Sentinel and Cluster promote the replica with the most data, so an
+    /// acknowledged lease survives a failover of its master. It is not a
+    /// consensus protocol (see Redis's documentation of `WAIT`): a failover
+    /// to a replica that did not acknowledge (ask for as many replicas as
+    /// may be promoted), or to one that restarted without its data, can still
+    /// lose it. Releases and fencing tokens do not wait (a lost release only
+    /// keeps the lock until its lease ends; tokens are lifted to the server's
+    /// clock).
+    ///
+    /// What it costs: one more command per acquisition and extension, and
+    /// the replicas' acknowledgement (a round trip from the master to its
+    /// replicas; BENCHMARKS.md, "Replica acknowledgement"). `WAIT` holds the
+    /// provider's connection on the server until it answers, so while a
+    /// replica lags or is down every command of this provider, other locks'
+    /// too, waits behind it, up to `timeout` each time. Keep `timeout` well
+    /// below the response timeout ([`DEFAULT_RESPONSE_TIMEOUT`] unless you
+    /// set one): a `WAIT` that outlasts it makes the acquisition uncertain. An
+    /// acquisition refused because the lock is held waits too (for this
+    /// connection's last write: at once while the replicas keep up).
+    ///
+    /// On a Redis Cluster, `WAIT` goes in one pipeline with the acquisition
+    /// script to the master of the lock's slot and counts that master's
+    /// replicas. A pipeline redirected while the slot moves is sent again
+    /// whole to the new master (the `WAIT` at the old one only waited).
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidConfiguration`] when `replicas` is 0 or `timeout`
+    /// is zero (`WAIT` would wait forever).
+    pub fn with_replica_acks(
+        mut self,
+        replicas: usize,
+        timeout: Duration,
+    ) -> Result<Self, LockError> {
+        self.replica_acks = Some(ReplicaAcks::new(replicas, timeout)?);
+        Ok(self)
     }
 
     /// The Redis key of the lock `name`.

@@ -6,7 +6,11 @@
 use std::sync::LazyLock;
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, ErrorKind, FromRedisValue, RedisResult, Script, ServerErrorKind};
+use redis::{
+    Cmd, ErrorKind, FromRedisValue, Pipeline, RedisResult, Script, ServerErrorKind, Value,
+};
+
+use crate::replica_acks::{Acknowledgement, ReplicaAcks};
 
 macro_rules! scripts {
     ($($(#[$doc:meta])* $name:ident = $($file:literal),+;)*) => {$(
@@ -76,4 +80,36 @@ pub(crate) async fn invoke<T: FromRedisValue>(
         }
         result => result,
     }
+}
+
+/// [`invoke`], followed by `WAIT` in the same round trip when replica
+/// acknowledgement is asked: the script's answer, and whether as many
+/// replicas as asked have what it wrote. `WAIT` runs after the script on
+/// the same connection, so it waits for the script's writes (and those
+/// before them). On NOSCRIPT the script is loaded and both are sent again:
+/// the script did not run, and the first `WAIT` only waited.
+pub(crate) async fn invoke_acknowledged<T: FromRedisValue>(
+    script: &Script,
+    cmd: &Cmd,
+    acks: Option<ReplicaAcks>,
+    connection: &mut impl ConnectionLike,
+) -> RedisResult<(T, Acknowledgement)> {
+    let Some(acks) = acks else {
+        return Ok((
+            invoke(script, cmd, connection).await?,
+            Acknowledgement::Enough,
+        ));
+    };
+    let mut pipeline = Pipeline::with_capacity(2);
+    pipeline.add_command(cmd.clone()).add_command(acks.wait());
+    let mut replies = connection.req_packed_commands(&pipeline, 0, 2).await?;
+    if matches!(replies.first(), Some(Value::ServerError(err)) if err.kind() == Some(ServerErrorKind::NoScript))
+    {
+        script.load_async(connection).await?;
+        replies = connection.req_packed_commands(&pipeline, 0, 2).await?;
+    }
+    let mut replies = replies.into_iter();
+    let answer = replies.next().unwrap_or(Value::Nil).extract_error()?;
+    let acknowledgement = acks.read(replies.next().as_ref());
+    Ok((redis::from_redis_value(answer)?, acknowledgement))
 }

@@ -281,10 +281,13 @@ impl Drop for RedisServer {
     }
 }
 
-/// A private three-master Redis Cluster (no replicas), made by the test
+/// A private three-master Redis Cluster (no replicas until the test adds
+/// some with [`add_replica`](Self::add_replica)), made by the test
 /// with `redis-cli --cluster create`.
 pub struct RedisCluster {
     nodes: Vec<RedisServer>,
+    /// Replicas added by [`add_replica`](Self::add_replica): not in `nodes`.
+    replicas: Vec<RedisServer>,
     dir: PathBuf,
 }
 
@@ -346,7 +349,11 @@ impl RedisCluster {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        RedisCluster { nodes, dir }
+        RedisCluster {
+            nodes,
+            replicas: Vec::new(),
+            dir,
+        }
     }
 
     /// `redis://127.0.0.1:{port}` of each node.
@@ -365,6 +372,7 @@ impl RedisCluster {
 
 impl Drop for RedisCluster {
     fn drop(&mut self) {
+        self.replicas.clear();
         self.nodes.clear();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
@@ -465,6 +473,68 @@ impl RedisCluster {
     /// Whether the cluster has no nodes (never, once started).
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// Joins a new node to the cluster as a replica of node `master`
+    /// (`CLUSTER MEET`, then `CLUSTER REPLICATE`) and waits until it is in
+    /// sync, so `WAIT` on that master counts it. The masters ([`len`](Self::len),
+    /// [`node`](Self::node), [`urls`](Self::urls)) stay as they were.
+    ///
+    /// # Panics
+    ///
+    /// When the replica does not join and sync within 20 s.
+    pub fn add_replica(&mut self, master: usize) -> &RedisServer {
+        let master = &self.nodes[master % self.nodes.len()];
+        let master_id = master.command("CLUSTER MYID");
+        let master_id = master_id
+            .lines()
+            .find(|line| !line.starts_with('$'))
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let port = free_cluster_port();
+        let replica = RedisServer::start_with(
+            port,
+            format!("redis://127.0.0.1:{port}"),
+            vec![
+                format!("--port {port}"),
+                "--cluster-enabled yes".to_owned(),
+                format!(
+                    "--cluster-config-file '{}/nodes-{port}.conf'",
+                    self.dir.display()
+                ),
+                format!("--dir '{}'", self.dir.display()),
+            ],
+        );
+        replica.command(&format!("CLUSTER MEET 127.0.0.1 {}", master.port()));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut answer = String::new();
+        while !answer.starts_with("+OK") {
+            assert!(
+                Instant::now() < deadline,
+                "the new node did not become a replica of {master_id} within 20 s: {answer:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+            // Refused until the node has learnt the master's id from the bus.
+            answer = replica.command(&format!("CLUSTER REPLICATE {master_id}"));
+        }
+        while !replica
+            .command("INFO replication")
+            .contains("master_link_status:up")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the replica of {master_id} did not sync within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.replicas.push(replica);
+        self.replica(self.replicas.len() - 1)
+    }
+
+    /// A replica added by [`add_replica`](Self::add_replica), in the order added.
+    pub fn replica(&self, index: usize) -> &RedisServer {
+        &self.replicas[index % self.replicas.len()]
     }
 }
 

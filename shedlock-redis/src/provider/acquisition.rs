@@ -1,20 +1,22 @@
 //! The acquisition protocol: a plain exclusive acquisition in one round
 //! trip of plain commands, settled by a script when it may not stand; the
-//! acquisition script for waiting, shared and counted locks; and what happens
-//! to a lease whose answer was lost.
+//! acquisition script for waiting, shared and counted locks; with replica
+//! acknowledgement, `WAIT` in the same round trip; and what happens to a
+//! lease whose answer was lost or that too few replicas acknowledged.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, RedisError, Value};
+use redis::{Cmd, RedisError, Script, Value};
 use shedlock_core::{GrantedLease, Lease, LockConfiguration, LockError, LockGuard, Waiter};
 
 use super::RedisLockProvider;
 use crate::errors::{reply_may_be_lost, store_error, what_happened};
-use crate::keys::{HOLDERS_SUFFIX, LockKeys, SETTINGS_SUFFIX};
+use crate::keys::{FENCE_SUFFIX, HOLDERS_SUFFIX, LockKeys, SETTINGS_SUFFIX, WAITERS_SUFFIX};
 use crate::lease::{PendingLease, RedisLease, millis};
-use crate::scripts::{ACQUIRE, SETTLE};
+use crate::replica_acks::Acknowledgement;
+use crate::scripts::{ACQUIRE, SETTLE, evalsha, invoke_acknowledged};
 use crate::value::{WAITED_MARK, new_lock_value};
 
 impl RedisLockProvider {
@@ -50,6 +52,7 @@ impl RedisLockProvider {
             shared,
             token: Default::default(),
             history: self.run_history.then(|| self.locked_by.clone()),
+            replica_acks: self.replica_acks,
         }
     }
 
@@ -66,6 +69,8 @@ impl RedisLockProvider {
     ///   a taken lease to `settle.lua`, which gives it back if the lock is
     ///   paused or shared holders are live. One command for both reads: the
     ///   server's work per cycle is what bounds throughput.
+    /// - With replica acknowledgement, `WAIT`: the lease counts only once
+    ///   enough replicas have it.
     ///
     /// The fencing token is issued on request (`token.lua`), so a job that
     /// never asks pays nothing for it. An answer that came too late to vouch
@@ -89,8 +94,12 @@ impl RedisLockProvider {
             .arg("GET");
         let mut either = Cmd::with_capacity(3, settings.len() + holders.len() + 8);
         either.arg("EXISTS").arg(settings).arg(holders);
-        let mut pipe = redis::Pipeline::with_capacity(2);
+        let mut pipe = redis::Pipeline::with_capacity(2 + usize::from(self.replica_acks.is_some()));
         pipe.add_command(set).add_command(either);
+        if let Some(acks) = self.replica_acks {
+            // After the SET on the same connection: it waits for the lease's write.
+            pipe.add_command(acks.wait());
+        }
         // From here until a guard has it, a lease this acquisition took is
         // given back if the caller drops this future.
         let pending = PendingLease::new(lease, config.lock_at_most_for());
@@ -98,7 +107,7 @@ impl RedisLockProvider {
         let reply = self
             .connection
             .clone()
-            .req_packed_commands(&pipe, 0, 2)
+            .req_packed_commands(&pipe, 0, pipe.len())
             .await;
         let values = match reply {
             Ok(values) => values,
@@ -109,14 +118,21 @@ impl RedisLockProvider {
             }
         };
         match ExclusiveReply::read(&values, &pending.lease().value) {
-            ExclusiveReply::Taken { may_stand: true } => {
+            ExclusiveReply::Taken { may_stand } => {
+                let acknowledgement = match self.replica_acks {
+                    Some(acks) => acks.read(values.get(2)),
+                    None => Acknowledgement::Enough,
+                };
+                let pending = self.acknowledged(config, pending, acknowledgement).await?;
+                if !may_stand {
+                    return self.settle(config, pending).await;
+                }
                 Ok(
                     GrantedLease::with_token_on_request(config, requested_at, pending.disarm())
                         .vouch()
                         .await,
                 )
             }
-            ExclusiveReply::Taken { may_stand: false } => self.settle(config, pending).await,
             ExclusiveReply::Held => {
                 pending.disarm(); // nothing was taken
                 Ok(None)
@@ -145,23 +161,29 @@ impl RedisLockProvider {
         pending: PendingLease,
     ) -> Result<Option<LockGuard>, LockError> {
         let lease = pending.lease();
-        let mut settle = SETTLE.key(lease.lock_key());
+        let settings = lease.keys.auxiliary_arg(SETTINGS_SUFFIX);
+        let holders = lease.keys.auxiliary_arg(HOLDERS_SUFFIX);
+        let data = lease.lock_key().len() + settings.len() + holders.len() + lease.value.len();
+        let mut settle = evalsha(&SETTLE, 3, 3, data + 32);
         settle
-            .key(lease.keys.settings())
-            .key(lease.keys.holders())
+            .arg(lease.lock_key())
+            .arg(settings)
+            .arg(holders)
             .arg(&lease.value)
             .arg(millis(config.lock_at_most_for()))
             .arg(config.capacity().map_or(-1, i64::from));
-        let (reply, requested_at) = self.timed(&settle).await;
+        let (reply, requested_at) = self.timed(&SETTLE, &settle).await;
         match reply {
-            Ok(1) => {
+            Ok((1, acknowledgement)) => {
+                // Kept and renewed: the renewal is what must be acknowledged now.
+                let pending = self.acknowledged(config, pending, acknowledgement).await?;
                 Ok(
                     GrantedLease::with_token_on_request(config, requested_at, pending.disarm())
                         .vouch()
                         .await,
                 )
             }
-            Ok(answer) => {
+            Ok((answer, _)) => {
                 let lock_key = pending.disarm().keys.lock.clone(); // the script removed it
                 match answer {
                     0 => tracing::debug!(lock = %config.name(), "lock paused (capacity 0)"),
@@ -197,36 +219,45 @@ impl RedisLockProvider {
         keys: LockKeys,
     ) -> Result<Option<LockGuard>, LockError> {
         let permits = config.mode().permits();
-        let mut acquire = ACQUIRE.key(&keys.lock);
-        acquire
-            .key(keys.fence())
-            .key(keys.holders())
-            .key(keys.waiters())
-            .key(keys.settings());
+        let waiter_id = waiter.map_or("", Waiter::id);
+        let auxiliary = [
+            FENCE_SUFFIX,
+            HOLDERS_SUFFIX,
+            WAITERS_SUFFIX,
+            SETTINGS_SUFFIX,
+        ]
+        .map(|suffix| keys.auxiliary_arg(suffix));
+        let data = keys.lock.len() + auxiliary.iter().map(|key| key.len()).sum::<usize>();
+        let mut acquire = evalsha(&ACQUIRE, 5, 6, data + waiter_id.len() + 128);
+        acquire.arg(&keys.lock);
+        for key in auxiliary {
+            acquire.arg(key);
+        }
         let lease = self.new_lease(keys, permits.is_some());
         acquire
             .arg(&lease.value)
             .arg(millis(config.lock_at_most_for()))
             .arg(permits.unwrap_or(0))
             .arg(config.capacity().map_or(-1, i64::from))
-            .arg(waiter.map_or("", Waiter::id))
+            .arg(waiter_id)
             .arg(waiter.map_or(0, |waiter| millis(waiter.hold_place_for())));
         let pending = PendingLease::new(lease, config.lock_at_most_for());
-        let (reply, requested_at) = self.timed(&acquire).await;
-        if let Ok(token) = reply
-            && let Ok(token) = u64::try_from(token)
+        let (reply, requested_at) = self.timed(&ACQUIRE, &acquire).await;
+        if let Ok((token, _)) = &reply
+            && let Ok(token) = u64::try_from(*token)
         {
             pending.lease().set_token(token);
         }
         match reply {
-            Ok(token) if token > 0 => {
+            Ok((token, acknowledgement)) if token > 0 => {
+                let pending = self.acknowledged(config, pending, acknowledgement).await?;
                 Ok(
                     GrantedLease::new(config, token.unsigned_abs(), requested_at, pending.disarm())
                         .vouch()
                         .await,
                 )
             }
-            Ok(held) => {
+            Ok((held, _)) => {
                 if held == 0 {
                     tracing::debug!(lock = %config.name(), "lock paused (capacity 0)");
                 }
@@ -241,17 +272,50 @@ impl RedisLockProvider {
         }
     }
 
-    /// Runs a script that answers a number, with the instant just before it
-    /// was sent (the guard counts its lease from there).
+    /// Runs an acquisition script that answers a number (followed by `WAIT`
+    /// with replica acknowledgement), with the instant just before it was
+    /// sent (the guard counts its lease from there).
     async fn timed(
         &self,
-        script: &redis::ScriptInvocation<'_>,
-    ) -> (redis::RedisResult<i64>, Instant) {
+        script: &Script,
+        cmd: &Cmd,
+    ) -> (redis::RedisResult<(i64, Acknowledgement)>, Instant) {
         let requested_at = Instant::now();
-        let reply = script
-            .invoke_async::<i64>(&mut self.connection.clone())
-            .await;
+        let connection = &mut self.connection.clone();
+        let reply = invoke_acknowledged::<i64>(script, cmd, self.replica_acks, connection).await;
         (reply, requested_at)
+    }
+
+    /// A lease this acquisition took, kept only when as many replicas as
+    /// asked acknowledged its write
+    /// ([`with_replica_acks`](RedisLockProvider::with_replica_acks)); else it
+    /// is given back and the acquisition fails: the lock was not taken.
+    async fn acknowledged(
+        &self,
+        config: &LockConfiguration,
+        pending: PendingLease,
+        acknowledgement: Acknowledgement,
+    ) -> Result<PendingLease, LockError> {
+        let Acknowledgement::Short(short) = acknowledgement else {
+            return Ok(pending);
+        };
+        let consequence = match pending.lease().release(Duration::ZERO).await {
+            Ok(_) => {
+                pending.disarm(); // given back, or already ended
+                "the lock was not taken (the lease was given back)"
+            }
+            Err(_) => {
+                drop(pending); // given back in the background
+                "the lock was not taken (the lease is being given back)"
+            }
+        };
+        let err = short.error(
+            &self.server,
+            &format!("acquiring lock '{}'", config.name()),
+            consequence,
+        );
+        tracing::warn!(lock = %config.name(), error = %err, "lock acquisition not acknowledged by enough replicas");
+        Err(err)
     }
 
     /// An acquisition without an answer: settled by its value when its reply
