@@ -2,9 +2,11 @@
 //! connection, schedule the same every-second job made with
 //! `shedlock::cron::LockedJobs`: each tick runs on one of them.
 //!
+//! Needs a Redis (`REDIS_URL`, default `redis://127.0.0.1:6379`):
+//!
 //! ```text
-//! cargo run --example cron_cluster                       # starts a private redis-server
-//! REDIS_URL=redis://127.0.0.1:6379 SECONDS=20 cargo run --example cron_cluster
+//! cargo run --example cron_cluster
+//! REDIS_URL=redis://10.0.0.5:6379 SECONDS=20 cargo run --example cron_cluster
 //! ```
 
 use std::collections::BTreeMap;
@@ -15,8 +17,8 @@ use anyhow::Context;
 use shedlock::LockConfiguration;
 use shedlock::cron::LockedJobs;
 use shedlock::redis::RedisLockProvider;
-use shedlock_test_support::redis::RedisServer;
 use tokio_cron_scheduler::JobScheduler;
+use tracing_subscriber::EnvFilter;
 
 /// Every second (fields: sec min hour day-of-month month day-of-week).
 const EVERY_SECOND: &str = "*/1 * * * * *";
@@ -35,27 +37,15 @@ type Runs = Arc<Mutex<BTreeMap<u64, Vec<String>>>>;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let seconds: u64 = match std::env::var("SECONDS") {
         Ok(seconds) => seconds
             .parse()
             .with_context(|| format!("SECONDS={seconds:?} is not a whole number of seconds"))?,
         Err(_) => 6,
     };
-    // Kept alive until the end of main: dropping it stops the server.
-    let mut private_server = None;
-    let url = match std::env::var("REDIS_URL") {
-        Ok(url) => url,
-        Err(_) => {
-            let server = RedisServer::start();
-            println!(
-                "REDIS_URL not set: started a private redis-server at {}",
-                server.url()
-            );
-            let url = server.url().to_owned();
-            private_server = Some(server);
-            url
-        }
-    };
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
 
     let config = LockConfiguration::new(
         "cron-cluster-report",
@@ -100,7 +90,6 @@ async fn main() -> anyhow::Result<()> {
     } else {
         println!("{} ticks; run more than once: {twice:?}", runs.len());
     }
-    drop(private_server);
     Ok(())
 }
 

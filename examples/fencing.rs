@@ -9,6 +9,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use shedlock::{InMemoryLockProvider, LockConfiguration, LockProvider};
+use tracing_subscriber::EnvFilter;
 
 /// A store that remembers the highest token it accepted.
 #[derive(Default)]
@@ -31,6 +32,9 @@ impl FencedStore {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=shedlock=debug shows every attempt, acquisition, skip and release.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let provider = InMemoryLockProvider::new();
     let store = FencedStore::default();
     let config = LockConfiguration::new("export", Duration::from_millis(200), Duration::ZERO)?;

@@ -12,9 +12,13 @@ use std::time::Duration;
 
 use shedlock::{InMemoryLockProvider, LeaderElection};
 use tokio::time::sleep;
+use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=shedlock=debug shows every attempt, acquisition, skip and release.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let store = InMemoryLockProvider::new();
     let lease = Duration::from_secs(3);
 

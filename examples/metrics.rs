@@ -17,6 +17,7 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use shedlock::{InMemoryLockProvider, scheduler_lock};
 use tokio::time::{MissedTickBehavior, interval, sleep};
+use tracing_subscriber::EnvFilter;
 
 const REPLICAS: usize = 3;
 
@@ -74,6 +75,9 @@ async fn replica(locks: InMemoryLockProvider) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=shedlock=debug shows every attempt, acquisition, skip and release.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let addr: SocketAddr = std::env::var("METRICS_ADDR")
         .unwrap_or_else(|_| "127.0.0.1:9000".to_owned())
         .parse()?;

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use shedlock::{InMemoryLockProvider, scheduler_lock};
 use tokio::time::{Instant, interval_at, sleep};
+use tracing_subscriber::EnvFilter;
 
 const REPLICAS: usize = 3;
 const TICKS: u32 = 4;
@@ -67,6 +68,9 @@ impl fmt::Display for Tick {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=shedlock=debug shows every attempt, acquisition, skip and release.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     println!(
         "{REPLICAS} replicas schedule 'nightly-report' (a 50 ms job, lock_at_least_for 500 ms):"
     );

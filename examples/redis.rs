@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use shedlock::redis::RedisLockProvider;
 use shedlock::{SchedulerLock, scheduler_lock};
+use tracing_subscriber::EnvFilter;
 
 const DEFAULT_URL: &str = "redis://127.0.0.1:6379";
 const CALLS: u32 = 5;
@@ -31,6 +32,9 @@ async fn report(call: u32) {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // RUST_LOG=shedlock=debug shows every attempt, acquisition, skip and release.
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| DEFAULT_URL.to_owned());
 
     // Once at startup, like ShedLock's @EnableSchedulerLock.
