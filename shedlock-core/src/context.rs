@@ -5,12 +5,12 @@
 
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::time::Duration;
 
 use crate::lease_keeping::LostSignal;
 use crate::metrics::{self, LockLabel};
-use crate::{LockError, LockGuard, LockInfo, LockMode};
+use crate::{LockError, LockGuard, LockInfo, LockMode, RunOutcome};
 
 /// A lock held by the current task's executor, shared with the job's body.
 pub(crate) struct ActiveLock {
@@ -29,9 +29,10 @@ pub(crate) struct ActiveLock {
     pub(crate) guard: tokio::sync::Mutex<Option<LockGuard>>,
     /// Set when the lease is known to have ended under the job.
     lost: AtomicBool,
-    /// Set when the job's output was an `Err` (noted by the attribute's
-    /// expansion): the run's outcome in the lock's history.
-    pub(crate) failed: AtomicBool,
+    /// The run's outcome as the job's wrapper noted it ([`note_outcome`]:
+    /// `Error` for an `Err` output, `Cancelled` for a stopped cron job), as a
+    /// [`RunOutcome::code`]; 0 when none was noted.
+    noted: AtomicU8,
     /// Wakes [`lease_lost`] callers when `lost` is set.
     lost_notify: tokio::sync::Notify,
     /// Wakes the lease watcher when the job extended the lease or lost it.
@@ -63,6 +64,17 @@ impl ActiveLock {
         }
         self.lost_notify.notify_waiters();
         self.changed.notify_one();
+    }
+
+    /// The outcome noted for the run, if any (see [`note_outcome`]).
+    pub(crate) fn noted_outcome(&self) -> Option<RunOutcome> {
+        RunOutcome::from_code(self.noted.load(Ordering::Acquire))
+    }
+
+    /// Notes `outcome` for the run, or clears the note (`None`).
+    pub(crate) fn note(&self, outcome: Option<RunOutcome>) {
+        self.noted
+            .store(outcome.map_or(0, RunOutcome::code), Ordering::Release);
     }
 
     /// Resolves once the lease is known to have ended.
@@ -154,7 +166,7 @@ impl HeldLocks {
             kept_by,
             guard: tokio::sync::Mutex::new(guard),
             lost: AtomicBool::new(false),
-            failed: AtomicBool::new(false),
+            noted: AtomicU8::new(0),
             lost_notify: tokio::sync::Notify::new(),
             changed: tokio::sync::Notify::new(),
             outer: self.0,
@@ -254,11 +266,13 @@ pub async fn extend_active_lock(
     }
 }
 
-/// Records, for the run's history, whether the innermost lock's job failed
-/// (its output was an `Err`). Called by the attribute's expansion.
-pub(crate) fn note_failed(failed: bool) {
+/// Notes, for the run's history, how the innermost lock's job ended (an
+/// `Err` output is an error, a stopped cron job cancelled). Called by the
+/// attribute's expansion and by cron jobs, through
+/// [`runs::note_outcome`](crate::runs::note_outcome).
+pub(crate) fn note_outcome(outcome: RunOutcome) {
     if let Some(active) = HeldLocks::current().innermost() {
-        active.failed.store(failed, Ordering::Release);
+        active.note(Some(outcome));
     }
 }
 

@@ -5,7 +5,6 @@ use std::any::Any;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::{Pin, pin};
-use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -186,7 +185,10 @@ impl<P: LockProvider> LockingTaskExecutor<P> {
     /// [`LockError::ReentrantUpgrade`] at once: taking more would wait on the
     /// task's own hold. A held lease found ended gives [`LockError::LeaseLost`].
     ///
-    /// A panic in `task` releases the lock, then resumes.
+    /// A panic in `task` releases the lock, then resumes. A call dropped
+    /// while `task` runs (its caller cancelled it) gives the lock back in the
+    /// background, as an `unlock` would, and records the run as
+    /// [`Cancelled`](crate::RunOutcome::Cancelled).
     /// A failed release after the task ran is logged, not returned: the task's
     /// output is kept, and the lease ends at `lock_at_most_for` at the latest.
     pub async fn execute<F: Future>(
@@ -438,8 +440,13 @@ pub(crate) async fn run_held<F: Future>(
             (held, active, Some(run))
         }
     };
-    let task = pin!(held.scope(task.instrument(span)));
     let started = Instant::now();
+    // Declared before the task and its watcher, so dropped after them.
+    let cancelled = CancelledRun {
+        active: &active,
+        started,
+    };
+    let task = pin!(held.scope(task.instrument(span)));
     // Returns once the lease is lost, marked so: a scope's owner signals
     // it; an own lease is watched when the options ask (keep-alive, cancel).
     let watcher = async {
@@ -454,6 +461,7 @@ pub(crate) async fn run_held<F: Future>(
     let watched = scope_run.is_some() || options.watches_lease();
     let cancel = options.cancels_on_lease_loss();
     let outcome = run_watched(name, watched.then_some(cancel), task, watcher).await;
+    cancelled.ended();
     execution.finish();
     // A scope's place is left here; a lease is released with the run's outcome.
     drop(scope_run);
@@ -467,8 +475,7 @@ pub(crate) async fn run_held<F: Future>(
             duration: started.elapsed(),
             outcome: match &outcome {
                 _ if active.is_lost() => RunOutcome::LeaseLost,
-                Some(Ok(_)) if active.failed.load(Ordering::Acquire) => RunOutcome::Error,
-                Some(Ok(_)) => RunOutcome::Ok,
+                Some(Ok(_)) => active.noted_outcome().unwrap_or(RunOutcome::Ok),
                 Some(Err(_)) => RunOutcome::Panic,
                 None => RunOutcome::LeaseLost,
             },
@@ -483,6 +490,52 @@ pub(crate) async fn run_held<F: Future>(
         None => Err(LockError::LeaseLost {
             name: name.to_owned(),
         }),
+    }
+}
+
+/// A run whose future may be dropped before its task ends (its caller
+/// cancelled it: a timeout, a `select!`, a stopped cron job). Dropped so, it
+/// takes the guard and gives the lease back in the background, recording
+/// the run as cancelled; a run that ends says so with [`ended`](Self::ended).
+struct CancelledRun<'a> {
+    active: &'a ActiveLock,
+    started: Instant,
+}
+
+impl CancelledRun<'_> {
+    /// The task ended: the pipeline gives the lease back itself.
+    fn ended(self) {
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for CancelledRun<'_> {
+    fn drop(&mut self) {
+        // Busy only if the task or the watcher was dropped holding it: the
+        // guard's own drop then releases it in the background, unrecorded.
+        let Some(guard) = (self.active.guard.try_lock().ok()).and_then(|mut guard| guard.take())
+        else {
+            return;
+        };
+        let run = FinishedRun {
+            duration: self.started.elapsed(),
+            outcome: if self.active.is_lost() {
+                RunOutcome::LeaseLost
+            } else {
+                RunOutcome::Cancelled
+            },
+            fencing_token: guard.info().issued_fencing_token(),
+        };
+        tracing::debug!(lock = %guard.name(), "locked run cancelled before its task ended; giving its lock back");
+        let release = async move {
+            // Errors are logged by the guard.
+            let _ = guard.unlock_after_run(run).await;
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(release)),
+            // The guard's drop says the lease is left to end.
+            Err(_) => drop(release),
+        }
     }
 }
 
@@ -501,9 +554,9 @@ async fn run_nested<F: Future>(
         return Err(err);
     }
     tracing::trace!(lock = %name, "lock already held by this task; running reentrantly");
-    let failed = active.failed.load(Ordering::Acquire);
+    let noted = active.noted_outcome();
     let output = task.await;
-    active.failed.store(failed, Ordering::Release);
+    active.note(noted);
     Ok(Some(output))
 }
 

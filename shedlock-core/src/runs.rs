@@ -20,17 +20,44 @@ pub enum RunOutcome {
     /// The lease ended under the job (an extension found it gone, or the
     /// store stayed unreachable to its end).
     LeaseLost,
+    /// The run was cancelled before the job ended: its future was dropped
+    /// (by its caller, or by a stopped cron scheduler); the lock was given back.
+    Cancelled,
 }
 
 impl RunOutcome {
-    /// `"ok"`, `"error"`, `"panic"` or `"lease_lost"`: how stores and the
-    /// `shedlock` command write it.
+    /// `"ok"`, `"error"`, `"panic"`, `"lease_lost"` or `"cancelled"`: how
+    /// stores and the `shedlock` command write it.
     pub fn as_str(self) -> &'static str {
         match self {
             RunOutcome::Ok => "ok",
             RunOutcome::Error => "error",
             RunOutcome::Panic => "panic",
             RunOutcome::LeaseLost => "lease_lost",
+            RunOutcome::Cancelled => "cancelled",
+        }
+    }
+
+    /// The outcome as one byte, never 0 (which stands for "none noted").
+    pub(crate) fn code(self) -> u8 {
+        match self {
+            RunOutcome::Ok => 1,
+            RunOutcome::Error => 2,
+            RunOutcome::Panic => 3,
+            RunOutcome::LeaseLost => 4,
+            RunOutcome::Cancelled => 5,
+        }
+    }
+
+    /// The outcome [`code`](Self::code) gave `code`; `None` for 0.
+    pub(crate) fn from_code(code: u8) -> Option<Self> {
+        match code {
+            1 => Some(RunOutcome::Ok),
+            2 => Some(RunOutcome::Error),
+            3 => Some(RunOutcome::Panic),
+            4 => Some(RunOutcome::LeaseLost),
+            5 => Some(RunOutcome::Cancelled),
+            _ => None,
         }
     }
 }
@@ -50,6 +77,7 @@ impl FromStr for RunOutcome {
             "error" => Ok(RunOutcome::Error),
             "panic" => Ok(RunOutcome::Panic),
             "lease_lost" => Ok(RunOutcome::LeaseLost),
+            "cancelled" => Ok(RunOutcome::Cancelled),
             other => Err(format!("unknown run outcome {other:?}")),
         }
     }
@@ -134,8 +162,33 @@ pub trait AnyOutcome {
 
 impl<T> AnyOutcome for &OutcomeProbe<'_, T> {}
 
-/// Notes `outcome` for the run of the innermost lock the task holds.
+/// Notes `outcome` for the run of the innermost lock the task holds: what
+/// its history records when the job's future ends (unless the lease was
+/// lost, or the job panicked). Called by the attribute's expansion, and by
+/// `shedlock::cron` jobs, whose output the executor cannot read.
 #[doc(hidden)]
 pub fn note_outcome(outcome: RunOutcome) {
-    crate::context::note_failed(outcome == RunOutcome::Error);
+    crate::context::note_outcome(outcome);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_outcome_reads_back_from_its_text_and_its_code() {
+        let all = [
+            RunOutcome::Ok,
+            RunOutcome::Error,
+            RunOutcome::Panic,
+            RunOutcome::LeaseLost,
+            RunOutcome::Cancelled,
+        ];
+        for outcome in all {
+            assert_eq!(outcome.as_str().parse(), Ok(outcome));
+            assert_ne!(outcome.code(), 0);
+            assert_eq!(RunOutcome::from_code(outcome.code()), Some(outcome));
+        }
+        assert_eq!(RunOutcome::from_code(0), None);
+    }
 }

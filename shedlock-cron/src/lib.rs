@@ -12,6 +12,9 @@ mod schedule;
 use std::future::Future;
 use std::sync::Arc;
 
+// The attribute's way to note a run's outcome, which the executor cannot
+// read from a generic output: one mechanism for both (same workspace version).
+use shedlock_core::private::note_outcome;
 use shedlock_core::{LockConfiguration, LockError, LockProvider, LockingTaskExecutor};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
@@ -19,7 +22,7 @@ use tokio_util::task::TaskTracker;
 use tokio_util::task::task_tracker::TaskTrackerToken;
 
 pub use outcome::JobOutput;
-use outcome::Outcome;
+use outcome::{Outcome, run_outcome};
 use schedule::cron_job;
 /// The tokio-cron-scheduler these jobs are made for: its `Job` and
 /// `JobScheduler` are the ones this crate takes and returns.
@@ -115,13 +118,16 @@ impl LockedJobs {
     /// elsewhere, the tick is skipped; the lock is released when the run
     /// ends, kept until `lock_at_least_for` has passed.
     ///
-    /// `job` returns `()` or a `Result` (see [`JobOutput`]); an error is logged.
+    /// `job` returns `()` or a `Result` (see [`JobOutput`]); an error is
+    /// logged, and the run recorded as an error in the lock's run history
+    /// ([`RunOutcome::Error`](shedlock_core::RunOutcome::Error)).
     /// `schedule` is a cron expression with seconds, as tokio-cron-scheduler
     /// reads it (`sec min hour day-of-month month day-of-week [year]`, UTC).
     ///
     /// When the jobs are stopped during a run, `job`'s future is dropped and
     /// the lock released before [`stop`](Self::stop) returns, honouring
-    /// `lock_at_least_for`.
+    /// `lock_at_least_for`; the run is recorded as
+    /// [`Cancelled`](shedlock_core::RunOutcome::Cancelled).
     ///
     /// # Errors
     ///
@@ -173,13 +179,16 @@ impl LockedJobs {
                 let Some(_run) = jobs.begin() else {
                     return Outcome::<()>::AfterStop.log(lock, &schedule);
                 };
-                // Cancelled inside the lock, so the executor still releases it.
+                // Cancelled inside the lock, so the executor still releases
+                // it; the run's outcome is noted for the lock's history.
                 let run = async {
-                    tokio::select! {
+                    let output = tokio::select! {
                         biased;
                         () = jobs.stop.cancelled() => None,
                         output = job() => Some(output),
-                    }
+                    };
+                    note_outcome(run_outcome(output.as_ref()));
+                    output
                 };
                 let outcome = match executor.execute(&*config, run).await {
                     Ok(Some(Some(output))) => Outcome::Ran(output),

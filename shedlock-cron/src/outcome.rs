@@ -2,7 +2,7 @@
 
 use std::fmt::Display;
 
-use shedlock_core::LockError;
+use shedlock_core::{LockError, RunOutcome};
 
 /// What a locked cron job returns: `()`, or a `Result` whose error is logged
 /// at `warn` (a tick's output has no caller to go to).
@@ -23,6 +23,16 @@ impl JobOutput for () {
 impl<T, E: Display> JobOutput for Result<T, E> {
     fn failure(&self) -> Option<&dyn Display> {
         self.as_ref().err().map(|err| err as &dyn Display)
+    }
+}
+
+/// The outcome a run's history records for `output`: `None` when the run
+/// was cancelled (the jobs were stopped), an error when the job failed.
+pub(crate) fn run_outcome(output: Option<&impl JobOutput>) -> RunOutcome {
+    match output {
+        None => RunOutcome::Cancelled,
+        Some(output) if output.failure().is_some() => RunOutcome::Error,
+        Some(_) => RunOutcome::Ok,
     }
 }
 
