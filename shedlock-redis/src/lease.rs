@@ -226,9 +226,14 @@ impl Lease for RedisLease {
     /// theirs with the lease).
     fn issue_fencing_token(&self) -> BoxFuture<'_, Result<Option<u64>, LockError>> {
         Box::pin(async move {
-            let fence = self.keys.fence();
-            let mut issue = evalsha(&TOKEN, 2, 1, self.keys.lock.len() + fence.len() + 64);
-            issue.arg(&self.keys.lock).arg(fence).arg(&self.value);
+            let (fence, settings) = (self.keys.fence(), self.keys.settings());
+            let data = self.keys.lock.len() + fence.len() + settings.len() + 64;
+            let mut issue = evalsha(&TOKEN, 3, 1, data);
+            issue
+                .arg(&self.keys.lock)
+                .arg(fence)
+                .arg(settings)
+                .arg(&self.value);
             invoke::<i64>(&TOKEN, &issue, &mut self.connection.clone())
                 .await
                 .map(|token| {

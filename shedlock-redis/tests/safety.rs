@@ -359,3 +359,38 @@ async fn a_shared_holder_never_extends_over_an_exclusive_holder_that_got_in() {
         "a shared acquisition got in beside an exclusive holder"
     );
 }
+
+/// A holder that asks for its token while its lock is paused: the token
+/// rises as ever, and the counter stays parked (below zero, with no expiry),
+/// so builds that detect a pause by `INCR`-ing the counter still see it for
+/// as long as the pause lasts; after resume, tokens keep rising.
+#[tokio::test]
+async fn a_token_issued_during_a_pause_keeps_the_counter_parked() {
+    let server = RedisServer::start();
+    let provider = RedisLockProvider::connect(server.url()).await.unwrap();
+    let before = tokens(&provider, "parked", 2).await;
+    let config = config("parked", Duration::from_secs(30));
+    let guard = provider.try_lock(&config).await.unwrap().unwrap();
+    shedlock_core::LockAdmin::pause(&provider, "parked")
+        .await
+        .unwrap();
+    let fence = provider.fence_key("parked");
+    let token = guard.fencing_token().await.unwrap();
+    rising_across(&before, &[token], "a token issued while paused");
+    let parked = server.command(&format!("GET {fence}"));
+    assert!(
+        parked.contains("\r\n-"),
+        "the counter is no longer parked after the token: {parked:?}"
+    );
+    assert_eq!(
+        server.command(&format!("PTTL {fence}")),
+        ":-1\r\n",
+        "the parked counter expires while the pause lasts"
+    );
+    guard.unlock().await.unwrap();
+    shedlock_core::LockAdmin::resume(&provider, "parked")
+        .await
+        .unwrap();
+    let after = tokens(&provider, "parked", 2).await;
+    rising_across(&[token], &after, "the resume");
+}

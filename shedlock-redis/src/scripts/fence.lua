@@ -13,7 +13,17 @@ local function clock()
   return tonumber(time[1]) * 1000000 + tonumber(time[2])
 end
 
-local function new_token(fence, micros)
+-- new_token(fence, micros, settings): with the lock's settings key, a
+-- counter parked by a pause (fence_park.lua) stays parked, for builds that
+-- find a pause by `INCR`-ing it: the token comes from the value the pause set
+-- aside in the settings' `fence` field, which resuming restores.
+local function new_token(fence, micros, settings)
+  if settings and (tonumber(redis.call('GET', fence) or '') or 0) < 0 then
+    local before = tonumber(redis.call('HGET', settings, 'fence') or '') or 0
+    local token = math.max(before + 1, micros)
+    redis.call('HSET', settings, 'fence', string.format('%.0f', token))
+    return token
+  end
   local token = redis.call('INCR', fence)
   -- The counter lives a week (604800000 ms) past its seeding or its last use
   -- by a script, so templated per-resource names do not pile up; the clock

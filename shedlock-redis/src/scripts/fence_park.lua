@@ -2,7 +2,9 @@
 -- that earlier builds, whose one-round-trip acquisition took an `INCR` of the
 -- counter as its token, find the pause too (this build reads the capacity
 -- instead, see settle.lua). The counter's value waits in the settings' `fence`
--- field; resuming restores it, never below the clock, so tokens still rise.
+-- field (where tokens issued during the pause go too, see new_token());
+-- resuming restores it, never below the clock, so tokens still rise. Parked
+-- without an expiry: a pause lasts until it is resumed.
 -- (Prepended to the scripts that pause and resume.)
 
 local PARKED = '-1000000000000000000'
@@ -16,7 +18,7 @@ local function park_fence(settings, fence)
   if current and current >= 1e15 then -- a seeded counter (see fence.lua)
     redis.call('HSET', settings, 'fence', string.format('%.0f', current))
   end
-  redis.call('SET', fence, PARKED, 'PX', WEEK_MS)
+  redis.call('SET', fence, PARKED)
 end
 
 local function unpark_fence(settings, fence)
