@@ -1,16 +1,20 @@
 //! `shedlock::cron::LockedJobs`: a bad cron expression is refused when the
 //! job is made, and a scheduler stopped in the middle of a run gives its lock
 //! back (after `lock_at_least_for`, long before `lock_at_most_for`), on
-//! memory and on Redis.
+//! memory and on Redis; before `shutdown()` returns, so a process that drops
+//! its runtime right after it leaves no lock held (worker processes: this
+//! test binary again, running only `shutdown_then_drop_the_runtime`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
+use shedlock::admin::LockAdmin;
 use shedlock::cron::LockedJobs;
 use shedlock::redis::RedisLockProvider;
 use shedlock::{InMemoryLockProvider, LockConfiguration, LockError, LockProvider};
+use shedlock_test_support::Worker;
 use shedlock_test_support::redis::RedisServer;
 use tokio::sync::Notify;
 use tokio_cron_scheduler::{Job, JobScheduler};
@@ -254,4 +258,131 @@ async fn a_stopped_scheduler_gives_an_annotated_jobs_lock_back_in_memory() -> an
 async fn a_stopped_scheduler_gives_an_annotated_jobs_lock_back_on_redis() -> anyhow::Result<()> {
     let server = RedisServer::start();
     stopped_mid_run(redis(&server).await?, Made::Annotated).await
+}
+
+const WORKER: &str = "shutdown_then_drop_the_runtime";
+const WORKER_URL_ENV: &str = "SHEDLOCK_CRON_SHUTDOWN_REDIS_URL";
+const WORKER_MADE_ENV: &str = "SHEDLOCK_CRON_SHUTDOWN_MADE";
+
+impl Made {
+    /// How a worker process is told which job to make.
+    fn to_env(self) -> &'static str {
+        match self {
+            Made::Locked { .. } => "locked",
+            Made::Annotated => "annotated",
+        }
+    }
+
+    fn from_env(made: &str) -> anyhow::Result<Made> {
+        match made {
+            "locked" => Ok(Made::Locked {
+                lock_at_least_for: LOCK_AT_LEAST_FOR,
+            }),
+            "annotated" => Ok(Made::Annotated),
+            other => bail!("unknown kind of job {other:?}"),
+        }
+    }
+}
+
+/// A worker process runs the job on Redis, shuts its scheduler down in the
+/// middle of a run and drops its runtime at once, as a `main` returning
+/// right after `shutdown()` does. Once it has exited, nothing it left to do
+/// can happen any more: the lock must be free by `lock_at_least_for` (not
+/// held until `lock_at_most_for`, 30 s), and the run recorded as cancelled.
+async fn shutdown_gives_the_lock_back_before_the_runtime_goes(made: Made) -> anyhow::Result<()> {
+    let server = RedisServer::start();
+    let worker = Worker::spawn(
+        WORKER,
+        &[
+            (WORKER_URL_ENV, server.url()),
+            (WORKER_MADE_ENV, made.to_env()),
+        ],
+    );
+    let (status, output) = worker.finish(Duration::from_secs(30)).await;
+    println!("{output}");
+    ensure!(
+        status.is_some_and(|status| status.success()) && output.contains("shut down"),
+        "{made:?}: the worker did not shut down cleanly: {status:?}"
+    );
+
+    let exited = Instant::now();
+    let locks = RedisLockProvider::connect(server.url())
+        .await?
+        .with_run_history(true);
+    while !is_free(&locks).await? {
+        if exited.elapsed() > made.lock_at_least_for() + Duration::from_secs(5) {
+            let state = locks.lock_state(LOCK).await?;
+            bail!(
+                "{made:?}: the lock is still held 5 s past lock_at_least_for after its process \
+                 exited: {state:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let outcomes: Vec<_> = locks
+        .run_history(LOCK)
+        .await?
+        .iter()
+        .map(|run| run.outcome.as_str())
+        .collect();
+    ensure!(
+        outcomes == ["cancelled"],
+        "{made:?}: the stopped run is recorded as {outcomes:?}"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_jobs_lock_is_given_back_before_shutdown_returns() -> anyhow::Result<()> {
+    let made = Made::Locked {
+        lock_at_least_for: LOCK_AT_LEAST_FOR,
+    };
+    shutdown_gives_the_lock_back_before_the_runtime_goes(made).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_annotated_jobs_lock_is_given_back_before_shutdown_returns() -> anyhow::Result<()> {
+    shutdown_gives_the_lock_back_before_the_runtime_goes(Made::Annotated).await
+}
+
+/// The worker: a `main` that runs the job on a scheduler, shuts it down in
+/// the middle of a run and drops its runtime right after. Does nothing when
+/// run as a plain (ignored) test.
+#[test]
+#[ignore = "a worker process of the tests that drop their runtime right after shutdown"]
+fn shutdown_then_drop_the_runtime() -> anyhow::Result<()> {
+    let (Ok(url), Ok(made)) = (
+        std::env::var(WORKER_URL_ENV),
+        std::env::var(WORKER_MADE_ENV),
+    ) else {
+        return Ok(());
+    };
+    let made = Made::from_env(&made)?;
+    // What `#[tokio::main]` builds.
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let locks = RedisLockProvider::connect(&url)
+            .await?
+            .with_run_history(true);
+        let provider: Arc<dyn LockProvider> = Arc::new(locks);
+        let probe = Probe::default();
+        let mut scheduler = JobScheduler::new().await?;
+        let jobs = LockedJobs::stopping_with(&mut scheduler);
+        scheduler.add(made.job(&jobs, &provider, &probe)?).await?;
+        scheduler.start().await?;
+        tokio::time::timeout(Duration::from_secs(5), probe.started.notified())
+            .await
+            .context("the job did not start within 5 s")?;
+        tokio::time::sleep(STOP_AFTER).await;
+        ensure!(
+            !is_free(&*provider).await?,
+            "the lock is not held while the job runs"
+        );
+        scheduler.shutdown().await?;
+        println!("{made:?}: shut down");
+        anyhow::Ok(())
+    })?;
+    // As `main` returning: the runtime goes, with any task it still had.
+    drop(runtime);
+    Ok(())
 }

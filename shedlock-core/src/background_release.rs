@@ -60,18 +60,29 @@ impl BackgroundRelease {
         BackgroundRelease { keep_until, ..self }
     }
 
-    /// Gives the lease back on the current Tokio runtime. Without one (or
-    /// while it shuts down), the lease ends at `lock_at_most_for`; that is logged.
+    /// Gives the lease back on the current Tokio runtime: a lease known to
+    /// be taken on a task of an enclosing
+    /// [`track_releases`](crate::track_releases), if any. Without a runtime
+    /// (or while it shuts down), the lease ends at `lock_at_most_for`; that
+    /// is logged.
     pub fn spawn(self) {
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => {
-                runtime.spawn(self.run());
-            }
-            Err(_) => tracing::warn!(
-                lock = %self.lock,
+        let lock = self.lock.clone();
+        let spawned = if self.taken {
+            crate::release_tracking::spawn_release(async move {
+                self.run().await;
+            })
+        } else {
+            // Not found, it is looked for until it would have ended: too long to wait for.
+            tokio::runtime::Handle::try_current()
+                .map(|runtime| drop(runtime.spawn(self.run())))
+                .is_ok()
+        };
+        if !spawned {
+            tracing::warn!(
+                lock = %lock,
                 "a lock was let go outside a Tokio runtime and cannot be released in the \
                  background; it ends at lock_at_most_for"
-            ),
+            );
         }
     }
 

@@ -531,11 +531,8 @@ impl Drop for CancelledRun<'_> {
             // Errors are logged by the guard.
             let _ = guard.unlock_after_run(run).await;
         };
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => drop(runtime.spawn(release)),
-            // The guard's drop says the lease is left to end.
-            Err(_) => drop(release),
-        }
+        // Without a runtime, the guard's drop says the lease is left to end.
+        crate::release_tracking::spawn_release(release);
     }
 }
 

@@ -15,7 +15,9 @@ use std::sync::Arc;
 // The attribute's way to note a run's outcome, which the executor cannot
 // read from a generic output: one mechanism for both (same workspace version).
 use shedlock_core::private::note_outcome;
-use shedlock_core::{LockConfiguration, LockError, LockProvider, LockingTaskExecutor};
+use shedlock_core::{
+    BoxFuture, LockConfiguration, LockError, LockProvider, LockingTaskExecutor, track_releases,
+};
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -174,7 +176,7 @@ impl LockedJobs {
         cron_job(schedule, move || {
             let (jobs, executor, config) = (jobs.clone(), executor.clone(), config.clone());
             let (job, schedule) = (job.clone(), shown.clone());
-            async move {
+            track_releases(jobs.release_spawner(), async move {
                 let lock = Some(config.name());
                 let Some(_run) = jobs.begin() else {
                     return Outcome::<()>::AfterStop.log(lock, &schedule);
@@ -197,7 +199,7 @@ impl LockedJobs {
                     Err(err) => Outcome::Failed(err),
                 };
                 outcome.log(lock, &schedule);
-            }
+            })
         })
     }
 
@@ -210,9 +212,11 @@ impl LockedJobs {
     ///
     /// The outcome is logged as for [`locked_job`](Self::locked_job), without
     /// the lock's name, which only the function knows. When the jobs are
-    /// stopped during a run, the function's future is dropped, and its lock
-    /// released in the background (kept until `lock_at_least_for` has
-    /// passed), as for any cancelled locked call.
+    /// stopped during a run, the function's future is dropped, as for any
+    /// cancelled locked call: its lock is given back (kept until
+    /// `lock_at_least_for` has passed) before [`stop`](Self::stop) returns,
+    /// and the run recorded as
+    /// [`Cancelled`](shedlock_core::RunOutcome::Cancelled).
     ///
     /// # Errors
     ///
@@ -248,7 +252,8 @@ impl LockedJobs {
         let shown: Arc<str> = schedule.into();
         cron_job(schedule, move || {
             let (jobs, job, schedule) = (jobs.clone(), job.clone(), shown.clone());
-            async move {
+            // A run stopped mid-way gives its lock back on a task of `runs`.
+            track_releases(jobs.release_spawner(), async move {
                 let Some(_run) = jobs.begin() else {
                     return Outcome::<()>::AfterStop.log(None, &schedule);
                 };
@@ -262,14 +267,21 @@ impl LockedJobs {
                     },
                 };
                 outcome.log(None, &schedule);
-            }
+            })
         })
     }
 
     /// Stops the jobs made here: cancels their runs in progress, and returns
     /// once those have ended and given their locks back (a lock within
     /// `lock_at_least_for` of its acquisition is kept until then, as an
-    /// unlock always does). Ticks after this do not run.
+    /// unlock always does), so a runtime dropped right after this leaves no
+    /// lock held. Ticks after this do not run.
+    ///
+    /// A run's lock is given back in one attempt, as at the end of any run;
+    /// a guard a job dropped is released with retries, until the store
+    /// answers or its lease would have ended, and waited for too. A lease
+    /// that an acquisition cut short may have taken (its answer not awaited)
+    /// is looked for in the background, not waited for.
     ///
     /// Stopping does not stop the scheduler: call `JobScheduler::shutdown`
     /// too, or let it call this (see [`stopping_with`](Self::stopping_with)).
@@ -288,6 +300,13 @@ impl LockedJobs {
     /// Whether the jobs were stopped.
     pub fn is_stopped(&self) -> bool {
         self.stop.is_cancelled()
+    }
+
+    /// Spawns, as runs [`stop`](Self::stop) waits for, the releases a tick
+    /// leaves to the background (see [`track_releases`]).
+    fn release_spawner(&self) -> impl Fn(BoxFuture<'static, ()>) + Send + Sync + use<> {
+        let runs = self.runs.clone();
+        move |release| drop(runs.spawn(release))
     }
 
     /// Counts a tick's run until it ends, so that [`stop`](Self::stop) waits
