@@ -125,7 +125,7 @@ impl LockKeys {
     /// The lock's run history: a list of its last 20 runs, the newest first,
     /// each `"<finished, server ms> <duration ms> <outcome> <token> <locked_by>"`,
     /// written by the release after a run (`history.lua`). It outlives the
-    /// lock's leases; `shedlock prune` removes it with the lock's other keys.
+    /// lock's leases, and expires 30 days after the lock's last run.
     pub(crate) fn runs(&self) -> String {
         self.auxiliary(RUNS_SUFFIX)
     }

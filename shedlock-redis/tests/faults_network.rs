@@ -402,4 +402,12 @@ async fn a_resent_release_records_its_run_once() {
         vec![shedlock_core::RunOutcome::Ok, shedlock_core::RunOutcome::Ok],
         "one run, recorded once: {history:?}"
     );
+    // The history expires 30 days after the last run, so the histories of
+    // per-resource names that stopped running go by themselves.
+    let ttl = server.command("PTTL {job-lock:default:resent-release}:runs");
+    let ttl: i64 = ttl.trim_start_matches(':').trim().parse().unwrap_or(-1);
+    assert!(
+        (1..=2_592_000_000).contains(&ttl),
+        "the run history's time to live: {ttl} ms"
+    );
 }

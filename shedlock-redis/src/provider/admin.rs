@@ -40,6 +40,9 @@ const SHARED_MARKER: &str = "shedlock:shared";
 /// Keys looked at per `SCAN` step.
 const SCAN_COUNT: usize = 500;
 
+/// Locks whose states `list` reads in one round trip.
+const STATES_PER_ROUND_TRIP: usize = 500;
+
 impl RedisLockProvider {
     async fn run<T: redis::FromRedisValue>(
         &self,
@@ -119,8 +122,15 @@ impl RedisLockProvider {
             format!("{{*}}:{escaped}*"),
         ] {
             for key in self.scan(&pattern).await? {
+                // A fencing counter (kept a week past the last lease) or a
+                // renewal stamp alone says nothing `list` shows: a name only
+                // they name is a free lock, and not read.
+                let auxiliary = key.starts_with('{');
+                if auxiliary && (key.ends_with(FENCE_SUFFIX) || key.ends_with(RENEWED_SUFFIX)) {
+                    continue;
+                }
                 if let Some(name) = name_of_key(&key, &base) {
-                    if key.starts_with('{') && key.ends_with(RUNS_SUFFIX) {
+                    if auxiliary && key.ends_with(RUNS_SUFFIX) {
                         with_runs.insert(name.clone());
                     }
                     names.insert(name);
@@ -242,17 +252,87 @@ impl RedisLockProvider {
     }
 
     async fn read_state(&self, name: &str) -> Result<LockState, LockError> {
-        let keys = self.keys(name);
-        let mut state = STATE.key(&keys.lock);
-        state
-            .key(keys.holders())
-            .key(keys.waiters())
-            .key(keys.settings())
-            .key(keys.renewed());
+        let mut state = STATE.prepare_invoke();
+        self.state_keys(&mut state, name);
         let reply = self
             .run::<StateReply>(state, format!("reading lock '{name}'"))
             .await?;
         Ok(self.state_of(name, reply))
+    }
+
+    /// The keys `state.lua` reads for `name`.
+    fn state_keys(&self, invocation: &mut ScriptInvocation<'_>, name: &str) {
+        let keys = self.keys(name);
+        invocation
+            .key(&keys.lock)
+            .key(keys.holders())
+            .key(keys.waiters())
+            .key(keys.settings())
+            .key(keys.renewed());
+    }
+
+    /// The states of `names`, in one round trip (a pipeline of `state.lua`
+    /// calls) on a standalone server or Sentinel's master; one call each on
+    /// a Cluster, whose nodes each hold part of the names.
+    async fn read_states(&self, names: &[String]) -> Result<Vec<LockState>, LockError> {
+        if self.connection.is_cluster() {
+            let mut states = Vec::with_capacity(names.len());
+            for name in names {
+                states.push(self.read_state(name).await?);
+            }
+            return Ok(states);
+        }
+        let action = || format!("reading {} locks' states", names.len());
+        let failed = |err: &RedisError| store_error(&self.server, &action(), err, "nothing was read");
+        let mut pipeline = redis::Pipeline::with_capacity(names.len());
+        for name in names {
+            let keys = self.keys(name);
+            let mut call = crate::scripts::evalsha(&STATE, 5, 0, keys.lock.len() * 6);
+            call.arg(&keys.lock)
+                .arg(keys.holders())
+                .arg(keys.waiters())
+                .arg(keys.settings())
+                .arg(keys.renewed());
+            pipeline.add_command(call);
+        }
+        let mut connection = self.connection.clone();
+        let mut replies = redis::aio::ConnectionLike::req_packed_commands(
+            &mut connection,
+            &pipeline,
+            0,
+            names.len(),
+        )
+        .await
+        .map_err(|err| failed(&err))?;
+        let no_script = |value: &redis::Value| {
+            matches!(value, redis::Value::ServerError(err)
+                if err.kind() == Some(redis::ServerErrorKind::NoScript))
+        };
+        if replies.iter().any(no_script) {
+            STATE
+                .load_async(&mut connection)
+                .await
+                .map_err(|err| failed(&err))?;
+            replies = redis::aio::ConnectionLike::req_packed_commands(
+                &mut connection,
+                &pipeline,
+                0,
+                names.len(),
+            )
+            .await
+            .map_err(|err| failed(&err))?;
+        }
+        names
+            .iter()
+            .zip(replies)
+            .map(|(name, reply)| {
+                let reply = reply
+                    .extract_error()
+                    .and_then(|value| Ok(redis::from_redis_value::<StateReply>(value)?))
+                    .map_err(|err| failed(&err))?;
+                Ok(self.state_of(name, reply))
+            })
+            .collect()
     }
 
     async fn settings_change(
@@ -393,10 +473,15 @@ impl LockAdmin for RedisLockProvider {
         Box::pin(async move {
             let mut locks = Vec::new();
             let (names, with_runs) = self.scan_names().await?;
-            for name in names {
-                let state = self.read_state(&name).await?;
-                if state.is_locked() || state.capacity.is_some() || with_runs.contains(&name) {
-                    locks.push(state);
+            let names: Vec<String> = names.into_iter().collect();
+            for page in names.chunks(STATES_PER_ROUND_TRIP) {
+                for state in self.read_states(page).await? {
+                    if state.is_locked()
+                        || state.capacity.is_some()
+                        || with_runs.contains(&state.name)
+                    {
+                        locks.push(state);
+                    }
                 }
             }
             Ok(locks)

@@ -11,8 +11,11 @@
 local function recorded(key, head, outcome, tail)
   return redis.call('LINDEX', key, 0) == head .. ' ' .. outcome .. ' ' .. tail
 end
+-- The list lives 30 days (2592000000 ms) past its last run, so the histories
+-- of per-resource names that stopped running do not pile up.
 local function record_run(key, head, outcome, tail)
   if redis.call('LPUSH', key, head .. ' ' .. outcome .. ' ' .. tail) > 20 then
     redis.call('RPOP', key)
   end
+  redis.call('PEXPIRE', key, '2592000000')
 end
