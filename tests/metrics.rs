@@ -1,14 +1,24 @@
 //! The `lock` label of the attribute's metrics: the name, or for a name with
 //! placeholders its template (a bounded number of series), unless rendered
-//! names are asked for.
+//! names are asked for. A lease lost on a real store is counted once, and a
+//! cron job with no provider counts its ticks as failed attempts.
 //!
-//! One test: `label_rendered_names` is process-wide.
+//! `label_rendered_names` is process-wide: only the first test turns it on,
+//! and the others' lock names have no placeholders. No default provider is
+//! installed in this binary.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use shedlock::InMemoryLockProvider;
-use shedlock::metrics::{ACQUIRED, ATTEMPTS, SKIPPED};
+use shedlock::cron::LockedJobs;
+use shedlock::metrics::{ACQUIRED, ATTEMPTS, ERRORS, LEASES_LOST, SKIPPED};
+use shedlock::redis::RedisLockProvider;
+use shedlock::{InMemoryLockProvider, LockConfiguration, LockError, LockingTaskExecutor};
+use shedlock_test_support::redis::RedisServer;
+use tokio_cron_scheduler::JobScheduler;
 
 #[shedlock::scheduler_lock(name = "report-{region}", lock_at_most_for = "10s", lock_at_least_for = "5s", provider = locks)]
 async fn report(locks: &InMemoryLockProvider, region: &str) -> usize {
@@ -102,4 +112,73 @@ async fn templated_names_are_labelled_by_their_template_unless_rendered_names_ar
     assert_eq!(count(&counters, ATTEMPTS, "index-{db}"), 6);
     assert_eq!(count(&counters, ACQUIRED, "index-{db}"), 3);
     assert_eq!(count(&counters, SKIPPED, "index-{db}"), 3);
+}
+
+#[tokio::test]
+async fn a_job_outliving_its_lease_on_redis_counts_one_lost_lease() -> anyhow::Result<()> {
+    let server = RedisServer::start();
+    let executor = LockingTaskExecutor::new(RedisLockProvider::connect(server.url()).await?);
+    let config = LockConfiguration::new("outlives", Duration::from_millis(200), Duration::ZERO)?;
+    let (counters, _) = recorded(async {
+        // Default options: nothing watches the lease; the release finds it ended.
+        let ran = executor
+            .execute(&config, tokio::time::sleep(Duration::from_millis(400)))
+            .await;
+        assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
+    })
+    .await;
+    assert_eq!(count(&counters, ACQUIRED, "outlives"), 1);
+    assert_eq!(count(&counters, LEASES_LOST, "outlives"), 1);
+    Ok(())
+}
+
+/// No `provider = ..`, and no default installed in this binary.
+#[shedlock::scheduler_lock(name = "unconfigured-report", lock_at_most_for = "10s")]
+async fn unconfigured_report() {}
+
+/// Runs `unconfigured_report` every second on a scheduler until it has run
+/// twice (at most 10 s), counting its runs in `ticks`.
+async fn tick_without_a_provider(ticks: Arc<AtomicUsize>) -> anyhow::Result<()> {
+    let mut scheduler = JobScheduler::new().await?;
+    let jobs = LockedJobs::stopping_with(&mut scheduler);
+    let ran = ticks.clone();
+    let job = jobs.annotated_job("*/1 * * * * *", move || {
+        let ran = ran.clone();
+        async move {
+            let result = unconfigured_report().await;
+            assert!(
+                matches!(result, Err(LockError::NotConfigured)),
+                "{result:?}"
+            );
+            ran.fetch_add(1, Ordering::SeqCst);
+            result
+        }
+    })?;
+    scheduler.add(job).await?;
+    scheduler.start().await?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ticks.load(Ordering::SeqCst) < 2 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    scheduler.shutdown().await?;
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_annotated_job_with_no_provider_counts_each_tick_as_a_failed_attempt()
+-> anyhow::Result<()> {
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let mut scheduled = Ok(());
+    let (counters, _) = recorded(async {
+        scheduled = tick_without_a_provider(ticks.clone()).await;
+    })
+    .await;
+    scheduled?;
+    let ticks = u64::try_from(ticks.load(Ordering::SeqCst))?;
+    assert!(ticks >= 2, "the job ran {ticks} times in 10 s");
+    let lock = "unconfigured-report";
+    assert_eq!(count(&counters, ATTEMPTS, lock), ticks);
+    assert_eq!(count(&counters, ERRORS, lock), ticks);
+    assert_eq!(count(&counters, ACQUIRED, lock), 0);
+    Ok(())
 }

@@ -66,6 +66,14 @@ impl ActiveLock {
         self.changed.notify_one();
     }
 
+    /// Records that the run's release found the lease ended: a lost lease
+    /// in the metrics, unless the run already knew (counted once per run).
+    pub(crate) fn found_ended_at_release(&self) {
+        if !self.lost.swap(true, Ordering::AcqRel) {
+            metrics::lease_lost(&self.label);
+        }
+    }
+
     /// The outcome noted for the run, if any (see [`note_outcome`]).
     pub(crate) fn noted_outcome(&self) -> Option<RunOutcome> {
         RunOutcome::from_code(self.noted.load(Ordering::Acquire))

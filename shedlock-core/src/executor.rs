@@ -5,6 +5,7 @@ use std::any::Any;
 use std::future::{Future, poll_fn};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
@@ -481,8 +482,7 @@ pub(crate) async fn run_held<F: Future>(
             },
             fencing_token: guard.info().issued_fencing_token(),
         };
-        // Errors are logged by the guard; the task's output is what the caller needs.
-        let _ = guard.unlock_after_run(run).await;
+        give_back(&active, guard, run).await;
     }
     match outcome {
         Some(Ok(output)) => Ok(Some(output)),
@@ -498,7 +498,7 @@ pub(crate) async fn run_held<F: Future>(
 /// takes the guard and gives the lease back in the background, recording
 /// the run as cancelled; a run that ends says so with [`ended`](Self::ended).
 struct CancelledRun<'a> {
-    active: &'a ActiveLock,
+    active: &'a Arc<ActiveLock>,
     started: Instant,
 }
 
@@ -527,12 +527,19 @@ impl Drop for CancelledRun<'_> {
             fencing_token: guard.info().issued_fencing_token(),
         };
         tracing::debug!(lock = %guard.name(), "locked run cancelled before its task ended; giving its lock back");
-        let release = async move {
-            // Errors are logged by the guard.
-            let _ = guard.unlock_after_run(run).await;
-        };
+        let active = self.active.clone();
+        let release = async move { give_back(&active, guard, run).await };
         // Without a runtime, the guard's drop says the lease is left to end.
         crate::release_tracking::spawn_release(release);
+    }
+}
+
+/// Gives a run's lease back, recording `run` in the lock's history; a lease
+/// found ended counts as lost, once per run (its watcher may have counted it).
+async fn give_back(active: &ActiveLock, guard: LockGuard, run: FinishedRun) {
+    // Errors are logged by the guard; the task's output is what the caller needs.
+    if let Ok(false) = guard.release_after_run(run).await {
+        active.found_ended_at_release();
     }
 }
 

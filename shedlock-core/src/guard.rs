@@ -297,7 +297,7 @@ impl LockGuard {
     /// A lease that already ended is left alone: the next holder's lock is
     /// never touched.
     pub async fn unlock(self) -> Result<(), LockError> {
-        self.unlock_with(None).await
+        self.unlock_with(None).await.map(drop)
     }
 
     /// Like [`unlock`](Self::unlock), after a run under the lock: a store
@@ -305,10 +305,16 @@ impl LockGuard {
     /// finish time by the store's clock, and this holder). A lease found
     /// ended records the run as [`RunOutcome::LeaseLost`](crate::RunOutcome::LeaseLost).
     pub async fn unlock_after_run(self, run: FinishedRun) -> Result<(), LockError> {
+        self.unlock_with(Some(run)).await.map(drop)
+    }
+
+    /// [`unlock_after_run`](Self::unlock_after_run), telling whether the
+    /// lease was still held (`false`: it had ended, found so now or before).
+    pub(crate) async fn release_after_run(self, run: FinishedRun) -> Result<bool, LockError> {
         self.unlock_with(Some(run)).await
     }
 
-    async fn unlock_with(mut self, run: Option<FinishedRun>) -> Result<(), LockError> {
+    async fn unlock_with(mut self, run: Option<FinishedRun>) -> Result<bool, LockError> {
         let Some(lease) = self.lease.as_ref() else {
             if let (Some(ended), Some(run)) = (self.ended.take(), run) {
                 let lost = FinishedRun {
@@ -319,7 +325,7 @@ impl LockGuard {
                     tracing::debug!(lock = %self.name(), error = %err, "the lost run was not recorded");
                 }
             }
-            return Ok(());
+            return Ok(false);
         };
         let keep_for = self.keep_for();
         let released = match &run {
@@ -332,14 +338,14 @@ impl LockGuard {
         match released {
             Ok(true) => {
                 tracing::debug!(lock = %self.name(), ?keep_for, "lock released");
-                Ok(())
+                Ok(true)
             }
             Ok(false) => {
                 tracing::warn!(
                     lock = %self.name(),
                     "lock lease had already ended before release; the job ran longer than lock_at_most_for"
                 );
-                Ok(())
+                Ok(false)
             }
             Err(err) => {
                 tracing::warn!(lock = %self.name(), error = %err, "lock release failed; it ends at lock_at_most_for");

@@ -18,7 +18,10 @@
 //! (`name = "report-{region}"`) it is the template, so the number of series
 //! stays bounded, unless [`label_rendered_names`] asks for rendered names.
 //! A nested call that runs on its task's own hold (reentrancy) takes no lock
-//! and is not counted; one that is refused counts as an attempt and an error.
+//! and is not counted; one that is refused counts as an attempt and an error,
+//! as does an attribute call with no provider (`kind` `not_configured`) or
+//! an invalid configuration. A lease is counted lost once per run, wherever
+//! it is found ended: by the keep-alive, an extension or the release.
 //!
 //! Without the feature, every function the executor calls here is empty and
 //! inline: no clock reads, no recorder lookups.
@@ -38,6 +41,8 @@ mod enabled {
         Gauge, SharedString, Unit, counter, describe_counter, describe_gauge, describe_histogram,
         gauge, histogram,
     };
+
+    use std::sync::Arc;
 
     use crate::{LockConfiguration, LockError};
 
@@ -144,11 +149,16 @@ mod enabled {
         /// The lock's name, or `template` (the attribute's name with its
         /// placeholders) unless rendered names were asked for.
         pub(crate) fn new(config: &LockConfiguration, template: Option<&'static str>) -> Self {
+            Self::of_name(config.shared_name(), template)
+        }
+
+        /// [`new`](Self::new), for a call that has a name but no configuration.
+        pub(crate) fn of_name(name: &Arc<str>, template: Option<&'static str>) -> Self {
             match template {
                 Some(template) if !RENDERED_NAMES.load(Ordering::Relaxed) => {
                     LockLabel(SharedString::const_str(template))
                 }
-                _ => LockLabel(SharedString::from(config.shared_name().clone())),
+                _ => LockLabel(SharedString::from(name.clone())),
             }
         }
     }
@@ -223,7 +233,8 @@ mod enabled {
         }
     }
 
-    /// The lease ended under a running job (counted once per run).
+    /// The lease ended under a running job (counted once per run, by its
+    /// [`ActiveLock`](crate::context::ActiveLock)).
     pub(crate) fn lease_lost(label: &LockLabel) {
         counter!(LEASES_LOST, "lock" => label.0.clone()).increment(1);
     }
@@ -237,6 +248,8 @@ mod enabled {
 /// The same API doing nothing: zero-sized types and empty inline functions.
 #[cfg(not(feature = "metrics"))]
 mod disabled {
+    use std::sync::Arc;
+
     use crate::{LockConfiguration, LockError};
 
     #[derive(Clone, Debug)]
@@ -245,6 +258,11 @@ mod disabled {
     impl LockLabel {
         #[inline(always)]
         pub(crate) fn new(_config: &LockConfiguration, _template: Option<&'static str>) -> Self {
+            LockLabel
+        }
+
+        #[inline(always)]
+        pub(crate) fn of_name(_name: &Arc<str>, _template: Option<&'static str>) -> Self {
             LockLabel
         }
     }

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::executor::run_labelled;
-use crate::metrics::LockLabel;
+use crate::metrics::{Attempt, LockLabel};
 use crate::scopes::{Scoped, run_scoped};
 use crate::{ExecutionOptions, LockConfiguration, LockError, LockProvider, SchedulerLock};
 
@@ -99,13 +99,32 @@ impl AttributeOptions {
     }
 }
 
+impl AttributeOptions {
+    /// The call's configuration, with defaults from the installed
+    /// `SchedulerLock`; refused (and counted so) when it is not valid.
+    fn configured(self, name: Arc<str>) -> Result<LockConfiguration, LockError> {
+        self.configuration(name.clone(), SchedulerLock::installed())
+            .map_err(|err| refused(&name, self, err))
+    }
+}
+
+/// `err` for a call refused before it tried its lock (no provider, an
+/// invalid configuration): counted as an attempt that failed, as the run
+/// pipeline counts its own failures, so dashboards see every call.
+fn refused(name: &Arc<str>, options: AttributeOptions, err: LockError) -> LockError {
+    Attempt::start(&LockLabel::of_name(name, options.name_template)).failed(&err);
+    err
+}
+
 /// Runs `task` under the lock `name`, taken from the installed default provider.
 pub async fn execute_default<F: Future>(
     name: impl Into<Arc<str>>,
     options: AttributeOptions,
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
-    let installed = SchedulerLock::installed().ok_or(LockError::NotConfigured)?;
+    let Some(installed) = SchedulerLock::installed() else {
+        return Err(refused(&name.into(), options, LockError::NotConfigured));
+    };
     execute_with(&**installed.provider(), name, options, task).await
 }
 
@@ -118,7 +137,7 @@ pub async fn execute_with<P: LockProvider + ?Sized, F: Future>(
     options: AttributeOptions,
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
-    let config = options.configuration(name.into(), SchedulerLock::installed())?;
+    let config = options.configured(name.into())?;
     let label = LockLabel::new(&config, options.name_template);
     run_labelled(provider, &config, label, options.execution(), task).await
 }
@@ -142,7 +161,9 @@ pub async fn execute_default_in_scope<F: Future>(
     options: AttributeOptions,
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
-    let installed = SchedulerLock::installed().ok_or(LockError::NotConfigured)?;
+    let Some(installed) = SchedulerLock::installed() else {
+        return Err(refused(&name.into(), options, LockError::NotConfigured));
+    };
     execute_with_in_scope(&**installed.provider(), name, scope, options, task).await
 }
 
@@ -154,7 +175,7 @@ pub async fn execute_with_in_scope<P: LockProvider + ?Sized, F: Future>(
     options: AttributeOptions,
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
-    let config = options.configuration(name.into(), SchedulerLock::installed())?;
+    let config = options.configured(name.into())?;
     let label = LockLabel::new(&config, options.name_template);
     let scoped = Scoped {
         settings: SchedulerLock::scope_settings(),

@@ -334,12 +334,64 @@ async fn a_lease_ending_under_a_job_counts_one_lost_lease() {
     );
     let seen = recorded.seen();
     let lock = [("lock", "report")];
+    // Seen by the watcher, and again by the release: counted once.
     assert_eq!(seen.counter(LEASES_LOST, &lock), 1);
     assert_eq!(seen.counter(EXTENSIONS_FAILED, &lock), 0);
     // Counted once as an acquisition: losing the lease later is no error in taking it.
     assert_eq!(seen.counter(ACQUIRED, &lock), 1);
     assert!(!seen.names_for("report").contains(&ERRORS));
     assert_eq!(seen.gauge(ACTIVE_EXECUTIONS, &lock), Some(0.0));
+}
+
+#[tokio::test]
+async fn a_job_outliving_its_lease_counts_one_lost_lease_when_its_release_finds_it_ended() {
+    let recorder = DebuggingRecorder::new();
+    let recorded = Recorded::of(&recorder);
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let executor = LockingTaskExecutor::new(InMemoryLockProvider::new());
+
+    // Default options: nothing watches the lease; the release finds it ended.
+    let ran = executor
+        .execute(
+            config("report", Duration::from_millis(200)),
+            tokio::time::sleep(Duration::from_millis(400)),
+        )
+        .await
+        .unwrap();
+
+    assert_eq!(ran, Some(()));
+    let seen = recorded.seen();
+    let lock = [("lock", "report")];
+    assert_eq!(seen.counter(LEASES_LOST, &lock), 1);
+    assert_eq!(seen.counter(EXTENSIONS_FAILED, &lock), 0);
+}
+
+#[tokio::test]
+async fn a_run_cancelled_after_its_lease_ended_counts_one_lost_lease() {
+    let recorder = DebuggingRecorder::new();
+    let recorded = Recorded::of(&recorder);
+    let _recording = metrics::set_default_local_recorder(&recorder);
+    let executor = LockingTaskExecutor::new(InMemoryLockProvider::new());
+
+    let run = executor.execute(
+        config("report", Duration::from_millis(200)),
+        tokio::time::sleep(Duration::from_secs(5)),
+    );
+    let timed_out = tokio::time::timeout(Duration::from_millis(400), run).await;
+    assert!(timed_out.is_err());
+
+    // The cancelled run's lease is given back in the background (a task on
+    // this thread, so its metrics reach this test's recorder).
+    let lock = [("lock", "report")];
+    let mut lost = 0;
+    for _ in 0..100 {
+        lost = recorded.seen().counter(LEASES_LOST, &lock);
+        if lost > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lost, 1);
 }
 
 #[tokio::test]
