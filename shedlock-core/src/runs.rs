@@ -13,7 +13,9 @@ pub const RUN_HISTORY_LEN: usize = 20;
 pub enum RunOutcome {
     /// The job returned normally (for a job returning `Result`, `Ok`).
     Ok,
-    /// The job returned `Err` (attribute jobs whose output is a `Result`).
+    /// The job returned `Err`: an attribute function or a `shedlock::cron`
+    /// job whose output is a `Result`. (The executor does not read its
+    /// task's output: a task it runs that ends is `Ok`.)
     Error,
     /// The job panicked; the lock was released before the panic went on.
     Panic,
