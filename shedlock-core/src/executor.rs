@@ -511,8 +511,9 @@ impl CancelledRun<'_> {
 
 impl Drop for CancelledRun<'_> {
     fn drop(&mut self) {
-        // Busy only if the task or the watcher was dropped holding it: the
-        // guard's own drop then releases it in the background, unrecorded.
+        // Free: the task and the watcher, which may hold it across an
+        // extension, were declared after this and dropped first. (Were it
+        // busy, the guard's own drop would release it, unrecorded.)
         let Some(guard) = (self.active.guard.try_lock().ok()).and_then(|mut guard| guard.take())
         else {
             return;
