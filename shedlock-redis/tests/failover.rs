@@ -28,11 +28,13 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::{LockConfiguration, LockingTaskExecutor, current_lock};
 use shedlock_redis::RedisLockProvider;
-use shedlock_test_support::redis::{RedisCluster, RedisSentinel, RedisServer, server_scratch_dir};
+use shedlock_test_support::redis::{
+    RedisCluster, RedisSentinel, RedisServer, reply_elements, reply_field, server_scratch_dir,
+};
 use shedlock_test_support::ticks::{
     Call, CallTally, finish_workers, first_tick_after, spawn_workers, until_tick_ends,
 };
-use shedlock_test_support::{error_chain, free_port, now_ms};
+use shedlock_test_support::{error_chain, now_ms};
 
 const MASTER_NAME: &str = "shedlock-failover";
 const FAILOVER_LOCK: &str = "failover-tick";
@@ -97,20 +99,10 @@ struct Run {
     token: Option<u64>,
 }
 
-/// The elements of a reply, flattened: bulk strings, integers and simple
-/// strings in order (`ROLE`, `SENTINEL ...`, `CLUSTER GETKEYSINSLOT`).
-fn elements(reply: &str) -> Vec<&str> {
-    reply
-        .split("\r\n")
-        .filter(|line| !line.is_empty() && !line.starts_with(['*', '$']))
-        .map(|line| line.trim_start_matches([':', '+']))
-        .collect()
-}
-
 /// The role a server reports (`master`, `slave`), or "" when it did not
 /// answer (a failover closes client connections).
 fn role(server: &RedisServer) -> String {
-    elements(&server.command("ROLE"))
+    reply_elements(&server.command("ROLE"))
         .first()
         .map(|role| (*role).to_owned())
         .unwrap_or_default()
@@ -135,24 +127,6 @@ impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-/// A server that replicates without disk: snapshots go over the socket and
-/// are loaded in memory; its scratch directory catches anything else.
-fn replication_server(dir: &std::path::Path, replica_of: Option<u16>) -> RedisServer {
-    std::fs::create_dir_all(dir).unwrap();
-    let port = free_port();
-    let mut args = vec![
-        format!("--port {port}"),
-        format!("--dir '{}'", dir.display()),
-        "--repl-diskless-sync yes".to_owned(),
-        "--repl-diskless-sync-delay 0".to_owned(),
-        "--repl-diskless-load swapdb".to_owned(),
-    ];
-    if let Some(master) = replica_of {
-        args.push(format!("--replicaof 127.0.0.1 {master}"));
-    }
-    RedisServer::start_with(port, format!("redis://127.0.0.1:{port}"), args)
 }
 
 /// What the test saw of the failover, in wall-clock milliseconds.
@@ -211,7 +185,7 @@ fn fail_over(
             // Replication has stopped: what the new master holds now came from
             // the old one; a different value is an acquisition on the new one.
             replicated_value = Some(new_master.command(&format!("GET {lock_key}")));
-            inherited_lease_ms = elements(&new_master.command(&format!("PTTL {lock_key}")))
+            inherited_lease_ms = reply_elements(&new_master.command(&format!("PTTL {lock_key}")))
                 .first()
                 .and_then(|ttl| ttl.parse().ok())
                 .unwrap_or(-2);
@@ -226,7 +200,7 @@ fn fail_over(
         }
         if sentinels_agree.is_none()
             && sentinels.iter().all(|sentinel| {
-                elements(
+                reply_elements(
                     &sentinel.command(&format!("SENTINEL GET-MASTER-ADDR-BY-NAME {MASTER_NAME}")),
                 )
                 .join(" ")
@@ -266,8 +240,8 @@ fn fail_over(
 async fn a_sentinel_failover_under_load_hangs_no_call_and_every_worker_acquires_again() {
     let scratch = ScratchDir(server_scratch_dir("failover"));
     let dir = scratch.0.clone();
-    let master = replication_server(&dir.join("master"), None);
-    let replica = replication_server(&dir.join("replica"), Some(master.port()));
+    let master = RedisServer::start_replicating(&dir.join("master"), None);
+    let replica = RedisServer::start_replicating(&dir.join("replica"), Some(master.port()));
     wait_for("the replica is in sync", Duration::from_secs(10), || {
         replica
             .command("INFO replication")
@@ -298,13 +272,7 @@ async fn a_sentinel_failover_under_load_hangs_no_call_and_every_worker_acquires_
         || {
             sentinels.iter().all(|sentinel| {
                 let reply = sentinel.command(&format!("SENTINEL MASTER {MASTER_NAME}"));
-                let fields = elements(&reply);
-                let field = |name: &str| {
-                    fields
-                        .iter()
-                        .position(|field| *field == name)
-                        .and_then(|at| fields.get(at + 1).copied())
-                };
+                let field = |name: &str| reply_field(&reply, name);
                 field("num-slaves") == Some("1") && field("num-other-sentinels") == Some("2")
             })
         },
@@ -647,7 +615,7 @@ fn move_slot(cluster: &RedisCluster, slot: u16, from: &ClusterNode, to: &Cluster
     std::thread::sleep(RESHARD_PAUSE);
     loop {
         let reply = source.command(&format!("CLUSTER GETKEYSINSLOT {slot} 10"));
-        let keys: Vec<String> = elements(&reply)
+        let keys: Vec<String> = reply_elements(&reply)
             .iter()
             .map(|key| (*key).to_owned())
             .collect();
@@ -688,7 +656,7 @@ async fn moving_a_locks_slot_under_load_fails_no_call_and_keeps_runs_apart() {
     );
     let urls = cluster.urls();
     let lock_key = format!("job-lock:default:{RESHARD_LOCK}");
-    let slot: u16 = elements(
+    let slot: u16 = reply_elements(
         &cluster
             .node(0)
             .command(&format!("CLUSTER KEYSLOT {lock_key}")),

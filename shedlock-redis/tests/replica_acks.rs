@@ -33,8 +33,10 @@ use std::time::{Duration, Instant};
 use proxy::{Direction, FaultProxy};
 use shedlock_core::{LockConfiguration, LockError, LockGuard, LockProvider};
 use shedlock_redis::RedisLockProvider;
-use shedlock_test_support::redis::{RedisCluster, RedisSentinel, RedisServer, server_scratch_dir};
-use shedlock_test_support::{error_chain, free_port};
+use shedlock_test_support::error_chain;
+use shedlock_test_support::redis::{
+    RedisCluster, RedisSentinel, RedisServer, reply_elements, reply_field, server_scratch_dir,
+};
 use tokio::task::block_in_place;
 
 const MASTER_NAME: &str = "shedlock-replica-acks";
@@ -57,25 +59,6 @@ impl Drop for ScratchDir {
     }
 }
 
-/// A server that replicates without disk (snapshots over the socket, loaded
-/// in memory), a replica of `replica_of` when given.
-fn replication_server(dir: &Path, replica_of: Option<u16>) -> RedisServer {
-    std::fs::create_dir_all(dir)
-        .unwrap_or_else(|err| panic!("cannot make {}: {err}", dir.display()));
-    let port = free_port();
-    let mut args = vec![
-        format!("--port {port}"),
-        format!("--dir '{}'", dir.display()),
-        "--repl-diskless-sync yes".to_owned(),
-        "--repl-diskless-sync-delay 0".to_owned(),
-        "--repl-diskless-load swapdb".to_owned(),
-    ];
-    if let Some(master) = replica_of {
-        args.push(format!("--replicaof 127.0.0.1 {master}"));
-    }
-    RedisServer::start_with(port, format!("redis://127.0.0.1:{port}"), args)
-}
-
 /// Waits up to `timeout` for `ready`, polling every 20 ms.
 fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -92,7 +75,7 @@ fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
 /// until it acknowledges writes: a replica just in sync answers `WAIT` only
 /// about a second later (Redis 7.0).
 fn start_replica(dir: &Path, master: &RedisServer, link: Option<u16>) -> RedisServer {
-    let replica = replication_server(dir, Some(link.unwrap_or(master.port())));
+    let replica = RedisServer::start_replicating(dir, Some(link.unwrap_or(master.port())));
     wait_for(
         "the replica acknowledges writes",
         Duration::from_secs(10),
@@ -127,16 +110,6 @@ fn acknowledges_writes(master: &RedisServer) -> bool {
         }
     }
     replies.split("\r\n").nth(1) == Some(":1")
-}
-
-/// The elements of a reply, flattened: bulk strings, integers and simple
-/// strings in order.
-fn elements(reply: &str) -> Vec<&str> {
-    reply
-        .split("\r\n")
-        .filter(|line| !line.is_empty() && !line.starts_with(['*', '$']))
-        .map(|line| line.trim_start_matches([':', '+']))
-        .collect()
 }
 
 fn exists(server: &RedisServer, key: &str) -> bool {
@@ -183,7 +156,7 @@ async fn take(provider: &RedisLockProvider, config: &LockConfiguration) -> LockG
 async fn with_no_replica_an_acquisition_is_refused_saying_how_many_acknowledged_and_leaves_no_key()
 {
     let scratch = ScratchDir(server_scratch_dir("replica-acks"));
-    let master = block_in_place(|| replication_server(&scratch.0.join("alone"), None));
+    let master = block_in_place(|| RedisServer::start_replicating(&scratch.0.join("alone"), None));
     let plain = connect(&master).await;
     for (replicas, timeout) in [(0, Duration::from_secs(1)), (1, Duration::ZERO)] {
         let refused = plain.clone().with_replica_acks(replicas, timeout);
@@ -225,7 +198,7 @@ async fn with_no_replica_an_acquisition_is_refused_saying_how_many_acknowledged_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_replica_in_sync_leases_count_once_the_replica_has_them() {
     let scratch = ScratchDir(server_scratch_dir("replica-acks"));
-    let master = block_in_place(|| replication_server(&scratch.0.join("master"), None));
+    let master = block_in_place(|| RedisServer::start_replicating(&scratch.0.join("master"), None));
     let replica = block_in_place(|| start_replica(&scratch.0.join("replica"), &master, None));
     let provider = acknowledged(connect(&master).await, Duration::from_secs(1));
 
@@ -264,9 +237,9 @@ async fn with_a_replica_in_sync_leases_count_once_the_replica_has_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn once_no_replica_acknowledges_an_extension_fails_and_acquisitions_are_refused() {
     let scratch = ScratchDir(server_scratch_dir("replica-acks"));
-    let master = block_in_place(|| replication_server(&scratch.0.join("master"), None));
+    let master = block_in_place(|| RedisServer::start_replicating(&scratch.0.join("master"), None));
     let replica = block_in_place(|| start_replica(&scratch.0.join("replica"), &master, None));
-    let provider = acknowledged(connect(&master).await, Duration::from_millis(200));
+    let provider = acknowledged(connect(&master).await, ACK_TIMEOUT);
     let mut guard = take(&provider, &exclusive("replica-leaves")).await;
 
     assert!(replica.command("REPLICAOF NO ONE").starts_with("+OK"));
@@ -285,7 +258,7 @@ async fn once_no_replica_acknowledges_an_extension_fails_and_acquisitions_are_re
     println!("extension: {message}");
     assert!(
         message.contains("while extending lock key 'job-lock:default:replica-leaves'")
-            && message.contains("0 of 1 replica(s) asked acknowledged the write within 200ms")
+            && message.contains("0 of 1 replica(s) asked acknowledged the write within 1s")
             && message.contains("extended on the master only"),
         "{message}"
     );
@@ -352,7 +325,8 @@ fn trial_count() -> usize {
 /// answer is there to say whether A's lease survived) asks for the lock.
 async fn crash_failover_trial(acks: Option<Duration>, fault: LinkFault) -> Trial {
     let scratch = ScratchDir(server_scratch_dir("replica-acks-failover"));
-    let mut master = block_in_place(|| replication_server(&scratch.0.join("master"), None));
+    let mut master =
+        block_in_place(|| RedisServer::start_replicating(&scratch.0.join("master"), None));
     let master_addr = SocketAddr::from(([127, 0, 0, 1], master.port()));
     let link = FaultProxy::start(master_addr).await;
     let link_port: u16 = link
@@ -379,13 +353,7 @@ async fn crash_failover_trial(acks: Option<Duration>, fault: LinkFault) -> Trial
             Duration::from_secs(15),
             || {
                 let reply = sentinel.command(&format!("SENTINEL REPLICAS {MASTER_NAME}"));
-                let fields = elements(&reply);
-                let field = |name: &str| {
-                    fields
-                        .iter()
-                        .position(|field| *field == name)
-                        .and_then(|at| fields.get(at + 1).copied())
-                };
+                let field = |name: &str| reply_field(&reply, name);
                 field("port") == Some(&*replica.port().to_string())
                     && field("flags") == Some("slave")
                     && field("master-link-status") == Some("ok")
@@ -430,13 +398,7 @@ async fn crash_failover_trial(acks: Option<Duration>, fault: LinkFault) -> Trial
             Duration::from_secs(30),
             || {
                 let reply = sentinel.command(&format!("SENTINEL MASTER {MASTER_NAME}"));
-                let fields = elements(&reply);
-                let field = |name: &str| {
-                    fields
-                        .iter()
-                        .position(|field| *field == name)
-                        .and_then(|at| fields.get(at + 1).copied())
-                };
+                let field = |name: &str| reply_field(&reply, name);
                 // Until the switch, Sentinel still names the dead master
                 // (flagged down), which clients refuse.
                 field("port") == Some(&*promoted) && field("flags") == Some("master")
@@ -569,7 +531,7 @@ fn served_slots(node: &RedisServer) -> Vec<(u16, u16)> {
 
 fn keyslot(node: &RedisServer, key: &str) -> u16 {
     let reply = node.command(&format!("CLUSTER KEYSLOT {key}"));
-    elements(&reply)
+    reply_elements(&reply)
         .first()
         .and_then(|slot| slot.parse().ok())
         .unwrap_or_else(|| panic!("CLUSTER KEYSLOT {key} answered {reply:?}"))
@@ -585,7 +547,7 @@ async fn on_a_cluster_wait_counts_the_replicas_of_the_locks_own_master() {
     let provider = RedisLockProvider::connect_cluster(&nodes)
         .await
         .unwrap_or_else(|err| panic!("cannot connect to the test cluster: {err}"));
-    let provider = acknowledged(provider, Duration::from_millis(200));
+    let provider = acknowledged(provider, ACK_TIMEOUT);
     let on_replicated_master = |yes: bool| {
         (0..1000)
             .map(|i| format!("cluster-acks-{i}"))
@@ -601,7 +563,7 @@ async fn on_a_cluster_wait_counts_the_replicas_of_the_locks_own_master() {
     let (replicated, alone) = (on_replicated_master(true), on_replicated_master(false));
 
     let guard = take(&provider, &exclusive(&replicated)).await;
-    let replica_keys = elements(&cluster.replica(0).command("DBSIZE"))
+    let replica_keys = reply_elements(&cluster.replica(0).command("DBSIZE"))
         .first()
         .and_then(|count| count.parse::<u64>().ok());
     assert!(
@@ -643,7 +605,7 @@ async fn cost_of_replica_acks_per_lock_cycle() {
         .and_then(|cycles| cycles.parse().ok())
         .unwrap_or(4000);
     let scratch = ScratchDir(server_scratch_dir("replica-acks-cost"));
-    let master = block_in_place(|| replication_server(&scratch.0.join("master"), None));
+    let master = block_in_place(|| RedisServer::start_replicating(&scratch.0.join("master"), None));
     let _replica = block_in_place(|| start_replica(&scratch.0.join("replica"), &master, None));
     let plain_provider = connect(&master).await;
     let acked_provider = acknowledged(connect(&master).await, Duration::from_secs(1));

@@ -10,7 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -130,6 +130,26 @@ impl RedisServer {
                 "--tls-auth-clients no".to_owned(),
             ],
         )
+    }
+
+    /// A server that replicates without disk (snapshots go over the socket
+    /// and are loaded in memory), a replica of the local `replica_of` port
+    /// when given; `dir` (made if missing) catches anything else it writes.
+    pub fn start_replicating(dir: &Path, replica_of: Option<u16>) -> RedisServer {
+        std::fs::create_dir_all(dir)
+            .unwrap_or_else(|err| fail!("cannot make {}: {err}", dir.display()));
+        let port = free_port();
+        let mut args = vec![
+            format!("--port {port}"),
+            format!("--dir '{}'", dir.display()),
+            "--repl-diskless-sync yes".to_owned(),
+            "--repl-diskless-sync-delay 0".to_owned(),
+            "--repl-diskless-load swapdb".to_owned(),
+        ];
+        if let Some(master) = replica_of {
+            args.push(format!("--replicaof 127.0.0.1 {master}"));
+        }
+        RedisServer::start_with(port, format!("redis://127.0.0.1:{port}"), args)
     }
 
     /// Starts a private server with `args` in place of `--port {port}` (they
@@ -542,4 +562,25 @@ impl RedisCluster {
 /// receive a snapshot), removed by the caller.
 pub fn server_scratch_dir(kind: &str) -> PathBuf {
     new_scratch_dir(kind)
+}
+
+/// The elements of a reply (as [`RedisServer::command`] returns it),
+/// flattened: bulk strings, integers and simple strings in order (`ROLE`,
+/// `SENTINEL ...`, `CLUSTER GETKEYSINSLOT`).
+pub fn reply_elements(reply: &str) -> Vec<&str> {
+    reply
+        .split("\r\n")
+        .filter(|line| !line.is_empty() && !line.starts_with(['*', '$']))
+        .map(|line| line.trim_start_matches([':', '+']))
+        .collect()
+}
+
+/// The value that follows `name` in a reply of field-value pairs
+/// (`SENTINEL MASTER`, `SENTINEL REPLICAS`, `INFO`-like maps).
+pub fn reply_field<'a>(reply: &'a str, name: &str) -> Option<&'a str> {
+    let elements = reply_elements(reply);
+    elements
+        .iter()
+        .position(|element| *element == name)
+        .and_then(|at| elements.get(at + 1).copied())
 }
