@@ -14,7 +14,8 @@
 //! The store comes from `--store URL` or `SHEDLOCK_STORE_URL` (`redis://`,
 //! `rediss://`, `postgres://`, `mysql://`, `sqlite://`), or from `--redis
 //! URL` or `SHEDLOCK_REDIS_URL` as before; `--json` prints machine-readable
-//! output, the same on every store. Exit codes: 0 done, 1 the store failed
+//! output, the same on every store; `--timeout 30s` gives each SQL
+//! statement more time (default 5 s). Exit codes: 0 done, 1 the store failed
 //! or could not be reached, 2 a usage mistake (including `unlock` without
 //! `--force`, and a lock name the library refuses). Passwords in the URL are
 //! never printed.
@@ -94,6 +95,19 @@ struct Cli {
     #[arg(long, global = true)]
     json: bool,
 
+    /// SQL stores: how long each statement may take, and waiting for a
+    /// connection: 30s, 500ms (humantime) [default: 5s].
+    ///
+    /// The providers' `with_statement_timeout`. A statement that runs out
+    /// of it is cancelled by PostgreSQL and MariaDB themselves, so nothing
+    /// the command gave up on runs on there, holding rows. MySQL 8 cannot
+    /// be told to: there a prune deletes at most 10,000 rows a statement,
+    /// so one the command gave up on ends soon after (or waits for a row
+    /// up to `innodb_lock_wait_timeout`). Give a big `prune` more time if
+    /// it runs out.
+    #[arg(long, global = true, value_name = "DURATION", value_parser = parse_duration)]
+    timeout: Option<Duration>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -152,11 +166,13 @@ enum Command {
     /// of locks whose last lease ended more than --unused-for ago, by the
     /// database's clock; never a held lock's; stored capacities and pauses
     /// stay (a paused lock is unused by design); a pruned lock taken again
-    /// gets a new row, with fencing tokens still rising. Redis: nothing to
+    /// gets a new row, with fencing tokens still rising; each statement has
+    /// --timeout (give a big table more). Redis: nothing to
     /// delete, as lock keys end with their lease and fencing counters expire
     /// a week after their last use; stored capacities and pauses stay.
     Prune {
-        /// How long a lock has not been used, at least: 30d, 12h, 90m (humantime).
+        /// How long a lock has not been used, at least: 30d, 12h, 90m
+        /// (humantime); on SQL stores at most 1000y.
         #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
         unused_for: Duration,
     },
@@ -164,6 +180,8 @@ enum Command {
     /// keep running; fencing tokens let a downstream store refuse them. A
     /// leader (or a scope's owner) steps down when its next renewal finds the
     /// lease gone: its work is cancelled then, and another candidate takes over.
+    /// Works on an SQL table of ShedLock for Java alone (no companion
+    /// tables): the row's lease ends.
     Unlock {
         /// The lock's name.
         name: String,
@@ -284,6 +302,9 @@ async fn run(cli: &Cli, kind: StoreKind, url: &str, format: Format) -> Result<()
         prefix: &cli.prefix,
         environment: &cli.environment,
         table: &cli.table,
+        statement_timeout: cli
+            .timeout
+            .unwrap_or(shedlock_sql::DEFAULT_STATEMENT_TIMEOUT),
     };
     let store = Store::connect(kind, url, &place).await?;
     let admin = store.admin();

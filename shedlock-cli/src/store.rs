@@ -75,6 +75,8 @@ pub(crate) struct Place<'a> {
     pub(crate) environment: &'a str,
     /// SQL: the lock table.
     pub(crate) table: &'a str,
+    /// SQL: how long each statement may take.
+    pub(crate) statement_timeout: Duration,
 }
 
 /// A connected store.
@@ -102,19 +104,22 @@ impl Store {
             StoreKind::Postgres => Store::Postgres(
                 PostgresLockProvider::connect(url)
                     .await?
-                    .with_table_name(place.table)?,
+                    .with_table_name(place.table)?
+                    .with_statement_timeout(place.statement_timeout),
             ),
             StoreKind::MySql => Store::MySql(
                 MySqlLockProvider::connect(url)
                     .await?
-                    .with_table_name(place.table)?,
+                    .with_table_name(place.table)?
+                    .with_statement_timeout(place.statement_timeout),
             ),
             StoreKind::Sqlite => {
                 existing_sqlite_file(url)?;
                 Store::Sqlite(
                     SqliteLockProvider::connect(url)
                         .await?
-                        .with_table_name(place.table)?,
+                        .with_table_name(place.table)?
+                        .with_statement_timeout(place.statement_timeout),
                 )
             }
         })

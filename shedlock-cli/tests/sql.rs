@@ -79,10 +79,40 @@ async fn lock<P: LockProvider>(provider: &P, name: &str) -> LockGuard {
 trait Service: LockProvider + LockAdmin + Sized {
     /// Whether the lock table has a row for `name`.
     async fn has_row(&self, name: &str) -> bool;
+
+    /// Whether the lock table has a row for `name` with a live lease.
+    async fn is_held(&self, name: &str) -> bool;
+
+    /// Runs `sql` (statements separated by `;`), `{table}` standing for
+    /// the lock table.
+    async fn execute(&self, sql: &str);
+
+    /// Makes ShedLock for Java's table (its four columns, no companion
+    /// table) and a row of `name` it holds for an hour.
+    async fn java_table_holding(&self, name: &str);
+
+    /// Makes deleting a run take 30 s (a trigger that sleeps), and a run of
+    /// a name with no lock row, which a prune deletes.
+    async fn slow_down_deleting_runs(&self);
+
+    /// Deleting runs takes no time again.
+    async fn stop_slowing_down(&self);
+
+    /// The statements on the lock table or its companions (or in their
+    /// triggers) that run on the server now, in other sessions.
+    async fn running_statements(&self) -> i64;
 }
 
 macro_rules! service_impl {
-    ($($provider:ty, $placeholder:literal);*) => {$(
+    ($(
+        $provider:ty, $placeholder:literal,
+        now: $now:literal,
+        java_table: $java_table:literal,
+        in_an_hour: $in_an_hour:literal,
+        slow: $slow:literal,
+        fast: $fast:literal,
+        running: $running:literal
+    );*) => {$(
         impl Service for $provider {
             async fn has_row(&self, name: &str) -> bool {
                 let sql = format!(
@@ -97,14 +127,105 @@ macro_rules! service_impl {
                     .unwrap_or_else(|err| panic!("{sql}: {err}"));
                 rows == 1
             }
+
+            async fn is_held(&self, name: &str) -> bool {
+                let sql = format!(
+                    "SELECT COUNT(*) FROM {} WHERE name = {} AND lock_until > {}",
+                    self.table_name(),
+                    $placeholder,
+                    $now
+                );
+                let (rows,): (i64,) = shedlock_sql::sqlx::query_as(&sql)
+                    .bind(name)
+                    .fetch_one(self.pool())
+                    .await
+                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
+                rows == 1
+            }
+
+            async fn execute(&self, sql: &str) {
+                let sql = sql.replace("{table}", &self.table_name());
+                shedlock_sql::sqlx::raw_sql(&sql)
+                    .execute(self.pool())
+                    .await
+                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
+            }
+
+            async fn java_table_holding(&self, name: &str) {
+                self.execute($java_table).await;
+                let sql = format!(
+                    "INSERT INTO {} (name, lock_until, locked_at, locked_by) \
+                     VALUES ({}, {}, {}, 'java-host')",
+                    self.table_name(),
+                    $placeholder,
+                    $in_an_hour,
+                    $now
+                );
+                shedlock_sql::sqlx::query(&sql)
+                    .bind(name)
+                    .execute(self.pool())
+                    .await
+                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
+            }
+
+            async fn slow_down_deleting_runs(&self) {
+                self.execute($slow).await;
+                self.execute(&format!(
+                    "INSERT INTO {{table}}_runs (name, started_at, finished_at, duration_ms, \
+                     outcome, locked_by) VALUES ('removed-job', {now}, {now}, 1, 'ok', 'java-host')",
+                    now = $now
+                ))
+                .await;
+            }
+
+            async fn stop_slowing_down(&self) {
+                self.execute($fast).await;
+            }
+
+            async fn running_statements(&self) -> i64 {
+                let (count,): (i64,) = shedlock_sql::sqlx::query_as($running)
+                    .bind(self.table_name())
+                    .fetch_one(self.pool())
+                    .await
+                    .unwrap_or_else(|err| panic!("{}: {err}", $running));
+                count
+            }
         }
     )*};
 }
 
 service_impl!(
-    PostgresLockProvider, "$1";
-    MySqlLockProvider, "?";
-    SqliteLockProvider, "?1"
+    PostgresLockProvider, "$1",
+    now: "(now() AT TIME ZONE 'UTC')",
+    java_table: "CREATE TABLE {table} (name VARCHAR(64) NOT NULL, lock_until TIMESTAMP(3) NOT NULL, \
+                 locked_at TIMESTAMP(3) NOT NULL, locked_by VARCHAR(255) NOT NULL, PRIMARY KEY (name))",
+    in_an_hour: "(now() AT TIME ZONE 'UTC') + INTERVAL '1 hour'",
+    slow: "CREATE FUNCTION {table}_slow() RETURNS trigger LANGUAGE plpgsql AS \
+           $$ BEGIN PERFORM pg_sleep(30); RETURN OLD; END $$; \
+           CREATE TRIGGER {table}_slow BEFORE DELETE ON {table}_runs \
+           FOR EACH ROW EXECUTE FUNCTION {table}_slow()",
+    fast: "DROP TRIGGER {table}_slow ON {table}_runs; DROP FUNCTION {table}_slow()",
+    running: "SELECT COUNT(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() \
+              AND state = 'active' AND query LIKE '%' || $1 || '%'";
+    MySqlLockProvider, "?",
+    now: "UTC_TIMESTAMP(3)",
+    java_table: "CREATE TABLE {table} (name VARCHAR(64) NOT NULL, lock_until TIMESTAMP(3) NOT NULL, \
+                 locked_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
+                 locked_by VARCHAR(255) NOT NULL, PRIMARY KEY (name))",
+    in_an_hour: "UTC_TIMESTAMP(3) + INTERVAL 1 HOUR",
+    slow: "CREATE TRIGGER {table}_slow BEFORE DELETE ON {table}_runs \
+           FOR EACH ROW SET @{table}_slept = SLEEP(30)",
+    fast: "DROP TRIGGER {table}_slow",
+    running: "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() \
+              AND COMMAND <> 'Sleep' AND INFO LIKE CONCAT('%', ?, '%')";
+    SqliteLockProvider, "?1",
+    now: "strftime('%Y-%m-%d %H:%M:%f', 'now')",
+    java_table: "CREATE TABLE {table} (name VARCHAR(64) NOT NULL, lock_until TEXT NOT NULL, \
+                 locked_at TEXT NOT NULL, locked_by VARCHAR(255) NOT NULL, PRIMARY KEY (name))",
+    in_an_hour: "strftime('%Y-%m-%d %H:%M:%f', 'now', '+1 hour')",
+    slow: "SELECT 1",
+    fast: "SELECT 1",
+    running: "SELECT 0 WHERE ?1 IS NOT NULL"
 );
 
 /// A PostgreSQL service on a new table: (provider, URL, table).
@@ -154,6 +275,42 @@ async fn sqlite() -> (SqliteLockProvider, String, String) {
         .create_table_if_missing()
         .await
         .unwrap_or_else(|err| panic!("{err}"));
+    (
+        provider,
+        format!("sqlite://{}", file.display()),
+        "shedlock".to_owned(),
+    )
+}
+
+/// A PostgreSQL service's pool on a table name nobody has made yet.
+async fn postgres_without_tables() -> (PostgresLockProvider, String, String) {
+    let table = unique_table_name("cli");
+    let provider = PostgresLockProvider::connect(&postgres_url())
+        .await
+        .unwrap_or_else(|err| database_unreachable("postgres", &err))
+        .with_table_name(&table)
+        .unwrap_or_else(|err| panic!("{err}"));
+    (provider, postgres_url(), table)
+}
+
+/// A MariaDB service's pool on a table name nobody has made yet.
+async fn mysql_without_tables() -> (MySqlLockProvider, String, String) {
+    let table = unique_table_name("cli");
+    let provider = MySqlLockProvider::connect(&mysql_url())
+        .await
+        .unwrap_or_else(|err| database_unreachable("mysql", &err))
+        .with_table_name(&table)
+        .unwrap_or_else(|err| panic!("{err}"));
+    (provider, mysql_url(), table)
+}
+
+/// An SQLite service's pool on a new file without tables.
+async fn sqlite_without_tables() -> (SqliteLockProvider, String, String) {
+    let file =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.db", unique_table_name("cli")));
+    let provider = SqliteLockProvider::open(&file)
+        .await
+        .unwrap_or_else(|err| panic!("cannot open {}: {err}", file.display()));
     (
         provider,
         format!("sqlite://{}", file.display()),
@@ -474,6 +631,96 @@ async fn prune_deletes_the_rows_of_unused_locks<P: Service>(
     held.unlock().await.unwrap_or_else(|err| panic!("{err}"));
 }
 
+/// `--timeout` bounds each statement of the command, and a prune that
+/// runs out of it is cancelled on the server: it fails (exit 1, saying to
+/// give it more time), and no statement of it runs on there; given more
+/// time, the prune goes through.
+async fn prune_runs_within_the_timeout_and_leaves_nothing_running<P: Service>(
+    (provider, url, table): (P, String, String),
+) {
+    lock(&provider, "returning-job")
+        .await
+        .unlock()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    provider.slow_down_deleting_runs().await;
+    let hurried = run(
+        &url,
+        &table,
+        &["--timeout", "300ms", "prune", "--unused-for", "0s"],
+    )
+    .await;
+    assert_eq!(hurried.status.code(), Some(1), "{}", stderr(&hurried));
+    assert_eq!(
+        provider.running_statements().await,
+        0,
+        "the prune the command gave up on still runs on the server: {}",
+        stderr(&hurried)
+    );
+    assert!(
+        stderr(&hurried).contains("--timeout"),
+        "{}",
+        stderr(&hurried)
+    );
+    assert!(
+        provider.has_row("returning-job").await,
+        "the failed prune deleted a row"
+    );
+    lock(&provider, "returning-job")
+        .await
+        .unlock()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+
+    provider.stop_slowing_down().await;
+    let pruned = succeeded(
+        &run(
+            &url,
+            &table,
+            &["--timeout", "30s", "prune", "--unused-for", "0s"],
+        )
+        .await,
+    );
+    assert!(pruned.contains("pruned 1 lock"), "{pruned}");
+    let bad = run(&url, &table, &["--timeout", "soon", "list"]).await;
+    assert_eq!(bad.status.code(), Some(2), "{}", stderr(&bad));
+}
+
+/// An `--unused-for` beyond the largest accepted is a usage mistake (exit
+/// 2) whose message gives the largest (PostgreSQL answered "interval out
+/// of range", exit 1).
+async fn an_unused_for_beyond_the_largest_is_a_usage_mistake<P: Service>(
+    (_provider, url, table): (P, String, String),
+) {
+    let output = run(&url, &table, &["prune", "--unused-for", "300000y"]).await;
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("at most 1000years"),
+        "{}",
+        stderr(&output)
+    );
+    succeeded(&run(&url, &table, &["prune", "--unused-for", "1000y"]).await);
+}
+
+/// `unlock --force` works on a table made by ShedLock for Java alone (its
+/// four columns, no companion table): the row's lease ends.
+async fn unlock_works_on_the_table_of_shedlock_for_java_alone<P: Service>(
+    (provider, url, table): (P, String, String),
+) {
+    provider.java_table_holding("java-job").await;
+    assert!(provider.is_held("java-job").await);
+    let unlocked = json_of(&succeeded(
+        &run(&url, &table, &["--json", "unlock", "java-job", "--force"]).await,
+    ));
+    assert_eq!(unlocked["released"], 1, "{unlocked}");
+    assert!(
+        !provider.is_held("java-job").await,
+        "the lease of ShedLock for Java's row did not end"
+    );
+    let again = succeeded(&run(&url, &table, &["unlock", "java-job", "--force"]).await);
+    assert!(again.contains("nobody held it"), "{again}");
+}
+
 /// Names the library refuses are usage errors (exit 2), for every command
 /// taking a name.
 async fn names_the_library_refuses_exit_2<P: Service>(
@@ -538,11 +785,44 @@ macro_rules! sql_cli_tests {
             async fn names_the_library_refuses_exit_2() {
                 super::names_the_library_refuses_exit_2(super::$database().await).await;
             }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn an_unused_for_beyond_the_largest_is_a_usage_mistake() {
+                super::an_unused_for_beyond_the_largest_is_a_usage_mistake(
+                    super::$database().await,
+                )
+                .await;
+            }
         }
     )*};
 }
 
 sql_cli_tests!(postgres, mysql, sqlite);
+
+/// The cases of `$case` on each of `$database`s: `super::$database()` gives
+/// the service.
+macro_rules! sql_cli_cases {
+    ($case:ident: $($database:ident),*) => {
+        mod $case {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $database() {
+                    super::$case(super::$database().await).await;
+                }
+            )*
+        }
+    };
+}
+
+sql_cli_cases!(prune_runs_within_the_timeout_and_leaves_nothing_running: postgres, mysql);
+mod on_java_table {
+    use super::{mysql_without_tables as mysql, postgres_without_tables as postgres};
+    use super::{
+        sqlite_without_tables as sqlite, unlock_works_on_the_table_of_shedlock_for_java_alone,
+    };
+
+    sql_cli_cases!(unlock_works_on_the_table_of_shedlock_for_java_alone: postgres, mysql, sqlite);
+}
 
 #[test]
 fn an_unreachable_database_exits_1_without_printing_the_password() {

@@ -88,6 +88,26 @@ pub(crate) trait Dialect: Send + Sync + 'static {
         None
     }
 
+    /// The statement that begins a transaction of `SqlEngine::change`
+    /// (operators' changes, `prune`, the record of a lost run; `None`: the
+    /// driver's plain `BEGIN`), where the database can bound its
+    /// statements, their waits for row locks and the transaction itself on
+    /// its side to `timeout`: a statement the caller gave up on is then
+    /// cancelled by the server instead of running on, holding the rows it
+    /// changed.
+    fn bounded_begin(timeout: Duration) -> Option<String> {
+        let _ = timeout;
+        None
+    }
+
+    /// `sql`, one statement of a transaction of `SqlEngine::change`,
+    /// bounded to `timeout` on the server where the database bounds
+    /// statements one by one (see [`bounded_begin`](Self::bounded_begin)).
+    fn bounded_statement(sql: &str, timeout: Duration) -> std::borrow::Cow<'_, str> {
+        let _ = timeout;
+        std::borrow::Cow::Borrowed(sql)
+    }
+
     /// Whether `column`, as the catalog names it, is the `fencing_token` column.
     fn is_fencing_column(column: &str) -> bool {
         column.eq_ignore_ascii_case("fencing_token")
@@ -360,6 +380,10 @@ pub(crate) struct AdminStatements {
     /// Deletes the rows whose last lease ended more than `UnusedFor` ago
     /// (so never a held one's); settings rows stay.
     pub(crate) prune: Statement<LeaseParam>,
+    /// Where the prune statements (this one, `RunStatements::prune`,
+    /// `KindStatements::prune`) delete at most this many rows each (`LIMIT`):
+    /// each is sent again until it deletes fewer, so none runs long.
+    pub(crate) prune_batch: Option<u64>,
 }
 
 /// One statement of an acquisition, and how it tells that it took the lock.

@@ -817,62 +817,118 @@ impl<D: Dialect> SqlLocks<D> {
         Ok(self.prepared().await?.fencing)
     }
 
-    /// The statements, made once the tables are checked: both exist with
+    /// The statements, made once the tables are checked: all exist with
     /// the columns the statements use (a clear error naming the DDL
     /// otherwise), and the fencing column is detected if not configured.
     async fn prepared(&self) -> Result<&Prepared, LockError> {
         self.prepared
             .get_or_try_init(|| async {
-                let columns = self
-                    .checked_columns(&self.table, &LOCK_COLUMNS, D::create_table(&self.table))
-                    .await?;
-                let fencing = self
-                    .fencing
-                    .unwrap_or_else(|| columns.iter().any(|column| D::is_fencing_column(column)));
-                let settings = self.table.settings();
-                self.checked_columns(
-                    &settings,
-                    &SETTINGS_COLUMNS,
-                    D::create_settings_table(&settings),
-                )
-                .await?;
-                let runs = self.table.runs();
-                self.checked_columns(&runs, &RUNS_COLUMNS, D::create_runs_table(&runs))
-                    .await?;
-                let holders = self.table.holders();
-                self.checked_columns(
-                    &holders,
-                    &HOLDERS_COLUMNS,
-                    D::create_holders_table(&holders),
-                )
-                .await?;
-                let waiters = self.table.waiters();
-                self.checked_columns(
-                    &waiters,
-                    &WAITERS_COLUMNS,
-                    D::create_waiters_table(&waiters),
-                )
-                .await?;
-                tracing::debug!(
-                    table = %self.table, store = D::STORE, fencing,
-                    "lock table statements prepared"
-                );
-                Ok(Prepared {
-                    fencing,
-                    statements: Arc::new(D::statements(&self.table, fencing)),
-                })
+                let tables = self.check_tables().await?;
+                match tables.gap {
+                    Some(gap) => Err(gap),
+                    None => Ok(self.prepare(tables.fencing)),
+                }
             })
             .await
     }
 
+    /// For calls that need only the lock table (a force-release): the
+    /// statements of [`prepared`](Self::prepared) when every table is
+    /// there, else statements made for this call (so companion tables
+    /// created later are used), on ShedLock for Java's table alone too.
+    async fn lock_table_statements(&self) -> Result<LockTableStatements, LockError> {
+        let complete = |prepared: &Prepared| LockTableStatements {
+            statements: prepared.statements.clone(),
+            holders: true,
+        };
+        if let Some(prepared) = self.prepared.get() {
+            return Ok(complete(prepared));
+        }
+        let tables = self.check_tables().await?;
+        if tables.gap.is_none() {
+            let prepared = self.prepare(tables.fencing);
+            let statements = complete(&prepared);
+            // Another call may have made them meanwhile: the same statements.
+            let _ = self.prepared.set(prepared);
+            return Ok(statements);
+        }
+        tracing::debug!(
+            table = %self.table, store = D::STORE, holders = tables.holders,
+            "companion tables missing; statements for the lock table alone"
+        );
+        Ok(LockTableStatements {
+            statements: Arc::new(D::statements(&self.table, tables.fencing)),
+            holders: tables.holders,
+        })
+    }
+
+    /// The statements of the table, with or without the fencing column.
+    fn prepare(&self, fencing: bool) -> Prepared {
+        tracing::debug!(
+            table = %self.table, store = D::STORE, fencing,
+            "lock table statements prepared"
+        );
+        Prepared {
+            fencing,
+            statements: Arc::new(D::statements(&self.table, fencing)),
+        }
+    }
+
+    /// Checks the lock table (an error when it is missing or lacks
+    /// ShedLock's columns, or the catalog cannot be read) and its
+    /// companions (whose first gap is kept in `gap`), and detects the
+    /// fencing column if it was not configured.
+    async fn check_tables(&self) -> Result<CheckedTables, LockError> {
+        let columns = self
+            .checked_columns(&self.table, &LOCK_COLUMNS, D::create_table(&self.table))
+            .await??;
+        let fencing = self
+            .fencing
+            .unwrap_or_else(|| columns.iter().any(|column| D::is_fencing_column(column)));
+        let (settings, runs) = (self.table.settings(), self.table.runs());
+        let (holders, waiters) = (self.table.holders(), self.table.waiters());
+        let mut checked = CheckedTables {
+            fencing,
+            holders: true,
+            gap: None,
+        };
+        for (table, required, ddl) in [
+            (
+                &settings,
+                &SETTINGS_COLUMNS[..],
+                D::create_settings_table(&settings),
+            ),
+            (&runs, &RUNS_COLUMNS[..], D::create_runs_table(&runs)),
+            (
+                &holders,
+                &HOLDERS_COLUMNS[..],
+                D::create_holders_table(&holders),
+            ),
+            (
+                &waiters,
+                &WAITERS_COLUMNS[..],
+                D::create_waiters_table(&waiters),
+            ),
+        ] {
+            if let Err(gap) = self.checked_columns(table, required, ddl).await? {
+                if table == &holders {
+                    checked.holders = false;
+                }
+                checked.gap.get_or_insert(gap);
+            }
+        }
+        Ok(checked)
+    }
+
     /// The columns of `table`, once it is known to exist with `required`;
-    /// otherwise an error that says what is missing and gives `ddl`.
+    /// otherwise (the inner error) an error that says what is missing and
+    /// gives `ddl`. The outer error: the catalog could not be read.
     async fn checked_columns(
         &self,
         table: &TableName,
         required: &[&str],
         ddl: String,
-    ) -> Result<Vec<String>, LockError> {
+    ) -> Result<Result<Vec<String>, LockError>, LockError> {
         let action = || format!("looking up the columns of the table '{table}'");
         let columns = self
             .engine
@@ -891,7 +947,7 @@ impl<D: Dialect> SqlLocks<D> {
             .copied()
             .collect();
         if missing.is_empty() {
-            return Ok(columns);
+            return Ok(Ok(columns));
         }
         let (what_happened, consequence) = if columns.is_empty() {
             (
@@ -910,13 +966,13 @@ impl<D: Dialect> SqlLocks<D> {
                 ),
             )
         };
-        Err(StoreFailure {
+        Ok(Err(StoreFailure {
             store: D::STORE,
             action: action(),
             what_happened: format!("{} at {}: {what_happened}", D::TITLE, self.server),
             consequence,
         }
-        .into())
+        .into()))
     }
 
     pub(crate) async fn try_lock(
@@ -1147,6 +1203,24 @@ const WAITERS_COLUMNS: [&str; 3] = ["name", "waiter", "queued_until"];
 struct Prepared {
     fencing: bool,
     statements: Arc<Statements>,
+}
+
+/// What `check_tables` found.
+struct CheckedTables {
+    fencing: bool,
+    /// Whether the shared holders' table is there with its columns.
+    holders: bool,
+    /// Why a companion table cannot be used (missing, or without a column
+    /// the statements use), for the first such table.
+    gap: Option<LockError>,
+}
+
+/// The statements of a lock table for calls that need no companion table.
+pub(crate) struct LockTableStatements {
+    pub(crate) statements: Arc<Statements>,
+    /// Whether the shared holders' table is there (ShedLock for Java's
+    /// table alone has none, nor any holder to end).
+    pub(crate) holders: bool,
 }
 
 type Answer = Result<Option<u64>, Failure>;

@@ -333,6 +333,7 @@ impl Dialect for PgDialect {
                     ),
                     &[UnusedFor],
                 ),
+                prune_batch: None,
             },
             runs: RunStatements {
                 // One statement: the release, its run (lease_lost when the
@@ -382,8 +383,13 @@ impl Dialect for PgDialect {
                     ),
                     &[Name],
                 ),
+                // An anti-join (hashed): `NOT IN (SELECT ..)` of more names
+                // than work_mem holds is compared row by row, quadratically.
                 prune: Statement::new(
-                    format!("DELETE FROM {runs} WHERE name NOT IN (SELECT name FROM {table})"),
+                    format!(
+                        "DELETE FROM {runs} r WHERE NOT EXISTS \
+                         (SELECT 1 FROM {table} l WHERE l.name = r.name)"
+                    ),
                     &[],
                 ),
             },
@@ -608,6 +614,17 @@ impl Dialect for PgDialect {
         let ms = crate::dialect::millis(timeout).max(1);
         Some(format!(
             "BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL idle_in_transaction_session_timeout = {ms}"
+        ))
+    }
+
+    /// Every statement, its waits for row locks and the idle time inside
+    /// the transaction bounded to the timeout: past it, PostgreSQL cancels
+    /// the statement (and so the transaction) itself.
+    fn bounded_begin(timeout: std::time::Duration) -> Option<String> {
+        let ms = crate::dialect::millis(timeout).max(1);
+        Some(format!(
+            "BEGIN; SET LOCAL statement_timeout = {ms}; SET LOCAL lock_timeout = {ms}; \
+             SET LOCAL idle_in_transaction_session_timeout = {ms}"
         ))
     }
 

@@ -47,6 +47,10 @@ macro_rules! sql_provider {
             /// pool) may take; default [`DEFAULT_STATEMENT_TIMEOUT`](crate::DEFAULT_STATEMENT_TIMEOUT).
             /// An acquisition that times out after it was sent is reported as
             /// [`LockError::AcquisitionUncertain`] and its possible lease released.
+            /// Operators' changes and [`prune`](Self::prune) are bounded on the
+            /// server too, where it can be told to (PostgreSQL, MariaDB): a
+            /// statement that runs out of time is cancelled there, with its row
+            /// locks, rather than left running.
             pub fn with_statement_timeout(self, timeout: std::time::Duration) -> Self {
                 $provider {
                     locks: self.locks.with_statement_timeout(timeout),
@@ -104,10 +108,17 @@ macro_rules! sql_provider {
             /// column its tokens still rise: a new row's counter starts at
             /// the database's clock in microseconds.
             ///
+            /// One transaction, each statement set-based (and on MySQL/MariaDB
+            /// deleting at most 10,000 rows, sent again until it deletes fewer)
+            /// and bounded by the statement timeout: a big table may need a
+            /// longer one ([`with_statement_timeout`](Self::with_statement_timeout)).
+            ///
             /// # Errors
             ///
-            /// [`LockError::Store`] when the tables are missing or the
-            /// statement fails (nothing was deleted then).
+            /// [`LockError::InvalidConfiguration`] for an `unused_for` above
+            /// 1000 years (365.25 days each), before any statement;
+            /// [`LockError::Store`] when the tables are missing or a statement
+            /// fails or runs out of time (nothing was deleted then).
             pub async fn prune(&self, unused_for: std::time::Duration) -> Result<u64, LockError> {
                 self.locks.prune(unused_for).await
             }
@@ -158,7 +169,9 @@ macro_rules! sql_provider {
         /// reads in its own statement (a paused lock is not taken: `Ok(None)`).
         /// The table has one holder per name, so shared holders never show;
         /// renewals are not recorded (`renewals` and `renewed_ago` are `None`),
-        /// nor are waiters (`exclusive_waiters` is 0). Names the library
+        /// nor are waiters (`exclusive_waiters` is 0). `force_release` needs
+        /// only the lock table: on ShedLock for Java's table alone (no
+        /// companion tables) it ends the row's lease. Names the library
         /// refuses (empty, blank, longer than the 64 characters of the
         /// `name` column) are [`LockError::InvalidConfiguration`] before any
         /// statement.

@@ -315,6 +315,7 @@ impl Dialect for SqliteDialect {
                     format!("DELETE FROM {table} WHERE strftime({FORMAT}, lock_until, ?1) < {now}"),
                     &[UnusedFor],
                 ),
+                prune_batch: None,
             },
             runs: RunStatements {
                 // No statement can both update and insert: the release, then
@@ -349,8 +350,12 @@ impl Dialect for SqliteDialect {
                     ),
                     &[Name],
                 ),
+                // An anti-join, as on the other databases.
                 prune: Statement::new(
-                    format!("DELETE FROM {runs} WHERE name NOT IN (SELECT name FROM {table})"),
+                    format!(
+                        "DELETE FROM {runs} WHERE NOT EXISTS \
+                         (SELECT 1 FROM {table} l WHERE l.name = {runs}.name)"
+                    ),
                     &[],
                 ),
             },

@@ -367,7 +367,8 @@ async fn a_holders_table_with_other_columns_is_a_clear_error<P: LockProvider + L
 }
 
 /// Without the exclusive waiters' table, calls fail with an error that
-/// names it and gives its DDL.
+/// names it and gives its DDL (a force-release, which needs no waiter,
+/// works: see `force_release_works_on_the_table_of_shedlock_for_java_alone`).
 async fn a_missing_waiters_table_is_a_clear_error_giving_its_ddl<P: LockProvider + LockAdmin>(
     provider: P,
 ) {
@@ -376,7 +377,7 @@ async fn a_missing_waiters_table_is_a_clear_error_giving_its_ddl<P: LockProvider
         .unwrap_or_else(|err| panic!("{err}"));
     let results = [
         provider.try_lock(&counted).await.map(drop),
-        provider.force_release("no-waiters").await.map(drop),
+        provider.lock_state("no-waiters").await.map(drop),
     ];
     for result in results {
         let err = match result {
@@ -434,6 +435,37 @@ async fn a_missing_settings_table_is_a_clear_error_giving_its_ddl<P: LockProvide
             assert!(err.contains(expected), "{expected:?} missing from: {err}");
         }
     }
+}
+
+/// On ShedLock for Java's table alone (its four columns, no companion
+/// table), a force-release ends the lease of the row, which Java's
+/// acquisitions then take; there are no shared holders to end. (It asked
+/// for every companion table.)
+async fn force_release_works_on_the_table_of_shedlock_for_java_alone<
+    P: Table + LockAdmin + HasTable,
+>(
+    provider: P,
+) {
+    let in_an_hour = SystemTime::now() + Duration::from_secs(3600);
+    assert_eq!(provider.java_insert("java-job", in_an_hour).await, 1);
+    let released = provider
+        .force_release("java-job")
+        .await
+        .unwrap_or_else(|err| panic!("force-release on ShedLock for Java's table: {err}"));
+    assert_eq!(released, 1);
+    let in_two_hours = SystemTime::now() + Duration::from_secs(7200);
+    assert_eq!(
+        provider.java_update("java-job", in_two_hours).await,
+        1,
+        "ShedLock for Java could not take the force-released lock"
+    );
+    // Once the companion tables are made, the provider uses them.
+    provider.create().await;
+    assert_eq!(
+        provider.force_release("java-job").await.ok(),
+        Some(1),
+        "with the companion tables"
+    );
 }
 
 /// A companion table with other columns is a clear error naming what is missing.
@@ -675,6 +707,14 @@ macro_rules! table_tests {
             #[tokio::test]
             async fn a_missing_settings_table_is_a_clear_error_giving_its_ddl() {
                 super::a_missing_settings_table_is_a_clear_error_giving_its_ddl(
+                    super::$database(super::Tables::PlainOnly).await,
+                )
+                .await;
+            }
+
+            #[tokio::test]
+            async fn force_release_works_on_the_table_of_shedlock_for_java_alone() {
+                super::force_release_works_on_the_table_of_shedlock_for_java_alone(
                     super::$database(super::Tables::PlainOnly).await,
                 )
                 .await;

@@ -10,11 +10,21 @@ use shedlock_core::{LockError, LockHolder, LockMode, LockState, validate_capacit
 
 use std::collections::HashMap;
 
-use super::kinds::{HolderRow, execute, merge_kinds};
+use super::kinds::{HolderRow, merge_kinds};
 use super::{Failure, LeaseParams, SqlEngine, SqlLocks, answer};
 use crate::dialect::{Dialect, LeaseParam, Statement};
 use crate::driver::Driver;
 use crate::table::{check_admin_name, holder_of};
+
+/// The longest `unused_for` a prune takes: 1000 years (of 365.25 days, as
+/// humantime counts them). No lock row is older, and PostgreSQL's interval
+/// arithmetic would overflow not far above 290,000 years.
+const MAX_UNUSED_FOR: Duration = Duration::from_secs(1000 * 31_557_600);
+
+/// How much longer than the database's own bound on a statement of
+/// `change` its answer is awaited: the caller gets the database's
+/// cancellation, and the statement is over when the call returns.
+const SERVER_CANCEL_GRACE: Duration = Duration::from_secs(1);
 
 /// One answer row of `lock_state` or `list_locks` (see `AdminStatements`).
 struct StateRow {
@@ -111,20 +121,55 @@ impl<D: Dialect> SqlEngine<D> {
         Ok((rows, holders, waiters.into_iter().collect()))
     }
 
-    /// Runs `statements` in order in one transaction; the rows each changed.
+    /// Runs `statements` in order in one transaction; the rows each
+    /// changed. The database bounds each statement to `timeout` where it
+    /// can (`Dialect::bounded_begin`, `Dialect::bounded_statement`), so one
+    /// that runs out of time is cancelled there, with the row locks it
+    /// took, rather than left running; its answer (that cancellation) is
+    /// awaited [`SERVER_CANCEL_GRACE`] longer. With `batch`, a statement
+    /// that changed `batch` rows is sent again until it changes fewer.
     pub(super) async fn change(
         &self,
         statements: &[&Statement<LeaseParam>],
+        batch: Option<u64>,
         params: LeaseParams<'_, D>,
         timeout: Duration,
     ) -> Result<Vec<u64>, Failure> {
+        let awaited = if D::SERVER {
+            timeout.saturating_add(SERVER_CANCEL_GRACE)
+        } else {
+            timeout
+        };
         let mut connection = self.checkout(timeout).await?;
-        let mut transaction = Self::begin(&mut connection, timeout).await?;
+        let mut transaction =
+            Self::begin_with(&mut connection, D::bounded_begin(timeout), timeout).await?;
         let mut changed = Vec::with_capacity(statements.len());
         for statement in statements {
-            changed.push(execute::<D>(&mut *transaction, statement, &params, timeout).await?);
+            let sql = D::bounded_statement(&statement.sql, timeout);
+            let mut rows = 0;
+            loop {
+                let values = params.of(statement);
+                let done =
+                    match answer(awaited, D::Db::execute(&mut *transaction, &sql, values)).await {
+                        Ok(done) => D::counts(&done).rows_affected,
+                        Err(failure) => {
+                            // The locks of the statements before it go now, not
+                            // when the connection is next used. (One whose answer
+                            // never came may still run: the rollback would wait.)
+                            if !failure.unanswered {
+                                let _ = answer(timeout, transaction.rollback()).await;
+                            }
+                            return Err(failure);
+                        }
+                    };
+                rows += done;
+                if batch.is_none_or(|batch| done < batch) {
+                    break;
+                }
+            }
+            changed.push(rows);
         }
-        answer(timeout, transaction.commit()).await?;
+        answer(awaited, transaction.commit()).await?;
         Ok(changed)
     }
 }
@@ -214,7 +259,12 @@ impl<D: Dialect> SqlLocks<D> {
         let [forget, restore] = &statements.resume;
         let resumed = self
             .engine
-            .change(&[forget, restore], LeaseParams::of_name(name), self.timeout)
+            .change(
+                &[forget, restore],
+                None,
+                LeaseParams::of_name(name),
+                self.timeout,
+            )
             .await
             .map_err(|failure| self.admin_error(failure, format!("resuming lock '{name}'")))?
             .iter()
@@ -227,18 +277,20 @@ impl<D: Dialect> SqlLocks<D> {
     }
 
     /// Ends the live leases of `name` now; how many there were (the
-    /// exclusive holder, or the shared ones).
+    /// exclusive holder, or the shared ones). On ShedLock for Java's table
+    /// alone (no companion tables), the lease of its row.
     pub(crate) async fn force_release(&self, name: &str) -> Result<usize, LockError> {
         check_admin_name(name)?;
-        let statements = &self.prepared().await?.statements;
-        let (admin, kinds) = (&statements.admin, &statements.kinds);
+        let tables = self.lock_table_statements().await?;
+        let (admin, kinds) = (&tables.statements.admin, &tables.statements.kinds);
+        let steps = if tables.holders {
+            [&kinds.lock_row, &kinds.end_holders, &admin.force_release].to_vec()
+        } else {
+            [&kinds.lock_row, &admin.force_release].to_vec()
+        };
         let changed = self
             .engine
-            .change(
-                &[&kinds.lock_row, &kinds.end_holders, &admin.force_release],
-                LeaseParams::of_name(name),
-                self.timeout,
-            )
+            .change(&steps, None, LeaseParams::of_name(name), self.timeout)
             .await
             .map_err(|failure| {
                 self.admin_error(failure, format!("force-releasing lock '{name}'"))
@@ -247,8 +299,8 @@ impl<D: Dialect> SqlLocks<D> {
         // the shared marker's is live only while a shared holder is).
         let released = match changed[..] {
             [_, shared, _] if shared > 0 => shared,
-            [_, _, row] => row,
-            _ => 0,
+            [.., row] => row,
+            [] => 0,
         };
         tracing::warn!(lock = %name, holders = released, "lock force-released");
         if released > 0 {
@@ -260,6 +312,13 @@ impl<D: Dialect> SqlLocks<D> {
     /// Deletes the rows of locks whose last lease ended more than
     /// `unused_for` ago, and their runs; how many locks.
     pub(crate) async fn prune(&self, unused_for: Duration) -> Result<u64, LockError> {
+        if unused_for > MAX_UNUSED_FOR {
+            return Err(LockError::InvalidConfiguration(format!(
+                "unused_for is {} days; a prune takes at most 1000years (365250d): no lock row \
+                 is older",
+                unused_for.as_secs() / 86_400
+            )));
+        }
         let statements = &self.prepared().await?.statements;
         let params = LeaseParams {
             unused_for,
@@ -274,14 +333,18 @@ impl<D: Dialect> SqlLocks<D> {
                     &statements.kinds.prune[0],
                     &statements.kinds.prune[1],
                 ],
+                statements.admin.prune_batch,
                 params,
                 self.timeout,
             )
             .await
             .map_err(|failure| {
-                self.admin_error(
-                    failure,
+                failure.into_error::<D>(
+                    &self.server,
                     format!("pruning the rows of locks unused for {unused_for:?}"),
+                    "nothing was pruned; if it ran out of time, give each statement more \
+                     (the provider's with_statement_timeout, the shedlock command's --timeout) \
+                     and prune again",
                 )
             })?
             .first()
@@ -303,7 +366,7 @@ impl<D: Dialect> SqlLocks<D> {
             ..LeaseParams::of_name(name)
         };
         self.engine
-            .change(&[&statements.set_capacity], params, self.timeout)
+            .change(&[&statements.set_capacity], None, params, self.timeout)
             .await
             .map_err(|failure| self.admin_error(failure, action()))?;
         Ok(())

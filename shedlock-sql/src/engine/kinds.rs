@@ -74,10 +74,20 @@ impl<D: Dialect> SqlEngine<D> {
         connection: &'c mut PoolConnection<D::Db>,
         timeout: Duration,
     ) -> Result<Transaction<'c, D::Db>, Failure> {
+        Self::begin_with(connection, D::kinds_begin(timeout), timeout).await
+    }
+
+    /// Begins a transaction on `connection` with `begin` (`None`: the
+    /// driver's `BEGIN`), at the dialect's isolation level if it sets one.
+    pub(super) async fn begin_with<'c>(
+        connection: &'c mut PoolConnection<D::Db>,
+        begin: Option<String>,
+        timeout: Duration,
+    ) -> Result<Transaction<'c, D::Db>, Failure> {
         if let Some(isolation) = D::KINDS_ISOLATION {
             answer(timeout, D::Db::execute_unprepared(connection, isolation)).await?;
         }
-        match D::kinds_begin(timeout) {
+        match begin {
             Some(begin) => answer(timeout, Connection::begin_with(&mut **connection, begin)).await,
             None => answer(timeout, Connection::begin(&mut **connection)).await,
         }

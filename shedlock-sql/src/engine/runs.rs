@@ -57,9 +57,14 @@ impl<D: Dialect> SqlEngine<D> {
         timeout: Duration,
     ) -> Result<(), Failure> {
         let [record, trim] = &statements.runs.record;
-        self.change(&[record, trim], LeaseParams::of_run(lease, run), timeout)
-            .await
-            .map(drop)
+        self.change(
+            &[record, trim],
+            None,
+            LeaseParams::of_run(lease, run),
+            timeout,
+        )
+        .await
+        .map(drop)
     }
 
     /// The last runs of `name`, the newest first.
