@@ -25,3 +25,52 @@ async fn without_provider_or_installed_default_fails_with_not_configured() {
     let message = outcome.map_err(|error| error.to_string()).err();
     assert!(message.is_some_and(|m| m.contains("SchedulerLock::builder")));
 }
+
+/// A writer that keeps what the log subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        if let Ok(mut buffer) = self.0.lock() {
+            buffer.extend_from_slice(bytes);
+        }
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[scheduler_lock(name = "also-never-configured", lock_at_most_for = "10s")]
+async fn hourly_report() {}
+
+#[tokio::test]
+async fn a_call_with_no_provider_is_logged_at_error_once_per_lock_name() {
+    let captured = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::ERROR)
+        .with_ansi(false)
+        .with_writer({
+            let captured = captured.clone();
+            move || captured.clone()
+        })
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+    for _ in 0..3 {
+        assert!(matches!(
+            hourly_report().await,
+            Err(LockError::NotConfigured)
+        ));
+    }
+    let log =
+        String::from_utf8_lossy(&captured.0.lock().map(|log| log.clone()).unwrap_or_default())
+            .into_owned();
+    let errors: Vec<&str> = log
+        .lines()
+        .filter(|line| line.contains("ERROR") && line.contains("also-never-configured"))
+        .collect();
+    assert_eq!(errors.len(), 1, "logged once per lock name:\n{log}");
+    assert!(errors[0].contains("SchedulerLock::builder"), "{log}");
+}

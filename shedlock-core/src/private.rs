@@ -113,7 +113,32 @@ impl AttributeOptions {
 /// pipeline counts its own failures, so dashboards see every call.
 fn refused(name: &Arc<str>, options: AttributeOptions, err: LockError) -> LockError {
     Attempt::start(&LockLabel::of_name(name, options.name_template)).failed(&err);
+    if matches!(err, LockError::NotConfigured) {
+        not_configured_once(options.name_template.unwrap_or(name));
+    }
     err
+}
+
+/// Logs at `error`, once per lock name (its template), that a locked call
+/// found no provider: a job that never runs must not go unseen, nor fill the
+/// log at every tick.
+fn not_configured_once(name: &str) {
+    /// Names logged already; past this many, no more are remembered or logged.
+    const MOST: usize = 1024;
+    static LOGGED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut logged = LOGGED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if logged.len() >= MOST || logged.iter().any(|logged| logged == name) {
+        return;
+    }
+    logged.push(name.to_owned());
+    tracing::error!(
+        lock = %name,
+        "#[scheduler_lock] function called with no provider: install one at startup with \
+         SchedulerLock::builder(provider).install(), or give the attribute `provider = ..`; \
+         the job does not run until then"
+    );
 }
 
 /// Runs `task` under the lock `name`, taken from the installed default provider.

@@ -247,6 +247,16 @@ impl LockedJobs {
         Fut: Future<Output = Result<Option<T>, LockError>> + Send + 'static,
         T: JobOutput,
     {
+        if shedlock_core::SchedulerLock::installed().is_none() {
+            // Only the function knows whether it names its own provider, so
+            // the job is made; a function without one fails every tick.
+            tracing::error!(
+                %schedule,
+                "annotated job made with no SchedulerLock installed: a #[scheduler_lock] \
+                 function without `provider = ..` will not run; install one with \
+                 SchedulerLock::builder(provider).install() before making the jobs"
+            );
+        }
         let job = Arc::new(job);
         let jobs = self.clone();
         let shown: Arc<str> = schedule.into();
