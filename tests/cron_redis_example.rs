@@ -107,7 +107,11 @@ async fn the_readme_program_runs_each_tick_once_across_three_processes() {
         .map(|(second, _)| second_of_day(second))
         .collect();
     for pair in seconds.windows(2) {
-        assert_eq!(pair[1], (pair[0] + 1) % 86_400, "a tick without a run: {runs:?}");
+        assert_eq!(
+            pair[1],
+            (pair[0] + 1) % 86_400,
+            "a tick without a run: {runs:?}"
+        );
     }
 }
 

@@ -283,7 +283,8 @@ impl RedisLockProvider {
             return Ok(states);
         }
         let action = || format!("reading {} locks' states", names.len());
-        let failed = |err: &RedisError| store_error(&self.server, &action(), err, "nothing was read");
+        let failed =
+            |err: &RedisError| store_error(&self.server, &action(), err, "nothing was read");
         let mut pipeline = redis::Pipeline::with_capacity(names.len());
         for name in names {
             let keys = self.keys(name);
