@@ -55,6 +55,9 @@
 //!
 //! The in-memory provider needs no feature; no provider is on by default.
 
+// On docs.rs (`--cfg docsrs`), items that need a feature say which.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 pub use shedlock_core::{
     ExecutionOptions, InMemoryLockProvider, Leader, LeaderElection, Leadership, LockConfiguration,
     LockError, LockGuard, LockInfo, LockMode, LockProvider, LockingTaskExecutor, MAX_NAME_LEN,
@@ -86,6 +89,7 @@ pub mod admin {
 
 /// The Redis provider (feature `redis`).
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis {
     /// The `redis` crate, for building a `Client` or an `AsyncConnectionConfig`.
     pub use shedlock_redis::redis as client;
@@ -97,14 +101,21 @@ pub mod redis {
 /// The SQL providers (features `postgres`, `mysql`, `sqlite`), on ShedLock's
 /// `shedlock` table.
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite")))
+)]
 pub mod sql {
     #[cfg(feature = "mysql")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
     pub use shedlock_sql::MySqlLockProvider;
     #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
     pub use shedlock_sql::PostgresLockProvider;
     /// The `sqlx` crate, for building a pool.
     pub use shedlock_sql::sqlx;
     #[cfg(feature = "sqlite")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
     pub use shedlock_sql::{DEFAULT_BUSY_TIMEOUT, SqliteLockProvider};
     pub use shedlock_sql::{DEFAULT_STATEMENT_TIMEOUT, DEFAULT_TABLE_NAME, MAX_SQL_NAME_LEN};
 }
@@ -113,6 +124,7 @@ pub mod sql {
 /// schedules the job, one runs each tick, and stopping the scheduler cancels
 /// runs in progress and gives their locks back. See [`cron::LockedJobs`].
 #[cfg(feature = "cron")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cron")))]
 pub mod cron {
     pub use shedlock_cron::{JobOutput, LockedJobs, tokio_cron_scheduler};
 }
@@ -143,6 +155,7 @@ pub mod cron {
 /// shedlock::metrics::describe(); // units and help texts for the installed recorder
 /// ```
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics {
     pub use shedlock_core::metrics::{
         ACQUIRED, ACTIVE_EXECUTIONS, ATTEMPTS, ERRORS, EXECUTION_SECONDS, EXTENSIONS_FAILED,

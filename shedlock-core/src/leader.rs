@@ -194,7 +194,8 @@ impl<P: LockProvider> LeaderElection<P> {
     }
 
     /// Tries every `retry_period`, and at once when the provider announces
-    /// the lease's release (Redis, memory), until this process holds the
+    /// the lease's release (every built-in provider: from any process on Redis
+    /// and PostgreSQL, from this one elsewhere), until this process holds the
     /// lease and has its term.
     async fn campaign(&self) -> Result<(LockGuard, u64), LockError> {
         // A waiting candidate: its attempts ask the holder's release to be
@@ -231,7 +232,8 @@ impl<P: LockProvider + LockAdmin + Clone> LeaderElection<P> {
     /// Watches who leads this election, this process or another (client-go's
     /// `OnNewLeader`): the store is read every `retry_period` by a task that
     /// stops when the receiver is dropped. `None`: nobody leads. Needs a
-    /// provider that can read a lock's state ([`LockAdmin`]: Redis, memory).
+    /// provider that can read a lock's state ([`LockAdmin`]: every built-in
+    /// one, memory, Redis, PostgreSQL, MySQL/MariaDB and SQLite).
     pub async fn observe(&self) -> watch::Receiver<Option<Leader>> {
         let (leaders, observed) = watch::channel(None);
         let (provider, name, period) = (

@@ -3,8 +3,15 @@
 //! process-wide [`SchedulerLock`] default, the task-local current lock, and
 //! the [`InMemoryLockProvider`].
 //!
-//! Applications use these through the `shedlock` facade; provider crates
-//! depend on this crate directly.
+//! Applications use these through the `shedlock` facade, and so do
+//! third-party providers: `shedlock::provider` (with `shedlock::admin`) holds
+//! everything a provider needs, so a provider crate depends on `shedlock`
+//! alone. Within this workspace, the crates the facade is built from (Redis,
+//! SQL, cron), the `shedlock` command and the test-support crate depend on
+//! this one directly.
+
+// On docs.rs (`--cfg docsrs`), items that need a feature say which.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod admin;
 mod background_release;
@@ -18,6 +25,7 @@ mod leader;
 mod lease_keeping;
 mod memory;
 #[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 #[cfg(not(feature = "metrics"))]
 mod metrics;

@@ -6,6 +6,9 @@
 //!
 //! See [`LockedJobs`].
 
+// On docs.rs (`--cfg docsrs`), items that need a feature say which.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod outcome;
 mod schedule;
 

@@ -36,6 +36,7 @@
 //! | `mode` | `"exclusive"`: the whole lock; `"shared"`: one permit, beside other shared holders | `"exclusive"` |
 //! | `permits` | whole number ≥ 1: a counted holder taking this many permits (implies shared) | none |
 //! | `capacity` | whole number: the lock's capacity while the store holds none (0: paused) | 1 exclusive, unlimited shared |
+//! | `scope` | string literal; `{arg}` placeholders as in `name`: run on the replica that owns this scope (a leader lease kept between ticks) | none |
 //! | `provider` | an expression giving the provider | the installed default |
 //! | `crate` | path of the `shedlock` facade | `::shedlock` |
 //!
@@ -60,6 +61,15 @@
 //! - **`lock_at_least_for = "..."`**: how long the lock is kept at least,
 //!   even if the job ends sooner, so that replicas whose schedulers fire a
 //!   little apart do not run the same tick twice. At most `lock_at_most_for`.
+//! - **`scope = "..."`**: the job runs on the replica that owns the scope
+//!   (`scope = "db-{db}"`), a leader lease under the lock `scope:<scope>`
+//!   that the owner takes at the scope's first tick and renews in the
+//!   background; later ticks on the owner run without a round trip to the
+//!   store, other replicas skip. Jobs with one scope run on one owner.
+//!   `name` still keeps two runs of the job on the owner apart. Compile
+//!   errors: `scope` with `keep_alive = true` (the scope's lease is kept
+//!   already), with `mode = "shared"` or `permits`, or with `capacity` (a
+//!   scoped job runs on its owner alone).
 //! - **`provider = <expr>`**: the lock provider to use instead of the one
 //!   installed with `SchedulerLock::install`: a provider, a reference to one, an
 //!   `Arc<P>` or an `Arc<dyn LockProvider>`, e.g. `provider = self.locks` or
@@ -98,6 +108,9 @@
 //! `lock_at_least_for` longer than `lock_at_most_for`, and an item that is
 //! not an `async fn` with a body. The function is then emitted unchanged
 //! beside the errors, so the rest of the crate still type-checks.
+
+// On docs.rs (`--cfg docsrs`), items that need a feature say which.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod args;
 mod duration;

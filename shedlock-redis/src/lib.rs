@@ -25,6 +25,9 @@
 //! The provider is also a [`LockAdmin`](shedlock_core::LockAdmin): lock
 //! state, capacity, pause and resume, force-release.
 
+// On docs.rs (`--cfg docsrs`), items that need a feature say which.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod connection;
 mod errors;
 mod keys;

@@ -50,6 +50,9 @@
 //! test that needs a server fails, and says how to install it, rather than
 //! being skipped.
 
+// On docs.rs (`--cfg docsrs`), items that need a feature say which.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 /// Fails the running test: how test support reports a broken guarantee or a
 /// missing server.
 macro_rules! fail {
@@ -80,12 +83,14 @@ pub mod kinds;
 pub mod leader;
 mod ports;
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 pub mod runtimes;
 pub mod scopes;
 #[cfg(any(feature = "redis", feature = "sql"))]
 mod scratch;
 #[cfg(feature = "sql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sql")))]
 pub mod sql;
 pub mod ticks;
 pub mod worker;
