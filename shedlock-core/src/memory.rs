@@ -605,7 +605,10 @@ mod tests {
             assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
         }
         let kept = lock_state(&provider.state).runs.len();
-        assert!(kept <= MAX_HISTORIES, "{kept} histories kept of {names} names");
+        assert!(
+            kept <= MAX_HISTORIES,
+            "{kept} histories kept of {names} names"
+        );
         let last = provider
             .run_history(&format!("resource-{}", names - 1))
             .await

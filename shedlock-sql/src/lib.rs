@@ -169,6 +169,8 @@
 //! back, or (on SQLite) two acquisitions of one name within a millisecond,
 //! break the "strictly greater" promise. Add the column where tokens matter.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod dialect;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
@@ -190,12 +192,19 @@ mod sqlite;
 mod table;
 
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite")))
+)]
 pub use engine::DEFAULT_STATEMENT_TIMEOUT;
 #[cfg(feature = "mysql")]
+#[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
 pub use mysql::MySqlLockProvider;
 #[cfg(feature = "postgres")]
+#[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
 pub use postgres::PostgresLockProvider;
 #[cfg(feature = "sqlite")]
+#[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
 pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteLockProvider};
 pub use table::{DEFAULT_TABLE_NAME, MAX_SQL_NAME_LEN};
 
