@@ -304,6 +304,9 @@ trait Prune {
     /// Inserts the row of `name` as ShedLock for Java does (its four
     /// columns, the fencing column left to its default), with an ended lease.
     async fn insert_as_java(&self, name: &str);
+    /// Takes and releases the lock `name` as ShedLock for Java does: an
+    /// update of its four columns (the fencing column untouched).
+    async fn update_as_java(&self, name: &str);
 }
 
 macro_rules! prune_impl {
@@ -327,6 +330,20 @@ macro_rules! prune_impl {
                     .await
                     .unwrap_or_else(|err| panic!("{sql}: {err}"));
                 rows == 1
+            }
+
+            async fn update_as_java(&self, name: &str) {
+                let sql = format!(
+                    "UPDATE {} SET lock_until = '2000-01-02 00:00:00.000', \
+                     locked_at = '2000-01-02 00:00:00.000', locked_by = 'java-host' WHERE name = {}",
+                    self.table_name(),
+                    $placeholder
+                );
+                shedlock_sql::sqlx::query(&sql)
+                    .bind(name)
+                    .execute(self.pool())
+                    .await
+                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
             }
 
             async fn insert_as_java(&self, name: &str) {
@@ -427,9 +444,10 @@ where
     admin("resume", provider.resume(&paused)).await;
 }
 
-/// A lock whose row was pruned and then made again by ShedLock for Java
-/// (four columns, the fencing column at its default) is taken with a token
-/// above every earlier one: the clock is the counter's floor.
+/// A lock whose row was pruned and then made again, and later taken, by
+/// ShedLock for Java (four columns, the fencing column at its default or
+/// untouched) is taken with a token above every earlier one: the clock is
+/// the counter's floor.
 async fn tokens_rise_after_prune_and_a_java_insert<P, Fut>(make: impl Fn() -> Fut)
 where
     P: LockProvider + LockAdmin + Prune,
@@ -448,6 +466,10 @@ where
     provider.insert_as_java(lock.name()).await;
     let after = token_of_a_cycle(&provider, &lock).await;
     assert!(after > before, "token {after} after {before}");
+    // And after ShedLock for Java takes and releases it by an update.
+    provider.update_as_java(lock.name()).await;
+    let last = token_of_a_cycle(&provider, &lock).await;
+    assert!(last > after, "token {last} after {after}");
 }
 
 /// Takes the free lock, reads its token, and releases it.
