@@ -133,8 +133,8 @@ pub(crate) fn print_pruned(
             ),
             _ => println!(
                 "nothing to prune on Redis: lock keys end with their lease, fencing counters \
-                 expire a week after their last use, and capacities and pauses stay as \
-                 operators set them"
+                 expire a week after their last use, run histories 30 days after their last \
+                 run, and capacities and pauses stay as operators set them"
             ),
         },
     }
