@@ -307,6 +307,9 @@ trait Prune {
     /// Takes and releases the lock `name` as ShedLock for Java does: an
     /// update of its four columns (the fencing column untouched).
     async fn update_as_java(&self, name: &str);
+    /// Runs `template` (its `{}`s: the table, then the name's placeholder)
+    /// for `name`.
+    async fn run_for(&self, template: &str, name: &str);
 }
 
 macro_rules! prune_impl {
@@ -332,13 +335,10 @@ macro_rules! prune_impl {
                 rows == 1
             }
 
-            async fn update_as_java(&self, name: &str) {
-                let sql = format!(
-                    "UPDATE {} SET lock_until = '2000-01-02 00:00:00.000', \
-                     locked_at = '2000-01-02 00:00:00.000', locked_by = 'java-host' WHERE name = {}",
-                    self.table_name(),
-                    $placeholder
-                );
+            async fn run_for(&self, template: &str, name: &str) {
+                let sql = template
+                    .replacen("{}", &self.table_name(), 1)
+                    .replacen("{}", $placeholder, 1);
                 shedlock_sql::sqlx::query(&sql)
                     .bind(name)
                     .execute(self.pool())
@@ -346,18 +346,22 @@ macro_rules! prune_impl {
                     .unwrap_or_else(|err| panic!("{sql}: {err}"));
             }
 
+            async fn update_as_java(&self, name: &str) {
+                self.run_for(
+                    "UPDATE {} SET lock_until = '2000-01-02 00:00:00.000', \
+                     locked_at = '2000-01-02 00:00:00.000', locked_by = 'java-host' WHERE name = {}",
+                    name,
+                )
+                .await;
+            }
+
             async fn insert_as_java(&self, name: &str) {
-                let sql = format!(
+                self.run_for(
                     "INSERT INTO {} (name, lock_until, locked_at, locked_by) \
                      VALUES ({}, '2000-01-01 00:00:00.000', '2000-01-01 00:00:00.000', 'java-host')",
-                    self.table_name(),
-                    $placeholder
-                );
-                shedlock_sql::sqlx::query(&sql)
-                    .bind(name)
-                    .execute(self.pool())
-                    .await
-                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
+                    name,
+                )
+                .await;
             }
         }
     )*};
