@@ -87,6 +87,9 @@ struct State {
     /// Set by shutdown: no scope is claimed or run any more.
     closed: bool,
     replicas: HashMap<ReplicaKey, Replica>,
+    /// Ownerships replaced in the registry whose keepers may still be giving
+    /// their leases back: shutdown waits for them too.
+    retiring: Vec<Arc<Ownership>>,
 }
 
 /// One replica of a store: the store's identity (its [`LockProvider::scope`])
@@ -150,6 +153,7 @@ impl Registry {
         if state.closed {
             return Decision::Skip("the scheduler lock is shutting down");
         }
+        let state = &mut *state;
         let replica = state.replicas.entry(key.clone()).or_default();
         let now = Instant::now();
         let seen_held = match replica.scopes.get(scope) {
@@ -158,9 +162,14 @@ impl Registry {
             }
             // Past its deadline, and not yet forgotten by its keeper: someone
             // may hold it now. Its keeper is stopped before the entry is
-            // replaced (it gives the lease back once the runs have ended).
+            // replaced (it gives the lease back once the runs have ended),
+            // and shutdown waits for it.
             Some(Entry::Owned(ownership)) => {
                 ownership.stop_keeping();
+                state
+                    .retiring
+                    .retain(|retiring| !retiring.keeper_finished());
+                state.retiring.push(ownership.clone());
                 true
             }
             Some(Entry::Claiming) => {
@@ -216,15 +225,18 @@ impl Registry {
     fn close(&self) -> Vec<Arc<Ownership>> {
         let mut state = self.lock();
         state.closed = true;
-        state
-            .replicas
-            .drain()
-            .flat_map(|(_, replica)| replica.scopes.into_values())
-            .filter_map(|entry| match entry {
-                Entry::Owned(ownership) => Some(ownership),
-                _ => None,
-            })
-            .collect()
+        let mut owned: Vec<Arc<Ownership>> = std::mem::take(&mut state.retiring);
+        owned.extend(
+            state
+                .replicas
+                .drain()
+                .flat_map(|(_, replica)| replica.scopes.into_values())
+                .filter_map(|entry| match entry {
+                    Entry::Owned(ownership) => Some(ownership),
+                    _ => None,
+                }),
+        );
+        owned
     }
 
     fn owned(&self) -> Vec<(String, u64)> {
@@ -379,6 +391,13 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Ownership {
+    /// Whether the keeper has ended (or never started).
+    fn keeper_finished(&self) -> bool {
+        lock(&self.keeper)
+            .as_ref()
+            .is_none_or(tokio::task::JoinHandle::is_finished)
+    }
+
     /// Stops the keeper: no run starts any more, and the lease is given back
     /// once the runs in progress have ended (or the lease has anyway).
     fn stop_keeping(&self) {
