@@ -136,6 +136,23 @@ where
             .all(|pair| pair[0].finished_at >= pair[1].finished_at),
         "newest first: {runs:?}"
     );
+    // The last run of each name, in the order asked, none for a name never run.
+    let names: Vec<String> = ["history-many", "never-run", "history-err", "history-lost"]
+        .iter()
+        .map(|name| format!("{name}-{tag}"))
+        .collect();
+    let last = locks.last_runs(&names).await?;
+    assert_eq!(last.len(), names.len());
+    assert_eq!(last[0].as_ref(), runs.first(), "{last:?}");
+    assert_eq!(last[1], None, "{last:?}");
+    assert_eq!(
+        last[2].as_ref().map(|run| run.outcome),
+        Some(RunOutcome::Error)
+    );
+    assert_eq!(
+        last[3].as_ref().map(|run| run.outcome),
+        Some(RunOutcome::LeaseLost)
+    );
     // A lock that is not held but has runs is listed.
     let listed = locks.list_locks().await?;
     assert!(

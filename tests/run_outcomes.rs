@@ -157,6 +157,23 @@ async fn direct_runs_are_recorded_with_their_outcomes(
     let recorded = once_recorded(&*locks, &name("executor-ok"), 1).await?;
     mismatches.expect("executor, returned", &recorded, &["ok"]);
 
+    let failed = executor
+        .execute_fallible(config("executor-err", PATIENCE)?, async {
+            Err::<(), _>("the job failed")
+        })
+        .await?;
+    anyhow::ensure!(failed == Some(Err("the job failed")), "{failed:?}");
+    let recorded = once_recorded(&*locks, &name("executor-err"), 1).await?;
+    mismatches.expect("executor, fallible, Err", &recorded, &["error"]);
+    let fine = executor
+        .execute_fallible(config("executor-fallible-ok", PATIENCE)?, async {
+            Ok::<u8, String>(7)
+        })
+        .await?;
+    anyhow::ensure!(fine == Some(Ok(7)), "{fine:?}");
+    let recorded = once_recorded(&*locks, &name("executor-fallible-ok"), 1).await?;
+    mismatches.expect("executor, fallible, Ok", &recorded, &["ok"]);
+
     let started = AtomicUsize::new(0);
     let forever = config("executor-cancelled", PATIENCE)?;
     let run = executor.execute(&forever, async {

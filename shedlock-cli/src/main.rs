@@ -327,11 +327,13 @@ async fn run(cli: &Cli, kind: StoreKind, url: &str, format: Format) -> Result<()
     };
     match &cli.command {
         Command::List => {
-            let mut locks = Vec::new();
-            for lock in admin.list_locks().await? {
-                let last_run = last_runs(admin, &lock.name).await?.into_iter().next();
-                locks.push((lock, last_run));
-            }
+            let locks = admin.list_locks().await?;
+            let names: Vec<String> = locks.iter().map(|lock| lock.name.clone()).collect();
+            let last = match admin.last_runs(&names).await {
+                Err(LockError::Unsupported { .. }) => vec![None; names.len()],
+                last => last?,
+            };
+            let locks: Vec<_> = locks.into_iter().zip(last).collect();
             print_list(format, &locks);
         }
         Command::History { name } => {

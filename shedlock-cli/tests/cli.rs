@@ -583,3 +583,41 @@ async fn history_show_and_list_give_the_last_runs() {
     let refused = shedlock(server.url(), &["history", ""]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_reads_last_runs_in_a_bounded_number_of_round_trips() {
+    let server = RedisServer::start();
+    let provider = connect(server.url())
+        .await
+        .with_locked_by("worker-7")
+        .with_run_history(true);
+    let executor = shedlock_core::LockingTaskExecutor::new(provider);
+    const NAMES: usize = 300;
+    for index in 0..NAMES {
+        let job = config(&format!("report-{index:03}"), LockMode::Exclusive);
+        let ran = executor.execute(&job, async {}).await;
+        assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
+    }
+    let proxy = shedlock_test_support::proxy::FaultProxy::start_in_front_of(server.url()).await;
+
+    let before = proxy.forwarded_to_server();
+    let list = succeeded(&shedlock_async(&proxy.route(server.url()), &["list"]).await);
+    let sent = proxy.forwarded_to_server() - before;
+
+    let rows: Vec<&str> = list
+        .lines()
+        .filter(|line| line.starts_with("report-"))
+        .collect();
+    assert_eq!(rows.len(), NAMES, "{list}");
+    assert!(
+        rows.iter()
+            .all(|row| row.contains("ok ") && row.contains("worker-7")),
+        "a row without its last run:\n{list}"
+    );
+    // The connection's hello, a SCAN or two, one pipeline of states and one
+    // of last runs; a read per name would be 300 more.
+    assert!(
+        sent <= 20,
+        "list of {NAMES} locks sent {sent} requests to the server"
+    );
+}

@@ -12,6 +12,7 @@ use serde_json::Value;
 use shedlock_core::{LockAdmin, LockConfiguration, LockGuard, LockProvider, LockingTaskExecutor};
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock_test_support::free_port;
+use shedlock_test_support::proxy::FaultProxy;
 use shedlock_test_support::sql::{
     database_unreachable, mysql_url, postgres_url, unique_table_name,
 };
@@ -580,6 +581,40 @@ async fn history_show_and_list_give_the_last_runs<P: Service>(
     );
 }
 
+/// `list` reads the last runs of all its locks in one query, not one per
+/// lock: counted as the requests that reach the server through a proxy.
+async fn list_reads_last_runs_in_one_query<P: Service>((provider, url, table): (P, String, String)) {
+    const NAMES: usize = 300;
+    let executor = LockingTaskExecutor::new(provider);
+    for index in 0..NAMES {
+        let ran = executor
+            .execute(&config(&format!("report-{index:03}")), async {})
+            .await;
+        assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
+    }
+    let proxy = FaultProxy::start_in_front_of(&url).await;
+
+    let list = succeeded(&run(&proxy.route(&url), &table, &["list"]).await);
+    let sent = proxy.forwarded_to_server();
+
+    let rows: Vec<&str> = list
+        .lines()
+        .filter(|line| line.starts_with("report-"))
+        .collect();
+    assert_eq!(rows.len(), NAMES, "{list}");
+    assert!(
+        rows.iter()
+            .all(|row| row.contains("ok ") && row.contains("worker-7")),
+        "a row without its last run:\n{list}"
+    );
+    // The connection's start and schema checks, the list and the last runs;
+    // a read per lock would be 300 more.
+    assert!(
+        sent <= 60,
+        "list of {NAMES} locks sent {sent} requests to the server"
+    );
+}
+
 /// `prune --unused-for` deletes the rows of locks unused since then, never a
 /// held one's or a pause.
 async fn prune_deletes_the_rows_of_unused_locks<P: Service>(
@@ -815,6 +850,7 @@ macro_rules! sql_cli_cases {
 }
 
 sql_cli_cases!(prune_runs_within_the_timeout_and_leaves_nothing_running: postgres, mysql);
+sql_cli_cases!(list_reads_last_runs_in_one_query: postgres, mysql);
 mod on_java_table {
     use super::{mysql_without_tables as mysql, postgres_without_tables as postgres};
     use super::{

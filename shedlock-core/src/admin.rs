@@ -121,6 +121,28 @@ pub trait LockAdmin: Send + Sync {
             })
         })
     }
+
+    /// The last recorded run of each of `names`, in the order given (`None`
+    /// where none is recorded): what `shedlock list` shows beside each lock.
+    /// The stores read them in a bounded number of round trips (Redis: one
+    /// pipeline per 500 names; SQL: one query); this default reads
+    /// [`run_history`](Self::run_history) once per name.
+    ///
+    /// # Errors
+    ///
+    /// Store errors; [`LockError::Unsupported`] from a store that keeps no history.
+    fn last_runs<'a>(
+        &'a self,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<RunRecord>>, LockError>> {
+        Box::pin(async move {
+            let mut runs = Vec::with_capacity(names.len());
+            for name in names {
+                runs.push(self.run_history(name).await?.into_iter().next());
+            }
+            Ok(runs)
+        })
+    }
 }
 
 /// Rejects a capacity no lock can have (above [`MAX_PERMITS`](crate::MAX_PERMITS)):
@@ -159,6 +181,9 @@ macro_rules! forward_lock_admin {
             }
             fn run_history<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Vec<RunRecord>, LockError>> {
                 (**self).run_history(name)
+            }
+            fn last_runs<'a>(&'a self, names: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<RunRecord>>, LockError>> {
+                (**self).last_runs(names)
             }
         }
     )*};

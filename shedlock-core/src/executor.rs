@@ -192,6 +192,11 @@ impl<P: LockProvider> LockingTaskExecutor<P> {
     /// [`Cancelled`](crate::RunOutcome::Cancelled).
     /// A failed release after the task ran is logged, not returned: the task's
     /// output is kept, and the lease ends at `lock_at_most_for` at the latest.
+    ///
+    /// The run history records a task that returned as `ok`, whatever its
+    /// output: a task that returns a `Result` goes to
+    /// [`execute_fallible`](Self::execute_fallible), which records an `Err`
+    /// as `error`.
     pub async fn execute<F: Future>(
         &self,
         config: impl AsRef<LockConfiguration>,
@@ -204,6 +209,46 @@ impl<P: LockProvider> LockingTaskExecutor<P> {
             task,
         )
         .await
+    }
+
+    /// Like [`execute`](Self::execute), for a task that returns a `Result`:
+    /// an `Err` is recorded in the run history (and counted) as
+    /// [`RunOutcome::Error`](crate::RunOutcome::Error), as the attribute
+    /// records it. [`execute`](Self::execute) takes a task of any output,
+    /// which it cannot look into, so it records every run that returns as
+    /// `ok`.
+    pub async fn execute_fallible<F, T, E>(
+        &self,
+        config: impl AsRef<LockConfiguration>,
+        task: F,
+    ) -> Result<Option<Result<T, E>>, LockError>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        self.execute_fallible_with(config, ExecutionOptions::new(), task)
+            .await
+    }
+
+    /// [`execute_fallible`](Self::execute_fallible) with waiting, retries,
+    /// keep-alive and cancellation chosen by `options`, as
+    /// [`execute_with`](Self::execute_with).
+    pub async fn execute_fallible_with<F, T, E>(
+        &self,
+        config: impl AsRef<LockConfiguration>,
+        options: ExecutionOptions,
+        task: F,
+    ) -> Result<Option<Result<T, E>>, LockError>
+    where
+        F: Future<Output = Result<T, E>>,
+    {
+        let task = async {
+            let output = task.await;
+            if output.is_err() {
+                crate::context::note_outcome(crate::RunOutcome::Error);
+            }
+            output
+        };
+        run_locked(&self.provider, config.as_ref(), options, task).await
     }
 
     /// Like [`execute`](Self::execute), but waits up to `wait_for` for a held

@@ -499,6 +499,19 @@ impl LockAdmin for InMemoryLockProvider {
                 .unwrap_or_default())
         })
     }
+
+    fn last_runs<'a>(
+        &'a self,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<RunRecord>>, LockError>> {
+        Box::pin(async move {
+            let state = lock_state(&self.state);
+            Ok(names
+                .iter()
+                .map(|name| state.runs.get(name.as_str()).and_then(|runs| runs.front().cloned()))
+                .collect())
+        })
+    }
 }
 
 struct MemoryLease {

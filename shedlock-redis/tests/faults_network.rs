@@ -4,8 +4,6 @@
 //! keep-alive job. A second provider talks to the real port to see what the
 //! server holds.
 
-#[path = "support/proxy.rs"]
-mod proxy;
 #[path = "support/workers.rs"]
 mod workers;
 
@@ -14,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use proxy::{Direction, FaultProxy};
+use shedlock_test_support::proxy::{Direction, FaultProxy};
 use redis::AsyncConnectionConfig;
 use shedlock_core::{
     ExecutionOptions, LockConfiguration, LockError, LockProvider, LockingTaskExecutor, lease_lost,

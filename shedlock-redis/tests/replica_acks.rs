@@ -23,14 +23,12 @@
 //!   `cargo test --release -p shedlock-redis --all-features --test
 //!   replica_acks -- --ignored --nocapture cost`; BENCHMARKS.md).
 
-#[path = "support/proxy.rs"]
-mod proxy;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use proxy::{Direction, FaultProxy};
+use shedlock_test_support::proxy::{Direction, FaultProxy};
 use shedlock_core::{LockConfiguration, LockError, LockGuard, LockProvider};
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::error_chain;

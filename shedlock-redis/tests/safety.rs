@@ -3,8 +3,6 @@
 //! late answers, uncertain acquisitions, and shared holders whose marker in
 //! the lock key is gone.
 
-#[path = "support/proxy.rs"]
-mod proxy;
 #[path = "support/workers.rs"]
 mod workers;
 
@@ -18,7 +16,7 @@ use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::free_port;
 use shedlock_test_support::redis::RedisServer;
 
-use proxy::{Direction, FaultProxy};
+use shedlock_test_support::proxy::{Direction, FaultProxy};
 use workers::connection;
 
 fn config(name: &str, lock_at_most_for: Duration) -> LockConfiguration {

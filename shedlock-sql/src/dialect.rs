@@ -44,6 +44,12 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// How durations are sent, and how `lease_left` answers.
     const DURATIONS: DurationEncoding;
 
+    /// The `index`th placeholder of a statement (from 1): `$1` or `?`.
+    fn placeholder(index: usize) -> String;
+
+    /// `column`, a time, in whole milliseconds since 1970 (a `BIGINT`).
+    fn millis_since_1970(column: &str) -> String;
+
     /// The statements of `table` (validated, so safe to put into SQL text),
     /// with or without the fencing column.
     fn statements(table: &TableName, fencing: bool) -> Statements;
@@ -341,6 +347,9 @@ pub(crate) struct RunStatements {
     /// milliseconds since 1970, `duration_ms`, `outcome`, `locked_by`,
     /// `fencing_token`.
     pub(crate) history: Statement<LeaseParam>,
+    /// The newest run of every name, with the columns of `history` and the
+    /// name last.
+    pub(crate) last: Statement<LeaseParam>,
     /// Deletes the runs of names that have no row in the lock table any
     /// more (after `prune`, in its transaction).
     pub(crate) prune: Statement<LeaseParam>,
@@ -426,4 +435,39 @@ mod tests {
         assert_eq!(modifier(Duration::ZERO), "+0.000 seconds");
         assert_eq!(modifier(Duration::from_secs(3600)), "+3600.000 seconds");
     }
+}
+
+/// The columns of a run as `RunStatements::history` answers them.
+fn run_columns<D: Dialect>(alias: &str) -> String {
+    format!(
+        "{started}, {finished}, {alias}duration_ms, {alias}outcome, {alias}locked_by, {alias}fencing_token",
+        started = D::millis_since_1970(&format!("{alias}started_at")),
+        finished = D::millis_since_1970(&format!("{alias}finished_at")),
+    )
+}
+
+/// `RunStatements::history` on the table `runs`, the same on every database.
+pub(crate) fn history_statement<D: Dialect>(runs: &TableName) -> Statement<LeaseParam> {
+    Statement::new(
+        format!(
+            "SELECT {columns} FROM {runs} WHERE name = {name} ORDER BY id DESC LIMIT {len}",
+            columns = run_columns::<D>(""),
+            name = D::placeholder(1),
+            len = shedlock_core::RUN_HISTORY_LEN,
+        ),
+        &[LeaseParam::Name],
+    )
+}
+
+/// `RunStatements::last` on the table `runs`, the same on every database:
+/// one pass over the `(name, id)` index for the newest id of each name.
+pub(crate) fn last_runs_statement<D: Dialect>(runs: &TableName) -> Statement<LeaseParam> {
+    Statement::new(
+        format!(
+            "SELECT {columns}, r.name FROM {runs} r \
+             JOIN (SELECT MAX(id) AS id FROM {runs} GROUP BY name) newest ON newest.id = r.id",
+            columns = run_columns::<D>("r."),
+        ),
+        &[],
+    )
 }

@@ -21,6 +21,7 @@ use shedlock_core::{
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult};
 
 use crate::dialect::{
+    history_statement, last_runs_statement,
     Acquire, AdminStatements, Counts, Dialect, DurationEncoding, KindStatements, LeaseParam,
     ReleaseRun, RunStatements, SHARED_MARKER, Statement, Statements, TableParam, Token,
     host_port_database,
@@ -125,6 +126,14 @@ impl Dialect for MySqlDialect {
     const SERVER: bool = true;
     const DURATIONS: DurationEncoding = DurationEncoding::Micros;
 
+    fn placeholder(_: usize) -> String {
+        "?".to_owned()
+    }
+
+    fn millis_since_1970(column: &str) -> String {
+        format!("CAST(UNIX_TIMESTAMP({column}) * 1000 AS SIGNED)")
+    }
+
     fn statements(table: &TableName, fencing: bool) -> Statements {
         use LeaseParam::{
             Capacity, HoldPlaceFor, Holder, HolderToken, KeepFor, LockAtLeastFor, LockAtMostFor,
@@ -158,10 +167,11 @@ impl Dialect for MySqlDialect {
             format!("COALESCE((SELECT s.capacity FROM {settings} s WHERE s.name = ?), ?)");
         // What `lock_state` and `list_locks` answer (see `AdminStatements`).
         let state_columns = format!(
-            "l.locked_by, CAST(UNIX_TIMESTAMP(l.locked_at) * 1000 AS SIGNED), \
+            "l.locked_by, {locked_at}, \
              TIMESTAMPDIFF(MICROSECOND, {NOW}, l.lock_until) DIV 1000, \
              {holder_token}, CAST(s.capacity AS SIGNED), r.renewals, \
-             TIMESTAMPDIFF(MICROSECOND, r.renewed_at, {NOW}) DIV 1000"
+             TIMESTAMPDIFF(MICROSECOND, r.renewed_at, {NOW}) DIV 1000",
+            locked_at = Self::millis_since_1970("l.locked_at"),
         );
         // The live exclusive holder of the name `n` (not the shared marker)
         // and its renewals.
@@ -176,11 +186,12 @@ impl Dialect for MySqlDialect {
         // The live shared holders (see `engine::kinds::HolderRow`), `filter` added.
         let holders_where = |filter: &str| {
             format!(
-                "SELECT h.locked_by, CAST(UNIX_TIMESTAMP(h.locked_at) * 1000 AS SIGNED), \
+                "SELECT h.locked_by, {locked_at}, \
                  TIMESTAMPDIFF(MICROSECOND, {NOW}, h.lock_until) DIV 1000, h.fencing_token, \
                  CAST(h.permits AS SIGNED), h.renewals, \
                  TIMESTAMPDIFF(MICROSECOND, h.renewed_at, {NOW}) DIV 1000, h.name \
-                 FROM {holders} h WHERE h.permits > 0 AND h.lock_until > {NOW}{filter}"
+                 FROM {holders} h WHERE h.permits > 0 AND h.lock_until > {NOW}{filter}",
+                locked_at = Self::millis_since_1970("h.locked_at"),
             )
         };
         let waiters_where = |filter: &str| {
@@ -344,15 +355,8 @@ impl Dialect for MySqlDialect {
                         &[Name, Name],
                     ),
                 ],
-                history: Statement::new(
-                    format!(
-                        "SELECT CAST(UNIX_TIMESTAMP(started_at) * 1000 AS SIGNED), \
-                         CAST(UNIX_TIMESTAMP(finished_at) * 1000 AS SIGNED), \
-                         duration_ms, outcome, locked_by, fencing_token FROM {runs} \
-                         WHERE name = ? ORDER BY id DESC LIMIT {RUN_HISTORY_LEN}"
-                    ),
-                    &[Name],
-                ),
+                history: history_statement::<Self>(&runs),
+                last: last_runs_statement::<Self>(&runs),
                 // An anti-join, as on the other databases.
                 prune: Statement::new(
                     format!(

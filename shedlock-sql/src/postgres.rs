@@ -18,6 +18,7 @@ use shedlock_core::{
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
 
 use crate::dialect::{
+    history_statement, last_runs_statement,
     Acquire, AdminStatements, Counts, Dialect, DurationEncoding, KindStatements, LeaseParam,
     ReleaseRun, RunStatements, SHARED_MARKER, Statement, Statements, TableParam,
     host_port_database,
@@ -107,6 +108,14 @@ impl Dialect for PgDialect {
     const SERVER: bool = true;
     const DURATIONS: DurationEncoding = DurationEncoding::Millis;
 
+    fn placeholder(index: usize) -> String {
+        format!("${index}")
+    }
+
+    fn millis_since_1970(column: &str) -> String {
+        format!("CAST(EXTRACT(EPOCH FROM {column}) * 1000 AS BIGINT)")
+    }
+
     fn statements(table: &TableName, fencing: bool) -> Statements {
         use LeaseParam::{
             Capacity, HoldPlaceFor, Holder, HolderToken, KeepFor, LockAtLeastFor, LockAtMostFor,
@@ -176,9 +185,10 @@ impl Dialect for PgDialect {
         );
         // What `lock_state` and `list_locks` answer (see `AdminStatements`).
         let state_columns = format!(
-            "l.locked_by, CAST(EXTRACT(EPOCH FROM l.locked_at) * 1000 AS BIGINT), \
+            "l.locked_by, {locked_at}, \
              CAST(EXTRACT(EPOCH FROM (l.lock_until - {NOW})) * 1000 AS BIGINT), \
              {holder_token}, CAST(s.capacity AS BIGINT), r.renewals, {renewed_ago}",
+            locked_at = Self::millis_since_1970("l.locked_at"),
             renewed_ago = ms_between("r.renewed_at", NOW),
         );
         // The live exclusive holder of the name `n` (not the shared marker)
@@ -194,9 +204,10 @@ impl Dialect for PgDialect {
         // The live shared holders (see `engine::kinds::HolderRow`), `filter` added.
         let holders_where = |filter: &str| {
             format!(
-                "SELECT h.locked_by, CAST(EXTRACT(EPOCH FROM h.locked_at) * 1000 AS BIGINT), \
+                "SELECT h.locked_by, {locked_at}, \
                  {left}, h.fencing_token, CAST(h.permits AS BIGINT), h.renewals, {ago}, h.name \
                  FROM {holders} h WHERE h.permits > 0 AND h.lock_until > {NOW}{filter}",
+                locked_at = Self::millis_since_1970("h.locked_at"),
                 left = ms_between(NOW, "h.lock_until"),
                 ago = ms_between("h.renewed_at", NOW),
             )
@@ -374,15 +385,8 @@ impl Dialect for PgDialect {
                     ),
                     Statement::new(trim(RUN_HISTORY_LEN), &[Name]),
                 ],
-                history: Statement::new(
-                    format!(
-                        "SELECT CAST(EXTRACT(EPOCH FROM started_at) * 1000 AS BIGINT), \
-                         CAST(EXTRACT(EPOCH FROM finished_at) * 1000 AS BIGINT), \
-                         duration_ms, outcome, locked_by, fencing_token FROM {runs} \
-                         WHERE name = $1 ORDER BY id DESC LIMIT {RUN_HISTORY_LEN}"
-                    ),
-                    &[Name],
-                ),
+                history: history_statement::<Self>(&runs),
+                last: last_runs_statement::<Self>(&runs),
                 // An anti-join (hashed): `NOT IN (SELECT ..)` of more names
                 // than work_mem holds is compared row by row, quadratically.
                 prune: Statement::new(

@@ -218,6 +218,13 @@ macro_rules! sql_provider {
             ) -> BoxFuture<'a, Result<Vec<shedlock_core::RunRecord>, LockError>> {
                 Box::pin(self.locks.run_history(name))
             }
+
+            fn last_runs<'a>(
+                &'a self,
+                names: &'a [String],
+            ) -> BoxFuture<'a, Result<Vec<Option<shedlock_core::RunRecord>>, LockError>> {
+                Box::pin(self.locks.last_runs(names))
+            }
         }
 
         impl std::fmt::Debug for $provider {

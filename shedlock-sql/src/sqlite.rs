@@ -20,6 +20,7 @@ use sqlx::sqlite::{
 };
 
 use crate::dialect::{
+    history_statement, last_runs_statement,
     Acquire, AdminStatements, Counts, Dialect, DurationEncoding, KindStatements, LeaseParam,
     ReleaseRun, RunStatements, SHARED_MARKER, Statement, Statements, TableParam,
 };
@@ -145,6 +146,14 @@ impl Dialect for SqliteDialect {
     const SERVER: bool = false;
     const DURATIONS: DurationEncoding = DurationEncoding::DateModifier;
 
+    fn placeholder(index: usize) -> String {
+        format!("?{index}")
+    }
+
+    fn millis_since_1970(column: &str) -> String {
+        format!("CAST(ROUND((julianday({column}) - 2440587.5) * 86400000.0) AS INTEGER)")
+    }
+
     fn statements(table: &TableName, fencing: bool) -> Statements {
         use LeaseParam::{
             Capacity, HoldPlaceFor, Holder, HolderToken, KeepFor, LockAtLeastFor, LockAtMostFor,
@@ -157,9 +166,6 @@ impl Dialect for SqliteDialect {
         // Milliseconds from `from` to `to` (times, or 'now').
         let ms_between = |from: &str, to: &str| {
             format!("CAST(ROUND((julianday({to}) - julianday({from})) * 86400000.0) AS INTEGER)")
-        };
-        let millis_since_1970 = |column: &str| {
-            format!("CAST(ROUND((julianday({column}) - 2440587.5) * 86400000.0) AS INTEGER)")
         };
         let now = format!("strftime({FORMAT}, 'now')");
         let (token_column, token_insert, token_update, returning, holder_token) = if fencing {
@@ -201,7 +207,7 @@ impl Dialect for SqliteDialect {
             format!(
                 "SELECT h.locked_by, {locked_at}, {left}, h.fencing_token, h.permits, h.renewals, \
                  {ago}, h.name FROM {holders} h WHERE h.permits > 0 AND h.lock_until > {now}{filter}",
-                locked_at = millis_since_1970("h.locked_at"),
+                locked_at = Self::millis_since_1970("h.locked_at"),
                 left = ms_between("'now'", "h.lock_until"),
                 ago = ms_between("h.renewed_at", "'now'"),
             )
@@ -341,15 +347,8 @@ impl Dialect for SqliteDialect {
                         &[Name],
                     ),
                 ],
-                history: Statement::new(
-                    format!(
-                        "SELECT {started}, {finished}, duration_ms, outcome, locked_by, fencing_token \
-                         FROM {runs} WHERE name = ?1 ORDER BY id DESC LIMIT {RUN_HISTORY_LEN}",
-                        started = millis_since_1970("started_at"),
-                        finished = millis_since_1970("finished_at"),
-                    ),
-                    &[Name],
-                ),
+                history: history_statement::<Self>(&runs),
+                last: last_runs_statement::<Self>(&runs),
                 // An anti-join, as on the other databases.
                 prune: Statement::new(
                     format!(

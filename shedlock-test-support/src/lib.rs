@@ -42,7 +42,7 @@
 //! # Features
 //!
 //! - `redis`: private `redis-server` processes, Sentinels and Clusters (the
-//!   module `redis`);
+//!   module `redis`), and a TCP proxy that injects network faults (`proxy`);
 //! - `sql`: the test databases and private PostgreSQL and MariaDB servers
 //!   (the module `sql`).
 //!
@@ -82,6 +82,9 @@ pub mod faults;
 pub mod kinds;
 pub mod leader;
 mod ports;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod proxy;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;

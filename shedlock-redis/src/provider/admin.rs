@@ -165,6 +165,43 @@ impl RedisLockProvider {
             .collect())
     }
 
+    /// The newest run of each of `names`: one pipeline of `LINDEX` per
+    /// [`STATES_PER_ROUND_TRIP`] names on a standalone server or Sentinel's
+    /// master; one read each on a Cluster, whose nodes each hold part of them.
+    async fn read_last_runs(&self, names: &[String]) -> Result<Vec<Option<RunRecord>>, LockError> {
+        if self.connection.is_cluster() {
+            let mut runs = Vec::with_capacity(names.len());
+            for name in names {
+                runs.push(self.read_runs(name).await?.into_iter().next());
+            }
+            return Ok(runs);
+        }
+        let mut runs = Vec::with_capacity(names.len());
+        for page in names.chunks(STATES_PER_ROUND_TRIP) {
+            let mut pipeline = redis::Pipeline::with_capacity(page.len());
+            for name in page {
+                pipeline.cmd("LINDEX").arg(self.keys(name).runs()).arg(0);
+            }
+            let entries: Vec<Option<String>> = pipeline
+                .query_async(&mut self.connection.clone())
+                .await
+                .map_err(|err| {
+                    store_error(
+                        &self.server,
+                        &format!("reading the last runs of {} locks", page.len()),
+                        &err,
+                        "nothing was read",
+                    )
+                })?;
+            runs.extend(
+                entries
+                    .iter()
+                    .map(|entry| entry.as_deref().and_then(parse_run)),
+            );
+        }
+        Ok(runs)
+    }
+
     /// Every key matching `pattern`: on each master of a cluster, else on the server.
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, LockError> {
         let RedisConnection::Cluster(_) = &self.connection else {
@@ -546,6 +583,13 @@ impl LockAdmin for RedisLockProvider {
         name: &'a str,
     ) -> BoxFuture<'a, Result<Vec<RunRecord>, LockError>> {
         Box::pin(self.read_runs(name))
+    }
+
+    fn last_runs<'a>(
+        &'a self,
+        names: &'a [String],
+    ) -> BoxFuture<'a, Result<Vec<Option<RunRecord>>, LockError>> {
+        Box::pin(self.read_last_runs(names))
     }
 }
 

@@ -2,6 +2,7 @@
 //! `<table>_runs` in the release's own transaction (or statement), keeping
 //! the name's last runs; `run_history` reads them back, the newest first.
 
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use shedlock_core::{FinishedRun, LockError, RunOutcome, RunRecord};
@@ -132,5 +133,24 @@ impl<D: Dialect> SqlLocks<D> {
             .map_err(|failure| {
                 self.admin_error(failure, format!("reading the run history of lock '{name}'"))
             })
+    }
+
+    /// The newest run of each of `names`, in one query (of every name's).
+    pub(crate) async fn last_runs(
+        &self,
+        names: &[String],
+    ) -> Result<Vec<Option<RunRecord>>, LockError> {
+        let statements = &self.prepared().await?.statements;
+        let read = |row: &<D::Db as sqlx::Database>::Row| {
+            Ok((D::Db::text(row, 6)?.unwrap_or_default(), run_record::<D::Db>(row)?))
+        };
+        let mut newest: HashMap<String, RunRecord> = self
+            .engine
+            .fetch_rows(&statements.runs.last, "", self.timeout, read)
+            .await
+            .map_err(|failure| self.admin_error(failure, "reading the locks' last runs".to_owned()))?
+            .into_iter()
+            .collect();
+        Ok(names.iter().map(|name| newest.remove(name)).collect())
     }
 }

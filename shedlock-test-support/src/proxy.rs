@@ -2,8 +2,6 @@
 //! one upstream address, and on command adds latency per direction, resets
 //! every connection, or swallows all traffic (a black hole).
 
-#![allow(dead_code)] // each test file uses part of this module
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -53,10 +51,10 @@ impl FaultProxy {
     pub async fn start(upstream: SocketAddr) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
-            .unwrap_or_else(|err| panic!("proxy cannot listen: {err}"));
+            .unwrap_or_else(|err| fail!("proxy cannot listen: {err}"));
         let addr = listener
             .local_addr()
-            .unwrap_or_else(|err| panic!("proxy has no address: {err}"));
+            .unwrap_or_else(|err| fail!("proxy has no address: {err}"));
         let faults = Arc::new(Faults {
             upstream,
             latency_to_server_ms: AtomicU64::new(0),
@@ -75,6 +73,28 @@ impl FaultProxy {
             faults,
             accepting,
         }
+    }
+
+    /// The proxy's address (`127.0.0.1` and its port).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// A proxy in front of the server of `url` (`scheme://[user@]host:port/..`);
+    /// [`route`](Self::route) gives the URL that goes through it.
+    pub async fn start_in_front_of(url: &str) -> FaultProxy {
+        let (host, end) = authority(url);
+        let upstream = std::net::ToSocketAddrs::to_socket_addrs(&url[host..end])
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .unwrap_or_else(|| fail!("no server address in {url}"));
+        FaultProxy::start(upstream).await
+    }
+
+    /// `url` through the proxy: its host and port replaced by the proxy's.
+    pub fn route(&self, url: &str) -> String {
+        let (host, end) = authority(url);
+        format!("{}{}{}", &url[..host], self.addr, &url[end..])
     }
 
     /// `redis://127.0.0.1:{port}` of the proxy.
@@ -134,6 +154,18 @@ impl FaultProxy {
     pub fn forwarded_to_server(&self) -> u64 {
         self.faults.forwarded_to_server.load(Ordering::SeqCst)
     }
+}
+
+/// Where `host:port` is in `url` (`scheme://[user@]host:port/..`).
+fn authority(url: &str) -> (usize, usize) {
+    let after_scheme = url.find("://").map_or(0, |at| at + 3);
+    let end = url[after_scheme..]
+        .find('/')
+        .map_or(url.len(), |at| after_scheme + at);
+    let host = url[after_scheme..end]
+        .rfind('@')
+        .map_or(after_scheme, |at| after_scheme + at + 1);
+    (host, end)
 }
 
 impl Drop for FaultProxy {
