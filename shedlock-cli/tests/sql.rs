@@ -583,7 +583,9 @@ async fn history_show_and_list_give_the_last_runs<P: Service>(
 
 /// `list` reads the last runs of all its locks in one query, not one per
 /// lock: counted as the requests that reach the server through a proxy.
-async fn list_reads_last_runs_in_one_query<P: Service>((provider, url, table): (P, String, String)) {
+async fn list_reads_last_runs_in_one_query<P: Service>(
+    (provider, url, table): (P, String, String),
+) {
     const NAMES: usize = 300;
     let executor = LockingTaskExecutor::new(provider);
     for index in 0..NAMES {
@@ -923,4 +925,40 @@ fn the_store_comes_from_the_environment_and_flags_win() {
     let unknown = shedlock("mongodb://admin:s3cret@db/x", "shedlock", &["list"]);
     assert_eq!(unknown.status.code(), Some(2), "{}", stderr(&unknown));
     assert!(!stderr(&unknown).contains("s3cret"), "{}", stderr(&unknown));
+}
+
+/// The command reaches a PostgreSQL that takes TLS connections only, its
+/// certificate checked against the CA the URL names.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_reaches_a_database_over_tls() {
+    let certificates = shedlock_test_support::tls::TestCertificates::make();
+    let server = shedlock_test_support::sql::PostgresServer::start_tls(&certificates);
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        server.url(),
+        certificates.ca().display()
+    );
+    let table = unique_table_name("cli_tls");
+    let service = PostgresLockProvider::connect(&url)
+        .await
+        .unwrap_or_else(|err| panic!("{err}"))
+        .with_table_name(&table)
+        .unwrap_or_else(|err| panic!("{err}"));
+    service
+        .create_table_if_missing()
+        .await
+        .unwrap_or_else(|err| panic!("{err}"));
+    let _held = lock(&service, "exports").await;
+
+    let listed = json_of(&succeeded(&run(&url, &table, &["--json", "list"]).await));
+    assert_eq!(listed[0]["name"], "exports", "{listed}");
+
+    let plain = run(
+        &format!("{}?sslmode=disable", server.url()),
+        &table,
+        &["list"],
+    )
+    .await;
+    assert_eq!(plain.status.code(), Some(1), "{}", stderr(&plain));
+    assert!(stderr(&plain).contains("TLS"), "{}", stderr(&plain));
 }

@@ -508,7 +508,12 @@ impl LockAdmin for InMemoryLockProvider {
             let state = lock_state(&self.state);
             Ok(names
                 .iter()
-                .map(|name| state.runs.get(name.as_str()).and_then(|runs| runs.front().cloned()))
+                .map(|name| {
+                    state
+                        .runs
+                        .get(name.as_str())
+                        .and_then(|runs| runs.front().cloned())
+                })
                 .collect())
         })
     }

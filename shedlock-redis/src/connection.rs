@@ -205,6 +205,23 @@ fn worth_resending(err: &RedisError) -> bool {
 /// Whether `err` says the connection was closed or could not be used (as
 /// opposed to a timeout, which may have left the command running, or an
 /// answer from the server).
+/// With `tls-rustls`, makes ring rustls' process-wide crypto provider
+/// unless one is installed already: the Redis client builds its TLS
+/// settings from it, and has none when the application's dependencies
+/// compile in no provider or more than one.
+pub(crate) fn prepare_tls() {
+    #[cfg(feature = "tls-rustls")]
+    {
+        // ring, as sqlx's rustls feature uses: no second C library to build
+        // (aws-lc). rustls deprecates it only for lacking post-quantum key
+        // exchange. An error only says that a provider was installed first:
+        // that one is used.
+        #[allow(deprecated)]
+        let provider = rustls::crypto::ring::default_provider();
+        let _ = provider.install_default();
+    }
+}
+
 pub(crate) fn connection_closed(err: &RedisError) -> bool {
     err.is_connection_dropped() && !err.is_timeout()
 }

@@ -82,13 +82,14 @@ pub struct RedisLockProvider {
 
 impl RedisLockProvider {
     /// Connects to the Redis server at `url`: `redis://[user:password@]host:port[/db]`,
-    /// `rediss://...` for TLS (feature `tls`), or `redis+unix:///path`.
+    /// `rediss://...` for TLS (feature `tls` or `tls-rustls`), or `redis+unix:///path`.
     ///
     /// # Errors
     ///
     /// [`LockError::InvalidConfiguration`] for a malformed URL,
     /// [`LockError::Store`] when the server cannot be reached.
     pub async fn connect(url: &str) -> Result<Self, LockError> {
+        crate::connection::prepare_tls();
         let client = Client::open(url).map_err(invalid_url)?;
         Self::new(client).await
     }
@@ -119,6 +120,7 @@ impl RedisLockProvider {
         client: Client,
         config: AsyncConnectionConfig,
     ) -> Result<Self, LockError> {
+        crate::connection::prepare_tls();
         let server = client.get_connection_info().addr().to_string();
         let releases = ReleaseHub::new(Some(client.clone()));
         let connection = RedisConnection::standalone(client, config)
@@ -140,6 +142,7 @@ impl RedisLockProvider {
     /// [`LockError::InvalidConfiguration`] for malformed URLs,
     /// [`LockError::Store`] when the cluster cannot be reached.
     pub async fn connect_cluster(nodes: &[&str]) -> Result<Self, LockError> {
+        crate::connection::prepare_tls();
         let client = ClusterClient::builder(nodes.iter().copied())
             .response_timeout(DEFAULT_RESPONSE_TIMEOUT)
             .connection_timeout(DEFAULT_CONNECTION_TIMEOUT)
@@ -155,6 +158,7 @@ impl RedisLockProvider {
     ///
     /// [`LockError::Store`] when the cluster cannot be reached.
     pub async fn new_cluster(client: ClusterClient, description: &str) -> Result<Self, LockError> {
+        crate::connection::prepare_tls();
         let connection = RedisConnection::cluster(client)
             .await
             .map_err(|err| connect_error(description, &err))?;
@@ -177,6 +181,10 @@ impl RedisLockProvider {
         sentinels: &[&str],
         master_name: &str,
     ) -> Result<Self, LockError> {
+        crate::connection::prepare_tls();
+        // A `String`: what `build` takes without `tls-rustls` (with it, any
+        // `AsRef<str>`).
+        #[allow(clippy::unnecessary_to_owned)]
         let sentinel = SentinelClient::build(
             sentinels.to_vec(),
             master_name.to_owned(),
@@ -196,6 +204,7 @@ impl RedisLockProvider {
         sentinel: SentinelClient,
         master_name: &str,
     ) -> Result<Self, LockError> {
+        crate::connection::prepare_tls();
         let server = format!("the master '{master_name}' named by Sentinel");
         let config = Self::default_connection_config();
         let sentinel = Arc::new(tokio::sync::Mutex::new(sentinel));

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use shedlock_test_support::proxy::{Direction, FaultProxy};
 use redis::AsyncConnectionConfig;
 use shedlock_core::{
     ExecutionOptions, LockConfiguration, LockError, LockProvider, LockingTaskExecutor, lease_lost,
 };
 use shedlock_redis::RedisLockProvider;
+use shedlock_test_support::proxy::{Direction, FaultProxy};
 use shedlock_test_support::redis::RedisServer;
 use tokio::sync::OnceCell;
 use workers::{connection, owned_server, pttl};

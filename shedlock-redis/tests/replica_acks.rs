@@ -23,15 +23,14 @@
 //!   `cargo test --release -p shedlock-redis --all-features --test
 //!   replica_acks -- --ignored --nocapture cost`; BENCHMARKS.md).
 
-
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use shedlock_test_support::proxy::{Direction, FaultProxy};
 use shedlock_core::{LockConfiguration, LockError, LockGuard, LockProvider};
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::error_chain;
+use shedlock_test_support::proxy::{Direction, FaultProxy};
 use shedlock_test_support::redis::{
     RedisCluster, RedisSentinel, RedisServer, reply_elements, reply_field, server_scratch_dir,
 };

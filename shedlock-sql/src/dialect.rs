@@ -420,23 +420,6 @@ pub(crate) struct Counts {
     pub(crate) last_insert_id: u64,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_become_date_modifiers_in_whole_milliseconds() {
-        let modifier = |duration| match DurationEncoding::DateModifier.encode(duration) {
-            Value::Text(text) => text,
-            other => panic!("not a modifier: {other:?}"), // allow-panic: unit test
-        };
-        assert_eq!(modifier(Duration::from_millis(1500)), "+1.500 seconds");
-        assert_eq!(modifier(Duration::from_micros(1)), "+0.001 seconds");
-        assert_eq!(modifier(Duration::ZERO), "+0.000 seconds");
-        assert_eq!(modifier(Duration::from_secs(3600)), "+3600.000 seconds");
-    }
-}
-
 /// The columns of a run as `RunStatements::history` answers them.
 fn run_columns<D: Dialect>(alias: &str) -> String {
     format!(
@@ -470,4 +453,21 @@ pub(crate) fn last_runs_statement<D: Dialect>(runs: &TableName) -> Statement<Lea
         ),
         &[],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_become_date_modifiers_in_whole_milliseconds() {
+        let modifier = |duration| match DurationEncoding::DateModifier.encode(duration) {
+            Value::Text(text) => text,
+            other => panic!("not a modifier: {other:?}"), // allow-panic: unit test
+        };
+        assert_eq!(modifier(Duration::from_millis(1500)), "+1.500 seconds");
+        assert_eq!(modifier(Duration::from_micros(1)), "+0.001 seconds");
+        assert_eq!(modifier(Duration::ZERO), "+0.000 seconds");
+        assert_eq!(modifier(Duration::from_secs(3600)), "+3600.000 seconds");
+    }
 }

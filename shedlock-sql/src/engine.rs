@@ -141,7 +141,9 @@ pub(crate) fn connect_error<D: Dialect>(server: &str, err: sqlx::Error) -> LockE
     Failure::of(err).into_error::<D>(
         server,
         "connecting",
-        "check that the server runs there and the URL's user, password and database are right",
+        "check that the server runs there, that the URL's user, password and database are \
+         right, and, where the server requires TLS, the URL's TLS settings (sslmode=require \
+         on PostgreSQL, ssl-mode=REQUIRED on MySQL; feature `tls`)",
     )
 }
 

@@ -21,10 +21,9 @@ use shedlock_core::{
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult};
 
 use crate::dialect::{
-    history_statement, last_runs_statement,
     Acquire, AdminStatements, Counts, Dialect, DurationEncoding, KindStatements, LeaseParam,
     ReleaseRun, RunStatements, SHARED_MARKER, Statement, Statements, TableParam, Token,
-    host_port_database,
+    history_statement, host_port_database, last_runs_statement,
 };
 use crate::engine::SqlLocks;
 use crate::provider::{server_provider, sql_provider};

@@ -18,10 +18,9 @@ use shedlock_core::{
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
 
 use crate::dialect::{
-    history_statement, last_runs_statement,
     Acquire, AdminStatements, Counts, Dialect, DurationEncoding, KindStatements, LeaseParam,
-    ReleaseRun, RunStatements, SHARED_MARKER, Statement, Statements, TableParam,
-    host_port_database,
+    ReleaseRun, RunStatements, SHARED_MARKER, Statement, Statements, TableParam, history_statement,
+    host_port_database, last_runs_statement,
 };
 use crate::engine::SqlLocks;
 use crate::pg_releases::{PgReleaseFeed, channel_of};

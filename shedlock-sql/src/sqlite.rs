@@ -20,9 +20,9 @@ use sqlx::sqlite::{
 };
 
 use crate::dialect::{
-    history_statement, last_runs_statement,
     Acquire, AdminStatements, Counts, Dialect, DurationEncoding, KindStatements, LeaseParam,
-    ReleaseRun, RunStatements, SHARED_MARKER, Statement, Statements, TableParam,
+    ReleaseRun, RunStatements, SHARED_MARKER, Statement, Statements, TableParam, history_statement,
+    last_runs_statement,
 };
 use crate::engine::{DEFAULT_STATEMENT_TIMEOUT, Failure, SqlLocks, parse_url};
 use crate::provider::sql_provider;

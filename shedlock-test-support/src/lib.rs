@@ -90,12 +90,12 @@ pub mod proxy;
 pub mod redis;
 pub mod runtimes;
 pub mod scopes;
-#[cfg(any(feature = "redis", feature = "sql"))]
 mod scratch;
 #[cfg(feature = "sql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sql")))]
 pub mod sql;
 pub mod ticks;
+pub mod tls;
 pub mod worker;
 
 pub use error_chain::{causes, error_chain};

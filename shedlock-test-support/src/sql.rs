@@ -72,6 +72,20 @@ impl PostgresServer {
     /// to install them) or the server does not start: a test that needs it
     /// must fail, not skip.
     pub fn start(settings: &[&str]) -> PostgresServer {
+        PostgresServer::start_with(settings, None)
+    }
+
+    /// Starts a new server that takes connections over TLS only (with
+    /// `certificates`' server certificate), refusing plain ones.
+    ///
+    /// # Panics
+    ///
+    /// As [`start`](Self::start).
+    pub fn start_tls(certificates: &crate::tls::TestCertificates) -> PostgresServer {
+        PostgresServer::start_with(&[], Some(certificates))
+    }
+
+    fn start_with(settings: &[&str], tls: Option<&crate::tls::TestCertificates>) -> PostgresServer {
         let bin = postgres_bin_dir();
         // initdb and postgres refuse to run as root.
         let user = running_as_root().then_some("postgres");
@@ -94,6 +108,41 @@ impl PostgresServer {
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"]);
         for setting in settings {
             server.args(["-c", setting]);
+        }
+        if let Some(certificates) = tls {
+            // The server reads its key only when its user alone can.
+            let copy = |from: PathBuf, name: &str| {
+                let to = dir.path().join(name);
+                if let Err(err) = std::fs::copy(&from, &to) {
+                    fail!("cannot copy {} to {}: {err}", from.display(), to.display());
+                }
+                to
+            };
+            let cert = copy(certificates.server_cert(), "server.crt");
+            let key = copy(certificates.server_key(), "server.key");
+            let hba = dir.path().join("pg_hba.conf");
+            if let Err(err) = std::fs::write(
+                &hba,
+                "local all all trust\nhostssl all all 127.0.0.1/32 trust\n",
+            ) {
+                fail!("cannot write {}: {err}", hba.display());
+            }
+            run(Command::new("chmod").arg("600").arg(&key));
+            if let Some(user) = user {
+                run(Command::new("chown")
+                    .arg(user)
+                    .arg(&cert)
+                    .arg(&key)
+                    .arg(&hba));
+            }
+            for (setting, path) in [
+                ("ssl_cert_file", &cert),
+                ("ssl_key_file", &key),
+                ("hba_file", &hba),
+            ] {
+                server.args(["-c", &format!("{setting}={}", path.display())]);
+            }
+            server.args(["-c", "ssl=on"]);
         }
         let mut ready = Command::new(bin.join("pg_isready"));
         ready.args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()]);

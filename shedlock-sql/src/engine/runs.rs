@@ -142,13 +142,18 @@ impl<D: Dialect> SqlLocks<D> {
     ) -> Result<Vec<Option<RunRecord>>, LockError> {
         let statements = &self.prepared().await?.statements;
         let read = |row: &<D::Db as sqlx::Database>::Row| {
-            Ok((D::Db::text(row, 6)?.unwrap_or_default(), run_record::<D::Db>(row)?))
+            Ok((
+                D::Db::text(row, 6)?.unwrap_or_default(),
+                run_record::<D::Db>(row)?,
+            ))
         };
         let mut newest: HashMap<String, RunRecord> = self
             .engine
             .fetch_rows(&statements.runs.last, "", self.timeout, read)
             .await
-            .map_err(|failure| self.admin_error(failure, "reading the locks' last runs".to_owned()))?
+            .map_err(|failure| {
+                self.admin_error(failure, "reading the locks' last runs".to_owned())
+            })?
             .into_iter()
             .collect();
         Ok(names.iter().map(|name| newest.remove(name)).collect())
