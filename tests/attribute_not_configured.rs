@@ -74,3 +74,45 @@ async fn a_call_with_no_provider_is_logged_at_error_once_per_lock_name() {
     assert_eq!(errors.len(), 1, "logged once per lock name:\n{log}");
     assert!(errors[0].contains("SchedulerLock::builder"), "{log}");
 }
+
+static CRON_RAN: AtomicBool = AtomicBool::new(false);
+
+#[scheduler_lock(name = "cron-never-configured", lock_at_most_for = "10s")]
+async fn cron_report(region: &str) {
+    CRON_RAN.store(true, Ordering::SeqCst);
+}
+
+static LOCKS: std::sync::LazyLock<shedlock::InMemoryLockProvider> =
+    std::sync::LazyLock::new(shedlock::InMemoryLockProvider::new);
+
+#[scheduler_lock(name = "cron-own-provider", lock_at_most_for = "10s", provider = &*LOCKS)]
+async fn cron_report_with_its_provider() {
+    CRON_RAN.store(true, Ordering::SeqCst);
+}
+
+#[tokio::test]
+async fn a_cron_job_without_any_provider_is_refused_when_it_is_made() {
+    let jobs = shedlock::cron::LockedJobs::new();
+    for made in [
+        jobs.annotated_job("*/1 * * * * *", || cron_report("europe")),
+        jobs.annotated_job("*/1 * * * * *", || async { cron_report("asia").await }),
+    ] {
+        let message = match made {
+            Err(LockError::InvalidConfiguration(message)) => message,
+            other => panic!("made without a provider: {:?}", other.map(|_| "a job")),
+        };
+        assert!(
+            message.contains("SchedulerLock::builder") && message.contains("provider = .."),
+            "{message}"
+        );
+    }
+    // One naming its own provider is made.
+    assert!(
+        jobs.annotated_job("*/1 * * * * *", cron_report_with_its_provider)
+            .is_ok()
+    );
+    // Finding out ran no job and took no lock.
+    assert!(!CRON_RAN.load(Ordering::SeqCst), "a body ran");
+    let held = shedlock::admin::LockAdmin::lock_state(&*LOCKS, "cron-own-provider").await;
+    assert!(held.is_ok_and(|state| !state.is_locked()));
+}

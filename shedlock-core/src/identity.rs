@@ -1,6 +1,7 @@
 //! Who holds a lock (`locked_by`) and unique values for each acquisition.
 
 use std::collections::hash_map::RandomState;
+use std::fmt::Write as _;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -57,42 +58,13 @@ pub fn write_unique_acquisition_id(out: &mut String) {
     out.push_str(nonce);
     out.push('-');
     // The pid too: a forked child inherits the nonce and the counter.
-    push_hex(out, u64::from(std::process::id()));
-    out.push('-');
-    push_hex(out, n);
-}
-
-/// Appends `n` in lowercase hexadecimal, without leading zeros.
-fn push_hex(out: &mut String, n: u64) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut buffer = [0u8; 16];
-    let mut start = buffer.len();
-    let mut rest = n;
-    loop {
-        start -= 1;
-        buffer[start] = DIGITS[(rest & 0xf) as usize];
-        rest >>= 4;
-        if rest == 0 {
-            break;
-        }
-    }
-    for &digit in &buffer[start..] {
-        out.push(char::from(digit));
-    }
+    // Writing to a `String` cannot fail.
+    let _ = write!(out, "{:x}-{n:x}", std::process::id());
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hex_has_no_leading_zeros() {
-        for n in [0u64, 1, 15, 16, 255, 0xdead_beef, u64::MAX] {
-            let mut out = String::new();
-            push_hex(&mut out, n);
-            assert_eq!(out, format!("{n:x}"));
-        }
-    }
 
     #[test]
     fn acquisition_ids_are_unique() {

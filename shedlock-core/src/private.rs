@@ -141,12 +141,67 @@ fn not_configured_once(name: &str) {
     );
 }
 
+/// What a probe of a `#[scheduler_lock]` call found (see [`probe_provider`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ProviderProbe {
+    /// The call takes its lock from the installed default provider.
+    Default,
+    /// The call names its own provider (`provider = ..`).
+    Own,
+    /// The call was not reached (the future awaited something else first,
+    /// or panicked): nothing is known.
+    Unknown,
+}
+
+thread_local! {
+    /// Set while [`probe_provider`] polls a call: `Some(Unknown)` armed,
+    /// then what the call's lock step found.
+    static PROBE: std::cell::Cell<Option<ProviderProbe>> = const { std::cell::Cell::new(None) };
+}
+
+/// Whether the call `make` makes (a `#[scheduler_lock]` function's, or a
+/// closure's calling one) takes its lock from the installed default
+/// provider or names its own. The future is polled once, on this thread:
+/// the call's lock step records which provider it would use and stays
+/// pending, so the function's body never runs and no lock is taken; code of
+/// a closure before the call runs, code after it does not. The future is
+/// then dropped.
+pub fn probe_provider<F: Future>(make: impl FnOnce() -> F) -> ProviderProbe {
+    PROBE.with(|probe| probe.set(Some(ProviderProbe::Unknown)));
+    let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let future = std::pin::pin!(make());
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        let _ = future.poll(&mut context);
+    }));
+    let found = PROBE.with(|probe| probe.take());
+    match (polled, found) {
+        (Ok(()), Some(found)) => found,
+        _ => ProviderProbe::Unknown,
+    }
+}
+
+/// When a probe is armed on this thread: records `found` and gives a
+/// future that never ends (the caller's lock step goes no further).
+async fn probed(found: ProviderProbe) {
+    let armed = PROBE.with(|probe| {
+        let armed = probe.get().is_some();
+        if armed {
+            probe.set(Some(found));
+        }
+        armed
+    });
+    if armed {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// Runs `task` under the lock `name`, taken from the installed default provider.
 pub async fn execute_default<F: Future>(
     name: impl Into<Arc<str>>,
     options: AttributeOptions,
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
+    probed(ProviderProbe::Default).await;
     let Some(installed) = SchedulerLock::installed() else {
         return Err(refused(&name.into(), options, LockError::NotConfigured));
     };
@@ -162,6 +217,7 @@ pub async fn execute_with<P: LockProvider + ?Sized, F: Future>(
     options: AttributeOptions,
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
+    probed(ProviderProbe::Own).await;
     let config = options.configured(name.into())?;
     let label = LockLabel::new(&config, options.name_template);
     run_labelled(provider, &config, label, options.execution(), task).await
@@ -186,6 +242,7 @@ pub async fn execute_default_in_scope<F: Future>(
     options: AttributeOptions,
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
+    probed(ProviderProbe::Default).await;
     let Some(installed) = SchedulerLock::installed() else {
         return Err(refused(&name.into(), options, LockError::NotConfigured));
     };
@@ -200,6 +257,7 @@ pub async fn execute_with_in_scope<P: LockProvider + ?Sized, F: Future>(
     options: AttributeOptions,
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
+    probed(ProviderProbe::Own).await;
     let config = options.configured(name.into())?;
     let label = LockLabel::new(&config, options.name_template);
     let scoped = Scoped {

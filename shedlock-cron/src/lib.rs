@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 // The attribute's way to note a run's outcome, which the executor cannot
 // read from a generic output: one mechanism for both (same workspace version).
-use shedlock_core::private::note_outcome;
+use shedlock_core::private::{ProviderProbe, note_outcome, probe_provider};
 use shedlock_core::{
     BoxFuture, LockConfiguration, LockError, LockProvider, LockingTaskExecutor, track_releases,
 };
@@ -224,7 +224,14 @@ impl LockedJobs {
     /// # Errors
     ///
     /// [`LockError::InvalidConfiguration`], naming the expression and what is
-    /// wrong with it, when `schedule` is not a valid cron expression.
+    /// wrong with it, when `schedule` is not a valid cron expression; and,
+    /// with the fix in its message, when no `SchedulerLock` is installed
+    /// and the function takes its lock from the installed default (no
+    /// `provider = ..`): such a job would never run. To learn that, `job` is
+    /// called once when no default is installed, and its future polled to
+    /// the function's lock step, which goes no further: the function's body
+    /// does not run and no lock is taken (in a closure, code before the
+    /// call runs, code after it does not).
     ///
     /// ```
     /// use shedlock::cron::LockedJobs;
@@ -251,14 +258,25 @@ impl LockedJobs {
         T: JobOutput,
     {
         if shedlock_core::SchedulerLock::installed().is_none() {
-            // Only the function knows whether it names its own provider, so
-            // the job is made; a function without one fails every tick.
-            tracing::error!(
-                %schedule,
-                "annotated job made with no SchedulerLock installed: a #[scheduler_lock] \
-                 function without `provider = ..` will not run; install one with \
-                 SchedulerLock::builder(provider).install() before making the jobs"
-            );
+            match probe_provider(&job) {
+                ProviderProbe::Own => {}
+                ProviderProbe::Default => {
+                    return Err(LockError::InvalidConfiguration(format!(
+                        "the annotated job on '{schedule}' takes its lock from the installed \
+                         default provider, and none is installed: install one with \
+                         SchedulerLock::builder(provider).install() before making the jobs, \
+                         or give the attribute `provider = ..`"
+                    )));
+                }
+                // The call was not reached in one poll: it may still fail at
+                // every tick, so say so now.
+                ProviderProbe::Unknown => tracing::error!(
+                    %schedule,
+                    "annotated job made with no SchedulerLock installed: a #[scheduler_lock] \
+                     function without `provider = ..` will not run; install one with \
+                     SchedulerLock::builder(provider).install() before making the jobs"
+                ),
+            }
         }
         let job = Arc::new(job);
         let jobs = self.clone();
