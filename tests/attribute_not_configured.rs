@@ -77,7 +77,7 @@ async fn a_call_with_no_provider_is_logged_at_error_once_per_lock_name() {
 
 static CRON_RAN: AtomicBool = AtomicBool::new(false);
 
-#[scheduler_lock(name = "cron-never-configured", lock_at_most_for = "10s")]
+#[scheduler_lock(name = "cron-never-configured-{region}", lock_at_most_for = "10s")]
 async fn cron_report(region: &str) {
     CRON_RAN.store(true, Ordering::SeqCst);
 }
