@@ -14,6 +14,7 @@ use shedlock_core::{
     LockingTaskExecutor, MAX_PERMITS,
 };
 use shedlock_test_support::conformance::unique_name;
+use shedlock_test_support::sql::TestTable;
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -297,10 +298,14 @@ where
 }
 
 /// `prune` of each SQL provider, and a look at its table.
-trait Prune {
+trait Prune: TestTable {
     async fn prune_unused(&self, unused_for: Duration) -> u64;
+
     /// Whether the lock table has a row for `name`.
-    async fn has_row(&self, name: &str) -> bool;
+    async fn has_row(&self, name: &str) -> bool {
+        self.count_rows("", name).await == 1
+    }
+
     /// Inserts the row of `name` as ShedLock for Java does (its four
     /// columns, the fencing column left to its default), with an ended lease.
     async fn insert_as_java(&self, name: &str);
@@ -319,20 +324,6 @@ macro_rules! prune_impl {
                 self.prune(unused_for)
                     .await
                     .unwrap_or_else(|err| panic!("prune: {err}"))
-            }
-
-            async fn has_row(&self, name: &str) -> bool {
-                let sql = format!(
-                    "SELECT COUNT(*) FROM {} WHERE name = {}",
-                    self.table_name(),
-                    $placeholder
-                );
-                let (rows,): (i64,) = shedlock_sql::sqlx::query_as(&sql)
-                    .bind(name)
-                    .fetch_one(self.pool())
-                    .await
-                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
-                rows == 1
             }
 
             async fn run_for(&self, template: &str, name: &str) {

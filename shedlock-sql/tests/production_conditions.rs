@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use shedlock_core::{LockConfiguration, LockError, LockGuard, LockProvider, LockingTaskExecutor};
 use shedlock_sql::sqlx::{self, Connection};
 use shedlock_sql::{DEFAULT_TABLE_NAME, MySqlLockProvider, PostgresLockProvider};
-use shedlock_test_support::sql::{MariaDbServer, PostgresServer};
-use support::OnTable;
-
-mod support;
+use shedlock_test_support::sql::{
+    MariaDbServer, PostgresServer, PrivateServer, ServerDatabase, TestTable,
+};
 
 /// Ticks after an idle period.
 const TICKS: usize = 3;
@@ -32,57 +31,47 @@ const RESTART_AFTER: Duration = Duration::from_millis(100);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_ticks_after_idle_session_timeout_all_run() {
     let server = PostgresServer::start(&["idle_session_timeout=1s"]);
-    let provider = postgres(&server.url()).await;
-    every_tick_after_an_idle_period_runs::<sqlx::PgConnection, _>(
-        "postgres",
-        &server.url(),
-        provider,
-    )
-    .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_restart_between_ticks_fails_fast_while_down_and_recovers() {
-    let server = PostgresServer::start(&[]);
-    let provider = postgres(&server.url()).await;
-    let address = format!("127.0.0.1:{}", server.port());
-    ticks_fail_fast_while_down_and_run_once_back("postgres", server, provider, &address).await;
+    every_tick_after_an_idle_period_runs::<sqlx::PgConnection, _, _>("postgres", &server, postgres)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_ticks_after_wait_timeout_all_run() {
     let server = MariaDbServer::start(&["--wait-timeout=1"]);
-    let provider = mysql(&server.url()).await;
-    every_tick_after_an_idle_period_runs::<sqlx::MySqlConnection, _>(
-        "mariadb",
-        &server.url(),
-        provider,
-    )
-    .await;
+    every_tick_after_an_idle_period_runs::<sqlx::MySqlConnection, _, _>("mariadb", &server, mysql)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restart_between_ticks_fails_fast_while_down_and_recovers() {
+    ticks_fail_fast_while_down_and_run_once_back("postgres", PostgresServer::start(&[]), postgres)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_restart_between_ticks_fails_fast_while_down_and_recovers() {
-    let server = MariaDbServer::start(&[]);
-    let provider = mysql(&server.url()).await;
-    let address = format!("127.0.0.1:{}", server.port());
-    ticks_fail_fast_while_down_and_run_once_back("mariadb", server, provider, &address).await;
+    ticks_fail_fast_while_down_and_run_once_back("mariadb", MariaDbServer::start(&[]), mysql).await;
 }
 
 /// Ticks separated by idle periods longer than the server's limit on idle
 /// sessions: every one takes the lock, runs its job and releases the lock;
 /// a job holding its lock across the idle periods releases it after them.
-async fn every_tick_after_an_idle_period_runs<C: Connection, P: LockProvider>(
+async fn every_tick_after_an_idle_period_runs<C, D, P>(
     label: &'static str,
-    url: &str,
-    provider: P,
-) {
-    let executor = LockingTaskExecutor::new(provider);
+    server: &PrivateServer<D>,
+    provider: impl AsyncFnOnce(&str) -> P,
+) where
+    C: Connection,
+    D: ServerDatabase,
+    P: LockProvider,
+{
+    let url = server.url();
+    let executor = LockingTaskExecutor::new(provider(&url).await);
     assert_tick_runs(&executor, "the first tick").await;
     let long_job = take(executor.provider(), &long_job_config(), "the long job").await;
     // A session of our own, left idle as long as the provider's: it shows
     // the server really closes idle sessions.
-    let mut idle_session = C::connect(url)
+    let mut idle_session = C::connect(&url)
         .await
         .unwrap_or_else(|err| panic!("cannot connect to the private server: {err}"));
     for tick in 1..=TICKS {
@@ -107,16 +96,16 @@ async fn every_tick_after_an_idle_period_runs<C: Connection, P: LockProvider>(
 /// it is down and waits while it comes back runs; so do the ticks after,
 /// with the same provider; a job holding its lock across the restart
 /// releases it after.
-async fn ticks_fail_fast_while_down_and_run_once_back<S, P>(
+async fn ticks_fail_fast_while_down_and_run_once_back<D, P>(
     label: &'static str,
-    mut server: S,
-    provider: P,
-    address: &str,
+    mut server: PrivateServer<D>,
+    provider: impl AsyncFnOnce(&str) -> P,
 ) where
-    S: PrivateServer + Send + 'static,
+    D: ServerDatabase + Send + 'static,
     P: LockProvider,
 {
-    let executor = LockingTaskExecutor::new(provider);
+    let address = format!("127.0.0.1:{}", server.port());
+    let executor = LockingTaskExecutor::new(provider(&server.url()).await);
     assert_tick_runs(&executor, "the tick before the restart").await;
     let long_job = take(executor.provider(), &long_job_config(), "the long job").await;
     let stopping = Instant::now();
@@ -144,7 +133,7 @@ async fn ticks_fail_fast_while_down_and_run_once_back<S, P>(
         );
         let message = err.to_string();
         assert!(
-            message.contains(address) && message.contains("connection"),
+            message.contains(&address) && message.contains("connection"),
             "the error should name the server and the connection failure: {message}"
         );
         assert!(
@@ -209,30 +198,6 @@ async fn assert_tick_runs<P: LockProvider>(executor: &LockingTaskExecutor<P>, ti
     match executor.execute(lock_config(), async {}).await {
         Ok(Some(())) => {}
         other => panic!("{tick} should take the lock and run: {other:?}"),
-    }
-}
-
-/// What a test does to its private server.
-trait PrivateServer {
-    fn stop(&mut self);
-    fn start_again(&mut self);
-}
-
-impl PrivateServer for PostgresServer {
-    fn stop(&mut self) {
-        PostgresServer::stop(self);
-    }
-    fn start_again(&mut self) {
-        PostgresServer::start_again(self);
-    }
-}
-
-impl PrivateServer for MariaDbServer {
-    fn stop(&mut self) {
-        MariaDbServer::stop(self);
-    }
-    fn start_again(&mut self) {
-        MariaDbServer::start_again(self);
     }
 }
 

@@ -10,55 +10,30 @@ mod support;
 use std::time::Duration;
 
 use shedlock_core::{
-    FinishedRun, LockAdmin, LockConfiguration, LockError, LockProvider, LockingTaskExecutor,
-    RUN_HISTORY_LEN, RunOutcome,
+    FinishedRun, LockConfiguration, LockError, LockingTaskExecutor, RUN_HISTORY_LEN, RunOutcome,
 };
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock_test_support::conformance::unique_name;
+use shedlock_test_support::sql::TestTable;
 fn config(name: &str) -> LockConfiguration {
     LockConfiguration::new(name, Duration::from_secs(30), Duration::ZERO)
         .unwrap_or_else(|err| panic!("{err}"))
 }
 
-/// A provider with direct access to its runs table.
-trait RunsTable: LockProvider + LockAdmin + Clone + Sized {
-    /// How many rows `<table>_runs` holds for `name`.
-    async fn run_rows(&self, name: &str) -> i64;
-    /// Sends `sql` as it is.
-    async fn execute(&self, sql: &str);
-    /// The lock table's name.
-    fn table(&self) -> String;
+/// A provider with direct access to its tables, whose history can be
+/// switched.
+trait RunsTable: TestTable + Clone {
     fn history(self, record: bool) -> Self;
+
+    /// How many rows `<table>_runs` holds for `name`.
+    async fn run_rows(&self, name: &str) -> i64 {
+        self.count_rows("_runs", name).await
+    }
 }
 
 macro_rules! runs_table_impl {
-    ($($provider:ty, $placeholder:literal);*) => {$(
+    ($($provider:ty),*) => {$(
         impl RunsTable for $provider {
-            async fn run_rows(&self, name: &str) -> i64 {
-                let sql = format!(
-                    "SELECT COUNT(*) FROM {}_runs WHERE name = {}",
-                    self.table_name(),
-                    $placeholder
-                );
-                let (rows,): (i64,) = shedlock_sql::sqlx::query_as(&sql)
-                    .bind(name)
-                    .fetch_one(self.pool())
-                    .await
-                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
-                rows
-            }
-
-            async fn execute(&self, sql: &str) {
-                shedlock_sql::sqlx::query(sql)
-                    .execute(self.pool())
-                    .await
-                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
-            }
-
-            fn table(&self) -> String {
-                self.table_name()
-            }
-
             fn history(self, record: bool) -> Self {
                 self.with_run_history(record)
             }
@@ -66,11 +41,7 @@ macro_rules! runs_table_impl {
     )*};
 }
 
-runs_table_impl!(
-    PostgresLockProvider, "$1";
-    MySqlLockProvider, "?";
-    SqliteLockProvider, "?1"
-);
+runs_table_impl!(PostgresLockProvider, MySqlLockProvider, SqliteLockProvider);
 
 /// 25 runs of one name leave 20 rows, the newest, read newest first; another
 /// name's runs are not touched.
@@ -162,9 +133,7 @@ async fn history_off_records_nothing<P: RunsTable>(default: P) {
 /// Without `<table>_runs` (made before it existed), the first lock fails
 /// with an error naming it and giving its DDL.
 async fn a_missing_runs_table_is_a_clear_error_giving_its_ddl<P: RunsTable>(provider: P, fresh: P) {
-    provider
-        .execute(&format!("DROP TABLE {}_runs", provider.table()))
-        .await;
+    provider.execute("DROP TABLE {table}_runs").await;
     let results = [
         fresh.try_lock(&config("no-runs")).await.map(drop),
         fresh.run_history("no-runs").await.map(drop),
@@ -209,14 +178,11 @@ async fn mysql(table: &str, history: History) -> MySqlLockProvider {
 }
 
 async fn sqlite(table: &str, history: History) -> SqliteLockProvider {
-    use support::OnTable as _;
     let file = support::sqlite_file(table);
-    let provider = SqliteLockProvider::open(&file)
-        .await
-        .unwrap_or_else(|err| panic!("cannot open {}: {err}", file.display()))
-        .on_table(table)
-        .await;
-    with(provider, history)
+    with(
+        shedlock_test_support::sql::sqlite(&file, table).await,
+        history,
+    )
 }
 
 macro_rules! run_history_tests {
