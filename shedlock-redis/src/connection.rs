@@ -3,6 +3,7 @@
 //! failure. Scripts and leases run on it unchanged, and a command
 //! that meets a closed connection is sent again on a fresh one.
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 
@@ -10,7 +11,7 @@ use futures_util::future::BoxFuture;
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::cluster_routing::RoutingInfo;
+use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::sentinel::SentinelClient;
 use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
@@ -18,6 +19,9 @@ use redis::{AsyncConnectionConfig, Cmd, Pipeline, RedisError, RedisFuture, Redis
 /// closed: once for a connection the server closed while idle, once more for
 /// a second one closed while the first was replaced.
 const MAX_RESENDS: u32 = 2;
+
+/// Keys looked at per `SCAN` step.
+const SCAN_COUNT: usize = 500;
 
 /// A cheaply cloned, multiplexed connection to Redis.
 ///
@@ -107,6 +111,64 @@ impl RedisConnection {
             }
             _ => cmd.query_async(&mut self.clone()).await,
         }
+    }
+
+    /// Every key matching `pattern` on one node (`None`: the server this
+    /// connection sends to), `SCAN` step by `SCAN` step.
+    pub(crate) async fn scan_node(
+        &self,
+        pattern: &str,
+        node: Option<RoutingInfo>,
+    ) -> RedisResult<Vec<String>> {
+        let mut keys = Vec::new();
+        let mut cursor = 0u64;
+        loop {
+            let mut command = Cmd::new();
+            command
+                .arg("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(pattern)
+                .arg("COUNT")
+                .arg(SCAN_COUNT);
+            let reply = match &node {
+                Some(node) => self.route(&command, node).await,
+                None => command.query_async(&mut self.clone()).await,
+            };
+            let (next, batch): (u64, Vec<String>) =
+                reply.and_then(|reply| redis::from_redis_value(reply).map_err(RedisError::from))?;
+            keys.extend(batch);
+            if next == 0 {
+                return Ok(keys);
+            }
+            cursor = next;
+        }
+    }
+
+    /// The masters of a cluster, as `CLUSTER SLOTS` names them.
+    pub(crate) async fn cluster_masters(&self) -> RedisResult<BTreeSet<(String, u16)>> {
+        let reply = self
+            .route(
+                redis::cmd("CLUSTER").arg("SLOTS"),
+                &RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+            )
+            .await
+            .and_then(|reply| {
+                // Each range: start, end, its master (ip, port, id, ..), then replicas.
+                redis::from_redis_value::<Vec<Vec<redis::Value>>>(reply).map_err(RedisError::from)
+            })?;
+        Ok(reply
+            .into_iter()
+            .filter_map(|range| {
+                let master = range.into_iter().nth(2)?;
+                let mut fields = redis::from_redis_value::<Vec<redis::Value>>(master)
+                    .ok()?
+                    .into_iter();
+                let host = redis::from_redis_value::<String>(fields.next()?).ok()?;
+                let port = redis::from_redis_value::<u16>(fields.next()?).ok()?;
+                Some((host, port))
+            })
+            .collect())
     }
 
     /// One attempt at `cmd`, on the current connection.

@@ -1,5 +1,6 @@
-//! Key names: ShedLock's `{prefix}:{environment}:{name}`, and auxiliary keys
-//! placed in the lock key's Redis Cluster slot.
+//! Key names: ShedLock's `{prefix}:{environment}:{name}`, auxiliary keys
+//! placed in the lock key's Redis Cluster slot, and the way back from a key
+//! to its lock name (with the `SCAN` patterns that find them).
 
 /// The keys of one lock.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -129,6 +130,50 @@ impl LockKeys {
     pub(crate) fn runs(&self) -> String {
         self.auxiliary(RUNS_SUFFIX)
     }
+}
+
+/// The lock name a key belongs to, if it is a lock key or an auxiliary key under `base`.
+pub(crate) fn name_of_key(key: &str, base: &str) -> Option<String> {
+    for suffix in [
+        FENCE_SUFFIX,
+        HOLDERS_SUFFIX,
+        WAITERS_SUFFIX,
+        SETTINGS_SUFFIX,
+        RENEWED_SUFFIX,
+        RUNS_SUFFIX,
+    ] {
+        let Some(rest) = key.strip_suffix(suffix) else {
+            continue;
+        };
+        // `{base name}:suffix`
+        if let Some(name) = rest
+            .strip_prefix('{')
+            .and_then(|rest| rest.strip_prefix(base))
+            .and_then(|rest| rest.strip_suffix('}'))
+            && !name.contains('}')
+        {
+            return Some(name.to_owned());
+        }
+        // `{tag}:base name:suffix`, for names with a hash tag or a '}'.
+        if rest.starts_with('{')
+            && let Some(at) = rest.find(&format!("}}:{base}"))
+        {
+            return Some(rest[at + 2 + base.len()..].to_owned());
+        }
+    }
+    key.strip_prefix(base).map(str::to_owned)
+}
+
+/// `pattern` with Redis glob's special characters escaped.
+pub(crate) fn glob_escape(pattern: &str) -> String {
+    let mut escaped = String::with_capacity(pattern.len());
+    for c in pattern.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// A `{hash tag}` whose Cluster slot is the slot of `hashed`, for a hashed
@@ -269,5 +314,38 @@ mod tests {
                 assert_eq!(slot(&keys.lock), slot(&aux), "name {name:?}: {aux}");
             }
         }
+    }
+
+    #[test]
+    fn names_come_back_from_every_kind_of_key() {
+        let base = "job-lock:default:";
+        for name in [
+            "report",
+            "a:b",
+            "with space",
+            "a}b",
+            "{x}",
+            "r-{t}",
+            "}{",
+            "ü",
+        ] {
+            let keys = LockKeys::new("job-lock", "default", name);
+            for key in [
+                keys.lock.clone(),
+                keys.fence(),
+                keys.holders(),
+                keys.waiters(),
+                keys.settings(),
+                keys.renewed(),
+            ] {
+                assert_eq!(name_of_key(&key, base).as_deref(), Some(name), "key {key}");
+            }
+        }
+        assert_eq!(name_of_key("other:default:x", base), None);
+    }
+
+    #[test]
+    fn glob_characters_are_escaped() {
+        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 }

@@ -1,12 +1,16 @@
-//! The value of a lock key: unique per acquisition, readable by operators.
+//! What shedlock stores under its keys: the value of a lock key (unique per
+//! acquisition, readable by operators), and, read back for operators, an
+//! exclusive holder's renewal stamp and the entries of a run history.
 //!
-//! `ADDED:<locked_at>@<locked_by>;id=<acquisition id>`: the start is ShedLock
-//! for Java's format (`ADDED:<time>@<host>`), the id makes it unique, so the
-//! release and extension scripts can tell this acquisition from the next.
+//! A lock value is `ADDED:<locked_at>@<locked_by>;id=<acquisition id>`: the
+//! start is ShedLock for Java's format (`ADDED:<time>@<host>`), the id makes
+//! it unique, so the release and extension scripts can tell this acquisition
+//! from the next.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use shedlock_core::identity::{UNIQUE_ACQUISITION_ID_MAX_LEN, write_unique_acquisition_id};
+use shedlock_core::{FinishedRun, LockHolder, LockMode, RunRecord};
 
 const ID_SEPARATOR: &str = ";id=";
 
@@ -110,6 +114,72 @@ impl LockValue {
     }
 }
 
+/// Who, and since when, from a lock value; the raw value when it is in
+/// neither shedlock's nor ShedLock for Java's format.
+pub(crate) fn holder_from_value(value: &str) -> LockHolder {
+    let parsed = LockValue::parse(value);
+    LockHolder {
+        locked_by: parsed
+            .as_ref()
+            .map_or_else(|| value.to_owned(), |parsed| parsed.locked_by.clone()),
+        locked_at: parsed
+            .and_then(|parsed| humantime::parse_rfc3339_weak(&parsed.locked_at).ok())
+            .map(|at: SystemTime| at),
+        lease_left: None,
+        mode: LockMode::Exclusive,
+        fencing_token: None,
+        renewed_ago: None,
+        renewals: None,
+    }
+}
+
+/// An exclusive holder's last renewal, as `extend.lua` stamps it.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct RenewalStamp {
+    pub(crate) token: Option<u64>,
+    pub(crate) at_ms: i64,
+    pub(crate) renewals: u64,
+}
+
+impl RenewalStamp {
+    /// `"<token> <server ms> <renewals> <value>"`, if it is the renewal of
+    /// the lock key's `current` value (perhaps marked by a waiter since).
+    pub(crate) fn parse(stamp: &str, current: &str) -> Option<RenewalStamp> {
+        let mut fields = stamp.splitn(4, ' ');
+        let token = fields.next()?.parse::<u64>().ok()?;
+        let at_ms = fields.next()?.parse::<i64>().ok()?;
+        let renewals = fields.next()?.parse::<u64>().ok()?;
+        let value = fields.next()?;
+        let rest = current.strip_prefix(value)?;
+        if !(rest.is_empty() || rest == WAITED_MARK) {
+            return None;
+        }
+        Some(RenewalStamp {
+            token: Some(token).filter(|token| *token > 0),
+            at_ms,
+            renewals,
+        })
+    }
+}
+
+/// A run as `history.lua` writes it: `"<finished ms> <duration ms> <outcome>
+/// <token> <locked_by>"`; `None` for an entry that is not one.
+pub(crate) fn parse_run(entry: &str) -> Option<RunRecord> {
+    let mut fields = entry.splitn(5, ' ');
+    let finished_ms = fields.next()?.parse::<u64>().ok()?;
+    let duration = Duration::from_millis(fields.next()?.parse::<u64>().ok()?);
+    let outcome = fields.next()?.parse().ok()?;
+    let token = fields.next()?.parse::<u64>().ok()?;
+    let locked_by = fields.next().unwrap_or_default();
+    let run = FinishedRun {
+        duration,
+        outcome,
+        fencing_token: Some(token).filter(|token| *token > 0),
+    };
+    let finished_at = SystemTime::UNIX_EPOCH + Duration::from_millis(finished_ms);
+    Some(RunRecord::new(&run, locked_by, finished_at))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -160,5 +230,32 @@ mod tests {
             })
         );
         assert_eq!(LockValue::parse("something else"), None);
+    }
+
+    #[test]
+    fn a_renewal_stamp_counts_only_for_the_value_it_renewed() {
+        let value = "ADDED:2026-01-01T00:00:00.000Z@host 1:7;id=a";
+        let stamp = format!("17 1000 3 {value}");
+        let parsed = RenewalStamp::parse(&stamp, value);
+        assert_eq!(
+            parsed,
+            Some(RenewalStamp {
+                token: Some(17),
+                at_ms: 1000,
+                renewals: 3
+            })
+        );
+        let marked = format!("{value}{WAITED_MARK}");
+        assert_eq!(RenewalStamp::parse(&stamp, &marked), parsed);
+        // An earlier holder's stamp, or a longer value, is not this holder's.
+        assert_eq!(RenewalStamp::parse(&stamp, "ADDED:x@other;id=b"), None);
+        assert_eq!(RenewalStamp::parse(&stamp, &format!("{value}1")), None);
+        // No token issued yet.
+        let untokened = format!("0 1000 1 {value}");
+        assert_eq!(
+            RenewalStamp::parse(&untokened, value).map(|stamp| stamp.token),
+            Some(None)
+        );
+        assert_eq!(RenewalStamp::parse("garbage", value), None);
     }
 }

@@ -1,25 +1,23 @@
 //! `LockAdmin` for Redis: state, capacity, pause, resume, force-release, each
-//! one script on the lock's keys; listing by `SCAN`.
+//! one script on the lock's keys; listing by `SCAN` (see the connection).
 
 use std::collections::BTreeSet;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, RedisError, Script, ScriptInvocation};
 use shedlock_core::{
-    BoxFuture, FinishedRun, LockAdmin, LockError, LockHolder, LockMode, LockState, MAX_PERMITS,
-    RUN_HISTORY_LEN, RunRecord,
+    BoxFuture, LockAdmin, LockError, LockHolder, LockMode, LockState, MAX_PERMITS, RUN_HISTORY_LEN,
+    RunRecord,
 };
 
 use super::RedisLockProvider;
 use crate::connection::RedisConnection;
 use crate::errors::store_error;
-use crate::keys::{
-    FENCE_SUFFIX, HOLDERS_SUFFIX, RENEWED_SUFFIX, RUNS_SUFFIX, SETTINGS_SUFFIX, WAITERS_SUFFIX,
-};
+use crate::keys::{FENCE_SUFFIX, RENEWED_SUFFIX, RUNS_SUFFIX, glob_escape, name_of_key};
 use crate::releases::RELEASE_CHANNEL;
 use crate::scripts::{FORCE_RELEASE, PAUSE, RESUME, SET_CAPACITY, STATE};
-use crate::value::{LockValue, WAITED_MARK};
+use crate::value::{RenewalStamp, holder_from_value, parse_run};
 
 /// What `state.lua` returns: server ms, exclusive value, its PTTL, stored
 /// capacity, live exclusive waiters, shared holders (value, "end permits token"
@@ -36,9 +34,6 @@ type StateReply = (
 
 /// The lock key's value while shared holders have the lock (see `acquire.lua`).
 const SHARED_MARKER: &str = "shedlock:shared";
-
-/// Keys looked at per `SCAN` step.
-const SCAN_COUNT: usize = 500;
 
 /// Locks whose states `list` reads in one round trip.
 const STATES_PER_ROUND_TRIP: usize = 500;
@@ -204,30 +199,25 @@ impl RedisLockProvider {
 
     /// Every key matching `pattern`: on each master of a cluster, else on the server.
     async fn scan(&self, pattern: &str) -> Result<Vec<String>, LockError> {
-        let RedisConnection::Cluster(_) = &self.connection else {
-            return self.scan_node(pattern, None).await;
-        };
-        let mut keys = Vec::new();
-        for (host, port) in self.cluster_masters().await? {
-            let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
-            keys.extend(self.scan_node(pattern, Some(node)).await?);
-        }
-        Ok(keys)
-    }
-
-    /// The masters of a cluster, as `CLUSTER SLOTS` names them.
-    async fn cluster_masters(&self) -> Result<BTreeSet<(String, u16)>, LockError> {
-        let reply = self
-            .connection
-            .route(
-                redis::cmd("CLUSTER").arg("SLOTS"),
-                &RoutingInfo::SingleNode(SingleNodeRoutingInfo::Random),
+        let listing = |err: RedisError| {
+            store_error(
+                &self.server,
+                "listing lock keys",
+                &err,
+                "nothing was listed",
             )
+        };
+        let RedisConnection::Cluster(_) = &self.connection else {
+            return self
+                .connection
+                .scan_node(pattern, None)
+                .await
+                .map_err(listing);
+        };
+        let masters = self
+            .connection
+            .cluster_masters()
             .await
-            .and_then(|reply| {
-                // Each range: start, end, its master (ip, port, id, ..), then replicas.
-                redis::from_redis_value::<Vec<Vec<redis::Value>>>(reply).map_err(RedisError::from)
-            })
             .map_err(|err: RedisError| {
                 store_error(
                     &self.server,
@@ -236,56 +226,17 @@ impl RedisLockProvider {
                     "nothing was listed",
                 )
             })?;
-        Ok(reply
-            .into_iter()
-            .filter_map(|range| {
-                let master = range.into_iter().nth(2)?;
-                let mut fields = redis::from_redis_value::<Vec<redis::Value>>(master)
-                    .ok()?
-                    .into_iter();
-                let host = redis::from_redis_value::<String>(fields.next()?).ok()?;
-                let port = redis::from_redis_value::<u16>(fields.next()?).ok()?;
-                Some((host, port))
-            })
-            .collect())
-    }
-
-    async fn scan_node(
-        &self,
-        pattern: &str,
-        node: Option<RoutingInfo>,
-    ) -> Result<Vec<String>, LockError> {
         let mut keys = Vec::new();
-        let mut cursor = 0u64;
-        loop {
-            let mut command = Cmd::new();
-            command
-                .arg("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(pattern)
-                .arg("COUNT")
-                .arg(SCAN_COUNT);
-            let reply = match &node {
-                Some(node) => self.connection.route(&command, node).await,
-                None => command.query_async(&mut self.connection.clone()).await,
-            };
-            let (next, batch): (u64, Vec<String>) = reply
-                .and_then(|reply| redis::from_redis_value(reply).map_err(RedisError::from))
-                .map_err(|err| {
-                    store_error(
-                        &self.server,
-                        "listing lock keys",
-                        &err,
-                        "nothing was listed",
-                    )
-                })?;
-            keys.extend(batch);
-            if next == 0 {
-                return Ok(keys);
-            }
-            cursor = next;
+        for (host, port) in masters {
+            let node = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress { host, port });
+            keys.extend(
+                self.connection
+                    .scan_node(pattern, Some(node))
+                    .await
+                    .map_err(listing)?,
+            );
         }
+        Ok(keys)
     }
 
     async fn read_state(&self, name: &str) -> Result<LockState, LockError> {
@@ -392,116 +343,6 @@ impl RedisLockProvider {
     }
 }
 
-/// Who, and since when, from a lock value; the raw value when it is in
-/// neither shedlock's nor ShedLock for Java's format.
-fn holder_from_value(value: &str) -> LockHolder {
-    let parsed = LockValue::parse(value);
-    LockHolder {
-        locked_by: parsed
-            .as_ref()
-            .map_or_else(|| value.to_owned(), |parsed| parsed.locked_by.clone()),
-        locked_at: parsed
-            .and_then(|parsed| humantime::parse_rfc3339_weak(&parsed.locked_at).ok())
-            .map(|at: SystemTime| at),
-        lease_left: None,
-        mode: LockMode::Exclusive,
-        fencing_token: None,
-        renewed_ago: None,
-        renewals: None,
-    }
-}
-
-/// An exclusive holder's last renewal, as `extend.lua` stamps it.
-#[derive(Debug, PartialEq, Eq)]
-struct RenewalStamp {
-    token: Option<u64>,
-    at_ms: i64,
-    renewals: u64,
-}
-
-impl RenewalStamp {
-    /// `"<token> <server ms> <renewals> <value>"`, if it is the renewal of
-    /// the lock key's `current` value (perhaps marked by a waiter since).
-    fn parse(stamp: &str, current: &str) -> Option<RenewalStamp> {
-        let mut fields = stamp.splitn(4, ' ');
-        let token = fields.next()?.parse::<u64>().ok()?;
-        let at_ms = fields.next()?.parse::<i64>().ok()?;
-        let renewals = fields.next()?.parse::<u64>().ok()?;
-        let value = fields.next()?;
-        let rest = current.strip_prefix(value)?;
-        if !(rest.is_empty() || rest == WAITED_MARK) {
-            return None;
-        }
-        Some(RenewalStamp {
-            token: Some(token).filter(|token| *token > 0),
-            at_ms,
-            renewals,
-        })
-    }
-}
-
-/// A run as `history.lua` writes it: `"<finished ms> <duration ms> <outcome>
-/// <token> <locked_by>"`; `None` for an entry that is not one.
-fn parse_run(entry: &str) -> Option<RunRecord> {
-    let mut fields = entry.splitn(5, ' ');
-    let finished_ms = fields.next()?.parse::<u64>().ok()?;
-    let duration = Duration::from_millis(fields.next()?.parse::<u64>().ok()?);
-    let outcome = fields.next()?.parse().ok()?;
-    let token = fields.next()?.parse::<u64>().ok()?;
-    let locked_by = fields.next().unwrap_or_default();
-    let run = FinishedRun {
-        duration,
-        outcome,
-        fencing_token: Some(token).filter(|token| *token > 0),
-    };
-    let finished_at = SystemTime::UNIX_EPOCH + Duration::from_millis(finished_ms);
-    Some(RunRecord::new(&run, locked_by, finished_at))
-}
-
-/// The lock name a key belongs to, if it is a lock key or an auxiliary key under `base`.
-fn name_of_key(key: &str, base: &str) -> Option<String> {
-    for suffix in [
-        FENCE_SUFFIX,
-        HOLDERS_SUFFIX,
-        WAITERS_SUFFIX,
-        SETTINGS_SUFFIX,
-        RENEWED_SUFFIX,
-        RUNS_SUFFIX,
-    ] {
-        let Some(rest) = key.strip_suffix(suffix) else {
-            continue;
-        };
-        // `{base name}:suffix`
-        if let Some(name) = rest
-            .strip_prefix('{')
-            .and_then(|rest| rest.strip_prefix(base))
-            .and_then(|rest| rest.strip_suffix('}'))
-            && !name.contains('}')
-        {
-            return Some(name.to_owned());
-        }
-        // `{tag}:base name:suffix`, for names with a hash tag or a '}'.
-        if rest.starts_with('{')
-            && let Some(at) = rest.find(&format!("}}:{base}"))
-        {
-            return Some(rest[at + 2 + base.len()..].to_owned());
-        }
-    }
-    key.strip_prefix(base).map(str::to_owned)
-}
-
-/// `pattern` with Redis glob's special characters escaped.
-fn glob_escape(pattern: &str) -> String {
-    let mut escaped = String::with_capacity(pattern.len());
-    for c in pattern.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
-}
-
 impl LockAdmin for RedisLockProvider {
     fn lock_state<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<LockState, LockError>> {
         Box::pin(self.read_state(name))
@@ -590,70 +431,5 @@ impl LockAdmin for RedisLockProvider {
         names: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Option<RunRecord>>, LockError>> {
         Box::pin(self.read_last_runs(names))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_come_back_from_every_kind_of_key() {
-        let base = "job-lock:default:";
-        for name in [
-            "report",
-            "a:b",
-            "with space",
-            "a}b",
-            "{x}",
-            "r-{t}",
-            "}{",
-            "ü",
-        ] {
-            let keys = crate::keys::LockKeys::new("job-lock", "default", name);
-            for key in [
-                keys.lock.clone(),
-                keys.fence(),
-                keys.holders(),
-                keys.waiters(),
-                keys.settings(),
-                keys.renewed(),
-            ] {
-                assert_eq!(name_of_key(&key, base).as_deref(), Some(name), "key {key}");
-            }
-        }
-        assert_eq!(name_of_key("other:default:x", base), None);
-    }
-
-    #[test]
-    fn a_renewal_stamp_counts_only_for_the_value_it_renewed() {
-        let value = "ADDED:2026-01-01T00:00:00.000Z@host 1:7;id=a";
-        let stamp = format!("17 1000 3 {value}");
-        let parsed = RenewalStamp::parse(&stamp, value);
-        assert_eq!(
-            parsed,
-            Some(RenewalStamp {
-                token: Some(17),
-                at_ms: 1000,
-                renewals: 3
-            })
-        );
-        let marked = format!("{value}{WAITED_MARK}");
-        assert_eq!(RenewalStamp::parse(&stamp, &marked), parsed);
-        // An earlier holder's stamp, or a longer value, is not this holder's.
-        assert_eq!(RenewalStamp::parse(&stamp, "ADDED:x@other;id=b"), None);
-        assert_eq!(RenewalStamp::parse(&stamp, &format!("{value}1")), None);
-        // No token issued yet.
-        let untokened = format!("0 1000 1 {value}");
-        assert_eq!(
-            RenewalStamp::parse(&untokened, value).map(|stamp| stamp.token),
-            Some(None)
-        );
-        assert_eq!(RenewalStamp::parse("garbage", value), None);
-    }
-
-    #[test]
-    fn glob_characters_are_escaped() {
-        assert_eq!(glob_escape("a*b?[c]\\"), "a\\*b\\?\\[c\\]\\\\");
     }
 }
