@@ -1,6 +1,8 @@
 //! The real `shedlock` binary against a real, private redis-server: what it
 //! prints, what it changes, its exit codes, and that passwords stay hidden.
 
+mod support;
+
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -13,34 +15,11 @@ use shedlock_core::{
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::free_port;
 use shedlock_test_support::redis::RedisServer;
+use support::{json_of, shedlock_command, shedlock_command_async, stderr, stdout, succeeded};
 
+/// The binary with `args`, on the Redis server `url`.
 fn shedlock(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shedlock"))
-        .env_remove("SHEDLOCK_REDIS_URL")
-        .arg("--redis")
-        .arg(url)
-        .args(args)
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run the shedlock binary: {err}"))
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn succeeded(output: &Output) -> String {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "shedlock failed:\n{}\n{}",
-        stdout(output),
-        stderr(output)
-    );
-    stdout(output)
+    shedlock_command(&[&["--redis", url], args].concat())
 }
 
 async fn connect(url: &str) -> RedisLockProvider {
@@ -134,14 +113,7 @@ async fn list_and_show_describe_every_kind_of_lock() {
 
 /// The binary run off the async workers, so leaders in this process keep renewing.
 async fn shedlock_async(url: &str, args: &[&str]) -> Output {
-    let url = url.to_owned();
-    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        shedlock(&url, &args)
-    })
-    .await
-    .unwrap_or_else(|err| panic!("the shedlock run panicked: {err}"))
+    shedlock_command_async(&[&["--redis", url], args].concat()).await
 }
 
 const LEASE: Duration = Duration::from_secs(2);
@@ -199,10 +171,6 @@ impl Candidate {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
-}
-
-fn json_of(text: &str) -> Value {
-    serde_json::from_str(text).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -490,12 +458,7 @@ fn usage_mistakes_exit_2() {
 #[test]
 fn store_takes_a_redis_url_and_prune_has_nothing_to_delete() {
     let server = RedisServer::start();
-    let output = Command::new(env!("CARGO_BIN_EXE_shedlock"))
-        .env_remove("SHEDLOCK_REDIS_URL")
-        .env_remove("SHEDLOCK_STORE_URL")
-        .args(["--store", server.url(), "prune", "--unused-for", "30d"])
-        .output()
-        .unwrap_or_else(|err| panic!("{err}"));
+    let output = shedlock_command(&["--store", server.url(), "prune", "--unused-for", "30d"]);
     assert!(
         succeeded(&output).contains("nothing to prune on Redis"),
         "{}",

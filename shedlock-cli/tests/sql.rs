@@ -4,64 +4,31 @@
 //! the last runs (history, show, list), prune, names the library refuses,
 //! and passwords kept hidden.
 
-use std::path::PathBuf;
+mod support;
+
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use shedlock_core::{LockAdmin, LockConfiguration, LockGuard, LockProvider, LockingTaskExecutor};
+use shedlock_core::{LockConfiguration, LockGuard, LockProvider, LockingTaskExecutor};
+use shedlock_sql::DEFAULT_TABLE_NAME;
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock_test_support::free_port;
 use shedlock_test_support::proxy::FaultProxy;
 use shedlock_test_support::sql::{
-    database_unreachable, mysql_url, postgres_url, unique_table_name,
+    TestTable, connect_mysql, connect_postgres, mysql_url, open_sqlite, postgres_url,
+    unique_table_name,
 };
+use support::{json_of, shedlock_command, shedlock_command_async, stderr, stdout, succeeded};
 
-/// The binary with `args`, on `url` and `table`, the environment cleared of
-/// store variables.
+/// The binary with `args`, on `url` and `table`.
 fn shedlock(url: &str, table: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shedlock"))
-        .env_remove("SHEDLOCK_REDIS_URL")
-        .env_remove("SHEDLOCK_STORE_URL")
-        .args(["--store", url, "--table", table])
-        .args(args)
-        .output()
-        .unwrap_or_else(|err| panic!("cannot run the shedlock binary: {err}"))
+    shedlock_command(&[&["--store", url, "--table", table], args].concat())
 }
 
-/// The binary off the async workers (the services' pools keep working).
+/// [`shedlock`] off the async workers (the services' pools keep working).
 async fn run(url: &str, table: &str, args: &[&str]) -> Output {
-    let (url, table) = (url.to_owned(), table.to_owned());
-    let args: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
-    tokio::task::spawn_blocking(move || {
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        shedlock(&url, &table, &args)
-    })
-    .await
-    .unwrap_or_else(|err| panic!("{err}"))
-}
-
-fn stdout(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn succeeded(output: &Output) -> String {
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "shedlock failed:\n{}\n{}",
-        stdout(output),
-        stderr(output)
-    );
-    stdout(output)
-}
-
-fn json_of(text: &str) -> Value {
-    serde_json::from_str(text.trim()).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
+    shedlock_command_async(&[&["--store", url, "--table", table], args].concat()).await
 }
 
 fn config(name: &str) -> LockConfiguration {
@@ -77,16 +44,17 @@ async fn lock<P: LockProvider>(provider: &P, name: &str) -> LockGuard {
 }
 
 /// A service's provider on one table, and the URL the command gets.
-trait Service: LockProvider + LockAdmin + Sized {
+trait Service: TestTable {
     /// Whether the lock table has a row for `name`.
-    async fn has_row(&self, name: &str) -> bool;
+    async fn has_row(&self, name: &str) -> bool {
+        self.count_rows("", name).await == 1
+    }
+
+    /// `self` as the tests' service: `worker-7`, recording its runs.
+    fn as_service(self) -> Self;
 
     /// Whether the lock table has a row for `name` with a live lease.
     async fn is_held(&self, name: &str) -> bool;
-
-    /// Runs `sql` (statements separated by `;`), `{table}` standing for
-    /// the lock table.
-    async fn execute(&self, sql: &str);
 
     /// Makes ShedLock for Java's table (its four columns, no companion
     /// table) and a row of `name` it holds for an hour.
@@ -115,18 +83,8 @@ macro_rules! service_impl {
         running: $running:literal
     );*) => {$(
         impl Service for $provider {
-            async fn has_row(&self, name: &str) -> bool {
-                let sql = format!(
-                    "SELECT COUNT(*) FROM {} WHERE name = {}",
-                    self.table_name(),
-                    $placeholder
-                );
-                let (rows,): (i64,) = shedlock_sql::sqlx::query_as(&sql)
-                    .bind(name)
-                    .fetch_one(self.pool())
-                    .await
-                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
-                rows == 1
+            fn as_service(self) -> Self {
+                self.with_locked_by("worker-7").with_run_history(true)
             }
 
             async fn is_held(&self, name: &str) -> bool {
@@ -142,14 +100,6 @@ macro_rules! service_impl {
                     .await
                     .unwrap_or_else(|err| panic!("{sql}: {err}"));
                 rows == 1
-            }
-
-            async fn execute(&self, sql: &str) {
-                let sql = sql.replace("{table}", &self.table_name());
-                shedlock_sql::sqlx::raw_sql(&sql)
-                    .execute(self.pool())
-                    .await
-                    .unwrap_or_else(|err| panic!("{sql}: {err}"));
             }
 
             async fn java_table_holding(&self, name: &str) {
@@ -229,94 +179,56 @@ service_impl!(
     running: "SELECT 0 WHERE ?1 IS NOT NULL"
 );
 
-/// A PostgreSQL service on a new table: (provider, URL, table).
+/// A service on a new table, created: (provider, URL, table).
+async fn service<P: Service>((provider, url, table): (P, String, String)) -> (P, String, String) {
+    (provider.on_table(&table).await.as_service(), url, table)
+}
+
+/// A PostgreSQL service on a new table.
 async fn postgres() -> (PostgresLockProvider, String, String) {
-    let table = unique_table_name("cli");
-    let provider = PostgresLockProvider::connect(&postgres_url())
-        .await
-        .unwrap_or_else(|err| database_unreachable("postgres", &err))
-        .with_table_name(&table)
-        .unwrap_or_else(|err| panic!("{err}"))
-        .with_locked_by("worker-7")
-        .with_run_history(true);
-    provider
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    (provider, postgres_url(), table)
+    service(postgres_without_tables().await).await
 }
 
 /// A MariaDB service on a new table.
 async fn mysql() -> (MySqlLockProvider, String, String) {
-    let table = unique_table_name("cli");
-    let provider = MySqlLockProvider::connect(&mysql_url())
-        .await
-        .unwrap_or_else(|err| database_unreachable("mysql", &err))
-        .with_table_name(&table)
-        .unwrap_or_else(|err| panic!("{err}"))
-        .with_locked_by("worker-7")
-        .with_run_history(true);
-    provider
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    (provider, mysql_url(), table)
+    service(mysql_without_tables().await).await
 }
 
 /// An SQLite service on a new file, ShedLock's default table.
 async fn sqlite() -> (SqliteLockProvider, String, String) {
-    let file =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.db", unique_table_name("cli")));
-    let provider = SqliteLockProvider::open(&file)
-        .await
-        .unwrap_or_else(|err| panic!("cannot open {}: {err}", file.display()))
-        .with_locked_by("worker-7")
-        .with_run_history(true);
-    provider
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    (
-        provider,
-        format!("sqlite://{}", file.display()),
-        "shedlock".to_owned(),
-    )
+    service(sqlite_without_tables().await).await
 }
 
 /// A PostgreSQL service's pool on a table name nobody has made yet.
 async fn postgres_without_tables() -> (PostgresLockProvider, String, String) {
     let table = unique_table_name("cli");
-    let provider = PostgresLockProvider::connect(&postgres_url())
-        .await
-        .unwrap_or_else(|err| database_unreachable("postgres", &err))
-        .with_table_name(&table)
-        .unwrap_or_else(|err| panic!("{err}"));
-    (provider, postgres_url(), table)
+    (
+        connect_postgres().await.table_named(&table),
+        postgres_url(),
+        table,
+    )
 }
 
 /// A MariaDB service's pool on a table name nobody has made yet.
 async fn mysql_without_tables() -> (MySqlLockProvider, String, String) {
     let table = unique_table_name("cli");
-    let provider = MySqlLockProvider::connect(&mysql_url())
-        .await
-        .unwrap_or_else(|err| database_unreachable("mysql", &err))
-        .with_table_name(&table)
-        .unwrap_or_else(|err| panic!("{err}"));
-    (provider, mysql_url(), table)
+    (
+        connect_mysql().await.table_named(&table),
+        mysql_url(),
+        table,
+    )
 }
 
 /// An SQLite service's pool on a new file without tables.
 async fn sqlite_without_tables() -> (SqliteLockProvider, String, String) {
-    let file =
-        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{}.db", unique_table_name("cli")));
-    let provider = SqliteLockProvider::open(&file)
-        .await
-        .unwrap_or_else(|err| panic!("cannot open {}: {err}", file.display()));
-    (
-        provider,
-        format!("sqlite://{}", file.display()),
-        "shedlock".to_owned(),
-    )
+    let file = sqlite_file(&unique_table_name("cli"));
+    let url = format!("sqlite://{}", file.display());
+    (open_sqlite(&file).await, url, DEFAULT_TABLE_NAME.to_owned())
+}
+
+/// The database file `name`.db in the test run's directory.
+fn sqlite_file(name: &str) -> std::path::PathBuf {
+    shedlock_test_support::sql::sqlite_file(env!("CARGO_TARGET_TMPDIR"), name)
 }
 
 /// `list` and `show` print the table and JSON they print on Redis.
@@ -879,8 +791,7 @@ fn an_unreachable_database_exits_1_without_printing_the_password() {
 
 #[test]
 fn a_missing_sqlite_file_is_not_created() {
-    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{}.db", unique_table_name("missing")));
+    let file = sqlite_file(&unique_table_name("missing"));
     let output = shedlock(
         &format!("sqlite://{}", file.display()),
         "shedlock",
@@ -942,12 +853,8 @@ async fn the_command_reaches_a_database_over_tls() {
     let service = PostgresLockProvider::connect(&url)
         .await
         .unwrap_or_else(|err| panic!("{err}"))
-        .with_table_name(&table)
-        .unwrap_or_else(|err| panic!("{err}"));
-    service
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+        .on_table(&table)
+        .await;
     let _held = lock(&service, "exports").await;
 
     let listed = json_of(&succeeded(&run(&url, &table, &["--json", "list"]).await));
