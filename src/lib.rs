@@ -94,7 +94,7 @@ pub mod redis {
     /// The `redis` crate, for building a `Client` or an `AsyncConnectionConfig`.
     pub use shedlock_redis::redis as client;
     pub use shedlock_redis::{
-        DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, LockValue, RedisLockProvider,
+        DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisLockProvider,
     };
 }
 

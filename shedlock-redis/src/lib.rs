@@ -39,7 +39,6 @@ mod scripts;
 mod value;
 
 pub use provider::{DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisLockProvider};
-pub use value::LockValue;
 
 /// The `redis` crate this provider is built on, for `Client` and `AsyncConnectionConfig`.
 pub use redis;

@@ -90,16 +90,16 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
 
 /// What an operator can read from a lock value (ours or ShedLock for Java's).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct LockValue {
+pub(crate) struct LockValue {
     /// When the holder took the lock, by the holder's clock (RFC 3339).
-    pub locked_at: String,
+    pub(crate) locked_at: String,
     /// Who holds the lock (host name and process id by default).
-    pub locked_by: String,
+    pub(crate) locked_by: String,
 }
 
 impl LockValue {
     /// Reads a lock value; `None` for values in another format.
-    pub fn parse(value: &str) -> Option<LockValue> {
+    pub(crate) fn parse(value: &str) -> Option<LockValue> {
         // A waiter's mark (see acquire.lua) is no part of who holds the lock.
         let value = value.strip_suffix(WAITED_MARK).unwrap_or(value);
         let rest = value.strip_prefix("ADDED:")?;

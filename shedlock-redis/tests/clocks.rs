@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
-use shedlock_redis::{LockValue, RedisLockProvider};
+use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::redis::RedisServer;
 use shedlock_test_support::{Worker, now_ms};
 use workers::{connection, next_event, pttl};
@@ -150,7 +150,11 @@ async fn clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_ser
         .query_async(&mut events)
         .await
         .unwrap();
-    let locked_at = LockValue::parse(&value).map(|value| value.locked_at);
+    // `ADDED:<locked_at>@<locked_by>;id=<acquisition id>`
+    let locked_at = value
+        .strip_prefix("ADDED:")
+        .and_then(|rest| rest.split_once('@'))
+        .map(|(locked_at, _)| locked_at.to_owned());
 
     // The process two hours behind is refused while the lease stands.
     let Some((what, behind_skew)) = report(&mut events).await else {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use redis::AsyncConnectionConfig;
 use redis::Client;
 use shedlock_core::{LockConfiguration, LockError, LockProvider};
-use shedlock_redis::{LockValue, RedisLockProvider};
+use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::redis::RedisServer;
 
 fn config(name: &str, most: Duration, least: Duration) -> LockConfiguration {
@@ -28,8 +28,16 @@ async fn lock_key_and_value_follow_shedlocks_format() {
     assert_eq!(provider.lock_key("format"), "job-lock:default:format");
     let value = server.command("GET job-lock:default:format");
     let value = value.lines().nth(1).unwrap_or_default();
-    let parsed = LockValue::parse(value).unwrap_or_else(|| panic!("unreadable value {value:?}"));
-    assert_eq!(parsed.locked_by, "replica-7");
+    // `ADDED:<locked_at>@<locked_by>;id=<acquisition id>`: ShedLock's start, made unique.
+    let (locked_at, rest) = value
+        .strip_prefix("ADDED:")
+        .and_then(|rest| rest.split_once('@'))
+        .unwrap_or_else(|| panic!("unreadable value {value:?}"));
+    assert!(
+        humantime::parse_rfc3339(locked_at).is_ok(),
+        "locked_at {locked_at:?} in {value:?}"
+    );
+    assert!(rest.starts_with("replica-7;id="), "{value:?}");
     let ttl: i64 = server
         .command("PTTL job-lock:default:format")
         .trim_start_matches(':')
