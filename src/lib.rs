@@ -76,6 +76,7 @@ pub mod provider {
         BackgroundRelease, BoxError, BoxFuture, FinishedRun, GrantedLease, Lease,
         LockConfiguration, LockError, LockGuard, LockMode, LockProvider, ReleaseNotifier,
         ReleaseNotifiers, ReleaseWatch, RunOutcome, StoreCause, StoreFailure, Waiter,
+        validate_capacity,
     };
 }
 
@@ -83,7 +84,7 @@ pub mod provider {
 /// resume, force-release, and its last runs (the `shedlock` command is built on it).
 pub mod admin {
     pub use shedlock_core::{
-        LockAdmin, LockHolder, LockState, RUN_HISTORY_LEN, RunOutcome, RunRecord, validate_capacity,
+        LockAdmin, LockHolder, LockState, RUN_HISTORY_LEN, RunOutcome, RunRecord,
     };
 }
 

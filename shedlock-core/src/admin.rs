@@ -145,18 +145,6 @@ pub trait LockAdmin: Send + Sync {
     }
 }
 
-/// Rejects a capacity no lock can have (above [`MAX_PERMITS`](crate::MAX_PERMITS)):
-/// what [`LockAdmin::set_capacity`] implementations check first.
-pub fn validate_capacity(capacity: u32) -> Result<(), LockError> {
-    if capacity > crate::MAX_PERMITS {
-        return Err(LockError::InvalidConfiguration(format!(
-            "the capacity must be at most {}, not {capacity}",
-            crate::MAX_PERMITS
-        )));
-    }
-    Ok(())
-}
-
 /// `Arc<A>` and `Box<A>` administer what they hold.
 macro_rules! forward_lock_admin {
     ($($pointer:ident),*) => {$(

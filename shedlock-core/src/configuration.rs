@@ -18,6 +18,18 @@ pub const MAX_LOCK_AT_MOST_FOR: Duration = Duration::from_secs(100 * 365 * 24 * 
 /// The largest number of permits one holder may take, and the largest capacity.
 pub const MAX_PERMITS: u32 = 1_000_000;
 
+/// Rejects a capacity no lock can have (above [`MAX_PERMITS`]): what a
+/// provider's [`LockAdmin::set_capacity`](crate::LockAdmin::set_capacity)
+/// checks first.
+pub fn validate_capacity(capacity: u32) -> Result<(), LockError> {
+    if capacity > MAX_PERMITS {
+        return Err(LockError::InvalidConfiguration(format!(
+            "the capacity must be at most {MAX_PERMITS}, not {capacity}"
+        )));
+    }
+    Ok(())
+}
+
 /// How a holder uses a lock.
 ///
 /// Every lock has a *capacity*, kept in the store and changeable at run time

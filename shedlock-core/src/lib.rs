@@ -39,10 +39,10 @@ mod scopes;
 #[doc(hidden)]
 pub mod private;
 
-pub use admin::{LockAdmin, LockHolder, LockState, validate_capacity};
+pub use admin::{LockAdmin, LockHolder, LockState};
 pub use background_release::BackgroundRelease;
 pub use configuration::{
-    LockConfiguration, LockMode, MAX_LOCK_AT_MOST_FOR, MAX_NAME_LEN, MAX_PERMITS,
+    LockConfiguration, LockMode, MAX_LOCK_AT_MOST_FOR, MAX_NAME_LEN, MAX_PERMITS, validate_capacity,
 };
 pub use context::{assert_locked, current_lock, extend_active_lock, is_lease_lost, lease_lost};
 pub use error::{BoxError, LockError, StoreCause, StoreFailure};

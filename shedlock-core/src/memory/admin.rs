@@ -49,7 +49,7 @@ impl LockAdmin for InMemoryLockProvider {
         capacity: u32,
     ) -> BoxFuture<'a, Result<(), LockError>> {
         Box::pin(async move {
-            crate::admin::validate_capacity(capacity)?;
+            crate::validate_capacity(capacity)?;
             self.change(name, |entry| {
                 if capacity == 0 {
                     // Like a pause: remember what to resume to.
