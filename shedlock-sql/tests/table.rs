@@ -4,14 +4,13 @@
 //! rows with ShedLock for Java, whose statements are replayed here as its
 //! `JdbcTemplateStorageAccessor` sends them (times from the client, in UTC).
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use shedlock_core::{BoxFuture, LockAdmin, LockConfiguration, LockError, LockProvider};
 use shedlock_sql::sqlx;
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock_test_support::sql::{
-    database_unreachable, mysql_url, postgres_url, unique_table_name,
+    TestTable, connect_mysql, connect_postgres, open_sqlite, sqlite_file, unique_table_name,
 };
 
 const LONG: Duration = Duration::from_secs(30);
@@ -176,106 +175,67 @@ enum Tables {
     WrongHolders,
     /// As `Plain`, with the exclusive waiters' table dropped after.
     NoWaiters,
+    /// None: the provider is on a table nobody made.
+    Missing,
 }
 
 async fn postgres(tables: Tables) -> PostgresLockProvider {
     let table = unique_table_name("table");
-    let provider = PostgresLockProvider::connect(&postgres_url())
-        .await
-        .unwrap_or_else(|err| database_unreachable("postgres", &err))
-        .with_table_name(&table)
-        .unwrap_or_else(|err| panic!("{err}"));
-    create(
-        &provider,
-        &table,
-        tables,
-        plain_ddl(&table, "TIMESTAMP(3)"),
-        |sql| {
-            let pool = provider.pool().clone();
-            Box::pin(async move { sqlx::query(&sql).execute(&pool).await.map(|_| ()) })
-        },
-    )
-    .await;
-    provider
+    let ddl = plain_ddl(&table, "TIMESTAMP(3)");
+    made(connect_postgres().await, &table, tables, ddl).await
 }
 
 async fn mysql(tables: Tables) -> MySqlLockProvider {
     let table = unique_table_name("table");
-    let provider = MySqlLockProvider::connect(&mysql_url())
-        .await
-        .unwrap_or_else(|err| database_unreachable("mysql", &err))
-        .with_table_name(&table)
-        .unwrap_or_else(|err| panic!("{err}"));
     let ddl = plain_ddl(&table, "TIMESTAMP(3)").replacen(
         "locked_at TIMESTAMP(3) NOT NULL",
         "locked_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)",
         1,
     );
-    create(&provider, &table, tables, ddl, |sql| {
-        let pool = provider.pool().clone();
-        Box::pin(async move { sqlx::query(&sql).execute(&pool).await.map(|_| ()) })
-    })
-    .await;
-    provider
+    made(connect_mysql().await, &table, tables, ddl).await
 }
 
 async fn sqlite(tables: Tables) -> SqliteLockProvider {
     let table = unique_table_name("table");
-    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{table}.db"));
-    let provider = SqliteLockProvider::open(&file)
-        .await
-        .unwrap_or_else(|err| panic!("cannot open {}: {err}", file.display()))
-        .with_table_name(&table)
-        .unwrap_or_else(|err| panic!("{err}"));
-    create(
-        &provider,
-        &table,
-        tables,
-        plain_ddl(&table, "TEXT"),
-        |sql| {
-            let pool = provider.pool().clone();
-            Box::pin(async move { sqlx::query(&sql).execute(&pool).await.map(|_| ()) })
-        },
-    )
-    .await;
-    provider
+    let file = sqlite_file(env!("CARGO_TARGET_TMPDIR"), &table);
+    let ddl = plain_ddl(&table, "TEXT");
+    made(open_sqlite(&file).await, &table, tables, ddl).await
 }
 
-async fn create<P: Table + HasTable>(
-    provider: &P,
-    table: &str,
-    tables: Tables,
-    ddl: String,
-    execute: impl Fn(String) -> BoxFuture<'static, Result<(), sqlx::Error>>,
-) {
-    let by_hand = |ddl: String| {
-        let run = execute(ddl.clone());
-        async move { run.await.unwrap_or_else(|err| panic!("{ddl}: {err}")) }
-    };
+/// `provider` on `table`, made as `tables` says; `ddl`: ShedLock's plain
+/// table in the database's types.
+async fn made<P: TestTable + HasTable>(provider: P, table: &str, tables: Tables, ddl: String) -> P {
+    if tables == Tables::Missing {
+        return provider.table_named("no_such_table_here");
+    }
+    let provider = provider.table_named(table);
     if tables != Tables::Ours {
-        by_hand(ddl).await;
+        provider.execute(&ddl).await;
     }
     match tables {
         Tables::Ours | Tables::Plain => provider.create().await,
         Tables::WrongHolders => {
-            by_hand(format!(
-                "CREATE TABLE {table}_holders(name VARCHAR(64) NOT NULL, holder VARCHAR(255))"
-            ))
-            .await;
+            provider
+                .execute(
+                    "CREATE TABLE {table}_holders(name VARCHAR(64) NOT NULL, holder VARCHAR(255))",
+                )
+                .await;
             provider.create().await
         }
         Tables::NoWaiters => {
             provider.create().await;
-            by_hand(format!("DROP TABLE {table}_waiters")).await
+            provider.execute("DROP TABLE {table}_waiters").await
         }
-        Tables::PlainOnly => {}
+        Tables::PlainOnly | Tables::Missing => {}
         Tables::WrongSettings => {
-            by_hand(format!(
-                "CREATE TABLE {table}_settings(name VARCHAR(64) NOT NULL PRIMARY KEY, cap INT)"
-            ))
-            .await
+            provider
+                .execute(
+                    "CREATE TABLE {table}_settings(name VARCHAR(64) NOT NULL PRIMARY KEY, cap INT)",
+                )
+                .await
         }
     }
+    provider
 }
 
 /// `create_table_if_missing` of each provider.
@@ -675,93 +635,38 @@ async fn our_rows_read_as_shedlock_for_java_writes_them<P: Table>(provider: P) {
     );
 }
 
+/// One `#[tokio::test]` per case, each given the provider of `$database`
+/// on tables made as its `Tables` says.
+macro_rules! table_cases {
+    ($database:ident: $($case:ident($tables:ident)),* $(,)?) => {
+        mod $database {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    super::$case(super::$database(super::Tables::$tables).await).await;
+                }
+            )*
+        }
+    };
+}
+
 macro_rules! table_tests {
     ($($database:ident),*) => {$(
-        mod $database {
-            #[tokio::test]
-            async fn names_longer_than_the_column_are_refused_before_any_statement() {
-                let provider = super::$database(super::Tables::Plain).await.with_table_name("no_such_table_here")
-                    .unwrap_or_else(|err| panic!("{err}"));
-                super::names_longer_than_the_column_are_refused_before_any_statement(provider).await;
-            }
-
-            #[tokio::test]
-            async fn a_holders_table_with_other_columns_is_a_clear_error() {
-                super::a_holders_table_with_other_columns_is_a_clear_error(
-                    super::$database(super::Tables::WrongHolders).await,
-                )
-                .await;
-            }
-
-            #[tokio::test]
-            async fn a_missing_waiters_table_is_a_clear_error_giving_its_ddl() {
-                super::a_missing_waiters_table_is_a_clear_error_giving_its_ddl(
-                    super::$database(super::Tables::NoWaiters).await,
-                )
-                .await;
-            }
-
-            #[tokio::test]
-            async fn a_missing_table_is_a_clear_error() {
-                let provider = super::$database(super::Tables::Plain).await.with_table_name("no_such_table_here")
-                    .unwrap_or_else(|err| panic!("{err}"));
-                super::a_missing_table_is_a_clear_error(provider).await;
-            }
-
-            #[tokio::test]
-            async fn a_missing_settings_table_is_a_clear_error_giving_its_ddl() {
-                super::a_missing_settings_table_is_a_clear_error_giving_its_ddl(
-                    super::$database(super::Tables::PlainOnly).await,
-                )
-                .await;
-            }
-
-            #[tokio::test]
-            async fn force_release_works_on_the_table_of_shedlock_for_java_alone() {
-                super::force_release_works_on_the_table_of_shedlock_for_java_alone(
-                    super::$database(super::Tables::PlainOnly).await,
-                )
-                .await;
-            }
-
-            #[tokio::test]
-            async fn a_settings_table_with_other_columns_is_a_clear_error() {
-                super::a_settings_table_with_other_columns_is_a_clear_error(
-                    super::$database(super::Tables::WrongSettings).await,
-                )
-                .await;
-            }
-
-            #[tokio::test]
-            async fn a_released_lock_is_free_at_once() {
-                super::a_released_lock_is_free_at_once(super::$database(super::Tables::Ours).await).await;
-            }
-
-            #[tokio::test]
-            async fn a_row_deleted_by_hand_does_not_break_locking() {
-                super::a_row_deleted_by_hand_does_not_break_locking(super::$database(super::Tables::Ours).await).await;
-            }
-
-            #[tokio::test]
-            async fn the_plain_shedlock_table_works_with_clock_tokens() {
-                super::the_plain_shedlock_table_works_with_clock_tokens(super::$database(super::Tables::Plain).await).await;
-            }
-
-            #[tokio::test]
-            async fn the_fencing_column_rises_with_every_acquisition() {
-                super::the_fencing_column_rises_with_every_acquisition(super::$database(super::Tables::Ours).await).await;
-            }
-
-            #[tokio::test]
-            async fn a_lock_taken_by_shedlock_for_java_is_honoured() {
-                super::a_lock_taken_by_shedlock_for_java_is_honoured(super::$database(super::Tables::Plain).await).await;
-            }
-
-            #[tokio::test]
-            async fn our_rows_read_as_shedlock_for_java_writes_them() {
-                super::our_rows_read_as_shedlock_for_java_writes_them(super::$database(super::Tables::Plain).await).await;
-            }
-        }
+        table_cases!($database:
+            names_longer_than_the_column_are_refused_before_any_statement(Missing),
+            a_holders_table_with_other_columns_is_a_clear_error(WrongHolders),
+            a_missing_waiters_table_is_a_clear_error_giving_its_ddl(NoWaiters),
+            a_missing_table_is_a_clear_error(Missing),
+            a_missing_settings_table_is_a_clear_error_giving_its_ddl(PlainOnly),
+            force_release_works_on_the_table_of_shedlock_for_java_alone(PlainOnly),
+            a_settings_table_with_other_columns_is_a_clear_error(WrongSettings),
+            a_released_lock_is_free_at_once(Ours),
+            a_row_deleted_by_hand_does_not_break_locking(Ours),
+            the_plain_shedlock_table_works_with_clock_tokens(Plain),
+            the_fencing_column_rises_with_every_acquisition(Ours),
+            a_lock_taken_by_shedlock_for_java_is_honoured(Plain),
+            our_rows_read_as_shedlock_for_java_writes_them(Plain),
+        );
     )*};
 }
 
