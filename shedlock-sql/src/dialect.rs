@@ -17,6 +17,8 @@ use sqlx::{Connection, Database, Pool};
 
 use crate::driver::{Driver, Value};
 use crate::releases::ReleaseFeed;
+use crate::schema::ColumnType;
+use crate::statements::Tables;
 use crate::table::TableName;
 
 /// The settings a connection of `D`'s database is opened with.
@@ -44,39 +46,140 @@ pub(crate) trait Dialect: Send + Sync + 'static {
     /// How durations are sent, and how `lease_left` answers.
     const DURATIONS: DurationEncoding;
 
-    /// The `index`th placeholder of a statement (from 1): `$1` or `?`.
+    /// Whether placeholders are numbered (`$1`, `?1`: one value per
+    /// parameter, its number reused) or not (`?`: one value per placeholder).
+    const NUMBERED_PLACEHOLDERS: bool;
+
+    /// The `index`th placeholder of a statement (from 1): `$1`, `?1` or `?`.
     fn placeholder(index: usize) -> String;
+
+    // Fragments of the statement templates (see `statements.rs`).
+
+    /// The database's clock, in UTC, in a statement of its own.
+    const NOW: &'static str;
+
+    /// The clock in a statement of a lock-kinds transaction, read after the
+    /// statement waited for the name's row lock.
+    const NOW_IN_TRANSACTION: &'static str = Self::NOW;
+
+    /// The clock, read after the statement has waited for the row's lock,
+    /// to test whether a lease is still live before extending it.
+    const AFTER_WAIT_LIVE: &'static str;
+
+    /// The database's clock in microseconds since 1970, read when evaluated.
+    const CLOCK_MICROS: &'static str;
+
+    /// Where prune statements delete at most this many rows each (`LIMIT`).
+    const PRUNE_BATCH: Option<u64> = None;
+
+    /// The end of a lease of `duration` (a parameter) from the clock read
+    /// after the statement's wait for the row lock, rounded up to the
+    /// column's milliseconds: the stored lease is never shorter than the guard's.
+    fn lease_end(duration: &str) -> String;
+
+    /// The time `duration` (a parameter) after `time`.
+    fn plus(time: &str, duration: &str) -> String;
+
+    /// The time `millis` (a parameter, whole milliseconds) before `time`.
+    fn minus_millis(time: &str, millis: &str) -> String;
+
+    /// Whole milliseconds from `from` to `to`.
+    fn ms_between(from: &str, to: &str) -> String;
+
+    /// The time from `from` to `to`, in the units of [`DURATIONS`](Self::DURATIONS).
+    fn lease_left(from: &str, to: &str) -> String {
+        Self::ms_between(from, to)
+    }
 
     /// `column`, a time, in whole milliseconds since 1970 (a `BIGINT`).
     fn millis_since_1970(column: &str) -> String;
 
-    /// The statements of `table` (validated, so safe to put into SQL text),
-    /// with or without the fencing column.
-    fn statements(table: &TableName, fencing: bool) -> Statements;
+    /// `expr` as a 64-bit integer (what the driver reads).
+    fn int(expr: &str) -> String;
+
+    /// The parameter `param` (`:name`) with the SQL type `ty` where the
+    /// database cannot infer it.
+    fn typed_param(param: &str, ty: &str) -> String {
+        let _ = ty;
+        param.to_owned()
+    }
+
+    /// The greater of two values.
+    fn greatest(a: &str, b: &str) -> String {
+        format!("GREATEST({a}, {b})")
+    }
+
+    /// The lesser of two values.
+    fn least(a: &str, b: &str) -> String {
+        format!("LEAST({a}, {b})")
+    }
+
+    /// `time` cut to the column's milliseconds, where the database would
+    /// round it (a lease would then end up to half a millisecond later).
+    fn trunc_ms(time: &str) -> String {
+        time.to_owned()
+    }
+
+    /// `INSERT INTO table`, aliased `alias` where the upsert's update
+    /// names the stored row so.
+    fn upsert_into(table: &TableName, alias: &str) -> String {
+        format!("INSERT INTO {table} AS {alias}")
+    }
+
+    /// What turns an insert into an upsert on the key `columns`.
+    fn on_conflict(columns: &str) -> String {
+        format!("ON CONFLICT ({columns}) DO UPDATE SET")
+    }
+
+    /// In an upsert's update: the value the insert brought for `column`.
+    fn new_value(column: &str) -> String {
+        format!("EXCLUDED.{column}")
+    }
+
+    /// In an upsert's update: the stored row's `column` (aliased `alias`).
+    fn old_value(alias: &str, column: &str) -> String {
+        format!("{alias}.{column}")
+    }
+
+    /// An insert that does nothing when the row is there: its head and tail.
+    fn insert_ignore(table: &TableName) -> (String, &'static str) {
+        (format!("INSERT INTO {table}"), " ON CONFLICT DO NOTHING")
+    }
+
+    // Statements whose shape differs.
+
+    /// Tried in order until one takes the lock.
+    fn acquire(tables: &Tables) -> Vec<Acquire>;
+
+    /// `update` (a release, a force-release: an `UPDATE` of the lock row),
+    /// announcing the released name where the database can.
+    fn announced(tables: &Tables, update: &str) -> String {
+        let _ = tables;
+        update.to_owned()
+    }
+
+    /// How a release records its run.
+    fn release_with_run(tables: &Tables) -> ReleaseRun {
+        let _ = tables;
+        ReleaseRun::Transaction
+    }
+
+    /// Locks the name's row until the transaction ends.
+    fn lock_row(table: &TableName) -> String {
+        format!("SELECT 1 FROM {table} WHERE name = :name FOR UPDATE")
+    }
+
+    /// Announces a release of `:name` to other processes, where the database can.
+    fn notify(tables: &Tables) -> Option<String> {
+        let _ = tables;
+        None
+    }
 
     /// The names of the columns of a table (no row when there is no such table).
     fn columns() -> Statement<TableParam>;
 
-    /// `CREATE TABLE IF NOT EXISTS` with ShedLock's columns and `fencing_token`.
-    fn create_table(table: &TableName) -> String;
-
-    /// `CREATE TABLE IF NOT EXISTS` of the companion table `settings`: the
-    /// capacities operators stored (0: paused), and what a resume restores.
-    fn create_settings_table(settings: &TableName) -> String;
-
-    /// `CREATE TABLE IF NOT EXISTS` of the companion table `runs`: the last
-    /// runs of each lock (an increasing `id`, unique with the name).
-    fn create_runs_table(runs: &TableName) -> String;
-
-    /// `CREATE TABLE IF NOT EXISTS` of the companion table `holders`: one row
-    /// per shared holder (its permits, lease, token and renewals), and one
-    /// with 0 permits per exclusive holder that renewed its lease.
-    fn create_holders_table(holders: &TableName) -> String;
-
-    /// `CREATE TABLE IF NOT EXISTS` of the companion table `waiters`: the
-    /// exclusive waiters queued before new shared holders, each until its
-    /// place lapses.
-    fn create_waiters_table(waiters: &TableName) -> String;
+    /// The SQL type of a column of `ty`, with its constraints.
+    fn column_type(ty: ColumnType) -> &'static str;
 
     /// Sent before a lock-kinds transaction begins, where the database's
     /// default isolation would take more locks than the transaction needs
@@ -146,13 +249,16 @@ pub(crate) fn host_port_database(host: &str, port: u16, database: Option<&str>) 
 /// SQL text and the parameters its placeholders take, in order.
 pub(crate) struct Statement<P: 'static> {
     pub(crate) sql: String,
-    pub(crate) params: &'static [P],
+    pub(crate) params: Vec<P>,
 }
 
 impl<P: Copy + 'static> Statement<P> {
     /// The statement `sql`, with `params` in the order of its placeholders.
-    pub(crate) fn new(sql: String, params: &'static [P]) -> Self {
-        Statement { sql, params }
+    pub(crate) fn new(sql: String, params: impl Into<Vec<P>>) -> Self {
+        Statement {
+            sql,
+            params: params.into(),
+        }
     }
 
     /// The values of the parameters, in order, taken from one map.
@@ -163,7 +269,7 @@ impl<P: Copy + 'static> Statement<P> {
 
 /// The parameters of the lock statements: one map for all of them
 /// (ShedLock's shared parameter map), each statement taking what it needs.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LeaseParam {
     Name,
     LockedBy,
@@ -418,41 +524,6 @@ pub(crate) struct Counts {
     pub(crate) rows_affected: u64,
     /// The value of `LAST_INSERT_ID()` after it, where the database has one.
     pub(crate) last_insert_id: u64,
-}
-
-/// The columns of a run as `RunStatements::history` answers them.
-fn run_columns<D: Dialect>(alias: &str) -> String {
-    format!(
-        "{started}, {finished}, {alias}duration_ms, {alias}outcome, {alias}locked_by, {alias}fencing_token",
-        started = D::millis_since_1970(&format!("{alias}started_at")),
-        finished = D::millis_since_1970(&format!("{alias}finished_at")),
-    )
-}
-
-/// `RunStatements::history` on the table `runs`, the same on every database.
-pub(crate) fn history_statement<D: Dialect>(runs: &TableName) -> Statement<LeaseParam> {
-    Statement::new(
-        format!(
-            "SELECT {columns} FROM {runs} WHERE name = {name} ORDER BY id DESC LIMIT {len}",
-            columns = run_columns::<D>(""),
-            name = D::placeholder(1),
-            len = shedlock_core::RUN_HISTORY_LEN,
-        ),
-        &[LeaseParam::Name],
-    )
-}
-
-/// `RunStatements::last` on the table `runs`, the same on every database:
-/// one pass over the `(name, id)` index for the newest id of each name.
-pub(crate) fn last_runs_statement<D: Dialect>(runs: &TableName) -> Statement<LeaseParam> {
-    Statement::new(
-        format!(
-            "SELECT {columns}, r.name FROM {runs} r \
-             JOIN (SELECT MAX(id) AS id FROM {runs} GROUP BY name) newest ON newest.id = r.id",
-            columns = run_columns::<D>("r."),
-        ),
-        &[],
-    )
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ use crate::dialect::{
 };
 use crate::driver::{Driver, Value};
 use crate::releases::{self, ReleaseFeed};
+use crate::schema;
+use crate::statements::{Tables, statements};
 use crate::table::{TableName, acquisition_locked_by, check_lock_name, holder_of};
 
 mod admin;
@@ -771,29 +773,13 @@ impl<D: Dialect> SqlLocks<D> {
     /// Creates the lock table and its companion settings and runs tables,
     /// each if missing.
     pub(crate) async fn create_table_if_missing(&self) -> Result<(), LockError> {
-        let (settings, runs) = (self.table.settings(), self.table.runs());
-        let (holders, waiters) = (self.table.holders(), self.table.waiters());
-        for (table, create, what) in [
-            (&self.table, D::create_table(&self.table), "lock table"),
-            (
-                &settings,
-                D::create_settings_table(&settings),
-                "settings table",
-            ),
-            (&runs, D::create_runs_table(&runs), "run history table"),
-            (
-                &holders,
-                D::create_holders_table(&holders),
-                "shared holders table",
-            ),
-            (
-                &waiters,
-                D::create_waiters_table(&waiters),
-                "exclusive waiters table",
-            ),
-        ] {
+        let tables = std::iter::once((self.table.clone(), &schema::LOCK_TABLE))
+            .chain(schema::companions(&self.table));
+        for (table, shape) in tables {
+            let create = shape.ddl::<D>(&table);
+            let what = shape.what;
             self.engine
-                .create_table(table, &create, self.timeout)
+                .create_table(&table, &create, self.timeout)
                 .await
                 .map_err(|failure| {
                     failure.into_error::<D>(
@@ -806,6 +792,8 @@ impl<D: Dialect> SqlLocks<D> {
                     )
                 })?;
         }
+        let (settings, runs) = (self.table.settings(), self.table.runs());
+        let (holders, waiters) = (self.table.holders(), self.table.waiters());
         tracing::info!(
             table = %self.table, %settings, %runs, %holders, %waiters, store = D::STORE,
             "lock tables present"
@@ -859,7 +847,7 @@ impl<D: Dialect> SqlLocks<D> {
             "companion tables missing; statements for the lock table alone"
         );
         Ok(LockTableStatements {
-            statements: Arc::new(D::statements(&self.table, tables.fencing)),
+            statements: Arc::new(statements::<D>(&Tables::of(&self.table, tables.fencing))),
             holders: tables.holders,
         })
     }
@@ -872,7 +860,7 @@ impl<D: Dialect> SqlLocks<D> {
         );
         Prepared {
             fencing,
-            statements: Arc::new(D::statements(&self.table, fencing)),
+            statements: Arc::new(statements::<D>(&Tables::of(&self.table, fencing))),
         }
     }
 
@@ -881,39 +869,22 @@ impl<D: Dialect> SqlLocks<D> {
     /// companions (whose first gap is kept in `gap`), and detects the
     /// fencing column if it was not configured.
     async fn check_tables(&self) -> Result<CheckedTables, LockError> {
+        let lock = &schema::LOCK_TABLE;
         let columns = self
-            .checked_columns(&self.table, &LOCK_COLUMNS, D::create_table(&self.table))
+            .checked_columns(&self.table, &lock.required(), lock.ddl::<D>(&self.table))
             .await??;
         let fencing = self
             .fencing
             .unwrap_or_else(|| columns.iter().any(|column| D::is_fencing_column(column)));
-        let (settings, runs) = (self.table.settings(), self.table.runs());
-        let (holders, waiters) = (self.table.holders(), self.table.waiters());
         let mut checked = CheckedTables {
             fencing,
             holders: true,
             gap: None,
         };
-        for (table, required, ddl) in [
-            (
-                &settings,
-                &SETTINGS_COLUMNS[..],
-                D::create_settings_table(&settings),
-            ),
-            (&runs, &RUNS_COLUMNS[..], D::create_runs_table(&runs)),
-            (
-                &holders,
-                &HOLDERS_COLUMNS[..],
-                D::create_holders_table(&holders),
-            ),
-            (
-                &waiters,
-                &WAITERS_COLUMNS[..],
-                D::create_waiters_table(&waiters),
-            ),
-        ] {
-            if let Err(gap) = self.checked_columns(table, required, ddl).await? {
-                if table == &holders {
+        for (table, shape) in schema::companions(&self.table) {
+            let ddl = shape.ddl::<D>(&table);
+            if let Err(gap) = self.checked_columns(&table, &shape.required(), ddl).await? {
+                if std::ptr::eq(shape, &schema::HOLDERS_TABLE) {
                     checked.holders = false;
                 }
                 checked.gap.get_or_insert(gap);
@@ -1167,39 +1138,6 @@ impl<D: Dialect> fmt::Debug for SqlLocks<D> {
             .finish_non_exhaustive()
     }
 }
-
-/// ShedLock's columns: what every lock table has.
-const LOCK_COLUMNS: [&str; 4] = ["name", "lock_until", "locked_at", "locked_by"];
-
-/// The columns of the companion settings table.
-const SETTINGS_COLUMNS: [&str; 3] = ["name", "capacity", "resume_to"];
-
-/// The columns of the companion run history table.
-const RUNS_COLUMNS: [&str; 8] = [
-    "id",
-    "name",
-    "started_at",
-    "finished_at",
-    "duration_ms",
-    "outcome",
-    "locked_by",
-    "fencing_token",
-];
-
-/// The columns of the companion table of shared holders.
-const HOLDERS_COLUMNS: [&str; 8] = [
-    "name",
-    "locked_by",
-    "permits",
-    "locked_at",
-    "lock_until",
-    "fencing_token",
-    "renewals",
-    "renewed_at",
-];
-
-/// The columns of the companion table of exclusive waiters.
-const WAITERS_COLUMNS: [&str; 3] = ["name", "waiter", "queued_until"];
 
 /// Statements of one table, with the fencing mode they were made for.
 struct Prepared {

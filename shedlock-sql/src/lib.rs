@@ -187,9 +187,15 @@ mod postgres;
 mod provider;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod releases;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod schema;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod statements;
 mod table;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod template;
 
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 #[cfg_attr(

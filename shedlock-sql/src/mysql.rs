@@ -16,18 +16,19 @@
 use std::borrow::Cow;
 
 use shedlock_core::{
-    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, RUN_HISTORY_LEN, ReleaseWatch,
+    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch,
 };
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult};
 
 use crate::dialect::{
-    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, KindStatements, LeaseParam,
-    ReleaseRun, RunStatements, SHARED_MARKER, Statement, Statements, TableParam, Token,
-    history_statement, host_port_database, last_runs_statement,
+    Acquire, Counts, Dialect, DurationEncoding, Statement, TableParam, Token, host_port_database,
 };
 use crate::engine::SqlLocks;
 use crate::provider::{server_provider, sql_provider};
+use crate::schema::ColumnType;
+use crate::statements::Tables;
 use crate::table::TableName;
+use crate::template::compile;
 
 const NOW: &str = "UTC_TIMESTAMP(3)";
 
@@ -125,375 +126,112 @@ impl Dialect for MySqlDialect {
     const SERVER: bool = true;
     const DURATIONS: DurationEncoding = DurationEncoding::Micros;
 
+    const NUMBERED_PLACEHOLDERS: bool = false;
+    const NOW: &'static str = NOW;
+    const AFTER_WAIT_LIVE: &'static str = AFTER_WAIT_MS;
+    const CLOCK_MICROS: &'static str = CLOCK_MICROS;
+    const PRUNE_BATCH: Option<u64> = Some(PRUNE_BATCH);
+
     fn placeholder(_: usize) -> String {
         "?".to_owned()
+    }
+
+    /// `+ 999` microseconds: rounded up to the column's milliseconds.
+    fn lease_end(duration: &str) -> String {
+        format!("{AFTER_WAIT} + INTERVAL {duration} + 999 MICROSECOND")
+    }
+
+    fn plus(time: &str, duration: &str) -> String {
+        format!("{time} + INTERVAL {duration} MICROSECOND")
+    }
+
+    fn minus_millis(time: &str, millis: &str) -> String {
+        format!("{time} - INTERVAL ({millis} * 1000) MICROSECOND")
+    }
+
+    fn ms_between(from: &str, to: &str) -> String {
+        format!("TIMESTAMPDIFF(MICROSECOND, {from}, {to}) DIV 1000")
+    }
+
+    fn lease_left(from: &str, to: &str) -> String {
+        format!("TIMESTAMPDIFF(MICROSECOND, {from}, {to})")
     }
 
     fn millis_since_1970(column: &str) -> String {
         format!("CAST(UNIX_TIMESTAMP({column}) * 1000 AS SIGNED)")
     }
 
-    fn statements(table: &TableName, fencing: bool) -> Statements {
-        use LeaseParam::{
-            Capacity, HoldPlaceFor, Holder, HolderToken, KeepFor, LockAtLeastFor, LockAtMostFor,
-            LockedBy, Name, Outcome, Permits, RunMillis, RunToken, UnusedFor, Waiter,
-        };
-        let settings = table.settings();
-        let runs = table.runs();
-        let holders = table.holders();
-        let waiters = table.waiters();
-        let (token_update, token_column, token_insert, holder_token) = if fencing {
-            (
-                format!(
-                    ", fencing_token = LAST_INSERT_ID(GREATEST(COALESCE(fencing_token, 0) + 1, {CLOCK_MICROS}))"
-                ),
-                ", fencing_token",
-                // A new row's counter starts at the clock: above the tokens
-                // of a row deleted before (pruned, or by hand).
-                format!(", LAST_INSERT_ID({CLOCK_MICROS})"),
-                "l.fencing_token",
-            )
-        } else {
-            (String::new(), "", String::new(), "NULL")
-        };
-        let token = if fencing {
+    fn int(expr: &str) -> String {
+        format!("CAST({expr} AS SIGNED)")
+    }
+
+    /// No alias: the update's unqualified columns are the stored row's.
+    fn upsert_into(table: &TableName, _: &str) -> String {
+        format!("INSERT INTO {table}")
+    }
+
+    fn on_conflict(_: &str) -> String {
+        "ON DUPLICATE KEY UPDATE".to_owned()
+    }
+
+    fn new_value(column: &str) -> String {
+        format!("VALUES({column})")
+    }
+
+    fn old_value(_: &str, column: &str) -> String {
+        column.to_owned()
+    }
+
+    fn insert_ignore(table: &TableName) -> (String, &'static str) {
+        (format!("INSERT IGNORE INTO {table}"), "")
+    }
+
+    /// An `UPDATE` of an ended lease, then an `INSERT IGNORE` of a new row
+    /// when it matched none; each changes one row only when it took the
+    /// lock. With the fencing column, `LAST_INSERT_ID(expr)` hands the new
+    /// token back in the same answer.
+    fn acquire(tables: &Tables) -> Vec<Acquire> {
+        let Tables {
+            table, settings, ..
+        } = tables;
+        let token = if tables.fencing {
             Token::LastInsertId
         } else {
             Token::Clock(CLOCK_TOKEN)
         };
-        // The lock's capacity: the stored one, else the acquisition's default.
-        let capacity =
-            format!("COALESCE((SELECT s.capacity FROM {settings} s WHERE s.name = ?), ?)");
-        // What `lock_state` and `list_locks` answer (see `AdminStatements`).
-        let state_columns = format!(
-            "l.locked_by, {locked_at}, \
-             TIMESTAMPDIFF(MICROSECOND, {NOW}, l.lock_until) DIV 1000, \
-             {holder_token}, CAST(s.capacity AS SIGNED), r.renewals, \
-             TIMESTAMPDIFF(MICROSECOND, r.renewed_at, {NOW}) DIV 1000",
-            locked_at = Self::millis_since_1970("l.locked_at"),
+        let capacity = format!(
+            "COALESCE((SELECT s.capacity FROM {settings} s WHERE s.name = :name), :capacity) <> 0"
         );
-        // The live exclusive holder of the name `n` (not the shared marker)
-        // and its renewals.
-        let exclusive_of = |n: &str| {
-            format!(
-                "LEFT JOIN {table} l ON l.name = {n} AND l.lock_until > {NOW} \
-                 AND l.locked_by <> '{SHARED_MARKER}' \
-                 LEFT JOIN {holders} r ON r.name = l.name AND r.locked_by = l.locked_by \
-                 AND r.permits = 0"
-            )
-        };
-        // The live shared holders (see `engine::kinds::HolderRow`), `filter` added.
-        let holders_where = |filter: &str| {
-            format!(
-                "SELECT h.locked_by, {locked_at}, \
-                 TIMESTAMPDIFF(MICROSECOND, {NOW}, h.lock_until) DIV 1000, h.fencing_token, \
-                 CAST(h.permits AS SIGNED), h.renewals, \
-                 TIMESTAMPDIFF(MICROSECOND, h.renewed_at, {NOW}) DIV 1000, h.name \
-                 FROM {holders} h WHERE h.permits > 0 AND h.lock_until > {NOW}{filter}",
-                locked_at = Self::millis_since_1970("h.locked_at"),
-            )
-        };
-        let waiters_where = |filter: &str| {
-            format!(
-                "SELECT name, COUNT(*) FROM {waiters} WHERE queued_until > {NOW}{filter} GROUP BY name"
-            )
-        };
-        let (kind_token, token_params, renewal_token, new_row_token): (
-            _,
-            &'static [LeaseParam],
-            _,
-            _,
-        ) = if fencing {
-            (
-                format!("SELECT fencing_token FROM {table} WHERE name = ?"),
-                &[Name],
-                "l.fencing_token",
-                format!(", {CLOCK_MICROS}"),
-            )
+        let last_insert_id = |next: String| format!("LAST_INSERT_ID({next})");
+        let token_insert = if tables.fencing {
+            format!(", LAST_INSERT_ID({CLOCK_MICROS})")
         } else {
-            (CLOCK_TOKEN.to_owned(), &[], "NULL", String::new())
+            String::new()
         };
-        Statements {
-            acquire: vec![
-                // Takes over the row if its lease has ended and the lock is
-                // not paused; matches one row only then. With the fencing
-                // column, `LAST_INSERT_ID(expr)` hands the new token back in
-                // the same answer.
-                Acquire::Counting(
-                    Statement::new(
-                        format!(
-                            "UPDATE {table} SET lock_until = {AFTER_WAIT} + INTERVAL ? + 999 MICROSECOND, \
-                             locked_at = {AFTER_WAIT_MS}, locked_by = ?{token_update} \
-                             WHERE name = ? AND lock_until <= {AFTER_WAIT_MS} AND {capacity} <> 0"
-                        ),
-                        &[LockAtMostFor, LockedBy, Name, Name, Capacity],
-                    ),
-                    token,
-                ),
-                // Inserts the row when there is none and the lock is not
-                // paused; one row inserted only then.
-                Acquire::Counting(
-                    Statement::new(
-                        format!(
-                            "INSERT IGNORE INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
-                             SELECT ?, {NOW} + INTERVAL ? MICROSECOND, {NOW}, ?{token_insert} FROM DUAL \
-                             WHERE {capacity} <> 0"
-                        ),
-                        &[Name, LockAtMostFor, LockedBy, Name, Capacity],
-                    ),
-                    token,
-                ),
-            ],
-            extend: Statement::new(
-                format!(
-                    "UPDATE {table} SET lock_until = {AFTER_WAIT} + INTERVAL ? + 999 MICROSECOND \
-                     WHERE name = ? AND locked_by = ? AND lock_until > {AFTER_WAIT_MS}"
-                ),
-                &[LockAtMostFor, Name, LockedBy],
+        vec![
+            // Takes over the row if its lease has ended and the lock is not paused.
+            Acquire::Counting(
+                compile::<Self>(&format!(
+                    "UPDATE {table} SET lock_until = {end}, \
+                     locked_at = {AFTER_WAIT_MS}, locked_by = :locked_by{token_update} \
+                     WHERE name = :name AND lock_until <= {AFTER_WAIT_MS} AND {capacity}",
+                    end = Self::lease_end(":lock_at_most_for"),
+                    token_update = tables.token_update::<Self>("fencing_token", last_insert_id),
+                )),
+                token,
             ),
-            release: Statement::new(
-                format!(
-                    "UPDATE {table} SET lock_until = LEAST(lock_until, GREATEST(\
-                     locked_at + INTERVAL ? MICROSECOND, {NOW} + INTERVAL ? MICROSECOND)) \
-                     WHERE name = ? AND locked_by = ? AND lock_until > {NOW}"
-                ),
-                &[LockAtLeastFor, KeepFor, Name, LockedBy],
+            // Inserts the row when there is none and the lock is not paused.
+            Acquire::Counting(
+                compile::<Self>(&format!(
+                    "INSERT IGNORE INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
+                     SELECT :name, {end}, {NOW}, :locked_by{token_insert} FROM DUAL \
+                     WHERE {capacity}",
+                    end = Self::plus(NOW, ":lock_at_most_for"),
+                    token_column = tables.token_column(),
+                )),
+                token,
             ),
-            lease_left: Statement::new(
-                format!(
-                    "SELECT TIMESTAMPDIFF(MICROSECOND, {NOW}, lock_until) FROM {table} \
-                     WHERE name = ? AND NOT EXISTS \
-                     (SELECT 1 FROM {settings} s WHERE s.name = ? AND s.capacity = 0)"
-                ),
-                &[Name, Name],
-            ),
-            admin: AdminStatements {
-                lock_state: Statement::new(
-                    format!(
-                        "SELECT {state_columns} FROM (SELECT 1) AS one {exclusive} \
-                         LEFT JOIN {settings} s ON s.name = ?",
-                        exclusive = exclusive_of("?"),
-                    ),
-                    &[Name, Name],
-                ),
-                list_locks: Statement::new(
-                    format!(
-                        "SELECT {state_columns}, n.name FROM \
-                         (SELECT name FROM {table} WHERE lock_until > {NOW} \
-                         UNION SELECT name FROM {settings} UNION SELECT name FROM {runs}) AS n \
-                         {exclusive} LEFT JOIN {settings} s ON s.name = n.name",
-                        exclusive = exclusive_of("n.name"),
-                    ),
-                    &[],
-                ),
-                // MySQL assigns left to right, each assignment seeing the
-                // ones before: `resume_to` reads `capacity` before it changes.
-                set_capacity: Statement::new(
-                    format!(
-                        "INSERT INTO {settings} (name, capacity, resume_to) VALUES (?, ?, NULL) \
-                         ON DUPLICATE KEY UPDATE \
-                         resume_to = CASE WHEN ? <> 0 THEN NULL \
-                         WHEN capacity <> 0 THEN capacity ELSE resume_to END, \
-                         capacity = ?"
-                    ),
-                    &[Name, Capacity, Capacity, Capacity],
-                ),
-                resume: [
-                    Statement::new(
-                        format!(
-                            "DELETE FROM {settings} WHERE name = ? AND capacity = 0 AND resume_to IS NULL"
-                        ),
-                        &[Name],
-                    ),
-                    Statement::new(
-                        format!(
-                            "UPDATE {settings} SET capacity = resume_to, resume_to = NULL \
-                             WHERE name = ? AND capacity = 0 AND resume_to IS NOT NULL"
-                        ),
-                        &[Name],
-                    ),
-                ],
-                force_release: Statement::new(
-                    format!(
-                        "UPDATE {table} SET lock_until = {NOW} WHERE name = ? AND lock_until > {NOW}"
-                    ),
-                    &[Name],
-                ),
-                prune: Statement::new(
-                    format!(
-                        "DELETE FROM {table} WHERE lock_until + INTERVAL ? MICROSECOND < {NOW} \
-                         LIMIT {PRUNE_BATCH}"
-                    ),
-                    &[UnusedFor],
-                ),
-                prune_batch: Some(PRUNE_BATCH),
-            },
-            runs: RunStatements {
-                // No statement can both update and insert: the release, then
-                // `record`, in one transaction.
-                release: ReleaseRun::Transaction,
-                record: [
-                    // UTC_TIMESTAMP(3) is one instant throughout a statement.
-                    Statement::new(
-                        format!(
-                            "INSERT INTO {runs} \
-                             (name, started_at, finished_at, duration_ms, outcome, locked_by, fencing_token) \
-                             VALUES (?, {NOW} - INTERVAL (? * 1000) MICROSECOND, {NOW}, ?, ?, ?, ?)"
-                        ),
-                        &[Name, RunMillis, RunMillis, Outcome, Holder, RunToken],
-                    ),
-                    // The derived table (materialised, for its LIMIT) lets
-                    // the DELETE read the table it deletes from.
-                    Statement::new(
-                        format!(
-                            "DELETE FROM {runs} WHERE name = ? AND id < (SELECT id FROM \
-                             (SELECT id FROM {runs} WHERE name = ? ORDER BY id DESC \
-                             LIMIT 1 OFFSET {}) AS newest)",
-                            RUN_HISTORY_LEN - 1
-                        ),
-                        &[Name, Name],
-                    ),
-                ],
-                history: history_statement::<Self>(&runs),
-                last: last_runs_statement::<Self>(&runs),
-                // An anti-join, as on the other databases.
-                prune: Statement::new(
-                    format!(
-                        "DELETE FROM {runs} WHERE NOT EXISTS \
-                         (SELECT 1 FROM {table} l WHERE l.name = {runs}.name) LIMIT {PRUNE_BATCH}"
-                    ),
-                    &[],
-                ),
-            },
-            kinds: KindStatements {
-                ensure_row: Statement::new(
-                    format!(
-                        "INSERT IGNORE INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
-                         VALUES (?, {NOW}, {NOW}, ''{new_row_token})"
-                    ),
-                    &[Name],
-                ),
-                lock_row: Statement::new(
-                    format!("SELECT 1 FROM {table} WHERE name = ? FOR UPDATE"),
-                    &[Name],
-                ),
-                state: Statement::new(
-                    format!(
-                        "SELECT (SELECT COUNT(*) FROM {table} WHERE name = ? AND lock_until > {NOW} \
-                         AND locked_by <> '{SHARED_MARKER}'), \
-                         (SELECT CAST(capacity AS SIGNED) FROM {settings} WHERE name = ?), \
-                         (SELECT CAST(COALESCE(SUM(permits), 0) AS SIGNED) FROM {holders} \
-                         WHERE name = ? AND permits > 0 AND lock_until > {NOW}), \
-                         (SELECT COUNT(*) FROM {waiters} WHERE name = ? AND queued_until > {NOW})"
-                    ),
-                    &[Name, Name, Name, Name],
-                ),
-                take: Statement::new(
-                    format!(
-                        "UPDATE {table} SET lock_until = GREATEST(lock_until, {NOW} + INTERVAL ? MICROSECOND), \
-                         locked_at = {NOW}, locked_by = '{SHARED_MARKER}'{counter} WHERE name = ?",
-                        counter = if fencing {
-                            format!(
-                                ", fencing_token = GREATEST(COALESCE(fencing_token, 0) + 1, {CLOCK_MICROS})"
-                            )
-                        } else {
-                            String::new()
-                        },
-                    ),
-                    &[LockAtMostFor, Name],
-                ),
-                token: Statement::new(kind_token, token_params),
-                drop_ended: Statement::new(
-                    format!("DELETE FROM {holders} WHERE name = ? AND lock_until <= {NOW}"),
-                    &[Name],
-                ),
-                join: Statement::new(
-                    format!(
-                        "INSERT INTO {holders} (name, locked_by, permits, locked_at, lock_until, \
-                         fencing_token, renewals, renewed_at) \
-                         VALUES (?, ?, ?, {NOW}, {NOW} + INTERVAL ? MICROSECOND, ?, 0, {NOW})"
-                    ),
-                    &[Name, LockedBy, Permits, LockAtMostFor, HolderToken],
-                ),
-                extend: Statement::new(
-                    format!(
-                        "UPDATE {holders} SET lock_until = {NOW} + INTERVAL ? MICROSECOND, \
-                         renewals = renewals + 1, renewed_at = {NOW} \
-                         WHERE name = ? AND locked_by = ? AND lock_until > {NOW}"
-                    ),
-                    &[LockAtMostFor, Name, LockedBy],
-                ),
-                release: Statement::new(
-                    format!(
-                        "UPDATE {holders} SET lock_until = LEAST(lock_until, GREATEST(\
-                         locked_at + INTERVAL ? MICROSECOND, {NOW} + INTERVAL ? MICROSECOND)) \
-                         WHERE name = ? AND locked_by = ? AND lock_until > {NOW}"
-                    ),
-                    &[LockAtLeastFor, KeepFor, Name, LockedBy],
-                ),
-                settle: Statement::new(
-                    format!(
-                        "UPDATE {table} SET lock_until = COALESCE((SELECT MAX(h.lock_until) \
-                         FROM {holders} h WHERE h.name = ? AND h.permits > 0 AND h.lock_until > {NOW}), \
-                         {NOW}) WHERE name = ? AND locked_by = '{SHARED_MARKER}' AND lock_until > {NOW}"
-                    ),
-                    &[Name, Name],
-                ),
-                renew_exclusive: Statement::new(
-                    format!(
-                        "INSERT INTO {holders} (name, locked_by, permits, locked_at, lock_until, \
-                         fencing_token, renewals, renewed_at) \
-                         SELECT l.name, l.locked_by, 0, l.locked_at, l.lock_until, {renewal_token}, 1, {NOW} \
-                         FROM {table} l WHERE l.name = ? AND l.locked_by = ? \
-                         ON DUPLICATE KEY UPDATE renewals = renewals + 1, \
-                         renewed_at = VALUES(renewed_at), lock_until = VALUES(lock_until)"
-                    ),
-                    &[Name, LockedBy],
-                ),
-                notify: None,
-                queue: Statement::new(
-                    format!(
-                        "INSERT INTO {waiters} (name, waiter, queued_until) \
-                         VALUES (?, ?, {NOW} + INTERVAL ? MICROSECOND) \
-                         ON DUPLICATE KEY UPDATE queued_until = VALUES(queued_until)"
-                    ),
-                    &[Name, Waiter, HoldPlaceFor],
-                ),
-                dequeue: Statement::new(
-                    format!(
-                        "DELETE FROM {waiters} WHERE name = ? AND (waiter = ? OR queued_until <= {NOW})"
-                    ),
-                    &[Name, Waiter],
-                ),
-                holders_of: Statement::new(holders_where(" AND h.name = ?"), &[Name]),
-                holders: Statement::new(holders_where(""), &[]),
-                waiters_of: Statement::new(waiters_where(" AND name = ?"), &[Name]),
-                waiters: Statement::new(waiters_where(""), &[]),
-                end_holders: Statement::new(
-                    format!(
-                        "UPDATE {holders} SET lock_until = {NOW} \
-                         WHERE name = ? AND permits > 0 AND lock_until > {NOW}"
-                    ),
-                    &[Name],
-                ),
-                prune: [
-                    Statement::new(
-                        format!(
-                            "DELETE FROM {holders} WHERE lock_until + INTERVAL ? MICROSECOND < {NOW} \
-                             LIMIT {PRUNE_BATCH}"
-                        ),
-                        &[UnusedFor],
-                    ),
-                    Statement::new(
-                        format!(
-                            "DELETE FROM {waiters} WHERE queued_until + INTERVAL ? MICROSECOND < {NOW} \
-                             LIMIT {PRUNE_BATCH}"
-                        ),
-                        &[UnusedFor],
-                    ),
-                ],
-            },
-        }
+        ]
     }
 
     fn columns() -> Statement<TableParam> {
@@ -501,71 +239,25 @@ impl Dialect for MySqlDialect {
             "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
              WHERE table_schema = COALESCE(?, DATABASE()) AND table_name = ?"
                 .to_owned(),
-            &[TableParam::Schema, TableParam::Table],
+            [TableParam::Schema, TableParam::Table],
         )
     }
 
-    fn create_table(table: &TableName) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {table} (\
-             name VARCHAR(64) NOT NULL, \
-             lock_until TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
-             locked_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
-             locked_by VARCHAR(255) NOT NULL, \
-             fencing_token BIGINT NOT NULL DEFAULT 0, \
-             PRIMARY KEY (name))"
-        )
-    }
-
-    fn create_settings_table(settings: &TableName) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {settings} (\
-             name VARCHAR(64) NOT NULL, \
-             capacity INT NOT NULL CHECK (capacity >= 0), \
-             resume_to INT, \
-             PRIMARY KEY (name))"
-        )
-    }
-
-    fn create_runs_table(runs: &TableName) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {runs} (\
-             id BIGINT NOT NULL AUTO_INCREMENT, \
-             name VARCHAR(64) NOT NULL, \
-             started_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
-             finished_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
-             duration_ms BIGINT NOT NULL, \
-             outcome VARCHAR(16) NOT NULL, \
-             locked_by VARCHAR(255) NOT NULL, \
-             fencing_token BIGINT NULL, \
-             PRIMARY KEY (id), \
-             UNIQUE KEY (name, id))"
-        )
-    }
-
-    fn create_holders_table(holders: &TableName) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {holders} (\
-             name VARCHAR(64) NOT NULL, \
-             locked_by VARCHAR(255) NOT NULL, \
-             permits INT NOT NULL CHECK (permits >= 0), \
-             locked_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
-             lock_until TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
-             fencing_token BIGINT NULL, \
-             renewals BIGINT NOT NULL DEFAULT 0, \
-             renewed_at TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
-             PRIMARY KEY (name, locked_by))"
-        )
-    }
-
-    fn create_waiters_table(waiters: &TableName) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {waiters} (\
-             name VARCHAR(64) NOT NULL, \
-             waiter VARCHAR(64) NOT NULL, \
-             queued_until TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3), \
-             PRIMARY KEY (name, waiter))"
-        )
+    /// Times default to the clock: MySQL refuses a `TIMESTAMP NOT NULL`
+    /// without a default in some SQL modes.
+    fn column_type(ty: ColumnType) -> &'static str {
+        match ty {
+            ColumnType::Name => "VARCHAR(64) NOT NULL",
+            ColumnType::Holder => "VARCHAR(255) NOT NULL",
+            ColumnType::Time => "TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)",
+            ColumnType::Count => "INT NOT NULL",
+            ColumnType::OptionalCount => "INT",
+            ColumnType::Counter => "BIGINT NOT NULL DEFAULT 0",
+            ColumnType::Big => "BIGINT NOT NULL",
+            ColumnType::OptionalBig => "BIGINT NULL",
+            ColumnType::Outcome => "VARCHAR(16) NOT NULL",
+            ColumnType::Id => "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
+        }
     }
 
     /// `READ COMMITTED`: no gap locks, each statement reads what is committed.

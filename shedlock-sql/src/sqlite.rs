@@ -12,24 +12,32 @@ use std::path::Path;
 use std::time::Duration;
 
 use shedlock_core::{
-    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, RUN_HISTORY_LEN, ReleaseWatch,
+    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch,
 };
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
     SqliteSynchronous,
 };
 
-use crate::dialect::{
-    Acquire, AdminStatements, Counts, Dialect, DurationEncoding, KindStatements, LeaseParam,
-    ReleaseRun, RunStatements, SHARED_MARKER, Statement, Statements, TableParam, history_statement,
-    last_runs_statement,
-};
+use crate::dialect::{Acquire, Counts, Dialect, DurationEncoding, Statement, TableParam};
 use crate::engine::{DEFAULT_STATEMENT_TIMEOUT, Failure, SqlLocks, parse_url};
 use crate::provider::sql_provider;
+use crate::schema::ColumnType;
+use crate::statements::Tables;
 use crate::table::TableName;
+use crate::template::compile;
 
 /// `strftime` format of every time in the table.
 const FORMAT: &str = "'%Y-%m-%d %H:%M:%f'";
+
+/// The database's clock, in UTC, in the columns' format.
+const NOW: &str = "strftime('%Y-%m-%d %H:%M:%f', 'now')";
+
+/// `time` as the input of a date function: `'now'` for [`NOW`] (the same
+/// instant throughout a statement), the expression itself otherwise.
+fn julian_input(time: &str) -> &str {
+    if time == NOW { "'now'" } else { time }
+}
 
 /// The database's clock (milliseconds) in microseconds since 1970.
 const CLOCK_MICROS: &str =
@@ -146,417 +154,111 @@ impl Dialect for SqliteDialect {
     const SERVER: bool = false;
     const DURATIONS: DurationEncoding = DurationEncoding::DateModifier;
 
+    const NUMBERED_PLACEHOLDERS: bool = true;
+    const NOW: &'static str = NOW;
+    const AFTER_WAIT_LIVE: &'static str = NOW;
+    const CLOCK_MICROS: &'static str = CLOCK_MICROS;
+
     fn placeholder(index: usize) -> String {
         format!("?{index}")
+    }
+
+    /// One write at a time holds the file: no statement waits for a row.
+    fn lease_end(duration: &str) -> String {
+        Self::plus(NOW, duration)
+    }
+
+    /// `duration` is a date modifier (`+12.345 seconds`).
+    fn plus(time: &str, duration: &str) -> String {
+        format!("strftime({FORMAT}, {}, {duration})", julian_input(time))
+    }
+
+    fn minus_millis(time: &str, millis: &str) -> String {
+        format!(
+            "strftime({FORMAT}, julianday({}) - {millis} / 86400000.0)",
+            julian_input(time)
+        )
+    }
+
+    fn ms_between(from: &str, to: &str) -> String {
+        format!(
+            "CAST(ROUND((julianday({}) - julianday({})) * 86400000.0) AS INTEGER)",
+            julian_input(to),
+            julian_input(from)
+        )
     }
 
     fn millis_since_1970(column: &str) -> String {
         format!("CAST(ROUND((julianday({column}) - 2440587.5) * 86400000.0) AS INTEGER)")
     }
 
-    fn statements(table: &TableName, fencing: bool) -> Statements {
-        use LeaseParam::{
-            Capacity, HoldPlaceFor, Holder, HolderToken, KeepFor, LockAtLeastFor, LockAtMostFor,
-            LockedBy, Name, Outcome, Permits, RunMillis, RunToken, UnusedFor, Waiter,
-        };
-        let settings = table.settings();
-        let runs = table.runs();
-        let holders = table.holders();
-        let waiters = table.waiters();
-        // Milliseconds from `from` to `to` (times, or 'now').
-        let ms_between = |from: &str, to: &str| {
-            format!("CAST(ROUND((julianday({to}) - julianday({from})) * 86400000.0) AS INTEGER)")
-        };
-        let now = format!("strftime({FORMAT}, 'now')");
-        let (token_column, token_insert, token_update, returning, holder_token) = if fencing {
-            (
-                ", fencing_token",
-                // A new row's counter starts at the clock: above the tokens
-                // of a row deleted before (pruned, or by hand).
-                format!(", {CLOCK_MICROS}"),
-                format!(", fencing_token = MAX(COALESCE(fencing_token, 0) + 1, {CLOCK_MICROS})"),
-                "fencing_token",
-                "l.fencing_token",
-            )
+    fn int(expr: &str) -> String {
+        expr.to_owned()
+    }
+
+    fn greatest(a: &str, b: &str) -> String {
+        format!("MAX({a}, {b})")
+    }
+
+    fn least(a: &str, b: &str) -> String {
+        format!("MIN({a}, {b})")
+    }
+
+    /// Inserts the row, or takes it over if its lease has ended, in one
+    /// atomic statement, unless the lock is paused (the SELECT then gives no
+    /// row); returns the token only when it took the lock.
+    fn acquire(tables: &Tables) -> Vec<Acquire> {
+        let Tables {
+            table, settings, ..
+        } = tables;
+        let returning = if tables.fencing {
+            "fencing_token"
         } else {
-            // No counter: the database's clock.
-            ("", String::new(), String::new(), CLOCK_MICROS, "NULL")
+            CLOCK_MICROS
         };
-        // The lock's capacity: the stored one, else the acquisition's default.
-        let capacity =
-            format!("COALESCE((SELECT s.capacity FROM {settings} s WHERE s.name = ?1), ?4)");
-        // What `lock_state` and `list_locks` answer (see `AdminStatements`).
-        let state_columns = format!(
-            "l.locked_by, CAST(ROUND((julianday(l.locked_at) - 2440587.5) * 86400000.0) AS INTEGER), \
-             CAST(ROUND((julianday(l.lock_until) - julianday('now')) * 86400000.0) AS INTEGER), \
-             {holder_token}, s.capacity, r.renewals, {renewed_ago}",
-            renewed_ago = ms_between("r.renewed_at", "'now'"),
-        );
-        // The live exclusive holder of the name `n` (not the shared marker)
-        // and its renewals.
-        let exclusive_of = |n: &str| {
-            format!(
-                "LEFT JOIN {table} l ON l.name = {n} AND l.lock_until > {now} \
-                 AND l.locked_by <> '{SHARED_MARKER}' \
-                 LEFT JOIN {holders} r ON r.name = l.name AND r.locked_by = l.locked_by \
-                 AND r.permits = 0"
-            )
-        };
-        // The live shared holders (see `engine::kinds::HolderRow`), `filter` added.
-        let holders_where = |filter: &str| {
-            format!(
-                "SELECT h.locked_by, {locked_at}, {left}, h.fencing_token, h.permits, h.renewals, \
-                 {ago}, h.name FROM {holders} h WHERE h.permits > 0 AND h.lock_until > {now}{filter}",
-                locked_at = Self::millis_since_1970("h.locked_at"),
-                left = ms_between("'now'", "h.lock_until"),
-                ago = ms_between("h.renewed_at", "'now'"),
-            )
-        };
-        let waiters_where = |filter: &str| {
-            format!(
-                "SELECT name, COUNT(*) FROM {waiters} WHERE queued_until > {now}{filter} GROUP BY name"
-            )
-        };
-        let (kind_token, token_params, renewal_token): (_, &'static [LeaseParam], _) = if fencing {
-            (
-                format!("SELECT fencing_token FROM {table} WHERE name = ?1"),
-                &[Name],
-                "l.fencing_token",
-            )
-        } else {
-            (format!("SELECT {CLOCK_MICROS}"), &[], "NULL")
-        };
-        let until = |n: u8| format!("strftime({FORMAT}, 'now', ?{n})");
-        Statements {
-            // Inserts the row, or takes it over if its lease has ended, in
-            // one atomic statement, unless the lock is paused (the SELECT
-            // then gives no row); returns the token only when it took the lock.
-            acquire: vec![Acquire::Returning(Statement::new(
-                format!(
-                    "INSERT INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
-                     SELECT ?1, strftime({FORMAT}, 'now', ?2), {now}, ?3{token_insert} \
-                     WHERE {capacity} <> 0 \
-                     ON CONFLICT (name) DO UPDATE SET lock_until = excluded.lock_until, \
-                     locked_at = excluded.locked_at, locked_by = excluded.locked_by{token_update} \
-                     WHERE lock_until <= {now} \
-                     RETURNING {returning}"
-                ),
-                &[Name, LockAtMostFor, LockedBy, Capacity],
-            ))],
-            extend: Statement::new(
-                format!(
-                    "UPDATE {table} SET lock_until = strftime({FORMAT}, 'now', ?3) \
-                     WHERE name = ?1 AND locked_by = ?2 AND lock_until > {now}"
-                ),
-                &[Name, LockedBy, LockAtMostFor],
-            ),
-            release: Statement::new(
-                format!(
-                    "UPDATE {table} SET lock_until = MIN(lock_until, MAX(\
-                     strftime({FORMAT}, locked_at, ?3), strftime({FORMAT}, 'now', ?4))) \
-                     WHERE name = ?1 AND locked_by = ?2 AND lock_until > {now}"
-                ),
-                &[Name, LockedBy, LockAtLeastFor, KeepFor],
-            ),
-            lease_left: Statement::new(
-                format!(
-                    "SELECT CAST(ROUND((julianday(lock_until) - julianday('now')) * 86400000.0) AS INTEGER) \
-                     FROM {table} WHERE name = ?1 AND NOT EXISTS \
-                     (SELECT 1 FROM {settings} s WHERE s.name = ?1 AND s.capacity = 0)"
-                ),
-                &[Name],
-            ),
-            admin: AdminStatements {
-                lock_state: Statement::new(
-                    format!(
-                        "SELECT {state_columns} FROM (SELECT 1) AS one {exclusive} \
-                         LEFT JOIN {settings} s ON s.name = ?1",
-                        exclusive = exclusive_of("?1"),
-                    ),
-                    &[Name],
-                ),
-                list_locks: Statement::new(
-                    format!(
-                        "SELECT {state_columns}, n.name FROM \
-                         (SELECT name FROM {table} WHERE lock_until > {now} \
-                         UNION SELECT name FROM {settings} UNION SELECT name FROM {runs}) AS n \
-                         {exclusive} LEFT JOIN {settings} s ON s.name = n.name",
-                        exclusive = exclusive_of("n.name"),
-                    ),
-                    &[],
-                ),
-                // Unqualified columns in DO UPDATE are the stored row's.
-                set_capacity: Statement::new(
-                    format!(
-                        "INSERT INTO {settings} (name, capacity, resume_to) VALUES (?1, ?2, NULL) \
-                         ON CONFLICT (name) DO UPDATE SET \
-                         resume_to = CASE WHEN excluded.capacity <> 0 THEN NULL \
-                         WHEN capacity <> 0 THEN capacity ELSE resume_to END, \
-                         capacity = excluded.capacity"
-                    ),
-                    &[Name, Capacity],
-                ),
-                resume: [
-                    Statement::new(
-                        format!(
-                            "DELETE FROM {settings} WHERE name = ?1 AND capacity = 0 AND resume_to IS NULL"
-                        ),
-                        &[Name],
-                    ),
-                    Statement::new(
-                        format!(
-                            "UPDATE {settings} SET capacity = resume_to, resume_to = NULL \
-                             WHERE name = ?1 AND capacity = 0 AND resume_to IS NOT NULL"
-                        ),
-                        &[Name],
-                    ),
-                ],
-                force_release: Statement::new(
-                    format!(
-                        "UPDATE {table} SET lock_until = {now} WHERE name = ?1 AND lock_until > {now}"
-                    ),
-                    &[Name],
-                ),
-                prune: Statement::new(
-                    format!("DELETE FROM {table} WHERE strftime({FORMAT}, lock_until, ?1) < {now}"),
-                    &[UnusedFor],
-                ),
-                prune_batch: None,
-            },
-            runs: RunStatements {
-                // No statement can both update and insert: the release, then
-                // `record`, in one transaction (one write lock on the file).
-                release: ReleaseRun::Transaction,
-                record: [
-                    // 'now' is one instant throughout a statement.
-                    Statement::new(
-                        format!(
-                            "INSERT INTO {runs} \
-                             (name, started_at, finished_at, duration_ms, outcome, locked_by, fencing_token) \
-                             VALUES (?1, strftime({FORMAT}, julianday('now') - ?2 / 86400000.0), \
-                             {now}, ?2, ?3, ?4, ?5)"
-                        ),
-                        &[Name, RunMillis, Outcome, Holder, RunToken],
-                    ),
-                    Statement::new(
-                        format!(
-                            "DELETE FROM {runs} WHERE name = ?1 AND id < (SELECT id FROM {runs} \
-                             WHERE name = ?1 ORDER BY id DESC LIMIT 1 OFFSET {})",
-                            RUN_HISTORY_LEN - 1
-                        ),
-                        &[Name],
-                    ),
-                ],
-                history: history_statement::<Self>(&runs),
-                last: last_runs_statement::<Self>(&runs),
-                // An anti-join, as on the other databases.
-                prune: Statement::new(
-                    format!(
-                        "DELETE FROM {runs} WHERE NOT EXISTS \
-                         (SELECT 1 FROM {table} l WHERE l.name = {runs}.name)"
-                    ),
-                    &[],
-                ),
-            },
-            kinds: KindStatements {
-                ensure_row: Statement::new(
-                    format!(
-                        "INSERT INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
-                         VALUES (?1, {now}, {now}, ''{token_insert}) ON CONFLICT (name) DO NOTHING"
-                    ),
-                    &[Name],
-                ),
-                // A write: the transaction takes the file's write lock here.
-                lock_row: Statement::new(
-                    format!("UPDATE {table} SET name = name WHERE name = ?1 RETURNING 1"),
-                    &[Name],
-                ),
-                state: Statement::new(
-                    format!(
-                        "SELECT (SELECT COUNT(*) FROM {table} WHERE name = ?1 AND lock_until > {now} \
-                         AND locked_by <> '{SHARED_MARKER}'), \
-                         (SELECT capacity FROM {settings} WHERE name = ?1), \
-                         (SELECT COALESCE(SUM(permits), 0) FROM {holders} \
-                         WHERE name = ?1 AND permits > 0 AND lock_until > {now}), \
-                         (SELECT COUNT(*) FROM {waiters} WHERE name = ?1 AND queued_until > {now})"
-                    ),
-                    &[Name],
-                ),
-                take: Statement::new(
-                    format!(
-                        "UPDATE {table} SET lock_until = MAX(lock_until, {d}), \
-                         locked_at = {now}, locked_by = '{SHARED_MARKER}'{counter} WHERE name = ?1",
-                        d = until(2),
-                        counter = if fencing {
-                            format!(
-                                ", fencing_token = MAX(COALESCE(fencing_token, 0) + 1, {CLOCK_MICROS})"
-                            )
-                        } else {
-                            String::new()
-                        },
-                    ),
-                    &[Name, LockAtMostFor],
-                ),
-                token: Statement::new(kind_token, token_params),
-                drop_ended: Statement::new(
-                    format!("DELETE FROM {holders} WHERE name = ?1 AND lock_until <= {now}"),
-                    &[Name],
-                ),
-                join: Statement::new(
-                    format!(
-                        "INSERT INTO {holders} (name, locked_by, permits, locked_at, lock_until, \
-                         fencing_token, renewals, renewed_at) \
-                         VALUES (?1, ?2, ?3, {now}, {d}, ?5, 0, {now})",
-                        d = until(4),
-                    ),
-                    &[Name, LockedBy, Permits, LockAtMostFor, HolderToken],
-                ),
-                extend: Statement::new(
-                    format!(
-                        "UPDATE {holders} SET lock_until = {d}, renewals = renewals + 1, \
-                         renewed_at = {now} WHERE name = ?1 AND locked_by = ?2 AND lock_until > {now}",
-                        d = until(3),
-                    ),
-                    &[Name, LockedBy, LockAtMostFor],
-                ),
-                release: Statement::new(
-                    format!(
-                        "UPDATE {holders} SET lock_until = MIN(lock_until, MAX(\
-                         strftime({FORMAT}, locked_at, ?3), {keep})) \
-                         WHERE name = ?1 AND locked_by = ?2 AND lock_until > {now}",
-                        keep = until(4),
-                    ),
-                    &[Name, LockedBy, LockAtLeastFor, KeepFor],
-                ),
-                settle: Statement::new(
-                    format!(
-                        "UPDATE {table} SET lock_until = COALESCE((SELECT MAX(h.lock_until) \
-                         FROM {holders} h WHERE h.name = ?1 AND h.permits > 0 AND h.lock_until > {now}), \
-                         {now}) WHERE name = ?1 AND locked_by = '{SHARED_MARKER}' AND lock_until > {now}"
-                    ),
-                    &[Name],
-                ),
-                renew_exclusive: Statement::new(
-                    format!(
-                        "INSERT INTO {holders} (name, locked_by, permits, locked_at, lock_until, \
-                         fencing_token, renewals, renewed_at) \
-                         SELECT l.name, l.locked_by, 0, l.locked_at, l.lock_until, {renewal_token}, 1, {now} \
-                         FROM {table} l WHERE l.name = ?1 AND l.locked_by = ?2 \
-                         ON CONFLICT (name, locked_by) DO UPDATE SET renewals = renewals + 1, \
-                         renewed_at = excluded.renewed_at, lock_until = excluded.lock_until"
-                    ),
-                    &[Name, LockedBy],
-                ),
-                notify: None,
-                queue: Statement::new(
-                    format!(
-                        "INSERT INTO {waiters} (name, waiter, queued_until) VALUES (?1, ?2, {d}) \
-                         ON CONFLICT (name, waiter) DO UPDATE SET queued_until = excluded.queued_until",
-                        d = until(3),
-                    ),
-                    &[Name, Waiter, HoldPlaceFor],
-                ),
-                dequeue: Statement::new(
-                    format!(
-                        "DELETE FROM {waiters} WHERE name = ?1 AND (waiter = ?2 OR queued_until <= {now})"
-                    ),
-                    &[Name, Waiter],
-                ),
-                holders_of: Statement::new(holders_where(" AND h.name = ?1"), &[Name]),
-                holders: Statement::new(holders_where(""), &[]),
-                waiters_of: Statement::new(waiters_where(" AND name = ?1"), &[Name]),
-                waiters: Statement::new(waiters_where(""), &[]),
-                end_holders: Statement::new(
-                    format!(
-                        "UPDATE {holders} SET lock_until = {now} \
-                         WHERE name = ?1 AND permits > 0 AND lock_until > {now}"
-                    ),
-                    &[Name],
-                ),
-                prune: [
-                    Statement::new(
-                        format!(
-                            "DELETE FROM {holders} WHERE strftime({FORMAT}, lock_until, ?1) < {now}"
-                        ),
-                        &[UnusedFor],
-                    ),
-                    Statement::new(
-                        format!(
-                            "DELETE FROM {waiters} WHERE strftime({FORMAT}, queued_until, ?1) < {now}"
-                        ),
-                        &[UnusedFor],
-                    ),
-                ],
-            },
-        }
+        vec![Acquire::Returning(compile::<Self>(&format!(
+            "INSERT INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
+             SELECT :name, {end}, {NOW}, :locked_by{token_insert} \
+             WHERE COALESCE((SELECT s.capacity FROM {settings} s WHERE s.name = :name), \
+             :capacity) <> 0 \
+             ON CONFLICT (name) DO UPDATE SET lock_until = excluded.lock_until, \
+             locked_at = excluded.locked_at, locked_by = excluded.locked_by{token_update} \
+             WHERE lock_until <= {NOW} \
+             RETURNING {returning}",
+            end = Self::lease_end(":lock_at_most_for"),
+            token_column = tables.token_column(),
+            token_insert = tables.token_insert::<Self>(),
+            token_update = tables.token_update::<Self>("fencing_token", |next| next),
+        )))]
+    }
+
+    /// A write: the transaction takes the file's write lock here.
+    fn lock_row(table: &TableName) -> String {
+        format!("UPDATE {table} SET name = name WHERE name = :name RETURNING 1")
     }
 
     fn columns() -> Statement<TableParam> {
         Statement::new(
             "SELECT name FROM pragma_table_info(?1, COALESCE(?2, 'main'))".to_owned(),
-            &[TableParam::Table, TableParam::Schema],
+            [TableParam::Table, TableParam::Schema],
         )
     }
 
-    fn create_table(table: &TableName) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {table} (\
-             name VARCHAR(64) NOT NULL PRIMARY KEY, \
-             lock_until TIMESTAMP(3) NOT NULL, \
-             locked_at TIMESTAMP(3) NOT NULL, \
-             locked_by VARCHAR(255) NOT NULL, \
-             fencing_token BIGINT NOT NULL DEFAULT 0)"
-        )
-    }
-
-    fn create_settings_table(settings: &TableName) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {settings} (\
-             name VARCHAR(64) NOT NULL PRIMARY KEY, \
-             capacity INTEGER NOT NULL CHECK (capacity >= 0), \
-             resume_to INTEGER)"
-        )
-    }
-
-    /// `id` is the rowid: it grows, so the newest run has the greatest.
-    fn create_runs_table(runs: &TableName) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {runs} (\
-             id INTEGER PRIMARY KEY, \
-             name VARCHAR(64) NOT NULL, \
-             started_at TIMESTAMP(3) NOT NULL, \
-             finished_at TIMESTAMP(3) NOT NULL, \
-             duration_ms BIGINT NOT NULL, \
-             outcome VARCHAR(16) NOT NULL, \
-             locked_by VARCHAR(255) NOT NULL, \
-             fencing_token BIGINT, \
-             UNIQUE (name, id))"
-        )
-    }
-
-    fn create_holders_table(holders: &TableName) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {holders} (\
-             name VARCHAR(64) NOT NULL, \
-             locked_by VARCHAR(255) NOT NULL, \
-             permits INTEGER NOT NULL CHECK (permits >= 0), \
-             locked_at TIMESTAMP(3) NOT NULL, \
-             lock_until TIMESTAMP(3) NOT NULL, \
-             fencing_token BIGINT, \
-             renewals BIGINT NOT NULL DEFAULT 0, \
-             renewed_at TIMESTAMP(3) NOT NULL, \
-             PRIMARY KEY (name, locked_by))"
-        )
-    }
-
-    fn create_waiters_table(waiters: &TableName) -> String {
-        format!(
-            "CREATE TABLE IF NOT EXISTS {waiters} (\
-             name VARCHAR(64) NOT NULL, \
-             waiter VARCHAR(64) NOT NULL, \
-             queued_until TIMESTAMP(3) NOT NULL, \
-             PRIMARY KEY (name, waiter))"
-        )
+    /// `id INTEGER PRIMARY KEY` is the rowid: it grows, so the newest run
+    /// has the greatest.
+    fn column_type(ty: ColumnType) -> &'static str {
+        match ty {
+            ColumnType::Name => "VARCHAR(64) NOT NULL",
+            ColumnType::Holder => "VARCHAR(255) NOT NULL",
+            ColumnType::Time => "TIMESTAMP(3) NOT NULL",
+            ColumnType::Count => "INTEGER NOT NULL",
+            ColumnType::OptionalCount => "INTEGER",
+            ColumnType::Counter => "BIGINT NOT NULL DEFAULT 0",
+            ColumnType::Big => "BIGINT NOT NULL",
+            ColumnType::OptionalBig => "BIGINT",
+            ColumnType::Outcome => "VARCHAR(16) NOT NULL",
+            ColumnType::Id => "INTEGER PRIMARY KEY",
+        }
     }
 
     fn counts(result: &SqliteQueryResult) -> Counts {
