@@ -31,26 +31,43 @@ const RESTART_AFTER: Duration = Duration::from_millis(100);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_ticks_after_idle_session_timeout_all_run() {
     let server = PostgresServer::start(&["idle_session_timeout=1s"]);
-    every_tick_after_an_idle_period_runs::<sqlx::PgConnection, _, _>("postgres", &server, postgres)
-        .await;
+    every_tick_after_an_idle_period_runs::<sqlx::PgConnection, _, _>(
+        "postgres",
+        &server,
+        PostgresLockProvider::connect,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_ticks_after_wait_timeout_all_run() {
     let server = MariaDbServer::start(&["--wait-timeout=1"]);
-    every_tick_after_an_idle_period_runs::<sqlx::MySqlConnection, _, _>("mariadb", &server, mysql)
-        .await;
+    every_tick_after_an_idle_period_runs::<sqlx::MySqlConnection, _, _>(
+        "mariadb",
+        &server,
+        MySqlLockProvider::connect,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restart_between_ticks_fails_fast_while_down_and_recovers() {
-    ticks_fail_fast_while_down_and_run_once_back("postgres", PostgresServer::start(&[]), postgres)
-        .await;
+    ticks_fail_fast_while_down_and_run_once_back(
+        "postgres",
+        PostgresServer::start(&[]),
+        PostgresLockProvider::connect,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_restart_between_ticks_fails_fast_while_down_and_recovers() {
-    ticks_fail_fast_while_down_and_run_once_back("mariadb", MariaDbServer::start(&[]), mysql).await;
+    ticks_fail_fast_while_down_and_run_once_back(
+        "mariadb",
+        MariaDbServer::start(&[]),
+        MySqlLockProvider::connect,
+    )
+    .await;
 }
 
 /// Ticks separated by idle periods longer than the server's limit on idle
@@ -59,14 +76,14 @@ async fn mariadb_restart_between_ticks_fails_fast_while_down_and_recovers() {
 async fn every_tick_after_an_idle_period_runs<C, D, P>(
     label: &'static str,
     server: &PrivateServer<D>,
-    provider: impl AsyncFnOnce(&str) -> P,
+    connect: impl AsyncFnOnce(&str) -> Result<P, LockError>,
 ) where
     C: Connection,
     D: ServerDatabase,
-    P: LockProvider,
+    P: TestTable,
 {
     let url = server.url();
-    let executor = LockingTaskExecutor::new(provider(&url).await);
+    let executor = LockingTaskExecutor::new(on_private_server(label, connect, &url).await);
     assert_tick_runs(&executor, "the first tick").await;
     let long_job = take(executor.provider(), &long_job_config(), "the long job").await;
     // A session of our own, left idle as long as the provider's: it shows
@@ -99,13 +116,13 @@ async fn every_tick_after_an_idle_period_runs<C, D, P>(
 async fn ticks_fail_fast_while_down_and_run_once_back<D, P>(
     label: &'static str,
     mut server: PrivateServer<D>,
-    provider: impl AsyncFnOnce(&str) -> P,
+    connect: impl AsyncFnOnce(&str) -> Result<P, LockError>,
 ) where
     D: ServerDatabase + Send + 'static,
-    P: LockProvider,
+    P: TestTable,
 {
     let address = format!("127.0.0.1:{}", server.port());
-    let executor = LockingTaskExecutor::new(provider(&server.url()).await);
+    let executor = LockingTaskExecutor::new(on_private_server(label, connect, &server.url()).await);
     assert_tick_runs(&executor, "the tick before the restart").await;
     let long_job = take(executor.provider(), &long_job_config(), "the long job").await;
     let stopping = Instant::now();
@@ -215,18 +232,16 @@ fn lock_config() -> LockConfiguration {
         .unwrap_or_else(|err| panic!("{err}"))
 }
 
-async fn postgres(url: &str) -> PostgresLockProvider {
-    PostgresLockProvider::connect(url)
+/// A provider connected by `connect` to the private server at `url`, on
+/// ShedLock's table.
+async fn on_private_server<P: TestTable>(
+    label: &str,
+    connect: impl AsyncFnOnce(&str) -> Result<P, LockError>,
+    url: &str,
+) -> P {
+    connect(url)
         .await
-        .unwrap_or_else(|err| panic!("cannot connect to the private PostgreSQL server: {err}"))
-        .on_table(DEFAULT_TABLE_NAME)
-        .await
-}
-
-async fn mysql(url: &str) -> MySqlLockProvider {
-    MySqlLockProvider::connect(url)
-        .await
-        .unwrap_or_else(|err| panic!("cannot connect to the private MariaDB server: {err}"))
+        .unwrap_or_else(|err| panic!("cannot connect to the private {label} server: {err}"))
         .on_table(DEFAULT_TABLE_NAME)
         .await
 }

@@ -8,8 +8,8 @@
 use std::time::Duration;
 
 use shedlock_core::{LockConfiguration, LockError, LockProvider};
-use shedlock_sql::{MySqlLockProvider, PostgresLockProvider};
-use shedlock_test_support::sql::{MariaDbServer, PostgresServer};
+use shedlock_sql::{DEFAULT_TABLE_NAME, MySqlLockProvider, PostgresLockProvider};
+use shedlock_test_support::sql::{MariaDbServer, PostgresServer, TestTable};
 use shedlock_test_support::tls::TestCertificates;
 
 /// The errors of connecting to `url`, with their causes; empty when it connected.
@@ -33,6 +33,30 @@ async fn lock_cycle(provider: &dyn LockProvider, url: &str) {
     guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
 }
 
+/// Through each of `urls` (TLS, the second also checking the certificate
+/// against the test CA), the tables are made and a lock cycle works;
+/// `unknown_ca`, checking against the public roots where the test CA is
+/// unknown, is refused.
+async fn locks_over_tls_with_the_ca_checked<P: TestTable>(
+    connect: impl AsyncFn(&str) -> Result<P, LockError>,
+    urls: [String; 2],
+    unknown_ca: String,
+) {
+    for url in urls {
+        let provider = connect(&url)
+            .await
+            .unwrap_or_else(|err| panic!("cannot connect with {url}: {err}"))
+            .on_table(DEFAULT_TABLE_NAME)
+            .await;
+        lock_cycle(&provider, &url).await;
+    }
+    let unverified = refusal(connect(&unknown_ca)).await;
+    assert!(
+        !unverified.is_empty(),
+        "a certificate from an unknown CA was accepted"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_over_tls_only() {
     let certificates = TestCertificates::make();
@@ -45,26 +69,15 @@ async fn postgres_over_tls_only() {
     let refused = refusal(PostgresLockProvider::connect(&url("sslmode=disable"))).await;
     assert!(refused.contains("no encryption"), "{refused}");
 
-    for url in [
-        url("sslmode=require"),
-        url(&format!("sslmode=verify-full&sslrootcert={}", ca.display())),
-    ] {
-        let provider = PostgresLockProvider::connect(&url)
-            .await
-            .unwrap_or_else(|err| panic!("cannot connect with {url}: {err}"));
-        provider
-            .create_table_if_missing()
-            .await
-            .unwrap_or_else(|err| panic!("{err}"));
-        lock_cycle(&provider, &url).await;
-    }
-
-    // Verified against the public roots, the test CA is unknown: refused.
-    let unverified = refusal(PostgresLockProvider::connect(&url("sslmode=verify-full"))).await;
-    assert!(
-        !unverified.is_empty(),
-        "a certificate from an unknown CA was accepted"
-    );
+    locks_over_tls_with_the_ca_checked(
+        PostgresLockProvider::connect,
+        [
+            url("sslmode=require"),
+            url(&format!("sslmode=verify-full&sslrootcert={}", ca.display())),
+        ],
+        url("sslmode=verify-full"),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,23 +97,13 @@ async fn mariadb_over_tls_only() {
     let refused = refusal(MySqlLockProvider::connect(&url("ssl-mode=DISABLED"))).await;
     assert!(!refused.is_empty(), "a plain connection was let in");
 
-    for url in [
-        url("ssl-mode=REQUIRED"),
-        url(&format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={}", ca.display())),
-    ] {
-        let provider = MySqlLockProvider::connect(&url)
-            .await
-            .unwrap_or_else(|err| panic!("cannot connect with {url}: {err}"));
-        provider
-            .create_table_if_missing()
-            .await
-            .unwrap_or_else(|err| panic!("{err}"));
-        lock_cycle(&provider, &url).await;
-    }
-
-    let unverified = refusal(MySqlLockProvider::connect(&url("ssl-mode=VERIFY_IDENTITY"))).await;
-    assert!(
-        !unverified.is_empty(),
-        "a certificate from an unknown CA was accepted"
-    );
+    locks_over_tls_with_the_ca_checked(
+        MySqlLockProvider::connect,
+        [
+            url("ssl-mode=REQUIRED"),
+            url(&format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={}", ca.display())),
+        ],
+        url("ssl-mode=VERIFY_IDENTITY"),
+    )
+    .await;
 }
