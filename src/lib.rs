@@ -61,8 +61,8 @@
 pub use shedlock_core::{
     ExecutionOptions, InMemoryLockProvider, Leader, LeaderElection, Leadership, LockConfiguration,
     LockError, LockGuard, LockInfo, LockMode, LockProvider, LockingTaskExecutor, MAX_NAME_LEN,
-    MAX_PERMITS, SchedulerLock, SchedulerLockBuilder, WhenHeld, assert_locked, current_lock,
-    extend_active_lock, is_lease_lost, lease_lost,
+    MAX_PERMITS, OwnedScope, SchedulerLock, SchedulerLockBuilder, WhenHeld, assert_locked,
+    current_lock, extend_active_lock, is_lease_lost, lease_lost,
 };
 pub use shedlock_macros::scheduler_lock;
 

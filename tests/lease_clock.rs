@@ -189,7 +189,7 @@ async fn watching_its_scope(replica: &InMemoryLockProvider) -> (bool, bool) {
         tokio::task::yield_now().await;
         let owned = SchedulerLock::owned_scopes()
             .iter()
-            .any(|(scope, _)| scope == "lag");
+            .any(|owned| owned.scope == "lag");
         if !owned {
             let extended =
                 shedlock::extend_active_lock(Duration::from_secs(5), Duration::ZERO).await;

@@ -55,4 +55,4 @@ pub use release_notifiers::ReleaseNotifiers;
 pub use release_tracking::track_releases;
 pub use runs::{FinishedRun, RUN_HISTORY_LEN, RunOutcome, RunRecord};
 pub use scheduler_lock::{SchedulerLock, SchedulerLockBuilder};
-pub use scopes::SCOPE_LOCK_PREFIX;
+pub use scopes::{OwnedScope, SCOPE_LOCK_PREFIX};

@@ -5,7 +5,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crate::configuration::validate_durations;
-use crate::scopes::{self, ScopeSettings};
+use crate::scopes::{self, OwnedScope, ScopeSettings};
 use crate::{LockError, LockProvider};
 
 static INSTALLED: OnceLock<SchedulerLock> = OnceLock::new();
@@ -85,7 +85,7 @@ impl SchedulerLock {
 
     /// The job scopes this process owns now, with their terms (the scope
     /// leases' fencing tokens), sorted by scope.
-    pub fn owned_scopes() -> Vec<(String, u64)> {
+    pub fn owned_scopes() -> Vec<OwnedScope> {
         scopes::owned_scopes()
     }
 }

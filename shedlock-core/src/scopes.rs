@@ -34,6 +34,18 @@ use registry::{Decision, REGISTRY, ReplicaKey};
 /// `scope:tenant-7`, as `shedlock list` shows it.
 pub const SCOPE_LOCK_PREFIX: &str = "scope:";
 
+/// A job scope this process owns, as
+/// [`SchedulerLock::owned_scopes`](crate::SchedulerLock::owned_scopes) lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OwnedScope {
+    /// The scope, as the job's `scope = ".."` renders it; its lock is named
+    /// [`SCOPE_LOCK_PREFIX`] followed by it.
+    pub scope: String,
+    /// The ownership's term: the fencing token of the scope's lease, which
+    /// rises with every new owner.
+    pub term: u64,
+}
+
 /// Timing of scope leases and sweeps, set on
 /// [`SchedulerLockBuilder`](crate::SchedulerLockBuilder).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -189,6 +201,6 @@ pub(crate) async fn shutdown() {
 }
 
 /// The scopes this process owns now, with their terms.
-pub(crate) fn owned_scopes() -> Vec<(String, u64)> {
+pub(crate) fn owned_scopes() -> Vec<OwnedScope> {
     REGISTRY.owned()
 }

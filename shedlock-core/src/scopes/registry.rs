@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::ownership::{JobSlots, Ownership, keep_scope, lock};
-use super::{SCOPE_LOCK_PREFIX, ScopeSettings};
+use super::{OwnedScope, SCOPE_LOCK_PREFIX, ScopeSettings};
 use crate::lease_keeping::act_until;
 use crate::{LockConfiguration, LockError, LockProvider};
 
@@ -183,20 +183,21 @@ impl Registry {
         owned
     }
 
-    pub(super) fn owned(&self) -> Vec<(String, u64)> {
+    pub(super) fn owned(&self) -> Vec<OwnedScope> {
         let state = self.lock();
-        let mut owned: Vec<(String, u64)> = state
+        let mut owned: Vec<OwnedScope> = state
             .replicas
             .values()
             .flat_map(|replica| replica.scopes.values())
             .filter_map(|entry| match entry {
-                Entry::Owned(ownership) if ownership.is_valid() => {
-                    Some((ownership.scope.to_string(), ownership.term))
-                }
+                Entry::Owned(ownership) if ownership.is_valid() => Some(OwnedScope {
+                    scope: ownership.scope.to_string(),
+                    term: ownership.term,
+                }),
                 _ => None,
             })
             .collect();
-        owned.sort();
+        owned.sort_by(|a, b| a.scope.cmp(&b.scope).then(a.term.cmp(&b.term)));
         owned
     }
 }
