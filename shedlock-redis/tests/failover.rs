@@ -34,7 +34,7 @@ use shedlock_test_support::redis::{
 use shedlock_test_support::ticks::{
     Call, CallTally, finish_workers, first_tick_after, spawn_workers, until_tick_ends,
 };
-use shedlock_test_support::{error_chain, now_ms};
+use shedlock_test_support::{error_chain, now_ms, wait_for};
 
 const MASTER_NAME: &str = "shedlock-failover";
 const FAILOVER_LOCK: &str = "failover-tick";
@@ -106,18 +106,6 @@ fn role(server: &RedisServer) -> String {
         .first()
         .map(|role| (*role).to_owned())
         .unwrap_or_default()
-}
-
-/// Waits up to `timeout` for `ready`, polling every 50 ms.
-fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {timeout:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A scratch directory, removed when the test ends (even by a panic).

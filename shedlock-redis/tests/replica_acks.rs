@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::{LockConfiguration, LockError, LockGuard, LockProvider};
 use shedlock_redis::RedisLockProvider;
-use shedlock_test_support::error_chain;
 use shedlock_test_support::proxy::{Direction, FaultProxy};
 use shedlock_test_support::redis::{
     RedisCluster, RedisSentinel, RedisServer, reply_elements, reply_field, server_scratch_dir,
 };
+use shedlock_test_support::{error_chain, wait_for};
 use tokio::task::block_in_place;
 
 const MASTER_NAME: &str = "shedlock-replica-acks";
@@ -53,18 +53,6 @@ struct ScratchDir(PathBuf);
 impl Drop for ScratchDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// Waits up to `timeout` for `ready`, polling every 20 ms.
-fn wait_for(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {timeout:?} waiting until {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

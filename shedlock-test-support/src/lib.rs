@@ -81,6 +81,7 @@ mod error_chain;
 pub mod faults;
 pub mod kinds;
 pub mod leader;
+mod polling;
 mod ports;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
@@ -99,5 +100,6 @@ pub mod tls;
 pub mod worker;
 
 pub use error_chain::{causes, error_chain};
+pub use polling::wait_for;
 pub use ports::free_port;
 pub use worker::{Worker, now_ms, sleep_until_ms};
