@@ -11,7 +11,7 @@ use shedlock_core::{LockError, LockHolder, LockMode, LockState, validate_capacit
 use std::collections::HashMap;
 
 use super::kinds::{HolderRow, merge_kinds};
-use super::{Failure, LeaseParams, SqlEngine, SqlLocks, answer};
+use super::{Failure, LeaseParams, SqlEngine, SqlLocks};
 use crate::dialect::{Dialect, LeaseParam, Statement};
 use crate::driver::Driver;
 use crate::table::{check_admin_name, holder_of};
@@ -20,11 +20,6 @@ use crate::table::{check_admin_name, holder_of};
 /// humantime counts them). No lock row is older, and PostgreSQL's interval
 /// arithmetic would overflow not far above 290,000 years.
 const MAX_UNUSED_FOR: Duration = Duration::from_secs(1000 * 31_557_600);
-
-/// How much longer than the database's own bound on a statement of
-/// `change` its answer is awaited: the caller gets the database's
-/// cancellation, and the statement is over when the call returns.
-const SERVER_CANCEL_GRACE: Duration = Duration::from_secs(1);
 
 /// One answer row of `lock_state` or `list_locks` (see `AdminStatements`).
 struct StateRow {
@@ -119,58 +114,6 @@ impl<D: Dialect> SqlEngine<D> {
             })
             .await?;
         Ok((rows, holders, waiters.into_iter().collect()))
-    }
-
-    /// Runs `statements` in order in one transaction; the rows each
-    /// changed. The database bounds each statement to `timeout` where it
-    /// can (`Dialect::bounded_begin`, `Dialect::bounded_statement`), so one
-    /// that runs out of time is cancelled there, with the row locks it
-    /// took, rather than left running; its answer (that cancellation) is
-    /// awaited [`SERVER_CANCEL_GRACE`] longer. With `batch`, a statement
-    /// that changed `batch` rows is sent again until it changes fewer.
-    pub(super) async fn change(
-        &self,
-        statements: &[&Statement<LeaseParam>],
-        batch: Option<u64>,
-        params: LeaseParams<'_, D>,
-        timeout: Duration,
-    ) -> Result<Vec<u64>, Failure> {
-        let awaited = if D::SERVER {
-            timeout.saturating_add(SERVER_CANCEL_GRACE)
-        } else {
-            timeout
-        };
-        let mut connection = self.checkout(timeout).await?;
-        let mut transaction =
-            Self::begin_with(&mut connection, D::bounded_begin(timeout), timeout).await?;
-        let mut changed = Vec::with_capacity(statements.len());
-        for statement in statements {
-            let sql = D::bounded_statement(&statement.sql, timeout);
-            let mut rows = 0;
-            loop {
-                let values = params.of(statement);
-                let done =
-                    match answer(awaited, D::Db::execute(&mut *transaction, &sql, values)).await {
-                        Ok(done) => D::counts(&done).rows_affected,
-                        Err(failure) => {
-                            // The locks of the statements before it go now, not
-                            // when the connection is next used. (One whose answer
-                            // never came may still run: the rollback would wait.)
-                            if !failure.unanswered {
-                                let _ = answer(timeout, transaction.rollback()).await;
-                            }
-                            return Err(failure);
-                        }
-                    };
-                rows += done;
-                if batch.is_none_or(|batch| done < batch) {
-                    break;
-                }
-            }
-            changed.push(rows);
-        }
-        answer(awaited, transaction.commit()).await?;
-        Ok(changed)
     }
 }
 

@@ -16,9 +16,10 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
 use shedlock_core::{FinishedRun, LockHolder, LockMode, LockState, Waiter};
+use sqlx::Database;
 use sqlx::pool::PoolConnection;
-use sqlx::{Connection, Database, Transaction};
 
+use super::runner::execute;
 use super::runs::record_in;
 use super::{Failure, LeaseParams, LeaseRow, SqlEngine, answer, taken};
 use crate::dialect::{Dialect, Statement, Statements};
@@ -68,31 +69,6 @@ impl HolderRow {
 }
 
 impl<D: Dialect> SqlEngine<D> {
-    /// Begins a lock-kinds transaction on `connection` (with the dialect's
-    /// isolation level, if it sets one).
-    pub(super) async fn begin<'c>(
-        connection: &'c mut PoolConnection<D::Db>,
-        timeout: Duration,
-    ) -> Result<Transaction<'c, D::Db>, Failure> {
-        Self::begin_with(connection, D::kinds_begin(timeout), timeout).await
-    }
-
-    /// Begins a transaction on `connection` with `begin` (`None`: the
-    /// driver's `BEGIN`), at the dialect's isolation level if it sets one.
-    pub(super) async fn begin_with<'c>(
-        connection: &'c mut PoolConnection<D::Db>,
-        begin: Option<String>,
-        timeout: Duration,
-    ) -> Result<Transaction<'c, D::Db>, Failure> {
-        if let Some(isolation) = D::KINDS_ISOLATION {
-            answer(timeout, D::Db::execute_unprepared(connection, isolation)).await?;
-        }
-        match begin {
-            Some(begin) => answer(timeout, Connection::begin_with(&mut **connection, begin)).await,
-            None => answer(timeout, Connection::begin(&mut **connection)).await,
-        }
-    }
-
     /// Takes `permits` of `lease.name` if no exclusive holder holds it, no
     /// exclusive waiter holds a place, and the permits held with these stay
     /// within the capacity (stored, else `default_capacity`, else no
@@ -170,47 +146,6 @@ impl<D: Dialect> SqlEngine<D> {
         // The row was deleted again right after it was made (`prune`, or by
         // hand): nothing taken this time.
         Ok(None)
-    }
-
-    /// Extends `lease` for `lock_at_most_for` in one transaction: a shared
-    /// holder's row, then the marker, which must both still be live (the
-    /// holder's lease may end between the two statements, and an exclusive
-    /// holder take the row); an exclusive holder's row, then its renewal
-    /// count. False, with nothing changed, when the lease had ended.
-    pub(super) async fn extend(
-        &self,
-        statements: &Statements,
-        lease: &LeaseRow,
-        lock_at_most_for: Duration,
-        timeout: Duration,
-    ) -> Result<bool, Failure> {
-        let kinds = &statements.kinds;
-        // Each statement, and whether it must match the lease's one row.
-        let steps = if lease.permits.is_some() {
-            [
-                (&kinds.lock_row, false),
-                (&kinds.extend, true),
-                (&kinds.settle, true),
-            ]
-            .to_vec()
-        } else {
-            [(&statements.extend, true), (&kinds.renew_exclusive, false)].to_vec()
-        };
-        let params = LeaseParams {
-            lock_at_most_for,
-            ..LeaseParams::of_lease(lease)
-        };
-        let mut connection = self.checkout(timeout).await?;
-        let mut transaction = Self::begin(&mut connection, timeout).await?;
-        for (statement, must_match) in steps {
-            let matched = execute::<D>(&mut *transaction, statement, &params, timeout).await?;
-            if must_match && matched != 1 {
-                answer(timeout, transaction.rollback()).await?;
-                return Ok(false);
-            }
-        }
-        answer(timeout, transaction.commit()).await?;
-        Ok(true)
     }
 
     /// Shortens the shared lease `lease` as `Statements::release` does and
@@ -323,21 +258,6 @@ pub(super) fn merge_kinds(
         let at = state_of(states, name);
         states[at].exclusive_waiters = count;
     }
-}
-
-/// Runs `statement` with `params`; the rows it changed (matched, on MySQL).
-pub(super) async fn execute<D: Dialect>(
-    connection: &mut <D::Db as Database>::Connection,
-    statement: &Statement<crate::dialect::LeaseParam>,
-    params: &LeaseParams<'_, D>,
-    timeout: Duration,
-) -> Result<u64, Failure> {
-    let done = answer(
-        timeout,
-        D::Db::execute(connection, &statement.sql, params.of(statement)),
-    )
-    .await?;
-    Ok(D::counts(&done).rows_affected)
 }
 
 /// Reads the `state` statement's one row.

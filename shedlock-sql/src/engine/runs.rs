@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use shedlock_core::{FinishedRun, LockError, RunOutcome, RunRecord};
 use sqlx::Connection;
 
-use super::kinds::execute;
+use super::runner::execute;
 use super::{Failure, LeaseParams, LeaseRow, SqlEngine, SqlLocks, answer};
 use crate::dialect::{Dialect, ReleaseRun, Statements};
 use crate::driver::Driver;
