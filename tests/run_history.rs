@@ -9,10 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use shedlock::admin::{LockAdmin, RUN_HISTORY_LEN, RunOutcome};
 use shedlock::redis::RedisLockProvider;
-use shedlock::sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock::{InMemoryLockProvider, LockError, LockProvider, scheduler_lock};
 use shedlock_test_support::redis::RedisServer;
-use shedlock_test_support::sql::{mysql_url, postgres_url, unique_table_name};
+use shedlock_test_support::sql::{mysql, postgres, sqlite_on_a_new_file, unique_table_name};
 
 #[scheduler_lock(name = "history-ok-{tag}", lock_at_most_for = "10s", provider = locks)]
 async fn succeeds(locks: &dyn LockProvider, tag: &str) -> Result<u64, String> {
@@ -185,31 +184,33 @@ async fn every_outcome_is_recorded_on_redis() -> anyhow::Result<()> {
 
 #[tokio::test]
 async fn every_outcome_is_recorded_on_postgres() -> anyhow::Result<()> {
-    let locks = PostgresLockProvider::connect(&postgres_url())
-        .await?
-        .with_table_name(&unique_table_name("history"))?
-        .with_run_history(true);
-    locks.create_table_if_missing().await?;
-    every_outcome_is_recorded(Arc::new(locks), "postgres", LockKinds::ExclusiveOnly).await
+    let locks = postgres(&unique_table_name("history")).await;
+    every_outcome_is_recorded(
+        Arc::new(locks.with_run_history(true)),
+        "postgres",
+        LockKinds::ExclusiveOnly,
+    )
+    .await
 }
 
 #[tokio::test]
 async fn every_outcome_is_recorded_on_mysql() -> anyhow::Result<()> {
-    let locks = MySqlLockProvider::connect(&mysql_url())
-        .await?
-        .with_table_name(&unique_table_name("history"))?
-        .with_run_history(true);
-    locks.create_table_if_missing().await?;
-    every_outcome_is_recorded(Arc::new(locks), "mysql", LockKinds::ExclusiveOnly).await
+    let locks = mysql(&unique_table_name("history")).await;
+    every_outcome_is_recorded(
+        Arc::new(locks.with_run_history(true)),
+        "mysql",
+        LockKinds::ExclusiveOnly,
+    )
+    .await
 }
 
 #[tokio::test]
 async fn every_outcome_is_recorded_on_sqlite() -> anyhow::Result<()> {
-    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{}.db", unique_table_name("history")));
-    let locks = SqliteLockProvider::open(&file)
-        .await?
-        .with_run_history(true);
-    locks.create_table_if_missing().await?;
-    every_outcome_is_recorded(Arc::new(locks), "sqlite", LockKinds::ExclusiveOnly).await
+    let locks = sqlite_on_a_new_file(env!("CARGO_TARGET_TMPDIR"), "history").await;
+    every_outcome_is_recorded(
+        Arc::new(locks.with_run_history(true)),
+        "sqlite",
+        LockKinds::ExclusiveOnly,
+    )
+    .await
 }

@@ -17,13 +17,12 @@ use anyhow::{Context, bail};
 use shedlock::admin::LockAdmin;
 use shedlock::cron::LockedJobs;
 use shedlock::redis::RedisLockProvider;
-use shedlock::sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock::{
     ExecutionOptions, InMemoryLockProvider, LockConfiguration, LockProvider, LockingTaskExecutor,
     scheduler_lock,
 };
 use shedlock_test_support::redis::RedisServer;
-use shedlock_test_support::sql::{mysql_url, postgres_url, unique_table_name};
+use shedlock_test_support::sql::{mysql, postgres, sqlite_on_a_new_file, unique_table_name};
 use tokio_cron_scheduler::JobScheduler;
 
 const EVERY_SECOND: &str = "*/1 * * * * *";
@@ -355,35 +354,25 @@ async fn attribute_and_executor_runs_are_recorded_with_their_outcomes_on_redis()
 #[tokio::test]
 async fn attribute_and_executor_runs_are_recorded_with_their_outcomes_on_postgres()
 -> anyhow::Result<()> {
-    let locks = PostgresLockProvider::connect(&postgres_url())
-        .await?
-        .with_table_name(&unique_table_name("outcomes"))?
-        .with_run_history(true);
-    locks.create_table_if_missing().await?;
-    direct_runs_are_recorded_with_their_outcomes(Arc::new(locks), "postgres").await
+    let locks = postgres(&unique_table_name("outcomes")).await;
+    direct_runs_are_recorded_with_their_outcomes(Arc::new(locks.with_run_history(true)), "postgres")
+        .await
 }
 
 #[tokio::test]
 async fn attribute_and_executor_runs_are_recorded_with_their_outcomes_on_mysql()
 -> anyhow::Result<()> {
-    let locks = MySqlLockProvider::connect(&mysql_url())
-        .await?
-        .with_table_name(&unique_table_name("outcomes"))?
-        .with_run_history(true);
-    locks.create_table_if_missing().await?;
-    direct_runs_are_recorded_with_their_outcomes(Arc::new(locks), "mysql").await
+    let locks = mysql(&unique_table_name("outcomes")).await;
+    direct_runs_are_recorded_with_their_outcomes(Arc::new(locks.with_run_history(true)), "mysql")
+        .await
 }
 
 #[tokio::test]
 async fn attribute_and_executor_runs_are_recorded_with_their_outcomes_on_sqlite()
 -> anyhow::Result<()> {
-    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("{}.db", unique_table_name("outcomes")));
-    let locks = SqliteLockProvider::open(&file)
-        .await?
-        .with_run_history(true);
-    locks.create_table_if_missing().await?;
-    direct_runs_are_recorded_with_their_outcomes(Arc::new(locks), "sqlite").await
+    let locks = sqlite_on_a_new_file(env!("CARGO_TARGET_TMPDIR"), "outcomes").await;
+    direct_runs_are_recorded_with_their_outcomes(Arc::new(locks.with_run_history(true)), "sqlite")
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

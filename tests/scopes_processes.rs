@@ -20,7 +20,7 @@ use shedlock::redis::RedisLockProvider;
 use shedlock::sql::PostgresLockProvider;
 use shedlock::{LockProvider, SchedulerLock, scheduler_lock};
 use shedlock_test_support::redis::RedisServer;
-use shedlock_test_support::sql::{postgres_url, unique_table_name};
+use shedlock_test_support::sql::{postgres, postgres_url, unique_table_name};
 use shedlock_test_support::ticks::{finish_workers, spawn_workers};
 
 const WORKERS: usize = 4;
@@ -99,12 +99,20 @@ async fn scopes_on_postgres_spread_move_on_a_crash_and_come_back_on_shutdown() -
 
 /// The PostgreSQL test database, on a table of this test's own (created).
 async fn postgres_store() -> anyhow::Result<(PostgresLockProvider, String, String)> {
-    let (url, table) = (postgres_url(), unique_table_name("scopes"));
-    let admin = PostgresLockProvider::connect(&url)
-        .await?
-        .with_table_name(&table)?;
-    admin.create_table_if_missing().await?;
-    Ok((admin, url, table))
+    let table = unique_table_name("scopes");
+    Ok((postgres(&table).await, postgres_url(), table))
+}
+
+/// This test's turn (the process tests run one at a time), and a
+/// connection to `server`.
+async fn alone_with(
+    server: &RedisServer,
+) -> anyhow::Result<(tokio::sync::MutexGuard<'static, ()>, MultiplexedConnection)> {
+    let alone = ONE_AT_A_TIME.lock().await;
+    let redis = redis::Client::open(server.url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    Ok((alone, redis))
 }
 
 async fn scopes_spread_move_and_come_back<A: LockAdmin>(
@@ -112,10 +120,7 @@ async fn scopes_spread_move_and_come_back<A: LockAdmin>(
     admin: &A,
     store: &[(&str, &str)],
 ) -> anyhow::Result<()> {
-    let _alone = ONE_AT_A_TIME.lock().await;
-    let mut redis = redis::Client::open(server.url())?
-        .get_multiplexed_async_connection()
-        .await?;
+    let (_alone, mut redis) = alone_with(server).await?;
     let started = Instant::now();
     let mut envs = vec![(URL_ENV, server.url())];
     envs.extend_from_slice(store);
@@ -236,10 +241,7 @@ async fn an_owner_paused_past_its_lease_runs_nothing_stale<A: LockAdmin>(
     admin: &A,
     store: &[(&str, &str)],
 ) -> anyhow::Result<()> {
-    let _alone = ONE_AT_A_TIME.lock().await;
-    let mut redis = redis::Client::open(server.url())?
-        .get_multiplexed_async_connection()
-        .await?;
+    let (_alone, mut redis) = alone_with(server).await?;
     let scopes = PAUSED_SCOPES.to_string();
     let mut envs = vec![(URL_ENV, server.url()), (SCOPES_ENV, scopes.as_str())];
     envs.extend_from_slice(store);

@@ -51,7 +51,7 @@ trait Service: TestTable {
     }
 
     /// `self` as the tests' service: `worker-7`, recording its runs.
-    fn as_service(self) -> Self;
+    fn into_service(self) -> Self;
 
     /// Whether the lock table has a row for `name` with a live lease.
     async fn is_held(&self, name: &str) -> bool;
@@ -83,7 +83,7 @@ macro_rules! service_impl {
         running: $running:literal
     );*) => {$(
         impl Service for $provider {
-            fn as_service(self) -> Self {
+            fn into_service(self) -> Self {
                 self.with_locked_by("worker-7").with_run_history(true)
             }
 
@@ -181,7 +181,7 @@ service_impl!(
 
 /// A service on a new table, created: (provider, URL, table).
 async fn service<P: Service>((provider, url, table): (P, String, String)) -> (P, String, String) {
-    (provider.on_table(&table).await.as_service(), url, table)
+    (provider.on_table(&table).await.into_service(), url, table)
 }
 
 /// A PostgreSQL service on a new table.

@@ -10,6 +10,7 @@ mod servers;
 
 pub use providers::{
     TestTable, connect_mysql, connect_postgres, mysql, open_sqlite, postgres, sqlite, sqlite_file,
+    sqlite_on_a_new_file,
 };
 pub use servers::{
     MariaDb, MariaDbServer, Postgres, PostgresServer, PrivateServer, ServerDatabase,

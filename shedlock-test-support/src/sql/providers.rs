@@ -5,7 +5,9 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 
 use shedlock_core::{LockAdmin, LockProvider};
-use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider, sqlx};
+use shedlock_sql::{
+    DEFAULT_TABLE_NAME, MySqlLockProvider, PostgresLockProvider, SqliteLockProvider, sqlx,
+};
 
 use super::{database_unreachable, mysql_url, postgres_url};
 
@@ -53,6 +55,13 @@ pub async fn mysql(table: &str) -> MySqlLockProvider {
 /// A new pool on the SQLite database `file`, on `table`, created if missing.
 pub async fn sqlite(file: &Path, table: &str) -> SqliteLockProvider {
     open_sqlite(file).await.on_table(table).await
+}
+
+/// A new pool on a new SQLite database file in `dir` (its name unique,
+/// with `tag` in it), on ShedLock's default table, created.
+pub async fn sqlite_on_a_new_file(dir: &str, tag: &str) -> SqliteLockProvider {
+    let file = sqlite_file(dir, &super::unique_table_name(tag));
+    sqlite(&file, DEFAULT_TABLE_NAME).await
 }
 
 /// A SQL provider of the tests, with direct access to its tables.
