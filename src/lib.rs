@@ -107,18 +107,21 @@ pub mod redis {
     doc(cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite")))
 )]
 pub mod sql {
-    #[cfg(feature = "mysql")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
-    pub use shedlock_sql::MySqlLockProvider;
-    #[cfg(feature = "postgres")]
-    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-    pub use shedlock_sql::PostgresLockProvider;
     /// The `sqlx` crate, for building a pool.
     pub use shedlock_sql::sqlx;
     #[cfg(feature = "sqlite")]
     #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-    pub use shedlock_sql::{DEFAULT_BUSY_TIMEOUT, SqliteLockProvider};
-    pub use shedlock_sql::{DEFAULT_STATEMENT_TIMEOUT, DEFAULT_TABLE_NAME, MAX_SQL_NAME_LEN};
+    pub use shedlock_sql::{DEFAULT_BUSY_TIMEOUT, Sqlite, SqliteLockProvider};
+    pub use shedlock_sql::{
+        DEFAULT_STATEMENT_TIMEOUT, DEFAULT_TABLE_NAME, MAX_SQL_NAME_LEN, SqlDatabase,
+        SqlLockProvider, SqlServer,
+    };
+    #[cfg(feature = "mysql")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
+    pub use shedlock_sql::{MySql, MySqlLockProvider};
+    #[cfg(feature = "postgres")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
+    pub use shedlock_sql::{Postgres, PostgresLockProvider};
 }
 
 /// Locked jobs for tokio-cron-scheduler (feature `cron`): every replica

@@ -26,9 +26,16 @@ pub(crate) type ConnectOptionsOf<D> =
     <<<D as Dialect>::Db as Database>::Connection as Connection>::Options;
 
 /// One database: its sqlx driver, its name and its SQL text.
-pub(crate) trait Dialect: Send + Sync + 'static {
+// Sealed: public only as the supertrait of `SqlDatabase`, in a private
+// module, so no other crate can name it, implement it or use its items (the
+// crate's own types in its signatures stay the crate's).
+#[allow(private_interfaces, private_bounds)]
+pub trait Dialect: Send + Sync + 'static {
     /// The sqlx database the statements are sent to.
     type Db: Driver;
+
+    /// The provider's name in `Debug` output: "PostgresLockProvider", ...
+    const PROVIDER: &'static str;
 
     /// The store's name in errors and scopes: "postgres", "mysql", "sqlite".
     const STORE: &'static str;
@@ -247,7 +254,7 @@ pub(crate) fn host_port_database(host: &str, port: u16, database: Option<&str>) 
 }
 
 /// SQL text and the parameters its placeholders take, in order.
-pub(crate) struct Statement<P: 'static> {
+pub struct Statement<P: 'static> {
     pub(crate) sql: String,
     pub(crate) params: Vec<P>,
 }
@@ -270,7 +277,7 @@ impl<P: Copy + 'static> Statement<P> {
 /// The parameters of the lock statements: one map for all of them
 /// (ShedLock's shared parameter map), each statement taking what it needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum LeaseParam {
+pub enum LeaseParam {
     Name,
     LockedBy,
     LockAtMostFor,
@@ -301,7 +308,7 @@ pub(crate) enum LeaseParam {
 
 /// The parameters of the catalog lookup of a table.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum TableParam {
+pub enum TableParam {
     /// `schema.table` or `table`, as given.
     Qualified,
     /// The schema, NULL when none was given.
@@ -312,7 +319,7 @@ pub(crate) enum TableParam {
 
 /// How a database takes durations, and answers with them.
 #[derive(Clone, Copy, Debug)]
-pub(crate) enum DurationEncoding {
+pub enum DurationEncoding {
     /// Whole milliseconds (rounded up), as a `BIGINT`; answers in milliseconds.
     Millis,
     /// Whole milliseconds (rounded up) in microseconds, as a `BIGINT`;
@@ -462,7 +469,7 @@ pub(crate) struct RunStatements {
 }
 
 /// How a release records its run.
-pub(crate) enum ReleaseRun {
+pub enum ReleaseRun {
     /// One statement releases the lease, records the run (as `lease_lost`
     /// when the lease had ended) and trims the history; it answers a row
     /// only when it released the lease.
@@ -502,7 +509,7 @@ pub(crate) struct AdminStatements {
 }
 
 /// One statement of an acquisition, and how it tells that it took the lock.
-pub(crate) enum Acquire {
+pub enum Acquire {
     /// Answers with a row, the token in its first column, only when it took the lock.
     Returning(Statement<LeaseParam>),
     /// Changes one row only when it took the lock; the token comes from `Token`.
@@ -511,7 +518,7 @@ pub(crate) enum Acquire {
 
 /// Where the token of a `Counting` acquisition comes from.
 #[derive(Clone, Copy)]
-pub(crate) enum Token {
+pub enum Token {
     /// `LAST_INSERT_ID(expr)` set by the statement.
     LastInsertId,
     /// A query of the database's clock, sent after the acquisition: later
@@ -520,7 +527,7 @@ pub(crate) enum Token {
 }
 
 /// What a statement changed.
-pub(crate) struct Counts {
+pub struct Counts {
     pub(crate) rows_affected: u64,
     /// The value of `LAST_INSERT_ID()` after it, where the database has one.
     pub(crate) last_insert_id: u64,

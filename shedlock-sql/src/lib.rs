@@ -205,13 +205,19 @@ mod template;
 pub use engine::DEFAULT_STATEMENT_TIMEOUT;
 #[cfg(feature = "mysql")]
 #[cfg_attr(docsrs, doc(cfg(feature = "mysql")))]
-pub use mysql::MySqlLockProvider;
+pub use mysql::{MySql, MySqlLockProvider};
 #[cfg(feature = "postgres")]
 #[cfg_attr(docsrs, doc(cfg(feature = "postgres")))]
-pub use postgres::PostgresLockProvider;
+pub use postgres::{Postgres, PostgresLockProvider};
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite")))
+)]
+pub use provider::{SqlDatabase, SqlLockProvider, SqlServer};
 #[cfg(feature = "sqlite")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sqlite")))]
-pub use sqlite::{DEFAULT_BUSY_TIMEOUT, SqliteLockProvider};
+pub use sqlite::{DEFAULT_BUSY_TIMEOUT, Sqlite, SqliteLockProvider};
 pub use table::{DEFAULT_TABLE_NAME, MAX_SQL_NAME_LEN};
 
 /// The `sqlx` crate these providers are built on, for building pools.

@@ -15,16 +15,13 @@
 
 use std::borrow::Cow;
 
-use shedlock_core::{
-    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch,
-};
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult};
 
 use crate::dialect::{
     Acquire, Counts, Dialect, DurationEncoding, Statement, TableParam, Token, host_port_database,
 };
 use crate::engine::SqlLocks;
-use crate::provider::{server_provider, sql_provider};
+use crate::provider::{SqlDatabase, SqlLockProvider, SqlServer};
 use crate::schema::ColumnType;
 use crate::statements::Tables;
 use crate::table::TableName;
@@ -47,6 +44,12 @@ const AFTER_WAIT: &str =
 const AFTER_WAIT_MS: &str =
     "(SYSDATE(3) - INTERVAL TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW()) SECOND)";
 
+/// MySQL and MariaDB, the databases of [`MySqlLockProvider`]: an `UPDATE`
+/// of an ended lease, then an `INSERT IGNORE` of a new row when it matched
+/// none; durations in microseconds.
+#[derive(Debug)]
+pub enum MySql {}
+
 /// Locks in a MySQL or MariaDB table (ShedLock's `shedlock` by default).
 ///
 /// ```no_run
@@ -63,35 +66,35 @@ const AFTER_WAIT_MS: &str =
 ///
 /// Credentials in the URL are used to connect and never appear in errors,
 /// logs or `Debug` output.
-#[derive(Clone)]
-pub struct MySqlLockProvider {
-    locks: SqlLocks<MySqlDialect>,
-}
+pub type MySqlLockProvider = SqlLockProvider<MySql>;
 
-impl MySqlLockProvider {
+impl SqlDatabase for MySql {}
+impl SqlServer for MySql {}
+
+impl SqlLockProvider<MySql> {
     /// Uses `pool`, a pool you built (TLS, sizes, timeouts). Keep its
     /// sessions' time zone at `+00:00` and `test_before_acquire(true)`
     /// (sqlx's defaults): without the latter, a connection the server closed
     /// while idle fails the next lock operation (the provider logs a
-    /// warning). See [`pool_options`](Self::pool_options) for the other
-    /// settings. Nothing is sent until the first lock.
+    /// warning). See [`connect`](Self::connect) for the other settings.
+    /// Nothing is sent until the first lock.
     pub fn new(pool: MySqlPool) -> Self {
-        MySqlLockProvider {
+        SqlLockProvider {
             locks: SqlLocks::new(pool),
         }
     }
-}
 
-sql_provider!(MySqlLockProvider, MySqlPool);
-server_provider!(
-    MySqlLockProvider,
-    MySqlDialect,
-    MySqlPoolOptions,
-    url = "mysql://[user[:password]@]host[:port]/database",
-    idle_limit = "wait_timeout",
-    #[doc = "Its sessions use the time zone `+00:00` (sqlx's default), so"]
-    #[doc = "`TIMESTAMP` columns hold UTC as written."]
-);
+    /// The pool the provider uses.
+    pub fn pool(&self) -> &MySqlPool {
+        self.locks.pool()
+    }
+
+    /// The settings of the pool [`connect`](Self::connect) makes (its docs
+    /// list them), to build your own with them.
+    pub fn pool_options() -> MySqlPoolOptions {
+        crate::engine::pool_options()
+    }
+}
 
 /// How many rows one prune statement deletes at most: MySQL 8 cannot be
 /// told to cancel a statement the caller gave up on (see
@@ -99,10 +102,6 @@ server_provider!(
 /// 300,000 names on the test machine's MariaDB, see BENCHMARKS.md) and
 /// sent again until it deletes fewer, in one transaction.
 const PRUNE_BATCH: u64 = 10_000;
-
-/// MySQL's statements: an `UPDATE` of an ended lease, then an `INSERT
-/// IGNORE` of a new row when it matched none; durations in microseconds.
-pub(crate) struct MySqlDialect;
 
 /// The database's clock in microseconds since 1970 (a macro, for `concat!`).
 macro_rules! clock_micros {
@@ -118,8 +117,9 @@ const CLOCK_MICROS: &str = clock_micros!();
 /// the acquisition.
 const CLOCK_TOKEN: &str = concat!("SELECT ", clock_micros!());
 
-impl Dialect for MySqlDialect {
+impl Dialect for MySql {
     type Db = sqlx::MySql;
+    const PROVIDER: &'static str = "MySqlLockProvider";
     const STORE: &'static str = "mysql";
     const TITLE: &'static str = "MySQL/MariaDB";
     const URL_SHAPE: &'static str = "mysql://[user[:password]@]host[:port]/database";

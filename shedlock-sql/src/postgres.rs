@@ -11,10 +11,7 @@
 
 use std::sync::Arc;
 
-use shedlock_core::{
-    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, RUN_HISTORY_LEN,
-    ReleaseNotifiers, ReleaseWatch,
-};
+use shedlock_core::{RUN_HISTORY_LEN, ReleaseNotifiers};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
 
 use crate::dialect::{
@@ -23,7 +20,7 @@ use crate::dialect::{
 };
 use crate::engine::SqlLocks;
 use crate::pg_releases::{PgReleaseFeed, channel_of};
-use crate::provider::{server_provider, sql_provider};
+use crate::provider::{SqlDatabase, SqlLockProvider, SqlServer};
 use crate::releases::ReleaseFeed;
 use crate::schema::ColumnType;
 use crate::statements::{Tables, release_update, run_values, trim_runs};
@@ -47,6 +44,12 @@ const AFTER_WAIT: &str = "(clock_timestamp() AT TIME ZONE 'UTC')";
 /// The database's clock in microseconds since 1970, read when evaluated.
 const CLOCK_MICROS: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
+/// PostgreSQL, the database of [`PostgresLockProvider`]: one `INSERT ..
+/// ON CONFLICT .. DO UPDATE .. WHERE .. RETURNING` per acquisition,
+/// durations in milliseconds.
+#[derive(Debug)]
+pub enum Postgres {}
+
 /// Locks in a PostgreSQL table (ShedLock's `shedlock` by default).
 ///
 /// ```no_run
@@ -60,39 +63,38 @@ const CLOCK_MICROS: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::b
 ///
 /// Credentials in the URL are used to connect and never appear in errors,
 /// logs or `Debug` output.
-#[derive(Clone)]
-pub struct PostgresLockProvider {
-    locks: SqlLocks<PgDialect>,
-}
+pub type PostgresLockProvider = SqlLockProvider<Postgres>;
 
-impl PostgresLockProvider {
+impl SqlDatabase for Postgres {}
+impl SqlServer for Postgres {}
+
+impl SqlLockProvider<Postgres> {
     /// Uses `pool`, a pool you built (TLS, sizes, timeouts). Keep
     /// `test_before_acquire(true)` (sqlx's default): without it, a connection
     /// the server closed while idle fails the next lock operation (the
-    /// provider logs a warning). See [`pool_options`](Self::pool_options)
-    /// for the other settings. Nothing is sent until the first lock.
+    /// provider logs a warning). See [`connect`](Self::connect) for the
+    /// other settings. Nothing is sent until the first lock.
     pub fn new(pool: PgPool) -> Self {
-        PostgresLockProvider {
+        SqlLockProvider {
             locks: SqlLocks::new(pool),
         }
     }
+
+    /// The pool the provider uses.
+    pub fn pool(&self) -> &PgPool {
+        self.locks.pool()
+    }
+
+    /// The settings of the pool [`connect`](Self::connect) makes (its docs
+    /// list them), to build your own with them.
+    pub fn pool_options() -> PgPoolOptions {
+        crate::engine::pool_options()
+    }
 }
 
-sql_provider!(PostgresLockProvider, PgPool);
-server_provider!(
-    PostgresLockProvider,
-    PgDialect,
-    PgPoolOptions,
-    url = "postgres://[user[:password]@]host[:port]/database",
-    idle_limit = "idle_session_timeout"
-);
-
-/// PostgreSQL's statements: one `INSERT .. ON CONFLICT .. DO UPDATE .. WHERE
-/// .. RETURNING` per acquisition, durations in milliseconds.
-pub(crate) struct PgDialect;
-
-impl Dialect for PgDialect {
+impl Dialect for Postgres {
     type Db = sqlx::Postgres;
+    const PROVIDER: &'static str = "PostgresLockProvider";
     const STORE: &'static str = "postgres";
     const TITLE: &'static str = "PostgreSQL";
     const URL_SHAPE: &'static str = "postgres://[user[:password]@]host[:port]/database";

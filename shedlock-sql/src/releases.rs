@@ -11,7 +11,7 @@ use shedlock_core::{BoxFuture, ReleaseNotifiers};
 
 /// Releases made by other processes, heard where the database announces
 /// them, waking the waiters of this process.
-pub(crate) trait ReleaseFeed: Send + Sync {
+pub trait ReleaseFeed: Send + Sync {
     /// Makes sure this process hears announcements from now on (called
     /// before a waiter's first attempt); when it cannot, waiters poll.
     fn listen(&self) -> BoxFuture<'_, ()>;

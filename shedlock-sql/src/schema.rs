@@ -7,7 +7,7 @@ use crate::table::TableName;
 
 /// What a column holds; a dialect gives its SQL type.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ColumnType {
+pub enum ColumnType {
     /// A lock name (or a waiter's id): `VARCHAR(64) NOT NULL`.
     Name,
     /// Who holds a lease: `VARCHAR(255) NOT NULL`.

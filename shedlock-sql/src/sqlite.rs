@@ -11,9 +11,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use shedlock_core::{
-    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch,
-};
+use shedlock_core::LockError;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
     SqliteSynchronous,
@@ -21,7 +19,7 @@ use sqlx::sqlite::{
 
 use crate::dialect::{Acquire, Counts, Dialect, DurationEncoding, Statement, TableParam};
 use crate::engine::{DEFAULT_STATEMENT_TIMEOUT, Failure, SqlLocks, parse_url};
-use crate::provider::sql_provider;
+use crate::provider::{SqlDatabase, SqlLockProvider};
 use crate::schema::ColumnType;
 use crate::statements::Tables;
 use crate::table::TableName;
@@ -59,12 +57,17 @@ pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 ///
 /// Use a local file system: SQLite's locking is not reliable on network file
 /// systems, and WAL mode needs shared memory between the processes.
-#[derive(Clone)]
-pub struct SqliteLockProvider {
-    locks: SqlLocks<SqliteDialect>,
-}
+pub type SqliteLockProvider = SqlLockProvider<Sqlite>;
 
-impl SqliteLockProvider {
+/// SQLite, the database of [`SqliteLockProvider`]: one `INSERT .. ON
+/// CONFLICT (name) DO UPDATE .. WHERE .. RETURNING` per acquisition,
+/// durations as date modifiers.
+#[derive(Debug)]
+pub enum Sqlite {}
+
+impl SqlDatabase for Sqlite {}
+
+impl SqlLockProvider<Sqlite> {
     /// Opens (creating it if missing) the database file at `path`, in WAL
     /// mode with a [`DEFAULT_BUSY_TIMEOUT`].
     ///
@@ -84,7 +87,7 @@ impl SqliteLockProvider {
     /// [`LockError::InvalidConfiguration`] for a malformed URL,
     /// [`LockError::Store`] when the file cannot be opened or created.
     pub async fn connect(url: &str) -> Result<Self, LockError> {
-        Self::connect_with(parse_url::<SqliteDialect>(url)?).await
+        Self::connect_with(parse_url::<Sqlite>(url)?).await
     }
 
     async fn connect_with(options: SqliteConnectOptions) -> Result<Self, LockError> {
@@ -109,7 +112,7 @@ impl SqliteLockProvider {
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(err) => {
-                    return Err(Failure::of(err).into_error::<SqliteDialect>(
+                    return Err(Failure::of(err).into_error::<Sqlite>(
                         &file,
                         "opening the database",
                         "check that its directory exists and is writable by this process",
@@ -124,13 +127,16 @@ impl SqliteLockProvider {
     /// mode with a busy timeout, as [`open`](Self::open) does. Nothing is sent
     /// until the first lock.
     pub fn new(pool: SqlitePool) -> Self {
-        SqliteLockProvider {
+        SqlLockProvider {
             locks: SqlLocks::new(pool),
         }
     }
-}
 
-sql_provider!(SqliteLockProvider, SqlitePool);
+    /// The pool the provider uses.
+    pub fn pool(&self) -> &SqlitePool {
+        self.locks.pool()
+    }
+}
 
 /// SQLITE_BUSY or SQLITE_LOCKED: another connection holds the file for now.
 fn is_busy(err: &sqlx::Error) -> bool {
@@ -142,12 +148,9 @@ fn is_busy(err: &sqlx::Error) -> bool {
     matches!(code.map(|code| code & 0xff), Some(5 | 6))
 }
 
-/// SQLite's statements: one `INSERT .. ON CONFLICT (name) DO UPDATE .. WHERE
-/// .. RETURNING` per acquisition, durations as date modifiers.
-pub(crate) struct SqliteDialect;
-
-impl Dialect for SqliteDialect {
+impl Dialect for Sqlite {
     type Db = sqlx::Sqlite;
+    const PROVIDER: &'static str = "SqliteLockProvider";
     const STORE: &'static str = "sqlite";
     const TITLE: &'static str = "SQLite";
     const URL_SHAPE: &'static str = "sqlite://path/to/file.db";

@@ -13,7 +13,7 @@ use crate::table::TableName;
 use crate::template::compile;
 
 /// The lock table and its companions, as statements name them.
-pub(crate) struct Tables {
+pub struct Tables {
     pub(crate) table: TableName,
     pub(crate) settings: TableName,
     pub(crate) runs: TableName,
@@ -516,18 +516,18 @@ mod tests {
     #[cfg(feature = "postgres")]
     #[test]
     fn every_postgres_statement_compiles() {
-        check::<crate::postgres::PgDialect>();
+        check::<crate::Postgres>();
     }
 
     #[cfg(feature = "mysql")]
     #[test]
     fn every_mysql_statement_compiles() {
-        check::<crate::mysql::MySqlDialect>();
+        check::<crate::MySql>();
     }
 
     #[cfg(feature = "sqlite")]
     #[test]
     fn every_sqlite_statement_compiles() {
-        check::<crate::sqlite::SqliteDialect>();
+        check::<crate::Sqlite>();
     }
 }

@@ -48,7 +48,7 @@ const MAX_TABLE_LEN: usize = MAX_IDENTIFIER_LEN - SETTINGS_SUFFIX.len();
 /// characters and the table at most 54 (so that its companion,
 /// `<table>_settings`, is at most 63 too).
 #[derive(Clone, PartialEq, Eq, Hash)]
-pub(crate) struct TableName {
+pub struct TableName {
     schema: Option<String>,
     table: String,
 }

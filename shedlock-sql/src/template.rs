@@ -89,7 +89,7 @@ mod tests {
     #[cfg(feature = "postgres")]
     #[test]
     fn numbered_placeholders_are_reused_and_casts_and_literals_kept() {
-        let statement = compile::<crate::postgres::PgDialect>(
+        let statement = compile::<crate::Postgres>(
             "SELECT :name::varchar, ':not_a_param', :lock_at_most_for, :name",
         );
         assert_eq!(statement.sql, "SELECT $1::varchar, ':not_a_param', $2, $1");
@@ -102,8 +102,7 @@ mod tests {
     #[cfg(feature = "mysql")]
     #[test]
     fn unnumbered_placeholders_take_one_value_each() {
-        let statement =
-            compile::<crate::mysql::MySqlDialect>("UPDATE t SET a = :name WHERE b = :name");
+        let statement = compile::<crate::MySql>("UPDATE t SET a = :name WHERE b = :name");
         assert_eq!(statement.sql, "UPDATE t SET a = ? WHERE b = ?");
         assert!(matches!(
             statement.params[..],

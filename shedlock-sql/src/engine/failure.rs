@@ -124,7 +124,7 @@ mod tests {
     fn a_statement_error_names_its_kind_and_keeps_sqlx_words_in_the_source() {
         let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "refused by peer");
         let failure = Failure::of(sqlx::Error::Io(refused));
-        let err = failure.into_error::<crate::postgres::PgDialect>(
+        let err = failure.into_error::<crate::Postgres>(
             "db:5432/test",
             "acquiring lock 'report'",
             "the lock was not taken",
