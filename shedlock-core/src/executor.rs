@@ -15,6 +15,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use crate::metrics::LockLabel;
+use crate::scopes::{Scoped, take_place};
 use crate::{LockConfiguration, LockError, LockGuard, LockProvider};
 
 pub(crate) use pipeline::{Hold, run_held};
@@ -296,10 +297,13 @@ pub(crate) fn run_locked<P: LockProvider + ?Sized, F: Future>(
     task: F,
 ) -> impl Future<Output = Result<Option<F::Output>, LockError>> {
     let label = LockLabel::new(config, None);
-    run_labelled(provider, config, label, options, task)
+    run_labelled(provider, config, label, None, options, task)
 }
 
-/// [`run_locked`], with `label` on its metrics (the attribute's name template).
+/// [`run_locked`], with `label` on its metrics (the attribute's name
+/// template), and with a `scope`, as a job of that scope: on a place in the
+/// scope this replica owns instead of a lease of its own. One pipeline; the
+/// hold it takes is the only difference.
 ///
 /// A plain function returning the pipeline's future: an `async fn` layer
 /// would keep its own copy of `task`, doubling the future's size at every
@@ -308,12 +312,21 @@ pub(crate) fn run_labelled<P: LockProvider + ?Sized, F: Future>(
     provider: &P,
     config: &LockConfiguration,
     label: LockLabel,
+    scope: Option<Scoped>,
     options: ExecutionOptions,
     task: F,
 ) -> impl Future<Output = Result<Option<F::Output>, LockError>> {
     let take = async move {
-        let guard = acquire(provider, config, &options).await?;
-        Ok(guard.map(Hold::Lease))
+        Ok(match scope {
+            None => acquire(provider, config, &options).await?.map(Hold::Lease),
+            // Boxed: a claim's future is larger than an acquisition's, and
+            // would otherwise make every unscoped call's future as large.
+            Some(Scoped { settings, scope }) => {
+                Box::pin(take_place(provider, settings, scope, config, options))
+                    .await?
+                    .map(Hold::Scope)
+            }
+        })
     };
     run_held(provider.scope(), config, label, options, take, task)
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::executor::run_labelled;
 use crate::metrics::{Attempt, LockLabel};
-use crate::scopes::{Scoped, run_scoped};
+use crate::scopes::Scoped;
 use crate::{ExecutionOptions, LockConfiguration, LockError, LockProvider, SchedulerLock};
 
 /// A lock name without placeholders, made a shared string at the first call
@@ -195,32 +195,41 @@ async fn probed(found: ProviderProbe) {
     }
 }
 
-/// Runs `task` under the lock `name`, taken from the installed default provider.
-pub async fn execute_default<F: Future>(
+/// Runs `task` under the lock `name`: the one call `#[scheduler_lock]`
+/// expands to, its choices given as data.
+///
+/// `provider`: the attribute's `provider = ..`, or `None` for the installed
+/// default provider. `scope`: the attribute's `scope = ".."`, to run as a job
+/// of that scope on the replica that owns it, or `None` for a lease of the
+/// call's own. Defaults for lease times come from the installed
+/// `SchedulerLock`, if any, whichever the provider.
+pub async fn execute<F: Future>(
+    provider: Option<&dyn LockProvider>,
     name: impl Into<Arc<str>>,
+    scope: Option<Arc<str>>,
     options: AttributeOptions,
     task: F,
 ) -> Result<Option<F::Output>, LockError> {
-    probed(ProviderProbe::Default).await;
-    let Some(installed) = SchedulerLock::installed() else {
-        return Err(refused(&name.into(), options, LockError::NotConfigured));
+    probed(match provider {
+        Some(_) => ProviderProbe::Own,
+        None => ProviderProbe::Default,
+    })
+    .await;
+    let name = name.into();
+    let provider = match provider {
+        Some(provider) => provider,
+        None => match SchedulerLock::installed() {
+            Some(installed) => &**installed.provider(),
+            None => return Err(refused(&name, options, LockError::NotConfigured)),
+        },
     };
-    execute_with(&**installed.provider(), name, options, task).await
-}
-
-/// Runs `task` under the lock `name`, taken from `provider` (the attribute's
-/// `provider = ..`). Defaults for lease times still come from the installed
-/// `SchedulerLock`, if any.
-pub async fn execute_with<P: LockProvider + ?Sized, F: Future>(
-    provider: &P,
-    name: impl Into<Arc<str>>,
-    options: AttributeOptions,
-    task: F,
-) -> Result<Option<F::Output>, LockError> {
-    probed(ProviderProbe::Own).await;
-    let config = options.configured(name.into())?;
+    let config = options.configured(name)?;
     let label = LockLabel::new(&config, options.name_template);
-    run_labelled(provider, &config, label, options.execution(), task).await
+    let scope = scope.map(|scope| Scoped {
+        settings: SchedulerLock::scope_settings(),
+        scope,
+    });
+    run_labelled(provider, &config, label, scope, options.execution(), task).await
 }
 
 /// Lets `provider = <expr>` accept a provider, a reference to one, or an
@@ -233,39 +242,5 @@ pub trait ProviderRef: LockProvider {
 }
 
 impl<P: LockProvider + ?Sized> ProviderRef for P {}
-
-/// Runs `task` as the job `name` of the scope `scope`, on the installed
-/// default provider: on the replica that owns the scope.
-pub async fn execute_default_in_scope<F: Future>(
-    name: impl Into<Arc<str>>,
-    scope: impl Into<Arc<str>>,
-    options: AttributeOptions,
-    task: F,
-) -> Result<Option<F::Output>, LockError> {
-    probed(ProviderProbe::Default).await;
-    let Some(installed) = SchedulerLock::installed() else {
-        return Err(refused(&name.into(), options, LockError::NotConfigured));
-    };
-    execute_with_in_scope(&**installed.provider(), name, scope, options, task).await
-}
-
-/// Runs `task` as the job `name` of the scope `scope`, on `provider`.
-pub async fn execute_with_in_scope<P: LockProvider + ?Sized, F: Future>(
-    provider: &P,
-    name: impl Into<Arc<str>>,
-    scope: impl Into<Arc<str>>,
-    options: AttributeOptions,
-    task: F,
-) -> Result<Option<F::Output>, LockError> {
-    probed(ProviderProbe::Own).await;
-    let config = options.configured(name.into())?;
-    let label = LockLabel::new(&config, options.name_template);
-    let scoped = Scoped {
-        settings: SchedulerLock::scope_settings(),
-        scope: scope.into(),
-        label,
-    };
-    run_scoped(provider, scoped, &config, options.execution(), task).await
-}
 
 pub use crate::runs::{AnyOutcome, OutcomeProbe, ResultOutcome, note_outcome};

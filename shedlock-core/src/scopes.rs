@@ -19,13 +19,10 @@
 mod ownership;
 mod registry;
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::executor::{Hold, run_held};
 use crate::lease_keeping::LostSignal;
-use crate::metrics::LockLabel;
 use crate::{ExecutionOptions, LockConfiguration, LockError, LockInfo, LockProvider};
 use ownership::{Ownership, SlotGuard};
 use registry::{Decision, REGISTRY, ReplicaKey};
@@ -84,39 +81,18 @@ impl ScopeSettings {
     }
 }
 
-/// A scoped job's scope, its timing, and its metrics label.
+/// A scoped job's scope, and its timing.
 pub(crate) struct Scoped {
     pub(crate) settings: ScopeSettings,
     pub(crate) scope: Arc<str>,
-    pub(crate) label: LockLabel,
-}
-
-/// Runs a tick of the job `config` names in its scope: on the owner at once,
-/// elsewhere skipped. See the module's documentation; the run itself is the
-/// executor's pipeline, on a place in the scope instead of a lease.
-pub(crate) fn run_scoped<P: LockProvider + ?Sized, F: Future>(
-    provider: &P,
-    scoped: Scoped,
-    config: &LockConfiguration,
-    options: ExecutionOptions,
-    task: F,
-) -> impl Future<Output = Result<Option<F::Output>, LockError>> {
-    let Scoped {
-        settings,
-        scope,
-        label,
-    } = scoped;
-    let take = async move {
-        let run = take_place(provider, settings, scope, config, options).await?;
-        Ok(run.map(Hold::Scope))
-    };
-    run_held(provider.scope(), config, label, options, take, task)
 }
 
 /// A place for the job `config` names in its scope, if this replica owns
 /// the scope (claiming it if it may) and the job's local slot is free (or
-/// frees within the wait).
-async fn take_place<P: LockProvider + ?Sized>(
+/// frees within the wait): what a tick of a scoped job runs on, on the owner
+/// at once, elsewhere skipped (see the module's documentation). The run
+/// itself is the executor's pipeline, on this place instead of a lease.
+pub(crate) async fn take_place<P: LockProvider + ?Sized>(
     provider: &P,
     settings: ScopeSettings,
     scope: Arc<str>,

@@ -154,55 +154,28 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
     let permits = option_u32(args.permits.as_ref().map(|permits| permits.value));
     let capacity = option_u32(args.capacity.as_ref().map(|capacity| capacity.value));
     let scope_var = Ident::new("__shedlock_scope", Span::mixed_site());
-    let (scope_let, in_scope) = match &args.scope {
+    // The choices are data: one call, whichever the provider and the scope.
+    let (scope_let, scope_arg) = match &args.scope {
         Some(scope) => {
             let scope = lock_name(scope, &krate);
-            (quote! { let #scope_var = #scope; }, true)
+            (
+                quote! { let #scope_var = #scope; },
+                quote! { ::core::option::Option::Some(::core::convert::Into::into(#scope_var)) },
+            )
         }
-        None => (quote!(), false),
+        None => (quote!(), quote!(::core::option::Option::None)),
     };
-    let (provider_let, execute) = match &args.provider {
-        Some(provider) if in_scope => (
-            quote! { let #provider_var = &(#provider); },
-            quote_spanned! {provider.span()=>
-                #krate::__private::execute_with_in_scope(
-                    {
-                        use #krate::__private::ProviderRef as _;
-                        #provider_var.shedlock_provider()
-                    },
-                    #name_var,
-                    #scope_var,
-                    #options_var,
-                    #body_var,
-                )
-            },
-        ),
-        None if in_scope => (
-            quote!(),
-            quote! {
-                #krate::__private::execute_default_in_scope(#name_var, #scope_var, #options_var, #body_var)
-            },
-        ),
+    let (provider_let, provider_arg) = match &args.provider {
         Some(provider) => (
             quote! { let #provider_var = &(#provider); },
             quote_spanned! {provider.span()=>
-                #krate::__private::execute_with(
-                    {
-                        use #krate::__private::ProviderRef as _;
-                        #provider_var.shedlock_provider()
-                    },
-                    #name_var,
-                    #options_var,
-                    #body_var,
-                )
+                ::core::option::Option::Some({
+                    use #krate::__private::ProviderRef as _;
+                    #provider_var.shedlock_provider()
+                })
             },
         ),
-        None => (
-            quote!(),
-            quote! {
-                #krate::__private::execute_default(#name_var, #options_var, #body_var)
-            },
-        ),
+        None => (quote!(), quote!(::core::option::Option::None)),
     };
 
     Ok(quote! {
@@ -242,7 +215,14 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
                 }
                 #output_var
             };
-            #execute.await
+            #krate::__private::execute(
+                #provider_arg,
+                #name_var,
+                #scope_arg,
+                #options_var,
+                #body_var,
+            )
+            .await
         }
     })
 }
