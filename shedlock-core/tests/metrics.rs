@@ -8,6 +8,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use metrics::LocalRecorderGuard;
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use shedlock_core::metrics::{
     ACQUIRED, ACTIVE_EXECUTIONS, ATTEMPTS, ERRORS, EXECUTION_SECONDS, EXTENSIONS_FAILED,
@@ -38,11 +39,16 @@ struct Recorded {
 }
 
 impl Recorded {
-    fn of(recorder: &DebuggingRecorder) -> Recorded {
-        Recorded {
+    /// A new `DebuggingRecorder`, installed for this thread while the guard
+    /// lives, and what it records. (The recorder is leaked: one small
+    /// allocation a test.)
+    fn here() -> (Recorded, LocalRecorderGuard<'static>) {
+        let recorder: &'static DebuggingRecorder = Box::leak(Box::new(DebuggingRecorder::new()));
+        let recorded = Recorded {
             snapshotter: recorder.snapshotter(),
             totals: Mutex::new(Vec::new()),
-        }
+        };
+        (recorded, metrics::set_default_local_recorder(recorder))
     }
 
     /// The totals now.
@@ -139,8 +145,54 @@ impl Seen {
     }
 }
 
-fn config(name: &str, most: Duration) -> LockConfiguration {
-    LockConfiguration::new(name, most, Duration::ZERO).unwrap()
+/// The one lock every test takes, and the labels its metrics carry.
+const LOCK: [(&str, &str); 1] = [("lock", "report")];
+
+fn report(most: Duration) -> LockConfiguration {
+    LockConfiguration::new("report", most, Duration::ZERO).unwrap()
+}
+
+fn in_memory_executor() -> LockingTaskExecutor<InMemoryLockProvider> {
+    LockingTaskExecutor::new(InMemoryLockProvider::new())
+}
+
+/// A run of a five-second job under a lease of `most`, dropped by its caller
+/// after `after`.
+async fn drop_a_run_after(most: Duration, after: Duration) {
+    let executor = in_memory_executor();
+    let run = executor.execute(report(most), tokio::time::sleep(Duration::from_secs(5)));
+    let timed_out = tokio::time::timeout(after, run).await;
+    assert!(timed_out.is_err(), "the run ended within {after:?}");
+}
+
+/// A store where the lock (taken for ten seconds) is held by the guard
+/// returned with it.
+async fn held_elsewhere() -> (InMemoryLockProvider, LockConfiguration, LockGuard) {
+    let provider = InMemoryLockProvider::new();
+    let report = report(Duration::from_secs(10));
+    let held = provider.try_lock(&report).await.unwrap().unwrap();
+    (provider, report, held)
+}
+
+fn assert_lease_lost<T: std::fmt::Debug>(result: &Result<T, LockError>) {
+    assert!(
+        matches!(result, Err(LockError::LeaseLost { .. })),
+        "{result:?}"
+    );
+}
+
+/// The leases lost and the extensions failed, as counted for the lock.
+fn assert_lost_and_failed(seen: &Seen, leases_lost: u64, extensions_failed: u64) {
+    assert_eq!(
+        seen.counter(LEASES_LOST, &LOCK),
+        leases_lost,
+        "{LEASES_LOST}"
+    );
+    assert_eq!(
+        seen.counter(EXTENSIONS_FAILED, &LOCK),
+        extensions_failed,
+        "{EXTENSIONS_FAILED}"
+    );
 }
 
 /// A store that fails every acquisition with the error `fail` makes.
@@ -175,15 +227,12 @@ fn reply_lost(name: &str) -> LockError {
 
 #[tokio::test]
 async fn a_run_counts_its_attempt_acquisition_wait_execution_and_activity() {
-    let recorder = DebuggingRecorder::new();
-    let recorded = Recorded::of(&recorder);
-    let _recording = metrics::set_default_local_recorder(&recorder);
-    let executor = LockingTaskExecutor::new(InMemoryLockProvider::new());
-    let lock = [("lock", "report")];
+    let (recorded, _recording) = Recorded::here();
+    let executor = in_memory_executor();
 
     let active_while_running = executor
-        .execute(config("report", Duration::from_secs(10)), async {
-            let active = recorded.seen().gauge(ACTIVE_EXECUTIONS, &lock);
+        .execute(report(Duration::from_secs(10)), async {
+            let active = recorded.seen().gauge(ACTIVE_EXECUTIONS, &LOCK);
             tokio::time::sleep(Duration::from_millis(100)).await;
             active
         })
@@ -192,27 +241,23 @@ async fn a_run_counts_its_attempt_acquisition_wait_execution_and_activity() {
 
     assert_eq!(active_while_running, Some(Some(1.0)));
     let seen = recorded.seen();
-    assert_eq!(seen.counter(ATTEMPTS, &lock), 1);
-    assert_eq!(seen.counter(ACQUIRED, &lock), 1);
-    assert_eq!(seen.counter(SKIPPED, &lock), 0);
-    assert_eq!(seen.gauge(ACTIVE_EXECUTIONS, &lock), Some(0.0));
-    let waited = seen.histogram(WAIT_SECONDS, &lock);
+    assert_eq!(seen.counter(ATTEMPTS, &LOCK), 1);
+    assert_eq!(seen.counter(ACQUIRED, &LOCK), 1);
+    assert_eq!(seen.counter(SKIPPED, &LOCK), 0);
+    assert_eq!(seen.gauge(ACTIVE_EXECUTIONS, &LOCK), Some(0.0));
+    let waited = seen.histogram(WAIT_SECONDS, &LOCK);
     assert!(waited.len() == 1 && waited[0] < 0.1, "{waited:?}");
-    let ran = seen.histogram(EXECUTION_SECONDS, &lock);
+    let ran = seen.histogram(EXECUTION_SECONDS, &LOCK);
     assert!(ran.len() == 1 && ran[0] >= 0.1, "{ran:?}");
     let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
-    let last = seen.gauge(LAST_ACQUIRED, &lock).unwrap();
+    let last = seen.gauge(LAST_ACQUIRED, &LOCK).unwrap();
     assert!((now.as_secs_f64() - last).abs() < 5.0, "{last} at {now:?}");
 }
 
 #[tokio::test]
 async fn a_lock_held_elsewhere_counts_a_skip() {
-    let recorder = DebuggingRecorder::new();
-    let recorded = Recorded::of(&recorder);
-    let _recording = metrics::set_default_local_recorder(&recorder);
-    let provider = InMemoryLockProvider::new();
-    let report = config("report", Duration::from_secs(10));
-    let _held = provider.try_lock(&report).await.unwrap().unwrap();
+    let (recorded, _recording) = Recorded::here();
+    let (provider, report, _held) = held_elsewhere().await;
 
     let ran = LockingTaskExecutor::new(provider)
         .execute(&report, async {})
@@ -221,20 +266,15 @@ async fn a_lock_held_elsewhere_counts_a_skip() {
 
     assert_eq!(ran, None);
     let seen = recorded.seen();
-    let lock = [("lock", "report")];
-    assert_eq!(seen.counter(ATTEMPTS, &lock), 1);
-    assert_eq!(seen.counter(SKIPPED, &lock), 1);
+    assert_eq!(seen.counter(ATTEMPTS, &LOCK), 1);
+    assert_eq!(seen.counter(SKIPPED, &LOCK), 1);
     assert_eq!(seen.names_for("report"), [ATTEMPTS, SKIPPED]);
 }
 
 #[tokio::test]
 async fn a_waiting_run_records_how_long_it_waited() {
-    let recorder = DebuggingRecorder::new();
-    let recorded = Recorded::of(&recorder);
-    let _recording = metrics::set_default_local_recorder(&recorder);
-    let provider = InMemoryLockProvider::new();
-    let report = config("report", Duration::from_secs(10));
-    let held = provider.try_lock(&report).await.unwrap().unwrap();
+    let (recorded, _recording) = Recorded::here();
+    let (provider, report, held) = held_elsewhere().await;
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(200)).await;
         held.unlock().await.unwrap();
@@ -246,18 +286,14 @@ async fn a_waiting_run_records_how_long_it_waited() {
         .unwrap();
 
     assert_eq!(ran, Some(()));
-    let waited = recorded
-        .seen()
-        .histogram(WAIT_SECONDS, &[("lock", "report")]);
+    let waited = recorded.seen().histogram(WAIT_SECONDS, &LOCK);
     assert!(waited.len() == 1 && waited[0] >= 0.2, "{waited:?}");
 }
 
 #[tokio::test]
 async fn a_failing_store_counts_an_error_by_its_kind() {
-    let recorder = DebuggingRecorder::new();
-    let recorded = Recorded::of(&recorder);
-    let _recording = metrics::set_default_local_recorder(&recorder);
-    let report = config("report", Duration::from_secs(10));
+    let (recorded, _recording) = Recorded::here();
+    let report = report(Duration::from_secs(10));
 
     for fail in [store_down, store_down, reply_lost] {
         let result = LockingTaskExecutor::new(FailingStore(fail))
@@ -267,24 +303,21 @@ async fn a_failing_store_counts_an_error_by_its_kind() {
     }
 
     let seen = recorded.seen();
-    let lock = ("lock", "report");
-    assert_eq!(seen.counter(ATTEMPTS, &[lock]), 3);
-    assert_eq!(seen.counter(ERRORS, &[lock, ("kind", "store")]), 2);
+    assert_eq!(seen.counter(ATTEMPTS, &LOCK), 3);
+    assert_eq!(seen.counter(ERRORS, &[LOCK[0], ("kind", "store")]), 2);
     assert_eq!(
-        seen.counter(ERRORS, &[lock, ("kind", "acquisition_uncertain")]),
+        seen.counter(ERRORS, &[LOCK[0], ("kind", "acquisition_uncertain")]),
         1
     );
-    assert_eq!(seen.counter(ACQUIRED, &[lock]), 0);
+    assert_eq!(seen.counter(ACQUIRED, &LOCK), 0);
 }
 
 #[tokio::test]
 async fn a_refused_nested_call_counts_an_attempt_and_an_error_and_a_reentrant_one_nothing() {
-    let recorder = DebuggingRecorder::new();
-    let recorded = Recorded::of(&recorder);
-    let _recording = metrics::set_default_local_recorder(&recorder);
-    let executor = LockingTaskExecutor::new(InMemoryLockProvider::new());
-    let shared = config("report", Duration::from_secs(10)).shared();
-    let exclusive = config("report", Duration::from_secs(10));
+    let (recorded, _recording) = Recorded::here();
+    let executor = in_memory_executor();
+    let shared = report(Duration::from_secs(10)).shared();
+    let exclusive = report(Duration::from_secs(10));
 
     let (same, upgrade) = executor
         .execute(&shared, async {
@@ -302,90 +335,67 @@ async fn a_refused_nested_call_counts_an_attempt_and_an_error_and_a_reentrant_on
         "{upgrade:?}"
     );
     let seen = recorded.seen();
-    let lock = ("lock", "report");
-    assert_eq!(seen.counter(ATTEMPTS, &[lock]), 2);
-    assert_eq!(seen.counter(ACQUIRED, &[lock]), 1);
+    assert_eq!(seen.counter(ATTEMPTS, &LOCK), 2);
+    assert_eq!(seen.counter(ACQUIRED, &LOCK), 1);
     assert_eq!(
-        seen.counter(ERRORS, &[lock, ("kind", "reentrant_upgrade")]),
+        seen.counter(ERRORS, &[LOCK[0], ("kind", "reentrant_upgrade")]),
         1
     );
-    assert_eq!(seen.histogram(EXECUTION_SECONDS, &[lock]).len(), 1);
+    assert_eq!(seen.histogram(EXECUTION_SECONDS, &LOCK).len(), 1);
 }
 
 #[tokio::test]
 async fn a_lease_ending_under_a_job_counts_one_lost_lease() {
-    let recorder = DebuggingRecorder::new();
-    let recorded = Recorded::of(&recorder);
-    let _recording = metrics::set_default_local_recorder(&recorder);
-    let executor = LockingTaskExecutor::new(InMemoryLockProvider::new());
+    let (recorded, _recording) = Recorded::here();
+    let executor = in_memory_executor();
     let options = ExecutionOptions::new().cancel_on_lease_loss(true);
 
     let result = executor
         .execute_with(
-            config("report", Duration::from_millis(200)),
+            report(Duration::from_millis(200)),
             options,
             tokio::time::sleep(Duration::from_secs(5)),
         )
         .await;
 
-    assert!(
-        matches!(result, Err(LockError::LeaseLost { .. })),
-        "{result:?}"
-    );
+    assert_lease_lost(&result);
     let seen = recorded.seen();
-    let lock = [("lock", "report")];
     // Seen by the watcher, and again by the release: counted once.
-    assert_eq!(seen.counter(LEASES_LOST, &lock), 1);
-    assert_eq!(seen.counter(EXTENSIONS_FAILED, &lock), 0);
+    assert_lost_and_failed(&seen, 1, 0);
     // Counted once as an acquisition: losing the lease later is no error in taking it.
-    assert_eq!(seen.counter(ACQUIRED, &lock), 1);
+    assert_eq!(seen.counter(ACQUIRED, &LOCK), 1);
     assert!(!seen.names_for("report").contains(&ERRORS));
-    assert_eq!(seen.gauge(ACTIVE_EXECUTIONS, &lock), Some(0.0));
+    assert_eq!(seen.gauge(ACTIVE_EXECUTIONS, &LOCK), Some(0.0));
 }
 
 #[tokio::test]
 async fn a_job_outliving_its_lease_counts_one_lost_lease_when_its_release_finds_it_ended() {
-    let recorder = DebuggingRecorder::new();
-    let recorded = Recorded::of(&recorder);
-    let _recording = metrics::set_default_local_recorder(&recorder);
-    let executor = LockingTaskExecutor::new(InMemoryLockProvider::new());
+    let (recorded, _recording) = Recorded::here();
+    let executor = in_memory_executor();
 
     // Default options: nothing watches the lease; the release finds it ended.
     let ran = executor
         .execute(
-            config("report", Duration::from_millis(200)),
+            report(Duration::from_millis(200)),
             tokio::time::sleep(Duration::from_millis(400)),
         )
         .await
         .unwrap();
 
     assert_eq!(ran, Some(()));
-    let seen = recorded.seen();
-    let lock = [("lock", "report")];
-    assert_eq!(seen.counter(LEASES_LOST, &lock), 1);
-    assert_eq!(seen.counter(EXTENSIONS_FAILED, &lock), 0);
+    assert_lost_and_failed(&recorded.seen(), 1, 0);
 }
 
 #[tokio::test]
 async fn a_run_cancelled_after_its_lease_ended_counts_one_lost_lease() {
-    let recorder = DebuggingRecorder::new();
-    let recorded = Recorded::of(&recorder);
-    let _recording = metrics::set_default_local_recorder(&recorder);
-    let executor = LockingTaskExecutor::new(InMemoryLockProvider::new());
-
-    let run = executor.execute(
-        config("report", Duration::from_millis(200)),
-        tokio::time::sleep(Duration::from_secs(5)),
-    );
-    let timed_out = tokio::time::timeout(Duration::from_millis(400), run).await;
-    assert!(timed_out.is_err());
+    let (recorded, _recording) = Recorded::here();
+    drop_a_run_after(Duration::from_millis(200), Duration::from_millis(400)).await;
 
     // The cancelled run's lease is given back in the background (a task on
     // this thread, so its metrics reach this test's recorder).
-    let lock = [("lock", "report")];
     let mut lost = 0;
     for _ in 0..100 {
-        lost = recorded.seen().counter(LEASES_LOST, &lock);
+        lost = recorded.seen().counter(LEASES_LOST, &LOCK);
         if lost > 0 {
             break;
         }
@@ -396,9 +406,7 @@ async fn a_run_cancelled_after_its_lease_ended_counts_one_lost_lease() {
 
 #[tokio::test]
 async fn a_keep_alive_finding_the_lease_gone_counts_a_failed_extension_and_a_lost_lease() {
-    let recorder = DebuggingRecorder::new();
-    let recorded = Recorded::of(&recorder);
-    let _recording = metrics::set_default_local_recorder(&recorder);
+    let (recorded, _recording) = Recorded::here();
     let provider = InMemoryLockProvider::new();
     let executor = LockingTaskExecutor::new(provider.clone());
     let options = ExecutionOptions::new()
@@ -406,37 +414,25 @@ async fn a_keep_alive_finding_the_lease_gone_counts_a_failed_extension_and_a_los
         .cancel_on_lease_loss(true);
 
     let result = executor
-        .execute_with(
-            config("report", Duration::from_millis(600)),
-            options,
-            async {
-                // An operator force-releases the lock; the next extension finds it gone.
-                provider.force_release("report").await.unwrap();
-                tokio::time::sleep(Duration::from_secs(5)).await;
-            },
-        )
+        .execute_with(report(Duration::from_millis(600)), options, async {
+            // An operator force-releases the lock; the next extension finds it gone.
+            provider.force_release("report").await.unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+        })
         .await;
 
-    assert!(
-        matches!(result, Err(LockError::LeaseLost { .. })),
-        "{result:?}"
-    );
-    let seen = recorded.seen();
-    let lock = [("lock", "report")];
-    assert_eq!(seen.counter(EXTENSIONS_FAILED, &lock), 1);
-    assert_eq!(seen.counter(LEASES_LOST, &lock), 1);
+    assert_lease_lost(&result);
+    assert_lost_and_failed(&recorded.seen(), 1, 1);
 }
 
 #[tokio::test]
 async fn a_jobs_own_extension_of_a_lost_lease_counts_a_failed_extension_and_a_lost_lease() {
-    let recorder = DebuggingRecorder::new();
-    let recorded = Recorded::of(&recorder);
-    let _recording = metrics::set_default_local_recorder(&recorder);
+    let (recorded, _recording) = Recorded::here();
     let provider = InMemoryLockProvider::new();
     let executor = LockingTaskExecutor::new(provider.clone());
 
     let extended = executor
-        .execute(config("report", Duration::from_secs(10)), async {
+        .execute(report(Duration::from_secs(10)), async {
             provider.force_release("report").await.unwrap();
             let first = extend_active_lock(Duration::from_secs(10), Duration::ZERO).await;
             let second = extend_active_lock(Duration::from_secs(10), Duration::ZERO).await;
@@ -455,22 +451,18 @@ async fn a_jobs_own_extension_of_a_lost_lease_counts_a_failed_extension_and_a_lo
         ),
         "{extended:?}"
     );
-    let seen = recorded.seen();
-    let lock = [("lock", "report")];
-    assert_eq!(seen.counter(EXTENSIONS_FAILED, &lock), 2);
-    assert_eq!(seen.counter(LEASES_LOST, &lock), 1, "one lease, lost once");
+    // One lease, lost once; both extensions failed.
+    assert_lost_and_failed(&recorded.seen(), 1, 2);
 }
 
 #[tokio::test]
 async fn a_panicking_job_still_records_its_execution_and_leaves_the_gauge() {
-    let recorder = DebuggingRecorder::new();
-    let recorded = Recorded::of(&recorder);
-    let _recording = metrics::set_default_local_recorder(&recorder);
-    let executor = LockingTaskExecutor::new(InMemoryLockProvider::new());
+    let (recorded, _recording) = Recorded::here();
+    let executor = in_memory_executor();
 
     let run = tokio::spawn(async move {
         executor
-            .execute(config("report", Duration::from_secs(10)), async {
+            .execute(report(Duration::from_secs(10)), async {
                 panic!("the job failed");
             })
             .await
@@ -478,29 +470,18 @@ async fn a_panicking_job_still_records_its_execution_and_leaves_the_gauge() {
 
     assert!(run.await.unwrap_err().is_panic());
     let seen = recorded.seen();
-    let lock = [("lock", "report")];
-    assert_eq!(seen.gauge(ACTIVE_EXECUTIONS, &lock), Some(0.0));
-    assert_eq!(seen.histogram(EXECUTION_SECONDS, &lock).len(), 1);
+    assert_eq!(seen.gauge(ACTIVE_EXECUTIONS, &LOCK), Some(0.0));
+    assert_eq!(seen.histogram(EXECUTION_SECONDS, &LOCK).len(), 1);
 }
 
 #[tokio::test]
 async fn a_run_dropped_by_its_caller_leaves_the_gauge() {
-    let recorder = DebuggingRecorder::new();
-    let recorded = Recorded::of(&recorder);
-    let _recording = metrics::set_default_local_recorder(&recorder);
-    let executor = LockingTaskExecutor::new(InMemoryLockProvider::new());
-    let lock = [("lock", "report")];
+    let (recorded, _recording) = Recorded::here();
+    drop_a_run_after(Duration::from_secs(10), Duration::from_millis(100)).await;
 
-    let run = executor.execute(
-        config("report", Duration::from_secs(10)),
-        tokio::time::sleep(Duration::from_secs(5)),
-    );
-    let timed_out = tokio::time::timeout(Duration::from_millis(100), run).await;
-
-    assert!(timed_out.is_err());
     let seen = recorded.seen();
-    assert_eq!(seen.counter(ACQUIRED, &lock), 1);
-    assert_eq!(seen.gauge(ACTIVE_EXECUTIONS, &lock), Some(0.0));
+    assert_eq!(seen.counter(ACQUIRED, &LOCK), 1);
+    assert_eq!(seen.gauge(ACTIVE_EXECUTIONS, &LOCK), Some(0.0));
 }
 
 #[test]
