@@ -13,16 +13,64 @@
 //! one store. Cases that need several holders make several providers, so a
 //! provider's state is shared through the store alone.
 
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use shedlock_core::identity::unique_acquisition_id;
-use shedlock_core::{LockConfiguration, LockGuard, LockProvider};
+use shedlock_core::{LockConfiguration, LockError, LockGuard, LockProvider, LockingTaskExecutor};
+use tokio::task::JoinHandle;
 
 mod leases;
 mod waiters;
 
 pub use leases::*;
 pub use waiters::*;
+
+/// What makes the providers of a case: a new provider (a new connection to
+/// the test store) on each call. Any `Fn() -> impl Future<Output = P>` is
+/// one, so a case is given the function that makes the provider.
+pub trait Make<P> {
+    /// A new provider.
+    fn one(&self) -> impl Future<Output = P>;
+
+    /// Two new providers.
+    fn two(&self) -> impl Future<Output = (P, P)> {
+        async { (self.one().await, self.one().await) }
+    }
+
+    /// Three new providers.
+    fn three(&self) -> impl Future<Output = (P, P, P)> {
+        async { (self.one().await, self.one().await, self.one().await) }
+    }
+
+    /// An executor on a new provider.
+    fn executor(&self) -> impl Future<Output = LockingTaskExecutor<P>>
+    where
+        P: LockProvider,
+    {
+        async { LockingTaskExecutor::new(self.one().await) }
+    }
+
+    /// An executor on a new provider, and another provider beside it.
+    fn executor_and_other(&self) -> impl Future<Output = (LockingTaskExecutor<P>, P)>
+    where
+        P: LockProvider,
+    {
+        async { (self.executor().await, self.one().await) }
+    }
+}
+
+impl<P, F, Fut> Make<P> for F
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = P>,
+{
+    fn one(&self) -> impl Future<Output = P> {
+        self()
+    }
+}
 
 pub(crate) const LONG: Duration = Duration::from_secs(30);
 /// A lease short enough to wait out in a test.
@@ -94,6 +142,61 @@ pub(crate) async fn extend(guard: &mut LockGuard, lock_at_most_for: Duration) ->
     match guard.extend(lock_at_most_for, Duration::ZERO).await {
         Ok(extended) => extended,
         Err(err) => fail!("extending '{}' failed: {err}", guard.name()),
+    }
+}
+
+/// A job waiting (up to 20 s) for its lock in a task of its own, and whether
+/// the test had come to the moment it waits for (a release, a resume) when
+/// the job ran.
+pub(crate) struct Waiter {
+    come: Arc<AtomicBool>,
+    task: JoinHandle<Result<Option<bool>, LockError>>,
+}
+
+impl Waiter {
+    pub(crate) fn spawn<P: LockProvider>(
+        executor: LockingTaskExecutor<P>,
+        job: LockConfiguration,
+    ) -> Waiter {
+        let come = Arc::new(AtomicBool::new(false));
+        let seen = come.clone();
+        let task = tokio::spawn(async move {
+            executor
+                .execute_waiting(&job, Duration::from_secs(20), async move {
+                    seen.load(Ordering::SeqCst)
+                })
+                .await
+        });
+        Waiter { come, task }
+    }
+
+    /// Gives the job 300 ms to queue, then lets it in by `moment` (a
+    /// release, a resume: `what`); fails the test unless the job runs within
+    /// `within` of it, and not before it.
+    pub(crate) async fn let_in<T>(
+        self,
+        what: &str,
+        within: Duration,
+        moment: impl Future<Output = T>,
+    ) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.come.store(true, Ordering::SeqCst);
+        moment.await;
+        let come = self.ran_within(within, what).await;
+        assert!(come, "the waiter ran before {what}");
+    }
+
+    /// Fails the test unless the job runs within `within`, after `what`
+    /// (which the messages name); returns whether the moment had come when
+    /// it ran.
+    pub(crate) async fn ran_within(self, within: Duration, what: &str) -> bool {
+        let ran = tokio::time::timeout(within, self.task)
+            .await
+            .unwrap_or_else(|_| fail!("the waiter did not run within {within:?} of {what}"));
+        match ran {
+            Ok(Ok(Some(come))) => come,
+            other => fail!("the waiter should have run after {what}: {other:?}"),
+        }
     }
 }
 

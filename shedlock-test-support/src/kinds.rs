@@ -5,11 +5,10 @@
 //! by providers that are also a [`LockAdmin`].
 
 use std::future::Future;
-use std::time::Duration;
 
 use shedlock_core::{LockAdmin, LockConfiguration, LockError, LockProvider, LockState};
 
-use crate::conformance::{LONG, config};
+use crate::conformance::config_named;
 
 mod admin;
 mod holders;
@@ -23,8 +22,14 @@ pub use reentrancy::*;
 pub trait AdminProvider: LockProvider + LockAdmin {}
 impl<P: LockProvider + LockAdmin> AdminProvider for P {}
 
+/// `name` shared by holders of `permits` each, with a long lease.
 fn shared(name: &str, permits: u32, capacity: Option<u32>) -> LockConfiguration {
-    let config = config(name, LONG, Duration::ZERO)
+    with_kind(config_named(name), permits, capacity)
+}
+
+/// `config` shared by holders of `permits` each, up to `capacity`.
+fn with_kind(config: LockConfiguration, permits: u32, capacity: Option<u32>) -> LockConfiguration {
+    let config = config
         .with_permits(permits)
         .unwrap_or_else(|err| fail!("test configuration rejected: {err}"));
     match capacity {

@@ -2,22 +2,17 @@
 //! their bounds, retries, keep-alive through a long job and cancellation
 //! on lease loss.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shedlock_core::{
-    ExecutionOptions, LockError, LockProvider, LockingTaskExecutor, is_lease_lost,
-};
+use shedlock_core::{ExecutionOptions, LockError, LockProvider, is_lease_lost};
 
-use super::{LONG, acquire, config, config_named, unique_name, unlock};
+use super::{Make, Waiter, acquire, config, config_named, unique_name, unlock};
 
 /// 8 tasks (each with its own provider) on 2 names run a non-atomic
 /// read–sleep–write counter under the lock: no update is lost.
-pub async fn no_lost_updates_under_concurrency<P: LockProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
+pub async fn no_lost_updates_under_concurrency<P: LockProvider>(make: impl Make<P>) {
     const TASKS: usize = 8;
     const ATTEMPTS: usize = 60;
     let names = [unique_name("fuzz-a"), unique_name("fuzz-b")];
@@ -25,7 +20,7 @@ pub async fn no_lost_updates_under_concurrency<P: LockProvider, Fut: Future<Outp
     let runs: Arc<[AtomicU64; 2]> = Arc::new([AtomicU64::new(0), AtomicU64::new(0)]);
     let mut tasks = Vec::new();
     for task in 0..TASKS {
-        let executor = LockingTaskExecutor::new(make().await);
+        let executor = make.executor().await;
         let configs = names.clone().map(|name| config_named(&name));
         let (counters, runs) = (counters.clone(), runs.clone());
         tasks.push(tokio::spawn(async move {
@@ -65,39 +60,19 @@ pub async fn no_lost_updates_under_concurrency<P: LockProvider, Fut: Future<Outp
 }
 
 /// A waiter runs as soon as the holder releases, long before its bound.
-pub async fn waiter_runs_right_after_release<P: LockProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (holder, waiter) = (make().await, LockingTaskExecutor::new(make().await));
-    let config = config(&unique_name("waiter"), LONG, Duration::ZERO);
+pub async fn waiter_runs_right_after_release<P: LockProvider>(make: impl Make<P>) {
+    let (waiter, holder) = make.executor_and_other().await;
+    let config = config_named(&unique_name("waiter"));
     let guard = acquire(&holder, &config).await;
-    let released = Arc::new(AtomicU64::new(0));
-    let seen = released.clone();
-    let waiting = tokio::spawn(async move {
-        waiter
-            .execute_waiting(&config, Duration::from_secs(20), async move {
-                seen.load(Ordering::SeqCst)
-            })
-            .await
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    released.store(1, Ordering::SeqCst);
-    unlock(guard).await;
-    let ran = tokio::time::timeout(Duration::from_secs(10), waiting)
-        .await
-        .unwrap_or_else(|_| fail!("the waiter did not run within 10 s of the release"));
-    match ran {
-        Ok(Ok(Some(seen))) => assert_eq!(seen, 1, "the waiter ran before the release"),
-        other => fail!("the waiter should have run: {other:?}"),
-    }
+    Waiter::spawn(waiter, config)
+        .let_in("the release", Duration::from_secs(10), unlock(guard))
+        .await;
 }
 
 /// A waiter gives `Ok(None)` once `wait_for` passes, not before.
-pub async fn waiter_gives_up_at_its_bound<P: LockProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (holder, waiter) = (make().await, LockingTaskExecutor::new(make().await));
-    let config = config(&unique_name("waiter-bound"), LONG, Duration::ZERO);
+pub async fn waiter_gives_up_at_its_bound<P: LockProvider>(make: impl Make<P>) {
+    let (waiter, holder) = make.executor_and_other().await;
+    let config = config_named(&unique_name("waiter-bound"));
     let guard = acquire(&holder, &config).await;
     let started = std::time::Instant::now();
     let ran = waiter
@@ -113,14 +88,12 @@ pub async fn waiter_gives_up_at_its_bound<P: LockProvider, Fut: Future<Output = 
 }
 
 /// Five waiters on one name, each holding briefly, all run, one at a time.
-pub async fn waiters_run_one_at_a_time<P: LockProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
+pub async fn waiters_run_one_at_a_time<P: LockProvider>(make: impl Make<P>) {
     let config = config_named(&unique_name("waiters"));
     let inside = Arc::new(AtomicU64::new(0));
     let mut waiters = Vec::new();
     for _ in 0..5 {
-        let executor = LockingTaskExecutor::new(make().await);
+        let executor = make.executor().await;
         let (config, inside) = (config.clone(), inside.clone());
         waiters.push(tokio::spawn(async move {
             executor
@@ -143,13 +116,8 @@ pub async fn waiters_run_one_at_a_time<P: LockProvider, Fut: Future<Output = P>>
 
 /// A waiter takes over an abandoned lease (a crashed holder) when it ends,
 /// never before: the provider tells waiters when the holder's lease ends.
-pub async fn waiter_takes_over_when_an_abandoned_lease_ends<
-    P: LockProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
-) {
-    let (crashed, waiter) = (make().await, LockingTaskExecutor::new(make().await));
+pub async fn waiter_takes_over_when_an_abandoned_lease_ends<P: LockProvider>(make: impl Make<P>) {
+    let (waiter, crashed) = make.executor_and_other().await;
     let lease = Duration::from_millis(800);
     let config = config(&unique_name("abandoned"), lease, Duration::ZERO);
     let acquired_at = std::time::Instant::now();
@@ -178,11 +146,9 @@ pub async fn waiter_takes_over_when_an_abandoned_lease_ends<
 }
 
 /// Retrying gets the lock once the holder lets go within the retries.
-pub async fn retries_get_the_lock_once_released<P: LockProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (holder, retrier) = (make().await, LockingTaskExecutor::new(make().await));
-    let config = config(&unique_name("retry"), LONG, Duration::ZERO);
+pub async fn retries_get_the_lock_once_released<P: LockProvider>(make: impl Make<P>) {
+    let (retrier, holder) = make.executor_and_other().await;
+    let config = config_named(&unique_name("retry"));
     let guard = acquire(&holder, &config).await;
     let none = retrier
         .lock_retrying(&config, 2, Duration::from_millis(50))
@@ -208,13 +174,10 @@ pub async fn retries_get_the_lock_once_released<P: LockProvider, Fut: Future<Out
 
 /// Keep-alive holds a 2 s lease through a 10 s job while another node tries
 /// every 100 ms and never gets in; the lock is free after the job.
-pub async fn keep_alive_holds_a_short_lease_through_a_long_job<
-    P: LockProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
+pub async fn keep_alive_holds_a_short_lease_through_a_long_job<P: LockProvider>(
+    make: impl Make<P>,
 ) {
-    let (runner, other) = (LockingTaskExecutor::new(make().await), make().await);
+    let (runner, other) = make.executor_and_other().await;
     let config = config(
         &unique_name("keep-alive"),
         Duration::from_secs(2),
@@ -256,10 +219,8 @@ pub async fn keep_alive_holds_a_short_lease_through_a_long_job<
 
 /// With `cancel_on_lease_loss`, a job that outlives its lease (no keep-alive)
 /// is dropped and the call returns `LockError::LeaseLost`.
-pub async fn job_outliving_its_lease_is_cancelled<P: LockProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let runner = LockingTaskExecutor::new(make().await);
+pub async fn job_outliving_its_lease_is_cancelled<P: LockProvider>(make: impl Make<P>) {
+    let runner = make.executor().await;
     let config = config(
         &unique_name("cancel"),
         Duration::from_millis(500),

@@ -1,21 +1,18 @@
 //! The operators' API on lock kinds: stored capacity, pause and resume, the
 //! state of a lock and its holders, and force-release.
 
-use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use shedlock_core::{LockMode, LockingTaskExecutor};
+use shedlock_core::LockMode;
 
 use super::{AdminProvider, admin, shared, state};
-use crate::conformance::{LONG, acquire, assert_held, config, extend, unique_name, unlock};
+use crate::conformance::{
+    LONG, Make, Waiter, acquire, assert_held, config_named, extend, unique_name, unlock,
+};
 
 /// A capacity stored by an operator wins over the acquisition's default.
-pub async fn stored_capacity_wins<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (a, b) = (make().await, make().await);
+pub async fn stored_capacity_wins<P: AdminProvider>(make: impl Make<P>) {
+    let (a, b) = make.two().await;
     let name = unique_name("stored-capacity");
     admin("set_capacity", a.set_capacity(&name, 2)).await;
     let job = shared(&name, 1, Some(9));
@@ -34,10 +31,8 @@ pub async fn stored_capacity_wins<P: AdminProvider, Fut: Future<Output = P>>(
 
 /// Paused (capacity 0): nobody acquires, exclusive or shared; resume restores
 /// the capacity from before the pause.
-pub async fn pause_refuses_everyone_until_resumed<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (a, b) = (make().await, make().await);
+pub async fn pause_refuses_everyone_until_resumed<P: AdminProvider>(make: impl Make<P>) {
+    let (a, b) = make.two().await;
     let name = unique_name("pause");
     admin("set_capacity", a.set_capacity(&name, 3)).await;
     admin("pause", a.pause(&name)).await;
@@ -45,7 +40,7 @@ pub async fn pause_refuses_everyone_until_resumed<P: AdminProvider, Fut: Future<
     let seen = state(&b, &name).await;
     assert!(seen.paused, "{seen:?}");
     assert_eq!(seen.capacity, Some(0));
-    assert_held(&b, &config(&name, LONG, Duration::ZERO)).await;
+    assert_held(&b, &config_named(&name)).await;
     assert_held(&b, &shared(&name, 1, Some(5))).await;
     admin("resume", b.resume(&name)).await;
     let seen = state(&a, &name).await;
@@ -57,12 +52,10 @@ pub async fn pause_refuses_everyone_until_resumed<P: AdminProvider, Fut: Future<
 
 /// An ordinary lock can be paused and resumed too; resuming a lock that was
 /// never given a capacity leaves it with none.
-pub async fn pause_and_resume_an_ordinary_lock<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (a, b) = (make().await, make().await);
+pub async fn pause_and_resume_an_ordinary_lock<P: AdminProvider>(make: impl Make<P>) {
+    let (a, b) = make.two().await;
     let name = unique_name("pause-ordinary");
-    let job = config(&name, LONG, Duration::ZERO);
+    let job = config_named(&name);
     admin("pause", a.pause(&name)).await;
     assert_held(&b, &job).await;
     admin("resume", a.resume(&name)).await;
@@ -71,12 +64,10 @@ pub async fn pause_and_resume_an_ordinary_lock<P: AdminProvider, Fut: Future<Out
 }
 
 /// Pausing does not end current leases: holders finish their runs.
-pub async fn pause_keeps_current_holders<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (a, b) = (make().await, make().await);
+pub async fn pause_keeps_current_holders<P: AdminProvider>(make: impl Make<P>) {
+    let (a, b) = make.two().await;
     let name = unique_name("pause-holders");
-    let mut guard = acquire(&a, &config(&name, LONG, Duration::ZERO)).await;
+    let mut guard = acquire(&a, &config_named(&name)).await;
     admin("pause", b.pause(&name)).await;
     assert!(
         extend(&mut guard, LONG).await,
@@ -88,64 +79,33 @@ pub async fn pause_keeps_current_holders<P: AdminProvider, Fut: Future<Output = 
 }
 
 /// A job waiting on a paused lock starts soon after the resume.
-pub async fn waiting_job_starts_after_resume<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (operator, waiter) = (make().await, LockingTaskExecutor::new(make().await));
+pub async fn waiting_job_starts_after_resume<P: AdminProvider>(make: impl Make<P>) {
+    let (waiter, operator) = make.executor_and_other().await;
     let name = unique_name("resume-wakes");
     admin("pause", operator.pause(&name)).await;
-    let job = config(&name, LONG, Duration::ZERO);
-    let resumed = Arc::new(AtomicU64::new(0));
-    let seen = resumed.clone();
-    let waiting = tokio::spawn(async move {
-        waiter
-            .execute_waiting(&job, Duration::from_secs(20), async move {
-                seen.load(Ordering::SeqCst)
-            })
-            .await
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    resumed.store(1, Ordering::SeqCst);
-    admin("resume", operator.resume(&name)).await;
-    let ran = tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .unwrap_or_else(|_| fail!("the waiter did not run within 5 s of the resume"));
-    match ran {
-        Ok(Ok(Some(seen))) => assert_eq!(seen, 1, "the waiter ran while paused"),
-        other => fail!("the waiter should have run: {other:?}"),
-    }
+    // Not before the resume: not while paused.
+    let resume = admin("resume", operator.resume(&name));
+    Waiter::spawn(waiter, config_named(&name))
+        .let_in("the resume", Duration::from_secs(5), resume)
+        .await;
 }
 
 /// Raising the capacity lets a waiting shared job in.
-pub async fn raised_capacity_admits_a_waiter<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (holder, waiter) = (make().await, LockingTaskExecutor::new(make().await));
+pub async fn raised_capacity_admits_a_waiter<P: AdminProvider>(make: impl Make<P>) {
+    let (waiter, holder) = make.executor_and_other().await;
     let name = unique_name("raise-capacity");
     let job = shared(&name, 1, Some(1));
     let guard = acquire(&holder, &job).await;
-    let waiting = tokio::spawn(async move {
-        waiter
-            .execute_waiting(&job, Duration::from_secs(20), async {})
-            .await
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    admin("set_capacity", holder.set_capacity(&name, 2)).await;
-    let ran = tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .unwrap_or_else(|_| fail!("the waiter did not run within 5 s of the new capacity"));
-    assert!(
-        matches!(ran, Ok(Ok(Some(())))),
-        "the waiter should have run: {ran:?}"
-    );
+    let raise = admin("set_capacity", holder.set_capacity(&name, 2));
+    Waiter::spawn(waiter, job)
+        .let_in("the new capacity", Duration::from_secs(5), raise)
+        .await;
     unlock(guard).await;
 }
 
 /// The state shows each holder: who, since when, how long it has left, its permits.
-pub async fn lock_state_describes_holders<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (a, b) = (make().await, make().await);
+pub async fn lock_state_describes_holders<P: AdminProvider>(make: impl Make<P>) {
+    let (a, b) = make.two().await;
     let name = unique_name("state");
     let empty = state(&a, &name).await;
     assert_eq!(empty.name, name);
@@ -174,7 +134,7 @@ pub async fn lock_state_describes_holders<P: AdminProvider, Fut: Future<Output =
     }
     unlock(two).await;
     unlock(one).await;
-    let exclusive = acquire(&a, &config(&name, LONG, Duration::ZERO)).await;
+    let exclusive = acquire(&a, &config_named(&name)).await;
     let seen = state(&b, &name).await;
     assert_eq!(seen.holders.len(), 1);
     assert_eq!(seen.holders[0].mode, LockMode::Exclusive);
@@ -191,15 +151,12 @@ pub async fn lock_state_describes_holders<P: AdminProvider, Fut: Future<Output =
 /// A holder that renews its lease (a leader, a scope's owner) shows its
 /// term and how long ago it last renewed, by the store's clock; the next
 /// holder of the name never shows the previous holder's renewals.
-pub async fn a_renewing_holder_shows_its_term_and_last_renewal<
-    P: AdminProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
+pub async fn a_renewing_holder_shows_its_term_and_last_renewal<P: AdminProvider>(
+    make: impl Make<P>,
 ) {
-    let (a, b) = (make().await, make().await);
+    let (a, b) = make.two().await;
     let name = unique_name("renewed");
-    let exclusive = config(&name, LONG, Duration::ZERO);
+    let exclusive = config_named(&name);
     let mut leader = acquire(&a, &exclusive).await;
     let term = crate::conformance::token_of(&leader).await;
     let fresh = state(&b, &name).await;
@@ -239,16 +196,14 @@ pub async fn a_renewing_holder_shows_its_term_and_last_renewal<
 
 /// Force-release ends every lease; the old holders find them gone, and the
 /// next holder's token is greater.
-pub async fn force_release_ends_every_lease<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (a, b) = (make().await, make().await);
+pub async fn force_release_ends_every_lease<P: AdminProvider>(make: impl Make<P>) {
+    let (a, b) = make.two().await;
     let name = unique_name("force");
     let mut first = acquire(&a, &shared(&name, 1, None)).await;
     let second = acquire(&a, &shared(&name, 1, None)).await;
     let released = admin("force_release", b.force_release(&name)).await;
     assert_eq!(released, 2);
-    let next = acquire(&b, &config(&name, LONG, Duration::ZERO)).await;
+    let next = acquire(&b, &config_named(&name)).await;
     assert!(
         crate::conformance::token_of(&next).await > crate::conformance::token_of(&second).await
     );
@@ -263,10 +218,8 @@ pub async fn force_release_ends_every_lease<P: AdminProvider, Fut: Future<Output
 }
 
 /// `set_capacity(0)` pauses like `pause`: resume brings the capacity back.
-pub async fn capacity_zero_pauses_and_resume_restores<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let provider = make().await;
+pub async fn capacity_zero_pauses_and_resume_restores<P: AdminProvider>(make: impl Make<P>) {
+    let provider = make.one().await;
     let name = unique_name("capacity-zero");
     admin("set_capacity", provider.set_capacity(&name, 4)).await;
     admin("set_capacity 0", provider.set_capacity(&name, 0)).await;
@@ -291,13 +244,10 @@ pub async fn capacity_zero_pauses_and_resume_restores<P: AdminProvider, Fut: Fut
 
 /// Lowering the capacity below what is held keeps current holders and
 /// refuses new ones until enough permits come back.
-pub async fn lowered_capacity_keeps_holders_and_refuses_newcomers<
-    P: AdminProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
+pub async fn lowered_capacity_keeps_holders_and_refuses_newcomers<P: AdminProvider>(
+    make: impl Make<P>,
 ) {
-    let (a, b) = (make().await, make().await);
+    let (a, b) = make.two().await;
     let name = unique_name("lowered");
     let job = shared(&name, 1, Some(3));
     let mut first = acquire(&a, &job).await;

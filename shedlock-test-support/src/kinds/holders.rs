@@ -2,23 +2,21 @@
 //! beside them and waiting behind them, leases that end, and fencing tokens
 //! across kinds.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shedlock_core::{LockMode, LockingTaskExecutor};
+use shedlock_core::{LockConfiguration, LockGuard, LockMode, LockingTaskExecutor};
 
-use super::{AdminProvider, admin, shared, state};
+use super::{AdminProvider, admin, shared, state, with_kind};
 use crate::conformance::{
-    LONG, PAST_SHORT, SHORT, acquire, assert_held, config, extend, unique_name, unlock,
+    LONG, Make, PAST_SHORT, SHORT, Waiter, acquire, assert_held, config, config_named, extend,
+    unique_name, unlock,
 };
 
 /// Shared holders (capacity unset: unlimited) hold the lock together.
-pub async fn shared_holders_run_together<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (a, b, c) = (make().await, make().await, make().await);
+pub async fn shared_holders_run_together<P: AdminProvider>(make: impl Make<P>) {
+    let (a, b, c) = make.three().await;
     let name = unique_name("shared-together");
     let reader = shared(&name, 1, None);
     let guards = vec![
@@ -34,12 +32,10 @@ pub async fn shared_holders_run_together<P: AdminProvider, Fut: Future<Output = 
 }
 
 /// An exclusive holder keeps shared holders out, and the other way round.
-pub async fn exclusive_and_shared_exclude_each_other<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (a, b) = (make().await, make().await);
+pub async fn exclusive_and_shared_exclude_each_other<P: AdminProvider>(make: impl Make<P>) {
+    let (a, b) = make.two().await;
     let name = unique_name("shared-exclusive");
-    let writer = config(&name, LONG, Duration::ZERO);
+    let writer = config_named(&name);
     let reader = shared(&name, 1, None);
     let exclusive = acquire(&a, &writer).await;
     assert_held(&b, &reader).await;
@@ -55,10 +51,13 @@ pub async fn exclusive_and_shared_exclude_each_other<P: AdminProvider, Fut: Futu
 
 /// Counted holders: capacity 9, 3 permits each: three hold, a fourth is refused
 /// until one lets go.
-pub async fn counted_permits_never_exceed_capacity<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let providers = [make().await, make().await, make().await, make().await];
+pub async fn counted_permits_never_exceed_capacity<P: AdminProvider>(make: impl Make<P>) {
+    let providers = [
+        make.one().await,
+        make.one().await,
+        make.one().await,
+        make.one().await,
+    ];
     let name = unique_name("counted");
     let job = shared(&name, 3, Some(9));
     let mut guards = Vec::new();
@@ -78,28 +77,41 @@ pub async fn counted_permits_never_exceed_capacity<P: AdminProvider, Fut: Future
     }
 }
 
+/// A reader (one permit, capacity unset) holding a new lock, and a writer's
+/// executor on another provider.
+struct ReaderHolds<P: AdminProvider> {
+    name: String,
+    reader: LockConfiguration,
+    readers: P,
+    held: LockGuard,
+    writer: LockingTaskExecutor<P>,
+}
+
+async fn a_reader_holds<P: AdminProvider>(make: &impl Make<P>, case: &str) -> ReaderHolds<P> {
+    let (writer, readers) = make.executor_and_other().await;
+    let name = unique_name(case);
+    let reader = shared(&name, 1, None);
+    let held = acquire(&readers, &reader).await;
+    ReaderHolds {
+        name,
+        reader,
+        readers,
+        held,
+        writer,
+    }
+}
+
 /// An exclusive waiter is not starved by shared holders: once it waits, new
 /// shared holders wait behind it; it runs when the current ones end.
-pub async fn exclusive_waiter_goes_before_new_shared_holders<
-    P: AdminProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
-) {
-    let (readers, writer) = (make().await, LockingTaskExecutor::new(make().await));
-    let name = unique_name("no-starvation");
-    let reader = shared(&name, 1, None);
-    let first = acquire(&readers, &reader).await;
-    let exclusive = config(&name, LONG, Duration::ZERO);
-    let order = Arc::new(AtomicU64::new(0));
-    let writer_saw = order.clone();
-    let waiting = tokio::spawn(async move {
-        writer
-            .execute_waiting(&exclusive, Duration::from_secs(20), async move {
-                writer_saw.fetch_add(1, Ordering::SeqCst)
-            })
-            .await
-    });
+pub async fn exclusive_waiter_goes_before_new_shared_holders<P: AdminProvider>(make: impl Make<P>) {
+    let ReaderHolds {
+        name,
+        reader,
+        readers,
+        held: first,
+        writer,
+    } = a_reader_holds(&make, "no-starvation").await;
+    let writer = Waiter::spawn(writer, config_named(&name));
     // Give the writer time to queue, then show a new reader must wait.
     let queued = Instant::now() + Duration::from_secs(5);
     while state(&readers, &name).await.exclusive_waiters == 0 {
@@ -110,27 +122,18 @@ pub async fn exclusive_waiter_goes_before_new_shared_holders<
     }
     assert_held(&readers, &reader).await;
     unlock(first).await;
-    let ran = tokio::time::timeout(Duration::from_secs(5), waiting)
-        .await
-        .unwrap_or_else(|_| fail!("the exclusive waiter did not run after the readers ended"));
-    assert!(
-        matches!(ran, Ok(Ok(Some(0)))),
-        "the writer should have run: {ran:?}"
-    );
+    writer
+        .ran_within(Duration::from_secs(5), "the readers' end")
+        .await;
     assert_eq!(state(&readers, &name).await.exclusive_waiters, 0);
     unlock(acquire(&readers, &reader).await).await;
 }
 
 /// A shared holder's lease ends on its own: its permits return although it never released.
-pub async fn shared_lease_ends_and_permits_return<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (a, b) = (make().await, make().await);
+pub async fn shared_lease_ends_and_permits_return<P: AdminProvider>(make: impl Make<P>) {
+    let (a, b) = make.two().await;
     let name = unique_name("shared-lease-ends");
-    let short = config(&name, SHORT, Duration::ZERO)
-        .with_permits(2)
-        .and_then(|config| config.with_capacity(2))
-        .unwrap_or_else(|err| fail!("{err}"));
+    let short = with_kind(config(&name, SHORT, Duration::ZERO), 2, Some(2));
     let abandoned = acquire(&a, &short).await;
     std::mem::forget(abandoned); // a crashed holder: no release, no drop
     let job = shared(&name, 1, Some(2));
@@ -141,18 +144,10 @@ pub async fn shared_lease_ends_and_permits_return<P: AdminProvider, Fut: Future<
 }
 
 /// A shared holder whose lease ended never releases or extends the next holder's permits.
-pub async fn stale_shared_holder_never_touches_the_next<
-    P: AdminProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
-) {
-    let (a, b) = (make().await, make().await);
+pub async fn stale_shared_holder_never_touches_the_next<P: AdminProvider>(make: impl Make<P>) {
+    let (a, b) = make.two().await;
     let name = unique_name("stale-shared");
-    let short = config(&name, SHORT, Duration::ZERO)
-        .with_permits(1)
-        .and_then(|config| config.with_capacity(1))
-        .unwrap_or_else(|err| fail!("{err}"));
+    let short = with_kind(config(&name, SHORT, Duration::ZERO), 1, Some(1));
     let mut stale = acquire(&a, &short).await;
     tokio::time::sleep(PAST_SHORT).await;
     let next = acquire(&b, &shared(&name, 1, Some(1))).await;
@@ -171,18 +166,10 @@ pub async fn stale_shared_holder_never_touches_the_next<
 }
 
 /// `lock_at_least_for` is kept per shared holder.
-pub async fn lock_at_least_for_applies_per_shared_holder<
-    P: AdminProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
-) {
-    let (a, b) = (make().await, make().await);
+pub async fn lock_at_least_for_applies_per_shared_holder<P: AdminProvider>(make: impl Make<P>) {
+    let (a, b) = make.two().await;
     let name = unique_name("shared-least");
-    let kept = config(&name, LONG, SHORT)
-        .with_permits(1)
-        .and_then(|config| config.with_capacity(1))
-        .unwrap_or_else(|err| fail!("{err}"));
+    let kept = with_kind(config(&name, LONG, SHORT), 1, Some(1));
     unlock(acquire(&a, &kept).await).await;
     assert_held(&b, &shared(&name, 1, Some(1))).await;
     tokio::time::sleep(PAST_SHORT).await;
@@ -191,12 +178,7 @@ pub async fn lock_at_least_for_applies_per_shared_holder<
 
 /// Under contention from many tasks on several connections, the permits
 /// held never exceed the capacity.
-pub async fn permits_never_exceed_capacity_under_contention<
-    P: AdminProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
-) {
+pub async fn permits_never_exceed_capacity_under_contention<P: AdminProvider>(make: impl Make<P>) {
     const CAPACITY: u64 = 3;
     let name = unique_name("contention");
     let inside = Arc::new(AtomicU64::new(0));
@@ -204,12 +186,12 @@ pub async fn permits_never_exceed_capacity_under_contention<
     let runs = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        let executor = Arc::new(LockingTaskExecutor::new(make().await));
+        let executor = Arc::new(make.executor().await);
         for task in 0..4 {
             let (executor, inside, most, runs) =
                 (executor.clone(), inside.clone(), most.clone(), runs.clone());
             let job = if task == 0 {
-                config(&name, LONG, Duration::ZERO) // one exclusive among the shared
+                config_named(&name) // one exclusive among the shared
             } else {
                 shared(&name, 1, Some(3))
             };
@@ -253,15 +235,10 @@ pub async fn permits_never_exceed_capacity_under_contention<
 
 /// A shared holder extended past its first lease still counts after that
 /// lease would have ended, beside a holder with a shorter lease.
-pub async fn extended_shared_holder_keeps_its_permits<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (a, b) = (make().await, make().await);
+pub async fn extended_shared_holder_keeps_its_permits<P: AdminProvider>(make: impl Make<P>) {
+    let (a, b) = make.two().await;
     let name = unique_name("extended-shared");
-    let short = config(&name, SHORT, Duration::ZERO)
-        .with_permits(1)
-        .and_then(|config| config.with_capacity(2))
-        .unwrap_or_else(|err| fail!("{err}"));
+    let short = with_kind(config(&name, SHORT, Duration::ZERO), 1, Some(2));
     let mut long = acquire(&a, &short).await;
     let brief = acquire(&b, &short).await;
     assert!(extend(&mut long, LONG).await);
@@ -271,21 +248,22 @@ pub async fn extended_shared_holder_keeps_its_permits<P: AdminProvider, Fut: Fut
     assert_eq!(seen.holders.len(), 1, "{seen:?}");
     let newcomer = acquire(&b, &shared(&name, 1, Some(2))).await;
     assert_held(&b, &shared(&name, 1, Some(2))).await;
-    assert_held(&b, &config(&name, LONG, Duration::ZERO)).await;
+    assert_held(&b, &config_named(&name)).await;
     unlock(newcomer).await;
     unlock(long).await;
 }
 
 /// An exclusive waiter that gives up lets shared holders back in soon
 /// after (its place lapses).
-pub async fn a_waiter_that_gives_up_frees_its_place<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (readers, writer) = (make().await, LockingTaskExecutor::new(make().await));
-    let name = unique_name("gave-up");
-    let reader = shared(&name, 1, None);
-    let held = acquire(&readers, &reader).await;
-    let exclusive = config(&name, LONG, Duration::ZERO);
+pub async fn a_waiter_that_gives_up_frees_its_place<P: AdminProvider>(make: impl Make<P>) {
+    let ReaderHolds {
+        name,
+        reader,
+        readers,
+        held,
+        writer,
+    } = a_reader_holds(&make, "gave-up").await;
+    let exclusive = config_named(&name);
     let ran = writer
         .execute_waiting(&exclusive, Duration::from_millis(400), async {})
         .await
@@ -308,14 +286,12 @@ pub async fn a_waiter_that_gives_up_frees_its_place<P: AdminProvider, Fut: Futur
 
 /// Fencing tokens keep increasing across exclusive, shared and counted
 /// holders, and across a force-release.
-pub async fn tokens_increase_across_kinds<P: AdminProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let provider = make().await;
+pub async fn tokens_increase_across_kinds<P: AdminProvider>(make: impl Make<P>) {
+    let provider = make.one().await;
     let name = unique_name("kinds-tokens");
     let mut last = 0;
     for round in 0..3 {
-        let exclusive = acquire(&provider, &config(&name, LONG, Duration::ZERO)).await;
+        let exclusive = acquire(&provider, &config_named(&name)).await;
         assert!(
             crate::conformance::token_of(&exclusive).await > last,
             "round {round}"

@@ -12,7 +12,7 @@ use shedlock_core::{
 
 use super::{AdminProvider, shared, state};
 use crate::conformance::{
-    LONG, PAST_SHORT, SHORT, acquire, assert_held, config, unique_name, unlock,
+    LONG, Make, PAST_SHORT, SHORT, acquire, assert_held, config, config_named, unique_name, unlock,
 };
 
 /// What a nested locked call saw from inside the outer one.
@@ -33,6 +33,14 @@ async fn inside<P: LockProvider, T>(
             other.map(|ran| ran.is_some())
         ),
     }
+}
+
+/// Fails the test unless the nested call ran.
+fn assert_ran(nested: &Nested<()>) {
+    assert!(
+        matches!(nested, Ok(Some(()))),
+        "the nested call should have run: {nested:?}"
+    );
 }
 
 /// Inside a run holding `held`, waits for `asked` on the same name, and fails
@@ -81,16 +89,13 @@ async fn refused_upgrade<P: LockProvider, O: LockAdmin>(
 /// `LockError::ReentrantUpgrade` at once, even when that call would wait:
 /// the exclusive lock would wait on the task's own shared hold. The nested
 /// body never runs, and the store sees no second holder and no queued waiter.
-pub async fn a_shared_holder_calling_for_the_exclusive_lock_is_refused_at_once<
-    P: AdminProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
+pub async fn a_shared_holder_calling_for_the_exclusive_lock_is_refused_at_once<P: AdminProvider>(
+    make: impl Make<P>,
 ) {
-    let (executor, observer) = (LockingTaskExecutor::new(make().await), make().await);
+    let (executor, observer) = make.executor_and_other().await;
     let name = unique_name("reentry-upgrade");
     let reader = shared(&name, 1, None);
-    let writer = config(&name, LONG, Duration::ZERO);
+    let writer = config_named(&name);
     let seen = refused_upgrade(&executor, &observer, &reader, &writer).await;
     assert_eq!(seen.holders.len(), 1, "a second holder: {seen:?}");
     assert_eq!(seen.exclusive_waiters, 0, "a queued waiter: {seen:?}");
@@ -100,13 +105,10 @@ pub async fn a_shared_holder_calling_for_the_exclusive_lock_is_refused_at_once<
 /// A holder of 1 permit calling a function that needs 3 on the same name gets
 /// `LockError::ReentrantUpgrade` at once; the nested body never runs and no
 /// more permits are taken.
-pub async fn a_holder_of_fewer_permits_calling_for_more_is_refused_at_once<
-    P: AdminProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
+pub async fn a_holder_of_fewer_permits_calling_for_more_is_refused_at_once<P: AdminProvider>(
+    make: impl Make<P>,
 ) {
-    let (executor, observer) = (LockingTaskExecutor::new(make().await), make().await);
+    let (executor, observer) = make.executor_and_other().await;
     let name = unique_name("reentry-more-permits");
     let (one, three) = (shared(&name, 1, Some(5)), shared(&name, 3, Some(5)));
     let seen = refused_upgrade(&executor, &observer, &one, &three).await;
@@ -115,13 +117,10 @@ pub async fn a_holder_of_fewer_permits_calling_for_more_is_refused_at_once<
 
 /// A holder of 3 permits calling a function that needs 1 on the same name
 /// runs it directly, on the permits it holds: the store sees no second holder.
-pub async fn a_holder_of_more_permits_reenters_a_call_for_fewer<
-    P: AdminProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
+pub async fn a_holder_of_more_permits_reenters_a_call_for_fewer<P: AdminProvider>(
+    make: impl Make<P>,
 ) {
-    let (executor, observer) = (LockingTaskExecutor::new(make().await), make().await);
+    let (executor, observer) = make.executor_and_other().await;
     let name = unique_name("reentry-fewer-permits");
     // At capacity: a second acquisition would be refused, not run.
     let (three, one) = (shared(&name, 3, Some(3)), shared(&name, 1, Some(3)));
@@ -143,15 +142,10 @@ pub async fn a_holder_of_more_permits_reenters_a_call_for_fewer<
 /// An exclusive holder calling a function locked shared (or counted) on the
 /// same name runs it directly: exclusive covers every shared use. It does on
 /// stores without shared locks too, as nothing more is asked of the store.
-pub async fn an_exclusive_holder_reenters_a_shared_call<
-    P: LockProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
-) {
-    let executor = LockingTaskExecutor::new(make().await);
+pub async fn an_exclusive_holder_reenters_a_shared_call<P: LockProvider>(make: impl Make<P>) {
+    let executor = make.executor().await;
     let name = unique_name("reentry-exclusive-shared");
-    let writer = config(&name, LONG, Duration::ZERO);
+    let writer = config_named(&name);
     let reader = writer.clone().shared();
     let counted = writer
         .clone()
@@ -175,37 +169,23 @@ pub async fn an_exclusive_holder_reenters_a_shared_call<
 
 /// An exclusive holder calling a function locked exclusive on the same name
 /// runs it directly, without a second acquisition (which would be refused).
-pub async fn an_exclusive_holder_reenters_an_exclusive_call<
-    P: LockProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
-) {
-    let executor = LockingTaskExecutor::new(make().await);
+pub async fn an_exclusive_holder_reenters_an_exclusive_call<P: LockProvider>(make: impl Make<P>) {
+    let executor = make.executor().await;
     let name = unique_name("reentry-exclusive");
-    let job = config(&name, LONG, Duration::ZERO);
+    let job = config_named(&name);
     let nested = inside(&executor, &job, executor.execute(&job, async {})).await;
-    assert!(
-        matches!(nested, Ok(Some(()))),
-        "the nested call should have run: {nested:?}"
-    );
+    assert_ran(&nested);
 }
 
 /// A re-entered call whose `lock_at_most_for` ends later than the held lease
 /// extends the lease to cover it: another node stays out while the nested
 /// body runs past the outer call's lease. The lock is free after the outer call.
-pub async fn a_reentered_call_extends_the_lease_to_its_lock_at_most_for<
-    P: LockProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
+pub async fn a_reentered_call_extends_the_lease_to_its_lock_at_most_for<P: LockProvider>(
+    make: impl Make<P>,
 ) {
-    let (executor, other) = (LockingTaskExecutor::new(make().await), make().await);
+    let (executor, other) = make.executor_and_other().await;
     let name = unique_name("reentry-extends");
-    let (short, long) = (
-        config(&name, SHORT, Duration::ZERO),
-        config(&name, LONG, Duration::ZERO),
-    );
+    let (short, long) = (config(&name, SHORT, Duration::ZERO), config_named(&name));
     let nested = inside(&executor, &short, async {
         executor
             .execute(&long, async {
@@ -215,24 +195,16 @@ pub async fn a_reentered_call_extends_the_lease_to_its_lock_at_most_for<
             .await
     })
     .await;
-    assert!(
-        matches!(nested, Ok(Some(()))),
-        "the nested call should have run: {nested:?}"
-    );
+    assert_ran(&nested);
     unlock(acquire(&other, &short).await).await;
 }
 
 /// A re-entered call asking a shorter lease than the one held leaves the
 /// held lease as it is.
-pub async fn a_reentered_call_never_shortens_the_lease<P: LockProvider, Fut: Future<Output = P>>(
-    make: impl Fn() -> Fut,
-) {
-    let (executor, other) = (LockingTaskExecutor::new(make().await), make().await);
+pub async fn a_reentered_call_never_shortens_the_lease<P: LockProvider>(make: impl Make<P>) {
+    let (executor, other) = make.executor_and_other().await;
     let name = unique_name("reentry-never-shortens");
-    let (long, short) = (
-        config(&name, LONG, Duration::ZERO),
-        config(&name, SHORT, Duration::ZERO),
-    );
+    let (long, short) = (config_named(&name), config(&name, SHORT, Duration::ZERO));
     let nested = inside(&executor, &long, async {
         let nested = executor.execute(&short, async {}).await;
         tokio::time::sleep(PAST_SHORT).await;
@@ -240,29 +212,20 @@ pub async fn a_reentered_call_never_shortens_the_lease<P: LockProvider, Fut: Fut
         nested
     })
     .await;
-    assert!(
-        matches!(nested, Ok(Some(()))),
-        "the nested call should have run: {nested:?}"
-    );
+    assert_ran(&nested);
 }
 
 /// A re-entered call's `lock_at_least_for` is kept: the lock stays held that
 /// long after the nested call started, although the outer call asked for none.
-pub async fn a_reentered_call_keeps_the_lock_its_lock_at_least_for<
-    P: LockProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
+pub async fn a_reentered_call_keeps_the_lock_its_lock_at_least_for<P: LockProvider>(
+    make: impl Make<P>,
 ) {
-    let (executor, other) = (LockingTaskExecutor::new(make().await), make().await);
+    let (executor, other) = make.executor_and_other().await;
     let name = unique_name("reentry-at-least");
-    let outer = config(&name, LONG, Duration::ZERO);
+    let outer = config_named(&name);
     let kept = config(&name, LONG, Duration::from_millis(800));
     let nested = inside(&executor, &outer, executor.execute(&kept, async {})).await;
-    assert!(
-        matches!(nested, Ok(Some(()))),
-        "the nested call should have run: {nested:?}"
-    );
+    assert_ran(&nested);
     assert_held(&other, &outer).await;
     tokio::time::sleep(Duration::from_millis(1200)).await;
     unlock(acquire(&other, &outer).await).await;
@@ -271,13 +234,10 @@ pub async fn a_reentered_call_keeps_the_lock_its_lock_at_least_for<
 /// A call re-entering a lock whose lease has ended (another node holds it
 /// now) does not run: `LockError::LeaseLost`, and the other node's lock is
 /// left alone.
-pub async fn a_reentered_call_after_the_lease_ended_does_not_run<
-    P: LockProvider,
-    Fut: Future<Output = P>,
->(
-    make: impl Fn() -> Fut,
+pub async fn a_reentered_call_after_the_lease_ended_does_not_run<P: LockProvider>(
+    make: impl Make<P>,
 ) {
-    let (executor, other) = (LockingTaskExecutor::new(make().await), make().await);
+    let (executor, other) = make.executor_and_other().await;
     let name = unique_name("reentry-lease-ended");
     let job = config(&name, SHORT, Duration::ZERO);
     let body_ran = AtomicBool::new(false);
