@@ -16,8 +16,8 @@ use shedlock_core::ReleaseNotifiers;
 use sqlx::{Connection, Database, Pool};
 
 use crate::driver::{Driver, Value};
+use crate::fragments::SqlKind;
 use crate::releases::ReleaseFeed;
-use crate::schema::ColumnType;
 use crate::statements::Tables;
 use crate::table::TableName;
 
@@ -30,133 +30,44 @@ pub(crate) type ConnectOptionsOf<D> =
 // module, so no other crate can name it, implement it or use its items (the
 // crate's own types in its signatures stay the crate's).
 #[allow(private_interfaces, private_bounds)]
-pub trait Dialect: Send + Sync + 'static {
+pub trait Dialect: Sized + Send + Sync + 'static {
     /// The sqlx database the statements are sent to.
     type Db: Driver;
 
-    /// The provider's name in `Debug` output: "PostgresLockProvider", ...
-    const PROVIDER: &'static str;
+    /// Which database it is: its fragments, names and column types.
+    const KIND: SqlKind;
+
+    /// The provider's name in `Debug` output.
+    const PROVIDER: &'static str = Self::KIND.provider();
 
     /// The store's name in errors and scopes: "postgres", "mysql", "sqlite".
-    const STORE: &'static str;
+    const STORE: &'static str = Self::KIND.store();
 
     /// The database's name in messages: "PostgreSQL", ...
-    const TITLE: &'static str;
+    const TITLE: &'static str = Self::KIND.title();
 
     /// The shape of a URL `connect` takes, for the message on a malformed one.
-    const URL_SHAPE: &'static str;
+    const URL_SHAPE: &'static str = Self::KIND.url_shape();
 
     /// Whether connections go over the network to a server, which may close
     /// them while they are idle (so a pool should check them before use).
-    const SERVER: bool;
+    const SERVER: bool = !matches!(Self::KIND, SqlKind::Sqlite);
 
     /// How durations are sent, and how `lease_left` answers.
-    const DURATIONS: DurationEncoding;
-
-    /// Whether placeholders are numbered (`$1`, `?1`: one value per
-    /// parameter, its number reused) or not (`?`: one value per placeholder).
-    const NUMBERED_PLACEHOLDERS: bool;
-
-    /// The `index`th placeholder of a statement (from 1): `$1`, `?1` or `?`.
-    fn placeholder(index: usize) -> String;
-
-    // Fragments of the statement templates (see `statements.rs`).
-
-    /// The database's clock, in UTC, in a statement of its own.
-    const NOW: &'static str;
-
-    /// The clock in a statement of a lock-kinds transaction, read after the
-    /// statement waited for the name's row lock.
-    const NOW_IN_TRANSACTION: &'static str = Self::NOW;
-
-    /// The clock, read after the statement has waited for the row's lock,
-    /// to test whether a lease is still live before extending it.
-    const AFTER_WAIT_LIVE: &'static str;
-
-    /// The database's clock in microseconds since 1970, read when evaluated.
-    const CLOCK_MICROS: &'static str;
+    const DURATIONS: DurationEncoding = Self::KIND.durations();
 
     /// Where prune statements delete at most this many rows each (`LIMIT`).
     const PRUNE_BATCH: Option<u64> = None;
 
-    /// The end of a lease of `duration` (a parameter) from the clock read
-    /// after the statement's wait for the row lock, rounded up to the
-    /// column's milliseconds: the stored lease is never shorter than the guard's.
-    fn lease_end(duration: &str) -> String;
-
-    /// The time `duration` (a parameter) after `time`.
-    fn plus(time: &str, duration: &str) -> String;
-
-    /// The time `millis` (a parameter, whole milliseconds) before `time`.
-    fn minus_millis(time: &str, millis: &str) -> String;
-
-    /// Whole milliseconds from `from` to `to`.
-    fn ms_between(from: &str, to: &str) -> String;
-
-    /// The time from `from` to `to`, in the units of [`DURATIONS`](Self::DURATIONS).
-    fn lease_left(from: &str, to: &str) -> String {
-        Self::ms_between(from, to)
-    }
-
-    /// `column`, a time, in whole milliseconds since 1970 (a `BIGINT`).
-    fn millis_since_1970(column: &str) -> String;
-
-    /// `expr` as a 64-bit integer (what the driver reads).
-    fn int(expr: &str) -> String;
-
-    /// The parameter `param` (`:name`) with the SQL type `ty` where the
-    /// database cannot infer it.
-    fn typed_param(param: &str, ty: &str) -> String {
-        let _ = ty;
-        param.to_owned()
-    }
-
-    /// The greater of two values.
-    fn greatest(a: &str, b: &str) -> String {
-        format!("GREATEST({a}, {b})")
-    }
-
-    /// The lesser of two values.
-    fn least(a: &str, b: &str) -> String {
-        format!("LEAST({a}, {b})")
-    }
-
-    /// `time` cut to the column's milliseconds, where the database would
-    /// round it (a lease would then end up to half a millisecond later).
-    fn trunc_ms(time: &str) -> String {
-        time.to_owned()
-    }
-
-    /// `INSERT INTO table`, aliased `alias` where the upsert's update
-    /// names the stored row so.
-    fn upsert_into(table: &TableName, alias: &str) -> String {
-        format!("INSERT INTO {table} AS {alias}")
-    }
-
-    /// What turns an insert into an upsert on the key `columns`.
-    fn on_conflict(columns: &str) -> String {
-        format!("ON CONFLICT ({columns}) DO UPDATE SET")
-    }
-
-    /// In an upsert's update: the value the insert brought for `column`.
-    fn new_value(column: &str) -> String {
-        format!("EXCLUDED.{column}")
-    }
-
-    /// In an upsert's update: the stored row's `column` (aliased `alias`).
-    fn old_value(alias: &str, column: &str) -> String {
-        format!("{alias}.{column}")
-    }
-
-    /// An insert that does nothing when the row is there: its head and tail.
-    fn insert_ignore(table: &TableName) -> (String, &'static str) {
-        (format!("INSERT INTO {table}"), " ON CONFLICT DO NOTHING")
-    }
-
     // Statements whose shape differs.
 
-    /// Tried in order until one takes the lock.
-    fn acquire(tables: &Tables) -> Vec<Acquire>;
+    /// Tried in order until one takes the lock: one upsert by default.
+    fn acquire(tables: &Tables) -> Vec<Acquire> {
+        let upsert = crate::statements::upsert_acquisition::<Self>(tables);
+        vec![Acquire::Returning(crate::template::compile::<Self>(
+            &upsert,
+        ))]
+    }
 
     /// `update` (a release, a force-release: an `UPDATE` of the lock row),
     /// announcing the released name where the database can.
@@ -184,9 +95,6 @@ pub trait Dialect: Send + Sync + 'static {
 
     /// The names of the columns of a table (no row when there is no such table).
     fn columns() -> Statement<TableParam>;
-
-    /// The SQL type of a column of `ty`, with its constraints.
-    fn column_type(ty: ColumnType) -> &'static str;
 
     /// Sent before a lock-kinds transaction begins, where the database's
     /// default isolation would take more locks than the transaction needs
@@ -523,7 +431,7 @@ pub enum Token {
     LastInsertId,
     /// A query of the database's clock, sent after the acquisition: later
     /// than it, earlier than any next one.
-    Clock(&'static str),
+    Clock,
 }
 
 /// What a statement changed.

@@ -177,6 +177,8 @@ mod dialect;
 mod driver;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod engine;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod fragments;
 #[cfg(feature = "mysql")]
 mod mysql;
 #[cfg(feature = "postgres")]

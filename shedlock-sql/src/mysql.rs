@@ -17,32 +17,12 @@ use std::borrow::Cow;
 
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions, MySqlQueryResult};
 
-use crate::dialect::{
-    Acquire, Counts, Dialect, DurationEncoding, Statement, TableParam, Token, host_port_database,
-};
+use crate::dialect::{Acquire, Counts, Dialect, Statement, TableParam, Token, host_port_database};
 use crate::engine::SqlLocks;
+use crate::fragments::SqlKind;
 use crate::provider::{SqlDatabase, SqlLockProvider, SqlServer};
-use crate::schema::ColumnType;
 use crate::statements::Tables;
-use crate::table::TableName;
 use crate::template::compile;
-
-const NOW: &str = "UTC_TIMESTAMP(3)";
-
-/// The database's clock in UTC, read when evaluated: after the statement has
-/// waited for the row's lock, unlike `UTC_TIMESTAMP`, fixed at its start (a
-/// lease taken after a wait would start, and end, in the past). `SYSDATE`
-/// is in the session's time zone, whose offset is `NOW() - UTC_TIMESTAMP()`.
-/// In microseconds, for a lease's end, rounded up to the column's
-/// milliseconds (`+ 999` microseconds), so the stored lease is never
-/// shorter than the guard's.
-const AFTER_WAIT: &str =
-    "(SYSDATE(6) - INTERVAL TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW()) SECOND)";
-
-/// [`AFTER_WAIT`] in the column's milliseconds (truncated), for `locked_at`
-/// and to test whether a lease has ended.
-const AFTER_WAIT_MS: &str =
-    "(SYSDATE(3) - INTERVAL TIMESTAMPDIFF(SECOND, UTC_TIMESTAMP(), NOW()) SECOND)";
 
 /// MySQL and MariaDB, the databases of [`MySqlLockProvider`]: an `UPDATE`
 /// of an ended lease, then an `INSERT IGNORE` of a new row when it matched
@@ -103,88 +83,11 @@ impl SqlLockProvider<MySql> {
 /// sent again until it deletes fewer, in one transaction.
 const PRUNE_BATCH: u64 = 10_000;
 
-/// The database's clock in microseconds since 1970 (a macro, for `concat!`).
-macro_rules! clock_micros {
-    () => {
-        "CAST(TIMESTAMPDIFF(MICROSECOND, '1970-01-01 00:00:00', UTC_TIMESTAMP(6)) AS SIGNED)"
-    };
-}
-
-/// The database's clock in microseconds since 1970.
-const CLOCK_MICROS: &str = clock_micros!();
-
-/// Without the fencing column: the token is the database's clock, read after
-/// the acquisition.
-const CLOCK_TOKEN: &str = concat!("SELECT ", clock_micros!());
-
 impl Dialect for MySql {
     type Db = sqlx::MySql;
-    const PROVIDER: &'static str = "MySqlLockProvider";
-    const STORE: &'static str = "mysql";
-    const TITLE: &'static str = "MySQL/MariaDB";
-    const URL_SHAPE: &'static str = "mysql://[user[:password]@]host[:port]/database";
-    const SERVER: bool = true;
-    const DURATIONS: DurationEncoding = DurationEncoding::Micros;
+    const KIND: SqlKind = SqlKind::MySql;
 
-    const NUMBERED_PLACEHOLDERS: bool = false;
-    const NOW: &'static str = NOW;
-    const AFTER_WAIT_LIVE: &'static str = AFTER_WAIT_MS;
-    const CLOCK_MICROS: &'static str = CLOCK_MICROS;
     const PRUNE_BATCH: Option<u64> = Some(PRUNE_BATCH);
-
-    fn placeholder(_: usize) -> String {
-        "?".to_owned()
-    }
-
-    /// `+ 999` microseconds: rounded up to the column's milliseconds.
-    fn lease_end(duration: &str) -> String {
-        format!("{AFTER_WAIT} + INTERVAL {duration} + 999 MICROSECOND")
-    }
-
-    fn plus(time: &str, duration: &str) -> String {
-        format!("{time} + INTERVAL {duration} MICROSECOND")
-    }
-
-    fn minus_millis(time: &str, millis: &str) -> String {
-        format!("{time} - INTERVAL ({millis} * 1000) MICROSECOND")
-    }
-
-    fn ms_between(from: &str, to: &str) -> String {
-        format!("TIMESTAMPDIFF(MICROSECOND, {from}, {to}) DIV 1000")
-    }
-
-    fn lease_left(from: &str, to: &str) -> String {
-        format!("TIMESTAMPDIFF(MICROSECOND, {from}, {to})")
-    }
-
-    fn millis_since_1970(column: &str) -> String {
-        format!("CAST(UNIX_TIMESTAMP({column}) * 1000 AS SIGNED)")
-    }
-
-    fn int(expr: &str) -> String {
-        format!("CAST({expr} AS SIGNED)")
-    }
-
-    /// No alias: the update's unqualified columns are the stored row's.
-    fn upsert_into(table: &TableName, _: &str) -> String {
-        format!("INSERT INTO {table}")
-    }
-
-    fn on_conflict(_: &str) -> String {
-        "ON DUPLICATE KEY UPDATE".to_owned()
-    }
-
-    fn new_value(column: &str) -> String {
-        format!("VALUES({column})")
-    }
-
-    fn old_value(_: &str, column: &str) -> String {
-        column.to_owned()
-    }
-
-    fn insert_ignore(table: &TableName) -> (String, &'static str) {
-        (format!("INSERT IGNORE INTO {table}"), "")
-    }
 
     /// An `UPDATE` of an ended lease, then an `INSERT IGNORE` of a new row
     /// when it matched none; each changes one row only when it took the
@@ -197,14 +100,15 @@ impl Dialect for MySql {
         let token = if tables.fencing {
             Token::LastInsertId
         } else {
-            Token::Clock(CLOCK_TOKEN)
+            Token::Clock
         };
         let capacity = format!(
             "COALESCE((SELECT s.capacity FROM {settings} s WHERE s.name = :name), :capacity) <> 0"
         );
+        let (now, after_wait) = (Self::KIND.now(), Self::KIND.after_wait());
         let last_insert_id = |next: String| format!("LAST_INSERT_ID({next})");
         let token_insert = if tables.fencing {
-            format!(", LAST_INSERT_ID({CLOCK_MICROS})")
+            format!(", LAST_INSERT_ID({})", Self::KIND.clock_micros())
         } else {
             String::new()
         };
@@ -213,9 +117,9 @@ impl Dialect for MySql {
             Acquire::Counting(
                 compile::<Self>(&format!(
                     "UPDATE {table} SET lock_until = {end}, \
-                     locked_at = {AFTER_WAIT_MS}, locked_by = :locked_by{token_update} \
-                     WHERE name = :name AND lock_until <= {AFTER_WAIT_MS} AND {capacity}",
-                    end = Self::lease_end(":lock_at_most_for"),
+                     locked_at = {after_wait}, locked_by = :locked_by{token_update} \
+                     WHERE name = :name AND lock_until <= {after_wait} AND {capacity}",
+                    end = Self::KIND.lease_end(":lock_at_most_for"),
                     token_update = tables.token_update::<Self>("fencing_token", last_insert_id),
                 )),
                 token,
@@ -224,9 +128,9 @@ impl Dialect for MySql {
             Acquire::Counting(
                 compile::<Self>(&format!(
                     "INSERT IGNORE INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
-                     SELECT :name, {end}, {NOW}, :locked_by{token_insert} FROM DUAL \
+                     SELECT :name, {end}, {now}, :locked_by{token_insert} FROM DUAL \
                      WHERE {capacity}",
-                    end = Self::plus(NOW, ":lock_at_most_for"),
+                    end = Self::KIND.plus(now, ":lock_at_most_for"),
                     token_column = tables.token_column(),
                 )),
                 token,
@@ -241,23 +145,6 @@ impl Dialect for MySql {
                 .to_owned(),
             [TableParam::Schema, TableParam::Table],
         )
-    }
-
-    /// Times default to the clock: MySQL refuses a `TIMESTAMP NOT NULL`
-    /// without a default in some SQL modes.
-    fn column_type(ty: ColumnType) -> &'static str {
-        match ty {
-            ColumnType::Name => "VARCHAR(64) NOT NULL",
-            ColumnType::Holder => "VARCHAR(255) NOT NULL",
-            ColumnType::Time => "TIMESTAMP(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)",
-            ColumnType::Count => "INT NOT NULL",
-            ColumnType::OptionalCount => "INT",
-            ColumnType::Counter => "BIGINT NOT NULL DEFAULT 0",
-            ColumnType::Big => "BIGINT NOT NULL",
-            ColumnType::OptionalBig => "BIGINT NULL",
-            ColumnType::Outcome => "VARCHAR(16) NOT NULL",
-            ColumnType::Id => "BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY",
-        }
     }
 
     /// `READ COMMITTED`: no gap locks, each statement reads what is committed.

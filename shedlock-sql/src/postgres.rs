@@ -14,35 +14,15 @@ use std::sync::Arc;
 use shedlock_core::{RUN_HISTORY_LEN, ReleaseNotifiers};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgQueryResult};
 
-use crate::dialect::{
-    Acquire, Counts, Dialect, DurationEncoding, ReleaseRun, Statement, TableParam,
-    host_port_database,
-};
+use crate::dialect::{Counts, Dialect, ReleaseRun, Statement, TableParam, host_port_database};
 use crate::engine::SqlLocks;
+use crate::fragments::SqlKind;
 use crate::pg_releases::{PgReleaseFeed, channel_of};
 use crate::provider::{SqlDatabase, SqlLockProvider, SqlServer};
 use crate::releases::ReleaseFeed;
-use crate::schema::ColumnType;
 use crate::statements::{Tables, release_update, run_values, trim_runs};
 use crate::table::TableName;
 use crate::template::compile;
-
-/// The database's clock, in UTC, as `TIMESTAMP` (without time zone).
-const NOW: &str = "(now() AT TIME ZONE 'UTC')";
-
-/// The database's clock, in UTC, at the start of the current statement: the
-/// lock-kinds transactions read it after waiting for the name's row lock,
-/// when `now()` (the transaction's start) may have fallen behind.
-const STATEMENT_NOW: &str = "(statement_timestamp() AT TIME ZONE 'UTC')";
-
-/// The database's clock, in UTC, read when evaluated: where a statement
-/// takes or extends a lease, after it has waited for the row's lock
-/// (`now()` is fixed at the statement's start, and a lease taken after a
-/// wait would start, and end, in the past).
-const AFTER_WAIT: &str = "(clock_timestamp() AT TIME ZONE 'UTC')";
-
-/// The database's clock in microseconds since 1970, read when evaluated.
-const CLOCK_MICROS: &str = "(extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
 
 /// PostgreSQL, the database of [`PostgresLockProvider`]: one `INSERT ..
 /// ON CONFLICT .. DO UPDATE .. WHERE .. RETURNING` per acquisition,
@@ -94,94 +74,7 @@ impl SqlLockProvider<Postgres> {
 
 impl Dialect for Postgres {
     type Db = sqlx::Postgres;
-    const PROVIDER: &'static str = "PostgresLockProvider";
-    const STORE: &'static str = "postgres";
-    const TITLE: &'static str = "PostgreSQL";
-    const URL_SHAPE: &'static str = "postgres://[user[:password]@]host[:port]/database";
-    const SERVER: bool = true;
-    const DURATIONS: DurationEncoding = DurationEncoding::Millis;
-
-    const NUMBERED_PLACEHOLDERS: bool = true;
-    const NOW: &'static str = NOW;
-    const NOW_IN_TRANSACTION: &'static str = STATEMENT_NOW;
-    const AFTER_WAIT_LIVE: &'static str = AFTER_WAIT;
-    const CLOCK_MICROS: &'static str = CLOCK_MICROS;
-
-    fn placeholder(index: usize) -> String {
-        format!("${index}")
-    }
-
-    /// Rounded up to the column's milliseconds: PostgreSQL rounds to the nearest.
-    fn lease_end(duration: &str) -> String {
-        format!(
-            "date_trunc('milliseconds', {AFTER_WAIT} + {duration}::bigint * INTERVAL '1 millisecond' \
-             + INTERVAL '999 microseconds')"
-        )
-    }
-
-    fn plus(time: &str, duration: &str) -> String {
-        format!("{time} + {duration}::bigint * INTERVAL '1 millisecond'")
-    }
-
-    fn minus_millis(time: &str, millis: &str) -> String {
-        format!("{time} - {millis}::bigint * INTERVAL '1 millisecond'")
-    }
-
-    fn ms_between(from: &str, to: &str) -> String {
-        format!("CAST(EXTRACT(EPOCH FROM ({to} - {from})) * 1000 AS BIGINT)")
-    }
-
-    fn millis_since_1970(column: &str) -> String {
-        format!("CAST(EXTRACT(EPOCH FROM {column}) * 1000 AS BIGINT)")
-    }
-
-    fn int(expr: &str) -> String {
-        format!("CAST({expr} AS BIGINT)")
-    }
-
-    fn typed_param(param: &str, ty: &str) -> String {
-        format!("{param}::{ty}")
-    }
-
-    /// `now()` has microseconds, which PostgreSQL would round half the
-    /// time up: an immediate release would keep the lock for a fraction of
-    /// a millisecond.
-    fn trunc_ms(time: &str) -> String {
-        format!("date_trunc('milliseconds', {time})")
-    }
-
-    /// Inserts the row, or takes it over if its lease has ended, in one
-    /// atomic statement, unless the lock is paused (the SELECT then gives no
-    /// row); returns the token only when it took the lock. `locked_at` is
-    /// truncated to the column's milliseconds: rounded up, a release within
-    /// the same millisecond (`lock_at_least_for` counts from it) would keep
-    /// the lock into the next one. `DO UPDATE` computes its own values: the
-    /// clock read after waiting for the row, not `EXCLUDED`'s from before.
-    fn acquire(tables: &Tables) -> Vec<Acquire> {
-        let Tables {
-            table, settings, ..
-        } = tables;
-        let returning = if tables.fencing {
-            "l.fencing_token"
-        } else {
-            CLOCK_MICROS
-        };
-        vec![Acquire::Returning(compile::<Self>(&format!(
-            "INSERT INTO {table} AS l (name, lock_until, locked_at, locked_by{token_column}) \
-             SELECT :name, {end}, {locked_at}, :locked_by{token_insert} \
-             WHERE COALESCE((SELECT s.capacity FROM {settings} s WHERE s.name = :name), \
-             :capacity::bigint) <> 0 \
-             ON CONFLICT (name) DO UPDATE SET lock_until = {end}, \
-             locked_at = {locked_at}, locked_by = EXCLUDED.locked_by{token_update} \
-             WHERE l.lock_until <= {AFTER_WAIT} \
-             RETURNING {returning}",
-            end = Self::lease_end(":lock_at_most_for"),
-            locked_at = Self::trunc_ms(AFTER_WAIT),
-            token_column = tables.token_column(),
-            token_insert = tables.token_insert::<Self>(),
-            token_update = tables.token_update::<Self>("l.fencing_token", |next| next),
-        )))]
-    }
+    const KIND: SqlKind = SqlKind::Postgres;
 
     /// The name is announced on the table's channel (letters, digits and
     /// `_.:#` only: safe in the literal) in the same statement, so waiters
@@ -231,21 +124,6 @@ impl Dialect for Postgres {
                 .to_owned(),
             [TableParam::Qualified],
         )
-    }
-
-    fn column_type(ty: ColumnType) -> &'static str {
-        match ty {
-            ColumnType::Name => "VARCHAR(64) NOT NULL",
-            ColumnType::Holder => "VARCHAR(255) NOT NULL",
-            ColumnType::Time => "TIMESTAMP(3) NOT NULL",
-            ColumnType::Count => "INT NOT NULL",
-            ColumnType::OptionalCount => "INT",
-            ColumnType::Counter => "BIGINT NOT NULL DEFAULT 0",
-            ColumnType::Big => "BIGINT NOT NULL",
-            ColumnType::OptionalBig => "BIGINT",
-            ColumnType::Outcome => "VARCHAR(16) NOT NULL",
-            ColumnType::Id => "BIGSERIAL PRIMARY KEY",
-        }
     }
 
     /// Waits for a row lock and idles inside the transaction for at most

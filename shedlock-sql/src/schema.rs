@@ -145,7 +145,7 @@ impl Shape {
                 } else {
                     String::new()
                 };
-                format!("{} {}{check}", column.name, D::column_type(column.ty))
+                format!("{} {}{check}", column.name, D::KIND.column_type(column.ty))
             })
             .collect();
         parts.extend(self.primary_key.map(|key| format!("PRIMARY KEY ({key})")));

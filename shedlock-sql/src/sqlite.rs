@@ -17,29 +17,11 @@ use sqlx::sqlite::{
     SqliteSynchronous,
 };
 
-use crate::dialect::{Acquire, Counts, Dialect, DurationEncoding, Statement, TableParam};
+use crate::dialect::{Counts, Dialect, Statement, TableParam};
 use crate::engine::{DEFAULT_STATEMENT_TIMEOUT, Failure, SqlLocks, parse_url};
+use crate::fragments::SqlKind;
 use crate::provider::{SqlDatabase, SqlLockProvider};
-use crate::schema::ColumnType;
-use crate::statements::Tables;
 use crate::table::TableName;
-use crate::template::compile;
-
-/// `strftime` format of every time in the table.
-const FORMAT: &str = "'%Y-%m-%d %H:%M:%f'";
-
-/// The database's clock, in UTC, in the columns' format.
-const NOW: &str = "strftime('%Y-%m-%d %H:%M:%f', 'now')";
-
-/// `time` as the input of a date function: `'now'` for [`NOW`] (the same
-/// instant throughout a statement), the expression itself otherwise.
-fn julian_input(time: &str) -> &str {
-    if time == NOW { "'now'" } else { time }
-}
-
-/// The database's clock (milliseconds) in microseconds since 1970.
-const CLOCK_MICROS: &str =
-    "CAST(ROUND((julianday('now') - 2440587.5) * 86400000.0) AS INTEGER) * 1000";
 
 /// How long a statement waits for another process's write to the file.
 pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -150,90 +132,7 @@ fn is_busy(err: &sqlx::Error) -> bool {
 
 impl Dialect for Sqlite {
     type Db = sqlx::Sqlite;
-    const PROVIDER: &'static str = "SqliteLockProvider";
-    const STORE: &'static str = "sqlite";
-    const TITLE: &'static str = "SQLite";
-    const URL_SHAPE: &'static str = "sqlite://path/to/file.db";
-    const SERVER: bool = false;
-    const DURATIONS: DurationEncoding = DurationEncoding::DateModifier;
-
-    const NUMBERED_PLACEHOLDERS: bool = true;
-    const NOW: &'static str = NOW;
-    const AFTER_WAIT_LIVE: &'static str = NOW;
-    const CLOCK_MICROS: &'static str = CLOCK_MICROS;
-
-    fn placeholder(index: usize) -> String {
-        format!("?{index}")
-    }
-
-    /// One write at a time holds the file: no statement waits for a row.
-    fn lease_end(duration: &str) -> String {
-        Self::plus(NOW, duration)
-    }
-
-    /// `duration` is a date modifier (`+12.345 seconds`).
-    fn plus(time: &str, duration: &str) -> String {
-        format!("strftime({FORMAT}, {}, {duration})", julian_input(time))
-    }
-
-    fn minus_millis(time: &str, millis: &str) -> String {
-        format!(
-            "strftime({FORMAT}, julianday({}) - {millis} / 86400000.0)",
-            julian_input(time)
-        )
-    }
-
-    fn ms_between(from: &str, to: &str) -> String {
-        format!(
-            "CAST(ROUND((julianday({}) - julianday({})) * 86400000.0) AS INTEGER)",
-            julian_input(to),
-            julian_input(from)
-        )
-    }
-
-    fn millis_since_1970(column: &str) -> String {
-        format!("CAST(ROUND((julianday({column}) - 2440587.5) * 86400000.0) AS INTEGER)")
-    }
-
-    fn int(expr: &str) -> String {
-        expr.to_owned()
-    }
-
-    fn greatest(a: &str, b: &str) -> String {
-        format!("MAX({a}, {b})")
-    }
-
-    fn least(a: &str, b: &str) -> String {
-        format!("MIN({a}, {b})")
-    }
-
-    /// Inserts the row, or takes it over if its lease has ended, in one
-    /// atomic statement, unless the lock is paused (the SELECT then gives no
-    /// row); returns the token only when it took the lock.
-    fn acquire(tables: &Tables) -> Vec<Acquire> {
-        let Tables {
-            table, settings, ..
-        } = tables;
-        let returning = if tables.fencing {
-            "fencing_token"
-        } else {
-            CLOCK_MICROS
-        };
-        vec![Acquire::Returning(compile::<Self>(&format!(
-            "INSERT INTO {table} (name, lock_until, locked_at, locked_by{token_column}) \
-             SELECT :name, {end}, {NOW}, :locked_by{token_insert} \
-             WHERE COALESCE((SELECT s.capacity FROM {settings} s WHERE s.name = :name), \
-             :capacity) <> 0 \
-             ON CONFLICT (name) DO UPDATE SET lock_until = excluded.lock_until, \
-             locked_at = excluded.locked_at, locked_by = excluded.locked_by{token_update} \
-             WHERE lock_until <= {NOW} \
-             RETURNING {returning}",
-            end = Self::lease_end(":lock_at_most_for"),
-            token_column = tables.token_column(),
-            token_insert = tables.token_insert::<Self>(),
-            token_update = tables.token_update::<Self>("fencing_token", |next| next),
-        )))]
-    }
+    const KIND: SqlKind = SqlKind::Sqlite;
 
     /// A write: the transaction takes the file's write lock here.
     fn lock_row(table: &TableName) -> String {
@@ -245,23 +144,6 @@ impl Dialect for Sqlite {
             "SELECT name FROM pragma_table_info(?1, COALESCE(?2, 'main'))".to_owned(),
             [TableParam::Table, TableParam::Schema],
         )
-    }
-
-    /// `id INTEGER PRIMARY KEY` is the rowid: it grows, so the newest run
-    /// has the greatest.
-    fn column_type(ty: ColumnType) -> &'static str {
-        match ty {
-            ColumnType::Name => "VARCHAR(64) NOT NULL",
-            ColumnType::Holder => "VARCHAR(255) NOT NULL",
-            ColumnType::Time => "TIMESTAMP(3) NOT NULL",
-            ColumnType::Count => "INTEGER NOT NULL",
-            ColumnType::OptionalCount => "INTEGER",
-            ColumnType::Counter => "BIGINT NOT NULL DEFAULT 0",
-            ColumnType::Big => "BIGINT NOT NULL",
-            ColumnType::OptionalBig => "BIGINT",
-            ColumnType::Outcome => "VARCHAR(16) NOT NULL",
-            ColumnType::Id => "INTEGER PRIMARY KEY",
-        }
     }
 
     fn counts(result: &SqliteQueryResult) -> Counts {

@@ -44,7 +44,7 @@ impl Tables {
     /// tokens of a row deleted before (pruned, or by hand).
     pub(crate) fn token_insert<D: Dialect>(&self) -> String {
         if self.fencing {
-            format!(", {}", D::CLOCK_MICROS)
+            format!(", {}", D::KIND.clock_micros())
         } else {
             String::new()
         }
@@ -58,7 +58,10 @@ impl Tables {
         wrap: fn(String) -> String,
     ) -> String {
         if self.fencing {
-            let next = D::greatest(&format!("COALESCE({column}, 0) + 1"), D::CLOCK_MICROS);
+            let next = D::KIND.greatest(
+                &format!("COALESCE({column}, 0) + 1"),
+                D::KIND.clock_micros(),
+            );
             format!(", fencing_token = {}", wrap(next))
         } else {
             String::new()
@@ -74,14 +77,14 @@ pub(crate) fn statements<D: Dialect>(tables: &Tables) -> Statements {
             "UPDATE {table} SET lock_until = {end} \
              WHERE name = :name AND locked_by = :locked_by AND lock_until > {live}",
             table = tables.table,
-            end = D::lease_end(":lock_at_most_for"),
-            live = D::AFTER_WAIT_LIVE,
+            end = D::KIND.lease_end(":lock_at_most_for"),
+            live = D::KIND.after_wait(),
         )),
         release: compile::<D>(&D::announced(tables, &release_update::<D>(tables))),
         lease_left: compile::<D>(&format!(
             "SELECT {left} FROM {table} WHERE name = :name AND NOT EXISTS \
              (SELECT 1 FROM {settings} s WHERE s.name = :name AND s.capacity = 0)",
-            left = D::lease_left(D::NOW, "lock_until"),
+            left = D::KIND.lease_left(D::KIND.now(), "lock_until"),
             table = tables.table,
             settings = tables.settings,
         )),
@@ -89,6 +92,43 @@ pub(crate) fn statements<D: Dialect>(tables: &Tables) -> Statements {
         runs: runs::<D>(tables),
         kinds: kinds::<D>(tables),
     }
+}
+
+/// The acquisition as one upsert (PostgreSQL, SQLite): inserts the row,
+/// or takes it over if its lease has ended, in one atomic statement, unless
+/// the lock is paused (the SELECT then gives no row); returns the token only
+/// when it took the lock. `locked_at` is cut to the column's milliseconds:
+/// rounded up, a release within the same millisecond (`lock_at_least_for`
+/// counts from it) would keep the lock into the next one. `DO UPDATE`
+/// computes its own values: the clock read after waiting for the row, not
+/// the insert's from before.
+pub(crate) fn upsert_acquisition<D: Dialect>(tables: &Tables) -> String {
+    let kind = D::KIND;
+    let returning = if tables.fencing {
+        "fencing_token"
+    } else {
+        kind.clock_micros()
+    };
+    format!(
+        "{insert} (name, lock_until, locked_at, locked_by{token_column}) \
+         SELECT :name, {end}, {locked_at}, :locked_by{token_insert} \
+         WHERE COALESCE((SELECT s.capacity FROM {settings} s WHERE s.name = :name), {capacity}) <> 0 \
+         {on_conflict} lock_until = {end}, locked_at = {locked_at}, \
+         locked_by = {locked_by}{token_update} \
+         WHERE {lock_until} <= {after_wait} RETURNING {returning}",
+        insert = kind.upsert_into(&tables.table, "l"),
+        token_column = tables.token_column(),
+        end = kind.lease_end(":lock_at_most_for"),
+        locked_at = kind.trunc_ms(kind.after_wait()),
+        token_insert = tables.token_insert::<D>(),
+        settings = tables.settings,
+        capacity = kind.typed_param(":capacity", "bigint"),
+        on_conflict = kind.on_conflict("name"),
+        locked_by = kind.new_value("locked_by"),
+        token_update = tables.token_update::<D>(&kind.old_value("l", "fencing_token"), |next| next),
+        lock_until = kind.old_value("l", "lock_until"),
+        after_wait = kind.after_wait(),
+    )
 }
 
 /// The plain release: the lease shortened to `lock_at_least_for` after
@@ -99,14 +139,14 @@ pub(crate) fn release_update<D: Dialect>(tables: &Tables) -> String {
         "UPDATE {table} SET lock_until = {end} \
          WHERE name = :name AND locked_by = :locked_by AND lock_until > {now}",
         table = tables.table,
-        end = D::trunc_ms(&D::least(
+        end = D::KIND.trunc_ms(&D::KIND.least(
             "lock_until",
-            &D::greatest(
-                &D::plus("locked_at", ":lock_at_least_for"),
-                &D::plus(D::NOW, ":keep_for"),
+            &D::KIND.greatest(
+                &D::KIND.plus("locked_at", ":lock_at_least_for"),
+                &D::KIND.plus(D::KIND.now(), ":keep_for"),
             ),
         )),
-        now = D::NOW,
+        now = D::KIND.now(),
     )
 }
 
@@ -115,9 +155,9 @@ pub(crate) fn release_update<D: Dialect>(tables: &Tables) -> String {
 pub(crate) fn run_values<D: Dialect>() -> String {
     format!(
         ":name, {started}, {now}, {millis}",
-        started = D::minus_millis(D::NOW, ":run_millis"),
-        now = D::NOW,
-        millis = D::typed_param(":run_millis", "bigint"),
+        started = D::KIND.minus_millis(D::KIND.now(), ":run_millis"),
+        now = D::KIND.now(),
+        millis = D::KIND.typed_param(":run_millis", "bigint"),
     )
 }
 
@@ -137,8 +177,8 @@ pub(crate) fn trim_runs(runs: &TableName, keep: usize) -> String {
 fn run_columns<D: Dialect>(alias: &str) -> String {
     format!(
         "{started}, {finished}, {alias}duration_ms, {alias}outcome, {alias}locked_by, {alias}fencing_token",
-        started = D::millis_since_1970(&format!("{alias}started_at")),
-        finished = D::millis_since_1970(&format!("{alias}finished_at")),
+        started = D::KIND.millis_since_1970(&format!("{alias}started_at")),
+        finished = D::KIND.millis_since_1970(&format!("{alias}finished_at")),
     )
 }
 
@@ -157,19 +197,19 @@ fn admin<D: Dialect>(tables: &Tables) -> AdminStatements {
         holders,
         ..
     } = tables;
-    let now = D::NOW;
+    let now = D::KIND.now();
     let holder_token = if tables.fencing {
         "l.fencing_token".to_owned()
     } else {
-        D::int("NULL")
+        D::KIND.int("NULL")
     };
     // What `lock_state` and `list_locks` answer (see `AdminStatements`).
     let state_columns = format!(
         "l.locked_by, {locked_at}, {left}, {holder_token}, {capacity}, r.renewals, {renewed_ago}",
-        locked_at = D::millis_since_1970("l.locked_at"),
-        left = D::ms_between(now, "l.lock_until"),
-        capacity = D::int("s.capacity"),
-        renewed_ago = D::ms_between("r.renewed_at", now),
+        locked_at = D::KIND.millis_since_1970("l.locked_at"),
+        left = D::KIND.ms_between(now, "l.lock_until"),
+        capacity = D::KIND.int("s.capacity"),
+        renewed_ago = D::KIND.ms_between("r.renewed_at", now),
     );
     // The live exclusive holder of the name `n` (not the shared marker)
     // and its renewals.
@@ -201,11 +241,11 @@ fn admin<D: Dialect>(tables: &Tables) -> AdminStatements {
             "{insert} (name, capacity, resume_to) VALUES (:name, :capacity, NULL) \
              {on_conflict} resume_to = CASE WHEN {new} <> 0 THEN NULL \
              WHEN {old} <> 0 THEN {old} ELSE {old_resume} END, capacity = {new}",
-            insert = D::upsert_into(settings, "s"),
-            on_conflict = D::on_conflict("name"),
-            new = D::new_value("capacity"),
-            old = D::old_value("s", "capacity"),
-            old_resume = D::old_value("s", "resume_to"),
+            insert = D::KIND.upsert_into(settings, "s"),
+            on_conflict = D::KIND.on_conflict("name"),
+            new = D::KIND.new_value("capacity"),
+            old = D::KIND.old_value("s", "capacity"),
+            old_resume = D::KIND.old_value("s", "resume_to"),
         )),
         resume: [
             compile::<D>(&format!(
@@ -221,12 +261,12 @@ fn admin<D: Dialect>(tables: &Tables) -> AdminStatements {
             tables,
             &format!(
                 "UPDATE {table} SET lock_until = {end} WHERE name = :name AND lock_until > {now}",
-                end = D::trunc_ms(now),
+                end = D::KIND.trunc_ms(now),
             ),
         )),
         prune: compile::<D>(&format!(
             "DELETE FROM {table} WHERE {unused} < {now}{limit}",
-            unused = D::plus("lock_until", ":unused_for"),
+            unused = D::KIND.plus("lock_until", ":unused_for"),
             limit = batch_limit::<D>(),
         )),
         prune_batch: D::PRUNE_BATCH,
@@ -243,7 +283,7 @@ fn runs<D: Dialect>(tables: &Tables) -> RunStatements {
                  (name, started_at, finished_at, duration_ms, outcome, locked_by, fencing_token) \
                  VALUES ({values}, :outcome, :holder, {token})",
                 values = run_values::<D>(),
-                token = D::typed_param(":run_token", "bigint"),
+                token = D::KIND.typed_param(":run_token", "bigint"),
             )),
             compile::<D>(&trim_runs(runs, RUN_HISTORY_LEN)),
         ],
@@ -276,24 +316,24 @@ fn kinds<D: Dialect>(tables: &Tables) -> KindStatements {
         ..
     } = tables;
     // Inside the lock-kinds transactions: read after the row lock's wait.
-    let now = D::NOW_IN_TRANSACTION;
-    let now_ms = D::trunc_ms(now);
+    let now = D::KIND.now_in_transaction();
+    let now_ms = D::KIND.trunc_ms(now);
     // The live shared holders (see `engine::kinds::HolderRow`), `filter` added.
     let holders_where = |filter: &str| {
         compile::<D>(&format!(
             "SELECT h.locked_by, {locked_at}, {left}, h.fencing_token, {permits}, h.renewals, \
              {ago}, h.name FROM {holders} h WHERE h.permits > 0 AND h.lock_until > {now}{filter}",
-            now = D::NOW,
-            locked_at = D::millis_since_1970("h.locked_at"),
-            left = D::ms_between(D::NOW, "h.lock_until"),
-            permits = D::int("h.permits"),
-            ago = D::ms_between("h.renewed_at", D::NOW),
+            now = D::KIND.now(),
+            locked_at = D::KIND.millis_since_1970("h.locked_at"),
+            left = D::KIND.ms_between(D::KIND.now(), "h.lock_until"),
+            permits = D::KIND.int("h.permits"),
+            ago = D::KIND.ms_between("h.renewed_at", D::KIND.now()),
         ))
     };
     let waiters_where = |filter: &str| {
         compile::<D>(&format!(
             "SELECT name, COUNT(*) FROM {waiters} WHERE queued_until > {now}{filter} GROUP BY name",
-            now = D::NOW,
+            now = D::KIND.now(),
         ))
     };
     let (token, renewal_token) = if tables.fencing {
@@ -302,13 +342,16 @@ fn kinds<D: Dialect>(tables: &Tables) -> KindStatements {
             "l.fencing_token".to_owned(),
         )
     } else {
-        (format!("SELECT {}", D::CLOCK_MICROS), D::int("NULL"))
+        (
+            format!("SELECT {}", D::KIND.clock_micros()),
+            D::KIND.int("NULL"),
+        )
     };
-    let (insert_ignore, ignore_tail) = D::insert_ignore(table);
+    let (insert_ignore, ignore_tail) = D::KIND.insert_ignore(table);
     let prune = |rows: &TableName, until: &str| {
         compile::<D>(&format!(
             "DELETE FROM {rows} WHERE {unused} < {now}{limit}",
-            unused = D::plus(until, ":unused_for"),
+            unused = D::KIND.plus(until, ":unused_for"),
             limit = batch_limit::<D>(),
         ))
     };
@@ -327,13 +370,13 @@ fn kinds<D: Dialect>(tables: &Tables) -> KindStatements {
              (SELECT {permits} FROM {holders} \
              WHERE name = :name AND permits > 0 AND lock_until > {now}), \
              (SELECT COUNT(*) FROM {waiters} WHERE name = :name AND queued_until > {now})",
-            capacity = D::int("capacity"),
-            permits = D::int("COALESCE(SUM(permits), 0)"),
+            capacity = D::KIND.int("capacity"),
+            permits = D::KIND.int("COALESCE(SUM(permits), 0)"),
         )),
         take: compile::<D>(&format!(
             "UPDATE {table} SET lock_until = {end}, locked_at = {now_ms}, \
              locked_by = '{SHARED_MARKER}'{counter} WHERE name = :name",
-            end = D::greatest("lock_until", &D::plus(now, ":lock_at_most_for")),
+            end = D::KIND.greatest("lock_until", &D::KIND.plus(now, ":lock_at_most_for")),
             counter = tables.token_update::<D>("fencing_token", |next| next),
         )),
         token: compile::<D>(&token),
@@ -344,22 +387,22 @@ fn kinds<D: Dialect>(tables: &Tables) -> KindStatements {
             "INSERT INTO {holders} (name, locked_by, permits, locked_at, lock_until, \
              fencing_token, renewals, renewed_at) \
              VALUES (:name, :locked_by, :permits, {now_ms}, {end}, :holder_token, 0, {now_ms})",
-            end = D::plus(now, ":lock_at_most_for"),
+            end = D::KIND.plus(now, ":lock_at_most_for"),
         )),
         extend: compile::<D>(&format!(
             "UPDATE {holders} SET lock_until = {end}, renewals = renewals + 1, \
              renewed_at = {now_ms} \
              WHERE name = :name AND locked_by = :locked_by AND lock_until > {now}",
-            end = D::plus(now, ":lock_at_most_for"),
+            end = D::KIND.plus(now, ":lock_at_most_for"),
         )),
         release: compile::<D>(&format!(
             "UPDATE {holders} SET lock_until = {end} \
              WHERE name = :name AND locked_by = :locked_by AND lock_until > {now}",
-            end = D::trunc_ms(&D::least(
+            end = D::KIND.trunc_ms(&D::KIND.least(
                 "lock_until",
-                &D::greatest(
-                    &D::plus("locked_at", ":lock_at_least_for"),
-                    &D::plus(now, ":keep_for"),
+                &D::KIND.greatest(
+                    &D::KIND.plus("locked_at", ":lock_at_least_for"),
+                    &D::KIND.plus(now, ":keep_for"),
                 ),
             )),
         )),
@@ -375,20 +418,20 @@ fn kinds<D: Dialect>(tables: &Tables) -> KindStatements {
              FROM {table} l WHERE l.name = :name AND l.locked_by = :locked_by \
              {on_conflict} renewals = {renewals} + 1, \
              renewed_at = {renewed_at}, lock_until = {lock_until}",
-            insert = D::upsert_into(holders, "h"),
-            on_conflict = D::on_conflict("name, locked_by"),
-            renewals = D::old_value("h", "renewals"),
-            renewed_at = D::new_value("renewed_at"),
-            lock_until = D::new_value("lock_until"),
+            insert = D::KIND.upsert_into(holders, "h"),
+            on_conflict = D::KIND.on_conflict("name, locked_by"),
+            renewals = D::KIND.old_value("h", "renewals"),
+            renewed_at = D::KIND.new_value("renewed_at"),
+            lock_until = D::KIND.new_value("lock_until"),
         )),
         notify: D::notify(tables).map(|sql| compile::<D>(&sql)),
         queue: compile::<D>(&format!(
             "{insert} (name, waiter, queued_until) VALUES (:name, :waiter, {until}) \
              {on_conflict} queued_until = {queued_until}",
-            insert = D::upsert_into(waiters, "w"),
-            until = D::plus(now, ":hold_place_for"),
-            on_conflict = D::on_conflict("name, waiter"),
-            queued_until = D::new_value("queued_until"),
+            insert = D::KIND.upsert_into(waiters, "w"),
+            until = D::KIND.plus(now, ":hold_place_for"),
+            on_conflict = D::KIND.on_conflict("name, waiter"),
+            queued_until = D::KIND.new_value("queued_until"),
         )),
         dequeue: compile::<D>(&format!(
             "DELETE FROM {waiters} WHERE name = :name AND (waiter = :waiter OR queued_until <= {now})"
@@ -504,7 +547,7 @@ mod tests {
                 }
                 let found = placeholders(sql);
                 let values = statement.params.len();
-                if D::NUMBERED_PLACEHOLDERS {
+                if D::KIND.numbered_placeholders() {
                     assert_eq!(found.iter().max().copied().unwrap_or(0), values, "{sql}");
                 } else {
                     assert_eq!(found.len(), values, "{sql}");

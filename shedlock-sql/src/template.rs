@@ -58,7 +58,7 @@ pub(crate) fn compile<D: Dialect>(template: &str) -> Statement<LeaseParam> {
             .flatten();
         match named {
             Some((param, len)) => {
-                let index = if D::NUMBERED_PLACEHOLDERS {
+                let index = if D::KIND.numbered_placeholders() {
                     match params.iter().position(|known| *known == param) {
                         Some(at) => at,
                         None => {
@@ -70,7 +70,7 @@ pub(crate) fn compile<D: Dialect>(template: &str) -> Statement<LeaseParam> {
                     params.push(param);
                     params.len() - 1
                 };
-                sql.push_str(&D::placeholder(index + 1));
+                sql.push_str(&D::KIND.placeholder(index + 1));
                 rest = &rest[len..];
             }
             None => {

@@ -222,10 +222,11 @@ impl<D: Dialect> SqlEngine<D> {
                             taken(Ok(i64::try_from(counts.last_insert_id).unwrap_or(i64::MAX)))
                         }
                         // The lock is taken: a lost token must release it.
-                        Token::Clock(clock) => {
+                        Token::Clock => {
+                            let clock = format!("SELECT {}", D::KIND.clock_micros());
                             let row = answer(
                                 timeout,
-                                D::Db::fetch_optional(connection, clock, Vec::new()),
+                                D::Db::fetch_optional(connection, &clock, Vec::new()),
                             )
                             .await
                             .map_err(|failure| Failure {
