@@ -196,8 +196,7 @@ impl<D: Dialect> SqlEngine<D> {
             hold_place_for: waiter.hold_place_for(),
             ..LeaseParams::of_name(name)
         };
-        let mut connection = self.checkout(timeout).await?;
-        execute::<D>(&mut *connection, &statements.kinds.queue, &params, timeout)
+        self.update(&statements.kinds.queue, params, timeout)
             .await
             .map(drop)
     }
@@ -214,15 +213,9 @@ impl<D: Dialect> SqlEngine<D> {
             waiter,
             ..LeaseParams::of_name(name)
         };
-        let mut connection = self.checkout(timeout).await?;
-        execute::<D>(
-            &mut *connection,
-            &statements.kinds.dequeue,
-            &params,
-            timeout,
-        )
-        .await
-        .map(drop)
+        self.update(&statements.kinds.dequeue, params, timeout)
+            .await
+            .map(drop)
     }
 }
 
