@@ -28,10 +28,13 @@ const SQL_TASKS: usize = 64;
 
 use Param::{Capacity, KeepFor, LockAtLeastFor, LockAtMostFor, LockedBy, Name};
 
+/// The release's parameters, in the order of its one template on every database.
+const RELEASE: &[Param] = &[LockAtLeastFor, KeepFor, Name, LockedBy];
+
 /// PostgreSQL: `INSERT .. ON CONFLICT .. RETURNING`, and the release announcing itself.
 const POSTGRES: FloorShape<shedlock::sql::sqlx::Postgres> = FloorShape {
     acquire: &[Name, LockAtMostFor, LockedBy, Capacity],
-    release: &[Name, LockedBy, LockAtLeastFor, KeepFor],
+    release: RELEASE,
     durations: Durations::Millis,
     rows_affected: PgQueryResult::rows_affected,
 };
@@ -40,14 +43,14 @@ const POSTGRES: FloorShape<shedlock::sql::sqlx::Postgres> = FloorShape {
 /// runs for a name's first acquisition).
 const MYSQL: FloorShape<shedlock::sql::sqlx::MySql> = FloorShape {
     acquire: &[LockAtMostFor, LockedBy, Name, Name, Capacity],
-    release: &[LockAtLeastFor, KeepFor, Name, LockedBy],
+    release: RELEASE,
     durations: Durations::Micros,
     rows_affected: MySqlQueryResult::rows_affected,
 };
 
 const SQLITE: FloorShape<shedlock::sql::sqlx::Sqlite> = FloorShape {
     acquire: &[Name, LockAtMostFor, LockedBy, Capacity],
-    release: &[Name, LockedBy, LockAtLeastFor, KeepFor],
+    release: RELEASE,
     durations: Durations::DateModifier,
     rows_affected: SqliteQueryResult::rows_affected,
 };
