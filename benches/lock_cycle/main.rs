@@ -1,7 +1,8 @@
 //! The cost of a lock cycle (acquire + release) next to its floor: the raw
-//! `redis` crate sending only `SET key value NX PX 30000` and one
-//! compare-and-delete script, over the same kind of connection (a
-//! `MultiplexedConnection` with the same settings) in the same process.
+//! `redis` crate with its default settings
+//! (`Client::get_multiplexed_async_connection()`, no response timeout)
+//! sending only `SET key value NX PX 30000` and one compare-and-delete
+//! script, in the same process; the project is `RedisLockProvider::connect(url)`.
 //!
 //! `cargo bench --bench lock_cycle` (a private redis-server is started; set
 //! `SHEDLOCK_TEST_REDIS_URL` to use another). `CYCLES=N` sets the serial
@@ -15,7 +16,8 @@
 //!
 //! Scenarios: serial cycles (p50/p99) through `try_lock` + `unlock`, the
 //! executor and the attribute; 256 tasks on distinct names sharing one
-//! provider; 10,000 per-tenant names (`name = "tenant-{id}"`) run once each;
+//! provider, spawned (`concurrent`) or 256 loops joined in one task for 3 s
+//! each, alternating with the floor (`joined`); 10,000 per-tenant names (`name = "tenant-{id}"`) run once each;
 //! 64 callers contending for one name; the in-memory provider's overhead per
 //! annotated call; and the Redis commands of a run, counted by the server
 //! (`INFO commandstats`). It measures only: that exactly one of the 64 wins
@@ -51,7 +53,7 @@ mod sql_floor;
 use floor::{FLOOR_RELEASE, Floor};
 use paths::Bench;
 use report::print_table;
-use scenarios::{concurrent, contention, in_memory, serial, tenants};
+use scenarios::{concurrent, contention, in_memory, joined, serial, tenants};
 use server_counts::commands_per_run;
 
 #[shedlock::scheduler_lock(name = "serial-attribute", lock_at_most_for = "30s", provider = provider)]
@@ -97,14 +99,12 @@ async fn run() -> BenchResult<()> {
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000);
     let server = RedisServer::start();
-    // The provider and the floor get the same client settings: the provider's own.
-    let config = RedisLockProvider::default_connection_config();
+    // The floor is the plain client as a user gets it: default settings.
     let client = Client::open(server.url())?;
-    let provider = RedisLockProvider::new_with_config(client.clone(), config.clone()).await?;
+    let provider = RedisLockProvider::connect(server.url()).await?;
+    let config = RedisLockProvider::default_connection_config();
     let floor = Floor {
-        connection: client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?,
+        connection: client.get_multiplexed_async_connection().await?,
         release: Arc::new(Script::new(FLOOR_RELEASE)),
         scripted_acquire: Arc::new(Script::new(
             "local held = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2], 'GET') \
@@ -130,6 +130,9 @@ async fn run() -> BenchResult<()> {
     }
     if runs("concurrent") {
         concurrent(&bench, &mut rows).await?;
+    }
+    if runs("joined") {
+        joined(&bench, &mut rows).await?;
     }
     if runs("tenants") {
         tenants(&bench, &mut rows).await?;

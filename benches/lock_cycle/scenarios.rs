@@ -191,6 +191,70 @@ pub(crate) async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResul
     Ok(())
 }
 
+/// `TASKS` loops on distinct names joined in one task (no spawning), each
+/// cycling `path` until `run_for` has passed; cycles per second.
+async fn joined_rate(bench: &Bench, path: Path, run_for: Duration) -> BenchResult<f64> {
+    let start = Instant::now();
+    let deadline = start + run_for;
+    let loops = (0..TASKS).map(|task| async move {
+        let config = LockConfiguration::new(format!("joined-{task}"), LEASE, Duration::ZERO)?;
+        let floor_key = format!("floor:joined-{task}");
+        let mut cycles = 0_u64;
+        while Instant::now() < deadline {
+            bench.cycle(path, &config, &floor_key).await?;
+            cycles += 1;
+        }
+        BenchResult::Ok(cycles)
+    });
+    let mut cycles = 0;
+    for done in futures_util::future::join_all(loops).await {
+        cycles += done?;
+    }
+    Ok(cycles as f64 / start.elapsed().as_secs_f64())
+}
+
+/// The client-cost issue's shape: `TASKS` loops joined in one task for 3 s,
+/// `try_lock` + `unlock` alternating with the floor, three runs each.
+pub(crate) async fn joined(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
+    const RUNS: usize = 3;
+    const RUN_FOR: Duration = Duration::from_secs(3);
+    joined_rate(bench, Path::TryLock, Duration::from_millis(500)).await?; // warm-up
+    let (mut floor, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..RUNS {
+        floor.push(joined_rate(bench, Path::Floor, RUN_FOR).await?);
+        ours.push(joined_rate(bench, Path::TryLock, RUN_FOR).await?);
+        ratios.push(ours[ours.len() - 1] / floor[floor.len() - 1]);
+    }
+    let shown = |rates: &[f64]| {
+        rates
+            .iter()
+            .map(|rate| format!("{:.0}k", rate / 1e3))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    println!("{TASKS} loops joined in one task, {RUN_FOR:?} a run, alternating with the floor");
+    println!("  {:<46} runs: {}", Path::Floor.label(), shown(&floor));
+    println!("  {:<46} runs: {}", Path::TryLock.label(), shown(&ours));
+    println!(
+        "  ratios: {}",
+        ratios
+            .iter()
+            .map(|ratio| format!("{ratio:.3}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    let ratio = median(&mut ratios);
+    rows.push(Row {
+        figure: format!("{TASKS} joined: {}", Path::TryLock.label()),
+        ours: format!("{:.0}k/s", median(&mut ours) / 1e3),
+        floor: format!("{:.0}k/s", median(&mut floor) / 1e3),
+        ratio: Some(ratio),
+        target: ">= 0.85x",
+        met: Some(ratio >= 0.85),
+    });
+    Ok(())
+}
+
 /// `TENANTS` names, each run once, by `TASKS` workers taking the next id.
 pub(crate) async fn tenants_round(
     bench: &Bench,
