@@ -11,11 +11,17 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use shedlock_core::{
     LeaderElection, LockAdmin, LockConfiguration, LockError, LockGuard, LockMode, LockProvider,
+    LockingTaskExecutor,
 };
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::free_port;
 use shedlock_test_support::redis::RedisServer;
-use support::{json_of, shedlock_command, shedlock_command_async, stderr, stdout, succeeded};
+use support::{
+    REPORTS, assert_every_report_listed_with_its_last_run, assert_exited_saying,
+    assert_last_runs_shown, assert_unreachable_without_the_password, json_of, row_of,
+    run_every_report, run_three_times, shedlock_command, shedlock_command_async, stderr, stdout,
+    succeeded,
+};
 
 /// The binary with `args`, on the Redis server `url`.
 fn shedlock(url: &str, args: &[&str]) -> Output {
@@ -26,6 +32,15 @@ async fn connect(url: &str) -> RedisLockProvider {
     RedisLockProvider::connect(url)
         .await
         .unwrap_or_else(|err| panic!("cannot connect to the test Redis: {err}"))
+}
+
+/// worker-7's executor on the Redis server `url`, recording its runs.
+async fn recording_executor(url: &str) -> LockingTaskExecutor<RedisLockProvider> {
+    let provider = connect(url)
+        .await
+        .with_locked_by("worker-7")
+        .with_run_history(true);
+    LockingTaskExecutor::new(provider)
 }
 
 fn config(name: &str, mode: LockMode) -> LockConfiguration {
@@ -66,13 +81,7 @@ async fn list_and_show_describe_every_kind_of_lock() {
         lines[0].starts_with("NAME") && lines[0].contains("TIME LEFT"),
         "{listed}"
     );
-    let row = |name: &str| {
-        lines
-            .iter()
-            .find(|line| line.starts_with(name))
-            .unwrap_or_else(|| panic!("no row for {name}:\n{listed}"))
-            .to_string()
-    };
+    let row = |name: &str| row_of(&listed, name);
     assert!(
         row("nightly-report").contains("exclusive") && row("nightly-report").contains("worker-7")
     );
@@ -353,9 +362,9 @@ async fn unlock_needs_force_and_then_ends_every_lease() {
     let provider = connect(server.url()).await;
     let mut held = lock(&provider, "stuck-job", LockMode::Exclusive).await;
 
-    let refused = shedlock(server.url(), &["unlock", "stuck-job"]);
-    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
-    assert!(stderr(&refused).contains("--force"), "{}", stderr(&refused));
+    let unforced = ["unlock", "stuck-job"];
+    let refused = shedlock(server.url(), &unforced);
+    assert_exited_saying(&unforced, &refused, 2, "--force");
     assert!(
         provider
             .lock_state("stuck-job")
@@ -379,24 +388,13 @@ async fn unlock_needs_force_and_then_ends_every_lease() {
 #[test]
 fn an_unreachable_server_exits_1_without_printing_the_password() {
     let url = format!("redis://:s3cret-pass@127.0.0.1:{}", free_port());
-    let output = shedlock(&url, &["list"]);
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    let all = format!("{}{}", stdout(&output), stderr(&output));
-    assert!(all.contains("error:") && all.contains("127.0.0.1"), "{all}");
-    assert!(!all.contains("s3cret"), "the password was printed: {all}");
+    assert_unreachable_without_the_password(&shedlock(&url, &["list"]));
 }
 
 #[test]
 fn a_password_protected_server_works_and_the_password_stays_hidden() {
-    let port = free_port();
-    let server = RedisServer::start_with(
-        port,
-        format!("redis://:s3cret-pass@127.0.0.1:{port}"),
-        vec![
-            format!("--port {port}"),
-            "--requirepass s3cret-pass".to_owned(),
-        ],
-    );
+    let server = RedisServer::start_with_password("s3cret-pass");
+    let port = server.port();
     let listed = succeeded(&shedlock(server.url(), &["list"]));
     assert!(listed.contains("no locks"), "{listed}");
     let wrong = shedlock(&format!("redis://:wrong-pass@127.0.0.1:{port}"), &["list"]);
@@ -476,111 +474,28 @@ fn store_takes_a_redis_url_and_prune_has_nothing_to_delete() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn history_show_and_list_give_the_last_runs() {
     let server = RedisServer::start();
-    let provider = connect(server.url())
-        .await
-        .with_locked_by("worker-7")
-        .with_run_history(true);
-    let executor = shedlock_core::LockingTaskExecutor::new(provider);
-    let nightly = config("nightly", LockMode::Exclusive);
-    for _ in 0..3 {
-        let ran = executor
-            // Made inside the run: `sleep`'s deadline counts from its creation,
-            // so one made before the acquisition would end that much sooner.
-            .execute(&nightly, async {
-                tokio::time::sleep(Duration::from_millis(20)).await
-            })
-            .await;
-        assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
-    }
+    let executor = recording_executor(server.url()).await;
+    run_three_times(&executor, &config("nightly", LockMode::Exclusive)).await;
 
-    let history = json_of(&succeeded(&shedlock(
-        server.url(),
-        &["history", "nightly", "--json"],
-    )));
-    let runs = history
-        .as_array()
-        .unwrap_or_else(|| panic!("not an array: {history}"));
-    assert_eq!(runs.len(), 3, "{history}");
-    for run in runs {
-        assert_eq!(run["outcome"], "ok", "{run}");
-        assert_eq!(run["locked_by"], "worker-7", "{run}");
-        assert!(
-            run["duration_ms"].as_u64().is_some_and(|ms| ms >= 15),
-            "{run}"
-        );
-        assert!(
-            run["started_at"].is_string() && run["finished_at"].is_string(),
-            "{run}"
-        );
-    }
-    let text = succeeded(&shedlock(server.url(), &["history", "nightly"]));
-    assert!(text.starts_with("STARTED"), "{text}");
-    assert_eq!(text.lines().count(), 4, "{text}");
-
-    // The lock is free, yet listed for its runs, with its last run.
-    let show = json_of(&succeeded(&shedlock(
-        server.url(),
-        &["show", "nightly", "--json"],
-    )));
-    assert_eq!(show["last_run"]["outcome"], "ok", "{show}");
-    assert_eq!(show["holders"].as_array().map(Vec::len), Some(0), "{show}");
-    let list = succeeded(&shedlock(server.url(), &["list"]));
-    assert!(
-        list.lines()
-            .next()
-            .is_some_and(|header| header.contains("LAST RUN")),
-        "{list}"
-    );
-    assert!(
-        list.lines().any(|line| line.starts_with("nightly")
-            && line.contains("ok ")
-            && line.contains("worker-7")),
-        "{list}"
-    );
-    let text = succeeded(&shedlock(server.url(), &["show", "nightly"]));
-    assert!(text.contains("last run:  ok "), "{text}");
-
-    // A lock never run has none.
-    let empty = succeeded(&shedlock(server.url(), &["history", "never-run"]));
-    assert!(empty.contains("no runs recorded"), "{empty}");
-    let refused = shedlock(server.url(), &["history", ""]);
-    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    assert_last_runs_shown(async |args| shedlock(server.url(), args)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_reads_last_runs_in_a_bounded_number_of_round_trips() {
     let server = RedisServer::start();
-    let provider = connect(server.url())
-        .await
-        .with_locked_by("worker-7")
-        .with_run_history(true);
-    let executor = shedlock_core::LockingTaskExecutor::new(provider);
-    const NAMES: usize = 300;
-    for index in 0..NAMES {
-        let job = config(&format!("report-{index:03}"), LockMode::Exclusive);
-        let ran = executor.execute(&job, async {}).await;
-        assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
-    }
+    let executor = recording_executor(server.url()).await;
+    run_every_report(&executor, |name| config(name, LockMode::Exclusive)).await;
     let proxy = shedlock_test_support::proxy::FaultProxy::start_in_front_of(server.url()).await;
 
     let before = proxy.forwarded_to_server();
     let list = succeeded(&shedlock_async(&proxy.route(server.url()), &["list"]).await);
     let sent = proxy.forwarded_to_server() - before;
 
-    let rows: Vec<&str> = list
-        .lines()
-        .filter(|line| line.starts_with("report-"))
-        .collect();
-    assert_eq!(rows.len(), NAMES, "{list}");
-    assert!(
-        rows.iter()
-            .all(|row| row.contains("ok ") && row.contains("worker-7")),
-        "a row without its last run:\n{list}"
-    );
+    assert_every_report_listed_with_its_last_run(&list);
     // The connection's hello, a SCAN or two, one pipeline of states and one
     // of last runs; a read per name would be 300 more.
     assert!(
         sent <= 20,
-        "list of {NAMES} locks sent {sent} requests to the server"
+        "list of {REPORTS} locks sent {sent} requests to the server"
     );
 }

@@ -19,7 +19,11 @@ use shedlock_test_support::sql::{
     TestTable, connect_mysql, connect_postgres, mysql_url, open_sqlite, postgres_url,
     unique_table_name,
 };
-use support::{json_of, shedlock_command, shedlock_command_async, stderr, stdout, succeeded};
+use support::{
+    REPORTS, assert_every_report_listed_with_its_last_run, assert_exited_saying,
+    assert_last_runs_shown, assert_unreachable_without_the_password, json_of, row_of,
+    run_every_report, run_three_times, shedlock_command, shedlock_command_async, stderr, succeeded,
+};
 
 /// The binary with `args`, on `url` and `table`.
 fn shedlock(url: &str, table: &str, args: &[&str]) -> Output {
@@ -41,6 +45,15 @@ async fn lock<P: LockProvider>(provider: &P, name: &str) -> LockGuard {
         Ok(Some(guard)) => guard,
         other => panic!("cannot take '{name}': {other:?}"),
     }
+}
+
+/// Takes `name` and gives it back at once: a lock used now.
+async fn take_and_release<P: LockProvider>(provider: &P, name: &str) {
+    lock(provider, name)
+        .await
+        .unlock()
+        .await
+        .unwrap_or_else(|err| panic!("releasing '{name}': {err}"));
 }
 
 /// A service's provider on one table, and the URL the command gets.
@@ -249,11 +262,7 @@ async fn list_and_show_describe_the_locks<P: Service>((provider, url, table): (P
         Ok(Some(guard)) => guard,
         other => panic!("cannot take 2 permits of 'exports': {other:?}"),
     };
-    lock(&provider, "finished")
-        .await
-        .unlock()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    take_and_release(&provider, "finished").await;
 
     let listed = succeeded(&run(&url, &table, &["list"]).await);
     let lines: Vec<&str> = listed.lines().collect();
@@ -261,13 +270,7 @@ async fn list_and_show_describe_the_locks<P: Service>((provider, url, table): (P
         lines[0].starts_with("NAME") && lines[0].contains("TIME LEFT") && lines[0].contains("TERM"),
         "{listed}"
     );
-    let row = |name: &str| {
-        lines
-            .iter()
-            .find(|line| line.starts_with(name))
-            .unwrap_or_else(|| panic!("no row for {name}:\n{listed}"))
-            .to_string()
-    };
+    let row = |name: &str| row_of(&listed, name);
     let nightly = row("nightly-report");
     assert!(
         nightly.contains("exclusive") && nightly.contains("worker-7") && !nightly.contains(";id="),
@@ -411,33 +414,13 @@ async fn history_show_and_list_give_the_last_runs<P: Service>(
     (provider, url, table): (P, String, String),
 ) {
     let executor = LockingTaskExecutor::new(provider);
-    let nightly = config("nightly");
-    for _ in 0..3 {
-        // The sleep starts with the run (`sleep` alone counts from its creation).
-        let job = async { tokio::time::sleep(Duration::from_millis(20)).await };
-        let ran = executor.execute(&nightly, job).await;
-        assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
-    }
+    run_three_times(&executor, &config("nightly")).await;
 
-    let history = json_of(&succeeded(
-        &run(&url, &table, &["history", "nightly", "--json"]).await,
-    ));
-    let runs = history
-        .as_array()
-        .unwrap_or_else(|| panic!("not an array: {history}"));
-    assert_eq!(runs.len(), 3, "{history}");
+    let (history, show) = assert_last_runs_shown(async |args| run(&url, &table, args).await).await;
+    // On SQL, each run has its fencing token, the newest first.
+    let runs = history.as_array().map(Vec::as_slice).unwrap_or_default();
     for run in runs {
-        assert_eq!(run["outcome"], "ok", "{run}");
-        assert_eq!(run["locked_by"], "worker-7", "{run}");
-        assert!(
-            run["duration_ms"].as_u64().is_some_and(|ms| ms >= 15),
-            "{run}"
-        );
         assert!(run["fencing_token"].as_u64().is_some(), "{run}");
-        assert!(
-            run["started_at"].is_string() && run["finished_at"].is_string(),
-            "{run}"
-        );
     }
     let tokens: Vec<u64> = runs
         .iter()
@@ -447,38 +430,7 @@ async fn history_show_and_list_give_the_last_runs<P: Service>(
         tokens.windows(2).all(|pair| pair[0] > pair[1]),
         "newest first: {history}"
     );
-    let text = succeeded(&run(&url, &table, &["history", "nightly"]).await);
-    assert!(text.starts_with("STARTED"), "{text}");
-    assert_eq!(text.lines().count(), 4, "{text}");
-
-    // The lock is free, yet listed for its runs, with its last run.
-    let show = json_of(&succeeded(
-        &run(&url, &table, &["show", "nightly", "--json"]).await,
-    ));
-    assert_eq!(show["last_run"]["outcome"], "ok", "{show}");
     assert_eq!(show["last_run"]["fencing_token"], runs[0]["fencing_token"]);
-    assert_eq!(show["holders"].as_array().map(Vec::len), Some(0), "{show}");
-    let list = succeeded(&run(&url, &table, &["list"]).await);
-    assert!(
-        list.lines()
-            .next()
-            .is_some_and(|header| header.contains("LAST RUN")),
-        "{list}"
-    );
-    assert!(
-        list.lines().any(|line| line.starts_with("nightly")
-            && line.contains("ok ")
-            && line.contains("worker-7")),
-        "{list}"
-    );
-    let text = succeeded(&run(&url, &table, &["show", "nightly"]).await);
-    assert!(text.contains("last run:  ok "), "{text}");
-
-    // A lock never run has none.
-    let empty = succeeded(&run(&url, &table, &["history", "never-run"]).await);
-    assert!(empty.contains("no runs recorded"), "{empty}");
-    let refused = run(&url, &table, &["history", ""]).await;
-    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
 
     // Pruned, the lock's runs go with its row.
     succeeded(&run(&url, &table, &["prune", "--unused-for", "0s"]).await);
@@ -498,34 +450,19 @@ async fn history_show_and_list_give_the_last_runs<P: Service>(
 async fn list_reads_last_runs_in_one_query<P: Service>(
     (provider, url, table): (P, String, String),
 ) {
-    const NAMES: usize = 300;
     let executor = LockingTaskExecutor::new(provider);
-    for index in 0..NAMES {
-        let ran = executor
-            .execute(&config(&format!("report-{index:03}")), async {})
-            .await;
-        assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
-    }
+    run_every_report(&executor, config).await;
     let proxy = FaultProxy::start_in_front_of(&url).await;
 
     let list = succeeded(&run(&proxy.route(&url), &table, &["list"]).await);
     let sent = proxy.forwarded_to_server();
 
-    let rows: Vec<&str> = list
-        .lines()
-        .filter(|line| line.starts_with("report-"))
-        .collect();
-    assert_eq!(rows.len(), NAMES, "{list}");
-    assert!(
-        rows.iter()
-            .all(|row| row.contains("ok ") && row.contains("worker-7")),
-        "a row without its last run:\n{list}"
-    );
+    assert_every_report_listed_with_its_last_run(&list);
     // The connection's start and schema checks, the list and the last runs;
     // a read per lock would be 300 more.
     assert!(
         sent <= 60,
-        "list of {NAMES} locks sent {sent} requests to the server"
+        "list of {REPORTS} locks sent {sent} requests to the server"
     );
 }
 
@@ -534,22 +471,14 @@ async fn list_reads_last_runs_in_one_query<P: Service>(
 async fn prune_deletes_the_rows_of_unused_locks<P: Service>(
     (provider, url, table): (P, String, String),
 ) {
-    lock(&provider, "old")
-        .await
-        .unlock()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    take_and_release(&provider, "old").await;
     let held = lock(&provider, "held").await;
     provider
         .pause("paused")
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    lock(&provider, "recent")
-        .await
-        .unlock()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    take_and_release(&provider, "recent").await;
 
     let pruned = succeeded(&run(&url, &table, &["prune", "--unused-for", "1s"]).await);
     assert!(
@@ -587,19 +516,11 @@ async fn prune_deletes_the_rows_of_unused_locks<P: Service>(
 async fn prune_runs_within_the_timeout_and_leaves_nothing_running<P: Service>(
     (provider, url, table): (P, String, String),
 ) {
-    lock(&provider, "returning-job")
-        .await
-        .unlock()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    take_and_release(&provider, "returning-job").await;
     provider.slow_down_deleting_runs().await;
-    let hurried = run(
-        &url,
-        &table,
-        &["--timeout", "300ms", "prune", "--unused-for", "0s"],
-    )
-    .await;
-    assert_eq!(hurried.status.code(), Some(1), "{}", stderr(&hurried));
+    let hurry = ["--timeout", "300ms", "prune", "--unused-for", "0s"];
+    let hurried = run(&url, &table, &hurry).await;
+    assert_exited_saying(&hurry, &hurried, 1, "--timeout");
     assert_eq!(
         provider.running_statements().await,
         0,
@@ -607,19 +528,10 @@ async fn prune_runs_within_the_timeout_and_leaves_nothing_running<P: Service>(
         stderr(&hurried)
     );
     assert!(
-        stderr(&hurried).contains("--timeout"),
-        "{}",
-        stderr(&hurried)
-    );
-    assert!(
         provider.has_row("returning-job").await,
         "the failed prune deleted a row"
     );
-    lock(&provider, "returning-job")
-        .await
-        .unlock()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    take_and_release(&provider, "returning-job").await;
 
     provider.stop_slowing_down().await;
     let pruned = succeeded(
@@ -641,13 +553,9 @@ async fn prune_runs_within_the_timeout_and_leaves_nothing_running<P: Service>(
 async fn an_unused_for_beyond_the_largest_is_a_usage_mistake<P: Service>(
     (_provider, url, table): (P, String, String),
 ) {
-    let output = run(&url, &table, &["prune", "--unused-for", "300000y"]).await;
-    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("at most 1000years"),
-        "{}",
-        stderr(&output)
-    );
+    let beyond = ["prune", "--unused-for", "300000y"];
+    let output = run(&url, &table, &beyond).await;
+    assert_exited_saying(&beyond, &output, 2, "at most 1000years");
     succeeded(&run(&url, &table, &["prune", "--unused-for", "1000y"]).await);
 }
 
@@ -685,73 +593,21 @@ async fn names_the_library_refuses_exit_2<P: Service>(
             &["unlock", name, "--force"][..],
         ] {
             let output = run(&url, &table, args).await;
-            assert_eq!(
-                output.status.code(),
-                Some(2),
-                "{args:?}: {}",
-                stderr(&output)
-            );
-            assert!(
-                stderr(&output).contains("lock name"),
-                "{args:?}: {}",
-                stderr(&output)
-            );
+            assert_exited_saying(args, &output, 2, "lock name");
         }
     }
-    let too_big = run(&url, &table, &["capacity", "exports", "1000001"]).await;
-    assert_eq!(too_big.status.code(), Some(2), "{}", stderr(&too_big));
-    assert!(
-        stderr(&too_big).contains("at most 1000000"),
-        "{}",
-        stderr(&too_big)
-    );
+    let too_big = ["capacity", "exports", "1000001"];
+    let output = run(&url, &table, &too_big).await;
+    assert_exited_saying(&too_big, &output, 2, "at most 1000000");
 }
 
-macro_rules! sql_cli_tests {
-    ($($database:ident),*) => {$(
-        mod $database {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn list_and_show_describe_the_locks() {
-                super::list_and_show_describe_the_locks(super::$database().await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn changes_reach_the_services() {
-                super::changes_reach_the_services(super::$database().await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn history_show_and_list_give_the_last_runs() {
-                super::history_show_and_list_give_the_last_runs(super::$database().await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn prune_deletes_the_rows_of_unused_locks() {
-                super::prune_deletes_the_rows_of_unused_locks(super::$database().await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn names_the_library_refuses_exit_2() {
-                super::names_the_library_refuses_exit_2(super::$database().await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn an_unused_for_beyond_the_largest_is_a_usage_mistake() {
-                super::an_unused_for_beyond_the_largest_is_a_usage_mistake(
-                    super::$database().await,
-                )
-                .await;
-            }
-        }
-    )*};
-}
-
-sql_cli_tests!(postgres, mysql, sqlite);
-
-/// The cases of `$case` on each of `$database`s: `super::$database()` gives
-/// the service.
+/// Each `$case` on each of `$database`s: a module a case, a test a database
+/// in it; `super::$database()` gives the service.
 macro_rules! sql_cli_cases {
-    ($case:ident: $($database:ident),*) => {
+    ($databases:tt: $($case:ident),+ $(,)?) => {
+        $(sql_cli_cases!(@case $case $databases);)+
+    };
+    (@case $case:ident [$($database:ident),*]) => {
         mod $case {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -763,15 +619,25 @@ macro_rules! sql_cli_cases {
     };
 }
 
-sql_cli_cases!(prune_runs_within_the_timeout_and_leaves_nothing_running: postgres, mysql);
-sql_cli_cases!(list_reads_last_runs_in_one_query: postgres, mysql);
+sql_cli_cases!([postgres, mysql, sqlite]:
+    list_and_show_describe_the_locks,
+    changes_reach_the_services,
+    history_show_and_list_give_the_last_runs,
+    prune_deletes_the_rows_of_unused_locks,
+    names_the_library_refuses_exit_2,
+    an_unused_for_beyond_the_largest_is_a_usage_mistake,
+);
+sql_cli_cases!([postgres, mysql]:
+    prune_runs_within_the_timeout_and_leaves_nothing_running,
+    list_reads_last_runs_in_one_query,
+);
 mod on_java_table {
     use super::{mysql_without_tables as mysql, postgres_without_tables as postgres};
     use super::{
         sqlite_without_tables as sqlite, unlock_works_on_the_table_of_shedlock_for_java_alone,
     };
 
-    sql_cli_cases!(unlock_works_on_the_table_of_shedlock_for_java_alone: postgres, mysql, sqlite);
+    sql_cli_cases!([postgres, mysql, sqlite]: unlock_works_on_the_table_of_shedlock_for_java_alone);
 }
 
 #[test]
@@ -781,11 +647,7 @@ fn an_unreachable_database_exits_1_without_printing_the_password() {
         format!("postgres://app:s3cret-pass@127.0.0.1:{port}/app"),
         format!("mysql://app:s3cret-pass@127.0.0.1:{port}/app"),
     ] {
-        let output = shedlock(&url, "shedlock", &["list"]);
-        assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-        let all = format!("{}{}", stdout(&output), stderr(&output));
-        assert!(all.contains("error:") && all.contains("127.0.0.1"), "{all}");
-        assert!(!all.contains("s3cret"), "the password was printed: {all}");
+        assert_unreachable_without_the_password(&shedlock(&url, "shedlock", &["list"]));
     }
 }
 
@@ -797,12 +659,7 @@ fn a_missing_sqlite_file_is_not_created() {
         "shedlock",
         &["list"],
     );
-    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
-    assert!(
-        stderr(&output).contains("no database file"),
-        "{}",
-        stderr(&output)
-    );
+    assert_exited_saying(&["list"], &output, 1, "no database file");
     assert!(!file.exists(), "the command created {}", file.display());
 }
 
@@ -866,6 +723,5 @@ async fn the_command_reaches_a_database_over_tls() {
         &["list"],
     )
     .await;
-    assert_eq!(plain.status.code(), Some(1), "{}", stderr(&plain));
-    assert!(stderr(&plain).contains("TLS"), "{}", stderr(&plain));
+    assert_exited_saying(&["list"], &plain, 1, "TLS");
 }

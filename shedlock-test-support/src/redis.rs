@@ -113,6 +113,19 @@ impl RedisServer {
         server
     }
 
+    /// Starts a private server that asks for `password`; its URL carries it.
+    pub fn start_with_password(password: &str) -> RedisServer {
+        let port = free_port();
+        RedisServer::start_with(
+            port,
+            format!("redis://:{password}@127.0.0.1:{port}"),
+            vec![
+                format!("--port {port}"),
+                format!("--requirepass {password}"),
+            ],
+        )
+    }
+
     /// Starts a private server that accepts only TLS, with the certificate
     /// and key in `server_cert` and `server_key` (PEM files). Its URL is
     /// `rediss://localhost:{port}`.
@@ -301,6 +314,24 @@ impl Drop for RedisServer {
     }
 }
 
+/// A cluster-enabled server, its files in `dir`, in no cluster yet.
+fn start_cluster_node(dir: &Path) -> RedisServer {
+    let port = free_cluster_port();
+    RedisServer::start_with(
+        port,
+        format!("redis://127.0.0.1:{port}"),
+        vec![
+            format!("--port {port}"),
+            "--cluster-enabled yes".to_owned(),
+            format!(
+                "--cluster-config-file '{}/nodes-{port}.conf'",
+                dir.display()
+            ),
+            format!("--dir '{}'", dir.display()),
+        ],
+    )
+}
+
 /// A private three-master Redis Cluster (no replicas until the test adds
 /// some with [`add_replica`](Self::add_replica)), made by the test
 /// with `redis-cli --cluster create`.
@@ -320,24 +351,7 @@ impl RedisCluster {
     /// become healthy within 20 s.
     pub fn start() -> RedisCluster {
         let dir = new_scratch_dir("cluster");
-        let nodes: Vec<RedisServer> = (0..3)
-            .map(|_| {
-                let port = free_cluster_port();
-                RedisServer::start_with(
-                    port,
-                    format!("redis://127.0.0.1:{port}"),
-                    vec![
-                        format!("--port {port}"),
-                        "--cluster-enabled yes".to_owned(),
-                        format!(
-                            "--cluster-config-file '{}/nodes-{port}.conf'",
-                            dir.display()
-                        ),
-                        format!("--dir '{}'", dir.display()),
-                    ],
-                )
-            })
-            .collect();
+        let nodes: Vec<RedisServer> = (0..3).map(|_| start_cluster_node(&dir)).collect();
         let addresses: Vec<String> = nodes
             .iter()
             .map(|node| format!("127.0.0.1:{}", node.port()))
@@ -512,20 +526,7 @@ impl RedisCluster {
             .unwrap_or_default()
             .trim()
             .to_owned();
-        let port = free_cluster_port();
-        let replica = RedisServer::start_with(
-            port,
-            format!("redis://127.0.0.1:{port}"),
-            vec![
-                format!("--port {port}"),
-                "--cluster-enabled yes".to_owned(),
-                format!(
-                    "--cluster-config-file '{}/nodes-{port}.conf'",
-                    self.dir.display()
-                ),
-                format!("--dir '{}'", self.dir.display()),
-            ],
-        );
+        let replica = start_cluster_node(&self.dir);
         replica.command(&format!("CLUSTER MEET 127.0.0.1 {}", master.port()));
         let deadline = Instant::now() + Duration::from_secs(20);
         let mut answer = String::new();

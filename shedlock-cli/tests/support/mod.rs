@@ -5,8 +5,10 @@
 #![allow(dead_code)]
 
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use serde_json::Value;
+use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
 
 /// The binary with `args` (the store's flags among them), the environment
 /// cleared of store variables.
@@ -53,7 +55,144 @@ pub fn succeeded(output: &Output) -> String {
     stdout(output)
 }
 
+/// Fails unless the run of `args` exited with `code`, saying `says` on
+/// stderr.
+pub fn assert_exited_saying(args: &[&str], output: &Output, code: i32, says: &str) {
+    assert_eq!(
+        output.status.code(),
+        Some(code),
+        "{args:?}: {}",
+        stderr(output)
+    );
+    assert!(
+        stderr(output).contains(says),
+        "{args:?}: {}",
+        stderr(output)
+    );
+}
+
+/// Fails unless a run on a store nobody listens on (127.0.0.1, password
+/// `s3cret-pass`) exited 1 with an error naming the host, never printing the
+/// password.
+pub fn assert_unreachable_without_the_password(output: &Output) {
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(output));
+    let all = format!("{}{}", stdout(output), stderr(output));
+    assert!(all.contains("error:") && all.contains("127.0.0.1"), "{all}");
+    assert!(!all.contains("s3cret"), "the password was printed: {all}");
+}
+
 /// `text` read as JSON.
 pub fn json_of(text: &str) -> Value {
     serde_json::from_str(text.trim()).unwrap_or_else(|err| panic!("not JSON ({err}): {text}"))
+}
+
+/// The row of `name` in the table `list` printed.
+pub fn row_of(listed: &str, name: &str) -> String {
+    listed
+        .lines()
+        .find(|line| line.starts_with(name))
+        .unwrap_or_else(|| panic!("no row for {name}:\n{listed}"))
+        .to_owned()
+}
+
+/// Runs `nightly` three times on `executor`, each run 20 ms long.
+pub async fn run_three_times<P: LockProvider>(
+    executor: &LockingTaskExecutor<P>,
+    nightly: &LockConfiguration,
+) {
+    for _ in 0..3 {
+        // Made inside the run: `sleep`'s deadline counts from its creation,
+        // so one made before the acquisition would end that much sooner.
+        let job = async { tokio::time::sleep(Duration::from_millis(20)).await };
+        let ran = executor.execute(nightly, job).await;
+        assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
+    }
+}
+
+/// What `history`, `show` and `list` print, `shedlock` running the binary
+/// on the store, once worker-7 ran the free lock `nightly` three times
+/// ([`run_three_times`]): its runs, its last run, a LAST RUN column; and for
+/// a lock never run, none (a name the library refuses: exit 2). Returns
+/// `history nightly --json` and `show nightly --json`.
+pub async fn assert_last_runs_shown(shedlock: impl AsyncFn(&[&str]) -> Output) -> (Value, Value) {
+    let history = json_of(&succeeded(
+        &shedlock(&["history", "nightly", "--json"]).await,
+    ));
+    let runs = history
+        .as_array()
+        .unwrap_or_else(|| panic!("not an array: {history}"));
+    assert_eq!(runs.len(), 3, "{history}");
+    for run in runs {
+        assert_eq!(run["outcome"], "ok", "{run}");
+        assert_eq!(run["locked_by"], "worker-7", "{run}");
+        assert!(
+            run["duration_ms"].as_u64().is_some_and(|ms| ms >= 15),
+            "{run}"
+        );
+        assert!(
+            run["started_at"].is_string() && run["finished_at"].is_string(),
+            "{run}"
+        );
+    }
+    let text = succeeded(&shedlock(&["history", "nightly"]).await);
+    assert!(text.starts_with("STARTED"), "{text}");
+    assert_eq!(text.lines().count(), 4, "{text}");
+
+    // The lock is free, yet listed for its runs, with its last run.
+    let show = json_of(&succeeded(&shedlock(&["show", "nightly", "--json"]).await));
+    assert_eq!(show["last_run"]["outcome"], "ok", "{show}");
+    assert_eq!(show["holders"].as_array().map(Vec::len), Some(0), "{show}");
+    let list = succeeded(&shedlock(&["list"]).await);
+    assert!(
+        list.lines()
+            .next()
+            .is_some_and(|header| header.contains("LAST RUN")),
+        "{list}"
+    );
+    assert!(
+        list.lines().any(|line| line.starts_with("nightly")
+            && line.contains("ok ")
+            && line.contains("worker-7")),
+        "{list}"
+    );
+    let text = succeeded(&shedlock(&["show", "nightly"]).await);
+    assert!(text.contains("last run:  ok "), "{text}");
+
+    // A lock never run has none.
+    let empty = succeeded(&shedlock(&["history", "never-run"]).await);
+    assert!(empty.contains("no runs recorded"), "{empty}");
+    let refused = shedlock(&["history", ""]).await;
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+    (history, show)
+}
+
+/// How many `report-NNN` locks [`run_every_report`] runs.
+pub const REPORTS: usize = 300;
+
+/// Runs each of `report-000` to `report-299` once on `executor`.
+pub async fn run_every_report<P: LockProvider>(
+    executor: &LockingTaskExecutor<P>,
+    config: impl Fn(&str) -> LockConfiguration,
+) {
+    for index in 0..REPORTS {
+        let ran = executor
+            .execute(&config(&format!("report-{index:03}")), async {})
+            .await;
+        assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
+    }
+}
+
+/// Fails unless `list` has a row for every report [`run_every_report`] ran,
+/// each with its last run (ok, by worker-7).
+pub fn assert_every_report_listed_with_its_last_run(list: &str) {
+    let rows: Vec<&str> = list
+        .lines()
+        .filter(|line| line.starts_with("report-"))
+        .collect();
+    assert_eq!(rows.len(), REPORTS, "{list}");
+    assert!(
+        rows.iter()
+            .all(|row| row.contains("ok ") && row.contains("worker-7")),
+        "a row without its last run:\n{list}"
+    );
 }
