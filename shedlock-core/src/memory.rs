@@ -56,7 +56,8 @@ impl InMemoryLockProvider {
         Self::default()
     }
 
-    /// Sets who this process is in [`LockAdmin::lock_state`] (default: host
+    /// Sets who this process is in
+    /// [`LockAdmin::lock_state`](crate::LockAdmin::lock_state) (default: host
     /// name and process id).
     pub fn with_locked_by(mut self, locked_by: impl Into<String>) -> Self {
         self.locked_by = locked_by.into().into();
