@@ -38,22 +38,13 @@ async fn lock_key_and_value_follow_shedlocks_format() {
         "locked_at {locked_at:?} in {value:?}"
     );
     assert!(rest.starts_with("replica-7;id="), "{value:?}");
-    let ttl: i64 = server
-        .command("PTTL job-lock:default:format")
-        .trim_start_matches(':')
-        .trim()
-        .parse()
-        .unwrap();
+    let ttl: i64 = server.pttl("job-lock:default:format");
     assert!(
         ttl > 29_000 && ttl <= 30_000,
         "lease TTL {ttl} ms, expected about 30 s"
     );
     guard.unlock().await.unwrap();
-    assert!(
-        server
-            .command("EXISTS job-lock:default:format")
-            .starts_with(":0")
-    );
+    assert!(!server.exists("job-lock:default:format"));
 }
 
 #[tokio::test]
@@ -71,11 +62,7 @@ async fn key_prefix_and_environment_are_configurable() {
     let a = staging.try_lock(&config).await.unwrap().unwrap();
     let b = production.try_lock(&config).await.unwrap();
     assert!(b.is_some(), "environments must not share locks");
-    assert!(
-        server
-            .command("EXISTS locks:staging:shared-name")
-            .starts_with(":1")
-    );
+    assert!(server.exists("locks:staging:shared-name"));
     a.unlock().await.unwrap();
     b.unwrap().unlock().await.unwrap();
 }
@@ -271,16 +258,22 @@ impl Counter<'_> {
     }
 
     fn ttl_ms(&self) -> i64 {
-        self.server
-            .command(&format!("PTTL {}", self.key))
-            .trim_start_matches(':')
-            .trim()
-            .parse()
-            .unwrap()
+        self.server.pttl(&self.key)
     }
 }
 
 const WEEK_MS: i64 = 604_800_000;
+
+/// This machine's clock (the server's too) in microseconds since the epoch.
+fn clock_us() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_micros(),
+    )
+    .unwrap()
+}
 
 #[tokio::test]
 async fn every_token_is_the_counter_lifted_to_the_clock_and_the_counter_lives_a_week() {
@@ -289,13 +282,7 @@ async fn every_token_is_the_counter_lifted_to_the_clock_and_the_counter_lives_a_
     let a_week = |left: i64| left > WEEK_MS - 60_000 && left <= WEEK_MS;
 
     // A new counter is seeded with the server's clock in microseconds.
-    let before_us = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros(),
-    )
-    .unwrap();
+    let before_us = clock_us();
     let first = provider.try_lock(&config).await.unwrap().unwrap();
     let seeded = first.fencing_token().await.unwrap();
     assert_eq!(counter.value(), seeded as i64);
@@ -313,13 +300,7 @@ async fn every_token_is_the_counter_lifted_to_the_clock_and_the_counter_lives_a_
     // Later tokens are above the last one and never below the clock: a
     // counter that a crash reloaded older is lifted to it.
     let second = provider.try_lock(&config).await.unwrap().unwrap();
-    let now_us = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_micros(),
-    )
-    .unwrap();
+    let now_us = clock_us();
     let next = second.fencing_token().await.unwrap();
     assert!(next > seeded, "token {next} is not above {seeded}");
     assert!(
@@ -382,9 +363,7 @@ async fn a_pause_parks_the_fencing_counter_and_resume_restores_it() {
         assert!(provider.try_lock(&config).await.unwrap().is_none());
     }
     assert!(
-        server
-            .command(&format!("EXISTS {}", provider.lock_key("fence-pause")))
-            .starts_with(":0"),
+        !server.exists(&provider.lock_key("fence-pause")),
         "a refused acquisition of a paused lock leaves the lock key free"
     );
     provider.resume("fence-pause").await.unwrap();
@@ -550,28 +529,15 @@ async fn shared_holders_mark_the_lock_key_so_shedlock_for_java_finds_it_held() {
             .await
             .unwrap()
     );
-    let ttl: i64 = server
-        .command("PTTL job-lock:default:marked")
-        .trim_start_matches(':')
-        .trim()
-        .parse()
-        .unwrap();
+    let ttl: i64 = server.pttl("job-lock:default:marked");
     assert!(
         ttl > 60_000,
         "the marker did not follow the extension: {ttl} ms"
     );
     first.unlock().await.unwrap();
-    assert!(
-        server
-            .command("EXISTS job-lock:default:marked")
-            .starts_with(":1")
-    );
+    assert!(server.exists("job-lock:default:marked"));
     second.unlock().await.unwrap();
-    assert!(
-        server
-            .command("EXISTS job-lock:default:marked")
-            .starts_with(":0")
-    );
+    assert!(!server.exists("job-lock:default:marked"));
     let state = shedlock_core::LockAdmin::lock_state(&provider, "marked")
         .await
         .unwrap();
@@ -665,9 +631,5 @@ async fn only_a_release_somebody_waited_for_is_published() {
         message.is_ok(),
         "a lock taken after waiting was released unpublished"
     );
-    assert!(
-        server
-            .command("EXISTS job-lock:default:published")
-            .starts_with(":0")
-    );
+    assert!(!server.exists("job-lock:default:published"));
 }

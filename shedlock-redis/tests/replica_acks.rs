@@ -97,10 +97,6 @@ fn acknowledges_writes(master: &RedisServer) -> bool {
     replies.split("\r\n").nth(1) == Some(":1")
 }
 
-fn exists(server: &RedisServer, key: &str) -> bool {
-    server.command(&format!("EXISTS {key}")).starts_with(":1")
-}
-
 fn exclusive(name: &str) -> LockConfiguration {
     LockConfiguration::new(name, LEASE, Duration::ZERO)
         .unwrap_or_else(|err| panic!("configuration of {name}: {err}"))
@@ -170,11 +166,11 @@ async fn with_no_replica_an_acquisition_is_refused_saying_how_many_acknowledged_
             "{message}"
         );
         assert!(
-            !exists(&master, &provider.lock_key(&name)),
+            !master.exists(&provider.lock_key(&name)),
             "lock '{name}' left its key behind"
         );
         assert!(
-            !exists(&master, &holders_key(&provider, &name)),
+            !master.exists(&holders_key(&provider, &name)),
             "lock '{name}' left a shared holder behind"
         );
     }
@@ -189,21 +185,18 @@ async fn with_a_replica_in_sync_leases_count_once_the_replica_has_them() {
 
     let mut exclusive_guard = take(&provider, &exclusive("synced-exclusive")).await;
     // Acknowledged: the replica has the lease when the answer arrives.
-    assert!(exists(&replica, &provider.lock_key("synced-exclusive")));
+    assert!(replica.exists(&provider.lock_key("synced-exclusive")));
     assert_eq!(
         exclusive_guard.extend(LEASE, Duration::ZERO).await.ok(),
         Some(true)
     );
     let shared_guard = take(&provider, &shared("synced-shared")).await;
-    assert!(exists(&replica, &holders_key(&provider, "synced-shared")));
+    assert!(replica.exists(&holders_key(&provider, "synced-shared")));
 
     // A server that forgot its scripts: loaded again, then sent with WAIT again.
     assert!(master.command("SCRIPT FLUSH").starts_with("+OK"));
     let reloaded = take(&provider, &shared("after-script-flush")).await;
-    assert!(exists(
-        &replica,
-        &holders_key(&provider, "after-script-flush")
-    ));
+    assert!(replica.exists(&holders_key(&provider, "after-script-flush")));
     assert!(master.command("SCRIPT FLUSH").starts_with("+OK"));
     assert_eq!(
         exclusive_guard.extend(LEASE, Duration::ZERO).await.ok(),
@@ -216,7 +209,7 @@ async fn with_a_replica_in_sync_leases_count_once_the_replica_has_them() {
             .await
             .unwrap_or_else(|err| panic!("unlock: {err}"));
     }
-    assert!(!exists(&master, &provider.lock_key("synced-exclusive")));
+    assert!(!master.exists(&provider.lock_key("synced-exclusive")));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -254,7 +247,7 @@ async fn once_no_replica_acknowledges_an_extension_fails_and_acquisitions_are_re
             .is_err_and(|err| err.to_string().contains("0 of 1 replica(s)")),
         "{refused:?}"
     );
-    assert!(!exists(&master, &provider.lock_key("after-replica-left")));
+    assert!(!master.exists(&provider.lock_key("after-replica-left")));
     guard
         .unlock()
         .await
@@ -367,7 +360,7 @@ async fn crash_failover_trial(acks: Option<Duration>, fault: LinkFault) -> Trial
     // The master's machine dies: what is in flight on the link is lost.
     link.set_black_hole(true);
     link.reset_all();
-    let replica_had_it = exists(&replica, &lock_key);
+    let replica_had_it = replica.exists(&lock_key);
     let killed = Instant::now();
     block_in_place(|| master.kill());
     let (a_guard, a) = match a_answer {

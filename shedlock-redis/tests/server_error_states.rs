@@ -41,6 +41,25 @@ impl Console {
         self.0.read_line(&mut line).unwrap();
         line
     }
+
+    /// Sends a command that must answer `+OK`.
+    fn ok(&mut self, command: &str) {
+        assert_eq!(self.send(command), "+OK\r\n", "{command}");
+    }
+
+    /// Sends a command that must answer an integer.
+    fn integer(&mut self, command: &str) {
+        let reply = self.send(command);
+        assert!(reply.starts_with(':'), "{command}: {reply}");
+    }
+}
+
+/// A private server, a console on it, and a provider connected to it.
+async fn served() -> (RedisServer, Console, RedisLockProvider) {
+    let server = RedisServer::start();
+    let console = Console::open(&server);
+    let provider = RedisLockProvider::connect(server.url()).await.unwrap();
+    (server, console, provider)
 }
 
 fn config(name: &str) -> LockConfiguration {
@@ -98,6 +117,26 @@ fn nothing_left(console: &mut Console, name: &str) {
     );
 }
 
+/// While the condition lasts, a job under `name` is refused cleanly, the
+/// error naming `cause`; once the command `end` ends it on the console (or
+/// it ends by itself, without one), nothing of the job is left and the same
+/// provider works again.
+async fn refused_until_ended(
+    provider: &RedisLockProvider,
+    console: &mut Console,
+    name: &str,
+    cause: &str,
+    end: Option<&str>,
+) -> LockError {
+    let err = refused_cleanly(provider, console, name, cause).await;
+    if let Some(end) = end {
+        console.ok(end);
+    }
+    nothing_left(console, name);
+    works_again(provider, name).await;
+    err
+}
+
 /// The same provider takes and releases the lock again.
 async fn works_again(provider: &RedisLockProvider, name: &str) {
     let executor = LockingTaskExecutor::new(provider.clone());
@@ -114,37 +153,34 @@ async fn works_again(provider: &RedisLockProvider, name: &str) {
 
 #[tokio::test]
 async fn out_of_memory_is_a_clear_error_and_passes() {
-    let server = RedisServer::start();
-    let mut console = Console::open(&server);
-    let provider = RedisLockProvider::connect(server.url()).await.unwrap();
+    let (_server, mut console, provider) = served().await;
     works_again(&provider, "oom").await;
-    assert_eq!(
-        console.send("CONFIG SET maxmemory-policy noeviction"),
-        "+OK\r\n"
-    );
-    assert_eq!(console.send("CONFIG SET maxmemory 1"), "+OK\r\n");
-    refused_cleanly(&provider, &mut console, "oom", "out of memory").await;
-    assert_eq!(console.send("CONFIG SET maxmemory 0"), "+OK\r\n");
-    works_again(&provider, "oom").await;
+    console.ok("CONFIG SET maxmemory-policy noeviction");
+    console.ok("CONFIG SET maxmemory 1");
+    refused_until_ended(
+        &provider,
+        &mut console,
+        "oom",
+        "out of memory",
+        Some("CONFIG SET maxmemory 0"),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn maxclients_reached_is_a_clear_error_and_passes() {
-    let server = RedisServer::start();
-    let mut console = Console::open(&server);
-    let provider = RedisLockProvider::connect(server.url()).await.unwrap();
+    let (_server, mut console, provider) = served().await;
     works_again(&provider, "at-the-limit").await;
     // Only the console may stay: the provider must connect again, and cannot.
-    assert_eq!(console.send("CONFIG SET maxclients 1"), "+OK\r\n");
-    assert!(console.send("CLIENT KILL TYPE normal").starts_with(':'));
-    assert!(console.send("CLIENT KILL TYPE pubsub").starts_with(':'));
-    let err = refused_cleanly(&provider, &mut console, "at-the-limit", "maxclients").await;
+    console.ok("CONFIG SET maxclients 1");
+    console.integer("CLIENT KILL TYPE normal");
+    console.integer("CLIENT KILL TYPE pubsub");
+    let end = Some("CONFIG SET maxclients 10000");
+    let err = refused_until_ended(&provider, &mut console, "at-the-limit", "maxclients", end).await;
     assert!(
         matches!(err, LockError::Store { .. }),
         "a connection that could not be made sent nothing, so nothing is uncertain: {err:?}"
     );
-    assert_eq!(console.send("CONFIG SET maxclients 10000"), "+OK\r\n");
-    works_again(&provider, "at-the-limit").await;
 }
 
 #[tokio::test]
@@ -152,24 +188,20 @@ async fn credentials_refused_while_running_are_a_clear_error_and_pass() {
     let server = RedisServer::start();
     let mut console = Console::open(&server);
     let secret = "s3cret-for-acl-test";
-    assert_eq!(
-        console.send(&format!("ACL SETUSER app on >{secret} ~* &* +@all")),
-        "+OK\r\n"
-    );
+    console.ok(&format!("ACL SETUSER app on >{secret} ~* &* +@all"));
     let url = format!("redis://app:{secret}@127.0.0.1:{}", server.port());
     let provider = RedisLockProvider::connect(&url).await.unwrap();
     works_again(&provider, "acl").await;
     // The user is disabled and its connections closed, as an operator rotating
     // credentials does.
-    assert_eq!(console.send("ACL SETUSER app off"), "+OK\r\n");
-    assert!(console.send("CLIENT KILL USER app").starts_with(':'));
-    let err = refused_cleanly(&provider, &mut console, "acl", "credentials").await;
+    console.ok("ACL SETUSER app off");
+    console.integer("CLIENT KILL USER app");
+    let end = Some("ACL SETUSER app on");
+    let err = refused_until_ended(&provider, &mut console, "acl", "credentials", end).await;
     assert!(
         !format!("{err} {err:?}").contains(secret),
         "password leaked: {err:?}"
     );
-    assert_eq!(console.send("ACL SETUSER app on"), "+OK\r\n");
-    works_again(&provider, "acl").await;
 }
 
 #[tokio::test]
@@ -177,14 +209,16 @@ async fn a_read_only_replica_is_a_clear_error_and_passes_once_promoted() {
     let master = RedisServer::start();
     let replica = RedisServer::start();
     let mut console = Console::open(&replica);
-    assert_eq!(
-        console.send(&format!("REPLICAOF 127.0.0.1 {}", master.port())),
-        "+OK\r\n"
-    );
+    console.ok(&format!("REPLICAOF 127.0.0.1 {}", master.port()));
     let provider = RedisLockProvider::connect(replica.url()).await.unwrap();
-    refused_cleanly(&provider, &mut console, "replica", "read-only replica").await;
-    assert_eq!(console.send("REPLICAOF NO ONE"), "+OK\r\n");
-    works_again(&provider, "replica").await;
+    refused_until_ended(
+        &provider,
+        &mut console,
+        "replica",
+        "read-only replica",
+        Some("REPLICAOF NO ONE"),
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -213,7 +247,7 @@ async fn a_server_loading_its_data_is_a_clear_error_and_passes_once_loaded() {
     let filled = console
         .send("EVAL \"for i = 1, 30000 do redis.call('SET', 'filler:' .. i, i) end return 1\" 0");
     assert_eq!(filled, ":1\r\n");
-    assert_eq!(console.send("SAVE"), "+OK\r\n");
+    console.ok("SAVE");
     drop(console);
     server.restart();
     let mut console = Console::open(&server);
@@ -221,47 +255,53 @@ async fn a_server_loading_its_data_is_a_clear_error_and_passes_once_loaded() {
         console.send("PING").starts_with("-LOADING"),
         "the server was not loading"
     );
-    refused_cleanly(&provider, &mut console, "loading", "loading its data set").await;
-    nothing_left(&mut console, "loading");
-    works_again(&provider, "loading").await;
+    // Loading ends by itself: nothing to do but wait.
+    refused_until_ended(
+        &provider,
+        &mut console,
+        "loading",
+        "loading its data set",
+        None,
+    )
+    .await;
     drop(server);
     let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test]
 async fn a_server_busy_with_a_long_script_is_a_clear_error_and_passes() {
-    let server = RedisServer::start();
-    let mut console = Console::open(&server);
-    let provider = RedisLockProvider::connect(server.url()).await.unwrap();
+    let (server, mut console, provider) = served().await;
     works_again(&provider, "busy").await;
-    assert_eq!(console.send("CONFIG SET lua-time-limit 100"), "+OK\r\n");
+    console.ok("CONFIG SET lua-time-limit 100");
     // Another client's endless script: this connection never gets an answer.
     let mut busy = TcpStream::connect(("127.0.0.1", server.port())).unwrap();
     busy.write_all(b"EVAL \"while true do end\" 0\r\n").unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    refused_cleanly(&provider, &mut console, "busy", "SCRIPT KILL").await;
-    assert!(console.send("SCRIPT KILL").starts_with("+OK"));
-    nothing_left(&mut console, "busy");
-    works_again(&provider, "busy").await;
+    refused_until_ended(
+        &provider,
+        &mut console,
+        "busy",
+        "SCRIPT KILL",
+        Some("SCRIPT KILL"),
+    )
+    .await;
 }
 
 #[tokio::test]
 async fn flushed_scripts_are_loaded_again_transparently() {
-    let server = RedisServer::start();
-    let mut console = Console::open(&server);
-    let provider = RedisLockProvider::connect(server.url()).await.unwrap();
+    let (_server, mut console, provider) = served().await;
     let config = config("flushed");
     let mut guard = provider.try_lock(&config).await.unwrap().unwrap();
-    assert_eq!(console.send("SCRIPT FLUSH"), "+OK\r\n");
+    console.ok("SCRIPT FLUSH");
     assert!(
         guard
             .extend(Duration::from_secs(30), Duration::ZERO)
             .await
             .unwrap()
     );
-    assert_eq!(console.send("SCRIPT FLUSH"), "+OK\r\n");
+    console.ok("SCRIPT FLUSH");
     guard.unlock().await.unwrap();
-    assert_eq!(console.send("SCRIPT FLUSH"), "+OK\r\n");
+    console.ok("SCRIPT FLUSH");
     let waiting = shedlock_core::Waiter::new(Duration::from_secs(1));
     let shared = config.clone().shared();
     let held = provider.try_lock_waiting(&shared, &waiting).await.unwrap();

@@ -223,6 +223,27 @@ impl RedisServer {
         String::from_utf8_lossy(&reply[..n]).into_owned()
     }
 
+    /// The answer to a command whose reply is an integer (`:<n>`); fails
+    /// the test on any other reply.
+    pub fn integer(&self, command: &str) -> i64 {
+        let reply = self.command(command);
+        reply
+            .strip_prefix(':')
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or_else(|| fail!("{command} answered {reply:?}, not an integer"))
+    }
+
+    /// Whether `key` exists.
+    pub fn exists(&self, key: &str) -> bool {
+        self.integer(&format!("EXISTS {key}")) == 1
+    }
+
+    /// `key`'s time to live in milliseconds (`PTTL`: -2 when it does not
+    /// exist, -1 when it never expires).
+    pub fn pttl(&self, key: &str) -> i64 {
+        self.integer(&format!("PTTL {key}"))
+    }
+
     /// Whether the server accepts `SET key value NX GET` (Redis 7 and Valkey;
     /// Redis 6.2 answers a syntax error), probed on a throwaway key.
     pub fn supports_set_nx_get(&self) -> bool {
