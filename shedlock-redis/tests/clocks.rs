@@ -17,7 +17,7 @@ use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::redis::RedisServer;
 use shedlock_test_support::{Worker, now_ms};
-use workers::{connection, next_event, pttl};
+use workers::{connection, first_event, hold_and_report, lease_end, push_event};
 
 const LOCK: &str = "skewed-clocks";
 const LOCK_KEY: &str = "job-lock:default:skewed-clocks";
@@ -87,9 +87,14 @@ fn skewed_worker(test: &str, offset: &str, url: &str) -> Worker {
 }
 
 /// Waits for a worker's `<what> <epoch_ms>` report; returns `<what>` and the
-/// worker's clock minus ours.
-async fn report(events: &mut redis::aio::MultiplexedConnection) -> Option<(String, i64)> {
-    let event = next_event(events, EVENTS, Duration::from_secs(10)).await?;
+/// worker's clock minus ours. Fails the test with the workers' output when
+/// none comes (`never` says what did not happen).
+async fn report(
+    events: &mut redis::aio::MultiplexedConnection,
+    workers: [&mut Worker; 2],
+    never: &str,
+) -> (String, i64) {
+    let event = first_event(events, EVENTS, workers, never).await;
     let ours = now_ms() as i64;
     let (what, at) = event
         .split_once(' ')
@@ -97,7 +102,7 @@ async fn report(events: &mut redis::aio::MultiplexedConnection) -> Option<(Strin
     let theirs: i64 = at
         .parse()
         .unwrap_or_else(|_| panic!("malformed report {event:?}"));
-    Some((what.to_owned(), theirs - ours))
+    (what.to_owned(), theirs - ours)
 }
 
 fn assert_skew(who: &str, skew_ms: i64, expected_ms: i64) {
@@ -118,31 +123,19 @@ async fn clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_ser
         .with_locked_by("normal-clock");
     let config = config();
 
-    let holder = skewed_worker("skewed_holder", "+2h", server.url());
+    let mut holder = skewed_worker("skewed_holder", "+2h", server.url());
     // Started at once, it waits for the holder's job to run before it tries.
-    let behind = skewed_worker("skewed_contender", "-2h", server.url());
+    let mut behind = skewed_worker("skewed_contender", "-2h", server.url());
 
-    let Some((what, holder_skew)) = report(&mut events).await else {
-        panic!(
-            "the skewed holder never reported:\n{}\n{}",
-            holder.kill_and_output(),
-            behind.kill_and_output()
-        );
-    };
+    let never = "the skewed holder never reported";
+    let (what, holder_skew) = report(&mut events, [&mut holder, &mut behind], never).await;
     let reported_at = Instant::now();
     assert_eq!(what, "held", "the holder (+2h) reported {what:?}");
     assert_skew("holder", holder_skew, SKEW_MS);
 
     // The server's clock alone sets the lease's end.
-    let sent = Instant::now();
-    let ttl = pttl(&mut events, LOCK_KEY).await;
-    let received = Instant::now();
-    assert!(
-        ttl > 0 && ttl <= LEASE.as_millis() as i64,
-        "the skewed holder's lease has {ttl} ms left, expected 0 < ttl <= {} ms",
-        LEASE.as_millis()
-    );
-    let lease_end_earliest = sent + Duration::from_millis(ttl.unsigned_abs() - 1);
+    let lease = lease_end(&mut events, LOCK_KEY, LEASE, "the skewed holder's").await;
+    let lease_end_earliest = lease.earliest;
     // The holder took the lock before it reported: its lease cannot end later than that.
     assert!(lease_end_earliest <= reported_at + LEASE);
     let value: String = redis::cmd("GET")
@@ -157,13 +150,8 @@ async fn clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_ser
         .map(|(locked_at, _)| locked_at.to_owned());
 
     // The process two hours behind is refused while the lease stands.
-    let Some((what, behind_skew)) = report(&mut events).await else {
-        panic!(
-            "the skewed contender never reported:\n{}\n{}",
-            behind.kill_and_output(),
-            holder.kill_and_output()
-        );
-    };
+    let never = "the skewed contender never reported";
+    let (what, behind_skew) = report(&mut events, [&mut behind, &mut holder], never).await;
     let behind_reported_at = Instant::now();
     assert_skew("contender", behind_skew, -SKEW_MS);
     assert_eq!(
@@ -205,10 +193,10 @@ async fn clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_ser
         locked_at.as_deref().unwrap_or("?"),
         behind_skew as f64 / 3_600_000.0,
         LEASE,
-        ttl_as_duration(ttl)
+        lease.ttl
     );
     assert!(
-        after_end <= Duration::from_millis(200) + (received - sent),
+        after_end <= Duration::from_millis(200) + lease.read_took,
         "the lock was free only {after_end:?} after the lease end"
     );
 
@@ -236,10 +224,6 @@ async fn clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_ser
     guard.unlock().await.unwrap();
 }
 
-fn ttl_as_duration(ttl: i64) -> Duration {
-    Duration::from_millis(ttl.unsigned_abs())
-}
-
 /// Takes the lock, reports `held <its clock>`, and runs past its lease.
 #[tokio::test]
 #[ignore = "a worker process of clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_servers_clock"]
@@ -247,33 +231,21 @@ async fn skewed_holder() -> Result<(), Box<dyn Error>> {
     let Ok(url) = std::env::var(URL_ENV) else {
         return Ok(());
     };
-    let executor = LockingTaskExecutor::new(
-        RedisLockProvider::connect(&url)
-            .await?
-            .with_locked_by("clock-ahead"),
-    );
-    let mut events = connection(&url).await;
-    let ran = executor
-        .execute(&config(), async {
-            redis::cmd("RPUSH")
-                .arg(EVENTS)
-                .arg(format!("held {}", now_ms()))
-                .query_async::<i64>(&mut events)
-                .await?;
-            // After the report, so the contender's report comes second.
-            redis::cmd("SET")
-                .arg(HOLDING)
-                .arg(1)
-                .query_async::<()>(&mut events)
-                .await?;
-            tokio::time::sleep(HOLDER_JOB).await;
-            Ok::<_, redis::RedisError>(())
-        })
-        .await?;
-    match ran {
-        Some(result) => Ok(result?),
-        None => Err("the lock was already held".into()),
-    }
+    let provider = RedisLockProvider::connect(&url)
+        .await?
+        .with_locked_by("clock-ahead");
+    hold_and_report(provider, &url, &config(), async |events| {
+        push_event(events, EVENTS, &format!("held {}", now_ms())).await?;
+        // After the report, so the contender's report comes second.
+        redis::cmd("SET")
+            .arg(HOLDING)
+            .arg(1)
+            .query_async::<()>(events)
+            .await?;
+        tokio::time::sleep(HOLDER_JOB).await;
+        Ok(())
+    })
+    .await
 }
 
 /// Waits for the holder's job to run, tries once, and reports `refused` or `acquired`
@@ -307,10 +279,6 @@ async fn skewed_contender() -> Result<(), Box<dyn Error>> {
         }
         None => "refused",
     };
-    redis::cmd("RPUSH")
-        .arg(EVENTS)
-        .arg(format!("{outcome} {}", now_ms()))
-        .query_async::<i64>(&mut events)
-        .await?;
+    push_event(&mut events, EVENTS, &format!("{outcome} {}", now_ms())).await?;
     Ok(())
 }

@@ -14,9 +14,8 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
 use shedlock_redis::RedisLockProvider;
-use shedlock_test_support::Worker;
 use shedlock_test_support::redis::RedisServer;
-use workers::{connection, next_event, pttl};
+use workers::{LeaseEnd, hold_and_report, lease_end, push_event, spawn_until_first_event};
 
 const LOCK: &str = "crashed-holder";
 const LOCK_KEY: &str = "job-lock:default:crashed-holder";
@@ -38,15 +37,15 @@ fn config() -> LockConfiguration {
 #[tokio::test]
 async fn a_killed_holders_lease_ends_at_lock_at_most_for_and_a_waiter_gets_it_at_once() {
     let server = RedisServer::start();
-    let mut events = connection(server.url()).await;
-    let mut holder = Worker::spawn("holder_process", &[(HOLDER_URL_ENV, server.url())]);
-
-    let Some(event) = next_event(&mut events, EVENTS, Duration::from_secs(10)).await else {
-        panic!(
-            "the holder never reported holding the lock:\n{}",
-            holder.kill_and_output()
-        );
-    };
+    let never = "the holder never reported holding the lock";
+    let (mut events, mut holder, event) = spawn_until_first_event(
+        server.url(),
+        "holder_process",
+        HOLDER_URL_ENV,
+        EVENTS,
+        never,
+    )
+    .await;
     let reported_at = Instant::now();
     assert_eq!(event, format!("held:{}", holder.pid()));
 
@@ -56,18 +55,13 @@ async fn a_killed_holders_lease_ends_at_lock_at_most_for_and_a_waiter_gets_it_at
 
     // The server's own clock says when the lease ends: between `sent + ttl`
     // and `received + ttl` on ours.
-    let sent = Instant::now();
-    let ttl = pttl(&mut events, LOCK_KEY).await;
-    let received = Instant::now();
-    assert!(
-        ttl > 0 && ttl <= LEASE.as_millis() as i64,
-        "after the holder died its lease has {ttl} ms left, expected 0 < ttl <= {} ms",
-        LEASE.as_millis()
-    );
-    let ttl = Duration::from_millis(ttl.unsigned_abs());
-    // PTTL rounds to whole milliseconds.
-    let lease_end_earliest = sent + ttl - Duration::from_millis(1);
-    let lease_end_latest = received + ttl + Duration::from_millis(1);
+    let whose = "after the holder died its";
+    let LeaseEnd {
+        earliest: lease_end_earliest,
+        latest: lease_end_latest,
+        read_took,
+        ..
+    } = lease_end(&mut events, LOCK_KEY, LEASE, whose).await;
     // The holder took the lock before it reported: its lease cannot end later than that.
     assert!(
         lease_end_earliest <= reported_at + LEASE,
@@ -146,10 +140,10 @@ async fn a_killed_holders_lease_ends_at_lock_at_most_for_and_a_waiter_gets_it_at
     println!(
         "crashed holder: lease end measured by PTTL (uncertainty {:?}); the {who} got the lock \
          {after_end:?} after it; the prober was refused {refused_before_end} times before it",
-        received - sent
+        read_took
     );
     assert!(
-        after_end <= HANDOFF_BOUND + (received - sent),
+        after_end <= HANDOFF_BOUND + read_took,
         "the {who} got the lock only {after_end:?} after the lease end"
     );
     for guard in [waiter_guard, prober_guard].into_iter().flatten() {
@@ -165,21 +159,11 @@ async fn holder_process() -> Result<(), Box<dyn Error>> {
     let Ok(url) = std::env::var(HOLDER_URL_ENV) else {
         return Ok(());
     };
-    let executor = LockingTaskExecutor::new(RedisLockProvider::connect(&url).await?);
-    let mut events = connection(&url).await;
-    let ran = executor
-        .execute(&config(), async {
-            redis::cmd("RPUSH")
-                .arg(EVENTS)
-                .arg(format!("held:{}", std::process::id()))
-                .query_async::<i64>(&mut events)
-                .await?;
-            tokio::time::sleep(Duration::from_secs(60)).await;
-            Ok::<_, redis::RedisError>(())
-        })
-        .await?;
-    match ran {
-        Some(result) => Ok(result?),
-        None => Err("the lock was held by someone else".into()),
-    }
+    let provider = RedisLockProvider::connect(&url).await?;
+    hold_and_report(provider, &url, &config(), async |events| {
+        push_event(events, EVENTS, &format!("held:{}", std::process::id())).await?;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        Ok(())
+    })
+    .await
 }

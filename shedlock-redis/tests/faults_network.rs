@@ -48,6 +48,21 @@ async fn direct(server: &RedisServer) -> RedisLockProvider {
         .with_locked_by("direct")
 }
 
+/// A server this test owns, a fault proxy in front of it, a provider
+/// through the proxy and one on the server's real port.
+async fn network() -> (
+    RedisServer,
+    FaultProxy,
+    RedisLockProvider,
+    RedisLockProvider,
+) {
+    let server = owned_server();
+    let proxy = FaultProxy::start(upstream(&server)).await;
+    let proxied = through(&proxy).await;
+    let direct = direct(&server).await;
+    (server, proxy, proxied, direct)
+}
+
 fn config(name: &str, lock_at_most_for: Duration) -> LockConfiguration {
     LockConfiguration::new(name, lock_at_most_for, Duration::ZERO).unwrap()
 }
@@ -81,10 +96,8 @@ impl Exclusive {
 
 #[tokio::test]
 async fn a_reply_delayed_past_the_response_timeout_is_reported_and_its_lease_released() {
-    let server = owned_server();
-    let proxy = FaultProxy::start(upstream(&server)).await;
-    let proxied = LockingTaskExecutor::new(through(&proxy).await);
-    let direct = direct(&server).await;
+    let (server, proxy, proxied, direct) = network().await;
+    let proxied = LockingTaskExecutor::new(proxied);
     let mut observer = connection(server.url()).await;
     let lock_at_most_for = Duration::from_secs(60);
     let warm_up = config("delayed-reply-warm-up", lock_at_most_for);
@@ -190,10 +203,7 @@ async fn a_reply_delayed_past_the_response_timeout_is_reported_and_its_lease_rel
 
 #[tokio::test]
 async fn a_release_whose_connection_is_reset_is_sent_again_and_frees_the_lock_at_once() {
-    let server = owned_server();
-    let proxy = FaultProxy::start(upstream(&server)).await;
-    let proxied = through(&proxy).await;
-    let direct = direct(&server).await;
+    let (_server, proxy, proxied, direct) = network().await;
     let config = config("reset-release", Duration::from_secs(60));
 
     let guard = proxied
@@ -224,10 +234,8 @@ async fn a_release_whose_connection_is_reset_is_sent_again_and_frees_the_lock_at
 
 #[tokio::test]
 async fn a_release_that_cannot_get_through_leaves_the_lease_to_end_at_lock_at_most_for() {
-    let server = owned_server();
-    let proxy = FaultProxy::start(upstream(&server)).await;
-    let proxied = through(&proxy).await;
-    let waiter = LockingTaskExecutor::new(direct(&server).await);
+    let (server, proxy, proxied, direct) = network().await;
+    let waiter = LockingTaskExecutor::new(direct);
     let mut observer = connection(server.url()).await;
     let lock_at_most_for = Duration::from_millis(1500);
     let config = config("lost-release", lock_at_most_for);
@@ -284,10 +292,8 @@ async fn a_release_that_cannot_get_through_leaves_the_lease_to_end_at_lock_at_mo
 
 #[tokio::test]
 async fn a_black_hole_under_keep_alive_tells_the_job_and_cancels_it_when_asked() {
-    let server = owned_server();
-    let proxy = FaultProxy::start(upstream(&server)).await;
-    let proxied = LockingTaskExecutor::new(through(&proxy).await);
-    let direct = direct(&server).await;
+    let (_server, proxy, proxied, direct) = network().await;
+    let proxied = LockingTaskExecutor::new(proxied);
     let lock_at_most_for = Duration::from_millis(1500);
     let (told, cancelled) = (
         config("black-hole-told", lock_at_most_for),

@@ -12,9 +12,8 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::LeaderElection;
 use shedlock_redis::RedisLockProvider;
-use shedlock_test_support::Worker;
 use shedlock_test_support::redis::RedisServer;
-use workers::{connection, next_event};
+use workers::{connection, push_event, spawn_until_first_event};
 
 const ELECTION: &str = "killed-leader";
 const LEASE: Duration = Duration::from_secs(2);
@@ -35,11 +34,15 @@ async fn election(url: &str) -> LeaderElection<RedisLockProvider> {
 #[tokio::test]
 async fn a_killed_leader_is_replaced_within_the_lease_and_a_retry_period() {
     let server = RedisServer::start();
-    let mut events = connection(server.url()).await;
-    let mut leader = Worker::spawn("leader_process", &[(LEADER_URL_ENV, server.url())]);
-    let Some(event) = next_event(&mut events, EVENTS, Duration::from_secs(10)).await else {
-        panic!("the leader never led:\n{}", leader.kill_and_output());
-    };
+    let never = "the leader never led";
+    let (_events, mut leader, event) = spawn_until_first_event(
+        server.url(),
+        "leader_process",
+        LEADER_URL_ENV,
+        EVENTS,
+        never,
+    )
+    .await;
     let killed_term: u64 = event
         .strip_prefix("leading:")
         .and_then(|term| term.parse().ok())
@@ -86,10 +89,8 @@ async fn leader_process() {
     let election = election(&url).await;
     let _ = election
         .run(|leadership| async move {
-            let () = redis::cmd("RPUSH")
-                .arg(EVENTS)
-                .arg(format!("leading:{}", leadership.term()))
-                .query_async(&mut events)
+            let leading = format!("leading:{}", leadership.term());
+            push_event(&mut events, EVENTS, &leading)
                 .await
                 .unwrap_or_else(|err| panic!("cannot report: {err}"));
             tokio::time::sleep(Duration::from_secs(60)).await;

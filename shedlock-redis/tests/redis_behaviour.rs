@@ -434,7 +434,7 @@ async fn an_acquisition_resent_after_a_lost_reply_still_owns_the_lock() {
     // with the same token, and a shared acquisition must not take its
     // permits twice.
     let server = RedisServer::start();
-    let mut connection = Client::open(server.url())
+    let connection = Client::open(server.url())
         .unwrap()
         .get_multiplexed_async_connection()
         .await
@@ -444,7 +444,8 @@ async fn an_acquisition_resent_after_a_lost_reply_still_owns_the_lock() {
         include_str!("../src/scripts/lease_value.lua"),
         include_str!("../src/scripts/acquire.lua")
     ));
-    let run = |name: &str, value: &'static str, permits: u32, capacity: i64| {
+    // The script's answer: a token when it took the lock, negative when not.
+    let run = async |name: &str, value: &str, permits: u32, capacity: i64| -> i64 {
         let lock = format!("job-lock:default:{name}");
         let mut invocation = acquire.key(&lock);
         invocation
@@ -459,20 +460,14 @@ async fn an_acquisition_resent_after_a_lost_reply_still_owns_the_lock() {
             .arg("")
             .arg(0);
         invocation
+            .invoke_async(&mut connection.clone())
+            .await
+            .unwrap()
     };
     // Exclusive.
-    let first: i64 = run("resent", "value-1", 0, -1)
-        .invoke_async(&mut connection)
-        .await
-        .unwrap();
-    let resent: i64 = run("resent", "value-1", 0, -1)
-        .invoke_async(&mut connection)
-        .await
-        .unwrap();
-    let other: i64 = run("resent", "value-2", 0, -1)
-        .invoke_async(&mut connection)
-        .await
-        .unwrap();
+    let first = run("resent", "value-1", 0, -1).await;
+    let resent = run("resent", "value-1", 0, -1).await;
+    let other = run("resent", "value-2", 0, -1).await;
     assert!(first > 0);
     assert_eq!(
         resent, first,
@@ -481,28 +476,16 @@ async fn an_acquisition_resent_after_a_lost_reply_still_owns_the_lock() {
     assert!(other < 0, "another acquisition must still be refused");
 
     // Counted: 2 of 3 permits, resent, leaves 1 permit for someone else.
-    let first: i64 = run("resent-counted", "value-1", 2, 3)
-        .invoke_async(&mut connection)
-        .await
-        .unwrap();
-    let resent: i64 = run("resent-counted", "value-1", 2, 3)
-        .invoke_async(&mut connection)
-        .await
-        .unwrap();
+    let first = run("resent-counted", "value-1", 2, 3).await;
+    let resent = run("resent-counted", "value-1", 2, 3).await;
     assert!(first > 0);
     assert_eq!(
         resent, first,
         "the resent shared acquisition must get its own token back"
     );
-    let one: i64 = run("resent-counted", "value-2", 1, 3)
-        .invoke_async(&mut connection)
-        .await
-        .unwrap();
+    let one = run("resent-counted", "value-2", 1, 3).await;
     assert!(one > first, "the permit left must still be free");
-    let none: i64 = run("resent-counted", "value-3", 1, 3)
-        .invoke_async(&mut connection)
-        .await
-        .unwrap();
+    let none = run("resent-counted", "value-3", 1, 3).await;
     assert!(none < 0, "the resend took its permits twice");
 }
 

@@ -87,7 +87,7 @@ impl Handoff {
         let table = unique_table_name("notify");
         let provider = support::postgres(&table).await;
         let pool = provider.pool().clone();
-        let holder = Worker::spawn("holder_process", &[(HOLDER_TABLE_ENV, &table)]);
+        let mut holder = Worker::spawn("holder_process", &[(HOLDER_TABLE_ENV, &table)]);
         let deadline = Instant::now() + Duration::from_secs(20);
         let held = format!(
             "SELECT count(*) FROM {table} WHERE name = $1 AND lock_until > now() AT TIME ZONE 'UTC'"

@@ -122,7 +122,7 @@ impl Worker {
     }
 
     /// Kills the worker and returns what it printed, for a failure message.
-    pub fn kill_and_output(mut self) -> String {
+    pub fn kill_and_output(&mut self) -> String {
         self.kill();
         self.output()
     }

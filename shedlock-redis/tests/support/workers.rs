@@ -5,8 +5,8 @@
 
 use std::time::{Duration, Instant};
 
-use shedlock_test_support::free_port;
 use shedlock_test_support::redis::RedisServer;
+use shedlock_test_support::{Worker, free_port};
 
 /// A private server this test owns, even when `SHEDLOCK_TEST_REDIS_URL` names
 /// a shared one: the test kills, restarts or reconfigures it.
@@ -39,6 +39,106 @@ pub async fn next_event(
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     None
+}
+
+/// The next event pushed to `list` within 10 s; fails the test with the
+/// output of `workers` when none comes (`never` says what did not happen).
+pub async fn first_event<const N: usize>(
+    events: &mut redis::aio::MultiplexedConnection,
+    list: &str,
+    workers: [&mut Worker; N],
+    never: &str,
+) -> String {
+    match next_event(events, list, Duration::from_secs(10)).await {
+        Some(event) => event,
+        None => {
+            let outputs: Vec<String> = workers.into_iter().map(Worker::kill_and_output).collect();
+            panic!("{never}:\n{}", outputs.join("\n"))
+        }
+    }
+}
+
+/// Spawns the worker `test`, `url_env` naming the server at `url` to it,
+/// and waits for the first event it pushes to `list` ([`first_event`]).
+/// Returns a connection to read its later events, the worker and the event.
+pub async fn spawn_until_first_event(
+    url: &str,
+    test: &str,
+    url_env: &str,
+    list: &str,
+    never: &str,
+) -> (redis::aio::MultiplexedConnection, Worker, String) {
+    let mut events = connection(url).await;
+    let mut worker = Worker::spawn(test, &[(url_env, url)]);
+    let event = first_event(&mut events, list, [&mut worker], never).await;
+    (events, worker, event)
+}
+
+/// A worker's turn as the holder: takes `config` with `provider` (on the
+/// server at `url`) and runs `job`, given a connection for its reports; an
+/// error when the lock was held by someone else, or a report failed.
+pub async fn hold_and_report(
+    provider: shedlock_redis::RedisLockProvider,
+    url: &str,
+    config: &shedlock_core::LockConfiguration,
+    job: impl AsyncFnOnce(&mut redis::aio::MultiplexedConnection) -> redis::RedisResult<()>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let executor = shedlock_core::LockingTaskExecutor::new(provider);
+    let mut events = connection(url).await;
+    match executor.execute(config, job(&mut events)).await? {
+        Some(result) => Ok(result?),
+        None => Err("the lock was held by someone else".into()),
+    }
+}
+
+/// Pushes `event` to the Redis list `list`: a worker's report to the test.
+pub async fn push_event(
+    connection: &mut redis::aio::MultiplexedConnection,
+    list: &str,
+    event: &str,
+) -> redis::RedisResult<()> {
+    redis::cmd("RPUSH")
+        .arg(list)
+        .arg(event)
+        .query_async::<i64>(connection)
+        .await
+        .map(drop)
+}
+
+/// When the lease on `key` ends by the server's clock, read on ours: no
+/// sooner than `earliest`, no later than `latest` (PTTL's rounding to whole
+/// milliseconds included). Fails the test unless 0 < PTTL <= `lease`, saying
+/// whose lease (`whose`) it was.
+pub struct LeaseEnd {
+    pub earliest: Instant,
+    pub latest: Instant,
+    /// The PTTL read.
+    pub ttl: Duration,
+    /// How long reading it took.
+    pub read_took: Duration,
+}
+
+pub async fn lease_end(
+    connection: &mut redis::aio::MultiplexedConnection,
+    key: &str,
+    lease: Duration,
+    whose: &str,
+) -> LeaseEnd {
+    let sent = Instant::now();
+    let ttl = pttl(connection, key).await;
+    let received = Instant::now();
+    assert!(
+        ttl > 0 && ttl <= lease.as_millis() as i64,
+        "{whose} lease has {ttl} ms left, expected 0 < ttl <= {} ms",
+        lease.as_millis()
+    );
+    let ttl = Duration::from_millis(ttl.unsigned_abs());
+    LeaseEnd {
+        earliest: sent + ttl - Duration::from_millis(1),
+        latest: received + ttl + Duration::from_millis(1),
+        ttl,
+        read_took: received - sent,
+    }
 }
 
 /// A plain connection to `url` for the test's own commands.
