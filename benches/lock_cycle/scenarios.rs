@@ -218,6 +218,20 @@ async fn joined_rate(bench: &Bench, path: Path, run_for: Duration) -> BenchResul
 pub(crate) async fn joined(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
     const RUNS: usize = 3;
     const RUN_FOR: Duration = Duration::from_secs(3);
+    // `JOINED_ONLY=floor|try_lock`: one side alone for 10 s, to profile it.
+    if let Ok(side) = std::env::var("JOINED_ONLY") {
+        let path = if side == "floor" {
+            Path::Floor
+        } else {
+            Path::TryLock
+        };
+        let rate = joined_rate(bench, path, Duration::from_secs(10)).await?;
+        println!(
+            "{TASKS} loops joined, {} alone: {rate:.0} cycles/s",
+            path.label()
+        );
+        return Ok(());
+    }
     joined_rate(bench, Path::TryLock, Duration::from_millis(500)).await?; // warm-up
     let (mut floor, mut ours, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..RUNS {

@@ -40,8 +40,8 @@ pub fn unique_acquisition_id() -> String {
 /// The longest [`unique_acquisition_id`]: 16 + 1 + 8 + 1 + 16 hex digits and dashes.
 pub const UNIQUE_ACQUISITION_ID_MAX_LEN: usize = 42;
 
-/// Appends a [`unique_acquisition_id`] to `out` (no allocation of its own,
-/// no formatting machinery: providers build a lock value per acquisition).
+/// Appends a [`unique_acquisition_id`] to `out` (no allocation of its own:
+/// providers build a lock value per acquisition).
 pub fn write_unique_acquisition_id(out: &mut String) {
     static PROCESS_NONCE: OnceLock<String> = OnceLock::new();
     static COUNTER: AtomicU64 = AtomicU64::new(0);
