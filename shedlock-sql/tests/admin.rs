@@ -10,10 +10,13 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use shedlock_core::{
-    LockAdmin, LockConfiguration, LockError, LockGuard, LockMode, LockProvider, LockState,
+    LockAdmin, LockConfiguration, LockError, LockMode, LockProvider, LockState,
     LockingTaskExecutor, MAX_PERMITS,
 };
-use shedlock_test_support::conformance::unique_name;
+use shedlock_test_support::conformance::{
+    Make, acquire, assert_skipped, token_of_a_cycle, unique_name,
+};
+use shedlock_test_support::kinds::{AdminProvider, admin, state};
 use shedlock_test_support::sql::TestTable;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -22,39 +25,10 @@ fn config(name: &str) -> LockConfiguration {
     LockConfiguration::new(name, LONG, Duration::ZERO).unwrap_or_else(|err| panic!("{err}"))
 }
 
-async fn acquire<P: LockProvider>(provider: &P, config: &LockConfiguration) -> LockGuard {
-    match provider.try_lock(config).await {
-        Ok(Some(guard)) => guard,
-        other => panic!("'{}' should be free: {other:?}", config.name()),
-    }
-}
-
-async fn assert_skipped<P: LockProvider>(provider: &P, config: &LockConfiguration) {
-    match provider.try_lock(config).await {
-        Ok(None) => {}
-        other => panic!("'{}' should be skipped: {other:?}", config.name()),
-    }
-}
-
-async fn state<P: LockAdmin>(provider: &P, name: &str) -> LockState {
-    provider
-        .lock_state(name)
-        .await
-        .unwrap_or_else(|err| panic!("reading '{name}': {err}"))
-}
-
-async fn admin<T>(what: &str, result: impl Future<Output = Result<T, LockError>>) -> T {
-    result.await.unwrap_or_else(|err| panic!("{what}: {err}"))
-}
-
 /// A pause makes every acquisition skip, of a name never locked and of one
 /// with a row; the resume lets the next one in.
-async fn a_paused_lock_is_skipped_until_resumed<P, Fut>(make: impl Fn() -> Fut)
-where
-    P: LockProvider + LockAdmin,
-    Fut: Future<Output = P>,
-{
-    let (service, operator) = (make().await, make().await);
+async fn a_paused_lock_is_skipped_until_resumed<P: AdminProvider>(make: impl Make<P>) {
+    let (service, operator) = make.two().await;
     let fresh = config(&unique_name("paused-fresh"));
     let used = config(&unique_name("paused-used"));
     acquire(&service, &used)
@@ -79,13 +53,9 @@ where
 }
 
 /// The executor skips a paused job and runs it after the resume.
-async fn a_paused_job_does_not_run<P, Fut>(make: impl Fn() -> Fut)
-where
-    P: LockProvider + LockAdmin,
-    Fut: Future<Output = P>,
-{
-    let operator = make().await;
-    let executor = LockingTaskExecutor::new(make().await);
+async fn a_paused_job_does_not_run<P: AdminProvider>(make: impl Make<P>) {
+    let operator = make.one().await;
+    let executor = LockingTaskExecutor::new(make.one().await);
     let job = config(&unique_name("paused-job"));
     admin("pause", operator.pause(job.name())).await;
     let ran = executor.execute(&job, async { "ran" }).await;
@@ -97,12 +67,8 @@ where
 
 /// A lock paused by default (`with_capacity(0)`) runs once an operator
 /// stores a capacity, and stops again when it is set back to 0.
-async fn a_lock_paused_by_default_runs_once_given_a_capacity<P, Fut>(make: impl Fn() -> Fut)
-where
-    P: LockProvider + LockAdmin,
-    Fut: Future<Output = P>,
-{
-    let provider = make().await;
+async fn a_lock_paused_by_default_runs_once_given_a_capacity<P: AdminProvider>(make: impl Make<P>) {
+    let provider = make.one().await;
     let name = unique_name("paused-by-default");
     let job = config(&name)
         .with_capacity(0)
@@ -121,12 +87,8 @@ where
 
 /// The state shows the row's holder: who (without the acquisition's id),
 /// since when, how long it has left by the database's clock, its token.
-async fn the_state_shows_the_holder_of_the_row<P, Fut>(make: impl Fn() -> Fut)
-where
-    P: LockProvider + LockAdmin,
-    Fut: Future<Output = P>,
-{
-    let (holder, operator) = (make().await, make().await);
+async fn the_state_shows_the_holder_of_the_row<P: AdminProvider>(make: impl Make<P>) {
+    let (holder, operator) = make.two().await;
     let name = unique_name("state");
     let free = state(&operator, &name).await;
     assert_eq!(free.name, name);
@@ -188,12 +150,8 @@ where
 }
 
 /// The list holds held and configured locks, sorted by name.
-async fn the_list_holds_held_and_configured_locks_sorted<P, Fut>(make: impl Fn() -> Fut)
-where
-    P: LockProvider + LockAdmin,
-    Fut: Future<Output = P>,
-{
-    let provider = make().await;
+async fn the_list_holds_held_and_configured_locks_sorted<P: AdminProvider>(make: impl Make<P>) {
+    let provider = make.one().await;
     let base = unique_name("list");
     let (held, paused, sized) = (
         format!("{base}-c-held"),
@@ -222,12 +180,8 @@ where
 
 /// Force-release ends the lease now: the holder's extension and release
 /// find it gone, the next holder's token is greater, a second one finds none.
-async fn force_release_ends_the_lease<P, Fut>(make: impl Fn() -> Fut)
-where
-    P: LockProvider + LockAdmin,
-    Fut: Future<Output = P>,
-{
-    let (holder, operator) = (make().await, make().await);
+async fn force_release_ends_the_lease<P: AdminProvider>(make: impl Make<P>) {
+    let (holder, operator) = make.two().await;
     let job = config(&unique_name("force"));
     let mut stuck = acquire(&holder, &job).await;
     let stuck_token = stuck
@@ -263,12 +217,8 @@ where
 
 /// Names the library refuses, and capacities above the maximum, are usage
 /// errors before any statement.
-async fn bad_names_and_capacities_are_refused<P, Fut>(make: impl Fn() -> Fut)
-where
-    P: LockProvider + LockAdmin,
-    Fut: Future<Output = P>,
-{
-    let provider = make().await;
+async fn bad_names_and_capacities_are_refused<P: AdminProvider>(make: impl Make<P>) {
+    let provider = make.one().await;
     let long = "n".repeat(65);
     for name in ["", "  ", long.as_str()] {
         let results = [
@@ -372,7 +322,7 @@ where
     P: LockProvider + LockAdmin + Prune,
     Fut: Future<Output = P>,
 {
-    let provider = make().await;
+    let provider = make.one().await;
     let base = unique_name("prune");
     let (old, recent, held, paused) = (
         config(&format!("{base}-old")),
@@ -448,7 +398,7 @@ where
     P: LockProvider + LockAdmin + Prune,
     Fut: Future<Output = P>,
 {
-    let provider = make().await;
+    let provider = make.one().await;
     let lock = config(&unique_name("java-insert"));
     let before = token_of_a_cycle(&provider, &lock).await;
     // Past the release's millisecond, which prune compares by.
@@ -465,17 +415,6 @@ where
     provider.update_as_java(lock.name()).await;
     let last = token_of_a_cycle(&provider, &lock).await;
     assert!(last > after, "token {last} after {after}");
-}
-
-/// Takes the free lock, reads its token, and releases it.
-async fn token_of_a_cycle<P: LockProvider>(provider: &P, lock: &LockConfiguration) -> u64 {
-    let guard = acquire(provider, lock).await;
-    let token = guard
-        .fencing_token()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
-    token
 }
 
 /// One `#[tokio::test]` per case, for the provider `$make` gives; kit

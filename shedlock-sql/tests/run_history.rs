@@ -10,11 +10,12 @@ mod support;
 use std::time::Duration;
 
 use shedlock_core::{
-    FinishedRun, LockConfiguration, LockError, LockingTaskExecutor, RUN_HISTORY_LEN, RunOutcome,
+    FinishedRun, LockConfiguration, LockingTaskExecutor, RUN_HISTORY_LEN, RunOutcome,
 };
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock_test_support::conformance::unique_name;
 use shedlock_test_support::sql::TestTable;
+use support::assert_store_errors_say;
 fn config(name: &str) -> LockConfiguration {
     LockConfiguration::new(name, Duration::from_secs(30), Duration::ZERO)
         .unwrap_or_else(|err| panic!("{err}"))
@@ -138,20 +139,16 @@ async fn a_missing_runs_table_is_a_clear_error_giving_its_ddl<P: RunsTable>(prov
         fresh.try_lock(&config("no-runs")).await.map(drop),
         fresh.run_history("no-runs").await.map(drop),
     ];
-    for result in results {
-        let err = match result {
-            Err(err @ LockError::Store { .. }) => err.to_string(),
-            other => panic!("a missing runs table must be a store error: {other:?}"),
-        };
-        for expected in [
+    assert_store_errors_say(
+        results,
+        "a missing runs table",
+        &[
             "_runs'",
             "create_table_if_missing",
             "CREATE TABLE IF NOT EXISTS",
             "duration_ms BIGINT",
-        ] {
-            assert!(err.contains(expected), "{expected:?} missing from: {err}");
-        }
-    }
+        ],
+    );
 }
 
 /// The providers on `table`, created if missing; `History::Default`: as
@@ -189,32 +186,29 @@ macro_rules! run_history_tests {
     ($($database:ident),*) => {$(
         mod $database {
             use shedlock_test_support::sql::unique_table_name;
+            use super::History::{Default, On};
 
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn the_table_keeps_the_last_20_runs_of_each_name() {
-                let provider = super::$database(&unique_table_name("runs"), super::History::On).await;
-                super::the_table_keeps_the_last_20_runs_of_each_name(provider).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn a_release_after_the_lease_ended_records_a_lost_run() {
-                let provider = super::$database(&unique_table_name("runs"), super::History::On).await;
-                super::a_release_after_the_lease_ended_records_a_lost_run(provider).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn history_off_records_nothing() {
-                let provider = super::$database(&unique_table_name("runs"), super::History::Default).await;
-                super::history_off_records_nothing(provider).await;
-            }
+            run_history_tests!(@on_a_new_table $database:
+                the_table_keeps_the_last_20_runs_of_each_name: On,
+                a_release_after_the_lease_ended_records_a_lost_run: On,
+                history_off_records_nothing: Default,
+            );
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn a_missing_runs_table_is_a_clear_error_giving_its_ddl() {
                 let table = unique_table_name("no_runs");
-                let provider = super::$database(&table, super::History::On).await;
-                let fresh = super::$database(&table, super::History::On).await;
+                let provider = super::$database(&table, On).await;
+                let fresh = super::$database(&table, On).await;
                 super::a_missing_runs_table_is_a_clear_error_giving_its_ddl(provider, fresh).await;
             }
+        }
+    )*};
+    // Each `$case`, given the provider on a new table, its history `$history`.
+    (@on_a_new_table $database:ident: $($case:ident: $history:ident),* $(,)?) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $case() {
+            let provider = super::$database(&unique_table_name("runs"), $history).await;
+            super::$case(provider).await;
         }
     )*};
 }

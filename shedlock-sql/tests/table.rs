@@ -4,14 +4,18 @@
 //! rows with ShedLock for Java, whose statements are replayed here as its
 //! `JdbcTemplateStorageAccessor` sends them (times from the client, in UTC).
 
+mod support;
+
 use std::time::{Duration, SystemTime};
 
 use shedlock_core::{BoxFuture, LockAdmin, LockConfiguration, LockError, LockProvider};
 use shedlock_sql::sqlx;
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
+use shedlock_test_support::conformance::{acquire, assert_held, token_of_a_cycle};
 use shedlock_test_support::sql::{
     TestTable, connect_mysql, connect_postgres, open_sqlite, sqlite_file, unique_table_name,
 };
+use support::assert_store_errors_say;
 
 const LONG: Duration = Duration::from_secs(30);
 
@@ -268,23 +272,6 @@ macro_rules! has_table {
 
 has_table!(PostgresLockProvider, MySqlLockProvider, SqliteLockProvider);
 
-async fn acquire<P: LockProvider>(
-    provider: &P,
-    config: &LockConfiguration,
-) -> shedlock_core::LockGuard {
-    match provider.try_lock(config).await {
-        Ok(Some(guard)) => guard,
-        other => panic!("lock '{}' should be free: {other:?}", config.name()),
-    }
-}
-
-async fn assert_held<P: LockProvider>(provider: &P, config: &LockConfiguration) {
-    match provider.try_lock(config).await {
-        Ok(None) => {}
-        other => panic!("lock '{}' should be held: {other:?}", config.name()),
-    }
-}
-
 async fn names_longer_than_the_column_are_refused_before_any_statement<P: LockProvider>(
     provider: P,
 ) {
@@ -311,19 +298,15 @@ async fn a_holders_table_with_other_columns_is_a_clear_error<P: LockProvider + L
         provider.try_lock(&base.clone().shared()).await.map(drop),
         provider.lock_state("bad-holders").await.map(drop),
     ];
-    for result in results {
-        let err = match result {
-            Err(err @ LockError::Store { .. }) => err.to_string(),
-            other => panic!("a holders table without its columns must be refused: {other:?}"),
-        };
-        for expected in [
+    assert_store_errors_say(
+        results,
+        "a holders table without its columns",
+        &[
             "_holders' has no column locked_by, permits",
             "CREATE TABLE IF NOT EXISTS",
             "permits INT",
-        ] {
-            assert!(err.contains(expected), "{expected:?} missing from: {err}");
-        }
-    }
+        ],
+    );
 }
 
 /// Without the exclusive waiters' table, calls fail with an error that
@@ -339,32 +322,23 @@ async fn a_missing_waiters_table_is_a_clear_error_giving_its_ddl<P: LockProvider
         provider.try_lock(&counted).await.map(drop),
         provider.lock_state("no-waiters").await.map(drop),
     ];
-    for result in results {
-        let err = match result {
-            Err(err @ LockError::Store { .. }) => err.to_string(),
-            other => panic!("a missing waiters table must be a store error: {other:?}"),
-        };
-        for expected in [
+    assert_store_errors_say(
+        results,
+        "a missing waiters table",
+        &[
             "there is no table",
             "_waiters'",
             "create_table_if_missing",
             "queued_until",
-        ] {
-            assert!(err.contains(expected), "{expected:?} missing from: {err}");
-        }
-    }
+        ],
+    );
 }
 
 async fn a_missing_table_is_a_clear_error<P: LockProvider>(provider: P) {
     let result = provider
         .try_lock(&config("missing-table", Duration::ZERO))
         .await;
-    match result {
-        Err(err @ LockError::Store { .. }) => {
-            assert!(err.to_string().contains("create_table_if_missing"), "{err}")
-        }
-        other => panic!("a missing table must be a store error: {other:?}"),
-    }
+    assert_store_errors_say([result], "a missing table", &["create_table_if_missing"]);
 }
 
 /// Without the companion table (ShedLock's table made by hand, as a Java
@@ -381,20 +355,16 @@ async fn a_missing_settings_table_is_a_clear_error_giving_its_ddl<P: LockProvide
         provider.lock_state("no-settings").await.map(drop),
         provider.pause("no-settings").await,
     ];
-    for result in results {
-        let err = match result {
-            Err(err @ LockError::Store { .. }) => err.to_string(),
-            other => panic!("a missing settings table must be a store error: {other:?}"),
-        };
-        for expected in [
+    assert_store_errors_say(
+        results,
+        "a missing settings table",
+        &[
             "_settings'",
             "create_table_if_missing",
             "CREATE TABLE IF NOT EXISTS",
             "capacity INT",
-        ] {
-            assert!(err.contains(expected), "{expected:?} missing from: {err}");
-        }
-    }
+        ],
+    );
 }
 
 /// On ShedLock for Java's table alone (its four columns, no companion
@@ -517,18 +487,10 @@ async fn the_fencing_column_rises_with_every_acquisition<P: Table + HasTable>(pr
         "create_table_if_missing adds the fencing column"
     );
     let config = config("counted", Duration::ZERO);
-    let token = |guard: shedlock_core::LockGuard| async move {
-        let token = guard
-            .fencing_token()
-            .await
-            .unwrap_or_else(|err| panic!("{err}"));
-        guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
-        token
-    };
     // A new row's counter starts at the database's clock in microseconds
     // (the same machine's here); each acquisition then takes max(counter + 1,
     // the clock), as on Redis, so tokens rise whatever wrote the row before.
-    let first = token(acquire(&provider, &config).await).await;
+    let first = token_of_a_cycle(&provider, &config).await;
     let clock = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |since| since.as_micros());
@@ -538,7 +500,7 @@ async fn the_fencing_column_rises_with_every_acquisition<P: Table + HasTable>(pr
     );
     let mut last = first;
     for _ in 0..2 {
-        let next = token(acquire(&provider, &config).await).await;
+        let next = token_of_a_cycle(&provider, &config).await;
         assert!(next > last, "token {next} after {last}");
         last = next;
     }
@@ -546,7 +508,7 @@ async fn the_fencing_column_rises_with_every_acquisition<P: Table + HasTable>(pr
     // gave: SQLite's clock counts milliseconds, so one passes first.
     tokio::time::sleep(Duration::from_millis(5)).await;
     assert_eq!(provider.delete_row(config.name()).await, 1);
-    let again = token(acquire(&provider, &config).await).await;
+    let again = token_of_a_cycle(&provider, &config).await;
     assert!(again > last, "{again} after {last}");
 }
 

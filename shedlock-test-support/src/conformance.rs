@@ -79,7 +79,7 @@ pub(crate) const SHORT: Duration = Duration::from_millis(300);
 pub(crate) const PAST_SHORT: Duration = Duration::from_millis(600);
 
 /// The guard's fencing token; a test failure when it cannot be had.
-pub(crate) async fn token_of(guard: &LockGuard) -> u64 {
+pub async fn token_of(guard: &LockGuard) -> u64 {
     guard
         .fencing_token()
         .await
@@ -105,10 +105,8 @@ pub(crate) fn config_named(name: &str) -> LockConfiguration {
     config(name, LONG, Duration::ZERO)
 }
 
-pub(crate) async fn acquire<P: LockProvider>(
-    provider: &P,
-    config: &LockConfiguration,
-) -> LockGuard {
+/// Takes `config`'s lock, which must be free; a test failure otherwise.
+pub async fn acquire<P: LockProvider>(provider: &P, config: &LockConfiguration) -> LockGuard {
     match provider.try_lock(config).await {
         Ok(Some(guard)) => guard,
         Ok(None) => fail!("lock '{}' should be free, but it is held", config.name()),
@@ -116,14 +114,26 @@ pub(crate) async fn acquire<P: LockProvider>(
     }
 }
 
-pub(crate) async fn assert_held<P: LockProvider>(provider: &P, config: &LockConfiguration) {
+/// Fails the test unless an attempt at `config`'s lock is refused
+/// (`Ok(None)`) because it is held.
+pub async fn assert_held<P: LockProvider>(provider: &P, config: &LockConfiguration) {
+    assert_refused(provider, config, "held").await;
+}
+
+/// Fails the test unless an attempt at `config`'s lock is refused
+/// (`Ok(None)`) because it is paused.
+pub async fn assert_skipped<P: LockProvider>(provider: &P, config: &LockConfiguration) {
+    assert_refused(provider, config, "paused").await;
+}
+
+async fn assert_refused<P: LockProvider>(provider: &P, config: &LockConfiguration, why: &str) {
     match provider.try_lock(config).await {
         Ok(None) => {}
         Ok(Some(guard)) => {
             let token = token_of(&guard).await;
             let _ = guard.unlock().await;
             fail!(
-                "lock '{}' should be held, but was taken again (token {token})",
+                "lock '{}' should be {why}, but was taken (token {token})",
                 config.name()
             )
         }
@@ -131,7 +141,16 @@ pub(crate) async fn assert_held<P: LockProvider>(provider: &P, config: &LockConf
     }
 }
 
-pub(crate) async fn unlock(guard: LockGuard) {
+/// Takes the free lock, reads its fencing token, and releases it.
+pub async fn token_of_a_cycle<P: LockProvider>(provider: &P, config: &LockConfiguration) -> u64 {
+    let guard = acquire(provider, config).await;
+    let token = token_of(&guard).await;
+    unlock(guard).await;
+    token
+}
+
+/// Releases `guard`; a test failure when the release fails.
+pub async fn unlock(guard: LockGuard) {
     let name = guard.name().to_owned();
     if let Err(err) = guard.unlock().await {
         fail!("unlocking '{name}' failed: {err}");

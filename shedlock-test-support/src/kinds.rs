@@ -40,14 +40,16 @@ fn with_kind(config: LockConfiguration, permits: u32, capacity: Option<u32>) -> 
     }
 }
 
-async fn state<P: LockAdmin>(provider: &P, name: &str) -> LockState {
+/// The state of the lock `name`; a test failure when it cannot be read.
+pub async fn state<P: LockAdmin>(provider: &P, name: &str) -> LockState {
     provider
         .lock_state(name)
         .await
         .unwrap_or_else(|err| fail!("reading the state of '{name}' failed: {err}"))
 }
 
-async fn admin<T>(what: &str, result: impl Future<Output = Result<T, LockError>>) -> T {
+/// The result of the operators' call `what`; a test failure when it failed.
+pub async fn admin<T>(what: &str, result: impl Future<Output = Result<T, LockError>>) -> T {
     result
         .await
         .unwrap_or_else(|err| fail!("{what} failed: {err}"))

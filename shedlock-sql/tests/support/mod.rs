@@ -5,7 +5,10 @@
 // Each test binary uses some of these.
 #![allow(dead_code, unused_macros, unused_imports)]
 
+use std::fmt::Debug;
 use std::path::PathBuf;
+
+use shedlock_core::LockError;
 
 use shedlock_sql::{DEFAULT_TABLE_NAME, SqliteLockProvider};
 pub use shedlock_test_support::sql::{TestTable, mysql, postgres};
@@ -35,3 +38,21 @@ macro_rules! provider_on_own_table {
 }
 
 pub(crate) use provider_on_own_table;
+
+/// Fails the test unless every one of `results` is a store error whose
+/// message has each of `expected` (`what` names the fault in the message).
+pub fn assert_store_errors_say<T: Debug>(
+    results: impl IntoIterator<Item = Result<T, LockError>>,
+    what: &str,
+    expected: &[&str],
+) {
+    for result in results {
+        let err = match result {
+            Err(err @ LockError::Store { .. }) => err.to_string(),
+            other => panic!("{what} must be a store error: {other:?}"),
+        };
+        for expected in expected {
+            assert!(err.contains(expected), "{expected:?} missing from: {err}");
+        }
+    }
+}
