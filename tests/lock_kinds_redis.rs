@@ -388,7 +388,7 @@ async fn four_processes_never_exceed_the_capacity_or_share_an_exclusive_run() {
     let workers = spawn_workers(
         "mixed_worker_process",
         4,
-        MIX_WORKER_ENV,
+        Some(MIX_WORKER_ENV),
         &[(MIX_URL_ENV, server.url())],
     );
     finish_workers(workers, Duration::from_secs(30), &[]).await;

@@ -57,7 +57,7 @@ async fn four_processes_run_every_tick_exactly_once() -> anyhow::Result<()> {
     let workers = spawn_workers(
         "worker_process",
         WORKERS,
-        WORKER_ID_ENV,
+        Some(WORKER_ID_ENV),
         &[
             (WORKER_URL_ENV, server.url()),
             (WORKER_TICKS_ENV, &ticks.to_string()),

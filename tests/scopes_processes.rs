@@ -124,7 +124,7 @@ async fn scopes_spread_move_and_come_back<A: LockAdmin>(
     let started = Instant::now();
     let mut envs = vec![(URL_ENV, server.url())];
     envs.extend_from_slice(store);
-    let mut workers = spawn_workers("scope_worker", WORKERS, WORKER_ENV, &envs);
+    let mut workers = spawn_workers("scope_worker", WORKERS, Some(WORKER_ENV), &envs);
 
     // Convergence: every scope owned, 10 ± 2 each.
     let converged = loop {
@@ -245,7 +245,7 @@ async fn an_owner_paused_past_its_lease_runs_nothing_stale<A: LockAdmin>(
     let scopes = PAUSED_SCOPES.to_string();
     let mut envs = vec![(URL_ENV, server.url()), (SCOPES_ENV, scopes.as_str())];
     envs.extend_from_slice(store);
-    let workers = spawn_workers("scope_worker", 2, WORKER_ENV, &envs);
+    let workers = spawn_workers("scope_worker", 2, Some(WORKER_ENV), &envs);
     let started = Instant::now();
     let paused_scopes: Vec<usize> = loop {
         let owned: Vec<usize> = owners(admin, PAUSED_SCOPES)

@@ -280,7 +280,7 @@ async fn a_sentinel_failover_under_load_hangs_no_call_and_every_worker_acquires_
     let workers = spawn_workers(
         "failover_worker",
         WORKERS,
-        WORKER_ENV,
+        Some(WORKER_ENV),
         &[
             (SENTINELS_ENV, &sentinel_urls),
             (FIRST_TICK_ENV, &first_tick),

@@ -59,7 +59,7 @@ async fn a_redis_restart_under_load_fails_calls_briefly_then_recovers_without_do
     let workers = spawn_workers(
         "ticking_worker",
         WORKERS,
-        WORKER_ENV,
+        Some(WORKER_ENV),
         &[
             (RUNS_FILE_ENV, &runs_path),
             (URL_ENV, server.url()),

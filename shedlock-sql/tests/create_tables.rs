@@ -12,7 +12,8 @@ use std::time::Duration;
 use shedlock_core::{LockAdmin, LockConfiguration, LockProvider};
 use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
 use shedlock_test_support::sql::{mysql_url, postgres_url, unique_table_name};
-use shedlock_test_support::{Worker, now_ms, sleep_until_ms};
+use shedlock_test_support::ticks::{finish_workers, spawn_workers};
+use shedlock_test_support::{now_ms, sleep_until_ms};
 
 const WORKERS: usize = 4;
 
@@ -22,31 +23,25 @@ const START_ENV: &str = "SHEDLOCK_SQL_CREATE_START_MS";
 
 #[tokio::test]
 async fn four_processes_create_the_tables_at_once_on_postgres() {
-    let table = unique_table_name("create");
-    run_workers("postgres", &table).await;
-    let provider = open("postgres", &table)
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    assert_tables_work(provider.as_ref()).await;
+    create_the_tables_at_once("postgres", &unique_table_name("create")).await;
 }
 
 #[tokio::test]
 async fn four_processes_create_the_tables_at_once_on_mysql() {
-    let table = unique_table_name("create");
-    run_workers("mysql", &table).await;
-    let provider = open("mysql", &table)
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    assert_tables_work(provider.as_ref()).await;
+    create_the_tables_at_once("mysql", &unique_table_name("create")).await;
 }
 
 #[tokio::test]
 async fn four_processes_create_the_tables_at_once_on_one_sqlite_file() {
     let table = unique_table_name("create");
     let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{table}.db"));
-    let database = format!("sqlite:{}", file.display());
-    run_workers(&database, &table).await;
-    let provider = open(&database, &table)
+    create_the_tables_at_once(&format!("sqlite:{}", file.display()), &table).await;
+}
+
+/// The workers create `table` on `database` at once; then the tables work.
+async fn create_the_tables_at_once(database: &str, table: &str) {
+    run_workers(database, table).await;
+    let provider = open(database, table)
         .await
         .unwrap_or_else(|err| panic!("{err}"));
     assert_tables_work(provider.as_ref()).await;
@@ -102,23 +97,16 @@ async fn run_workers(database: &str, table: &str) {
     // Every worker creates the tables at this instant of the wall clock,
     // which all processes of the machine share.
     let start = (now_ms() + 1500).to_string();
-    let workers: Vec<Worker> = (0..WORKERS)
-        .map(|_| {
-            Worker::spawn(
-                "create_tables_process",
-                &[
-                    (DATABASE_ENV, database),
-                    (TABLE_ENV, table),
-                    (START_ENV, &start),
-                ],
-            )
-        })
-        .collect();
-    for worker in workers {
-        let (status, output) = worker.finish(Duration::from_secs(30)).await;
+    let envs = [
+        (DATABASE_ENV, database),
+        (TABLE_ENV, table),
+        (START_ENV, &start),
+    ];
+    let workers = spawn_workers("create_tables_process", WORKERS, None, &envs);
+    for output in finish_workers(workers, Duration::from_secs(30), &[]).await {
         assert!(
-            status.is_some_and(|status| status.success()) && output.contains("tables created"),
-            "a worker failed to create the tables ({status:?}):\n{output}"
+            output.contains("tables created"),
+            "a worker did not create the tables:\n{output}"
         );
     }
 }

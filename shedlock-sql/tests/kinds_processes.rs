@@ -13,8 +13,8 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
-use shedlock_test_support::Worker;
 use shedlock_test_support::sql::unique_table_name;
+use shedlock_test_support::ticks::{finish_workers, spawn_workers};
 
 mod support;
 
@@ -62,25 +62,12 @@ struct Run {
 }
 
 async fn run_workers(database: &str, table: &str) {
-    let workers: Vec<Worker> = (0..WORKERS)
-        .map(|_| {
-            Worker::spawn(
-                "worker_process",
-                &[(WORKER_DATABASE_ENV, database), (WORKER_TABLE_ENV, table)],
-            )
-        })
-        .collect();
+    let envs = [(WORKER_DATABASE_ENV, database), (WORKER_TABLE_ENV, table)];
+    let workers = spawn_workers("worker_process", WORKERS, None, &envs);
+    let outputs = finish_workers(workers, RUN_FOR + Duration::from_secs(30), &["worker "]).await;
     let mut runs = Vec::new();
-    for worker in workers {
-        let (status, output) = worker.finish(RUN_FOR + Duration::from_secs(30)).await;
-        assert!(
-            status.is_some_and(|status| status.success()),
-            "a worker failed or did not finish in time ({status:?}):\n{output}"
-        );
+    for output in &outputs {
         for line in output.lines() {
-            if line.starts_with("worker ") {
-                println!("{line}");
-            }
             // Not `strip_prefix`: the first may follow the harness's "test worker_process ... ".
             if let Some((_, run)) = line.split_once("run ") {
                 let fields: Vec<u64> = run

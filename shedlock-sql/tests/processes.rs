@@ -6,13 +6,12 @@
 //! (an ignored test that does nothing unless `WORKER_DATABASE_ENV` is set).
 //! Each prints the ticks it ran; the test collects them.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
-use shedlock_sql::{PostgresLockProvider, SqliteLockProvider};
-use shedlock_test_support::sql::{database_unreachable, postgres_url, unique_table_name};
-use shedlock_test_support::ticks::TickRuns;
+use shedlock_sql::{DEFAULT_TABLE_NAME, PostgresLockProvider, SqliteLockProvider};
+use shedlock_test_support::sql::{postgres, postgres_url, sqlite, sqlite_file, unique_table_name};
+use shedlock_test_support::ticks::{TickRuns, finish_workers, spawn_workers, until_tick_ends};
 use shedlock_test_support::{Worker, now_ms, sleep_until_ms};
 
 const WORKERS: usize = 4;
@@ -32,28 +31,16 @@ const WORKER_TICKS_ENV: &str = "SHEDLOCK_SQL_PROCESSES_TICKS";
 #[tokio::test]
 async fn four_processes_on_postgres_run_every_tick_exactly_once() {
     let table = unique_table_name("processes");
-    PostgresLockProvider::connect(&postgres_url())
-        .await
-        .unwrap_or_else(|err| database_unreachable("postgres", &err))
-        .with_table_name(&table)
-        .unwrap_or_else(|err| panic!("{err}"))
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|err| panic!("cannot create the test table: {err}"));
+    postgres(&table).await;
     run_workers("postgres", &table).await;
 }
 
 #[tokio::test]
 async fn four_processes_on_one_sqlite_file_run_every_tick_exactly_once() {
     let table = unique_table_name("processes");
-    let file = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{table}.db"));
-    SqliteLockProvider::open(&file)
-        .await
-        .unwrap_or_else(|err| panic!("cannot open {}: {err}", file.display()))
-        .create_table_if_missing()
-        .await
-        .unwrap_or_else(|err| panic!("cannot create the test table: {err}"));
-    run_workers(&format!("sqlite:{}", file.display()), "shedlock").await;
+    let file = sqlite_file(env!("CARGO_TARGET_TMPDIR"), &table);
+    sqlite(&file, DEFAULT_TABLE_NAME).await;
+    run_workers(&format!("sqlite:{}", file.display()), DEFAULT_TABLE_NAME).await;
 }
 
 async fn run_workers(database: &str, table: &str) {
@@ -61,32 +48,18 @@ async fn run_workers(database: &str, table: &str) {
     let first = now_ms() / PERIOD_MS + 1000 / PERIOD_MS + 1;
     let last = first + TICKS - 1;
     let ticks = format!("{first}-{last}");
-    let workers: Vec<Worker> = (0..WORKERS)
-        .map(|_| {
-            Worker::spawn(
-                "worker_process",
-                &[
-                    (WORKER_DATABASE_ENV, database),
-                    (WORKER_TABLE_ENV, table),
-                    (WORKER_TICKS_ENV, &ticks),
-                ],
-            )
-        })
-        .collect();
-    let time_left = Duration::from_millis(((last + 1) * PERIOD_MS).saturating_sub(now_ms()))
-        + Duration::from_secs(10);
+    let envs = [
+        (WORKER_DATABASE_ENV, database),
+        (WORKER_TABLE_ENV, table),
+        (WORKER_TICKS_ENV, &ticks),
+    ];
+    let workers = spawn_workers("worker_process", WORKERS, None, &envs);
+    let pids: Vec<u32> = workers.iter().map(Worker::pid).collect();
+    let time_left = until_tick_ends(last, PERIOD_MS, Duration::from_secs(10));
+    let outputs = finish_workers(workers, time_left, &["worker "]).await;
     let mut runs = TickRuns::default();
-    for worker in workers {
-        let pid = worker.pid();
-        let (status, output) = worker.finish(time_left).await;
-        assert!(
-            status.is_some_and(|status| status.success()),
-            "a worker failed or did not finish in time ({status:?}):\n{output}"
-        );
+    for (pid, output) in pids.into_iter().zip(&outputs) {
         for line in output.lines() {
-            if line.starts_with("worker ") {
-                println!("{line}");
-            }
             // Not `strip_prefix`: the first may follow the harness's "test worker_process ... ".
             if let Some((_, tick)) = line.split_once("ran tick ") {
                 let tick = tick

@@ -61,18 +61,20 @@ pub fn until_tick_ends(last: u64, period_ms: u64, margin: Duration) -> Duration 
 }
 
 /// Starts `count` workers running the ignored test `test`, each with `envs`
-/// and its number (0, 1, …) in `number_env`.
+/// and, given `number_env`, its number (0, 1, …) in that variable.
 pub fn spawn_workers(
     test: &str,
     count: usize,
-    number_env: &str,
+    number_env: Option<&str>,
     envs: &[(&str, &str)],
 ) -> Vec<Worker> {
     (0..count)
         .map(|number| {
             let number = number.to_string();
             let mut envs = envs.to_vec();
-            envs.push((number_env, &number));
+            if let Some(number_env) = number_env {
+                envs.push((number_env, &number));
+            }
             Worker::spawn(test, &envs)
         })
         .collect()
