@@ -9,10 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use shedlock::admin::LockAdmin;
-use shedlock::provider::BoxFuture;
-use shedlock::{
-    InMemoryLockProvider, LockConfiguration, LockError, LockGuard, LockProvider, scheduler_lock,
-};
+use shedlock::{InMemoryLockProvider, LockError, scheduler_lock};
+use shedlock_test_support::attempts::AttemptsRecorded;
 use shedlock_test_support::scopes::install_default_for_scopes;
 
 const LEASE: Duration = Duration::from_millis(1500);
@@ -24,45 +22,15 @@ fn install() {
 
 /// A replica: the shared store seen with its own `locked_by`, counting the
 /// round trips its ticks make.
-struct Replica {
-    store: InMemoryLockProvider,
-    attempts: AtomicUsize,
-}
+type Replica = AttemptsRecorded<InMemoryLockProvider>;
 
-impl Replica {
-    fn of(store: &InMemoryLockProvider, name: &str) -> Arc<Replica> {
-        Arc::new(Replica {
-            store: store.clone().with_locked_by(name),
-            attempts: AtomicUsize::new(0),
-        })
-    }
-
-    fn attempts(&self) -> usize {
-        self.attempts.load(Ordering::SeqCst)
-    }
-}
-
-impl LockProvider for Replica {
-    fn try_lock<'a>(
-        &'a self,
-        config: &'a LockConfiguration,
-    ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
-        self.store.try_lock(config)
-    }
-
-    fn scope(&self) -> &str {
-        self.store.scope()
-    }
-
-    fn replica_identity(&self) -> &str {
-        self.store.replica_identity()
-    }
+fn replica(store: &InMemoryLockProvider, name: &str) -> Arc<Replica> {
+    Arc::new(AttemptsRecorded::new(store.clone().with_locked_by(name)))
 }
 
 fn replicas(store: &InMemoryLockProvider, count: usize) -> Vec<Arc<Replica>> {
     (0..count)
-        .map(|index| Replica::of(store, &format!("replica-{index}")))
+        .map(|index| replica(store, &format!("replica-{index}")))
         .collect()
 }
 
@@ -147,7 +115,7 @@ async fn slow(replica: &Replica, tenant: &str, running: &AtomicUsize, most: &Ato
 async fn two_runs_of_one_job_never_overlap_on_the_owner() -> anyhow::Result<()> {
     install();
     let store = InMemoryLockProvider::new();
-    let replica = Replica::of(&store, "owner");
+    let replica = replica(&store, "owner");
     let (running, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
     let (first, second) = tokio::join!(
         slow(&replica, "overlap-c", &running, &most),
@@ -319,7 +287,7 @@ async fn fenced(replica: &Replica, tenant: &str) -> Option<u64> {
 async fn a_scoped_run_sees_the_scopes_term_as_its_token() -> anyhow::Result<()> {
     install();
     let store = InMemoryLockProvider::new();
-    let replica = Replica::of(&store, "owner");
+    let replica = replica(&store, "owner");
     let first = fenced(&replica, "term-f").await?.flatten();
     let second = fenced(&replica, "term-f").await?.flatten();
     let state = store.lock_state("scope:term-f").await?;

@@ -8,9 +8,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use shedlock_core::{
-    BoxFuture, InMemoryLockProvider, LockConfiguration, LockError, LockGuard, LockMode,
-    LockProvider, LockingTaskExecutor, ReleaseWatch, Waiter, is_lease_lost,
+    InMemoryLockProvider, LockConfiguration, LockError, LockMode, LockProvider,
+    LockingTaskExecutor, is_lease_lost,
 };
+use shedlock_test_support::attempts::AttemptsRecorded;
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -23,44 +24,7 @@ fn permits(name: &str, permits: u32) -> LockConfiguration {
 }
 
 /// The in-memory provider, counting every acquisition asked of it.
-#[derive(Clone, Default)]
-struct Counted {
-    store: InMemoryLockProvider,
-    attempts: Arc<AtomicUsize>,
-}
-
-impl Counted {
-    fn attempts(&self) -> usize {
-        self.attempts.load(Ordering::SeqCst)
-    }
-}
-
-impl LockProvider for Counted {
-    fn try_lock<'a>(
-        &'a self,
-        config: &'a LockConfiguration,
-    ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
-        self.store.try_lock(config)
-    }
-
-    fn try_lock_waiting<'a>(
-        &'a self,
-        config: &'a LockConfiguration,
-        waiter: &'a Waiter,
-    ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
-        self.attempts.fetch_add(1, Ordering::SeqCst);
-        self.store.try_lock_waiting(config, waiter)
-    }
-
-    fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
-        self.store.watch_releases(name)
-    }
-
-    fn scope(&self) -> &str {
-        self.store.scope()
-    }
-}
+type Counted = AttemptsRecorded<InMemoryLockProvider>;
 
 /// Runs `outer`, and inside it a waiting call on `nested`; what the nested
 /// call returned, how long it took, and whether its body ran.
@@ -100,7 +64,7 @@ async fn a_shared_holder_calling_for_the_exclusive_lock_is_refused_without_askin
     assert!(!ran, "the exclusive body ran beside the task's shared hold");
     assert!(took < Duration::from_millis(500), "refused after {took:?}");
     assert_eq!(provider.attempts(), 1, "the nested call asked the store");
-    assert!(!provider.store.is_locked("catalog"));
+    assert!(!provider.provider().is_locked("catalog"));
 }
 
 #[tokio::test]
@@ -208,7 +172,7 @@ async fn coverage_is_judged_on_the_held_lock_however_deep_in_the_nesting() {
 async fn a_refused_nested_call_leaves_the_outer_hold_as_it_was() {
     let provider = Counted::default();
     let executor = LockingTaskExecutor::new(provider.clone());
-    let other = provider.store.clone();
+    let other = provider.provider().clone();
     let catalog = exclusive("catalog");
     let outer = executor
         .execute(catalog.clone().shared(), async {

@@ -11,16 +11,13 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use shedlock_core::{
-    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, LockingTaskExecutor,
-    ReleaseWatch, Waiter,
-};
+use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
 use shedlock_sql::PostgresLockProvider;
 use shedlock_sql::sqlx::{self, PgPool};
 use shedlock_test_support::Worker;
+use shedlock_test_support::attempts::AttemptsRecorded;
 use shedlock_test_support::sql::{postgres_url, unique_table_name};
 
 const HOLDER_TABLE_ENV: &str = "SHEDLOCK_SQL_NOTIFY_TABLE";
@@ -45,7 +42,7 @@ async fn a_waiter_in_another_process_wakes_on_the_release_not_at_its_next_poll()
 async fn a_killed_listening_connection_is_replaced_and_waiters_still_wake() {
     let handoff = Handoff::start().await;
     let waiting = handoff.wait();
-    handoff.attempts.wait_for(1).await;
+    handoff.attempts.wait_for_attempts(1).await;
     let killed = handoff.listener_pid().await;
     let terminated: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
         .bind(killed)
@@ -76,8 +73,8 @@ async fn a_killed_listening_connection_is_replaced_and_waiters_still_wake() {
 /// A holder process with the lock, and a waiter here that records its attempts.
 struct Handoff {
     holder: Worker,
-    waiter: LockingTaskExecutor<Arc<Recorded>>,
-    attempts: Arc<Recorded>,
+    waiter: LockingTaskExecutor<AttemptsRecorded<PostgresLockProvider>>,
+    attempts: AttemptsRecorded<PostgresLockProvider>,
     pool: PgPool,
     table: String,
 }
@@ -109,10 +106,7 @@ impl Handoff {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let attempts = Arc::new(Recorded {
-            provider,
-            attempts: Mutex::default(),
-        });
+        let attempts = AttemptsRecorded::new(provider);
         Handoff {
             holder,
             waiter: LockingTaskExecutor::new(attempts.clone()),
@@ -154,11 +148,11 @@ impl Handoff {
     /// Has the holder release [`RELEASE_AFTER_ATTEMPT`] after the waiter's
     /// last attempt, and checks the waiter started within [`WOKEN_WITHIN`].
     async fn release_and_check_woken(mut self, waiting: tokio::task::JoinHandle<Instant>) {
-        let attempts = self.attempts.count();
-        let last = self.attempts.last();
+        let attempts = self.attempts.attempts();
+        let last = self.attempts.last_attempt();
         tokio::time::sleep_until((last + RELEASE_AFTER_ATTEMPT).into()).await;
         assert_eq!(
-            self.attempts.count(),
+            self.attempts.attempts(),
             attempts,
             "the waiter attempted again before the release; the timing is off"
         );
@@ -200,74 +194,6 @@ impl Handoff {
         .fetch_optional(&self.pool)
         .await
         .unwrap_or_else(|err| panic!("reading pg_stat_activity: {err}"))
-    }
-}
-
-/// The waiter's provider, recording when each of its attempts started.
-struct Recorded {
-    provider: PostgresLockProvider,
-    attempts: Mutex<Vec<Instant>>,
-}
-
-impl Recorded {
-    fn record(&self) {
-        self.lock().push(Instant::now());
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Instant>> {
-        self.attempts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn count(&self) -> usize {
-        self.lock().len()
-    }
-
-    fn last(&self) -> Instant {
-        *self
-            .lock()
-            .last()
-            .unwrap_or_else(|| panic!("no attempt yet"))
-    }
-
-    fn polls_every(&self, interval: Duration) -> bool {
-        let attempts = self.lock();
-        attempts.len() >= 2
-            && attempts[attempts.len() - 1] - attempts[attempts.len() - 2] >= interval
-    }
-
-    async fn wait_for(&self, attempts: usize) {
-        while self.count() < attempts {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
-
-impl LockProvider for Recorded {
-    fn try_lock<'a>(
-        &'a self,
-        config: &'a LockConfiguration,
-    ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
-        self.record();
-        self.provider.try_lock(config)
-    }
-
-    fn try_lock_waiting<'a>(
-        &'a self,
-        config: &'a LockConfiguration,
-        waiter: &'a Waiter,
-    ) -> BoxFuture<'a, Result<Option<LockGuard>, LockError>> {
-        self.record();
-        self.provider.try_lock_waiting(config, waiter)
-    }
-
-    fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
-        self.provider.watch_releases(name)
-    }
-
-    fn scope(&self) -> &str {
-        self.provider.scope()
     }
 }
 

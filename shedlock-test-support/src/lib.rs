@@ -76,6 +76,7 @@ macro_rules! __test_cases {
     };
 }
 
+pub mod attempts;
 pub mod conformance;
 mod error_chain;
 pub mod faults;
