@@ -128,26 +128,52 @@ impl Made {
     }
 }
 
+/// A scheduler whose job (made as `made`) is [`STOP_AFTER`] into its first
+/// run, holding the lock: started with its jobs stopping at its shutdown.
+struct MidRun {
+    scheduler: JobScheduler,
+    jobs: LockedJobs,
+    probe: Probe,
+    /// When the run started.
+    started: Instant,
+}
+
+impl MidRun {
+    async fn start(provider: &Arc<dyn LockProvider>, made: Made) -> anyhow::Result<MidRun> {
+        let probe = Probe::default();
+        let mut scheduler = JobScheduler::new().await?;
+        let jobs = LockedJobs::stopping_with(&mut scheduler);
+        scheduler.add(made.job(&jobs, provider, &probe)?).await?;
+        scheduler.start().await?;
+        tokio::time::timeout(Duration::from_secs(5), probe.started.notified())
+            .await
+            .context("the job did not start within 5 s")?;
+        let started = Instant::now();
+        tokio::time::sleep(STOP_AFTER).await;
+        ensure!(
+            !is_free(&**provider).await?,
+            "{made:?}: the lock is not held while the job runs"
+        );
+        Ok(MidRun {
+            scheduler,
+            jobs,
+            probe,
+            started,
+        })
+    }
+}
+
 /// Starts a scheduler with the job, stops it [`STOP_AFTER`] into the first
 /// run, and checks that the run was cancelled and the lock given back: not
 /// before `lock_at_least_for` has passed since the run started, and within
 /// a second after that, where `lock_at_most_for` is 30 s.
 async fn stopped_mid_run(provider: Arc<dyn LockProvider>, made: Made) -> anyhow::Result<()> {
-    let probe = Probe::default();
-    let mut scheduler = JobScheduler::new().await?;
-    let jobs = LockedJobs::stopping_with(&mut scheduler);
-    scheduler.add(made.job(&jobs, &provider, &probe)?).await?;
-    scheduler.start().await?;
-
-    tokio::time::timeout(Duration::from_secs(5), probe.started.notified())
-        .await
-        .context("the job did not start within 5 s")?;
-    let started = Instant::now();
-    tokio::time::sleep(STOP_AFTER).await;
-    ensure!(
-        !is_free(&*provider).await?,
-        "{made:?}: the lock is not held while the job runs"
-    );
+    let MidRun {
+        mut scheduler,
+        jobs,
+        probe,
+        started,
+    } = MidRun::start(&provider, made).await?;
     tokio::time::timeout(Duration::from_secs(5), scheduler.shutdown())
         .await
         .context("the scheduler's shutdown did not end within 5 s")??;
@@ -365,20 +391,8 @@ fn shutdown_then_drop_the_runtime() -> anyhow::Result<()> {
             .await?
             .with_run_history(true);
         let provider: Arc<dyn LockProvider> = Arc::new(locks);
-        let probe = Probe::default();
-        let mut scheduler = JobScheduler::new().await?;
-        let jobs = LockedJobs::stopping_with(&mut scheduler);
-        scheduler.add(made.job(&jobs, &provider, &probe)?).await?;
-        scheduler.start().await?;
-        tokio::time::timeout(Duration::from_secs(5), probe.started.notified())
-            .await
-            .context("the job did not start within 5 s")?;
-        tokio::time::sleep(STOP_AFTER).await;
-        ensure!(
-            !is_free(&*provider).await?,
-            "the lock is not held while the job runs"
-        );
-        scheduler.shutdown().await?;
+        let mut mid_run = MidRun::start(&provider, made).await?;
+        mid_run.scheduler.shutdown().await?;
         println!("{made:?}: shut down");
         anyhow::Ok(())
     })?;
