@@ -34,11 +34,14 @@ async fn scoped<P: shedlock::LockProvider>(locks: &P, store: &str) -> anyhow::Re
     Ok(lock.fencing_token().await?)
 }
 
+/// The scoped job on `store`, ticked by two replicas that `replica` makes
+/// (given their `locked_by`: `replica-1`, `replica-2`), each on a pool of
+/// its own: the first to tick keeps the scope.
 async fn scopes_stay_with_their_owner<P: shedlock::LockProvider>(
     store: &str,
-    first: P,
-    second: P,
+    replica: impl AsyncFn(&str) -> P,
 ) -> anyhow::Result<()> {
+    let (first, second) = (replica("replica-1").await, replica("replica-2").await);
     let term = scoped(&first, store).await?.transpose()?;
     assert!(term.is_some(), "{store}: the first tick runs");
     for _ in 0..3 {
@@ -50,48 +53,20 @@ async fn scopes_stay_with_their_owner<P: shedlock::LockProvider>(
 
 #[tokio::test]
 async fn scoped_jobs_stay_with_their_owner_on_every_sql_store() -> anyhow::Result<()> {
-    use shedlock::sql::{MySqlLockProvider, PostgresLockProvider};
-    use shedlock_test_support::sql::{mysql_url, postgres_url, unique_table_name};
+    use shedlock_test_support::sql::{mysql, postgres, sqlite, sqlite_file, unique_table_name};
 
     let table = unique_table_name("scoped");
-    let postgres = || async {
-        let provider = PostgresLockProvider::connect(&postgres_url())
-            .await?
-            .with_table_name(&table)?;
-        provider.create_table_if_missing().await?;
-        anyhow::Ok(provider)
-    };
-    let (first, second) = (postgres().await?, postgres().await?);
-    scopes_stay_with_their_owner(
-        "postgres",
-        first.with_locked_by("replica-1"),
-        second.with_locked_by("replica-2"),
-    )
+    scopes_stay_with_their_owner("postgres", async |replica| {
+        postgres(&table).await.with_locked_by(replica)
+    })
     .await?;
-
-    let mysql = || async {
-        let provider = MySqlLockProvider::connect(&mysql_url())
-            .await?
-            .with_table_name(&table)?;
-        provider.create_table_if_missing().await?;
-        anyhow::Ok(provider)
-    };
-    let (first, second) = (mysql().await?, mysql().await?);
-    scopes_stay_with_their_owner(
-        "mysql",
-        first.with_locked_by("replica-1"),
-        second.with_locked_by("replica-2"),
-    )
+    scopes_stay_with_their_owner("mysql", async |replica| {
+        mysql(&table).await.with_locked_by(replica)
+    })
     .await?;
-
-    let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{table}.db"));
-    let first = SqliteLockProvider::open(&file).await?;
-    first.create_table_if_missing().await?;
-    let second = SqliteLockProvider::open(&file).await?;
-    scopes_stay_with_their_owner(
-        "sqlite",
-        first.with_locked_by("replica-1"),
-        second.with_locked_by("replica-2"),
-    )
+    let file = sqlite_file(env!("CARGO_TARGET_TMPDIR"), &table);
+    scopes_stay_with_their_owner("sqlite", async |replica| {
+        sqlite(&file, &table).await.with_locked_by(replica)
+    })
     .await
 }
