@@ -182,35 +182,21 @@ async fn every_outcome_is_recorded_on_redis() -> anyhow::Result<()> {
     every_outcome_is_recorded(Arc::new(locks), "redis", LockKinds::All).await
 }
 
-#[tokio::test]
-async fn every_outcome_is_recorded_on_postgres() -> anyhow::Result<()> {
-    let locks = postgres(&unique_table_name("history")).await;
-    every_outcome_is_recorded(
-        Arc::new(locks.with_run_history(true)),
-        "postgres",
-        LockKinds::ExclusiveOnly,
-    )
-    .await
+/// A test on each SQL store: `$locks`, a store on a table of its own,
+/// recording its runs (history is opt-in there), exclusive locks only.
+macro_rules! every_outcome_is_recorded_on_sql {
+    ($($test:ident: $tag:literal, $locks:expr;)*) => {$(
+        #[tokio::test]
+        async fn $test() -> anyhow::Result<()> {
+            let locks = Arc::new($locks.await.with_run_history(true));
+            every_outcome_is_recorded(locks, $tag, LockKinds::ExclusiveOnly).await
+        }
+    )*};
 }
 
-#[tokio::test]
-async fn every_outcome_is_recorded_on_mysql() -> anyhow::Result<()> {
-    let locks = mysql(&unique_table_name("history")).await;
-    every_outcome_is_recorded(
-        Arc::new(locks.with_run_history(true)),
-        "mysql",
-        LockKinds::ExclusiveOnly,
-    )
-    .await
-}
-
-#[tokio::test]
-async fn every_outcome_is_recorded_on_sqlite() -> anyhow::Result<()> {
-    let locks = sqlite_on_a_new_file(env!("CARGO_TARGET_TMPDIR"), "history").await;
-    every_outcome_is_recorded(
-        Arc::new(locks.with_run_history(true)),
-        "sqlite",
-        LockKinds::ExclusiveOnly,
-    )
-    .await
+every_outcome_is_recorded_on_sql! {
+    every_outcome_is_recorded_on_postgres: "postgres", postgres(&unique_table_name("history"));
+    every_outcome_is_recorded_on_mysql: "mysql", mysql(&unique_table_name("history"));
+    every_outcome_is_recorded_on_sqlite: "sqlite",
+        sqlite_on_a_new_file(env!("CARGO_TARGET_TMPDIR"), "history");
 }

@@ -351,28 +351,25 @@ async fn attribute_and_executor_runs_are_recorded_with_their_outcomes_on_redis()
     direct_runs_are_recorded_with_their_outcomes(redis(&server).await?, "redis").await
 }
 
-#[tokio::test]
-async fn attribute_and_executor_runs_are_recorded_with_their_outcomes_on_postgres()
--> anyhow::Result<()> {
-    let locks = postgres(&unique_table_name("outcomes")).await;
-    direct_runs_are_recorded_with_their_outcomes(Arc::new(locks.with_run_history(true)), "postgres")
-        .await
+/// A test on each SQL store: `$locks`, a store on a table of its own,
+/// recording its runs (history is opt-in there).
+macro_rules! direct_runs_are_recorded_on_sql {
+    ($($test:ident: $tag:literal, $locks:expr;)*) => {$(
+        #[tokio::test]
+        async fn $test() -> anyhow::Result<()> {
+            let locks: Arc<dyn Store> = Arc::new($locks.await.with_run_history(true));
+            direct_runs_are_recorded_with_their_outcomes(locks, $tag).await
+        }
+    )*};
 }
 
-#[tokio::test]
-async fn attribute_and_executor_runs_are_recorded_with_their_outcomes_on_mysql()
--> anyhow::Result<()> {
-    let locks = mysql(&unique_table_name("outcomes")).await;
-    direct_runs_are_recorded_with_their_outcomes(Arc::new(locks.with_run_history(true)), "mysql")
-        .await
-}
-
-#[tokio::test]
-async fn attribute_and_executor_runs_are_recorded_with_their_outcomes_on_sqlite()
--> anyhow::Result<()> {
-    let locks = sqlite_on_a_new_file(env!("CARGO_TARGET_TMPDIR"), "outcomes").await;
-    direct_runs_are_recorded_with_their_outcomes(Arc::new(locks.with_run_history(true)), "sqlite")
-        .await
+direct_runs_are_recorded_on_sql! {
+    attribute_and_executor_runs_are_recorded_with_their_outcomes_on_postgres: "postgres",
+        postgres(&unique_table_name("outcomes"));
+    attribute_and_executor_runs_are_recorded_with_their_outcomes_on_mysql: "mysql",
+        mysql(&unique_table_name("outcomes"));
+    attribute_and_executor_runs_are_recorded_with_their_outcomes_on_sqlite: "sqlite",
+        sqlite_on_a_new_file(env!("CARGO_TARGET_TMPDIR"), "outcomes");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
