@@ -6,17 +6,15 @@
 
 mod support;
 
-use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use shedlock_core::{
-    LockAdmin, LockConfiguration, LockError, LockMode, LockProvider, LockState,
-    LockingTaskExecutor, MAX_PERMITS,
+    LockConfiguration, LockError, LockMode, LockState, LockingTaskExecutor, MAX_PERMITS,
 };
 use shedlock_test_support::conformance::{
-    Make, acquire, assert_skipped, token_of_a_cycle, unique_name,
+    Make, acquire, assert_skipped, token_of_a_cycle, unique_name, unlock,
 };
-use shedlock_test_support::kinds::{AdminProvider, admin, state};
+use shedlock_test_support::kinds::{AdminProvider, admin, assert_listed_as_held, state};
 use shedlock_test_support::sql::TestTable;
 
 const LONG: Duration = Duration::from_secs(30);
@@ -132,13 +130,7 @@ async fn the_state_shows_the_holder_of_the_row<P: AdminProvider>(make: impl Make
         "the fencing column's token: {seen:?}"
     );
     assert_eq!((row.renewals, row.renewed_ago), (None, None));
-    let listed = admin("list_locks", operator.list_locks()).await;
-    assert!(
-        listed
-            .iter()
-            .any(|lock| lock.name == name && lock.is_locked()),
-        "'{name}' is not listed: {listed:?}"
-    );
+    assert_listed_as_held(&operator, &name).await;
     guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
     let after = state(&operator, &name).await;
     assert!(!after.is_locked(), "{after:?}");
@@ -256,6 +248,11 @@ trait Prune: TestTable {
         self.count_rows("", name).await == 1
     }
 
+    /// Whether `name` has its row and is held: what a prune must keep.
+    async fn has_held_row(&self, name: &str) -> bool {
+        self.has_row(name).await && state(self, name).await.is_locked()
+    }
+
     /// Inserts the row of `name` as ShedLock for Java does (its four
     /// columns, the fencing column left to its default), with an ended lease.
     async fn insert_as_java(&self, name: &str);
@@ -317,11 +314,7 @@ prune_impl!(
 /// Prune deletes the rows of locks unused for the duration and nothing
 /// else: not a held lock's, not a recently used one's, no settings; a
 /// pruned lock is taken again with a greater token.
-async fn prune_deletes_only_the_rows_of_unused_locks<P, Fut>(make: impl Fn() -> Fut)
-where
-    P: LockProvider + LockAdmin + Prune,
-    Fut: Future<Output = P>,
-{
+async fn prune_deletes_only_the_rows_of_unused_locks<P: AdminProvider + Prune>(make: impl Make<P>) {
     let provider = make.one().await;
     let base = unique_name("prune");
     let (old, recent, held, paused) = (
@@ -330,24 +323,12 @@ where
         config(&format!("{base}-held")),
         format!("{base}-paused"),
     );
-    let old_guard = acquire(&provider, &old).await;
-    let old_token = old_guard
-        .fencing_token()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
-    old_guard
-        .unlock()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    let old_token = token_of_a_cycle(&provider, &old).await;
     // Held past the prune, with a lease far longer than the unused time.
     let held_guard = acquire(&provider, &held).await;
     admin("pause", provider.pause(&paused)).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    acquire(&provider, &recent)
-        .await
-        .unlock()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    unlock(acquire(&provider, &recent).await).await;
     // Other tests' rows on this table may go too: look at ours.
     assert!(provider.has_row(old.name()).await);
     assert!(provider.prune_unused(Duration::from_secs(1)).await >= 1);
@@ -360,7 +341,7 @@ where
         "a recently used lock was pruned"
     );
     assert!(
-        state(&provider, held.name()).await.is_locked(),
+        provider.has_held_row(held.name()).await,
         "a held lock was pruned"
     );
     assert!(state(&provider, &paused).await.paused, "a pause was pruned");
@@ -368,24 +349,12 @@ where
     assert!(provider.prune_unused(Duration::ZERO).await >= 1);
     assert!(!provider.has_row(recent.name()).await);
     assert!(
-        provider.has_row(held.name()).await,
+        provider.has_held_row(held.name()).await,
         "a held lock was pruned"
     );
-    assert!(
-        state(&provider, held.name()).await.is_locked(),
-        "a held lock was pruned"
-    );
-    let again = acquire(&provider, &old).await;
-    let again_token = again
-        .fencing_token()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    let again_token = token_of_a_cycle(&provider, &old).await;
     assert!(again_token > old_token, "{again_token} after {old_token}");
-    again.unlock().await.unwrap_or_else(|err| panic!("{err}"));
-    held_guard
-        .unlock()
-        .await
-        .unwrap_or_else(|err| panic!("{err}"));
+    unlock(held_guard).await;
     admin("resume", provider.resume(&paused)).await;
 }
 
@@ -393,11 +362,7 @@ where
 /// ShedLock for Java (four columns, the fencing column at its default or
 /// untouched) is taken with a token above every earlier one: the clock is
 /// the counter's floor.
-async fn tokens_rise_after_prune_and_a_java_insert<P, Fut>(make: impl Fn() -> Fut)
-where
-    P: LockProvider + LockAdmin + Prune,
-    Fut: Future<Output = P>,
-{
+async fn tokens_rise_after_prune_and_a_java_insert<P: AdminProvider + Prune>(make: impl Make<P>) {
     let provider = make.one().await;
     let lock = config(&unique_name("java-insert"));
     let before = token_of_a_cycle(&provider, &lock).await;

@@ -4,9 +4,7 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use shedlock_core::{
-    BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, ReleaseWatch, Waiter,
-};
+use shedlock_core::{BoxFuture, LockConfiguration, LockError, LockGuard, LockProvider, Waiter};
 
 /// `P`, recording when each acquisition attempt (`try_lock`,
 /// `try_lock_waiting`) was asked of it; everything else is `P`'s. Clones
@@ -83,15 +81,5 @@ impl<P: LockProvider> LockProvider for AttemptsRecorded<P> {
         self.provider.try_lock_waiting(config, waiter)
     }
 
-    fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
-        self.provider.watch_releases(name)
-    }
-
-    fn scope(&self) -> &str {
-        self.provider.scope()
-    }
-
-    fn replica_identity(&self) -> &str {
-        self.provider.replica_identity()
-    }
+    delegate_to_inner!(provider);
 }

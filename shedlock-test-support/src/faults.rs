@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::{
     BoxFuture, GrantedLease, Lease, LockConfiguration, LockError, LockGuard, LockProvider,
-    ReleaseWatch, StoreFailure, Waiter,
+    StoreFailure, Waiter,
 };
 
 /// The faults a [`FaultyProvider`] injects now; changed at any time.
@@ -128,17 +128,7 @@ impl<P: LockProvider> LockProvider for FaultyProvider<P> {
         })
     }
 
-    fn watch_releases<'a>(&'a self, name: &'a str) -> BoxFuture<'a, ReleaseWatch> {
-        self.inner.watch_releases(name)
-    }
-
-    fn scope(&self) -> &str {
-        self.inner.scope()
-    }
-
-    fn replica_identity(&self) -> &str {
-        self.inner.replica_identity()
-    }
+    delegate_to_inner!(inner);
 }
 
 /// The inner provider's guard, seen through the faults.

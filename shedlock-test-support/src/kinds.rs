@@ -48,6 +48,17 @@ pub async fn state<P: LockAdmin>(provider: &P, name: &str) -> LockState {
         .unwrap_or_else(|err| fail!("reading the state of '{name}' failed: {err}"))
 }
 
+/// Fails the test unless `operator`'s list of locks has `name`, held.
+pub async fn assert_listed_as_held<P: LockAdmin>(operator: &P, name: &str) {
+    let listed = admin("list_locks", operator.list_locks()).await;
+    assert!(
+        listed
+            .iter()
+            .any(|lock| lock.name == name && lock.is_locked()),
+        "'{name}' is not listed as held: {listed:?}"
+    );
+}
+
 /// The result of the operators' call `what`; a test failure when it failed.
 pub async fn admin<T>(what: &str, result: impl Future<Output = Result<T, LockError>>) -> T {
     result

@@ -61,6 +61,28 @@ macro_rules! fail {
     };
 }
 
+/// In a `LockProvider` impl of a wrapper, the methods it leaves to the
+/// provider in its field `$inner`: release watches, scope and replica
+/// identity.
+macro_rules! delegate_to_inner {
+    ($inner:ident) => {
+        fn watch_releases<'a>(
+            &'a self,
+            name: &'a str,
+        ) -> shedlock_core::BoxFuture<'a, shedlock_core::ReleaseWatch> {
+            self.$inner.watch_releases(name)
+        }
+
+        fn scope(&self) -> &str {
+            self.$inner.scope()
+        }
+
+        fn replica_identity(&self) -> &str {
+            self.$inner.replica_identity()
+        }
+    };
+}
+
 /// One `#[tokio::test]` per case of a suite module, each given `make`: the
 /// body of the suites' macros.
 #[doc(hidden)]

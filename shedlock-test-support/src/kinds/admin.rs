@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use shedlock_core::LockMode;
 
-use super::{AdminProvider, admin, shared, state};
+use super::{AdminProvider, admin, assert_listed_as_held, shared, state};
 use crate::conformance::{
     LONG, Make, Waiter, acquire, assert_held, config_named, extend, unique_name, unlock,
 };
@@ -138,13 +138,7 @@ pub async fn lock_state_describes_holders<P: AdminProvider>(make: impl Make<P>) 
     let seen = state(&b, &name).await;
     assert_eq!(seen.holders.len(), 1);
     assert_eq!(seen.holders[0].mode, LockMode::Exclusive);
-    let listed = admin("list_locks", b.list_locks()).await;
-    assert!(
-        listed
-            .iter()
-            .any(|lock| lock.name == name && lock.is_locked()),
-        "'{name}' missing from the list"
-    );
+    assert_listed_as_held(&b, &name).await;
     unlock(exclusive).await;
 }
 
