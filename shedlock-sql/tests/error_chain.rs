@@ -6,8 +6,8 @@ use std::error::Error;
 use std::time::Duration;
 
 use shedlock_core::{LockConfiguration, LockError, LockProvider};
-use shedlock_sql::{MySqlLockProvider, PostgresLockProvider};
-use shedlock_test_support::sql::{database_unreachable, mysql_url, postgres_url};
+use shedlock_sql::PostgresLockProvider;
+use shedlock_test_support::sql::{TestTable, connect_mysql, connect_postgres};
 
 /// Every layer's message, as `{:#}` of anyhow prints them joined by ": ".
 fn layers(err: &LockError) -> Vec<String> {
@@ -48,24 +48,22 @@ async fn statement_refused<P: LockProvider>(provider: P) -> LockError {
     }
 }
 
-/// The statement fails on the server: a table in a schema that does not
-/// exist cannot be created.
-fn creation_refused(created: Result<(), LockError>) -> LockError {
+/// A table in a schema that does not exist.
+const IN_A_MISSING_SCHEMA: &str = "no_such_schema.shedlock";
+
+/// What the refused creation of a table in a schema that does not exist
+/// (a statement failing on the server) prints, each cause once.
+fn creation_refused(created: Result<(), LockError>) -> String {
     match created {
-        Err(err) => err,
+        Err(err) => assert_each_cause_once(err),
         Ok(()) => panic!("a table in a missing schema was created"),
     }
 }
 
 #[tokio::test]
 async fn a_statement_refused_by_postgres_prints_each_cause_once() {
-    let provider = PostgresLockProvider::connect(&postgres_url())
-        .await
-        .unwrap_or_else(|err| database_unreachable("postgres", &err))
-        .with_table_name("no_such_schema.shedlock")
-        .unwrap_or_else(|err| panic!("{err}"));
-    let printed =
-        assert_each_cause_once(creation_refused(provider.create_table_if_missing().await));
+    let provider = connect_postgres().await.table_named(IN_A_MISSING_SCHEMA);
+    let printed = creation_refused(provider.create_table_if_missing().await);
     // The kind (the SQLSTATE) in the message, the server's words once, in the source.
     assert!(printed.contains("answered with error 3F000"), "{printed}");
     assert_eq!(printed.matches("does not exist").count(), 1, "{printed}");
@@ -73,22 +71,14 @@ async fn a_statement_refused_by_postgres_prints_each_cause_once() {
 
 #[tokio::test]
 async fn a_statement_refused_by_mariadb_prints_each_cause_once() {
-    let provider = MySqlLockProvider::connect(&mysql_url())
-        .await
-        .unwrap_or_else(|err| database_unreachable("mysql", &err))
-        .with_table_name("no_such_schema.shedlock")
-        .unwrap_or_else(|err| panic!("{err}"));
-    let printed =
-        assert_each_cause_once(creation_refused(provider.create_table_if_missing().await));
+    let provider = connect_mysql().await.table_named(IN_A_MISSING_SCHEMA);
+    let printed = creation_refused(provider.create_table_if_missing().await);
     assert!(printed.contains("answered with error 42000"), "{printed}");
 }
 
 #[tokio::test]
 async fn a_closed_pool_prints_each_cause_once() {
-    let provider = PostgresLockProvider::connect(&postgres_url())
-        .await
-        .unwrap_or_else(|err| database_unreachable("postgres", &err))
-        .with_fencing_column(true);
+    let provider = connect_postgres().await.with_fencing_column(true);
     provider.pool().close().await;
     let printed = assert_each_cause_once(statement_refused(provider).await);
     assert!(printed.contains("pool was closed"), "{printed}");

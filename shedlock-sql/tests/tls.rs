@@ -5,6 +5,7 @@
 //! `ssl-ca`) also checks the certificate, and one from an unknown CA is
 //! refused.
 
+use std::path::Path;
 use std::time::Duration;
 
 use shedlock_core::{LockConfiguration, LockError, LockProvider};
@@ -33,16 +34,24 @@ async fn lock_cycle(provider: &dyn LockProvider, url: &str) {
     guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
 }
 
-/// Through each of `urls` (TLS, the second also checking the certificate
-/// against the test CA), the tables are made and a lock cycle works;
-/// `unknown_ca`, checking against the public roots where the test CA is
-/// unknown, is refused.
-async fn locks_over_tls_with_the_ca_checked<P: TestTable>(
+/// On a server that takes TLS connections only, at `base`, in its URL
+/// modes `[plain, encrypted, verified]`: `plain` is refused (the refusal is
+/// returned); through `encrypted`, and `verified` checking the certificate
+/// against the test CA (given in the URL parameter `ca_parameter`), the
+/// tables are made and a lock cycle works; `verified` checking against the
+/// public roots, where the test CA is unknown, is refused.
+async fn locks_over_tls_only<P: TestTable>(
     connect: impl AsyncFn(&str) -> Result<P, LockError>,
-    urls: [String; 2],
-    unknown_ca: String,
-) {
-    for url in urls {
+    base: &str,
+    [plain, encrypted, verified]: [&str; 3],
+    ca_parameter: &str,
+    ca: &Path,
+) -> String {
+    let url = |query: &str| format!("{base}?{query}");
+    let refused = refusal(connect(&url(plain))).await;
+    assert!(!refused.is_empty(), "a plain connection was let in");
+    let with_ca = format!("{verified}&{ca_parameter}={}", ca.display());
+    for url in [url(encrypted), url(&with_ca)] {
         let provider = connect(&url)
             .await
             .unwrap_or_else(|err| panic!("cannot connect with {url}: {err}"))
@@ -50,34 +59,30 @@ async fn locks_over_tls_with_the_ca_checked<P: TestTable>(
             .await;
         lock_cycle(&provider, &url).await;
     }
-    let unverified = refusal(connect(&unknown_ca)).await;
+    let unverified = refusal(connect(&url(verified))).await;
     assert!(
         !unverified.is_empty(),
         "a certificate from an unknown CA was accepted"
     );
+    refused
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_over_tls_only() {
     let certificates = TestCertificates::make();
     let server = PostgresServer::start_tls(&certificates);
-    let ca = certificates.ca();
-
-    let url = |query: &str| format!("{}?{query}", server.url());
-
-    // The server refuses plain connections: what the rest talks to is TLS.
-    let refused = refusal(PostgresLockProvider::connect(&url("sslmode=disable"))).await;
-    assert!(refused.contains("no encryption"), "{refused}");
-
-    locks_over_tls_with_the_ca_checked(
-        PostgresLockProvider::connect,
-        [
-            url("sslmode=require"),
-            url(&format!("sslmode=verify-full&sslrootcert={}", ca.display())),
-        ],
-        url("sslmode=verify-full"),
+    let modes = ["sslmode=disable", "sslmode=require", "sslmode=verify-full"];
+    let connect = PostgresLockProvider::connect;
+    let refused = locks_over_tls_only(
+        connect,
+        &server.url(),
+        modes,
+        "sslrootcert",
+        &certificates.ca(),
     )
     .await;
+    // The server refuses plain connections: what the rest talks to is TLS.
+    assert!(refused.contains("no encryption"), "{refused}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,21 +94,13 @@ async fn mariadb_over_tls_only() {
         &option("ssl-key", certificates.server_key()),
         "--require-secure-transport=ON",
     ]);
-    let ca = certificates.ca();
-    let url = |query: &str| format!("{}?{query}", server.url());
-
-    // Refused (MariaDB 10.11 answers "access denied"), while the same user
-    // over TLS below is let in.
-    let refused = refusal(MySqlLockProvider::connect(&url("ssl-mode=DISABLED"))).await;
-    assert!(!refused.is_empty(), "a plain connection was let in");
-
-    locks_over_tls_with_the_ca_checked(
-        MySqlLockProvider::connect,
-        [
-            url("ssl-mode=REQUIRED"),
-            url(&format!("ssl-mode=VERIFY_IDENTITY&ssl-ca={}", ca.display())),
-        ],
-        url("ssl-mode=VERIFY_IDENTITY"),
-    )
-    .await;
+    // A plain connection is refused (MariaDB 10.11 answers "access denied"),
+    // while the same user over TLS is let in.
+    let modes = [
+        "ssl-mode=DISABLED",
+        "ssl-mode=REQUIRED",
+        "ssl-mode=VERIFY_IDENTITY",
+    ];
+    let connect = MySqlLockProvider::connect;
+    locks_over_tls_only(connect, &server.url(), modes, "ssl-ca", &certificates.ca()).await;
 }
