@@ -88,19 +88,32 @@ async fn scopes_spread_move_on_a_crash_and_come_back_on_shutdown() -> anyhow::Re
 async fn scopes_on_postgres_spread_move_on_a_crash_and_come_back_on_shutdown() -> anyhow::Result<()>
 {
     let server = RedisServer::start();
-    let (admin, url, table) = postgres_store().await?;
-    scopes_spread_move_and_come_back(
-        &server,
-        &admin,
-        &[(STORE_ENV, url.as_str()), (TABLE_ENV, table.as_str())],
-    )
-    .await
+    let store = PostgresStore::new().await;
+    scopes_spread_move_and_come_back(&server, &store.admin, &store.envs()).await
 }
 
-/// The PostgreSQL test database, on a table of this test's own (created).
-async fn postgres_store() -> anyhow::Result<(PostgresLockProvider, String, String)> {
-    let table = unique_table_name("scopes");
-    Ok((postgres(&table).await, postgres_url(), table))
+/// The PostgreSQL test database, on a table of this test's own (created):
+/// the test's provider, and where the workers find it.
+struct PostgresStore {
+    admin: PostgresLockProvider,
+    url: String,
+    table: String,
+}
+
+impl PostgresStore {
+    async fn new() -> PostgresStore {
+        let table = unique_table_name("scopes");
+        PostgresStore {
+            admin: postgres(&table).await,
+            url: postgres_url(),
+            table,
+        }
+    }
+
+    /// The workers' variables naming the store.
+    fn envs(&self) -> [(&str, &str); 2] {
+        [(STORE_ENV, &self.url), (TABLE_ENV, &self.table)]
+    }
 }
 
 /// This test's turn (the process tests run one at a time), and a
@@ -220,13 +233,8 @@ async fn an_owner_paused_past_its_lease_runs_nothing_on_its_stale_ownership_redi
 async fn an_owner_paused_past_its_lease_runs_nothing_on_its_stale_ownership_postgres()
 -> anyhow::Result<()> {
     let server = RedisServer::start();
-    let (admin, url, table) = postgres_store().await?;
-    an_owner_paused_past_its_lease_runs_nothing_stale(
-        &server,
-        &admin,
-        &[(STORE_ENV, url.as_str()), (TABLE_ENV, table.as_str())],
-    )
-    .await
+    let store = PostgresStore::new().await;
+    an_owner_paused_past_its_lease_runs_nothing_stale(&server, &store.admin, &store.envs()).await
 }
 
 /// Two workers; once worker-0 owns a scope it is stopped (SIGSTOP) for the

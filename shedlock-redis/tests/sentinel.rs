@@ -4,8 +4,9 @@
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use shedlock_core::{LockConfiguration, LockProvider};
+use shedlock_core::LockConfiguration;
 use shedlock_redis::RedisLockProvider;
+use shedlock_test_support::conformance::{acquire, unlock};
 use shedlock_test_support::redis::{RedisSentinel, RedisServer};
 
 const MASTER_NAME: &str = "shedlock-master";
@@ -27,13 +28,9 @@ async fn locks_land_on_the_master_sentinel_names() {
     let provider = provider().await;
     let config =
         LockConfiguration::new("via-sentinel", Duration::from_secs(10), Duration::ZERO).unwrap();
-    let guard = provider
-        .try_lock(&config)
-        .await
-        .unwrap()
-        .expect("free lock");
+    let guard = acquire(&provider, &config).await;
     assert!(MASTER.exists("job-lock:default:via-sentinel"));
-    guard.unlock().await.unwrap();
+    unlock(guard).await;
     assert!(!MASTER.exists("job-lock:default:via-sentinel"));
 }
 

@@ -7,8 +7,9 @@
 use std::time::Duration;
 
 use redis::{Client, TlsCertificates};
-use shedlock_core::{LockConfiguration, LockProvider};
+use shedlock_core::LockConfiguration;
 use shedlock_redis::RedisLockProvider;
+use shedlock_test_support::conformance::{acquire, assert_held, unlock};
 use shedlock_test_support::redis::RedisServer;
 use shedlock_test_support::tls::TestCertificates;
 
@@ -31,13 +32,9 @@ async fn locks_work_over_rediss_with_a_verified_certificate() {
     let provider = RedisLockProvider::new(client).await.unwrap();
     let config =
         LockConfiguration::new("over-tls", Duration::from_secs(10), Duration::ZERO).unwrap();
-    let guard = provider
-        .try_lock(&config)
-        .await
-        .unwrap()
-        .expect("lock over TLS");
-    assert!(provider.try_lock(&config).await.unwrap().is_none());
-    guard.unlock().await.unwrap();
+    let guard = acquire(&provider, &config).await;
+    assert_held(&provider, &config).await;
+    unlock(guard).await;
 
     // Without trusting the test CA, the connection is refused: TLS is verified.
     let untrusted = RedisLockProvider::connect(server.url()).await;
