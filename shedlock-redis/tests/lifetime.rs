@@ -3,10 +3,10 @@
 use std::time::{Duration, Instant};
 
 use shedlock_core::{
-    ExecutionOptions, LockConfiguration, LockError, LockProvider, LockingTaskExecutor, Waiter,
-    is_lease_lost, lease_lost,
+    ExecutionOptions, LockConfiguration, LockError, LockingTaskExecutor, is_lease_lost, lease_lost,
 };
 use shedlock_redis::RedisLockProvider;
+use shedlock_test_support::conformance::{assert_release_published, held_and_watched, unlock};
 use shedlock_test_support::redis::RedisServer;
 
 /// A 20 s job under `name` with keep-alive, cancelled when its lease is lost.
@@ -39,17 +39,10 @@ async fn a_release_is_published_to_waiters() {
     let (holder, waiter) = (connect(&server).await, connect(&server).await);
     let config =
         LockConfiguration::new("published", Duration::from_secs(30), Duration::ZERO).unwrap();
-    let guard = holder.try_lock(&config).await.unwrap().unwrap();
-    let mut releases = waiter.watch_releases("published").await;
     // A waiter's failed attempt (it marks the holder) asks for the notification.
-    let waiting = Waiter::new(Duration::from_secs(2));
-    let attempt = waiter.try_lock_waiting(&config, &waiting).await.unwrap();
-    assert!(attempt.is_none());
-    guard.unlock().await.unwrap();
-    // Only the notification can end this wait: nothing polls here.
-    tokio::time::timeout(Duration::from_secs(5), releases.released())
-        .await
-        .expect("the release was not published to the waiter");
+    let (guard, mut releases) = held_and_watched(&holder, &waiter, &config).await;
+    unlock(guard).await;
+    assert_release_published(&mut releases, "the release was not published to the waiter").await;
 }
 
 #[tokio::test]

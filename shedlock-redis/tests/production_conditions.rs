@@ -9,10 +9,11 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use shedlock_core::{
-    ExecutionOptions, LockAdmin, LockConfiguration, LockProvider, LockingTaskExecutor, Waiter,
+    ExecutionOptions, LockAdmin, LockConfiguration, LockProvider, LockingTaskExecutor,
     is_lease_lost,
 };
 use shedlock_redis::RedisLockProvider;
+use shedlock_test_support::conformance::{assert_release_published, held_and_watched, unlock};
 use shedlock_test_support::redis::{RedisCluster, RedisSentinel, RedisServer};
 
 async fn connect(server: &RedisServer) -> RedisLockProvider {
@@ -96,14 +97,7 @@ async fn a_waiter_whose_subscription_was_killed_is_still_woken_by_the_release() 
     let server = RedisServer::start();
     let (holder, waiter) = (connect(&server).await, connect(&server).await);
     let config = config("killed-waiter", Duration::from_secs(30));
-    let guard = holder.try_lock(&config).await.unwrap().unwrap();
-    let mut releases = waiter.watch_releases("killed-waiter").await;
-    let waiting = Waiter::new(Duration::from_secs(2));
-    let refused = waiter.try_lock_waiting(&config, &waiting).await.unwrap();
-    assert!(
-        refused.is_none(),
-        "the lock is held: the waiter must be refused"
-    );
+    let (guard, mut releases) = held_and_watched(&holder, &waiter, &config).await;
     assert!(
         kill_clients(&server, "pubsub") >= 1,
         "no subscription to kill"
@@ -111,11 +105,9 @@ async fn a_waiter_whose_subscription_was_killed_is_still_woken_by_the_release() 
     kill_clients(&server, "normal");
     // Give the subscriber time to come back before the release is published.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    guard.unlock().await.unwrap();
-    // Only the notification can end this wait: nothing polls here.
-    tokio::time::timeout(Duration::from_secs(5), releases.released())
-        .await
-        .expect("the release was not delivered after the subscription was killed");
+    unlock(guard).await;
+    let missed = "the release was not delivered after the subscription was killed";
+    assert_release_published(&mut releases, missed).await;
 }
 
 #[tokio::test]

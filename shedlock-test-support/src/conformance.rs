@@ -19,7 +19,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use shedlock_core::identity::unique_acquisition_id;
-use shedlock_core::{LockConfiguration, LockError, LockGuard, LockProvider, LockingTaskExecutor};
+use shedlock_core::{
+    LockConfiguration, LockError, LockGuard, LockProvider, LockingTaskExecutor, ReleaseWatch,
+    Waiter,
+};
 use tokio::task::JoinHandle;
 
 mod leases;
@@ -149,6 +152,36 @@ pub async fn token_of_a_cycle<P: LockProvider>(provider: &P, config: &LockConfig
     token
 }
 
+/// `holder` holds `config`'s lock, and `waiter`, watching for its release,
+/// is refused once as a waiter (which asks for the notification): the
+/// holder's guard and the waiter's watch.
+pub async fn held_and_watched<P: LockProvider>(
+    holder: &P,
+    waiter: &P,
+    config: &LockConfiguration,
+) -> (LockGuard, ReleaseWatch) {
+    let guard = acquire(holder, config).await;
+    let releases = waiter.watch_releases(config.name()).await;
+    let waiting = Waiter::new(Duration::from_secs(2));
+    match waiter.try_lock_waiting(config, &waiting).await {
+        Ok(None) => {}
+        other => fail!("the lock is held: the waiter must be refused, not {other:?}"),
+    }
+    (guard, releases)
+}
+
+/// Fails the test unless the release `releases` watches comes within 5 s;
+/// `missed` says what did not happen. Only a notification ends this wait:
+/// nothing polls.
+pub async fn assert_release_published(releases: &mut ReleaseWatch, missed: &str) {
+    if tokio::time::timeout(Duration::from_secs(5), releases.released())
+        .await
+        .is_err()
+    {
+        fail!("{missed}");
+    }
+}
+
 /// Releases `guard`; a test failure when the release fails.
 pub async fn unlock(guard: LockGuard) {
     let name = guard.name().to_owned();
@@ -167,16 +200,16 @@ pub(crate) async fn extend(guard: &mut LockGuard, lock_at_most_for: Duration) ->
 /// A job waiting (up to 20 s) for its lock in a task of its own, and whether
 /// the test had come to the moment it waits for (a release, a resume) when
 /// the job ran.
-pub(crate) struct Waiter {
+pub(crate) struct WaitingJob {
     come: Arc<AtomicBool>,
     task: JoinHandle<Result<Option<bool>, LockError>>,
 }
 
-impl Waiter {
+impl WaitingJob {
     pub(crate) fn spawn<P: LockProvider>(
         executor: LockingTaskExecutor<P>,
         job: LockConfiguration,
-    ) -> Waiter {
+    ) -> WaitingJob {
         let come = Arc::new(AtomicBool::new(false));
         let seen = come.clone();
         let task = tokio::spawn(async move {
@@ -186,7 +219,7 @@ impl Waiter {
                 })
                 .await
         });
-        Waiter { come, task }
+        WaitingJob { come, task }
     }
 
     /// Gives the job 300 ms to queue, then lets it in by `moment` (a

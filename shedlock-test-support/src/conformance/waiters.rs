@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::{ExecutionOptions, LockError, LockProvider, is_lease_lost};
 
-use super::{Make, Waiter, acquire, config, config_named, unique_name, unlock};
+use super::{Make, WaitingJob, acquire, config, config_named, unique_name, unlock};
 
 /// 8 tasks (each with its own provider) on 2 names run a non-atomic
 /// read–sleep–write counter under the lock: no update is lost.
@@ -64,7 +64,7 @@ pub async fn waiter_runs_right_after_release<P: LockProvider>(make: impl Make<P>
     let (waiter, holder) = make.executor_and_other().await;
     let config = config_named(&unique_name("waiter"));
     let guard = acquire(&holder, &config).await;
-    Waiter::spawn(waiter, config)
+    WaitingJob::spawn(waiter, config)
         .let_in("the release", Duration::from_secs(10), unlock(guard))
         .await;
 }

@@ -7,7 +7,7 @@ use shedlock_core::LockMode;
 
 use super::{AdminProvider, admin, assert_listed_as_held, shared, state};
 use crate::conformance::{
-    LONG, Make, Waiter, acquire, assert_held, config_named, extend, unique_name, unlock,
+    LONG, Make, WaitingJob, acquire, assert_held, config_named, extend, unique_name, unlock,
 };
 
 /// A capacity stored by an operator wins over the acquisition's default.
@@ -85,7 +85,7 @@ pub async fn waiting_job_starts_after_resume<P: AdminProvider>(make: impl Make<P
     admin("pause", operator.pause(&name)).await;
     // Not before the resume: not while paused.
     let resume = admin("resume", operator.resume(&name));
-    Waiter::spawn(waiter, config_named(&name))
+    WaitingJob::spawn(waiter, config_named(&name))
         .let_in("the resume", Duration::from_secs(5), resume)
         .await;
 }
@@ -97,7 +97,7 @@ pub async fn raised_capacity_admits_a_waiter<P: AdminProvider>(make: impl Make<P
     let job = shared(&name, 1, Some(1));
     let guard = acquire(&holder, &job).await;
     let raise = admin("set_capacity", holder.set_capacity(&name, 2));
-    Waiter::spawn(waiter, job)
+    WaitingJob::spawn(waiter, job)
         .let_in("the new capacity", Duration::from_secs(5), raise)
         .await;
     unlock(guard).await;

@@ -10,7 +10,7 @@ use shedlock_core::{LockConfiguration, LockGuard, LockMode, LockingTaskExecutor}
 
 use super::{AdminProvider, admin, shared, state, with_kind};
 use crate::conformance::{
-    LONG, Make, PAST_SHORT, SHORT, Waiter, acquire, assert_held, config, config_named, extend,
+    LONG, Make, PAST_SHORT, SHORT, WaitingJob, acquire, assert_held, config, config_named, extend,
     unique_name, unlock,
 };
 
@@ -111,7 +111,7 @@ pub async fn exclusive_waiter_goes_before_new_shared_holders<P: AdminProvider>(m
         held: first,
         writer,
     } = a_reader_holds(&make, "no-starvation").await;
-    let writer = Waiter::spawn(writer, config_named(&name));
+    let writer = WaitingJob::spawn(writer, config_named(&name));
     // Give the writer time to queue, then show a new reader must wait.
     let queued = Instant::now() + Duration::from_secs(5);
     while state(&readers, &name).await.exclusive_waiters == 0 {
