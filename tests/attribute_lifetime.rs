@@ -1,9 +1,10 @@
 //! `wait_for`, `keep_alive` and `cancel_on_lease_loss` through the attribute.
 
+use shedlock_test_support::conformance::assert_lease_lost;
 use std::sync::LazyLock;
 use std::time::Duration;
 
-use shedlock::{InMemoryLockProvider, LockError, current_lock, scheduler_lock};
+use shedlock::{InMemoryLockProvider, current_lock, scheduler_lock};
 
 static LOCKS: LazyLock<InMemoryLockProvider> = LazyLock::new(InMemoryLockProvider::new);
 
@@ -60,10 +61,7 @@ async fn overrunning() {
 async fn cancel_on_lease_loss_stops_a_job_that_outlives_its_lease() {
     let started = std::time::Instant::now();
     let result = overrunning().await;
-    assert!(
-        matches!(result, Err(LockError::LeaseLost { .. })),
-        "{result:?}"
-    );
+    assert_lease_lost(&result);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "the body was not dropped"

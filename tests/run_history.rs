@@ -4,12 +4,13 @@
 //! PostgreSQL, MariaDB and SQLite test databases (a table of their own;
 //! history is opt-in there).
 
+use shedlock_test_support::conformance::assert_lease_lost;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use shedlock::admin::{LockAdmin, RUN_HISTORY_LEN, RunOutcome};
 use shedlock::redis::RedisLockProvider;
-use shedlock::{InMemoryLockProvider, LockError, LockProvider, scheduler_lock};
+use shedlock::{InMemoryLockProvider, LockProvider, scheduler_lock};
 use shedlock_test_support::redis::RedisServer;
 use shedlock_test_support::sql::{mysql, postgres, sqlite_on_a_new_file, unique_table_name};
 
@@ -102,10 +103,7 @@ where
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(locks.force_release(&name).await?, 1);
     let outcome = tokio::time::timeout(Duration::from_secs(5), lost).await??;
-    assert!(
-        matches!(outcome, Err(LockError::LeaseLost { .. })),
-        "{outcome:?}"
-    );
+    assert_lease_lost(&outcome);
     let runs = locks.run_history(&name).await?;
     assert_eq!(
         runs.first().map(|run| run.outcome),

@@ -3,6 +3,7 @@
 
 mod support;
 
+use shedlock_test_support::conformance::assert_lease_lost;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -290,10 +291,7 @@ async fn unlock_force_makes_a_leader_step_down_and_another_take_over() {
         .unwrap_or_else(|err| panic!("the leader's task failed: {err}"));
     let stepped_down_in = unlocked_at.elapsed();
     eprintln!("stepped down {stepped_down_in:?} after unlock --force");
-    assert!(
-        matches!(outcome, Err(LockError::LeaseLost { .. })),
-        "the leader's run returned {outcome:?}"
-    );
+    assert_lease_lost(&outcome);
     assert!(
         first.dropped.load(Ordering::SeqCst),
         "the leader's closure was not dropped"

@@ -18,6 +18,7 @@ use shedlock_core::{
     BoxFuture, ExecutionOptions, InMemoryLockProvider, LockAdmin, LockConfiguration, LockError,
     LockGuard, LockProvider, LockingTaskExecutor, StoreFailure, extend_active_lock,
 };
+use shedlock_test_support::conformance::assert_lease_lost;
 
 /// A metric's value so far.
 #[derive(Clone, Debug)]
@@ -172,13 +173,6 @@ async fn held_elsewhere() -> (InMemoryLockProvider, LockConfiguration, LockGuard
     let report = report(Duration::from_secs(10));
     let held = provider.try_lock(&report).await.unwrap().unwrap();
     (provider, report, held)
-}
-
-fn assert_lease_lost<T: std::fmt::Debug>(result: &Result<T, LockError>) {
-    assert!(
-        matches!(result, Err(LockError::LeaseLost { .. })),
-        "{result:?}"
-    );
 }
 
 /// The leases lost and the extensions failed, as counted for the lock.

@@ -182,6 +182,14 @@ pub async fn assert_release_published(releases: &mut ReleaseWatch, missed: &str)
     }
 }
 
+/// Fails the test unless `result` is `LockError::LeaseLost`.
+pub fn assert_lease_lost<T: std::fmt::Debug>(result: &Result<T, LockError>) {
+    assert!(
+        matches!(result, Err(LockError::LeaseLost { .. })),
+        "expected LeaseLost, got {result:?}"
+    );
+}
+
 /// Releases `guard`; a test failure when the release fails.
 pub async fn unlock(guard: LockGuard) {
     let name = guard.name().to_owned();

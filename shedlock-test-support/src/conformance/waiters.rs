@@ -2,11 +2,12 @@
 //! their bounds, retries, keep-alive through a long job and cancellation
 //! on lease loss.
 
+use super::assert_lease_lost;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use shedlock_core::{ExecutionOptions, LockError, LockProvider, is_lease_lost};
+use shedlock_core::{ExecutionOptions, LockProvider, is_lease_lost};
 
 use super::{Make, WaitingJob, acquire, config, config_named, unique_name, unlock};
 
@@ -234,10 +235,7 @@ pub async fn job_outliving_its_lease_is_cancelled<P: LockProvider>(make: impl Ma
             finished.store(1, Ordering::SeqCst);
         })
         .await;
-    assert!(
-        matches!(result, Err(LockError::LeaseLost { .. })),
-        "expected LeaseLost, got {result:?}"
-    );
+    assert_lease_lost(&result);
     assert_eq!(
         finished.load(Ordering::SeqCst),
         0,
