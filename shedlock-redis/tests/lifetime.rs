@@ -7,7 +7,7 @@ use shedlock_core::{
 };
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::conformance::{
-    assert_lease_lost, assert_release_published, held_and_watched, unlock,
+    assert_lease_lost, assert_lease_lost_within, assert_release_published, held_and_watched, unlock,
 };
 use shedlock_test_support::redis::RedisServer;
 
@@ -29,6 +29,24 @@ async fn long_job_cancelled_on_loss(
             tokio::time::sleep(Duration::from_secs(20)),
         )
         .await
+}
+
+/// What [`long_job_cancelled_on_loss`] under `name` returned, `fault`
+/// happening `after` into it.
+async fn loss_under_a_long_job(
+    url: &str,
+    name: &str,
+    lock_at_most_for: Duration,
+    after: Duration,
+    fault: impl FnOnce(),
+) -> Result<Option<()>, LockError> {
+    let job = long_job_cancelled_on_loss(url.to_owned(), name, lock_at_most_for);
+    let fault = async {
+        tokio::time::sleep(after).await;
+        fault();
+    };
+    let (result, ()) = tokio::join!(job, fault);
+    result
 }
 
 async fn connect(server: &RedisServer) -> RedisLockProvider {
@@ -87,16 +105,17 @@ async fn deleting_the_key_under_a_keep_alive_job_signals_loss_within_a_third_of_
 #[tokio::test]
 async fn another_holder_taking_the_key_cancels_a_job_that_asked_for_it() {
     let server = RedisServer::start();
-    let job = long_job_cancelled_on_loss(
-        server.url().to_owned(),
+    let lease = Duration::from_millis(900);
+    let result = loss_under_a_long_job(
+        server.url(),
         "stolen",
-        Duration::from_millis(900),
-    );
-    let steal = async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        server.command("SET job-lock:default:stolen someone-else PX 60000");
-    };
-    let (result, ()) = tokio::join!(job, steal);
+        lease,
+        Duration::from_millis(100),
+        || {
+            server.command("SET job-lock:default:stolen someone-else PX 60000");
+        },
+    )
+    .await;
     assert_lease_lost(&result);
     // The other holder's lock was not touched by the release after cancellation.
     assert!(
@@ -109,21 +128,15 @@ async fn another_holder_taking_the_key_cancels_a_job_that_asked_for_it() {
 #[tokio::test]
 async fn redis_unreachable_past_the_lease_end_signals_loss() {
     let mut server = RedisServer::start();
-    let job = long_job_cancelled_on_loss(
-        server.url().to_owned(),
-        "unreachable",
-        Duration::from_millis(1500),
-    );
-    let outage = async {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        server.kill();
-    };
+    let (url, lease) = (server.url().to_owned(), Duration::from_millis(1500));
     let started = Instant::now();
-    let (result, ()) = tokio::join!(job, outage);
-    assert_lease_lost(&result);
-    assert!(
-        started.elapsed() < Duration::from_secs(10),
-        "loss took {:?}",
-        started.elapsed()
-    );
+    let result = loss_under_a_long_job(
+        &url,
+        "unreachable",
+        lease,
+        Duration::from_millis(200),
+        || server.kill(),
+    )
+    .await;
+    assert_lease_lost_within(&result, started, Duration::from_secs(10));
 }

@@ -157,25 +157,14 @@ fn torture_keeps_exclusion_through_kills_and_a_restart() {
     for line in text.lines() {
         let fields: Vec<&str> = line.split(' ').collect();
         match fields.as_slice() {
-            ["S", name, pid, token, t] => {
-                starts.insert(
-                    (
-                        name.to_string(),
-                        pid.parse().unwrap(),
-                        token.parse().unwrap(),
-                    ),
-                    t.parse().unwrap(),
+            [edge @ ("S" | "E"), name, pid, token, t] => {
+                let run = (
+                    name.to_string(),
+                    pid.parse().unwrap(),
+                    token.parse().unwrap(),
                 );
-            }
-            ["E", name, pid, token, t] => {
-                ends.insert(
-                    (
-                        name.to_string(),
-                        pid.parse().unwrap(),
-                        token.parse().unwrap(),
-                    ),
-                    t.parse().unwrap(),
-                );
+                let edges = if *edge == "S" { &mut starts } else { &mut ends };
+                edges.insert(run, t.parse().unwrap());
             }
             ["K", pid, t] => {
                 killed.insert(pid.parse().unwrap(), t.parse().unwrap());

@@ -190,6 +190,21 @@ pub fn assert_lease_lost<T: std::fmt::Debug>(result: &Result<T, LockError>) {
     );
 }
 
+/// Fails the test unless `result` is `LockError::LeaseLost`, within `bound`
+/// of `started`.
+pub fn assert_lease_lost_within<T: std::fmt::Debug>(
+    result: &Result<T, LockError>,
+    started: std::time::Instant,
+    bound: Duration,
+) {
+    assert_lease_lost(result);
+    let took = started.elapsed();
+    assert!(
+        took < bound,
+        "the lease loss ended the run only after {took:?}"
+    );
+}
+
 /// Releases `guard`; a test failure when the release fails.
 pub async fn unlock(guard: LockGuard) {
     let name = guard.name().to_owned();
