@@ -182,6 +182,16 @@ pub async fn assert_release_published(releases: &mut ReleaseWatch, missed: &str)
     }
 }
 
+/// Fails the test unless the locked run `ran` ran and returned `value`;
+/// `what` names the run.
+pub fn assert_ran_with<T: PartialEq + std::fmt::Debug>(
+    ran: &Result<Option<T>, LockError>,
+    value: T,
+    what: impl std::fmt::Display,
+) {
+    assert_eq!(ran.as_ref().ok(), Some(&Some(value)), "{what}: {ran:?}");
+}
+
 /// Fails the test unless `result` is `LockError::LeaseLost`.
 pub fn assert_lease_lost<T: std::fmt::Debug>(result: &Result<T, LockError>) {
     assert!(
