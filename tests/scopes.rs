@@ -28,10 +28,15 @@ fn replica(store: &InMemoryLockProvider, name: &str) -> Arc<Replica> {
     Arc::new(AttemptsRecorded::new(store.clone().with_locked_by(name)))
 }
 
-fn replicas(store: &InMemoryLockProvider, count: usize) -> Vec<Arc<Replica>> {
-    (0..count)
-        .map(|index| replica(store, &format!("replica-{index}")))
-        .collect()
+/// The installed default ([`install`]), a new store, and `count` replicas
+/// of it (`replica-0`, …).
+fn replicas_of_a_new_store(count: usize) -> (InMemoryLockProvider, Vec<Arc<Replica>>) {
+    install();
+    let store = InMemoryLockProvider::new();
+    let replicas = (0..count)
+        .map(|index| replica(&store, &format!("replica-{index}")))
+        .collect();
+    (store, replicas)
 }
 
 /// Which replica ran each tick, by job.
@@ -60,9 +65,7 @@ async fn cleanup(replica: &Replica, index: usize, tenant: &str, runs: &Runs) {
 #[tokio::test]
 async fn the_owner_runs_every_tick_and_the_others_skip_without_a_round_trip() -> anyhow::Result<()>
 {
-    install();
-    let store = InMemoryLockProvider::new();
-    let replicas = replicas(&store, 3);
+    let (store, replicas) = replicas_of_a_new_store(3);
     let runs = Runs::default();
     for _ in 0..10 {
         for (index, replica) in replicas.iter().enumerate() {
@@ -85,9 +88,7 @@ async fn the_owner_runs_every_tick_and_the_others_skip_without_a_round_trip() ->
 
 #[tokio::test]
 async fn jobs_of_one_scope_run_on_its_owner() -> anyhow::Result<()> {
-    install();
-    let store = InMemoryLockProvider::new();
-    let replicas = replicas(&store, 3);
+    let (_store, replicas) = replicas_of_a_new_store(3);
     let runs = Runs::default();
     // Replica 1 ticks first and owns the scope; the other job follows it.
     report(&replicas[1], 1, "db-b", &runs).await?;
@@ -156,9 +157,7 @@ async fn long(replica: &Replica, tenant: &str, dropped: Arc<AtomicUsize>) {
 
 #[tokio::test]
 async fn a_lost_scope_cancels_its_runs_before_another_replica_takes_it() -> anyhow::Result<()> {
-    install();
-    let store = InMemoryLockProvider::new();
-    let replicas = replicas(&store, 2);
+    let (store, replicas) = replicas_of_a_new_store(2);
     let dropped = Arc::new(AtomicUsize::new(0));
     let owner = replicas[0].clone();
     let run = {
@@ -183,9 +182,7 @@ async fn a_lost_scope_cancels_its_runs_before_another_replica_takes_it() -> anyh
 
 #[tokio::test]
 async fn scopes_spread_over_replicas_one_claim_per_sweep_each() -> anyhow::Result<()> {
-    install();
-    let store = InMemoryLockProvider::new();
-    let replicas = replicas(&store, 4);
+    let (store, replicas) = replicas_of_a_new_store(4);
     let runs = Runs::default();
     let tenants: Vec<String> = (0..40).map(|i| format!("spread-{i}")).collect();
     let deadline = Instant::now() + SWEEP * 30;
@@ -230,9 +227,7 @@ async fn owners(
 
 #[test]
 fn a_dead_owners_scope_is_taken_over_within_lease_and_sweep() -> anyhow::Result<()> {
-    install();
-    let store = InMemoryLockProvider::new();
-    let replicas = replicas(&store, 2);
+    let (_store, replicas) = replicas_of_a_new_store(2);
     let runs = Runs::default();
     // The owner lives on a runtime of its own, which then stops: its keeper
     // dies with it, as in a crash, and the lease runs out.
