@@ -21,7 +21,7 @@ use shedlock_test_support::now_ms;
 use shedlock_test_support::ticks::{
     Call, CallTally, Ticks, finish_workers, spawn_workers, until_tick_ends,
 };
-use workers::owned_server;
+use workers::{new_records_file, owned_server};
 
 const WORKERS: usize = 3;
 /// Ticks fall on multiples of this period of the wall clock.
@@ -47,13 +47,7 @@ const WORKER_ENV: &str = "SHEDLOCK_FAULTS_RESTART_WORKER";
 #[tokio::test]
 async fn a_redis_restart_under_load_fails_calls_briefly_then_recovers_without_double_runs() {
     let mut server = owned_server();
-    let runs_file = std::env::temp_dir().join(format!(
-        "shedlock-restart-runs-{}-{}",
-        std::process::id(),
-        now_ms()
-    ));
-    std::fs::write(&runs_file, "").unwrap();
-    let runs_path = runs_file.to_string_lossy().into_owned();
+    let (runs_file, runs_path) = new_records_file("restart-runs");
 
     let ticks = Ticks::after(Duration::from_secs(1), PERIOD_MS, TICKS);
     let workers = spawn_workers(

@@ -18,7 +18,7 @@ use std::time::Duration;
 use shedlock_core::LeaderElection;
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::{Worker, now_ms};
-use workers::owned_server;
+use workers::{new_records_file, owned_server};
 
 const LEASE: Duration = Duration::from_millis(1_500);
 const RETRY: Duration = Duration::from_millis(100);
@@ -66,13 +66,7 @@ fn terms(file: &std::path::Path) -> Vec<Term> {
 #[tokio::test]
 async fn leaders_killed_and_a_store_restart_never_overlap_and_terms_rise() {
     let mut server = owned_server();
-    let file = std::env::temp_dir().join(format!(
-        "shedlock-leader-torture-{}-{}",
-        std::process::id(),
-        now_ms()
-    ));
-    std::fs::write(&file, "").unwrap();
-    let path = file.to_string_lossy().into_owned();
+    let (file, path) = new_records_file("leader-torture");
     let url = server.url().to_owned();
     let spawn = || Worker::spawn("campaigner", &[(URL_ENV, &url), (FILE_ENV, &path)]);
     let mut workers: Vec<Worker> = (0..WORKERS).map(|_| spawn()).collect();

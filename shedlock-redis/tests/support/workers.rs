@@ -19,6 +19,20 @@ pub fn owned_server() -> RedisServer {
     )
 }
 
+/// A new empty file in the temporary directory (its name has `tag`, this
+/// process and the time) for worker processes to append their records to;
+/// its path, and the path as text for a worker's environment.
+pub fn new_records_file(tag: &str) -> (std::path::PathBuf, String) {
+    let file = std::env::temp_dir().join(format!(
+        "shedlock-{tag}-{}-{}",
+        std::process::id(),
+        shedlock_test_support::now_ms()
+    ));
+    std::fs::write(&file, "").unwrap_or_else(|err| panic!("cannot make {}: {err}", file.display()));
+    let path = file.to_string_lossy().into_owned();
+    (file, path)
+}
+
 /// Waits up to `timeout` for an element of the Redis list `list` (polled:
 /// a blocking pop would tie up the shared connection).
 pub async fn next_event(
