@@ -17,7 +17,7 @@ use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::redis::RedisServer;
 use shedlock_test_support::{Worker, now_ms};
-use workers::{connection, first_event, hold_and_report, lease_end, push_event};
+use workers::{connection, first_event, hold_and_report, lease_end, push_event, worker_provider};
 
 const LOCK: &str = "skewed-clocks";
 const LOCK_KEY: &str = "job-lock:default:skewed-clocks";
@@ -228,12 +228,9 @@ async fn clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_ser
 #[tokio::test]
 #[ignore = "a worker process of clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_servers_clock"]
 async fn skewed_holder() -> Result<(), Box<dyn Error>> {
-    let Ok(url) = std::env::var(URL_ENV) else {
+    let Some((url, provider)) = worker_provider(URL_ENV, Some("clock-ahead")).await? else {
         return Ok(());
     };
-    let provider = RedisLockProvider::connect(&url)
-        .await?
-        .with_locked_by("clock-ahead");
     hold_and_report(provider, &url, &config(), async |events| {
         push_event(events, EVENTS, &format!("held {}", now_ms())).await?;
         // After the report, so the contender's report comes second.
@@ -253,12 +250,9 @@ async fn skewed_holder() -> Result<(), Box<dyn Error>> {
 #[tokio::test]
 #[ignore = "a worker process of clients_with_skewed_clocks_keep_exclusion_because_leases_run_on_the_servers_clock"]
 async fn skewed_contender() -> Result<(), Box<dyn Error>> {
-    let Ok(url) = std::env::var(URL_ENV) else {
+    let Some((url, provider)) = worker_provider(URL_ENV, Some("clock-behind")).await? else {
         return Ok(());
     };
-    let provider = RedisLockProvider::connect(&url)
-        .await?
-        .with_locked_by("clock-behind");
     let mut events = connection(&url).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     // The holder's job runs (its acquisition has ended, and its report is in).

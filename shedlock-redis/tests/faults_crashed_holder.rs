@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::redis::RedisServer;
-use workers::{LeaseEnd, hold_and_report, lease_end, push_event, spawn_until_first_event};
+use workers::{
+    LeaseEnd, hold_and_report, lease_end, push_event, spawn_until_first_event, worker_provider,
+};
 
 const LOCK: &str = "crashed-holder";
 const LOCK_KEY: &str = "job-lock:default:crashed-holder";
@@ -156,10 +158,9 @@ async fn a_killed_holders_lease_ends_at_lock_at_most_for_and_a_waiter_gets_it_at
 #[tokio::test]
 #[ignore = "a worker process of a_killed_holders_lease_ends_at_lock_at_most_for_and_a_waiter_gets_it_at_once"]
 async fn holder_process() -> Result<(), Box<dyn Error>> {
-    let Ok(url) = std::env::var(HOLDER_URL_ENV) else {
+    let Some((url, provider)) = worker_provider(HOLDER_URL_ENV, None).await? else {
         return Ok(());
     };
-    let provider = RedisLockProvider::connect(&url).await?;
     hold_and_report(provider, &url, &config(), async |events| {
         push_event(events, EVENTS, &format!("held:{}", std::process::id())).await?;
         tokio::time::sleep(Duration::from_secs(60)).await;

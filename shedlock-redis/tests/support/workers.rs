@@ -88,6 +88,24 @@ pub async fn spawn_until_first_event(
     (events, worker, event)
 }
 
+/// In a worker process, the server's URL from `url_env` and a provider on
+/// it, with `locked_by`; `None` when run as a plain (ignored) test, the
+/// variable unset: the worker then does nothing.
+pub async fn worker_provider(
+    url_env: &str,
+    locked_by: Option<&str>,
+) -> Result<Option<(String, shedlock_redis::RedisLockProvider)>, shedlock_core::LockError> {
+    let Ok(url) = std::env::var(url_env) else {
+        return Ok(None);
+    };
+    let provider = shedlock_redis::RedisLockProvider::connect(&url).await?;
+    let provider = match locked_by {
+        Some(locked_by) => provider.with_locked_by(locked_by),
+        None => provider,
+    };
+    Ok(Some((url, provider)))
+}
+
 /// A worker's turn as the holder: takes `config` with `provider` (on the
 /// server at `url`) and runs `job`, given a connection for its reports; an
 /// error when the lock was held by someone else, or a report failed.
