@@ -150,8 +150,7 @@ async fn tick_without_a_provider(ticks: Arc<AtomicUsize>) -> anyhow::Result<()> 
 }
 
 #[tokio::test]
-async fn a_call_with_no_provider_counts_each_call_as_a_failed_attempt()
--> anyhow::Result<()> {
+async fn a_call_with_no_provider_counts_each_call_as_a_failed_attempt() -> anyhow::Result<()> {
     let ticks = Arc::new(AtomicUsize::new(0));
     let mut scheduled = Ok(());
     let (counters, _) = recorded(async {
