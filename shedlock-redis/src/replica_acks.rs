@@ -119,7 +119,7 @@ mod tests {
     use super::*;
 
     fn acks() -> ReplicaAcks {
-        ReplicaAcks::new(2, Duration::from_millis(150)).unwrap_or_else(|err| panic!("{err}"))
+        ReplicaAcks::new(2, Duration::from_millis(150)).unwrap_or_else(|err| panic!("{err}")) // allow-panic: unit test
     }
 
     #[test]
@@ -152,7 +152,7 @@ mod tests {
             Acknowledgement::Enough
         ));
         let Acknowledgement::Short(short) = acks().read(Some(&Value::Int(1))) else {
-            panic!("1 of 2 acknowledged counted as enough");
+            panic!("1 of 2 acknowledged counted as enough"); // allow-panic: unit test
         };
         let message = short
             .error(

@@ -236,7 +236,7 @@ mod tests {
                 Duration::from_secs(10),
                 Duration::ZERO,
             )
-            .unwrap_or_else(|err| panic!("{err}"));
+            .unwrap_or_else(|err| panic!("{err}")); // allow-panic: unit test
             let ran = executor.execute(&config, async {}).await;
             assert!(matches!(ran, Ok(Some(()))), "{ran:?}");
         }
@@ -248,7 +248,7 @@ mod tests {
         let last = provider
             .run_history(&format!("resource-{}", names - 1))
             .await
-            .unwrap_or_else(|err| panic!("{err}"));
+            .unwrap_or_else(|err| panic!("{err}")); // allow-panic: unit test
         assert_eq!(last.len(), 1, "the latest name's run was kept");
     }
 }

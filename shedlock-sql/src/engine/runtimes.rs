@@ -55,7 +55,7 @@ mod tests {
         let build = || {
             tokio::runtime::Builder::new_current_thread()
                 .build()
-                .unwrap_or_else(|err| panic!("{err}"))
+                .unwrap_or_else(|err| panic!("{err}")) // allow-panic: unit test
         };
         let (dropped, live) = (build(), build());
         let handle = dropped.handle().clone();
