@@ -15,9 +15,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use super::pool::Checkout;
 use shedlock_core::{FinishedRun, LockHolder, LockMode, LockState, Waiter};
 use sqlx::Database;
-use sqlx::pool::PoolConnection;
 
 use super::runner::execute;
 use super::runs::record_in;
@@ -75,7 +75,7 @@ impl<D: Dialect> SqlEngine<D> {
     /// limit); `Ok(Some(token))`: taken.
     pub(super) async fn acquire_shared(
         &self,
-        connection: &mut PoolConnection<D::Db>,
+        connection: &mut Checkout<D::Db>,
         statements: &Statements,
         lease: &LeaseRow,
         (lock_at_most_for, default_capacity): (Duration, Option<u32>),

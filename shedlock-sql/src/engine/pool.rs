@@ -70,15 +70,68 @@ pub(crate) async fn connect<D: Dialect>(url: &str) -> Result<Pool<D::Db>, LockEr
         .map_err(|err| connect_error::<D>(&server, err))
 }
 
+/// A connection of the pool, for one lock operation.
+///
+/// One whose operation was cut off while a transaction's `BEGIN` was
+/// unanswered (its timeout, or a caller that gave up: a `select!`, a
+/// shutdown stopping a renewal) is closed instead of going back to the pool.
+/// The driver counts a transaction only once `BEGIN` is answered, so that
+/// connection would go back inside a transaction nobody ends: the next
+/// operation's statements would look done (a release answering "released")
+/// and never be committed, and their row locks would keep other replicas
+/// waiting until the session ended.
+pub(crate) struct Checkout<DB: Database> {
+    connection: PoolConnection<DB>,
+    /// Set from sending a transaction's first statement until its answer.
+    beginning: bool,
+}
+
+impl<DB: Database> Checkout<DB> {
+    pub(super) fn new(connection: PoolConnection<DB>) -> Self {
+        Checkout {
+            connection,
+            beginning: false,
+        }
+    }
+
+    /// The connection, and the flag an unanswered `BEGIN` leaves set.
+    pub(super) fn parts(&mut self) -> (&mut PoolConnection<DB>, &mut bool) {
+        (&mut self.connection, &mut self.beginning)
+    }
+}
+
+impl<DB: Database> std::ops::Deref for Checkout<DB> {
+    type Target = PoolConnection<DB>;
+
+    fn deref(&self) -> &PoolConnection<DB> {
+        &self.connection
+    }
+}
+
+impl<DB: Database> std::ops::DerefMut for Checkout<DB> {
+    fn deref_mut(&mut self) -> &mut PoolConnection<DB> {
+        &mut self.connection
+    }
+}
+
+impl<DB: Database> Drop for Checkout<DB> {
+    fn drop(&mut self) {
+        if self.beginning {
+            tracing::debug!("a transaction's BEGIN went unanswered: its connection is closed");
+            self.connection.close_on_drop();
+        }
+    }
+}
+
 /// Takes a connection from the pool within `timeout`. Nothing was sent yet,
 /// so a failure here is certain.
 pub(crate) async fn checkout<DB: Database>(
     pool: &Pool<DB>,
     timeout: Duration,
-) -> Result<PoolConnection<DB>, Failure> {
+) -> Result<Checkout<DB>, Failure> {
     let started = Instant::now();
     match tokio::time::timeout(timeout, pool.acquire()).await {
-        Ok(Ok(connection)) => Ok(connection),
+        Ok(Ok(connection)) => Ok(Checkout::new(connection)),
         Ok(Err(sqlx::Error::PoolTimedOut)) | Err(_) => Err(Failure {
             unanswered: false,
             what_happened: no_connection(pool, started.elapsed()),

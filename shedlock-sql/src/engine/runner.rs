@@ -5,8 +5,8 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::time::Duration;
 
+use super::pool::Checkout;
 use shedlock_core::FinishedRun;
-use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Database, Pool, Transaction};
 
 use crate::dialect::{Acquire, Dialect, LeaseParam, Statement, Statements, TableParam, Token};
@@ -81,13 +81,10 @@ impl<D: Dialect> SqlEngine<D> {
     /// pool, an idle connection is taken at once, without the pool's check
     /// (a round trip to the connection's worker thread) or a timer: there is
     /// no server that could have closed it.
-    pub(crate) async fn checkout(
-        &self,
-        timeout: Duration,
-    ) -> Result<PoolConnection<D::Db>, Failure> {
+    pub(crate) async fn checkout(&self, timeout: Duration) -> Result<Checkout<D::Db>, Failure> {
         if !D::SERVER {
             if let Some(connection) = self.pool.try_acquire() {
-                return Ok(connection);
+                return Ok(Checkout::new(connection));
             }
         } else if self.runtimes.left_a_gone_runtime() {
             // Idle ones only: taken without the ping, and closed unused.
@@ -177,7 +174,7 @@ impl<D: Dialect> SqlEngine<D> {
     /// `statement_timeout`, as is its transaction on the server's side.
     pub(super) async fn acquire(
         &self,
-        connection: &mut PoolConnection<D::Db>,
+        connection: &mut Checkout<D::Db>,
         statements: &Statements,
         lease: &LeaseRow,
         (lock_at_most_for, default_capacity): (Duration, Option<u32>),
@@ -411,7 +408,7 @@ impl<D: Dialect> SqlEngine<D> {
     /// Begins a lock-kinds transaction on `connection` (with the dialect's
     /// isolation level, if it sets one).
     pub(super) async fn begin<'c>(
-        connection: &'c mut PoolConnection<D::Db>,
+        connection: &'c mut Checkout<D::Db>,
         timeout: Duration,
     ) -> Result<Transaction<'c, D::Db>, Failure> {
         Self::begin_with(connection, D::kinds_begin(timeout), timeout).await
@@ -419,18 +416,32 @@ impl<D: Dialect> SqlEngine<D> {
 
     /// Begins a transaction on `connection` with `begin` (`None`: the
     /// driver's `BEGIN`), at the dialect's isolation level if it sets one.
+    /// Cut off before the answer, the connection is closed (see [`Checkout`]).
     pub(super) async fn begin_with<'c>(
-        connection: &'c mut PoolConnection<D::Db>,
+        connection: &'c mut Checkout<D::Db>,
         begin: Option<String>,
         timeout: Duration,
     ) -> Result<Transaction<'c, D::Db>, Failure> {
-        if let Some(isolation) = D::KINDS_ISOLATION {
-            answer(timeout, D::Db::execute_unprepared(connection, isolation)).await?;
+        let (connection, beginning) = connection.parts();
+        *beginning = true;
+        let begun = match D::KINDS_ISOLATION {
+            Some(isolation) => answer(timeout, D::Db::execute_unprepared(connection, isolation))
+                .await
+                .map(drop),
+            None => Ok(()),
+        };
+        let begun = match (begun, begin) {
+            (Err(failure), _) => Err(failure),
+            (Ok(()), Some(begin)) => {
+                answer(timeout, Connection::begin_with(&mut **connection, begin)).await
+            }
+            (Ok(()), None) => answer(timeout, Connection::begin(&mut **connection)).await,
+        };
+        // Answered, a transaction or a refusal: the driver knows where it stands.
+        if begun.as_ref().is_ok() || begun.as_ref().is_err_and(|failure| !failure.unanswered) {
+            *beginning = false;
         }
-        match begin {
-            Some(begin) => answer(timeout, Connection::begin_with(&mut **connection, begin)).await,
-            None => answer(timeout, Connection::begin(&mut **connection)).await,
-        }
+        begun
     }
 
     /// Runs `statements` in order in one transaction; the rows each

@@ -6,7 +6,6 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use shedlock_core::{FinishedRun, LockError, RunOutcome, RunRecord};
-use sqlx::Connection;
 
 use super::runner::execute;
 use super::{Failure, LeaseParams, LeaseRow, SqlEngine, SqlLocks, answer};
@@ -39,7 +38,7 @@ impl<D: Dialect> SqlEngine<D> {
             return self.update(statement, params, timeout).await;
         }
         let mut connection = self.checkout(timeout).await?;
-        let mut transaction = answer(timeout, Connection::begin(&mut *connection)).await?;
+        let mut transaction = Self::begin_with(&mut connection, None, timeout).await?;
         // MySQL's client counts matched rows (CLIENT_FOUND_ROWS), not changed ones.
         let released =
             execute::<D>(&mut *transaction, &statements.release, &params, timeout).await? == 1;
