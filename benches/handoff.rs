@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use shedlock::provider::BoxFuture;
 use shedlock::redis::RedisLockProvider;
-use shedlock::sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
+use shedlock::sql::{MySql, Postgres, SqlLockProvider, SqlServer, SqliteLockProvider};
 use shedlock::{
     InMemoryLockProvider, LeaderElection, LockConfiguration, LockError, LockGuard, LockProvider,
     LockingTaskExecutor,
@@ -60,27 +60,35 @@ async fn measure<P: LockProvider + Clone>(
                 "lock unexpectedly held".into(),
             ));
         };
-        let (waiter, config) = (waiter.clone(), config.clone());
-        let waiting = tokio::spawn(async move {
-            waiter
-                .execute_waiting(&config, Duration::from_secs(10), async { Instant::now() })
-                .await
-        });
-        // Let the waiter make its first attempt and start waiting.
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let released_at = Instant::now();
-        guard.unlock().await?;
-        match waiting.await {
-            Ok(Ok(Some(first_line))) => latencies.push(first_line - released_at),
-            other => {
-                return Err(LockError::InvalidConfiguration(format!(
-                    "the waiter did not run: {other:?}"
-                )));
-            }
-        }
+        latencies.push(handoff(&waiter, &config, guard.unlock()).await?);
     }
     report(label, &mut latencies);
     Ok(())
+}
+
+/// One hand-off: starts `waiter` waiting for `config`, then runs `release`;
+/// the time from starting the release to the waiter's first line.
+async fn handoff<P: LockProvider + Clone + 'static>(
+    waiter: &LockingTaskExecutor<P>,
+    config: &LockConfiguration,
+    release: impl Future<Output = Result<(), LockError>>,
+) -> Result<Duration, LockError> {
+    let (waiter, config) = (waiter.clone(), config.clone());
+    let waiting = tokio::spawn(async move {
+        waiter
+            .execute_waiting(&config, Duration::from_secs(10), async { Instant::now() })
+            .await
+    });
+    // Let the waiter make its first attempt and start waiting.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let released_at = Instant::now();
+    release.await?;
+    match waiting.await {
+        Ok(Ok(Some(first_line))) => Ok(first_line - released_at),
+        other => Err(LockError::InvalidConfiguration(format!(
+            "the waiter did not run: {other:?}"
+        ))),
+    }
 }
 
 /// Prints p50, p99 and the maximum of `latencies`.
@@ -193,23 +201,8 @@ async fn measure_other_process<P: LockProvider + Clone>(
     let mut latencies = Vec::with_capacity(handoffs);
     for _ in 0..handoffs {
         holder.ask(&format!("lock {name}"), "locked")?;
-        let (waiter, config) = (waiter.clone(), config.clone());
-        let waiting = tokio::spawn(async move {
-            waiter
-                .execute_waiting(&config, Duration::from_secs(10), async { Instant::now() })
-                .await
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        let released_at = Instant::now();
-        holder.send("release")?;
-        match waiting.await {
-            Ok(Ok(Some(first_line))) => latencies.push(first_line - released_at),
-            other => {
-                return Err(LockError::InvalidConfiguration(format!(
-                    "the waiter did not run: {other:?}"
-                )));
-            }
-        }
+        let release = async { holder.send("release") };
+        latencies.push(handoff(&waiter, &config, release).await?);
         holder.expect("released")?;
     }
     report(label, &mut latencies);
@@ -279,20 +272,37 @@ impl Drop for HolderProcess {
     }
 }
 
+/// A provider of `D` on the server at `url`, locking in `table`.
+async fn connect_sql<D: SqlServer>(
+    url: &str,
+    table: &str,
+) -> Result<SqlLockProvider<D>, LockError> {
+    SqlLockProvider::<D>::connect(url)
+        .await?
+        .with_table_name(table)
+}
+
+/// Holder and waiter of `D` on one table (created), each with a pool of its own.
+async fn sql_pair<D: SqlServer>(
+    url: &str,
+    table: &str,
+) -> Result<(SqlLockProvider<D>, SqlLockProvider<D>), LockError> {
+    let (holder, waiter) = (
+        connect_sql(url, table).await?,
+        connect_sql(url, table).await?,
+    );
+    holder.create_table_if_missing().await?;
+    Ok((holder, waiter))
+}
+
 /// The holder process: `lock <name>` takes the lock (answer `locked`),
 /// `release` unlocks it (answer `released`); ends with its standard input.
 async fn hold(spec: &str) -> Result<(), LockError> {
     let provider: Box<dyn LockProvider> = match spec.split_once(':') {
-        Some(("postgres", table)) => Box::new(
-            PostgresLockProvider::connect(&postgres_url())
-                .await?
-                .with_table_name(table)?,
-        ),
-        Some(("mysql", table)) => Box::new(
-            MySqlLockProvider::connect(&mysql_url())
-                .await?
-                .with_table_name(table)?,
-        ),
+        Some(("postgres", table)) => {
+            Box::new(connect_sql::<Postgres>(&postgres_url(), table).await?)
+        }
+        Some(("mysql", table)) => Box::new(connect_sql::<MySql>(&mysql_url(), table).await?),
         Some(("sqlite", file)) => Box::new(SqliteLockProvider::open(file).await?),
         _ => {
             return Err(LockError::InvalidConfiguration(format!(
@@ -350,13 +360,7 @@ async fn main() -> Result<(), LockError> {
     }
     let table = unique_table_name("handoff");
     if wanted("postgres") {
-        let connect = || async {
-            PostgresLockProvider::connect(&postgres_url())
-                .await?
-                .with_table_name(&table)
-        };
-        let (holder, waiter) = (connect().await?, connect().await?);
-        holder.create_table_if_missing().await?;
+        let (holder, waiter) = sql_pair::<Postgres>(&postgres_url(), &table).await?;
         // What the release's NOTIFY saves: the same waiter, polling only.
         measure(
             "postgres, polling only (notifications off)",
@@ -370,13 +374,7 @@ async fn main() -> Result<(), LockError> {
         measure_sql("postgres", holder, waiter, other_process, handoffs).await?;
     }
     if wanted("mysql") {
-        let connect = || async {
-            MySqlLockProvider::connect(&mysql_url())
-                .await?
-                .with_table_name(&table)
-        };
-        let (holder, waiter) = (connect().await?, connect().await?);
-        holder.create_table_if_missing().await?;
+        let (holder, waiter) = sql_pair::<MySql>(&mysql_url(), &table).await?;
         let holder_spec = format!("mysql:{table}");
         let other_process = ("polling, lease-end hint", holder_spec.as_str());
         measure_sql("mariadb", holder, waiter, other_process, handoffs).await?;
