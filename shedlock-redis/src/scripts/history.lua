@@ -19,3 +19,13 @@ local function record_run(key, head, outcome, tail)
   end
   redis.call('PEXPIRE', key, '2592000000')
 end
+-- The answer of a release that found its lease ended: 0, with the run (when
+-- `key`, its history, is given) recorded as lost; 1 when a copy sent before
+-- had already recorded it, as that copy answered.
+local function release_lost(key, head, outcome, tail)
+  if key then
+    if recorded(key, head, outcome, tail) then return 1 end
+    record_run(key, head, 'lease_lost', tail)
+  end
+  return 0
+end

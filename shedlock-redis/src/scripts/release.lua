@@ -9,16 +9,12 @@
 -- Returns 1 when released (or shortened), 0 when the lease had already ended.
 -- The value may carry a waiter's mark (acquire.lua): then, and only then, a
 -- freed lock is published. Runs after lease_value.lua (owned()) and
--- history.lua (record_run()).
+-- history.lua (record_run(), release_lost()).
 -- A copy sent again after the first one's reply was lost finds the run it
 -- recorded: it answers as the first did and records nothing more.
 local current = redis.call('GET', KEYS[1])
 if not owned(current, ARGV[1]) then
-  if KEYS[2] then
-    if recorded(KEYS[2], ARGV[4], ARGV[5], ARGV[6]) then return 1 end
-    record_run(KEYS[2], ARGV[4], 'lease_lost', ARGV[6])
-  end
-  return 0
+  return release_lost(KEYS[2], ARGV[4], ARGV[5], ARGV[6])
 end
 local keep = tonumber(ARGV[2])
 if keep > 0 then

@@ -7,17 +7,14 @@
 -- After a run, KEYS[3] the run history and ARGV[4..6] the run (release.lua):
 -- it is recorded, as lost when the lease had ended.
 -- Returns 1 when released (or shortened), 0 when the lease had already ended.
--- Runs after settle_shared.lua (settle(), my_share()) and history.lua.
+-- Runs after settle_shared.lua (settle(), my_share()) and history.lua
+-- (release_lost(), record_run()).
 
 -- A copy sent again after the first one's reply was lost finds the run it
 -- recorded: it answers as the first did and records nothing more.
 local now, ends, permits, token = my_share()
 if not now then
-  if KEYS[3] then
-    if recorded(KEYS[3], ARGV[4], ARGV[5], ARGV[6]) then return 1 end
-    record_run(KEYS[3], ARGV[4], 'lease_lost', ARGV[6])
-  end
-  return 0
+  return release_lost(KEYS[3], ARGV[4], ARGV[5], ARGV[6])
 end
 local keep = tonumber(ARGV[2])
 if keep > 0 then
