@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::LockError;
 
@@ -74,6 +74,8 @@ pub struct LockConfiguration {
     lock_at_least_for: Duration,
     mode: LockMode,
     capacity: Option<u32>,
+    /// The tick this acquisition claims, in milliseconds since 1970.
+    tick: Option<i64>,
 }
 
 impl LockConfiguration {
@@ -110,7 +112,67 @@ impl LockConfiguration {
             lock_at_least_for,
             mode: LockMode::Exclusive,
             capacity: None,
+            tick: None,
         })
+    }
+
+    /// An acquisition for one tick of a schedule (the instant the job was
+    /// due, not the clock's now): it takes the lock only when no run of this
+    /// name has claimed this tick or a later one; otherwise it is a skip
+    /// (`Ok(None)`), even if the lock is free. The last claimed tick is kept
+    /// beside the lock, written in the same step as the acquisition, and
+    /// outlives the lease. So each tick runs at most once across all
+    /// replicas, however short the job, without `lock_at_least_for`, and
+    /// whatever the replicas' clocks say (each claims the schedule's instant).
+    ///
+    /// Ticks are kept to the millisecond; ticks before 1970 count as 1970.
+    /// A tick is claimed by one exclusive holder: a shared or counted
+    /// acquisition with a tick is refused with
+    /// [`LockError::InvalidConfiguration`] by every provider.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use shedlock_core::LockConfiguration;
+    ///
+    /// let due = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    /// let config = LockConfiguration::new("nightly-report", Duration::from_secs(600), Duration::ZERO)?
+    ///     .for_tick(due);
+    /// assert_eq!(config.tick(), Some(due));
+    /// # Ok::<(), shedlock_core::LockError>(())
+    /// ```
+    pub fn for_tick(self, tick: SystemTime) -> LockConfiguration {
+        LockConfiguration {
+            tick: Some(tick_millis(tick)),
+            ..self
+        }
+    }
+
+    /// The tick this acquisition claims (see [`for_tick`](Self::for_tick)),
+    /// to the millisecond.
+    pub fn tick(&self) -> Option<SystemTime> {
+        self.tick.map(millis_tick)
+    }
+
+    /// The tick this acquisition claims, in milliseconds since 1970: how
+    /// stores keep it.
+    pub fn tick_millis(&self) -> Option<i64> {
+        self.tick
+    }
+
+    /// For providers: refuses a tick claimed by a shared or counted holder.
+    ///
+    /// # Errors
+    ///
+    /// [`LockError::InvalidConfiguration`] for a tick on a shared acquisition.
+    pub fn check_tick(&self) -> Result<(), LockError> {
+        match (self.tick, self.mode) {
+            (Some(_), LockMode::Shared { .. }) => Err(LockError::InvalidConfiguration(format!(
+                "lock '{}': a tick is claimed by one exclusive holder; drop the tick or \
+                 make the acquisition exclusive",
+                self.name
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Makes this a shared holder of one permit (see [`LockMode::Shared`]).
@@ -241,8 +303,23 @@ impl fmt::Debug for LockConfiguration {
             .field("lock_at_least_for", &self.lock_at_least_for)
             .field("mode", &self.mode)
             .field("capacity", &self.capacity)
+            .field("tick", &self.tick())
             .finish()
     }
+}
+
+/// `tick` in whole milliseconds since 1970 (earlier instants: 0), as stores
+/// keep ticks.
+pub(crate) fn tick_millis(tick: SystemTime) -> i64 {
+    tick.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        })
+}
+
+/// The instant of a tick kept as milliseconds since 1970.
+pub(crate) fn millis_tick(millis: i64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(u64::try_from(millis).unwrap_or(0))
 }
 
 fn validate_name(name: &str) -> Result<(), LockError> {

@@ -154,6 +154,8 @@ pub struct LockGuard {
     /// The lease once an extension found it ended: kept only to record the
     /// run in the lock's history.
     ended: Option<Arc<dyn Lease>>,
+    /// The tick claimed before this acquisition's (ms since 1970), when it claims one.
+    previous_tick: Option<i64>,
 }
 
 impl LockGuard {
@@ -175,6 +177,14 @@ impl LockGuard {
     /// lease has ended; a store error when the store cannot be reached.
     pub async fn fencing_token(&self) -> Result<u64, LockError> {
         self.info.fencing_token().await
+    }
+
+    /// The tick the run before claimed, when this acquisition claimed one
+    /// ([`LockConfiguration::for_tick`]); `None` when it claimed none or no
+    /// tick of this name was claimed before. The ticks of a schedule between
+    /// the two were missed: no replica ran them.
+    pub fn previous_tick(&self) -> Option<std::time::SystemTime> {
+        self.previous_tick.map(crate::configuration::millis_tick)
     }
 
     /// What a job can read about this lock.
@@ -437,7 +447,16 @@ impl GrantedLease {
             lease_length: config.lock_at_most_for(),
             lease: Some(lease),
             ended: None,
+            previous_tick: None,
         })
+    }
+
+    /// For providers, when the acquisition claimed a tick
+    /// ([`LockConfiguration::for_tick`]): the tick claimed before it, in
+    /// milliseconds since 1970, as the store kept it (`None`: none was).
+    pub fn after_tick(mut self, previous_tick_millis: Option<i64>) -> Self {
+        self.0.previous_tick = previous_tick_millis;
+        self
     }
 
     /// The guard of this lease, if its answer came soon enough to vouch for

@@ -78,6 +78,7 @@ impl InMemoryLockProvider {
         config: &LockConfiguration,
         waiter: Option<&Waiter>,
     ) -> Result<Option<GrantedLease>, LockError> {
+        config.check_tick()?;
         let now = Instant::now();
         let mut guard = lock_state(&self.state);
         let state = &mut *guard;
@@ -88,6 +89,13 @@ impl InMemoryLockProvider {
             now,
         );
         entry.forget_ended(now);
+        let previous_tick = entry.last_tick;
+        if let (Some(tick), Some(claimed)) = (config.tick_millis(), previous_tick)
+            && claimed >= tick
+        {
+            tracing::debug!(lock = %config.name(), "tick claimed already; skipping");
+            return Ok(None);
+        }
         if let Err(refusal) = entry.admits(config, waiter.map(Waiter::id)) {
             if let (Some(waiter), LockMode::Exclusive) = (waiter, config.mode()) {
                 let place_ends = now
@@ -121,6 +129,9 @@ impl InMemoryLockProvider {
             renewals: 0,
         };
         entry.holders.insert(token, held);
+        if let Some(tick) = config.tick_millis() {
+            entry.last_tick = Some(tick);
+        }
         drop(guard);
         let lease = MemoryLease {
             state: self.state.clone(),
@@ -129,13 +140,11 @@ impl InMemoryLockProvider {
             acquisition: token,
             locked_by: self.locked_by.clone(),
         };
-        Ok(Some(GrantedLease::locked_at(
-            config,
-            Some(token),
-            now,
-            locked_at,
-            lease,
-        )))
+        let granted = GrantedLease::locked_at(config, Some(token), now, locked_at, lease);
+        Ok(Some(match config.tick_millis() {
+            Some(_) => granted.after_tick(previous_tick),
+            None => granted,
+        }))
     }
 
     /// Applies `change` to the entry of `name`, then wakes its waiters.

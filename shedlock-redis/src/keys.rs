@@ -20,6 +20,8 @@ pub(crate) const WAITERS_SUFFIX: &str = ":waiters";
 pub(crate) const SETTINGS_SUFFIX: &str = ":settings";
 pub(crate) const RENEWED_SUFFIX: &str = ":renewed";
 pub(crate) const RUNS_SUFFIX: &str = ":runs";
+/// The last tick claimed (`for_tick`): kept after the lease.
+pub(crate) const TICK_SUFFIX: &str = ":tick";
 
 impl LockKeys {
     /// Built on every acquisition, so each key is one exact-size allocation
@@ -141,6 +143,7 @@ pub(crate) fn name_of_key(key: &str, base: &str) -> Option<String> {
         SETTINGS_SUFFIX,
         RENEWED_SUFFIX,
         RUNS_SUFFIX,
+        TICK_SUFFIX,
     ] {
         let Some(rest) = key.strip_suffix(suffix) else {
             continue;

@@ -25,7 +25,10 @@ scripts! {
     /// Exclusive `SET NX PX` or shared permits, checked against the capacity,
     /// plus the fencing token, atomically: waiting and shared acquisitions,
     /// and exclusive ones on servers without `SET NX GET` (before Redis 7).
-    ACQUIRE = "fence.lua", "lease_value.lua", "acquire.lua";
+    ACQUIRE = "fence.lua", "lease_value.lua", "acquire.lua", "acquire_main.lua";
+    /// The acquisition of one tick (`for_tick`): the tick's claim and the
+    /// lock in one step, and the tick claimed before.
+    CLAIM_TICK = "fence.lua", "lease_value.lua", "acquire.lua", "claim_tick.lua";
     /// A one-round-trip exclusive acquisition that may not stand (paused,
     /// shared holders, a late answer): kept and renewed, or given back.
     SETTLE = "lease_value.lua", "settle.lua";

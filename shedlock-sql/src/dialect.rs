@@ -212,6 +212,8 @@ pub enum LeaseParam {
     Waiter,
     /// How long a waiter's place in the queue lasts.
     HoldPlaceFor,
+    /// The tick an acquisition claims, in milliseconds since 1970 (`BIGINT`).
+    Tick,
 }
 
 /// The parameters of the catalog lookup of a table.
@@ -289,6 +291,8 @@ pub(crate) struct Statements {
     pub(crate) runs: RunStatements,
     /// Shared and counted holders, exclusive waiters and renewals.
     pub(crate) kinds: KindStatements,
+    /// The claims of ticks.
+    pub(crate) ticks: crate::ticks::TickStatements,
 }
 
 /// What `locked_by` of ShedLock's row says while shared holders hold the

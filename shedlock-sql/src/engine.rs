@@ -28,6 +28,7 @@ mod runner;
 mod runs;
 mod runtimes;
 mod tables;
+mod ticks;
 
 pub(crate) use failure::Failure;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
@@ -55,6 +56,10 @@ pub(crate) struct LeaseRow {
     pub(crate) lock_at_least_for: Duration,
     /// A shared holder's permits; `None`: an exclusive holder.
     pub(crate) permits: Option<u32>,
+    /// The tick the acquisition claims (ms since 1970), if any.
+    pub(crate) tick: Option<i64>,
+    /// Once a tick is claimed: the tick claimed before (`None`: none was).
+    pub(crate) previous_tick: std::sync::OnceLock<Option<i64>>,
 }
 
 /// The provider logic shared by the three databases.

@@ -51,17 +51,37 @@
 //!     queued_until TIMESTAMP(3) NOT NULL,
 //!     PRIMARY KEY (name, waiter)
 //! );
+//! CREATE TABLE shedlock_ticks(                       -- the last tick each lock claimed (for_tick)
+//!     name VARCHAR(64) NOT NULL,
+//!     last_tick BIGINT NOT NULL,                     -- ms since 1970; -1: none yet
+//!     previous_tick BIGINT,                          -- the one claimed before it
+//!     claimed_at TIMESTAMP(3) NOT NULL,
+//!     claimed_by VARCHAR(255) NOT NULL,
+//!     PRIMARY KEY (name)
+//! );
 //! ```
 //!
 //! Each database is a feature: `postgres` ([`PostgresLockProvider`]),
 //! `mysql` ([`MySqlLockProvider`]), `sqlite` ([`SqliteLockProvider`]). Each
 //! provider is built from a URL (`connect`) or from an sqlx pool (`new`);
-//! `create_table_if_missing()` creates the five tables (`<table>_settings`,
-//! `<table>_runs`, `<table>_holders` and `<table>_waiters` for another
-//! table name). At the first lock, the
+//! `create_table_if_missing()` creates the six tables (`<table>_settings`,
+//! `<table>_runs`, `<table>_holders`, `<table>_waiters` and `<table>_ticks`
+//! for another table name). At the first lock, the
 //! provider checks that they exist with these columns; a missing one, or one
 //! with other columns, is a
 //! [`LockError::Store`](shedlock_core::LockError::Store) that gives its DDL.
+//!
+//! # Ticks
+//!
+//! An acquisition for a tick (`LockConfiguration::for_tick`) runs in one
+//! transaction: the name's row of `<table>_ticks` is made if missing and
+//! locked, the last claimed tick read, the lock taken as usual and the
+//! claim recorded, or nothing happens (the tick or a later one was claimed,
+//! the lock is held or paused). Claimers of one name take turns on that
+//! row, so a replica that fires for a tick a moment after another finds its
+//! claim however soon the other released the lock. ShedLock's table is not
+//! touched beyond the usual acquisition. `prune` removes the tick rows of
+//! names whose lock row it removed.
 //!
 //! # Last runs
 //!
@@ -198,6 +218,8 @@ mod statements;
 mod table;
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 mod template;
+#[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
+mod ticks;
 
 #[cfg(any(feature = "postgres", feature = "mysql", feature = "sqlite"))]
 #[cfg_attr(

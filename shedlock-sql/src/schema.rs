@@ -133,6 +133,22 @@ pub(crate) static WAITERS_TABLE: Shape = Shape {
     unique: None,
 };
 
+/// The last tick each lock claimed (`for_tick`), in milliseconds since
+/// 1970, the one before it, and who claimed it when: kept after the lease,
+/// so each tick runs once.
+pub(crate) static TICKS_TABLE: Shape = Shape {
+    what: "ticks table",
+    columns: &[
+        column("name", ColumnType::Name),
+        column("last_tick", ColumnType::Big),
+        column("previous_tick", ColumnType::OptionalBig),
+        column("claimed_at", ColumnType::Time),
+        column("claimed_by", ColumnType::Holder),
+    ],
+    primary_key: Some("name"),
+    unique: None,
+};
+
 impl Shape {
     /// `CREATE TABLE IF NOT EXISTS` of `table` on `D`'s database.
     pub(crate) fn ddl<D: Dialect>(&self, table: &TableName) -> String {
@@ -164,11 +180,12 @@ impl Shape {
 }
 
 /// The companion tables of `table`, each with its shape.
-pub(crate) fn companions(table: &TableName) -> [(TableName, &'static Shape); 4] {
+pub(crate) fn companions(table: &TableName) -> [(TableName, &'static Shape); 5] {
     [
         (table.settings(), &SETTINGS_TABLE),
         (table.runs(), &RUNS_TABLE),
         (table.holders(), &HOLDERS_TABLE),
         (table.waiters(), &WAITERS_TABLE),
+        (table.ticks(), &TICKS_TABLE),
     ]
 }

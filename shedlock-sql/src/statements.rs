@@ -19,6 +19,7 @@ pub struct Tables {
     pub(crate) runs: TableName,
     pub(crate) holders: TableName,
     pub(crate) waiters: TableName,
+    pub(crate) ticks: TableName,
     /// Whether the lock table has the `fencing_token` column.
     pub(crate) fencing: bool,
 }
@@ -31,6 +32,7 @@ impl Tables {
             runs: table.runs(),
             holders: table.holders(),
             waiters: table.waiters(),
+            ticks: table.ticks(),
             fencing,
         }
     }
@@ -91,6 +93,7 @@ pub(crate) fn statements<D: Dialect>(tables: &Tables) -> Statements {
         admin: admin::<D>(tables),
         runs: runs::<D>(tables),
         kinds: kinds::<D>(tables),
+        ticks: crate::ticks::statements::<D>(tables),
     }
 }
 
@@ -183,7 +186,7 @@ fn run_columns<D: Dialect>(alias: &str) -> String {
 }
 
 /// ` LIMIT <batch>` where prune statements delete in batches.
-fn batch_limit<D: Dialect>() -> String {
+pub(crate) fn batch_limit<D: Dialect>() -> String {
     D::PRUNE_BATCH
         .map(|batch| format!(" LIMIT {batch}"))
         .unwrap_or_default()
@@ -463,6 +466,7 @@ mod tests {
             admin,
             runs,
             kinds,
+            ticks,
         } = statements;
         let mut all: Vec<&Statement<LeaseParam>> = acquire
             .iter()
@@ -500,6 +504,7 @@ mod tests {
             &kinds.end_holders,
         ]);
         all.extend(&kinds.notify);
+        all.extend(ticks.every());
         all.extend(&kinds.prune);
         all
     }

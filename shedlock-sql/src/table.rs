@@ -40,6 +40,9 @@ const HOLDERS_SUFFIX: &str = "_holders";
 /// What the exclusive waiters' table's name adds to the lock table's.
 const WAITERS_SUFFIX: &str = "_waiters";
 
+/// What the table of claimed ticks adds to the lock table's name.
+const TICKS_SUFFIX: &str = "_ticks";
+
 /// The longest lock table name accepted: its companion's name must fit too.
 const MAX_TABLE_LEN: usize = MAX_IDENTIFIER_LEN - SETTINGS_SUFFIX.len();
 
@@ -106,6 +109,12 @@ impl TableName {
     /// their place: `<table>_waiters`.
     pub(crate) fn waiters(&self) -> TableName {
         self.with_suffix(WAITERS_SUFFIX)
+    }
+
+    /// The companion table of this lock table where the last tick each
+    /// lock claimed is kept (`for_tick`): `<table>_ticks`.
+    pub(crate) fn ticks(&self) -> TableName {
+        self.with_suffix(TICKS_SUFFIX)
     }
 
     fn with_suffix(&self, suffix: &str) -> TableName {

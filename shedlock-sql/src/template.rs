@@ -6,7 +6,7 @@ use crate::dialect::{Dialect, LeaseParam, Statement};
 
 impl LeaseParam {
     /// Every parameter, as templates name it.
-    const NAMED: [(&'static str, LeaseParam); 15] = [
+    const NAMED: [(&'static str, LeaseParam); 16] = [
         ("name", LeaseParam::Name),
         ("locked_by", LeaseParam::LockedBy),
         ("lock_at_most_for", LeaseParam::LockAtMostFor),
@@ -22,6 +22,7 @@ impl LeaseParam {
         ("holder_token", LeaseParam::HolderToken),
         ("waiter", LeaseParam::Waiter),
         ("hold_place_for", LeaseParam::HoldPlaceFor),
+        ("tick", LeaseParam::Tick),
     ];
 
     fn named(name: &str) -> Option<LeaseParam> {

@@ -26,9 +26,11 @@ use shedlock_core::{
 use tokio::task::JoinHandle;
 
 mod leases;
+mod ticks;
 mod waiters;
 
 pub use leases::*;
+pub use ticks::*;
 pub use waiters::*;
 
 /// What makes the providers of a case: a new provider (a new connection to
@@ -317,6 +319,11 @@ macro_rules! provider_conformance_tests {
             retries_get_the_lock_once_released,
             keep_alive_holds_a_short_lease_through_a_long_job,
             job_outliving_its_lease_is_cancelled,
+            a_claimed_tick_is_not_claimed_again,
+            later_ticks_are_claimed_earlier_ones_not,
+            a_tick_is_claimed_only_with_the_lock,
+            racing_replicas_claim_each_tick_once,
+            a_shared_tick_claim_is_refused,
         );
     };
 }

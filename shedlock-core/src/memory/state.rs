@@ -70,6 +70,8 @@ pub(super) struct Entry {
     pub(super) capacity: Option<u32>,
     /// The capacity to go back to when a pause ends.
     pub(super) resume_to: Option<u32>,
+    /// The last tick claimed (ms since 1970); it outlives the leases.
+    pub(super) last_tick: Option<i64>,
 }
 
 pub(super) struct Held {
@@ -99,6 +101,7 @@ impl Entry {
 
     pub(super) fn is_idle(&self, now: Instant) -> bool {
         self.capacity.is_none()
+            && self.last_tick.is_none()
             && self.holders.values().all(|held| held.expires_at <= now)
             && self.waiters.values().all(|until| *until <= now)
     }

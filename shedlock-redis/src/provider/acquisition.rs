@@ -8,15 +8,17 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use redis::aio::ConnectionLike;
-use redis::{Cmd, RedisError, Script, Value};
+use redis::{Cmd, FromRedisValue, RedisError, Script, Value};
 use shedlock_core::{GrantedLease, Lease, LockConfiguration, LockError, LockGuard, Waiter};
 
 use super::RedisLockProvider;
 use crate::errors::{reply_may_be_lost, store_error, what_happened};
-use crate::keys::{FENCE_SUFFIX, HOLDERS_SUFFIX, LockKeys, SETTINGS_SUFFIX, WAITERS_SUFFIX};
+use crate::keys::{
+    FENCE_SUFFIX, HOLDERS_SUFFIX, LockKeys, SETTINGS_SUFFIX, TICK_SUFFIX, WAITERS_SUFFIX,
+};
 use crate::lease::{PendingLease, RedisLease, millis};
 use crate::replica_acks::Acknowledgement;
-use crate::scripts::{ACQUIRE, SETTLE, evalsha, invoke_acknowledged};
+use crate::scripts::{ACQUIRE, CLAIM_TICK, SETTLE, evalsha, invoke_acknowledged};
 use crate::value::{WAITED_MARK, new_lock_value};
 
 impl RedisLockProvider {
@@ -26,6 +28,7 @@ impl RedisLockProvider {
         config: &LockConfiguration,
         waiter: Option<&Waiter>,
     ) -> Result<Option<LockGuard>, LockError> {
+        config.check_tick()?;
         let keys = self.keys(config.name());
         // A capacity of 0 in the configuration is a pause only the script
         // sees. On a Cluster, a pipeline redirected while the lock's slot
@@ -33,6 +36,7 @@ impl RedisLockProvider {
         // next one), so acquisitions are one script, which the cluster client
         // follows to the right node whole.
         if waiter.is_none()
+            && config.tick_millis().is_none()
             && config.mode().permits().is_none()
             && config.capacity() != Some(0)
             && !self.connection.is_cluster()
@@ -210,8 +214,9 @@ impl RedisLockProvider {
         }
     }
 
-    /// The acquisition script: waiting, shared and counted acquisitions, and
-    /// exclusive ones on servers without `SET NX GET`.
+    /// The acquisition script: waiting, shared and counted acquisitions,
+    /// exclusive ones on servers without `SET NX GET` (before Redis 7), and
+    /// the claims of ticks (with the tick claimed before).
     async fn acquire_scripted(
         &self,
         config: &LockConfiguration,
@@ -220,15 +225,28 @@ impl RedisLockProvider {
     ) -> Result<Option<LockGuard>, LockError> {
         let permits = config.mode().permits();
         let waiter_id = waiter.map_or("", Waiter::id);
+        let tick = config.tick_millis();
         let auxiliary = [
             FENCE_SUFFIX,
             HOLDERS_SUFFIX,
             WAITERS_SUFFIX,
             SETTINGS_SUFFIX,
+            TICK_SUFFIX,
         ]
         .map(|suffix| keys.auxiliary_arg(suffix));
+        // The tick record is a key of the tick's claim alone.
+        let auxiliary = &auxiliary[..if tick.is_some() { 5 } else { 4 }];
         let data = keys.lock.len() + auxiliary.iter().map(|key| key.len()).sum::<usize>();
-        let mut acquire = evalsha(&ACQUIRE, 5, 6, data + waiter_id.len() + 128);
+        let (script, args) = match tick {
+            Some(_) => (&*CLAIM_TICK, 7),
+            None => (&*ACQUIRE, 6),
+        };
+        let mut acquire = evalsha(
+            script,
+            1 + auxiliary.len(),
+            args,
+            data + waiter_id.len() + 128,
+        );
         acquire.arg(&keys.lock);
         for key in auxiliary {
             acquire.arg(key);
@@ -241,23 +259,45 @@ impl RedisLockProvider {
             .arg(config.capacity().map_or(-1, i64::from))
             .arg(waiter_id)
             .arg(waiter.map_or(0, |waiter| millis(waiter.hold_place_for())));
+        if let Some(tick) = tick {
+            acquire.arg(tick);
+        }
         let pending = PendingLease::new(lease, config.lock_at_most_for());
-        let (reply, requested_at) = self.timed(&ACQUIRE, &acquire).await;
-        if let Ok((token, _)) = &reply
+        let (reply, requested_at) = match tick {
+            Some(_) => {
+                let (reply, requested_at) = self.timed::<(i64, i64)>(script, &acquire).await;
+                let reply = reply.map(|((answer, previous), acknowledgement)| {
+                    (
+                        (answer, (previous >= 0).then_some(previous)),
+                        acknowledgement,
+                    )
+                });
+                (reply, requested_at)
+            }
+            None => {
+                let (reply, requested_at) = self.timed::<i64>(script, &acquire).await;
+                let reply =
+                    reply.map(|(answer, acknowledgement)| ((answer, None), acknowledgement));
+                (reply, requested_at)
+            }
+        };
+        if let Ok(((token, _), _)) = &reply
             && let Ok(token) = u64::try_from(*token)
         {
             pending.lease().set_token(token);
         }
         match reply {
-            Ok((token, acknowledgement)) if token > 0 => {
+            Ok(((token, previous_tick), acknowledgement)) if token > 0 => {
                 let pending = self.acknowledged(config, pending, acknowledgement).await?;
-                Ok(
-                    GrantedLease::new(config, token.unsigned_abs(), requested_at, pending.disarm())
-                        .vouch()
-                        .await,
-                )
+                let granted =
+                    GrantedLease::new(config, token.unsigned_abs(), requested_at, pending.disarm());
+                let granted = match tick {
+                    Some(_) => granted.after_tick(previous_tick),
+                    None => granted,
+                };
+                Ok(granted.vouch().await)
             }
-            Ok((held, _)) => {
+            Ok(((held, _), _)) => {
                 if held == 0 {
                     tracing::debug!(lock = %config.name(), "lock paused (capacity 0)");
                 }
@@ -275,14 +315,14 @@ impl RedisLockProvider {
     /// Runs an acquisition script that answers a number (followed by `WAIT`
     /// with replica acknowledgement), with the instant just before it was
     /// sent (the guard counts its lease from there).
-    async fn timed(
+    async fn timed<T: FromRedisValue>(
         &self,
         script: &Script,
         cmd: &Cmd,
-    ) -> (redis::RedisResult<(i64, Acknowledgement)>, Instant) {
+    ) -> (redis::RedisResult<(T, Acknowledgement)>, Instant) {
         let requested_at = Instant::now();
         let connection = &mut self.connection.clone();
-        let reply = invoke_acknowledged::<i64>(script, cmd, self.replica_acks, connection).await;
+        let reply = invoke_acknowledged::<T>(script, cmd, self.replica_acks, connection).await;
         (reply, requested_at)
     }
 

@@ -14,7 +14,9 @@ use shedlock_core::{
 use super::RedisLockProvider;
 use crate::connection::RedisConnection;
 use crate::errors::store_error;
-use crate::keys::{FENCE_SUFFIX, RENEWED_SUFFIX, RUNS_SUFFIX, glob_escape, name_of_key};
+use crate::keys::{
+    FENCE_SUFFIX, RENEWED_SUFFIX, RUNS_SUFFIX, TICK_SUFFIX, glob_escape, name_of_key,
+};
 use crate::releases::RELEASE_CHANNEL;
 use crate::scripts::{FORCE_RELEASE, PAUSE, RESUME, SET_CAPACITY, STATE};
 use crate::value::{RenewalStamp, holder_from_value, parse_run};
@@ -117,11 +119,15 @@ impl RedisLockProvider {
             format!("{{*}}:{escaped}*"),
         ] {
             for key in self.scan(&pattern).await? {
-                // A fencing counter (kept a week past the last lease) or a
-                // renewal stamp alone says nothing `list` shows: a name only
-                // they name is a free lock, and not read.
+                // A fencing counter (kept a week past the last lease), a
+                // renewal stamp or a tick record alone says nothing `list`
+                // shows: a name only they name is a free lock, and not read.
                 let auxiliary = key.starts_with('{');
-                if auxiliary && (key.ends_with(FENCE_SUFFIX) || key.ends_with(RENEWED_SUFFIX)) {
+                if auxiliary
+                    && [FENCE_SUFFIX, RENEWED_SUFFIX, TICK_SUFFIX]
+                        .iter()
+                        .any(|suffix| key.ends_with(suffix))
+                {
                     continue;
                 }
                 if let Some(name) = name_of_key(&key, &base) {

@@ -32,6 +32,7 @@ impl<D: Dialect> SqlLocks<D> {
         waiter: Option<&shedlock_core::Waiter>,
     ) -> Result<Option<LockGuard>, LockError> {
         check_lock_name(config.name())?;
+        config.check_tick()?;
         let prepared = self.prepared().await?;
         let action = || format!("acquiring lock '{}'", config.name());
         let mut connection = self
@@ -54,6 +55,8 @@ impl<D: Dialect> SqlLocks<D> {
                 locked_by: acquisition_locked_by(&self.locked_by),
                 lock_at_least_for: config.lock_at_least_for(),
                 permits: config.mode().permits(),
+                tick: config.tick_millis(),
+                previous_tick: std::sync::OnceLock::new(),
             },
         });
         let lock_at_most_for = config.lock_at_most_for();
@@ -92,9 +95,13 @@ impl<D: Dialect> SqlLocks<D> {
                 {
                     lease.dequeue(waiter.id().to_owned());
                 }
-                Ok(GrantedLease::new(config, token, requested_at, lease)
-                    .vouch()
-                    .await)
+                let previous_tick = lease.row.previous_tick.get().copied().flatten();
+                let granted = GrantedLease::new(config, token, requested_at, lease);
+                let granted = match config.tick_millis() {
+                    Some(_) => granted.after_tick(previous_tick),
+                    None => granted,
+                };
+                Ok(granted.vouch().await)
             }
             Some(Ok(None)) => {
                 self.hint_lease_end(&prepared.statements, config.name())

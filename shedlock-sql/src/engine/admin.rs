@@ -253,7 +253,7 @@ impl<D: Dialect> SqlLocks<D> {
     }
 
     /// Deletes the rows of locks whose last lease ended more than
-    /// `unused_for` ago, and their runs; how many locks.
+    /// `unused_for` ago, and their runs and claimed ticks; how many locks.
     pub(crate) async fn prune(&self, unused_for: Duration) -> Result<u64, LockError> {
         if unused_for > MAX_UNUSED_FOR {
             return Err(LockError::InvalidConfiguration(format!(
@@ -275,6 +275,7 @@ impl<D: Dialect> SqlLocks<D> {
                     &statements.runs.prune,
                     &statements.kinds.prune[0],
                     &statements.kinds.prune[1],
+                    &statements.ticks.prune,
                 ],
                 statements.admin.prune_batch,
                 params,

@@ -190,14 +190,35 @@ impl<D: Dialect> SqlEngine<D> {
             lock_at_most_for,
             // Exclusive holders take the whole lock: only a capacity of 0 (paused) matters.
             capacity: default_capacity.unwrap_or(1),
+            tick: lease.tick,
             ..LeaseParams::of_lease(lease)
         };
+        if lease.tick.is_some() {
+            return self
+                .claim_tick(connection, statements, lease, &params, statement_timeout)
+                .await;
+        }
+        Self::acquire_exclusive(connection, statements, &params, timeout).await
+    }
+
+    /// The exclusive acquisition's statements on `connection` (a
+    /// transaction's, for a tick's claim): the token when taken.
+    pub(super) async fn acquire_exclusive(
+        connection: &mut <D::Db as Database>::Connection,
+        statements: &Statements,
+        params: &LeaseParams<'_, D>,
+        timeout: Duration,
+    ) -> Result<Option<u64>, Failure> {
         for step in &statements.acquire {
             match step {
                 Acquire::Returning(statement) => {
                     let row = answer(
                         timeout,
-                        D::Db::fetch_optional(connection, &statement.sql, params.of(statement)),
+                        D::Db::fetch_optional(
+                            &mut *connection,
+                            &statement.sql,
+                            params.of(statement),
+                        ),
                     )
                     .await?;
                     if row.is_some() {
@@ -207,7 +228,7 @@ impl<D: Dialect> SqlEngine<D> {
                 Acquire::Counting(statement, token) => {
                     let done = answer(
                         timeout,
-                        D::Db::execute(connection, &statement.sql, params.of(statement)),
+                        D::Db::execute(&mut *connection, &statement.sql, params.of(statement)),
                     )
                     .await?;
                     let counts = D::counts(&done);
@@ -223,7 +244,7 @@ impl<D: Dialect> SqlEngine<D> {
                             let clock = format!("SELECT {}", D::KIND.clock_micros());
                             let row = answer(
                                 timeout,
-                                D::Db::fetch_optional(connection, &clock, Vec::new()),
+                                D::Db::fetch_optional(&mut *connection, &clock, Vec::new()),
                             )
                             .await
                             .map_err(|failure| Failure {
@@ -329,6 +350,8 @@ pub(super) struct LeaseParams<'a, D> {
     /// An exclusive waiter and how long its place lasts.
     pub(super) waiter: &'a str,
     pub(super) hold_place_for: Duration,
+    /// The tick claimed (ms since 1970), if any.
+    pub(super) tick: Option<i64>,
     pub(super) dialect: PhantomData<D>,
 }
 
@@ -361,6 +384,7 @@ impl<'a, D: Dialect> LeaseParams<'a, D> {
             holder_token: None,
             waiter: "",
             hold_place_for: Duration::ZERO,
+            tick: None,
             dialect: PhantomData,
         }
     }
@@ -395,6 +419,7 @@ impl<'a, D: Dialect> LeaseParams<'a, D> {
             LeaseParam::HolderToken => Value::OptionalInt(self.holder_token),
             LeaseParam::Waiter => Value::Str(self.waiter),
             LeaseParam::HoldPlaceFor => D::DURATIONS.encode(self.hold_place_for),
+            LeaseParam::Tick => Value::OptionalInt(self.tick),
         })
     }
 }

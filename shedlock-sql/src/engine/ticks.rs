@@ -1,0 +1,61 @@
+//! A tick's claim (`LockConfiguration::for_tick`): in one transaction, the
+//! name's tick row is locked (made first if missing), the last claimed tick
+//! read, the lock taken, and the claim recorded, or nothing at all. Claimers
+//! of one name take turns on the tick row, so the second of two replicas
+//! that fire for one tick reads the first one's claim, however soon the
+//! first released the lock.
+
+use std::time::Duration;
+
+use crate::dialect::{Dialect, Statements};
+use crate::driver::Driver;
+
+use super::pool::Checkout;
+use super::runner::{answer, execute};
+use super::*;
+
+impl<D: Dialect> SqlEngine<D> {
+    /// Takes the lock of `lease` for its tick: `Ok(Some(token))` when taken
+    /// (the tick claimed before is kept in `lease.previous_tick`),
+    /// `Ok(None)` when this tick or a later one was claimed, or the lock is
+    /// held or paused. Each statement is bounded by `timeout`, as is the
+    /// transaction on the server's side (`Dialect::kinds_begin`).
+    pub(super) async fn claim_tick(
+        &self,
+        connection: &mut Checkout<D::Db>,
+        statements: &Statements,
+        lease: &LeaseRow,
+        params: &LeaseParams<'_, D>,
+        timeout: Duration,
+    ) -> Result<Option<u64>, Failure> {
+        let (ticks, tick) = (&statements.ticks, params.tick.unwrap_or(0));
+        execute::<D>(&mut **connection, &ticks.ensure_row, params, timeout).await?;
+        let mut transaction = Self::begin(connection, timeout).await?;
+        execute::<D>(&mut *transaction, &ticks.lock_row, params, timeout).await?;
+        let row = answer(
+            timeout,
+            D::Db::fetch_optional(&mut *transaction, &ticks.last.sql, params.of(&ticks.last)),
+        )
+        .await?;
+        let last = row
+            .map(|row| D::Db::int(&row, 0))
+            .transpose()
+            .map_err(Failure::of)?
+            .flatten()
+            .filter(|last| *last >= 0);
+        if last.is_some_and(|last| last >= tick) {
+            answer(timeout, transaction.rollback()).await?;
+            return Ok(None);
+        }
+        let Some(token) =
+            Self::acquire_exclusive(&mut transaction, statements, params, timeout).await?
+        else {
+            answer(timeout, transaction.rollback()).await?;
+            return Ok(None);
+        };
+        execute::<D>(&mut *transaction, &ticks.claim, params, timeout).await?;
+        answer(timeout, transaction.commit()).await?;
+        let _ = lease.previous_tick.set(last);
+        Ok(Some(token))
+    }
+}
