@@ -75,26 +75,23 @@ impl Bench {
                 }
                 None => Err(unexpected("try_lock", None::<()>)),
             },
-            Path::Executor => match self
-                .executor
-                .execute(config, async { black_box(1) })
-                .await?
-            {
-                Some(_) => Ok(()),
-                None => Err(unexpected("execute", None::<()>)),
-            },
-            Path::ExecutorWithHistory => match self
-                .executor_with_history
-                .execute(config, async { black_box(1) })
-                .await?
-            {
-                Some(_) => Ok(()),
-                None => Err(unexpected("execute", None::<()>)),
-            },
+            Path::Executor => executed(&self.executor, config).await,
+            Path::ExecutorWithHistory => executed(&self.executor_with_history, config).await,
             Path::Attribute => match serial_job(&self.provider).await? {
                 Some(_) => Ok(()),
                 None => Err(unexpected("attribute", None::<()>)),
             },
         }
+    }
+}
+
+/// One job of `config` through `executor`, which must run it.
+async fn executed(
+    executor: &LockingTaskExecutor<RedisLockProvider>,
+    config: &LockConfiguration,
+) -> BenchResult<()> {
+    match executor.execute(config, async { black_box(1) }).await? {
+        Some(_) => Ok(()),
+        None => Err(unexpected("execute", None::<()>)),
     }
 }

@@ -118,56 +118,54 @@ pub(crate) async fn commands_per_run(
     }
     bench.floor.cycle("floor:count").await?;
 
+    /// What each counted run does.
+    #[derive(Clone, Copy)]
+    enum Counted {
+        Floor,
+        Plain,
+        /// Each name stays held for lock_at_least_for after its run, so each run has its own.
+        AtLeast,
+        /// lock_at_most_for 300 ms: keep-alive extends every 100 ms; the body's
+        /// 160 ms cover exactly one extension. One run at a time, so every
+        /// request reaches the server on its own and is counted as a read.
+        KeepAlive,
+    }
     let mut scenarios: Vec<(&str, usize, ServerCounts)> = Vec::new();
-
-    reset_stats(admin).await?;
-    for _ in 0..RUNS {
-        bench.floor.cycle("floor:count").await?;
+    for (label, runs, counted) in [
+        (
+            "floor: SET NX PX + compare-and-delete",
+            RUNS,
+            Counted::Floor,
+        ),
+        ("plain run", RUNS, Counted::Plain),
+        ("run with lock_at_least_for = 10s", RUNS, Counted::AtLeast),
+        (
+            "run with keep_alive (one extension)",
+            KEEP_ALIVE_RUNS,
+            Counted::KeepAlive,
+        ),
+    ] {
+        reset_stats(admin).await?;
+        for run in 0..runs {
+            match counted {
+                Counted::Floor => bench.floor.cycle("floor:count").await?,
+                Counted::Plain => {
+                    bench.executor.execute(&plain, async {}).await?;
+                }
+                Counted::AtLeast => {
+                    let config = least(run, Duration::from_secs(10))?;
+                    bench.executor.execute(&config, async {}).await?;
+                }
+                Counted::KeepAlive => {
+                    let options = ExecutionOptions::new().keep_alive(true);
+                    let body = tokio::time::sleep(Duration::from_millis(160));
+                    let config = keep_alive(run)?;
+                    bench.executor.execute_with(config, options, body).await?;
+                }
+            }
+        }
+        scenarios.push((label, runs, command_stats(admin).await?));
     }
-    scenarios.push((
-        "floor: SET NX PX + compare-and-delete",
-        RUNS,
-        command_stats(admin).await?,
-    ));
-
-    reset_stats(admin).await?;
-    for _ in 0..RUNS {
-        bench.executor.execute(&plain, async {}).await?;
-    }
-    scenarios.push(("plain run", RUNS, command_stats(admin).await?));
-
-    reset_stats(admin).await?;
-    for run in 0..RUNS {
-        // Each name stays held for lock_at_least_for after its run, so each run has its own.
-        let config = least(run, Duration::from_secs(10))?;
-        bench.executor.execute(&config, async {}).await?;
-    }
-    scenarios.push((
-        "run with lock_at_least_for = 10s",
-        RUNS,
-        command_stats(admin).await?,
-    ));
-
-    // lock_at_most_for 300 ms: keep-alive extends every 100 ms; the body's
-    // 160 ms cover exactly one extension. One run at a time, so every
-    // request reaches the server on its own and is counted as a read.
-    reset_stats(admin).await?;
-    for run in 0..KEEP_ALIVE_RUNS {
-        let options = ExecutionOptions::new().keep_alive(true);
-        bench
-            .executor
-            .execute_with(
-                keep_alive(run)?,
-                options,
-                tokio::time::sleep(Duration::from_millis(160)),
-            )
-            .await?;
-    }
-    scenarios.push((
-        "run with keep_alive (one extension)",
-        KEEP_ALIVE_RUNS,
-        command_stats(admin).await?,
-    ));
 
     println!("Redis commands per run, counted by the server (INFO stats, INFO commandstats)");
     let mut plain_round_trips = 0.0;

@@ -15,7 +15,9 @@ use shedlock::provider::LockProvider;
 use shedlock::sql::sqlx::mysql::MySqlQueryResult;
 use shedlock::sql::sqlx::postgres::PgQueryResult;
 use shedlock::sql::sqlx::sqlite::SqliteQueryResult;
-use shedlock::sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
+use shedlock::sql::{
+    MySqlLockProvider, PostgresLockProvider, SqlDatabase, SqlLockProvider, SqliteLockProvider,
+};
 use shedlock::{LockConfiguration, LockingTaskExecutor};
 use shedlock_test_support::sql::{mysql_url, postgres_url, unique_table_name};
 
@@ -70,37 +72,6 @@ struct SqlBench {
 
 type SqlExecutor = LockingTaskExecutor<Arc<dyn LockProvider>>;
 
-/// The executor paths of a provider: run history on, then off.
-fn executors<P>(provider: &P) -> [(&'static str, SqlExecutor); 2]
-where
-    P: LockProvider + Clone + WithRunHistory,
-{
-    let with = |record: bool| -> SqlExecutor {
-        LockingTaskExecutor::new(Arc::new(provider.clone().run_history(record)))
-    };
-    [
-        ("execute, run history on", with(true)),
-        ("execute, run history off", with(false)),
-    ]
-}
-
-/// `with_run_history` of the three providers.
-trait WithRunHistory {
-    fn run_history(self, record: bool) -> Self;
-}
-
-macro_rules! with_run_history {
-    ($($provider:ty),*) => {$(
-        impl WithRunHistory for $provider {
-            fn run_history(self, record: bool) -> Self {
-                self.with_run_history(record)
-            }
-        }
-    )*};
-}
-
-with_run_history!(PostgresLockProvider, MySqlLockProvider, SqliteLockProvider);
-
 /// The serial and concurrent figures of each database in `SQL_STORES`.
 pub(crate) async fn sql_cycles(cycles: usize, rows: &mut Vec<Row>) -> BenchResult<()> {
     let stores = std::env::var("SQL_STORES").unwrap_or_else(|_| "postgres,mysql,sqlite".into());
@@ -119,39 +90,22 @@ pub(crate) async fn sql_cycles(cycles: usize, rows: &mut Vec<Row>) -> BenchResul
 }
 
 async fn postgres(table: &str) -> BenchResult<SqlBench> {
-    let provider = PostgresLockProvider::connect(&postgres_url())
-        .await?
-        .with_table_name(table)?;
-    provider.create_table_if_missing().await?;
-    warm_up_names(&provider).await?;
+    let provider = PostgresLockProvider::connect(&postgres_url()).await?;
+    let provider = prepared(provider.with_table_name(table)?).await?;
     let pool = provider.pool().clone();
-    let floor = SqlFloor::of(&provider, &pool, "sql-floor", &POSTGRES, None).await?;
+    let floors = SqlFloor::plain_and_bounded(&provider, &pool, FLOOR, &POSTGRES).await?;
     // What announcing the release costs: the release as a plain UPDATE.
     let without_notify = SqlFloor::of(
         &provider,
         &pool,
-        "sql-floor",
+        FLOOR,
         &POSTGRES,
         Some(release_without_notify),
     )
     .await?;
-    Ok(SqlBench {
-        label: "PostgreSQL",
-        floor: Arc::new(floor),
-        breakdowns: vec![
-            ("floor, release without pg_notify", Arc::new(without_notify)),
-            (
-                BOUNDED,
-                Arc::new(
-                    SqlFloor::of(&provider, &pool, "sql-floor", &POSTGRES, None)
-                        .await?
-                        .with_timeouts(),
-                ),
-            ),
-        ],
-        executors: executors(&provider),
-        provider: Arc::new(provider),
-    })
+    let breakdowns: Vec<(_, Arc<dyn FloorCycle>)> =
+        vec![("floor, release without pg_notify", Arc::new(without_notify))];
+    Ok(SqlBench::new("PostgreSQL", provider, floors, breakdowns))
 }
 
 /// The floor with its waits bounded by timeouts as the provider's are (the
@@ -167,67 +121,43 @@ fn release_without_notify(release: &str) -> Option<String> {
 }
 
 async fn mysql(table: &str) -> BenchResult<SqlBench> {
-    let provider = MySqlLockProvider::connect(&mysql_url())
-        .await?
-        .with_table_name(table)?;
-    provider.create_table_if_missing().await?;
-    warm_up_names(&provider).await?;
-    let pool = provider.pool().clone();
-    let floor = SqlFloor::of(&provider, &pool, "sql-floor", &MYSQL, None).await?;
-    Ok(SqlBench {
-        label: "MariaDB",
-        floor: Arc::new(floor),
-        breakdowns: vec![(
-            BOUNDED,
-            Arc::new(
-                SqlFloor::of(&provider, &pool, "sql-floor", &MYSQL, None)
-                    .await?
-                    .with_timeouts(),
-            ),
-        )],
-        executors: executors(&provider),
-        provider: Arc::new(provider),
-    })
+    let provider = MySqlLockProvider::connect(&mysql_url()).await?;
+    let provider = prepared(provider.with_table_name(table)?).await?;
+    let floors = SqlFloor::plain_and_bounded(&provider, provider.pool(), FLOOR, &MYSQL).await?;
+    Ok(SqlBench::new("MariaDB", provider, floors, Vec::new()))
 }
 
 async fn sqlite(table: &str) -> BenchResult<SqlBench> {
     let file = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("{table}.db"));
-    let provider = SqliteLockProvider::open(&file).await?;
-    provider.create_table_if_missing().await?;
-    warm_up_names(&provider).await?;
-    let pool = provider.pool().clone();
-    let floor = SqlFloor::of(&provider, &pool, "sql-floor", &SQLITE, None).await?;
-    Ok(SqlBench {
-        label: "SQLite (WAL file)",
-        floor: Arc::new(floor),
-        breakdowns: vec![(
-            BOUNDED,
-            Arc::new(
-                SqlFloor::of(&provider, &pool, "sql-floor", &SQLITE, None)
-                    .await?
-                    .with_timeouts(),
-            ),
-        )],
-        executors: executors(&provider),
-        provider: Arc::new(provider),
-    })
+    let provider = prepared(SqliteLockProvider::open(&file).await?).await?;
+    let floors = SqlFloor::plain_and_bounded(&provider, provider.pool(), FLOOR, &SQLITE).await?;
+    Ok(SqlBench::new(
+        "SQLite (WAL file)",
+        provider,
+        floors,
+        Vec::new(),
+    ))
 }
 
-/// Every name the floor uses gets its row through the provider first, so the
-/// floor's statements find it as in the steady state (on MySQL, the
-/// acquisition's `UPDATE`).
-async fn warm_up_names<P: LockProvider>(provider: &P) -> BenchResult<()> {
-    let names = ["sql-floor".to_owned(), "sql-serial".to_owned()]
+/// The name the serial floors cycle.
+const FLOOR: &str = "sql-floor";
+
+/// `provider` with its tables created and every name the floor uses given
+/// its row through the provider first, so the floor's statements find it as
+/// in the steady state (on MySQL, the acquisition's `UPDATE`).
+async fn prepared<D: SqlDatabase>(provider: SqlLockProvider<D>) -> BenchResult<SqlLockProvider<D>> {
+    provider.create_table_if_missing().await?;
+    let names = [FLOOR.to_owned(), "sql-serial".to_owned()]
         .into_iter()
         .chain((0..SQL_TASKS).flat_map(|task| [floor_name(task), task_name(task)]));
     for name in names {
         provider_cycle(
-            provider,
+            &provider,
             &LockConfiguration::new(name, LEASE, Duration::ZERO)?,
         )
         .await?;
     }
-    Ok(())
+    Ok(provider)
 }
 
 fn floor_name(task: usize) -> String {
@@ -251,6 +181,31 @@ enum SqlPath {
 }
 
 impl SqlBench {
+    /// `provider` against `floors` (the floor, then the same floor bounded),
+    /// with `breakdowns` before the bounded one.
+    fn new<D: SqlDatabase>(
+        label: &'static str,
+        provider: SqlLockProvider<D>,
+        [floor, bounded]: [Arc<dyn FloorCycle>; 2],
+        mut breakdowns: Vec<(&'static str, Arc<dyn FloorCycle>)>,
+    ) -> Self {
+        breakdowns.push((BOUNDED, bounded));
+        // A job's executor path, run history on, then off.
+        let with = |record: bool| -> SqlExecutor {
+            LockingTaskExecutor::new(Arc::new(provider.clone().with_run_history(record)))
+        };
+        SqlBench {
+            label,
+            floor,
+            breakdowns,
+            executors: [
+                ("execute, run history on", with(true)),
+                ("execute, run history off", with(false)),
+            ],
+            provider: Arc::new(provider),
+        }
+    }
+
     fn paths(&self) -> Vec<SqlPath> {
         [SqlPath::Floor, SqlPath::Provider]
             .into_iter()
@@ -366,7 +321,7 @@ async fn serial_pass(
     let config = LockConfiguration::new("sql-serial", LEASE, Duration::ZERO)?;
     for &path in paths {
         for _ in 0..(cycles / 20).clamp(20, 500) {
-            bench.cycle(path, &config, "sql-floor").await?;
+            bench.cycle(path, &config, FLOOR).await?;
         }
     }
     let mut samples = vec![Vec::new(); paths.len()];
@@ -376,7 +331,7 @@ async fn serial_pass(
             let index = (i + block) % paths.len();
             for _ in 0..BLOCK {
                 let start = Instant::now();
-                bench.cycle(paths[index], &config, "sql-floor").await?;
+                bench.cycle(paths[index], &config, FLOOR).await?;
                 samples[index].push(start.elapsed());
             }
         }

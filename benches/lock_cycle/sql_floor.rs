@@ -2,8 +2,8 @@
 //! cycle, taken from sqlx's own statement log while the provider runs one,
 //! sent raw through sqlx on a pool with the provider's pool settings.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use shedlock::provider::BoxFuture;
@@ -147,6 +147,19 @@ where
             rows_affected: shape.rows_affected,
             timeouts: false,
         })
+    }
+
+    /// The floor of `provider`'s cycle on `name` (as [`of`](Self::of), the
+    /// release as sent), then the same floor bounding its waits.
+    pub(crate) async fn plain_and_bounded<P: LockProvider>(
+        provider: &P,
+        provider_pool: &Pool<DB>,
+        name: &str,
+        shape: &FloorShape<DB>,
+    ) -> BenchResult<[Arc<dyn FloorCycle>; 2]> {
+        let plain = Self::of(provider, provider_pool, name, shape, None).await?;
+        let bounded = Self::of(provider, provider_pool, name, shape, None).await?;
+        Ok([Arc::new(plain), Arc::new(bounded.with_timeouts())])
     }
 
     /// The same floor, bounding its waits as the provider does.
