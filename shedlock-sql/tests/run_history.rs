@@ -12,7 +12,9 @@ use std::time::Duration;
 use shedlock_core::{
     FinishedRun, LockConfiguration, LockingTaskExecutor, RUN_HISTORY_LEN, RunOutcome,
 };
-use shedlock_sql::{MySqlLockProvider, PostgresLockProvider, SqliteLockProvider};
+use shedlock_sql::{
+    MySqlLockProvider, PostgresLockProvider, SqlDatabase, SqlLockProvider, SqliteLockProvider,
+};
 use shedlock_test_support::conformance::unique_name;
 use shedlock_test_support::sql::TestTable;
 use support::assert_store_errors_say;
@@ -32,17 +34,14 @@ trait RunsTable: TestTable + Clone {
     }
 }
 
-macro_rules! runs_table_impl {
-    ($($provider:ty),*) => {$(
-        impl RunsTable for $provider {
-            fn history(self, record: bool) -> Self {
-                self.with_run_history(record)
-            }
-        }
-    )*};
+impl<D: SqlDatabase> RunsTable for SqlLockProvider<D>
+where
+    SqlLockProvider<D>: TestTable,
+{
+    fn history(self, record: bool) -> Self {
+        self.with_run_history(record)
+    }
 }
-
-runs_table_impl!(PostgresLockProvider, MySqlLockProvider, SqliteLockProvider);
 
 /// 25 runs of one name leave 20 rows, the newest, read newest first; another
 /// name's runs are not touched.
