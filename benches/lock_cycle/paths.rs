@@ -6,6 +6,7 @@ use shedlock::redis::RedisLockProvider;
 use shedlock::{LockConfiguration, LockProvider, LockingTaskExecutor};
 
 use crate::floor::Floor;
+use crate::scenarios::Cycles;
 use crate::{BenchResult, serial_job};
 
 pub(crate) fn unexpected<T: std::fmt::Debug>(
@@ -52,9 +53,10 @@ pub(crate) struct Bench {
     pub(crate) floor: Floor,
 }
 
-impl Bench {
-    /// One acquire + release of `config` (or of the floor's `floor_key`) through `path`.
-    pub(crate) async fn cycle(
+impl Cycles for Bench {
+    type Path = Path;
+
+    async fn cycle(
         &self,
         path: Path,
         config: &LockConfiguration,

@@ -111,26 +111,53 @@ pub(crate) async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) ->
     Ok(())
 }
 
-/// `TASKS` tasks, each cycling its own name `per_task` times; cycles per second.
-pub(crate) async fn throughput(bench: &Bench, path: Path, per_task: usize) -> BenchResult<f64> {
-    let mut tasks = tokio::task::JoinSet::new();
+/// A bench whose paths each run one lock cycle: what [`throughput`] runs on
+/// many tasks at once.
+pub(crate) trait Cycles: Clone + Send + Sync + 'static {
+    type Path: Copy + Send + 'static;
+
+    /// One acquire + release of `config` (or of the floor's `floor_key`) through `path`.
+    fn cycle(
+        &self,
+        path: Self::Path,
+        config: &LockConfiguration,
+        floor_key: &str,
+    ) -> impl Future<Output = BenchResult<()>> + Send;
+}
+
+/// `tasks` tasks at once, task `i` cycling its own names `names(i)` (the
+/// lock's, the floor's) `per_task` times through `path`; cycles per second.
+pub(crate) async fn throughput<B: Cycles>(
+    bench: &B,
+    path: B::Path,
+    (tasks, per_task): (usize, usize),
+    names: fn(usize) -> (String, String),
+) -> BenchResult<f64> {
+    let mut running = tokio::task::JoinSet::new();
     let start = Instant::now();
-    for task in 0..TASKS {
+    for task in 0..tasks {
         let bench = bench.clone();
-        tasks.spawn(async move {
-            let config =
-                LockConfiguration::new(format!("concurrent-{task}"), LEASE, Duration::ZERO)?;
-            let floor_key = format!("floor:concurrent-{task}");
+        running.spawn(async move {
+            let (name, floor_key) = names(task);
+            let config = LockConfiguration::new(name, LEASE, Duration::ZERO)?;
             for _ in 0..per_task {
                 bench.cycle(path, &config, &floor_key).await?;
             }
             BenchResult::Ok(())
         });
     }
-    while let Some(done) = tasks.join_next().await {
+    while let Some(done) = running.join_next().await {
         done??;
     }
-    Ok((TASKS * per_task) as f64 / start.elapsed().as_secs_f64())
+    Ok((tasks * per_task) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Task `task`'s names in [`concurrent`]: its lock's and its floor key.
+fn concurrent_names(task: usize) -> (String, String) {
+    (
+        format!("concurrent-{task}"),
+        format!("floor:concurrent-{task}"),
+    )
 }
 
 pub(crate) async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
@@ -148,11 +175,11 @@ pub(crate) async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResul
     ];
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
     for path in paths {
-        throughput(bench, path, 20).await?; // warm-up
+        throughput(bench, path, (TASKS, 20), concurrent_names).await?; // warm-up
     }
     for _ in 0..ROUNDS {
         for (i, path) in paths.iter().enumerate() {
-            rates[i].push(throughput(bench, *path, PER_TASK).await?);
+            rates[i].push(throughput(bench, *path, (TASKS, PER_TASK), concurrent_names).await?);
         }
     }
     println!(

@@ -22,6 +22,7 @@ use shedlock::{LockConfiguration, LockingTaskExecutor};
 use shedlock_test_support::sql::{mysql_url, postgres_url, unique_table_name};
 
 use crate::report::{Row, median, percentile, us};
+use crate::scenarios::{Cycles, throughput};
 use crate::sql_floor::{Durations, FloorCycle, FloorShape, Param, SqlFloor, provider_cycle};
 use crate::{BenchResult, LEASE};
 
@@ -353,26 +354,22 @@ async fn serial_pass(
     Ok(samples)
 }
 
-/// `SQL_TASKS` tasks, each cycling its own name `per_task` times through
-/// `path`; cycles per second.
-async fn throughput(bench: &Arc<SqlBench>, path: SqlPath, per_task: usize) -> BenchResult<f64> {
-    let mut tasks = tokio::task::JoinSet::new();
-    let start = Instant::now();
-    for task in 0..SQL_TASKS {
-        let bench = bench.clone();
-        tasks.spawn(async move {
-            let config = LockConfiguration::new(task_name(task), LEASE, Duration::ZERO)?;
-            let floor_name = floor_name(task);
-            for _ in 0..per_task {
-                bench.cycle(path, &config, &floor_name).await?;
-            }
-            BenchResult::Ok(())
-        });
+impl Cycles for Arc<SqlBench> {
+    type Path = SqlPath;
+
+    fn cycle(
+        &self,
+        path: SqlPath,
+        config: &LockConfiguration,
+        floor_name: &str,
+    ) -> impl Future<Output = BenchResult<()>> + Send {
+        SqlBench::cycle(self, path, config, floor_name)
     }
-    while let Some(done) = tasks.join_next().await {
-        done??;
-    }
-    Ok((SQL_TASKS * per_task) as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Task `task`'s names in the throughput rounds: its lock's and its floor's.
+fn task_names(task: usize) -> (String, String) {
+    (task_name(task), floor_name(task))
 }
 
 /// Short rounds, every path in every round; the median of the rounds'
@@ -383,12 +380,12 @@ async fn concurrent(bench: &SqlBench, rows: &mut Vec<Row>) -> BenchResult<()> {
     let shared = Arc::new(bench.clone());
     let paths = bench.paths();
     for &path in &paths {
-        throughput(&shared, path, 5).await?;
+        throughput(&shared, path, (SQL_TASKS, 5), task_names).await?;
     }
     let mut rates = vec![Vec::new(); paths.len()];
     for _ in 0..ROUNDS {
         for (i, &path) in paths.iter().enumerate() {
-            rates[i].push(throughput(&shared, path, PER_TASK).await?);
+            rates[i].push(throughput(&shared, path, (SQL_TASKS, PER_TASK), task_names).await?);
         }
     }
     println!(
