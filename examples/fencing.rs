@@ -8,7 +8,7 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use shedlock::{InMemoryLockProvider, LockConfiguration, LockProvider};
+use shedlock::{InMemoryLockProvider, LockConfiguration, LockGuard, LockProvider};
 use tracing_subscriber::EnvFilter;
 
 /// A store that remembers the highest token it accepted.
@@ -30,6 +30,26 @@ impl FencedStore {
     }
 }
 
+/// Replica `replica` takes the lock of `config` and asks for its token while
+/// the lease is held (a provider that issues it on request refuses once the
+/// lease has ended).
+async fn take(
+    provider: &impl LockProvider,
+    config: &LockConfiguration,
+    replica: &str,
+) -> anyhow::Result<(LockGuard, u64)> {
+    let guard = provider
+        .try_lock(config)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("lock held"))?;
+    let token = guard.fencing_token().await?;
+    println!(
+        "replica {replica} holds '{}' with token {token}",
+        config.name()
+    );
+    Ok((guard, token))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // RUST_LOG=shedlock=debug shows every attempt, acquisition, skip and release.
@@ -40,23 +60,11 @@ async fn main() -> anyhow::Result<()> {
     let config = LockConfiguration::new("export", Duration::from_millis(200), Duration::ZERO)?;
 
     // Replica A takes the lock, then stalls past its 200 ms lease.
-    let stale = provider
-        .try_lock(&config)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("lock held"))?;
-    // Ask for the token while the lease is held (a provider that issues it
-    // on request refuses once the lease has ended).
-    let stale_token = stale.fencing_token().await?;
-    println!("replica A holds 'export' with token {stale_token}");
+    let (stale, stale_token) = take(&provider, &config, "A").await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
     // Replica B takes the lock after A's lease ended and writes first.
-    let fresh = provider
-        .try_lock(&config)
-        .await?
-        .ok_or_else(|| anyhow::anyhow!("lock held"))?;
-    let fresh_token = fresh.fencing_token().await?;
-    println!("replica B holds 'export' with token {fresh_token}");
+    let (fresh, fresh_token) = take(&provider, &config, "B").await?;
     store
         .write(fresh_token, "written by B")
         .map_err(anyhow::Error::msg)?;
