@@ -188,47 +188,51 @@ mod tests {
         Instant::now() + Duration::from_secs(1)
     }
 
+    /// How a release `start`ed on a lease answering `answers` ends: whether
+    /// it released, and how many attempts it made.
+    async fn ended(
+        answers: impl IntoIterator<Item = Result<bool, ()>>,
+        start: impl FnOnce(Arc<dyn Lease>) -> BackgroundRelease,
+    ) -> (bool, usize) {
+        let lease = ScriptedLease::answering(answers);
+        let released = start(lease.clone()).run().await;
+        (released, lease.attempts())
+    }
+
+    fn held(lease: Arc<dyn Lease>) -> BackgroundRelease {
+        BackgroundRelease::held("job", lease, in_a_second())
+    }
+
     #[tokio::test]
     async fn a_held_lease_is_retried_through_store_failures_until_released() {
-        let lease = ScriptedLease::answering([Err(()), Err(())]);
-        let released = BackgroundRelease::held("job", lease.clone(), in_a_second())
-            .run()
-            .await;
-        assert!(released);
-        assert_eq!(lease.attempts(), 3);
+        assert_eq!(ended([Err(()), Err(())], held).await, (true, 3));
     }
 
     #[tokio::test]
     async fn a_held_lease_found_ended_is_left_alone() {
-        let lease = ScriptedLease::answering([Ok(false)]);
-        let released = BackgroundRelease::held("job", lease.clone(), in_a_second())
-            .run()
-            .await;
-        assert!(!released);
-        assert_eq!(lease.attempts(), 1);
+        assert_eq!(ended([Ok(false)], held).await, (false, 1));
     }
 
     #[tokio::test]
     async fn a_possibly_taken_lease_is_looked_for_until_it_lands() {
-        let lease = ScriptedLease::answering([Ok(false), Ok(false)]);
-        let released = BackgroundRelease::possibly_taken("job", lease.clone(), in_a_second())
-            .run()
-            .await;
-        assert!(released);
-        assert_eq!(lease.attempts(), 3);
+        let possibly_taken = |lease| BackgroundRelease::possibly_taken("job", lease, in_a_second());
+        assert_eq!(
+            ended([Ok(false), Ok(false)], possibly_taken).await,
+            (true, 3)
+        );
     }
 
     #[tokio::test]
     async fn retries_stop_when_the_lease_would_have_ended() {
-        let lease = ScriptedLease::answering(std::iter::repeat_n(Err(()), 100));
         let until = Instant::now() + Duration::from_millis(120);
-        let released = BackgroundRelease::held("job", lease.clone(), until)
-            .run()
-            .await;
-        assert!(!released);
+        let failing = std::iter::repeat_n(Err(()), 100);
+        let ended = ended(failing, |lease| {
+            BackgroundRelease::held("job", lease, until)
+        })
+        .await;
         assert!(Instant::now() >= until);
         // At 0, 50, 120 (cut from 150) ms: backoff, and one last try at the end.
-        assert_eq!(lease.attempts(), 3);
+        assert_eq!(ended, (false, 3), "(released, attempts)");
     }
 
     #[tokio::test]
