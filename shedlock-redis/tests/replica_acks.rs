@@ -31,7 +31,7 @@ use shedlock_core::{LockConfiguration, LockError, LockGuard, LockProvider};
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::proxy::{Direction, FaultProxy};
 use shedlock_test_support::redis::{
-    RedisCluster, RedisSentinel, RedisServer, reply_elements, reply_field, server_scratch_dir,
+    RedisCluster, RedisSentinel, RedisServer, reply_elements, server_scratch_dir,
 };
 use shedlock_test_support::{error_chain, wait_for};
 use tokio::task::block_in_place;
@@ -330,11 +330,13 @@ async fn crash_failover_trial(acks: Option<Duration>, fault: LinkFault) -> Trial
             "the Sentinel knows the replica and its link",
             Duration::from_secs(15),
             || {
-                let reply = sentinel.command(&format!("SENTINEL REPLICAS {MASTER_NAME}"));
-                let field = |name: &str| reply_field(&reply, name);
-                field("port") == Some(&*replica.port().to_string())
-                    && field("flags") == Some("slave")
-                    && field("master-link-status") == Some("ok")
+                let port = replica.port().to_string();
+                let link = [
+                    ("port", &*port),
+                    ("flags", "slave"),
+                    ("master-link-status", "ok"),
+                ];
+                sentinel.reports("REPLICAS", MASTER_NAME, &link)
             },
         );
         sentinel
@@ -375,11 +377,10 @@ async fn crash_failover_trial(acks: Option<Duration>, fault: LinkFault) -> Trial
             "Sentinel names the promoted replica as the master",
             Duration::from_secs(30),
             || {
-                let reply = sentinel.command(&format!("SENTINEL MASTER {MASTER_NAME}"));
-                let field = |name: &str| reply_field(&reply, name);
                 // Until the switch, Sentinel still names the dead master
                 // (flagged down), which clients refuse.
-                field("port") == Some(&*promoted) && field("flags") == Some("master")
+                let promoted = [("port", &*promoted), ("flags", "master")];
+                sentinel.reports("MASTER", MASTER_NAME, &promoted)
             },
         )
     });

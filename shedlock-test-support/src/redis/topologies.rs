@@ -191,6 +191,16 @@ impl RedisSentinel {
     pub fn command(&self, command: &str) -> String {
         self.server.command(command)
     }
+
+    /// Whether what the Sentinel says of the master `master_name`
+    /// (`SENTINEL <about> <master_name>`: `MASTER`, `REPLICAS`) has each of
+    /// `fields` at its value (for `REPLICAS`, those of the first replica).
+    pub fn reports(&self, about: &str, master_name: &str, fields: &[(&str, &str)]) -> bool {
+        let reply = self.command(&format!("SENTINEL {about} {master_name}"));
+        fields
+            .iter()
+            .all(|&(name, value)| reply_field(&reply, name) == Some(value))
+    }
 }
 
 impl RedisCluster {
