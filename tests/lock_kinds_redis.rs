@@ -9,6 +9,7 @@ use shedlock::admin::LockAdmin;
 use shedlock::redis::RedisLockProvider;
 use shedlock::{LockError, LockMode, LockProvider as _, scheduler_lock};
 use shedlock_test_support::Worker;
+use shedlock_test_support::conformance::acquire;
 use shedlock_test_support::redis::RedisServer;
 use shedlock_test_support::ticks::{finish_workers, spawn_workers};
 
@@ -538,12 +539,7 @@ async fn resume_and_capacity_changes_wake_waiters_at_once() {
             .and_then(|config| config.with_permits(1))
             .and_then(|config| config.with_capacity(1))
             .unwrap_or_else(|err| panic!("{err}"));
-    let held = holder
-        .try_lock(&config)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("free"));
+    let held = acquire(&holder, &config).await;
     let waiting = shared_job_waiting(&waiter, "wake-capacity", runs.job("raised", short));
     let raise = admin_after(
         Duration::from_millis(1700),

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::{LockAdmin, LockConfiguration, LockError, LockGuard, LockProvider};
 use shedlock_sql::sqlx::{self, Connection, Database, Executor, Pool, Transaction};
+use shedlock_test_support::conformance::acquire;
 use shedlock_test_support::sql::unique_table_name;
 
 mod support;
@@ -58,12 +59,7 @@ where
     DB: Database,
     for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
 {
-    let guard = other
-        .try_lock(&config())
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("free"));
+    let guard = acquire(other, &config()).await;
     guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
     let mut transaction = pool.begin().await.unwrap_or_else(|err| panic!("{err}"));
     let hold = format!("SELECT name FROM {table} WHERE name = '{NAME}' FOR UPDATE");
@@ -302,12 +298,7 @@ async fn sqlite_two_waiters_for_the_write_lock_never_both_win() {
     let name = unique_table_name("rowwait");
     let (first, second) = (support::sqlite(&name).await, support::sqlite(&name).await);
     let config = config();
-    let guard = second
-        .try_lock(&config)
-        .await
-        .ok()
-        .flatten()
-        .unwrap_or_else(|| panic!("free"));
+    let guard = acquire(&second, &config).await;
     guard.unlock().await.unwrap_or_else(|err| panic!("{err}"));
     let url = format!("sqlite://{}", support::sqlite_file(&name).display());
     let mut blocker = sqlx::SqliteConnection::connect(&url)
