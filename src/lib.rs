@@ -61,8 +61,8 @@
 pub use shedlock_core::{
     ExecutionOptions, InMemoryLockProvider, Leader, LeaderElection, Leadership, LockConfiguration,
     LockError, LockGuard, LockInfo, LockMode, LockProvider, LockingTaskExecutor, MAX_NAME_LEN,
-    MAX_PERMITS, OwnedScope, SchedulerLock, SchedulerLockBuilder, WhenHeld, assert_locked,
-    current_lock, extend_active_lock, is_lease_lost, lease_lost,
+    MAX_PERMITS, MissedBetween, OwnedScope, SchedulerLock, SchedulerLockBuilder, WhenHeld,
+    assert_locked, current_lock, extend_active_lock, is_lease_lost, lease_lost, run_for_tick,
 };
 pub use shedlock_macros::scheduler_lock;
 
@@ -163,7 +163,8 @@ pub mod cron {
 pub mod metrics {
     pub use shedlock_core::metrics::{
         ACQUIRED, ACTIVE_EXECUTIONS, ATTEMPTS, ERRORS, EXECUTION_SECONDS, EXTENSIONS_FAILED,
-        LAST_ACQUIRED, LEASES_LOST, SKIPPED, WAIT_SECONDS, describe, label_rendered_names,
+        LAST_ACQUIRED, LEASES_LOST, MISSED_TICKS, SKIPPED, WAIT_SECONDS, describe,
+        label_rendered_names,
     };
 }
 

@@ -1,7 +1,8 @@
 //! The `lock` label of the attribute's metrics: the name, or for a name with
 //! placeholders its template (a bounded number of series), unless rendered
 //! names are asked for. A lease lost on a real store is counted once, and a
-//! call with no provider counts as a failed attempt.
+//! call with no provider counts as a failed attempt. Ticks no replica ran
+//! are counted when a later tick is claimed.
 //!
 //! `label_rendered_names` is process-wide: only the first test turns it on,
 //! and the others' lock names have no placeholders. No default provider is
@@ -13,9 +14,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use metrics_util::debugging::{DebugValue, DebuggingRecorder};
-use shedlock::metrics::{ACQUIRED, ATTEMPTS, ERRORS, LEASES_LOST, SKIPPED};
+use shedlock::metrics::{ACQUIRED, ATTEMPTS, ERRORS, LEASES_LOST, MISSED_TICKS, SKIPPED};
 use shedlock::redis::RedisLockProvider;
-use shedlock::{InMemoryLockProvider, LockConfiguration, LockError, LockingTaskExecutor};
+use shedlock::{
+    InMemoryLockProvider, LockConfiguration, LockError, LockingTaskExecutor, MissedBetween,
+    run_for_tick,
+};
 use shedlock_test_support::redis::RedisServer;
 
 #[shedlock::scheduler_lock(name = "report-{region}", lock_at_most_for = "10s", lock_at_least_for = "5s", provider = locks)]
@@ -165,4 +169,28 @@ async fn a_call_with_no_provider_counts_each_call_as_a_failed_attempt() -> anyho
     assert_eq!(count(&counters, ERRORS, lock), ticks);
     assert_eq!(count(&counters, ACQUIRED, lock), 0);
     Ok(())
+}
+
+#[shedlock::scheduler_lock(name = "every-second-report", lock_at_most_for = "10s", provider = locks)]
+async fn every_second_report(locks: &InMemoryLockProvider) {}
+
+#[tokio::test]
+async fn ticks_no_replica_ran_are_counted_as_missed_by_the_next_claim() {
+    let locks = InMemoryLockProvider::new();
+    let every_second: MissedBetween = Arc::new(|previous, tick| {
+        tick.duration_since(previous)
+            .map_or(0, |span| span.as_secs().saturating_sub(1))
+    });
+    let first = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let (counters, _) = recorded(async {
+        // Ticks 2 to 6 are missed.
+        for tick in [0, 1, 7] {
+            let run = every_second_report(&locks);
+            let ran = run_for_tick(first + Duration::from_secs(tick), every_second.clone(), run);
+            assert!(matches!(ran.await, Ok(Some(()))), "tick {tick} did not run");
+        }
+    })
+    .await;
+    assert_eq!(count(&counters, MISSED_TICKS, "every-second-report"), 5);
+    assert_eq!(count(&counters, ACQUIRED, "every-second-report"), 3);
 }

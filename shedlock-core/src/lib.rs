@@ -35,6 +35,7 @@ mod release_tracking;
 mod runs;
 mod scheduler_lock;
 mod scopes;
+mod ticks;
 
 #[doc(hidden)]
 pub mod private;
@@ -56,3 +57,4 @@ pub use release_tracking::track_releases;
 pub use runs::{FinishedRun, RUN_HISTORY_LEN, RunOutcome, RunRecord};
 pub use scheduler_lock::{SchedulerLock, SchedulerLockBuilder};
 pub use scopes::{OwnedScope, SCOPE_LOCK_PREFIX};
+pub use ticks::{MissedBetween, run_for_tick};

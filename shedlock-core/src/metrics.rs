@@ -59,6 +59,9 @@ mod enabled {
     /// Counter: extensions of a running job's lease (keep-alive or
     /// `extend_active_lock`) that did not extend it.
     pub const EXTENSIONS_FAILED: &str = "shedlock_extensions_failed_total";
+    /// Counter: ticks of a schedule that no replica ran, found by the claim
+    /// of a later tick (`for_tick`, `every`, the cron helper).
+    pub const MISSED_TICKS: &str = "shedlock_missed_ticks_total";
     /// Histogram, seconds: how long jobs ran under their lock.
     pub const EXECUTION_SECONDS: &str = "shedlock_execution_seconds";
     /// Histogram, seconds: from the start of an attempt to the lock being taken.
@@ -118,6 +121,11 @@ mod enabled {
             EXTENSIONS_FAILED,
             Unit::Count,
             "Extensions of a running job's lease that did not extend it."
+        );
+        describe_counter!(
+            MISSED_TICKS,
+            Unit::Count,
+            "Ticks of a schedule no replica ran, found by the claim of a later tick."
         );
         describe_histogram!(
             EXECUTION_SECONDS,
@@ -243,6 +251,11 @@ mod enabled {
     pub(crate) fn extension_failed(label: &LockLabel) {
         counter!(EXTENSIONS_FAILED, "lock" => label.0.clone()).increment(1);
     }
+
+    /// A claim found `missed` ticks before its own that no replica ran.
+    pub(crate) fn missed_ticks(label: &LockLabel, missed: u64) {
+        counter!(MISSED_TICKS, "lock" => label.0.clone()).increment(missed);
+    }
 }
 
 /// The same API doing nothing: zero-sized types and empty inline functions.
@@ -299,4 +312,7 @@ mod disabled {
 
     #[inline(always)]
     pub(crate) fn extension_failed(_label: &LockLabel) {}
+
+    #[inline(always)]
+    pub(crate) fn missed_ticks(_label: &LockLabel, _missed: u64) {}
 }

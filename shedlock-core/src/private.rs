@@ -2,7 +2,7 @@
 
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::executor::run_labelled;
 use crate::metrics::{Attempt, LockLabel};
@@ -51,6 +51,10 @@ pub struct AttributeOptions {
     pub permits: Option<u32>,
     /// `capacity = n`.
     pub capacity: Option<u32>,
+    /// `every = ".."`: the call claims the interval's tick nearest to now.
+    pub every: Option<Duration>,
+    /// `misfire = "run_once"`.
+    pub misfire_run_once: bool,
     /// The `name` literal when it has `{arg}` placeholders: the `lock` label
     /// of the call's metrics, so their number stays bounded.
     pub name_template: Option<&'static str>,
@@ -225,11 +229,31 @@ pub async fn execute<F: Future>(
     };
     let config = options.configured(name)?;
     let label = LockLabel::new(&config, options.name_template);
+    // `every`: the interval's tick nearest to now; else a scheduler's
+    // (`run_for_tick`), if the call runs for one.
+    let every = options
+        .every
+        .map(|every| (crate::ticks::nearest_tick(every, SystemTime::now()), every));
+    // A tick is claimed by an exclusive holder: shared calls of a scheduled
+    // run take their permits as usual (`every` with a shared mode does not compile).
+    let tick = every.map(|(tick, _)| tick).or_else(|| {
+        crate::ticks::scheduled_tick().filter(|_| config.mode() == crate::LockMode::Exclusive)
+    });
+    let config = match tick {
+        Some(tick) => config.for_tick(tick),
+        None => config,
+    };
     let scope = scope.map(|scope| Scoped {
         settings: SchedulerLock::scope_settings(),
         scope,
     });
-    run_labelled(provider, &config, label, scope, options.execution(), task).await
+    let run = run_labelled(provider, &config, label, scope, options.execution(), task);
+    match every {
+        Some((tick, every)) => {
+            crate::run_for_tick(tick, crate::ticks::every_missed(every), run).await
+        }
+        None => run.await,
+    }
 }
 
 /// Lets `provider = <expr>` accept a provider, a reference to one, or an

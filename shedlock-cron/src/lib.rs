@@ -14,12 +14,14 @@ mod schedule;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 // The attribute's way to note a run's outcome, which the executor cannot
 // read from a generic output: one mechanism for both (same workspace version).
 use shedlock_core::private::{ProviderProbe, note_outcome, probe_provider};
 use shedlock_core::{
-    BoxFuture, LockConfiguration, LockError, LockProvider, LockingTaskExecutor, track_releases,
+    BoxFuture, LockConfiguration, LockError, LockMode, LockProvider, LockingTaskExecutor,
+    MissedBetween, run_for_tick, track_releases,
 };
 use tokio_cron_scheduler::{Job, JobScheduler};
 use tokio_util::sync::CancellationToken;
@@ -28,7 +30,7 @@ use tokio_util::task::task_tracker::TaskTrackerToken;
 
 pub use outcome::JobOutput;
 use outcome::{Outcome, run_outcome};
-use schedule::cron_job;
+use schedule::{Ticks, cron_job};
 /// The tokio-cron-scheduler these jobs are made for: its `Job` and
 /// `JobScheduler` are the ones this crate takes and returns.
 pub use tokio_cron_scheduler;
@@ -176,10 +178,21 @@ impl LockedJobs {
         let (config, job) = (Arc::new(config), Arc::new(job));
         let jobs = self.clone();
         let shown: Arc<str> = schedule.into();
+        let ticks = Ticks::of(schedule);
         cron_job(schedule, move || {
-            let (jobs, executor, config) = (jobs.clone(), executor.clone(), config.clone());
+            let (jobs, executor) = (jobs.clone(), executor.clone());
             let (job, schedule) = (job.clone(), shown.clone());
-            track_releases(jobs.release_spawner(), async move {
+            // The tick this run fires for, claimed with the lock (an
+            // exclusive one: shared holders take their permits as usual).
+            let tick = ticks
+                .as_ref()
+                .filter(|_| config.mode() == LockMode::Exclusive)
+                .map(|ticks| (ticks.tick_at(SystemTime::now()), ticks.missed_between()));
+            let config = match &tick {
+                Some((tick, _)) => Arc::new(config.as_ref().clone().for_tick(*tick)),
+                None => config.clone(),
+            };
+            let run = track_releases(jobs.release_spawner(), async move {
                 let lock = Some(config.name());
                 let Some(_run) = jobs.begin() else {
                     return Outcome::<()>::AfterStop.log(lock, &schedule);
@@ -202,7 +215,8 @@ impl LockedJobs {
                     Err(err) => Outcome::Failed(err),
                 };
                 outcome.log(lock, &schedule);
-            })
+            });
+            for_tick(tick, run)
         })
     }
 
@@ -281,10 +295,15 @@ impl LockedJobs {
         let job = Arc::new(job);
         let jobs = self.clone();
         let shown: Arc<str> = schedule.into();
+        let ticks = Ticks::of(schedule);
         cron_job(schedule, move || {
             let (jobs, job, schedule) = (jobs.clone(), job.clone(), shown.clone());
+            // The tick this run fires for: the function claims it (see `run_for_tick`).
+            let tick = ticks
+                .as_ref()
+                .map(|ticks| (ticks.tick_at(SystemTime::now()), ticks.missed_between()));
             // A run stopped mid-way gives its lock back on a task of `runs`.
-            track_releases(jobs.release_spawner(), async move {
+            let run = track_releases(jobs.release_spawner(), async move {
                 let Some(_run) = jobs.begin() else {
                     return Outcome::<()>::AfterStop.log(None, &schedule);
                 };
@@ -298,7 +317,8 @@ impl LockedJobs {
                     },
                 };
                 outcome.log(None, &schedule);
-            })
+            });
+            for_tick(tick, run)
         })
     }
 
@@ -346,5 +366,14 @@ impl LockedJobs {
     fn begin(&self) -> Option<TaskTrackerToken> {
         let run = self.runs.token();
         (!self.stop.is_cancelled()).then_some(run)
+    }
+}
+
+/// `run` as the run of `tick` (with its schedule's count of missed ticks),
+/// or as it is when the schedule's instants are not known.
+async fn for_tick<F: Future>(tick: Option<(SystemTime, MissedBetween)>, run: F) -> F::Output {
+    match tick {
+        Some((tick, missed_between)) => run_for_tick(tick, missed_between, run).await,
+        None => run.await,
     }
 }

@@ -22,6 +22,7 @@ const KEYS: &[&str] = &[
     "permits",
     "capacity",
     "scope",
+    "every",
     "provider",
     "crate",
 ];
@@ -54,6 +55,8 @@ pub(crate) struct SchedulerLockArgs {
     pub(crate) capacity: Option<CountArg>,
     /// `scope = "tenant-{tenant}"`: run on the replica that owns this scope.
     pub(crate) scope: Option<LitStr>,
+    /// `every = "5m"`: claim the interval's tick nearest to now; never zero.
+    pub(crate) every: Option<DurationArg>,
     /// `provider = <expr>`: the provider to use instead of the installed default.
     pub(crate) provider: Option<Expr>,
     /// `crate = path`: the path of the `shedlock` facade, when it is renamed.
@@ -107,6 +110,7 @@ impl SchedulerLockArgs {
             "permits" => set_once(&mut self.permits, count(key, &value, 1)?),
             "capacity" => set_once(&mut self.capacity, count(key, &value, 0)?),
             "scope" => set_once(&mut self.scope, scope(key, &value)?),
+            "every" => set_once(&mut self.every, every(key, &value)?),
             "provider" => set_once(&mut self.provider, value),
             "crate" => set_once(&mut self.krate, crate_path(&value)?),
             _ => return Err(unknown_key(key)),
@@ -146,6 +150,15 @@ impl SchedulerLockArgs {
                 permits.literal.span(),
                 "`permits` with `mode = \"exclusive\"`: an exclusive holder takes the whole \
                  lock; remove `permits`, or use `mode = \"shared\"` for a counted lock",
+            ));
+        }
+        if let Some(every) = &self.every
+            && (self.mode.as_ref().is_some_and(|mode| mode.shared) || self.permits.is_some())
+        {
+            errors.push(Error::new(
+                every.literal.span(),
+                "`every` with a shared lock: a tick is claimed by one exclusive holder; \
+                 remove `mode`/`permits`, or `every`",
             ));
         }
         if let (Some(permits), Some(capacity)) = (&self.permits, &self.capacity)
@@ -191,6 +204,13 @@ impl SchedulerLockArgs {
             clash(
                 "capacity",
                 "a scoped job runs on the scope's owner alone, one run at a time",
+            );
+        }
+        if self.every.is_some() {
+            clash(
+                "every",
+                "a scoped job runs on the scope's owner without asking the store, so it \
+                 claims no ticks there",
             );
         }
     }
@@ -371,6 +391,18 @@ fn lock_at_most_for(key: &Ident, value: &Expr) -> syn::Result<DurationArg> {
             duration.literal.span(),
             "lock_at_most_for is zero: a lease must last longer than the job normally runs, \
              e.g. lock_at_most_for = \"10m\"",
+        ));
+    }
+    Ok(duration)
+}
+
+fn every(key: &Ident, value: &Expr) -> syn::Result<DurationArg> {
+    let duration = duration(key, value)?;
+    if duration.value < Duration::from_millis(1) {
+        return Err(Error::new(
+            duration.literal.span(),
+            "`every` is shorter than a millisecond: ticks are kept to the millisecond, \
+             e.g. every = \"5m\"",
         ));
     }
     Ok(duration)

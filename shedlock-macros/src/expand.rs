@@ -148,6 +148,7 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
     let lock_at_most_for = duration(args.lock_at_most_for.as_ref());
     let lock_at_least_for = duration(args.lock_at_least_for.as_ref());
     let wait_for = duration(args.wait_for.as_ref());
+    let every = duration(args.every.as_ref());
     let keep_alive = args.keep_alive.unwrap_or(false);
     let cancel_on_lease_loss = args.cancel_on_lease_loss.unwrap_or(false);
     let shared = args.mode.as_ref().is_some_and(|mode| mode.shared);
@@ -196,6 +197,7 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
                 shared: #shared,
                 permits: #permits,
                 capacity: #capacity,
+                every: #every,
                 name_template: #name_template,
                 ..::core::default::Default::default()
             };

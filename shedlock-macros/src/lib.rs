@@ -37,6 +37,7 @@
 //! | `permits` | whole number ≥ 1: a counted holder taking this many permits (implies shared) | none |
 //! | `capacity` | whole number: the lock's capacity while the store holds none (0: paused) | 1 exclusive, unlimited shared |
 //! | `scope` | string literal; `{arg}` placeholders as in `name`: run on the replica that owns this scope (a leader lease kept between ticks) | none |
+//! | `every` | duration string: the call claims the interval's tick nearest to now (aligned on 1970), so each tick runs once across replicas | none |
 //! | `provider` | an expression giving the provider | the installed default |
 //! | `crate` | path of the `shedlock` facade | `::shedlock` |
 //!
@@ -46,6 +47,15 @@
 //!   the capacity; an operator's capacity (set at run time) wins over
 //!   `capacity`. Compile errors: `permits = 0`, `permits` with
 //!   `mode = "exclusive"`, `permits` above `capacity`, an unknown mode.
+//! - **`every = "..."`**: the call claims a tick of an interval schedule
+//!   (`LockConfiguration::for_tick`): the tick nearest to now, counted from
+//!   1970, so replicas whose clocks or schedulers are apart by less than half
+//!   an interval claim the same one. A tick runs at most once across all
+//!   replicas, however short the job, without `lock_at_least_for`; a later
+//!   call for the same tick skips (`Ok(None)`). Ticks between the claim
+//!   before and this one are reported as missed (a `warn` event and
+//!   `shedlock_missed_ticks_total`). Compile errors: a zero interval,
+//!   `every` with `scope` or a shared mode.
 //! - **`name = "..."`**: the lock's name, unique per job. It may contain
 //!   placeholders in Rust's format syntax that name the function's arguments
 //!   (`"report-{region}"`, `"{tenant}:{id:>04}"`): each distinct value gets its

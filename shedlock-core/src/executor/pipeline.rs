@@ -73,6 +73,9 @@ pub(crate) async fn run_held<F: Future>(
     );
     let (held, active, scope_run) = match hold {
         Hold::Lease(guard) => {
+            if let (Some(tick), Some(previous)) = (config.tick(), guard.previous_tick()) {
+                crate::ticks::report_missed(name, &label, previous, tick);
+            }
             let token = guard.info().issued_fencing_token();
             tracing::debug!(lock = %name, fencing_token = ?token, "lock acquired");
             if let Some(token) = token {
