@@ -25,17 +25,97 @@ fn config(name: &str, lock_at_least_for: Duration) -> LockConfiguration {
 }
 
 /// What a test does to a table besides locking: ShedLock for Java's
-/// statements, and plain SQL.
+/// statements, and plain SQL, each written once with the database's
+/// placeholders.
 trait Table: LockProvider + Sized {
+    /// The statement's parameter `n` (from 1).
+    fn param(n: usize) -> String;
+    /// The parameter `n`, a timestamp as ShedLock for Java binds it.
+    fn timestamp(n: usize) -> String;
+    /// The timestamp `column`, read as `YYYY-MM-DD HH:MM:SS.mmm` text.
+    fn read(column: &str) -> String;
+    /// The lock table's name.
+    fn table(&self) -> String;
+    /// Sends `sql` with `values` bound in order; the rows it changed.
+    fn execute(&self, sql: String, values: Vec<String>) -> BoxFuture<'_, u64>;
+    /// The row `sql` reads with `name` bound.
+    fn fetch_row<'a>(
+        &'a self,
+        sql: String,
+        name: &'a str,
+    ) -> BoxFuture<'a, Option<(String, String, String)>>;
+
     /// `INSERT INTO t(name, lock_until, locked_at, locked_by) VALUES(?, ?, ?, ?)`.
-    fn java_insert<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64>;
+    fn java_insert<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64> {
+        let sql = format!(
+            "INSERT INTO {}(name, lock_until, locked_at, locked_by) VALUES({}, {}, {}, {})",
+            self.table(),
+            Self::param(1),
+            Self::timestamp(2),
+            Self::timestamp(3),
+            Self::param(4)
+        );
+        let now = utc_text(SystemTime::now());
+        self.execute(
+            sql,
+            vec![name.to_owned(), utc_text(lock_until), now, host()],
+        )
+    }
+
     /// `UPDATE t SET lock_until = ?, locked_at = ?, locked_by = ? WHERE name = ? AND lock_until <= ?`.
-    fn java_update<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64>;
+    fn java_update<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64> {
+        let sql = format!(
+            "UPDATE {} SET lock_until = {}, locked_at = {}, locked_by = {} \
+             WHERE name = {} AND lock_until <= {}",
+            self.table(),
+            Self::timestamp(1),
+            Self::timestamp(2),
+            Self::param(3),
+            Self::param(4),
+            Self::timestamp(5)
+        );
+        let now = utc_text(SystemTime::now());
+        let values = vec![
+            utc_text(lock_until),
+            now.clone(),
+            host(),
+            name.to_owned(),
+            now,
+        ];
+        self.execute(sql, values)
+    }
+
     /// Java's unlock: `UPDATE t SET lock_until = ? WHERE name = ?`.
-    fn java_unlock<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64>;
+    fn java_unlock<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64> {
+        let sql = format!(
+            "UPDATE {} SET lock_until = {} WHERE name = {}",
+            self.table(),
+            Self::timestamp(1),
+            Self::param(2)
+        );
+        self.execute(sql, vec![utc_text(lock_until), name.to_owned()])
+    }
+
     /// `lock_until`, `locked_at` as `YYYY-MM-DD HH:MM:SS.mmm` text, and `locked_by`.
-    fn row<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<(String, String, String)>>;
-    fn delete_row<'a>(&'a self, name: &'a str) -> BoxFuture<'a, u64>;
+    fn row<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<(String, String, String)>> {
+        let sql = format!(
+            "SELECT {}, {}, locked_by FROM {} WHERE name = {}",
+            Self::read("lock_until"),
+            Self::read("locked_at"),
+            self.table(),
+            Self::param(1)
+        );
+        self.fetch_row(sql, name)
+    }
+
+    fn delete_row<'a>(&'a self, name: &'a str) -> BoxFuture<'a, u64> {
+        let sql = format!(
+            "DELETE FROM {} WHERE name = {}",
+            self.table(),
+            Self::param(1)
+        );
+        self.execute(sql, vec![name.to_owned()])
+    }
 }
 
 /// A time as ShedLock for Java binds it: UTC, millisecond precision.
@@ -48,20 +128,31 @@ fn host() -> String {
     shedlock_core::identity::host_name()
 }
 
+/// [`Table`] on `$provider`: its placeholders, and statements sent on its pool.
 macro_rules! table_impl {
     ($provider:ty, $p:expr, $timestamp:expr, $read:expr) => {
         impl Table for $provider {
-            fn java_insert<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64> {
+            fn param(n: usize) -> String {
+                $p(n)
+            }
+
+            fn timestamp(n: usize) -> String {
+                $timestamp(n)
+            }
+
+            fn read(column: &str) -> String {
+                $read(column)
+            }
+
+            fn table(&self) -> String {
+                self.table_name()
+            }
+
+            fn execute(&self, sql: String, values: Vec<String>) -> BoxFuture<'_, u64> {
                 Box::pin(async move {
-                    let sql = format!(
-                        "INSERT INTO {}(name, lock_until, locked_at, locked_by) VALUES({}, {}, {}, {})",
-                        self.table_name(), $p(1), $timestamp(2), $timestamp(3), $p(4)
-                    );
-                    sqlx::query(&sql)
-                        .bind(name)
-                        .bind(utc_text(lock_until))
-                        .bind(utc_text(SystemTime::now()))
-                        .bind(host())
+                    values
+                        .iter()
+                        .fold(sqlx::query(&sql), |query, value| query.bind(value.as_str()))
                         .execute(self.pool())
                         .await
                         .unwrap_or_else(|err| panic!("{sql}: {err}"))
@@ -69,66 +160,17 @@ macro_rules! table_impl {
                 })
             }
 
-            fn java_update<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64> {
+            fn fetch_row<'a>(
+                &'a self,
+                sql: String,
+                name: &'a str,
+            ) -> BoxFuture<'a, Option<(String, String, String)>> {
                 Box::pin(async move {
-                    let sql = format!(
-                        "UPDATE {} SET lock_until = {}, locked_at = {}, locked_by = {} \
-                         WHERE name = {} AND lock_until <= {}",
-                        self.table_name(), $timestamp(1), $timestamp(2), $p(3), $p(4), $timestamp(5)
-                    );
-                    let now = utc_text(SystemTime::now());
-                    sqlx::query(&sql)
-                        .bind(utc_text(lock_until))
-                        .bind(&now)
-                        .bind(host())
-                        .bind(name)
-                        .bind(&now)
-                        .execute(self.pool())
-                        .await
-                        .unwrap_or_else(|err| panic!("{sql}: {err}"))
-                        .rows_affected()
-                })
-            }
-
-            fn java_unlock<'a>(&'a self, name: &'a str, lock_until: SystemTime) -> BoxFuture<'a, u64> {
-                Box::pin(async move {
-                    let sql = format!(
-                        "UPDATE {} SET lock_until = {} WHERE name = {}",
-                        self.table_name(), $timestamp(1), $p(2)
-                    );
-                    sqlx::query(&sql)
-                        .bind(utc_text(lock_until))
-                        .bind(name)
-                        .execute(self.pool())
-                        .await
-                        .unwrap_or_else(|err| panic!("{sql}: {err}"))
-                        .rows_affected()
-                })
-            }
-
-            fn row<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Option<(String, String, String)>> {
-                Box::pin(async move {
-                    let sql = format!(
-                        "SELECT {}, {}, locked_by FROM {} WHERE name = {}",
-                        $read("lock_until"), $read("locked_at"), self.table_name(), $p(1)
-                    );
                     sqlx::query_as(&sql)
                         .bind(name)
                         .fetch_optional(self.pool())
                         .await
                         .unwrap_or_else(|err| panic!("{sql}: {err}"))
-                })
-            }
-
-            fn delete_row<'a>(&'a self, name: &'a str) -> BoxFuture<'a, u64> {
-                Box::pin(async move {
-                    let sql = format!("DELETE FROM {} WHERE name = {}", self.table_name(), $p(1));
-                    sqlx::query(&sql)
-                        .bind(name)
-                        .execute(self.pool())
-                        .await
-                        .unwrap_or_else(|err| panic!("{sql}: {err}"))
-                        .rows_affected()
                 })
             }
         }
