@@ -19,6 +19,7 @@ use shedlock::admin::LockAdmin;
 use shedlock::redis::RedisLockProvider;
 use shedlock::sql::PostgresLockProvider;
 use shedlock::{LockProvider, SchedulerLock, scheduler_lock};
+use shedlock_test_support::Worker;
 use shedlock_test_support::redis::RedisServer;
 use shedlock_test_support::sql::{postgres, postgres_url, unique_table_name};
 use shedlock_test_support::ticks::{finish_workers, spawn_workers};
@@ -116,16 +117,25 @@ impl PostgresStore {
     }
 }
 
-/// This test's turn (the process tests run one at a time), and a
-/// connection to `server`.
-async fn alone_with(
+/// This test's turn (the process tests run one at a time), a connection to
+/// `server`, and `count` scope workers on it, with `envs` (their store).
+async fn scope_workers(
     server: &RedisServer,
-) -> anyhow::Result<(tokio::sync::MutexGuard<'static, ()>, MultiplexedConnection)> {
+    count: usize,
+    envs: &[(&str, &str)],
+) -> anyhow::Result<(
+    tokio::sync::MutexGuard<'static, ()>,
+    MultiplexedConnection,
+    Vec<Worker>,
+)> {
     let alone = ONE_AT_A_TIME.lock().await;
     let redis = redis::Client::open(server.url())?
         .get_multiplexed_async_connection()
         .await?;
-    Ok((alone, redis))
+    let mut all = vec![(URL_ENV, server.url())];
+    all.extend_from_slice(envs);
+    let workers = spawn_workers("scope_worker", count, Some(WORKER_ENV), &all);
+    Ok((alone, redis, workers))
 }
 
 async fn scopes_spread_move_and_come_back<A: LockAdmin>(
@@ -133,11 +143,10 @@ async fn scopes_spread_move_and_come_back<A: LockAdmin>(
     admin: &A,
     store: &[(&str, &str)],
 ) -> anyhow::Result<()> {
-    let (_alone, mut redis) = alone_with(server).await?;
+    let (_alone, mut redis, mut workers) = scope_workers(server, WORKERS, store).await?;
+    // From the workers' start (their spawn takes milliseconds), not from
+    // the wait for this test's turn.
     let started = Instant::now();
-    let mut envs = vec![(URL_ENV, server.url())];
-    envs.extend_from_slice(store);
-    let mut workers = spawn_workers("scope_worker", WORKERS, Some(WORKER_ENV), &envs);
 
     // Convergence: every scope owned, 10 ± 2 each.
     let converged = loop {
@@ -258,11 +267,10 @@ async fn an_owner_paused_past_its_lease_runs_nothing_stale<A: LockAdmin>(
     admin: &A,
     store: &[(&str, &str)],
 ) -> anyhow::Result<()> {
-    let (_alone, mut redis) = alone_with(server).await?;
     let scopes = PAUSED_SCOPES.to_string();
-    let mut envs = vec![(URL_ENV, server.url()), (SCOPES_ENV, scopes.as_str())];
+    let mut envs = vec![(SCOPES_ENV, scopes.as_str())];
     envs.extend_from_slice(store);
-    let workers = spawn_workers("scope_worker", 2, Some(WORKER_ENV), &envs);
+    let (_alone, mut redis, workers) = scope_workers(server, 2, &envs).await?;
     let started = Instant::now();
     let paused_scopes: Vec<usize> = loop {
         let owned: Vec<usize> = owners(admin, PAUSED_SCOPES)
