@@ -10,7 +10,6 @@
 mod workers;
 
 use std::error::Error;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
@@ -35,55 +34,15 @@ const SKEW_MS: i64 = 2 * 3600 * 1000;
 const SKEW_TOLERANCE_MS: i64 = 60_000;
 
 const URL_ENV: &str = "SHEDLOCK_CLOCKS_URL";
-/// Points at libfaketime's `libfaketimeMT.so.1` where it is not in a standard place.
-const LIBFAKETIME_ENV: &str = "SHEDLOCK_TEST_LIBFAKETIME";
 
 fn config() -> LockConfiguration {
     LockConfiguration::new(LOCK, LEASE, Duration::ZERO)
         .unwrap_or_else(|err| panic!("configuration rejected: {err}"))
 }
 
-/// libfaketime's multi-threaded variant (the workers run Tokio's thread pool).
-///
-/// # Panics
-///
-/// When it is not installed, with the command that installs it: a test that
-/// cannot skew clocks must fail, not skip.
-fn libfaketime() -> PathBuf {
-    if let Some(path) = std::env::var_os(LIBFAKETIME_ENV) {
-        return PathBuf::from(path);
-    }
-    let mut dirs = vec![
-        PathBuf::from("/usr/lib/faketime"),
-        PathBuf::from("/usr/local/lib/faketime"),
-        PathBuf::from("/usr/lib64/faketime"),
-    ];
-    // Debian and Ubuntu: /usr/lib/<multiarch triple>/faketime.
-    if let Ok(entries) = std::fs::read_dir("/usr/lib") {
-        dirs.extend(entries.flatten().map(|entry| entry.path().join("faketime")));
-    }
-    dirs.into_iter()
-        .map(|dir| dir.join("libfaketimeMT.so.1"))
-        .find(|lib| lib.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "libfaketime is not installed, and this test needs it to skew a worker's clock. \
-                 Install it (Debian/Ubuntu: `apt-get install -y faketime`, which brings the \
-                 libfaketime package; `bash .ci/test` does it), or set \
-                 {LIBFAKETIME_ENV}=/path/to/libfaketimeMT.so.1"
-            )
-        })
-}
-
 /// Starts `test` of this binary with its clock moved by `offset` (e.g. `+2h`).
 fn skewed_worker(test: &str, offset: &str, url: &str) -> Worker {
-    let lib = libfaketime();
-    let lib = lib.to_string_lossy();
-    Worker::spawn_with_env(
-        test,
-        &[(URL_ENV, url)],
-        &[("LD_PRELOAD", &lib), ("FAKETIME", offset)],
-    )
+    Worker::spawn_skewed(test, &[(URL_ENV, url)], offset)
 }
 
 /// Waits for a worker's `<what> <epoch_ms>` report; returns `<what>` and the

@@ -3,6 +3,7 @@
 //! the test, even one that panics.
 
 use std::io::{Read, Write};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -52,6 +53,15 @@ impl Worker {
             child,
             name: test.to_owned(),
         }
+    }
+
+    /// Like [`spawn`](Self::spawn), with the process's wall clock moved by
+    /// `offset` (libfaketime's `FAKETIME`, e.g. `+2h` or `+0.4`): its
+    /// `SystemTime::now()` is off, its monotonic clock is not.
+    pub fn spawn_skewed(test: &str, envs: &[(&str, &str)], offset: &str) -> Worker {
+        let lib = libfaketime();
+        let lib = lib.to_string_lossy();
+        Worker::spawn_with_env(test, envs, &[("LD_PRELOAD", &lib), ("FAKETIME", offset)])
     }
 
     /// Sends `line` to the worker's standard input (a command it waits for).
@@ -162,4 +172,36 @@ pub async fn sleep_until_ms(due: u64) -> Duration {
         tokio::time::sleep(Duration::from_millis(due - now)).await;
     }
     Duration::from_millis(now_ms().saturating_sub(due))
+}
+
+/// Points at libfaketime's `libfaketimeMT.so.1` where it is not in a standard place.
+pub const LIBFAKETIME_ENV: &str = "SHEDLOCK_TEST_LIBFAKETIME";
+
+/// libfaketime's multi-threaded variant (workers run Tokio's thread pool).
+/// Not installed, the test fails with the command that installs it: a test
+/// that cannot skew clocks must fail, not skip.
+pub fn libfaketime() -> PathBuf {
+    if let Some(path) = std::env::var_os(LIBFAKETIME_ENV) {
+        return PathBuf::from(path);
+    }
+    let mut dirs = vec![
+        PathBuf::from("/usr/lib/faketime"),
+        PathBuf::from("/usr/local/lib/faketime"),
+        PathBuf::from("/usr/lib64/faketime"),
+    ];
+    // Debian and Ubuntu: /usr/lib/<multiarch triple>/faketime.
+    if let Ok(entries) = std::fs::read_dir("/usr/lib") {
+        dirs.extend(entries.flatten().map(|entry| entry.path().join("faketime")));
+    }
+    dirs.into_iter()
+        .map(|dir| dir.join("libfaketimeMT.so.1"))
+        .find(|lib| lib.is_file())
+        .unwrap_or_else(|| {
+            fail!(
+                "libfaketime is not installed, and this test needs it to skew a worker's clock. \
+                 Install it (Debian/Ubuntu: `apt-get install -y faketime`, which brings the \
+                 libfaketime package; `bash .ci/test` does it), or set \
+                 {LIBFAKETIME_ENV}=/path/to/libfaketimeMT.so.1"
+            )
+        })
 }

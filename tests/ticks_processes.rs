@@ -1,0 +1,251 @@
+//! Exactly one run per tick across three processes, one of them with its
+//! clock 400 ms ahead (libfaketime), on Redis and on PostgreSQL: a job every
+//! second that runs 10 ms, without `lock_at_least_for`. The same job with a
+//! plain lock (tokio-cron-scheduler's own job under `LockingTaskExecutor`,
+//! no tick claimed) runs in the same processes beside it, and its double
+//! runs are counted: what tick claims prevent.
+//!
+//! The replicas are this test binary again, running `tick_replica`. Runs
+//! are recorded as the second of the tick the replica's scheduler fired for
+//! (by its own clock, as it claims it).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use anyhow::ensure;
+use redis::AsyncTypedCommands;
+use redis::aio::MultiplexedConnection;
+use shedlock::cron::LockedJobs;
+use shedlock::redis::RedisLockProvider;
+use shedlock::sql::PostgresLockProvider;
+use shedlock::{LockConfiguration, LockProvider, LockingTaskExecutor};
+use shedlock_test_support::redis::RedisServer;
+use shedlock_test_support::sql::{postgres, postgres_url, unique_table_name};
+use shedlock_test_support::ticks::{Ticks, finish_workers, until_tick_ends};
+use shedlock_test_support::{Worker, now_ms};
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+const REPLICAS: usize = 3;
+/// Ticks the replicas run together; the first and the last are left out of
+/// the count (a replica may start or stop within them).
+const TICKS: u64 = 33;
+const MIN_COUNTED_TICKS: usize = 30;
+/// How far ahead replica 0's clock is (libfaketime's `FAKETIME`).
+const SKEW: &str = "+0.4";
+const SKEW_MS: i64 = 400;
+const EVERY_SECOND: &str = "* * * * * *";
+const JOB_LENGTH: Duration = Duration::from_millis(10);
+/// Where the replicas report: `skew <replica> <ms>`, `<job> <second> <replica>`.
+const RUNS: &str = "tick-runs";
+const CLAIMED: &str = "claimed";
+const PLAIN: &str = "plain";
+
+const RUNS_ENV: &str = "SHEDLOCK_TICKS_REDIS_URL";
+const TICKS_ENV: &str = "SHEDLOCK_TICKS_TICKS";
+const REPLICA_ENV: &str = "SHEDLOCK_TICKS_REPLICA";
+/// A PostgreSQL URL and table: the locks' store; without them, the Redis above.
+const STORE_ENV: &str = "SHEDLOCK_TICKS_STORE_URL";
+const TABLE_ENV: &str = "SHEDLOCK_TICKS_TABLE";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_per_tick_across_skewed_processes_on_redis() -> anyhow::Result<()> {
+    let server = RedisServer::start();
+    one_run_per_tick(&server, &[]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_run_per_tick_across_skewed_processes_on_postgres() -> anyhow::Result<()> {
+    let server = RedisServer::start();
+    let table = unique_table_name("ticks");
+    postgres(&table).await;
+    let url = postgres_url();
+    one_run_per_tick(&server, &[(STORE_ENV, &url), (TABLE_ENV, &table)]).await
+}
+
+async fn one_run_per_tick(server: &RedisServer, store: &[(&str, &str)]) -> anyhow::Result<()> {
+    let ticks = Ticks::after(Duration::from_secs(4), 1000, TICKS);
+    let shown = ticks.to_string();
+    let mut envs = vec![(RUNS_ENV, server.url()), (TICKS_ENV, shown.as_str())];
+    envs.extend_from_slice(store);
+    let numbers: Vec<String> = (0..REPLICAS).map(|replica| replica.to_string()).collect();
+    let workers: Vec<Worker> = numbers
+        .iter()
+        .map(|number| {
+            let mut envs = envs.clone();
+            envs.push((REPLICA_ENV, number));
+            match number.as_str() {
+                "0" => Worker::spawn_skewed("tick_replica", &envs, SKEW),
+                _ => Worker::spawn("tick_replica", &envs),
+            }
+        })
+        .collect();
+    let timeout = until_tick_ends(ticks.last, 1000, Duration::from_secs(20));
+    finish_workers(workers, timeout, &[]).await;
+
+    let mut redis = redis::Client::open(server.url())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let reports = redis.lrange(RUNS, 0, -1).await?;
+    let mut skews = BTreeMap::new();
+    let mut runs: BTreeMap<(&str, u64), Vec<&str>> = BTreeMap::new();
+    for report in &reports {
+        let words: Vec<&str> = report.split(' ').collect();
+        match words.as_slice() {
+            ["skew", replica, ms] => {
+                skews.insert(*replica, ms.parse::<i64>()?);
+            }
+            [job, second, replica] => runs
+                .entry((*job, second.parse()?))
+                .or_default()
+                .push(*replica),
+            _ => anyhow::bail!("malformed report {report:?}"),
+        }
+    }
+    // libfaketime applied: replica 0 is 400 ms ahead of the server, the others are not.
+    for (replica, skew) in &skews {
+        let expected = if *replica == "0" { SKEW_MS } else { 0 };
+        ensure!(
+            (skew - expected).abs() < 150,
+            "replica {replica}'s clock is {skew} ms off the server's, not about {expected} ms: {skews:?}"
+        );
+    }
+    ensure!(
+        skews.len() == REPLICAS,
+        "not every replica reported its clock: {skews:?}"
+    );
+
+    let counted = (ticks.first + 1)..ticks.last;
+    let per_tick = |job: &str| -> Vec<(u64, usize)> {
+        counted
+            .clone()
+            .map(|second| (second, runs.get(&(job, second)).map_or(0, Vec::len)))
+            .collect()
+    };
+    let claimed = per_tick(CLAIMED);
+    let plain = per_tick(PLAIN);
+    let doubles = plain.iter().filter(|(_, n)| *n > 1).count();
+    println!(
+        "{} ticks; with tick claims: {} ran once, {} more than once, {} not at all; \
+         with a plain lock: {doubles} ran more than once ({} runs in all)",
+        claimed.len(),
+        claimed.iter().filter(|(_, n)| *n == 1).count(),
+        claimed.iter().filter(|(_, n)| *n > 1).count(),
+        claimed.iter().filter(|(_, n)| *n == 0).count(),
+        plain.iter().map(|(_, n)| n).sum::<usize>(),
+    );
+    ensure!(claimed.len() >= MIN_COUNTED_TICKS, "too few ticks counted");
+    for (second, count) in &claimed {
+        ensure!(
+            *count == 1,
+            "tick {second} ran {count} times with tick claims: {:?}",
+            runs.get(&(CLAIMED, *second))
+        );
+    }
+    ensure!(
+        doubles > 0,
+        "the plain lock ran no tick twice: the setup did not show what tick claims prevent"
+    );
+    Ok(())
+}
+
+/// One replica: a scheduler with the claimed job (the cron helper) and the
+/// plain one, until its clock passes the last tick; reports its clock's
+/// offset from the Redis server's first. Does nothing as a plain test.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a worker process of one_run_per_tick_across_skewed_processes_*"]
+async fn tick_replica() -> anyhow::Result<()> {
+    let Ok(url) = std::env::var(RUNS_ENV) else {
+        return Ok(());
+    };
+    let replica: Arc<str> = std::env::var(REPLICA_ENV)?.into();
+    let ticks = Ticks::from_env(TICKS_ENV).map_err(anyhow::Error::msg)?;
+    let mut reports = redis::Client::open(url.as_str())?
+        .get_multiplexed_async_connection()
+        .await?;
+    let (server_s, server_us): (u64, u64) = redis::cmd("TIME").query_async(&mut reports).await?;
+    let skew = i64::try_from(now_ms())? - i64::try_from(server_s * 1000 + server_us / 1000)?;
+    reports
+        .rpush(RUNS, format!("skew {replica} {skew}"))
+        .await?;
+    let until_ms = (ticks.last + 1) * 1000 + 500;
+    match std::env::var(STORE_ENV) {
+        Ok(store) => {
+            let table = std::env::var(TABLE_ENV)?;
+            let connect = || async {
+                PostgresLockProvider::connect(&store)
+                    .await?
+                    .with_table_name(&table)
+            };
+            replica_jobs(
+                replica,
+                reports,
+                (connect().await?, connect().await?),
+                until_ms,
+            )
+            .await
+        }
+        Err(_) => {
+            let connect = || RedisLockProvider::connect(&url);
+            replica_jobs(
+                replica,
+                reports,
+                (connect().await?, connect().await?),
+                until_ms,
+            )
+            .await
+        }
+    }
+}
+
+async fn replica_jobs<P: LockProvider + 'static>(
+    replica: Arc<str>,
+    reports: MultiplexedConnection,
+    (claiming, plain): (P, P),
+    until_ms: u64,
+) -> anyhow::Result<()> {
+    let config = |name: &str| LockConfiguration::new(name, Duration::from_secs(10), Duration::ZERO);
+    let mut scheduler = JobScheduler::new().await?;
+    let jobs = LockedJobs::new();
+    let claimed = {
+        let (reports, replica) = (reports.clone(), replica.clone());
+        jobs.locked_job(
+            EVERY_SECOND,
+            claiming,
+            config("ticks-claimed")?,
+            move || run(reports.clone(), CLAIMED, replica.clone()),
+        )?
+    };
+    let executor = Arc::new(LockingTaskExecutor::new(plain));
+    let plain_config = Arc::new(config("ticks-plain")?);
+    let plain = Job::new_async(EVERY_SECOND, move |_, _| {
+        let (executor, config) = (executor.clone(), plain_config.clone());
+        let (reports, replica) = (reports.clone(), replica.clone());
+        Box::pin(async move {
+            let _ = executor
+                .execute(&config, run(reports, PLAIN, replica))
+                .await;
+        })
+    })?;
+    scheduler.add(claimed).await?;
+    scheduler.add(plain).await?;
+    scheduler.start().await?;
+    while now_ms() < until_ms {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    jobs.stop().await;
+    scheduler.shutdown().await?;
+    Ok(())
+}
+
+/// The job: 10 ms of work, then a report of the tick it ran for (the second
+/// its scheduler fired in, by this replica's clock).
+async fn run(mut reports: MultiplexedConnection, job: &'static str, replica: Arc<str>) {
+    let second = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs());
+    tokio::time::sleep(JOB_LENGTH).await;
+    let _ = reports
+        .rpush(RUNS, format!("{job} {second} {replica}"))
+        .await;
+}
