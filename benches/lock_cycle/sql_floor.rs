@@ -74,6 +74,9 @@ pub(crate) struct SqlFloor<DB: Database> {
     /// Bounds each wait as the provider does (a breakdown): for a pooled
     /// connection, for each statement, and for the acquisition as a whole.
     timeouts: bool,
+    /// [`SqlFloor::run_cycle`], chosen where sqlx's bounds on `DB` are
+    /// known, so the [`FloorCycle`] impl need not repeat them.
+    run: for<'a> fn(&'a Self, &'a str) -> BoxFuture<'a, BenchResult<()>>,
 }
 
 /// The provider's default statement timeout.
@@ -146,6 +149,7 @@ where
             durations: shape.durations,
             rows_affected: shape.rows_affected,
             timeouts: false,
+            run: Self::run_cycle,
         })
     }
 
@@ -168,6 +172,22 @@ where
             timeouts: true,
             ..self
         }
+    }
+
+    /// Takes and releases `name` with the raw statements.
+    fn run_cycle<'a>(&'a self, name: &'a str) -> BoxFuture<'a, BenchResult<()>> {
+        Box::pin(async move {
+            // As long as the provider's `{host pid};id={unique id}`.
+            let n = LOCKED_BY.fetch_add(1, Ordering::Relaxed);
+            let locked_by = format!("floor-{};id={n:032x}", std::process::id());
+            if !self.acquire(name, &locked_by).await? {
+                return Err(format!("floor: {name} was not taken").into());
+            }
+            if self.release(name, &locked_by).await? != 1 {
+                return Err(format!("floor: {name} was not released").into());
+            }
+            Ok(())
+        })
     }
 
     /// Takes `name` for `locked_by`; whether it was taken.
@@ -249,29 +269,9 @@ where
     }
 }
 
-impl<DB> FloorCycle for SqlFloor<DB>
-where
-    DB: Database,
-    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
-    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
-    for<'q> String: Encode<'q, DB> + Type<DB>,
-    for<'q> i64: Encode<'q, DB> + sqlx::Decode<'q, DB> + Type<DB>,
-    usize: sqlx::ColumnIndex<DB::Row>,
-{
+impl<DB: Database> FloorCycle for SqlFloor<DB> {
     fn cycle<'a>(&'a self, name: &'a str) -> BoxFuture<'a, BenchResult<()>> {
-        Box::pin(async move {
-            // As long as the provider's `{host pid};id={unique id}`.
-            let n = LOCKED_BY.fetch_add(1, Ordering::Relaxed);
-            let locked_by = format!("floor-{};id={n:032x}", std::process::id());
-            if !self.acquire(name, &locked_by).await? {
-                return Err(format!("floor: {name} was not taken").into());
-            }
-            if self.release(name, &locked_by).await? != 1 {
-                return Err(format!("floor: {name} was not released").into());
-            }
-            Ok(())
-        })
+        (self.run)(self, name)
     }
 }
 
