@@ -376,10 +376,16 @@ async fn a_missing_waiters_table_is_a_clear_error_giving_its_ddl<P: LockProvider
     );
 }
 
+/// An attempt at the lock `name`: whether the store answered.
+async fn attempt<P: LockProvider>(provider: &P, name: &str) -> Result<(), LockError> {
+    provider
+        .try_lock(&config(name, Duration::ZERO))
+        .await
+        .map(drop)
+}
+
 async fn a_missing_table_is_a_clear_error<P: LockProvider>(provider: P) {
-    let result = provider
-        .try_lock(&config("missing-table", Duration::ZERO))
-        .await;
+    let result = attempt(&provider, "missing-table").await;
     assert_store_errors_say([result], "a missing table", &["create_table_if_missing"]);
 }
 
@@ -390,10 +396,7 @@ async fn a_missing_settings_table_is_a_clear_error_giving_its_ddl<P: LockProvide
     provider: P,
 ) {
     let results = [
-        provider
-            .try_lock(&config("no-settings", Duration::ZERO))
-            .await
-            .map(drop),
+        attempt(&provider, "no-settings").await,
         provider.lock_state("no-settings").await.map(drop),
         provider.pause("no-settings").await,
     ];
@@ -445,10 +448,7 @@ async fn a_settings_table_with_other_columns_is_a_clear_error<P: LockProvider + 
     provider: P,
 ) {
     let results = [
-        provider
-            .try_lock(&config("bad-settings", Duration::ZERO))
-            .await
-            .map(drop),
+        attempt(&provider, "bad-settings").await,
         provider.list_locks().await.map(drop),
     ];
     for result in results {
