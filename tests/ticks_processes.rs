@@ -10,6 +10,7 @@
 //! (by its own clock, as it claims it).
 
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -168,74 +169,82 @@ async fn tick_replica() -> anyhow::Result<()> {
     reports
         .rpush(RUNS, format!("skew {replica} {skew}"))
         .await?;
-    let until_ms = (ticks.last + 1) * 1000 + 500;
+    let replica = Replica {
+        replica,
+        reports,
+        until_ms: (ticks.last + 1) * 1000 + 500,
+    };
     match std::env::var(STORE_ENV) {
         Ok(store) => {
             let table = std::env::var(TABLE_ENV)?;
-            let connect = || async {
-                PostgresLockProvider::connect(&store)
-                    .await?
-                    .with_table_name(&table)
-            };
-            replica_jobs(
-                replica,
-                reports,
-                (connect().await?, connect().await?),
-                until_ms,
-            )
-            .await
+            replica
+                .run(|| async {
+                    PostgresLockProvider::connect(&store)
+                        .await?
+                        .with_table_name(&table)
+                })
+                .await
         }
-        Err(_) => {
-            let connect = || RedisLockProvider::connect(&url);
-            replica_jobs(
-                replica,
-                reports,
-                (connect().await?, connect().await?),
-                until_ms,
-            )
-            .await
-        }
+        Err(_) => replica.run(|| RedisLockProvider::connect(&url)).await,
     }
 }
 
-async fn replica_jobs<P: LockProvider + 'static>(
+/// A replica's jobs, until its clock reads `until_ms`.
+struct Replica {
     replica: Arc<str>,
     reports: MultiplexedConnection,
-    (claiming, plain): (P, P),
     until_ms: u64,
-) -> anyhow::Result<()> {
-    let config = |name: &str| LockConfiguration::new(name, Duration::from_secs(10), Duration::ZERO);
-    let mut scheduler = JobScheduler::new().await?;
-    let jobs = LockedJobs::new();
-    let claimed = {
-        let (reports, replica) = (reports.clone(), replica.clone());
-        jobs.locked_job(
-            EVERY_SECOND,
-            claiming,
-            config("ticks-claimed")?,
-            move || run(reports.clone(), CLAIMED, replica.clone()),
-        )?
-    };
-    let executor = Arc::new(LockingTaskExecutor::new(plain));
-    let plain_config = Arc::new(config("ticks-plain")?);
-    let plain = Job::new_async(EVERY_SECOND, move |_, _| {
-        let (executor, config) = (executor.clone(), plain_config.clone());
-        let (reports, replica) = (reports.clone(), replica.clone());
-        Box::pin(async move {
-            let _ = executor
-                .execute(&config, run(reports, PLAIN, replica))
-                .await;
-        })
-    })?;
-    scheduler.add(claimed).await?;
-    scheduler.add(plain).await?;
-    scheduler.start().await?;
-    while now_ms() < until_ms {
-        tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+impl Replica {
+    /// Runs the claimed job and the plain one, each on a provider of its
+    /// own from `connect`.
+    async fn run<P, F, Fut>(self, connect: F) -> anyhow::Result<()>
+    where
+        P: LockProvider + 'static,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<P, shedlock::LockError>>,
+    {
+        let Replica {
+            replica,
+            reports,
+            until_ms,
+        } = self;
+        let (claiming, plain) = (connect().await?, connect().await?);
+        let config =
+            |name: &str| LockConfiguration::new(name, Duration::from_secs(10), Duration::ZERO);
+        let mut scheduler = JobScheduler::new().await?;
+        let jobs = LockedJobs::new();
+        let claimed = {
+            let (reports, replica) = (reports.clone(), replica.clone());
+            jobs.locked_job(
+                EVERY_SECOND,
+                claiming,
+                config("ticks-claimed")?,
+                move || run(reports.clone(), CLAIMED, replica.clone()),
+            )?
+        };
+        let executor = Arc::new(LockingTaskExecutor::new(plain));
+        let plain_config = Arc::new(config("ticks-plain")?);
+        let plain = Job::new_async(EVERY_SECOND, move |_, _| {
+            let (executor, config) = (executor.clone(), plain_config.clone());
+            let (reports, replica) = (reports.clone(), replica.clone());
+            Box::pin(async move {
+                let _ = executor
+                    .execute(&config, run(reports, PLAIN, replica))
+                    .await;
+            })
+        })?;
+        scheduler.add(claimed).await?;
+        scheduler.add(plain).await?;
+        scheduler.start().await?;
+        while now_ms() < until_ms {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        jobs.stop().await;
+        scheduler.shutdown().await?;
+        Ok(())
     }
-    jobs.stop().await;
-    scheduler.shutdown().await?;
-    Ok(())
 }
 
 /// The job: 10 ms of work, then a report of the tick it ran for (the second

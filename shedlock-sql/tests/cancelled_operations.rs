@@ -95,28 +95,24 @@ async fn a_release_after_a_cancelled_begin_is_committed<P, A, DB>(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_release_after_a_cancelled_begin_is_committed() {
+async fn a_release_after_a_cancelled_begin_is_committed_on_postgres_and_mariadb() {
     let table = unique_table_name("cancelled");
-    let admin = postgres(&table).await;
+    let (postgres_admin, mysql_admin) = (postgres(&table).await, mysql(&table).await);
+    let postgres_url = postgres_url();
     a_release_after_a_cancelled_begin_is_committed(
-        &postgres_url(),
+        &postgres_url,
         0,
         PostgresLockProvider::new,
-        admin,
+        postgres_admin,
         &table,
     )
     .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mysql_release_after_a_cancelled_begin_is_committed() {
-    let table = unique_table_name("cancelled");
-    let admin = mysql(&table).await;
+    let mysql_url = mysql_url();
     a_release_after_a_cancelled_begin_is_committed(
-        &mysql_url(),
+        &mysql_url,
         1,
         MySqlLockProvider::new,
-        admin,
+        mysql_admin,
         &table,
     )
     .await;
