@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use shedlock_core::{LockConfiguration, LockError, LockGuard, LockProvider, LockingTaskExecutor};
 use shedlock_sql::sqlx::{self, Connection};
-use shedlock_sql::{DEFAULT_TABLE_NAME, MySqlLockProvider, PostgresLockProvider};
+use shedlock_sql::{DEFAULT_TABLE_NAME, SqlLockProvider, SqlServer};
 use shedlock_test_support::sql::{
-    MariaDbServer, PostgresServer, PrivateServer, ServerDatabase, TestTable,
+    MariaDb, MariaDbServer, Postgres, PostgresServer, PrivateServer, ServerDatabase, TestTable,
 };
 
 /// Ticks after an idle period.
@@ -28,67 +28,64 @@ const RUNS_WITHIN: Duration = Duration::from_secs(2);
 /// restart, within the 2 s a lock operation waits for a connection.
 const RESTART_AFTER: Duration = Duration::from_millis(100);
 
+/// A private server's database, with what these tests need of it.
+trait PrivateDatabase: ServerDatabase + Send + 'static {
+    /// Its name in messages.
+    const LABEL: &'static str;
+    /// A plain sqlx connection to it.
+    type Connection: Connection;
+    /// The lock provider's database.
+    type Sql: SqlServer;
+}
+
+impl PrivateDatabase for Postgres {
+    const LABEL: &'static str = "postgres";
+    type Connection = sqlx::PgConnection;
+    type Sql = shedlock_sql::Postgres;
+}
+
+impl PrivateDatabase for MariaDb {
+    const LABEL: &'static str = "mariadb";
+    type Connection = sqlx::MySqlConnection;
+    type Sql = shedlock_sql::MySql;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_ticks_after_idle_session_timeout_all_run() {
     let server = PostgresServer::start(&["idle_session_timeout=1s"]);
-    every_tick_after_an_idle_period_runs::<sqlx::PgConnection, _, _>(
-        "postgres",
-        &server,
-        PostgresLockProvider::connect,
-    )
-    .await;
+    every_tick_after_an_idle_period_runs(&server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_ticks_after_wait_timeout_all_run() {
     let server = MariaDbServer::start(&["--wait-timeout=1"]);
-    every_tick_after_an_idle_period_runs::<sqlx::MySqlConnection, _, _>(
-        "mariadb",
-        &server,
-        MySqlLockProvider::connect,
-    )
-    .await;
+    every_tick_after_an_idle_period_runs(&server).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restart_between_ticks_fails_fast_while_down_and_recovers() {
-    ticks_fail_fast_while_down_and_run_once_back(
-        "postgres",
-        PostgresServer::start(&[]),
-        PostgresLockProvider::connect,
-    )
-    .await;
+    ticks_fail_fast_while_down_and_run_once_back(PostgresServer::start(&[])).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mariadb_restart_between_ticks_fails_fast_while_down_and_recovers() {
-    ticks_fail_fast_while_down_and_run_once_back(
-        "mariadb",
-        MariaDbServer::start(&[]),
-        MySqlLockProvider::connect,
-    )
-    .await;
+    ticks_fail_fast_while_down_and_run_once_back(MariaDbServer::start(&[])).await;
 }
 
 /// Ticks separated by idle periods longer than the server's limit on idle
 /// sessions: every one takes the lock, runs its job and releases the lock;
 /// a job holding its lock across the idle periods releases it after them.
-async fn every_tick_after_an_idle_period_runs<C, D, P>(
-    label: &'static str,
-    server: &PrivateServer<D>,
-    connect: impl AsyncFnOnce(&str) -> Result<P, LockError>,
-) where
-    C: Connection,
-    D: ServerDatabase,
-    P: TestTable,
+async fn every_tick_after_an_idle_period_runs<D: PrivateDatabase>(server: &PrivateServer<D>)
+where
+    SqlLockProvider<D::Sql>: TestTable,
 {
-    let url = server.url();
-    let executor = LockingTaskExecutor::new(on_private_server(label, connect, &url).await);
+    let (label, url) = (D::LABEL, server.url());
+    let executor = LockingTaskExecutor::new(on_private_server::<D>(&url).await);
     assert_tick_runs(&executor, "the first tick").await;
     let long_job = take(executor.provider(), &long_job_config(), "the long job").await;
     // A session of our own, left idle as long as the provider's: it shows
     // the server really closes idle sessions.
-    let mut idle_session = C::connect(&url)
+    let mut idle_session = D::Connection::connect(&url)
         .await
         .unwrap_or_else(|err| panic!("cannot connect to the private server: {err}"));
     for tick in 1..=TICKS {
@@ -113,16 +110,13 @@ async fn every_tick_after_an_idle_period_runs<C, D, P>(
 /// it is down and waits while it comes back runs; so do the ticks after,
 /// with the same provider; a job holding its lock across the restart
 /// releases it after.
-async fn ticks_fail_fast_while_down_and_run_once_back<D, P>(
-    label: &'static str,
+async fn ticks_fail_fast_while_down_and_run_once_back<D: PrivateDatabase>(
     mut server: PrivateServer<D>,
-    connect: impl AsyncFnOnce(&str) -> Result<P, LockError>,
 ) where
-    D: ServerDatabase + Send + 'static,
-    P: TestTable,
+    SqlLockProvider<D::Sql>: TestTable,
 {
-    let address = format!("127.0.0.1:{}", server.port());
-    let executor = LockingTaskExecutor::new(on_private_server(label, connect, &server.url()).await);
+    let (label, address) = (D::LABEL, format!("127.0.0.1:{}", server.port()));
+    let executor = LockingTaskExecutor::new(on_private_server::<D>(&server.url()).await);
     assert_tick_runs(&executor, "the tick before the restart").await;
     let long_job = take(executor.provider(), &long_job_config(), "the long job").await;
     let stopping = Instant::now();
@@ -232,16 +226,15 @@ fn lock_config() -> LockConfiguration {
         .unwrap_or_else(|err| panic!("{err}"))
 }
 
-/// A provider connected by `connect` to the private server at `url`, on
+/// A provider connected to the private server of `D` at `url`, on
 /// ShedLock's table.
-async fn on_private_server<P: TestTable>(
-    label: &str,
-    connect: impl AsyncFnOnce(&str) -> Result<P, LockError>,
-    url: &str,
-) -> P {
-    connect(url)
+async fn on_private_server<D: PrivateDatabase>(url: &str) -> SqlLockProvider<D::Sql>
+where
+    SqlLockProvider<D::Sql>: TestTable,
+{
+    SqlLockProvider::<D::Sql>::connect(url)
         .await
-        .unwrap_or_else(|err| panic!("cannot connect to the private {label} server: {err}"))
+        .unwrap_or_else(|err| panic!("cannot connect to the private {} server: {err}", D::LABEL))
         .on_table(DEFAULT_TABLE_NAME)
         .await
 }
