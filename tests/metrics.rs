@@ -18,7 +18,7 @@ use shedlock::metrics::{ACQUIRED, ATTEMPTS, ERRORS, LEASES_LOST, MISSED_TICKS, S
 use shedlock::redis::RedisLockProvider;
 use shedlock::{
     InMemoryLockProvider, LockConfiguration, LockError, LockingTaskExecutor, MissedBetween,
-    run_for_tick,
+    MissedTicks, run_for_tick,
 };
 use shedlock_test_support::redis::RedisServer;
 
@@ -178,8 +178,16 @@ async fn every_second_report(locks: &InMemoryLockProvider) {}
 async fn ticks_no_replica_ran_are_counted_as_missed_by_the_next_claim() {
     let locks = InMemoryLockProvider::new();
     let every_second: MissedBetween = Arc::new(|previous, tick| {
-        tick.duration_since(previous)
-            .map_or(0, |span| span.as_secs().saturating_sub(1))
+        let count = tick
+            .duration_since(previous)
+            .ok()?
+            .as_secs()
+            .checked_sub(1)?;
+        (count > 0).then(|| MissedTicks {
+            first: previous + Duration::from_secs(1),
+            last: tick - Duration::from_secs(1),
+            count,
+        })
     });
     let first = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let (counters, _) = recorded(async {

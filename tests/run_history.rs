@@ -1,6 +1,7 @@
 //! Last runs in the store: every run under a lock is recorded with its
 //! release (outcome ok, error, panic or lease lost; holder; token; times),
-//! the last 20 kept, newest first. On memory, a private Redis, and the
+//! the last 20 kept, newest first; ticks no replica ran are one `missed`
+//! entry (how many, the first and the last). On memory, a private Redis, and the
 //! PostgreSQL, MariaDB and SQLite test databases (a table of their own;
 //! history is opt-in there).
 
@@ -10,7 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use shedlock::admin::{LockAdmin, RUN_HISTORY_LEN, RunOutcome};
 use shedlock::redis::RedisLockProvider;
-use shedlock::{InMemoryLockProvider, LockProvider, scheduler_lock};
+use shedlock::{
+    InMemoryLockProvider, LockProvider, MissedBetween, MissedTicks, run_for_tick, scheduler_lock,
+};
 use shedlock_test_support::redis::RedisServer;
 use shedlock_test_support::sql::{mysql, postgres, sqlite_on_a_new_file, unique_table_name};
 
@@ -45,6 +48,40 @@ async fn loses_its_lease(locks: &dyn LockProvider, tag: &str) {
 #[scheduler_lock(name = "history-shared-{tag}", lock_at_most_for = "10s", permits = 2, provider = locks)]
 async fn shared(locks: &dyn LockProvider, tag: &str) -> Result<(), String> {
     Err("a shared job's error".to_owned())
+}
+
+#[scheduler_lock(name = "history-ticks-{tag}", lock_at_most_for = "10s", provider = locks)]
+async fn ticking(locks: &dyn LockProvider, tag: &str) {}
+
+/// Runs `ticking` for ticks 0, 1 and 7 of a schedule every second: ticks 2
+/// to 6 were missed, recorded before the run of tick 7.
+async fn misses_five_ticks(locks: &dyn LockProvider, tag: &str) -> anyhow::Result<()> {
+    let every_second: MissedBetween = Arc::new(|previous, tick| {
+        let count = tick
+            .duration_since(previous)
+            .ok()?
+            .as_secs()
+            .checked_sub(1)?;
+        (count > 0).then(|| MissedTicks {
+            first: previous + Duration::from_secs(1),
+            last: tick - Duration::from_secs(1),
+            count,
+        })
+    });
+    for tick in [0, 1, 7] {
+        let run = ticking(locks, tag);
+        let ran = run_for_tick(
+            first_tick() + Duration::from_secs(tick),
+            every_second.clone(),
+            run,
+        );
+        anyhow::ensure!(ran.await?.is_some(), "tick {tick} did not run");
+    }
+    Ok(())
+}
+
+fn first_tick() -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000)
 }
 
 #[scheduler_lock(name = "history-many-{tag}", lock_at_most_for = "10s", provider = locks)]
@@ -109,6 +146,39 @@ where
         runs.first().map(|run| run.outcome),
         Some(RunOutcome::LeaseLost),
         "{runs:?}"
+    );
+
+    // Missed ticks: one entry between the runs of the ticks around them.
+    misses_five_ticks(&*locks, tag).await?;
+    let runs = locks.run_history(&format!("history-ticks-{tag}")).await?;
+    let outcomes: Vec<RunOutcome> = runs.iter().map(|run| run.outcome).collect();
+    assert_eq!(
+        outcomes,
+        [
+            RunOutcome::Ok,
+            RunOutcome::Missed,
+            RunOutcome::Ok,
+            RunOutcome::Ok
+        ],
+        "{runs:?}"
+    );
+    let missed = &runs[1];
+    assert_eq!(missed.missed_ticks, Some(5), "{missed:?}");
+    assert_eq!(missed.fencing_token, None, "{missed:?}");
+    assert_eq!(
+        missed.started_at,
+        first_tick() + Duration::from_secs(2),
+        "{missed:?}"
+    );
+    assert_eq!(
+        missed.finished_at,
+        first_tick() + Duration::from_secs(6),
+        "{missed:?}"
+    );
+    assert!(
+        runs.iter()
+            .filter(|run| run.outcome == RunOutcome::Ok)
+            .all(|run| run.missed_ticks.is_none())
     );
 
     // A shared (counted) holder's run is recorded by its release too.

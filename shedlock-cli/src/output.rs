@@ -49,7 +49,7 @@ pub(crate) fn print_history(format: Format, name: &str, runs: &[RunRecord]) {
                     humantime::format_rfc3339_millis(run.started_at).to_string(),
                     humantime::format_rfc3339_millis(run.finished_at).to_string(),
                     age(run.duration),
-                    run.outcome.to_string(),
+                    outcome_cell(run),
                     clean(&run.locked_by).if_empty("-"),
                     run.fencing_token
                         .map_or_else(|| "-".to_owned(), |token| token.to_string()),
@@ -60,11 +60,21 @@ pub(crate) fn print_history(format: Format, name: &str, runs: &[RunRecord]) {
     }
 }
 
+/// The outcome of a run; for missed ticks, how many
+/// (`missed 5 ticks`: from STARTED to FINISHED, no replica ran them).
+fn outcome_cell(run: &RunRecord) -> String {
+    match run.missed_ticks {
+        Some(1) => format!("{} 1 tick", run.outcome),
+        Some(count) => format!("{} {count} ticks", run.outcome),
+        None => run.outcome.to_string(),
+    }
+}
+
 /// A run in a few words: `ok 2024-05-01T10:00:00Z (1.2s, worker-1)`.
 fn run_cell(run: &RunRecord) -> String {
     format!(
         "{} {} ({}, {})",
-        run.outcome,
+        outcome_cell(run),
         humantime::format_rfc3339_seconds(run.finished_at),
         age(run.duration),
         clean(&run.locked_by).if_empty("-"),
@@ -79,6 +89,7 @@ fn run_json(run: &RunRecord) -> Value {
         "outcome": run.outcome.as_str(),
         "locked_by": run.locked_by,
         "fencing_token": run.fencing_token,
+        "missed_ticks": run.missed_ticks,
     })
 }
 

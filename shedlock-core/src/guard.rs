@@ -187,6 +187,14 @@ impl LockGuard {
         self.previous_tick.map(crate::configuration::millis_tick)
     }
 
+    /// Records `missed` in the lock's history, while the lease is held.
+    pub(crate) async fn record_missed(&self, missed: &crate::MissedTicks) -> Result<(), LockError> {
+        match &self.lease {
+            Some(lease) => lease.record_missed(missed).await,
+            None => Ok(()),
+        }
+    }
+
     /// What a job can read about this lock.
     pub fn info(&self) -> &LockInfo {
         &self.info

@@ -54,7 +54,7 @@ pub use memory::InMemoryLockProvider;
 pub use provider::{BoxFuture, Lease, LockProvider, ReleaseNotifier, ReleaseWatch, Waiter};
 pub use release_notifiers::ReleaseNotifiers;
 pub use release_tracking::track_releases;
-pub use runs::{FinishedRun, RUN_HISTORY_LEN, RunOutcome, RunRecord};
+pub use runs::{FinishedRun, MissedTicks, RUN_HISTORY_LEN, RunOutcome, RunRecord};
 pub use scheduler_lock::{SchedulerLock, SchedulerLockBuilder};
 pub use scopes::{OwnedScope, SCOPE_LOCK_PREFIX};
 pub use ticks::{MissedBetween, run_for_tick};

@@ -5,7 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::{FinishedRun, LockConfiguration, LockError, LockGuard};
+use crate::{FinishedRun, LockConfiguration, LockError, LockGuard, MissedTicks};
 
 /// A boxed, `Send` future: what the object-safe traits of shedlock return.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -288,6 +288,18 @@ pub trait Lease: Send + Sync + 'static {
         Box::pin(async { Ok(()) })
     }
 
+    /// Records ticks of the job's schedule that no replica ran, found by
+    /// this lease's claim of a later tick, as one `missed` entry of the
+    /// lock's history (see [`MissedTicks::as_run`](crate::MissedTicks::as_run)).
+    /// The default records nothing.
+    fn record_missed<'a>(
+        &'a self,
+        missed: &'a MissedTicks,
+    ) -> BoxFuture<'a, Result<(), LockError>> {
+        let _ = missed;
+        Box::pin(async { Ok(()) })
+    }
+
     /// Issues this lease's fencing token, in one step that checks the lease
     /// is still this holder's, so the token is above every token of earlier
     /// holders and below every token of later ones. `Ok(None)`: the lease has
@@ -326,6 +338,13 @@ impl<L: Lease + ?Sized> Lease for Arc<L> {
 
     fn record_lost_run<'a>(&'a self, run: &'a FinishedRun) -> BoxFuture<'a, Result<(), LockError>> {
         (**self).record_lost_run(run)
+    }
+
+    fn record_missed<'a>(
+        &'a self,
+        missed: &'a MissedTicks,
+    ) -> BoxFuture<'a, Result<(), LockError>> {
+        (**self).record_missed(missed)
     }
 
     fn issue_fencing_token(&self) -> BoxFuture<'_, Result<Option<u64>, LockError>> {

@@ -25,6 +25,10 @@ pub enum RunOutcome {
     /// The run was cancelled before the job ended: its future was dropped
     /// (by its caller, or by a stopped cron scheduler); the lock was given back.
     Cancelled,
+    /// Not a run: ticks of the job's schedule that no replica ran, found by
+    /// the claim of a later tick. The record's `started_at` is the first
+    /// missed tick, `finished_at` the last, and `missed_ticks` how many.
+    Missed,
 }
 
 impl RunOutcome {
@@ -37,6 +41,7 @@ impl RunOutcome {
             RunOutcome::Panic => "panic",
             RunOutcome::LeaseLost => "lease_lost",
             RunOutcome::Cancelled => "cancelled",
+            RunOutcome::Missed => "missed",
         }
     }
 
@@ -48,6 +53,7 @@ impl RunOutcome {
             RunOutcome::Panic => 3,
             RunOutcome::LeaseLost => 4,
             RunOutcome::Cancelled => 5,
+            RunOutcome::Missed => 6,
         }
     }
 
@@ -59,6 +65,7 @@ impl RunOutcome {
             3 => Some(RunOutcome::Panic),
             4 => Some(RunOutcome::LeaseLost),
             5 => Some(RunOutcome::Cancelled),
+            6 => Some(RunOutcome::Missed),
             _ => None,
         }
     }
@@ -80,6 +87,7 @@ impl FromStr for RunOutcome {
             "panic" => Ok(RunOutcome::Panic),
             "lease_lost" => Ok(RunOutcome::LeaseLost),
             "cancelled" => Ok(RunOutcome::Cancelled),
+            "missed" => Ok(RunOutcome::Missed),
             other => Err(format!("unknown run outcome {other:?}")),
         }
     }
@@ -114,19 +122,52 @@ pub struct RunRecord {
     pub locked_by: String,
     /// The run's fencing token, if it was issued.
     pub fencing_token: Option<u64>,
+    /// For a [`Missed`](RunOutcome::Missed) entry: how many ticks no replica
+    /// ran, from `started_at` to `finished_at`; `None` for a run.
+    pub missed_ticks: Option<u64>,
 }
 
 impl RunRecord {
-    /// A record of `run` by `locked_by`, finished at `finished_at`.
+    /// A record of `run` by `locked_by`, finished at `finished_at`. A
+    /// [`Missed`](RunOutcome::Missed) entry is kept as a run would be, its
+    /// token slot holding how many ticks were missed ([`MissedTicks::as_run`]).
     pub fn new(run: &FinishedRun, locked_by: impl Into<String>, finished_at: SystemTime) -> Self {
+        let missed = run.outcome == RunOutcome::Missed;
         RunRecord {
             started_at: finished_at.checked_sub(run.duration).unwrap_or(finished_at),
             finished_at,
             duration: run.duration,
             outcome: run.outcome,
             locked_by: locked_by.into(),
-            fencing_token: run.fencing_token,
+            fencing_token: run.fencing_token.filter(|_| !missed),
+            missed_ticks: run.fencing_token.filter(|_| missed),
         }
+    }
+}
+
+/// Ticks of a schedule that no replica ran, found by the claim of a later
+/// tick: the first, the last, and how many.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MissedTicks {
+    /// The first tick no replica ran.
+    pub first: SystemTime,
+    /// The last one, before the tick claimed now.
+    pub last: SystemTime,
+    /// How many, from `first` to `last`.
+    pub count: u64,
+}
+
+impl MissedTicks {
+    /// How stores keep the entry: as a run that finished at `last` and took
+    /// from `first` to `last`, with outcome `missed` and the count in the
+    /// token's place ([`RunRecord::new`] reads it back so).
+    pub fn as_run(&self) -> (FinishedRun, SystemTime) {
+        let run = FinishedRun {
+            duration: self.last.duration_since(self.first).unwrap_or_default(),
+            outcome: RunOutcome::Missed,
+            fencing_token: Some(self.count),
+        };
+        (run, self.last)
     }
 }
 

@@ -6,10 +6,12 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::MissedTicks;
 use crate::configuration::{millis_tick, tick_millis};
 
-/// How many ticks of a schedule lie strictly between two of its instants.
-pub type MissedBetween = Arc<dyn Fn(SystemTime, SystemTime) -> u64 + Send + Sync>;
+/// The ticks of a schedule strictly between two of its instants (the tick
+/// claimed before, and the one claimed now): `None` when there are none.
+pub type MissedBetween = Arc<dyn Fn(SystemTime, SystemTime) -> Option<MissedTicks> + Send + Sync>;
 
 /// The tick a scheduler fires a run for, and how its schedule counts the
 /// ticks between two.
@@ -61,37 +63,40 @@ pub(crate) fn nearest_tick(every: Duration, now: SystemTime) -> SystemTime {
     millis_tick(nearest)
 }
 
-/// How `every`'s schedule counts the ticks strictly between two instants.
+/// How `every`'s schedule finds the ticks strictly between two instants.
 pub(crate) fn every_missed(every: Duration) -> MissedBetween {
-    let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).max(1);
     Arc::new(move |previous, tick| {
         let span = tick.duration_since(previous).unwrap_or_default();
-        let span_ms = u64::try_from(span.as_millis()).unwrap_or(u64::MAX);
-        (span_ms / every_ms).saturating_sub(1)
+        let count = u64::try_from(span.as_millis() / every.as_millis().max(1)).unwrap_or(u64::MAX);
+        let count = count.saturating_sub(1);
+        (count > 0).then(|| MissedTicks {
+            first: previous + every,
+            last: tick.checked_sub(every).unwrap_or(tick),
+            count,
+        })
     })
 }
 
 /// After a claim of `tick` whose claim before was `previous`: the ticks
-/// between them, counted by the schedule the task runs for, were missed.
-/// Each is reported: a `warn` event and the counter
-/// `shedlock_missed_ticks_total` (feature `metrics`). The count.
+/// between them, as the schedule the task runs for finds them, were missed.
+/// They are reported: a `warn` event and the counter
+/// `shedlock_missed_ticks_total` (feature `metrics`).
 pub(crate) fn report_missed(
     name: &str,
     label: &crate::metrics::LockLabel,
     previous: SystemTime,
     tick: SystemTime,
-) -> u64 {
+) -> Option<MissedTicks> {
     let missed = SCHEDULED
         .try_with(|scheduled| (scheduled.missed_between)(previous, tick))
-        .unwrap_or(0);
-    if missed > 0 {
-        tracing::warn!(
-            lock = %name, missed, previous = ?previous, tick = ?tick,
-            "ticks missed: no replica ran them between the last claimed tick and this one"
-        );
-        crate::metrics::missed_ticks(label, missed);
-    }
-    missed
+        .ok()
+        .flatten()?;
+    tracing::warn!(
+        lock = %name, missed = missed.count, first = ?missed.first, last = ?missed.last,
+        "ticks missed: no replica ran them between the last claimed tick and this one"
+    );
+    crate::metrics::missed_ticks(label, missed.count);
+    Some(missed)
 }
 
 #[cfg(test)]
@@ -118,8 +123,15 @@ mod tests {
     #[test]
     fn ticks_strictly_between_two_claims_are_missed() {
         let missed = every_missed(Duration::from_secs(1));
-        assert_eq!(missed(at_ms(1_000), at_ms(2_000)), 0);
-        assert_eq!(missed(at_ms(1_000), at_ms(7_000)), 5);
-        assert_eq!(missed(at_ms(7_000), at_ms(1_000)), 0);
+        assert_eq!(missed(at_ms(1_000), at_ms(2_000)), None);
+        assert_eq!(
+            missed(at_ms(1_000), at_ms(7_000)),
+            Some(MissedTicks {
+                first: at_ms(2_000),
+                last: at_ms(6_000),
+                count: 5
+            })
+        );
+        assert_eq!(missed(at_ms(7_000), at_ms(1_000)), None);
     }
 }

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use chrono::{DateTime, Utc};
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
-use shedlock_core::{LockError, MissedBetween};
+use shedlock_core::{LockError, MissedBetween, MissedTicks};
 use tokio_cron_scheduler::{Job, JobSchedulerError};
 
 /// The most missed ticks counted between two claims: past it, the count
@@ -44,7 +44,7 @@ impl Ticks {
             .map_or_else(|_| now.into(), SystemTime::from)
     }
 
-    /// How the schedule counts the ticks strictly between two instants.
+    /// How the schedule finds the ticks strictly between two instants.
     pub(crate) fn missed_between(&self) -> MissedBetween {
         let cron = self.0.clone();
         // One search per instant: croner 3.0's `iter_after` skips every
@@ -52,17 +52,29 @@ impl Ticks {
         Arc::new(move |previous, tick| {
             let tick = DateTime::<Utc>::from(tick);
             let mut instant = DateTime::<Utc>::from(previous);
-            let mut between = 0;
-            while between < MOST_MISSED {
+            let mut missed: Option<MissedTicks> = None;
+            while missed.is_none_or(|missed| missed.count < MOST_MISSED) {
                 match cron.find_next_occurrence(&instant, false) {
                     Ok(next) if next < tick => {
-                        between += 1;
                         instant = next;
+                        let at = SystemTime::from(next);
+                        missed = Some(match missed {
+                            Some(missed) => MissedTicks {
+                                last: at,
+                                count: missed.count + 1,
+                                ..missed
+                            },
+                            None => MissedTicks {
+                                first: at,
+                                last: at,
+                                count: 1,
+                            },
+                        });
                     }
                     _ => break,
                 }
             }
-            between
+            missed
         })
     }
 }
@@ -164,7 +176,12 @@ mod tests {
                 missed(at(1_800_000_000), at(1_800_000_006)),
             ]
         });
-        assert_eq!(missed, Some([0, 5]));
+        let five = MissedTicks {
+            first: at(1_800_000_001),
+            last: at(1_800_000_005),
+            count: 5,
+        };
+        assert_eq!(missed, Some([None, Some(five)]));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use redis::{Cmd, Script};
-use shedlock_core::{BackgroundRelease, BoxFuture, FinishedRun, Lease, LockError};
+use shedlock_core::{BackgroundRelease, BoxFuture, FinishedRun, Lease, LockError, MissedTicks};
 
 use crate::connection::RedisConnection;
 use crate::errors::store_error;
@@ -97,7 +97,12 @@ impl RedisLease {
 /// `"<finished ms> <duration ms>"` by this process's wall clock, and
 /// `"<token, 0 none> <locked_by>"`.
 fn run_entry(run: &FinishedRun, locked_by: &str) -> (String, String) {
-    let finished = SystemTime::now()
+    run_entry_at(run, SystemTime::now(), locked_by)
+}
+
+/// [`run_entry`] of a run that finished at `finished_at`.
+fn run_entry_at(run: &FinishedRun, finished_at: SystemTime, locked_by: &str) -> (String, String) {
+    let finished = finished_at
         .duration_since(UNIX_EPOCH)
         .map_or(0, |now| now.as_millis());
     let head = format!("{finished} {}", run.duration.as_millis());
@@ -106,6 +111,36 @@ fn run_entry(run: &FinishedRun, locked_by: &str) -> (String, String) {
 }
 
 impl RedisLease {
+    /// `record_run.lua`: `run`, finished at `finished_at`, into the lock's
+    /// history (if it keeps one); `what` names it in an error.
+    async fn record(
+        &self,
+        run: FinishedRun,
+        finished_at: SystemTime,
+        what: &str,
+    ) -> Result<(), LockError> {
+        let Some(locked_by) = &self.history else {
+            return Ok(());
+        };
+        let (head, tail) = run_entry_at(&run, finished_at, locked_by);
+        let runs = self.keys.auxiliary_arg(RUNS_SUFFIX);
+        let outcome = run.outcome.as_str();
+        let data = self.keys.lock.len() + head.len() + tail.len() + outcome.len() + 32;
+        let mut record = evalsha(&RECORD_RUN, 1, 3, data);
+        record.arg(runs).arg(head).arg(tail).arg(outcome);
+        invoke::<i64>(&RECORD_RUN, &record, &mut self.connection.clone())
+            .await
+            .map(drop)
+            .map_err(|err| {
+                store_error(
+                    &self.server,
+                    &format!("recording {what} of lock key '{}'", self.keys.lock),
+                    &err,
+                    "it is missing from the lock's history",
+                )
+            })
+    }
+
     pub(crate) fn lock_key(&self) -> &str {
         &self.keys.lock
     }
@@ -194,31 +229,15 @@ impl Lease for RedisLease {
     }
 
     fn record_lost_run<'a>(&'a self, run: &'a FinishedRun) -> BoxFuture<'a, Result<(), LockError>> {
-        Box::pin(async move {
-            let Some(locked_by) = &self.history else {
-                return Ok(());
-            };
-            let (head, tail) = run_entry(run, locked_by);
-            let runs = self.keys.auxiliary_arg(RUNS_SUFFIX);
-            let mut record = evalsha(
-                &RECORD_RUN,
-                1,
-                2,
-                self.keys.lock.len() + head.len() + tail.len() + 32,
-            );
-            record.arg(runs).arg(head).arg(tail);
-            invoke::<i64>(&RECORD_RUN, &record, &mut self.connection.clone())
-                .await
-                .map(drop)
-                .map_err(|err| {
-                    store_error(
-                        &self.server,
-                        &format!("recording a lost run of lock key '{}'", self.keys.lock),
-                        &err,
-                        "the run is missing from the lock's history",
-                    )
-                })
-        })
+        Box::pin(self.record(*run, SystemTime::now(), "a lost run"))
+    }
+
+    fn record_missed<'a>(
+        &'a self,
+        missed: &'a MissedTicks,
+    ) -> BoxFuture<'a, Result<(), LockError>> {
+        let (run, finished_at) = missed.as_run();
+        Box::pin(self.record(run, finished_at, "missed ticks"))
     }
 
     /// `token.lua`: the token of an exclusive lease, issued only while the

@@ -368,6 +368,10 @@ pub(crate) struct RunStatements {
     /// Records a run (its `Outcome` given) and trims the name's history to
     /// the newest ones, in this order in one transaction.
     pub(crate) record: [Statement<LeaseParam>; 2],
+    /// Records ticks no replica ran (outcome `missed`): finished at `:tick`
+    /// (ms since 1970, the last missed tick), started `:run_millis` before
+    /// (the first), the count in the token's place. Trimmed by `record[1]`.
+    pub(crate) record_missed: Statement<LeaseParam>,
     /// The name's runs, the newest first: `started_at` and `finished_at` in
     /// milliseconds since 1970, `duration_ms`, `outcome`, `locked_by`,
     /// `fencing_token`.

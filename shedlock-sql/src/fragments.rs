@@ -187,6 +187,16 @@ impl SqlKind {
         }
     }
 
+    /// The time `millis` (a parameter, milliseconds since 1970), in UTC.
+    pub(crate) fn from_millis(self, millis: &str) -> String {
+        match self {
+            Postgres => format!("(to_timestamp({millis}::bigint / 1000.0) AT TIME ZONE 'UTC')"),
+            // The session's time zone is UTC (`+00:00`, the driver's).
+            MySql => format!("FROM_UNIXTIME({millis} / 1000)"),
+            Sqlite => format!("strftime({SQLITE_FORMAT}, {millis} / 1000.0, 'unixepoch')"),
+        }
+    }
+
     /// The time `millis` (a parameter, whole milliseconds) before `time`.
     pub(crate) fn minus_millis(self, time: &str, millis: &str) -> String {
         match self {

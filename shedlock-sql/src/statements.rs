@@ -290,6 +290,15 @@ fn runs<D: Dialect>(tables: &Tables) -> RunStatements {
             )),
             compile::<D>(&trim_runs(runs, RUN_HISTORY_LEN)),
         ],
+        record_missed: compile::<D>(&format!(
+            "INSERT INTO {runs} \
+             (name, started_at, finished_at, duration_ms, outcome, locked_by, fencing_token) \
+             VALUES (:name, {started}, {finished}, {millis}, :outcome, :holder, {token})",
+            started = D::KIND.minus_millis(&D::KIND.from_millis(":tick"), ":run_millis"),
+            finished = D::KIND.from_millis(":tick"),
+            millis = D::KIND.typed_param(":run_millis", "bigint"),
+            token = D::KIND.typed_param(":run_token", "bigint"),
+        )),
         history: compile::<D>(&format!(
             "SELECT {columns} FROM {runs} WHERE name = :name ORDER BY id DESC LIMIT {RUN_HISTORY_LEN}",
             columns = run_columns::<D>(""),
@@ -482,6 +491,7 @@ mod tests {
             all.push(statement);
         }
         all.extend(&runs.record);
+        all.push(&runs.record_missed);
         all.extend([&runs.history, &runs.last, &runs.prune]);
         all.extend([
             &kinds.ensure_row,

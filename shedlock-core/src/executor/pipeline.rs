@@ -73,8 +73,11 @@ pub(crate) async fn run_held<F: Future>(
     );
     let (held, active, scope_run) = match hold {
         Hold::Lease(guard) => {
-            if let (Some(tick), Some(previous)) = (config.tick(), guard.previous_tick()) {
-                crate::ticks::report_missed(name, &label, previous, tick);
+            if let (Some(tick), Some(previous)) = (config.tick(), guard.previous_tick())
+                && let Some(missed) = crate::ticks::report_missed(name, &label, previous, tick)
+                && let Err(err) = guard.record_missed(&missed).await
+            {
+                tracing::warn!(lock = %name, error = %err, "the missed ticks were not recorded in the history");
             }
             let token = guard.info().issued_fencing_token();
             tracing::debug!(lock = %name, fencing_token = ?token, "lock acquired");

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use super::state::{State, lock_state};
 use crate::provider::{BoxFuture, Lease};
-use crate::{FinishedRun, LockError, ReleaseNotifiers, RunOutcome, RunRecord};
+use crate::{FinishedRun, LockError, MissedTicks, ReleaseNotifiers, RunOutcome, RunRecord};
 
 pub(super) struct MemoryLease {
     pub(super) state: Arc<Mutex<State>>,
@@ -47,14 +47,30 @@ impl Lease for MemoryLease {
 
     fn record_lost_run<'a>(&'a self, run: &'a FinishedRun) -> BoxFuture<'a, Result<(), LockError>> {
         Box::pin(async move {
-            let record = RunRecord::new(run, &*self.locked_by, SystemTime::now());
-            lock_state(&self.state).record_run(&self.name, record);
+            self.record(run, SystemTime::now());
+            Ok(())
+        })
+    }
+
+    fn record_missed<'a>(
+        &'a self,
+        missed: &'a MissedTicks,
+    ) -> BoxFuture<'a, Result<(), LockError>> {
+        Box::pin(async move {
+            let (run, finished_at) = missed.as_run();
+            self.record(&run, finished_at);
             Ok(())
         })
     }
 }
 
 impl MemoryLease {
+    /// Records `run`, finished at `finished_at`, in the lock's history.
+    fn record(&self, run: &FinishedRun, finished_at: SystemTime) {
+        let record = RunRecord::new(run, &*self.locked_by, finished_at);
+        lock_state(&self.state).record_run(&self.name, record);
+    }
+
     /// Releases the lease and records `run`, in one step; a lease that has
     /// ended records the run as lost.
     fn release_recording(&self, keep_for: Duration, run: Option<&FinishedRun>) -> bool {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shedlock_core::{BoxFuture, FinishedRun, Lease, LockError, ReleaseNotifiers};
+use shedlock_core::{BoxFuture, FinishedRun, Lease, LockError, MissedTicks, ReleaseNotifiers};
 
 use crate::dialect::{Dialect, Statements};
 
@@ -51,6 +51,27 @@ impl<D: Dialect> Lease for SqlLease<D> {
         run: &'a FinishedRun,
     ) -> BoxFuture<'a, Result<bool, LockError>> {
         Box::pin(self.release_with(keep_for, self.history.then_some(run)))
+    }
+
+    fn record_missed<'a>(
+        &'a self,
+        missed: &'a MissedTicks,
+    ) -> BoxFuture<'a, Result<(), LockError>> {
+        Box::pin(async move {
+            if !self.history {
+                return Ok(());
+            }
+            self.engine
+                .record_missed(&self.statements, &self.row, missed, self.timeout)
+                .await
+                .map_err(|failure| {
+                    failure.into_error::<D>(
+                        &self.server,
+                        format!("recording missed ticks of lock '{}'", self.row.name),
+                        "they are missing from the lock's history",
+                    )
+                })
+        })
     }
 
     fn record_lost_run<'a>(&'a self, run: &'a FinishedRun) -> BoxFuture<'a, Result<(), LockError>> {

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use shedlock_core::{FinishedRun, LockError, RunOutcome, RunRecord};
+use shedlock_core::{FinishedRun, LockError, MissedTicks, RunOutcome, RunRecord};
 
 use super::runner::execute;
 use super::{Failure, LeaseParams, LeaseRow, SqlEngine, SqlLocks, answer};
@@ -67,6 +67,37 @@ impl<D: Dialect> SqlEngine<D> {
         .map(drop)
     }
 
+    /// Records `missed` ticks of `lease`'s lock as one `missed` entry, and
+    /// trims the name's history, in one transaction.
+    pub(super) async fn record_missed(
+        &self,
+        statements: &Statements,
+        lease: &LeaseRow,
+        missed: &MissedTicks,
+        timeout: Duration,
+    ) -> Result<(), Failure> {
+        let (run, finished_at) = missed.as_run();
+        let params = LeaseParams {
+            tick: Some(
+                finished_at
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |since| {
+                        i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+                    }),
+            ),
+            ..LeaseParams::of_run(lease, &run)
+        };
+        let trim = &statements.runs.record[1];
+        self.change(
+            &[&statements.runs.record_missed, trim],
+            None,
+            params,
+            timeout,
+        )
+        .await
+        .map(drop)
+    }
+
     /// The last runs of `name`, the newest first.
     async fn read_runs(
         &self,
@@ -108,16 +139,21 @@ fn run_record<DB: Driver>(row: &DB::Row) -> Result<RunRecord, sqlx::Error> {
     let since_1970 = |ms: Option<i64>| {
         SystemTime::UNIX_EPOCH + Duration::from_millis(ms.map_or(0, |ms| ms.max(0).unsigned_abs()))
     };
-    let outcome = DB::text(row, 3)?.unwrap_or_default();
+    let outcome = DB::text(row, 3)?
+        .unwrap_or_default()
+        .parse::<RunOutcome>()
+        .map_err(|message| sqlx::Error::Decode(message.into()))?;
+    // A `missed` entry keeps its count in the token's place.
+    let token = DB::int(row, 5)?.and_then(|token| u64::try_from(token).ok());
+    let missed = outcome == RunOutcome::Missed;
     Ok(RunRecord {
         started_at: since_1970(DB::int(row, 0)?),
         finished_at: since_1970(DB::int(row, 1)?),
         duration: Duration::from_millis(DB::int(row, 2)?.map_or(0, |ms| ms.max(0).unsigned_abs())),
-        outcome: outcome
-            .parse::<RunOutcome>()
-            .map_err(|message| sqlx::Error::Decode(message.into()))?,
+        outcome,
         locked_by: DB::text(row, 4)?.unwrap_or_default(),
-        fencing_token: DB::int(row, 5)?.and_then(|token| u64::try_from(token).ok()),
+        fencing_token: token.filter(|_| !missed),
+        missed_ticks: token.filter(|_| missed),
     })
 }
 
