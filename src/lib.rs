@@ -63,7 +63,7 @@ pub use shedlock_core::{
     LockError, LockGuard, LockInfo, LockMode, LockProvider, LockingTaskExecutor, MAX_NAME_LEN,
     MAX_PERMITS, MissedBetween, MissedTicks, OwnedScope, SchedulerLock, SchedulerLockBuilder,
     WhenHeld, assert_locked, current_lock, extend_active_lock, is_lease_lost, lease_lost,
-    run_for_tick,
+    missed_every, run_for_tick,
 };
 pub use shedlock_macros::scheduler_lock;
 

@@ -17,8 +17,8 @@ use metrics_util::debugging::{DebugValue, DebuggingRecorder};
 use shedlock::metrics::{ACQUIRED, ATTEMPTS, ERRORS, LEASES_LOST, MISSED_TICKS, SKIPPED};
 use shedlock::redis::RedisLockProvider;
 use shedlock::{
-    InMemoryLockProvider, LockConfiguration, LockError, LockingTaskExecutor, MissedBetween,
-    MissedTicks, run_for_tick,
+    InMemoryLockProvider, LockConfiguration, LockError, LockingTaskExecutor, missed_every,
+    run_for_tick,
 };
 use shedlock_test_support::redis::RedisServer;
 
@@ -177,18 +177,7 @@ async fn every_second_report(locks: &InMemoryLockProvider) {}
 #[tokio::test]
 async fn ticks_no_replica_ran_are_counted_as_missed_by_the_next_claim() {
     let locks = InMemoryLockProvider::new();
-    let every_second: MissedBetween = Arc::new(|previous, tick| {
-        let count = tick
-            .duration_since(previous)
-            .ok()?
-            .as_secs()
-            .checked_sub(1)?;
-        (count > 0).then(|| MissedTicks {
-            first: previous + Duration::from_secs(1),
-            last: tick - Duration::from_secs(1),
-            count,
-        })
-    });
+    let every_second = missed_every(Duration::from_secs(1));
     let first = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
     let (counters, _) = recorded(async {
         // Ticks 2 to 6 are missed.

@@ -11,9 +11,7 @@ use std::time::{Duration, SystemTime};
 
 use shedlock::admin::{LockAdmin, RUN_HISTORY_LEN, RunOutcome};
 use shedlock::redis::RedisLockProvider;
-use shedlock::{
-    InMemoryLockProvider, LockProvider, MissedBetween, MissedTicks, run_for_tick, scheduler_lock,
-};
+use shedlock::{InMemoryLockProvider, LockProvider, missed_every, run_for_tick, scheduler_lock};
 use shedlock_test_support::redis::RedisServer;
 use shedlock_test_support::sql::{mysql, postgres, sqlite_on_a_new_file, unique_table_name};
 
@@ -56,18 +54,7 @@ async fn ticking(locks: &dyn LockProvider, tag: &str) {}
 /// Runs `ticking` for ticks 0, 1 and 7 of a schedule every second: ticks 2
 /// to 6 were missed, recorded before the run of tick 7.
 async fn misses_five_ticks(locks: &dyn LockProvider, tag: &str) -> anyhow::Result<()> {
-    let every_second: MissedBetween = Arc::new(|previous, tick| {
-        let count = tick
-            .duration_since(previous)
-            .ok()?
-            .as_secs()
-            .checked_sub(1)?;
-        (count > 0).then(|| MissedTicks {
-            first: previous + Duration::from_secs(1),
-            last: tick - Duration::from_secs(1),
-            count,
-        })
-    });
+    let every_second = missed_every(Duration::from_secs(1));
     for tick in [0, 1, 7] {
         let run = ticking(locks, tag);
         let ran = run_for_tick(

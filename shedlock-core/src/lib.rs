@@ -57,4 +57,4 @@ pub use release_tracking::track_releases;
 pub use runs::{FinishedRun, MissedTicks, RUN_HISTORY_LEN, RunOutcome, RunRecord};
 pub use scheduler_lock::{SchedulerLock, SchedulerLockBuilder};
 pub use scopes::{OwnedScope, SCOPE_LOCK_PREFIX};
-pub use ticks::{MissedBetween, run_for_tick};
+pub use ticks::{MissedBetween, missed_every, run_for_tick};

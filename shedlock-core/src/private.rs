@@ -250,7 +250,7 @@ pub async fn execute<F: Future>(
     let run = run_labelled(provider, &config, label, scope, options.execution(), task);
     match every {
         Some((tick, every)) => {
-            crate::run_for_tick(tick, crate::ticks::every_missed(every), run).await
+            crate::run_for_tick(tick, crate::ticks::missed_every(every), run).await
         }
         None => run.await,
     }

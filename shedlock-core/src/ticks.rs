@@ -63,8 +63,19 @@ pub(crate) fn nearest_tick(every: Duration, now: SystemTime) -> SystemTime {
     millis_tick(nearest)
 }
 
-/// How `every`'s schedule finds the ticks strictly between two instants.
-pub(crate) fn every_missed(every: Duration) -> MissedBetween {
+/// How a schedule ticking every `every` (the attribute's `every = ".."`)
+/// finds the ticks strictly between two of its instants: for
+/// [`run_for_tick`] with an interval schedule.
+///
+/// ```
+/// use std::time::{Duration, SystemTime};
+///
+/// let missed = shedlock_core::missed_every(Duration::from_secs(60));
+/// let start = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+/// let found = missed(start, start + Duration::from_secs(4 * 60));
+/// assert_eq!(found.map(|missed| missed.count), Some(3));
+/// ```
+pub fn missed_every(every: Duration) -> MissedBetween {
     Arc::new(move |previous, tick| {
         let span = tick.duration_since(previous).unwrap_or_default();
         let count = u64::try_from(span.as_millis() / every.as_millis().max(1)).unwrap_or(u64::MAX);
@@ -122,7 +133,7 @@ mod tests {
 
     #[test]
     fn ticks_strictly_between_two_claims_are_missed() {
-        let missed = every_missed(Duration::from_secs(1));
+        let missed = missed_every(Duration::from_secs(1));
         assert_eq!(missed(at_ms(1_000), at_ms(2_000)), None);
         assert_eq!(
             missed(at_ms(1_000), at_ms(7_000)),

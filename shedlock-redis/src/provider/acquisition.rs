@@ -202,7 +202,7 @@ impl RedisLockProvider {
                 Ok(None)
             }
             Err(err) if reply_may_be_lost(&err) => Err(self
-                .release_uncertain_acquisition(config, pending, requested_at, err)
+                .failed_acquisition(config, pending, requested_at, err)
                 .await),
             // `pending` gives the lease back as it goes.
             Err(err) => Err(store_error(
@@ -358,24 +358,6 @@ impl RedisLockProvider {
         Err(err)
     }
 
-    /// An acquisition without an answer: settled by its value when its reply
-    /// may have been lost, else a plain store error (nothing was taken).
-    async fn failed_acquisition(
-        &self,
-        config: &LockConfiguration,
-        pending: PendingLease,
-        requested_at: Instant,
-        err: RedisError,
-    ) -> LockError {
-        if reply_may_be_lost(&err) {
-            return self
-                .release_uncertain_acquisition(config, pending, requested_at, err)
-                .await;
-        }
-        pending.disarm(); // the server answered with an error: nothing was taken
-        self.not_taken(config, &err)
-    }
-
     /// The error of an acquisition the server answered with a failure.
     fn not_taken(&self, config: &LockConfiguration, err: &RedisError) -> LockError {
         store_error(
@@ -386,20 +368,26 @@ impl RedisLockProvider {
         )
     }
 
-    /// After an acquisition whose reply was lost: release whatever it may have
-    /// taken (the value is unique, so only that acquisition's lease can match),
-    /// then report the failure. `released` is true only when the lease was
-    /// seen and removed: "nothing found" may mean the acquisition has not
-    /// landed yet, so the lease stays pending and is released in the
-    /// background until it would have ended, as it is if this future is
-    /// dropped while it waits.
-    async fn release_uncertain_acquisition(
+    /// An acquisition without an answer: a plain store error when the
+    /// server answered with one (nothing was taken), else settled by its
+    /// value. After a reply that may have been lost, whatever the
+    /// acquisition may have taken is released (the value is unique, so only
+    /// that acquisition's lease can match), then the failure reported:
+    /// `released` is true only when the lease was seen and removed. "Nothing
+    /// found" may mean the acquisition has not landed yet, so the lease stays
+    /// pending and is released in the background until it would have ended,
+    /// as it is if this future is dropped while it waits.
+    async fn failed_acquisition(
         &self,
         config: &LockConfiguration,
         pending: PendingLease,
         requested_at: Instant,
         err: RedisError,
     ) -> LockError {
+        if !reply_may_be_lost(&err) {
+            pending.disarm(); // the server answered with an error: nothing was taken
+            return self.not_taken(config, &err);
+        }
         let name = config.name().to_owned();
         let reason = what_happened(&self.server, &err);
         let released = matches!(pending.lease().release(Duration::ZERO).await, Ok(true));

@@ -1,7 +1,7 @@
 //! The lease of one acquisition: extension, release, and the run it records.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use shedlock_core::{BoxFuture, FinishedRun, Lease, LockError, MissedTicks, ReleaseNotifiers};
 
@@ -25,19 +25,18 @@ pub(super) struct SqlLease<D: Dialect> {
     pub(super) row: LeaseRow,
 }
 
+/// What a failed extension leaves.
+const UNEXTENDED: &str = "the lease still ends at its previous end";
+/// What a failed release leaves.
+const UNRELEASED: &str = "the lease ends at lock_at_most_for at the latest";
+
 impl<D: Dialect> Lease for SqlLease<D> {
     fn extend(&self, lock_at_most_for: Duration) -> BoxFuture<'_, Result<bool, LockError>> {
         Box::pin(async move {
             self.engine
                 .extend(&self.statements, &self.row, lock_at_most_for, self.timeout)
                 .await
-                .map_err(|failure| {
-                    failure.into_error::<D>(
-                        &self.server,
-                        format!("extending lock '{}'", self.row.name),
-                        "the lease still ends at its previous end",
-                    )
-                })
+                .map_err(|failure| self.error(failure, "extending", UNEXTENDED))
         })
     }
 
@@ -57,43 +56,43 @@ impl<D: Dialect> Lease for SqlLease<D> {
         &'a self,
         missed: &'a MissedTicks,
     ) -> BoxFuture<'a, Result<(), LockError>> {
-        Box::pin(async move {
-            if !self.history {
-                return Ok(());
-            }
-            self.engine
-                .record_missed(&self.statements, &self.row, missed, self.timeout)
-                .await
-                .map_err(|failure| {
-                    failure.into_error::<D>(
-                        &self.server,
-                        format!("recording missed ticks of lock '{}'", self.row.name),
-                        "they are missing from the lock's history",
-                    )
-                })
-        })
+        let (run, finished_at) = missed.as_run();
+        Box::pin(self.record(run, Some(finished_at), "missed ticks"))
     }
 
     fn record_lost_run<'a>(&'a self, run: &'a FinishedRun) -> BoxFuture<'a, Result<(), LockError>> {
-        Box::pin(async move {
-            if !self.history {
-                return Ok(());
-            }
-            self.engine
-                .record_run(&self.statements, &self.row, run, self.timeout)
-                .await
-                .map_err(|failure| {
-                    failure.into_error::<D>(
-                        &self.server,
-                        format!("recording a lost run of lock '{}'", self.row.name),
-                        "the run is missing from the lock's history",
-                    )
-                })
-        })
+        Box::pin(self.record(*run, None, "a lost run"))
     }
 }
 
 impl<D: Dialect> SqlLease<D> {
+    /// The error of `action` ("extending", ...) on this lease's lock, which
+    /// failed; `consequence` says what that leaves.
+    fn error(&self, failure: Failure, action: &str, consequence: &str) -> LockError {
+        let action = format!("{action} lock '{}'", self.row.name);
+        failure.into_error::<D>(&self.server, action, consequence)
+    }
+
+    /// Records `run` in the lock's history (if it keeps one), finished now
+    /// by the database's clock or at `finished_at`; `what` names it in an error.
+    async fn record(
+        &self,
+        run: FinishedRun,
+        finished_at: Option<SystemTime>,
+        what: &str,
+    ) -> Result<(), LockError> {
+        if !self.history {
+            return Ok(());
+        }
+        self.engine
+            .record_run(&self.statements, &self.row, &run, finished_at, self.timeout)
+            .await
+            .map_err(|failure| {
+                let action = format!("recording {what} of");
+                self.error(failure, &action, "it is missing from the lock's history")
+            })
+    }
+
     /// Takes the exclusive waiter `waiter`, now this lease's holder, out of
     /// the queue, in a task of its own.
     pub(super) fn dequeue(&self, waiter: String) {
@@ -140,13 +139,7 @@ impl<D: Dialect> SqlLease<D> {
                     .await
             }
         }
-        .map_err(|failure| {
-            failure.into_error::<D>(
-                &self.server,
-                format!("releasing lock '{}'", self.row.name),
-                "the lease ends at lock_at_most_for at the latest",
-            )
-        })?;
+        .map_err(|failure| self.error(failure, "releasing", UNRELEASED))?;
         // Waiters in this process wake when the lock is free: now, or once kept long enough.
         if released && keep_for.is_zero() {
             self.releases.notify_released(&self.row.name);

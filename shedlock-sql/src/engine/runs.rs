@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
-use shedlock_core::{FinishedRun, LockError, MissedTicks, RunOutcome, RunRecord};
+use shedlock_core::{FinishedRun, LockError, RunOutcome, RunRecord};
 
 use super::runner::execute;
 use super::{Failure, LeaseParams, LeaseRow, SqlEngine, SqlLocks, answer};
@@ -47,55 +47,37 @@ impl<D: Dialect> SqlEngine<D> {
         Ok(released)
     }
 
-    /// Records `run` of `lease` (whose lease already ended) and trims the
-    /// name's history, in one transaction.
+    /// Records `run` of `lease` (whose lease already ended, or missed
+    /// ticks: `finished_at` given) and trims the name's history, in one
+    /// transaction.
     pub(super) async fn record_run(
         &self,
         statements: &Statements,
         lease: &LeaseRow,
         run: &FinishedRun,
+        finished_at: Option<SystemTime>,
         timeout: Duration,
     ) -> Result<(), Failure> {
         let [record, trim] = &statements.runs.record;
-        self.change(
-            &[record, trim],
-            None,
-            LeaseParams::of_run(lease, run),
-            timeout,
-        )
-        .await
-        .map(drop)
-    }
-
-    /// Records `missed` ticks of `lease`'s lock as one `missed` entry, and
-    /// trims the name's history, in one transaction.
-    pub(super) async fn record_missed(
-        &self,
-        statements: &Statements,
-        lease: &LeaseRow,
-        missed: &MissedTicks,
-        timeout: Duration,
-    ) -> Result<(), Failure> {
-        let (run, finished_at) = missed.as_run();
-        let params = LeaseParams {
-            tick: Some(
-                finished_at
+        let params = LeaseParams::of_run(lease, run);
+        let (record, params) = match finished_at {
+            Some(finished_at) => {
+                let tick = finished_at
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .map_or(0, |since| {
                         i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-                    }),
-            ),
-            ..LeaseParams::of_run(lease, &run)
+                    });
+                let params = LeaseParams {
+                    tick: Some(tick),
+                    ..params
+                };
+                (&statements.runs.record_missed, params)
+            }
+            None => (record, params),
         };
-        let trim = &statements.runs.record[1];
-        self.change(
-            &[&statements.runs.record_missed, trim],
-            None,
-            params,
-            timeout,
-        )
-        .await
-        .map(drop)
+        self.change(&[record, trim], None, params, timeout)
+            .await
+            .map(drop)
     }
 
     /// The last runs of `name`, the newest first.
