@@ -188,7 +188,7 @@ impl SqlKind {
     }
 
     /// The time `millis` (a parameter, milliseconds since 1970), in UTC.
-    pub(crate) fn from_millis(self, millis: &str) -> String {
+    pub(crate) fn time_of_millis(self, millis: &str) -> String {
         match self {
             Postgres => format!("(to_timestamp({millis}::bigint / 1000.0) AT TIME ZONE 'UTC')"),
             // The session's time zone is UTC (`+00:00`, the driver's).

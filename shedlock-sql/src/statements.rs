@@ -294,8 +294,8 @@ fn runs<D: Dialect>(tables: &Tables) -> RunStatements {
             "INSERT INTO {runs} \
              (name, started_at, finished_at, duration_ms, outcome, locked_by, fencing_token) \
              VALUES (:name, {started}, {finished}, {millis}, :outcome, :holder, {token})",
-            started = D::KIND.minus_millis(&D::KIND.from_millis(":tick"), ":run_millis"),
-            finished = D::KIND.from_millis(":tick"),
+            started = D::KIND.minus_millis(&D::KIND.time_of_millis(":tick"), ":run_millis"),
+            finished = D::KIND.time_of_millis(":tick"),
             millis = D::KIND.typed_param(":run_millis", "bigint"),
             token = D::KIND.typed_param(":run_token", "bigint"),
         )),
