@@ -28,9 +28,9 @@ use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
-use shedlock_core::{LockAdmin, LockError, RunRecord};
+use shedlock_core::{LockAdmin, LockError, RunOutcome, RunRecord};
 
-use crate::output::{Format, print_list, print_pruned, print_state};
+use crate::output::{Format, Recent, print_list, print_pruned, print_state};
 use crate::store::{Place, Store, StoreKind};
 
 /// Exit code: the store failed or could not be reached.
@@ -314,13 +314,18 @@ async fn run(cli: &Cli, kind: StoreKind, url: &str, format: Format) -> Result<()
         let action = action.map(str::to_owned);
         async move {
             let state = store.admin().lock_state(&name).await?;
-            let last_run = last_runs(store.admin(), &name).await?.into_iter().next();
+            let runs = last_runs(store.admin(), &name).await?;
+            let recent = Recent {
+                last_run: runs.first(),
+                last_tick: store.admin().last_tick(&name).await?,
+                missed: runs.iter().find(|run| run.outcome == RunOutcome::Missed),
+            };
             print_state(
                 format,
                 &state,
                 store.location(&name),
                 action.as_deref(),
-                last_run.as_ref(),
+                &recent,
             );
             Ok::<(), LockError>(())
         }

@@ -100,10 +100,23 @@ pub(crate) fn print_state(
     state: &LockState,
     location: (&str, String),
     action: Option<&str>,
-    last_run: Option<&RunRecord>,
+    recent: &Recent<'_>,
 ) {
     match format {
-        Format::Json => println!("{}", state_json(state, action, last_run)),
+        Format::Json => {
+            let mut json = state_json(state, action, recent.last_run);
+            if let Some(fields) = json.as_object_mut() {
+                fields.insert(
+                    "last_tick".to_owned(),
+                    json!(recent.last_tick.map(millis_text)),
+                );
+                fields.insert(
+                    "missed_ticks".to_owned(),
+                    json!(recent.missed.map(missed_json)),
+                );
+            }
+            println!("{json}");
+        }
         Format::Text => {
             if let Some(action) = action {
                 println!("{}: {action}", clean(&state.name));
@@ -111,10 +124,39 @@ pub(crate) fn print_state(
             print!("{}", state_text(state, location));
             println!(
                 "last run:  {}",
-                last_run.map_or_else(|| "none recorded".to_owned(), run_cell)
+                recent
+                    .last_run
+                    .map_or_else(|| "none recorded".to_owned(), run_cell)
             );
+            if let Some(tick) = recent.last_tick {
+                println!("last tick: {}", millis_text(tick));
+            }
+            if let Some(missed) = recent.missed {
+                println!("missed:    {} (no replica ran them)", run_cell(missed));
+            }
         }
     }
+}
+
+/// What `show` tells beside the lock's state: its last run, the last tick
+/// claimed, and the newest entry of ticks no replica ran.
+pub(crate) struct Recent<'a> {
+    pub(crate) last_run: Option<&'a RunRecord>,
+    pub(crate) last_tick: Option<std::time::SystemTime>,
+    pub(crate) missed: Option<&'a RunRecord>,
+}
+
+fn millis_text(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_millis(at).to_string()
+}
+
+/// A `missed` entry: how many ticks, the first and the last.
+fn missed_json(missed: &RunRecord) -> Value {
+    json!({
+        "count": missed.missed_ticks,
+        "first": millis_text(missed.started_at),
+        "last": millis_text(missed.finished_at),
+    })
 }
 
 /// `prune`: how many locks' rows went (`None`: a store with nothing to prune).

@@ -19,9 +19,9 @@ use shedlock_test_support::free_port;
 use shedlock_test_support::redis::RedisServer;
 use support::{
     REPORTS, assert_every_report_listed_with_its_last_run, assert_exited_saying,
-    assert_last_runs_shown, assert_unreachable_without_the_password, json_of, row_of,
-    run_every_report, run_three_times, shedlock_command, shedlock_command_async, stderr, stdout,
-    succeeded,
+    assert_last_runs_shown, assert_ticks_shown, assert_unreachable_without_the_password, json_of,
+    row_of, run_every_report, run_three_times, run_ticks_with_a_gap, shedlock_command,
+    shedlock_command_async, stderr, stdout, succeeded,
 };
 
 /// The binary with `args`, on the Redis server `url`.
@@ -476,6 +476,16 @@ async fn history_show_and_list_give_the_last_runs() {
     run_three_times(&executor, &config("nightly", LockMode::Exclusive)).await;
 
     assert_last_runs_shown(async |args| shedlock(server.url(), args)).await;
+}
+
+/// `show` gives the last tick claimed and the ticks no replica ran;
+/// `history` lists those as one `missed` entry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn show_and_history_give_ticks_claimed_and_missed() {
+    let server = RedisServer::start();
+    let executor = recording_executor(server.url()).await;
+    run_ticks_with_a_gap(&executor, &config("ticking", LockMode::Exclusive)).await;
+    assert_ticks_shown(async |args| shedlock(server.url(), args)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

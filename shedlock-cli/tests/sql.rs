@@ -21,8 +21,9 @@ use shedlock_test_support::sql::{
 };
 use support::{
     REPORTS, assert_every_report_listed_with_its_last_run, assert_exited_saying,
-    assert_last_runs_shown, assert_unreachable_without_the_password, json_of, row_of,
-    run_every_report, run_three_times, shedlock_command, shedlock_command_async, stderr, succeeded,
+    assert_last_runs_shown, assert_ticks_shown, assert_unreachable_without_the_password, json_of,
+    row_of, run_every_report, run_three_times, run_ticks_with_a_gap, shedlock_command,
+    shedlock_command_async, stderr, succeeded,
 };
 
 /// The binary with `args`, on `url` and `table`.
@@ -408,8 +409,9 @@ async fn changes_reach_the_services<P: Service>((provider, url, table): (P, Stri
 }
 
 /// `history NAME` prints the lock's last runs (the newest first), `show` its
-/// last run and `list` a LAST RUN column, for a lock that is free; `prune`
-/// takes the runs of the locks it prunes.
+/// last run (and its last tick, and the ticks missed) and `list` a LAST RUN
+/// column, for a lock that is free; `prune` takes the runs and the tick of
+/// the locks it prunes.
 async fn history_show_and_list_give_the_last_runs<P: Service>(
     (provider, url, table): (P, String, String),
 ) {
@@ -431,9 +433,16 @@ async fn history_show_and_list_give_the_last_runs<P: Service>(
         "newest first: {history}"
     );
     assert_eq!(show["last_run"]["fencing_token"], runs[0]["fencing_token"]);
+    // Ticks claimed and missed.
+    run_ticks_with_a_gap(&executor, &config("ticking")).await;
+    assert_ticks_shown(async |args| run(&url, &table, args).await).await;
 
-    // Pruned, the lock's runs go with its row.
+    // Pruned, the lock's runs and its last tick go with its row.
     succeeded(&run(&url, &table, &["prune", "--unused-for", "0s"]).await);
+    let show = json_of(&succeeded(
+        &run(&url, &table, &["show", "ticking", "--json"]).await,
+    ));
+    assert_eq!(show["last_tick"], Value::Null, "{show}");
     let history = json_of(&succeeded(
         &run(&url, &table, &["history", "nightly", "--json"]).await,
     ));

@@ -122,6 +122,22 @@ pub trait LockAdmin: Send + Sync {
         })
     }
 
+    /// The last tick claimed under the lock `name`
+    /// ([`LockConfiguration::for_tick`](crate::LockConfiguration::for_tick)),
+    /// to the millisecond; `None` when none was. The default (a store
+    /// without tick claims) knows none.
+    ///
+    /// # Errors
+    ///
+    /// Store errors.
+    fn last_tick<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::time::SystemTime>, LockError>> {
+        let _ = name;
+        Box::pin(async { Ok(None) })
+    }
+
     /// The last recorded run of each of `names`, in the order given (`None`
     /// where none is recorded): what `shedlock list` shows beside each lock.
     /// The stores read them in a bounded number of round trips (Redis: one
@@ -172,6 +188,9 @@ macro_rules! forward_lock_admin {
             }
             fn last_runs<'a>(&'a self, names: &'a [String]) -> BoxFuture<'a, Result<Vec<Option<RunRecord>>, LockError>> {
                 (**self).last_runs(names)
+            }
+            fn last_tick<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<std::time::SystemTime>, LockError>> {
+                (**self).last_tick(name)
             }
         }
     )*};

@@ -288,6 +288,13 @@ impl<D: SqlDatabase> shedlock_core::LockAdmin for SqlLockProvider<D> {
     ) -> BoxFuture<'a, Result<Vec<Option<shedlock_core::RunRecord>>, LockError>> {
         Box::pin(self.locks.last_runs(names))
     }
+
+    fn last_tick<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::time::SystemTime>, LockError>> {
+        Box::pin(self.locks.last_tick(name))
+    }
 }
 
 impl<D: SqlDatabase> std::fmt::Debug for SqlLockProvider<D> {

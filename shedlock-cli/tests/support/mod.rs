@@ -8,7 +8,9 @@ use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::Value;
-use shedlock_core::{LockConfiguration, LockProvider, LockingTaskExecutor};
+use shedlock_core::{
+    LockConfiguration, LockProvider, LockingTaskExecutor, missed_every, run_for_tick,
+};
 
 /// The binary with `args` (the store's flags among them), the environment
 /// cleared of store variables.
@@ -164,6 +166,63 @@ pub async fn assert_last_runs_shown(shedlock: impl AsyncFn(&[&str]) -> Output) -
     let refused = shedlock(&["history", ""]).await;
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
     (history, show)
+}
+
+/// The instant of tick `n` of a schedule every second: 2027-01-15T08:00:0n.
+pub fn tick(n: u64) -> std::time::SystemTime {
+    std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000 + n)
+}
+
+/// Runs `ticking` (a lock of its name) on `executor` for ticks 0, 1 and 7
+/// of a schedule every second: ticks 2 to 6 are missed.
+pub async fn run_ticks_with_a_gap<P: LockProvider>(
+    executor: &LockingTaskExecutor<P>,
+    ticking: &LockConfiguration,
+) {
+    for n in [0, 1, 7] {
+        let config = ticking.clone().for_tick(tick(n));
+        let run = executor.execute(&config, async {});
+        let ran = run_for_tick(tick(n), missed_every(Duration::from_secs(1)), run).await;
+        assert!(matches!(ran, Ok(Some(()))), "tick {n}: {ran:?}");
+    }
+}
+
+/// What `show` and `history` print of `ticking` after
+/// [`run_ticks_with_a_gap`]: the last tick claimed, and the five missed
+/// ticks (how many, the first and the last).
+pub async fn assert_ticks_shown(shedlock: impl AsyncFn(&[&str]) -> Output) {
+    let show = json_of(&succeeded(&shedlock(&["show", "ticking", "--json"]).await));
+    assert_eq!(show["last_tick"], "2027-01-15T08:00:07.000Z", "{show}");
+    assert_eq!(show["missed_ticks"]["count"], 5, "{show}");
+    assert_eq!(
+        show["missed_ticks"]["first"], "2027-01-15T08:00:02.000Z",
+        "{show}"
+    );
+    assert_eq!(
+        show["missed_ticks"]["last"], "2027-01-15T08:00:06.000Z",
+        "{show}"
+    );
+    let text = succeeded(&shedlock(&["show", "ticking"]).await);
+    assert!(
+        text.contains("last tick: 2027-01-15T08:00:07.000Z"),
+        "{text}"
+    );
+    assert!(text.contains("missed:    missed 5 ticks"), "{text}");
+    let history = json_of(&succeeded(
+        &shedlock(&["history", "ticking", "--json"]).await,
+    ));
+    let outcomes: Vec<&str> = history
+        .as_array()
+        .map(|runs| {
+            runs.iter()
+                .filter_map(|run| run["outcome"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(outcomes, ["ok", "missed", "ok", "ok"], "{history}");
+    assert_eq!(history[1]["missed_ticks"], 5, "{history}");
+    let text = succeeded(&shedlock(&["history", "ticking"]).await);
+    assert!(text.contains("missed 5 ticks"), "{text}");
 }
 
 /// How many `report-NNN` locks [`run_every_report`] runs.

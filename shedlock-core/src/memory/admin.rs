@@ -100,6 +100,17 @@ impl LockAdmin for InMemoryLockProvider {
         })
     }
 
+    fn last_tick<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::time::SystemTime>, LockError>> {
+        Box::pin(async move {
+            let state = lock_state(&self.state);
+            let tick = state.locks.get(name).and_then(|entry| entry.last_tick);
+            Ok(tick.map(crate::configuration::millis_tick))
+        })
+    }
+
     fn run_history<'a>(
         &'a self,
         name: &'a str,

@@ -2,7 +2,7 @@
 //! one script on the lock's keys; listing by `SCAN` (see the connection).
 
 use std::collections::BTreeSet;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
 use redis::{Cmd, RedisError, Script, ScriptInvocation};
@@ -437,5 +437,30 @@ impl LockAdmin for RedisLockProvider {
         names: &'a [String],
     ) -> BoxFuture<'a, Result<Vec<Option<RunRecord>>, LockError>> {
         Box::pin(self.read_last_runs(names))
+    }
+
+    fn last_tick<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<Option<SystemTime>, LockError>> {
+        Box::pin(async move {
+            let keys = self.keys(name);
+            let mut read = Cmd::new();
+            read.arg("HGET")
+                .arg(keys.auxiliary_arg(TICK_SUFFIX))
+                .arg("tick");
+            let tick: Option<u64> = read
+                .query_async(&mut self.connection.clone())
+                .await
+                .map_err(|err| {
+                    store_error(
+                        &self.server,
+                        &format!("reading the last tick of lock '{name}'"),
+                        &err,
+                        "nothing was changed",
+                    )
+                })?;
+            Ok(tick.map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)))
+        })
     }
 }

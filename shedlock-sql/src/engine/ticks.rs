@@ -5,10 +5,14 @@
 //! that fire for one tick reads the first one's claim, however soon the
 //! first released the lock.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use shedlock_core::LockError;
 
 use crate::dialect::{Dialect, Statements};
 use crate::driver::Driver;
+
+use crate::table::check_admin_name;
 
 use super::pool::Checkout;
 use super::runner::{answer, execute};
@@ -57,5 +61,24 @@ impl<D: Dialect> SqlEngine<D> {
         answer(timeout, transaction.commit()).await?;
         let _ = lease.previous_tick.set(last);
         Ok(Some(token))
+    }
+}
+
+impl<D: Dialect> SqlLocks<D> {
+    /// The last tick claimed under `name`, if any.
+    pub(crate) async fn last_tick(&self, name: &str) -> Result<Option<SystemTime>, LockError> {
+        check_admin_name(name)?;
+        let statements = &self.prepared().await?.statements;
+        let ticks = self
+            .engine
+            .fetch_rows(&statements.ticks.last, name, self.timeout, |row| {
+                D::Db::int(row, 0)
+            })
+            .await
+            .map_err(|failure| {
+                self.admin_error(failure, format!("reading the last tick of lock '{name}'"))
+            })?;
+        let last = ticks.into_iter().flatten().find(|tick| *tick >= 0);
+        Ok(last.map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms.unsigned_abs())))
     }
 }
