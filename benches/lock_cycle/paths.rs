@@ -1,6 +1,8 @@
 //! The ways one lock cycle is run: the floor and its breakdowns, and shedlock's entry points.
 
 use std::hint::black_box;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
 
 use shedlock::redis::RedisLockProvider;
 use shedlock::{LockConfiguration, LockProvider, LockingTaskExecutor};
@@ -23,6 +25,7 @@ pub(crate) enum Path {
     FloorOneScript,
     TryLock,
     TryLockWithToken,
+    TryLockForTick,
     Executor,
     ExecutorWithHistory,
     Attribute,
@@ -36,6 +39,7 @@ impl Path {
             Path::FloorOneScript => "floor, acquiring by one script (SET + EXISTS)",
             Path::TryLock => "LockProvider::try_lock + LockGuard::unlock",
             Path::TryLockWithToken => "try_lock + fencing_token + unlock (3 trips)",
+            Path::TryLockForTick => "try_lock claiming a tick (for_tick) + unlock",
             Path::Executor => "LockingTaskExecutor::execute",
             Path::ExecutorWithHistory => "execute, run history on",
             Path::Attribute => "#[scheduler_lock(provider = ..)] fn",
@@ -77,6 +81,13 @@ impl Cycles for Bench {
                 }
                 None => Err(unexpected("try_lock", None::<()>)),
             },
+            Path::TryLockForTick => {
+                let guard = self.provider.try_lock(&for_next_tick(config)).await?;
+                match guard {
+                    Some(guard) => Ok(guard.unlock().await?),
+                    None => Err(unexpected("try_lock for a tick", None::<()>)),
+                }
+            }
             Path::Executor => executed(&self.executor, config).await,
             Path::ExecutorWithHistory => executed(&self.executor_with_history, config).await,
             Path::Attribute => match serial_job(&self.provider).await? {
@@ -85,6 +96,16 @@ impl Cycles for Bench {
             },
         }
     }
+}
+
+/// `config` claiming a tick later than every one claimed before in this
+/// process: each cycle of a tick path claims a tick of its own.
+pub(crate) fn for_next_tick(config: &LockConfiguration) -> LockConfiguration {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    let tick = NEXT.fetch_add(1, Ordering::Relaxed);
+    config
+        .clone()
+        .for_tick(SystemTime::UNIX_EPOCH + Duration::from_millis(tick))
 }
 
 /// One job of `config` through `executor`, which must run it.

@@ -25,6 +25,7 @@ pub(crate) async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) ->
         Path::FloorWithChecks,
         Path::TryLock,
         Path::TryLockWithToken,
+        Path::TryLockForTick,
         Path::Executor,
         Path::ExecutorWithHistory,
         Path::Attribute,

@@ -21,6 +21,7 @@ use shedlock::sql::{
 use shedlock::{LockConfiguration, LockingTaskExecutor};
 use shedlock_test_support::sql::{mysql_url, postgres_url, unique_table_name};
 
+use crate::paths::for_next_tick;
 use crate::report::{Row, median, percentile, us};
 use crate::scenarios::{Cycles, throughput};
 use crate::sql_floor::{Durations, FloorCycle, FloorShape, Param, SqlFloor, provider_cycle};
@@ -176,6 +177,8 @@ enum SqlPath {
     Provider,
     /// A shared holder's cycle (one permit, no capacity), on a name of its own.
     Shared,
+    /// A cycle claiming a tick of its own (`for_tick`: one transaction).
+    Tick,
     Floor,
     Breakdown(usize),
     Execute(usize),
@@ -219,6 +222,7 @@ impl SqlBench {
         match path {
             SqlPath::Provider => "try_lock + unlock",
             SqlPath::Shared => "try_lock + unlock, shared (1 transaction each)",
+            SqlPath::Tick => "try_lock claiming a tick + unlock (1 transaction)",
             SqlPath::Floor => "floor: the same statements, raw sqlx",
             SqlPath::Breakdown(i) => self.breakdowns[i].0,
             SqlPath::Execute(i) => self.executors[i].0,
@@ -238,6 +242,7 @@ impl SqlBench {
                 let shared = LockConfiguration::new("sql-shared", LEASE, Duration::ZERO)?.shared();
                 provider_cycle(&*self.provider, &shared).await
             }
+            SqlPath::Tick => provider_cycle(&*self.provider, &for_next_tick(config)).await,
             SqlPath::Floor => self.floor.cycle(floor_name).await,
             SqlPath::Breakdown(i) => self.breakdowns[i].1.cycle(floor_name).await,
             SqlPath::Execute(i) => match self.executors[i].1.execute(config, async { 1 }).await? {
@@ -255,7 +260,7 @@ async fn serial(bench: &SqlBench, cycles: usize, rows: &mut Vec<Row>) -> BenchRe
     let lock_paths: Vec<SqlPath> = [SqlPath::Floor, SqlPath::Provider]
         .into_iter()
         .chain((0..bench.breakdowns.len()).map(SqlPath::Breakdown))
-        .chain([SqlPath::Shared])
+        .chain([SqlPath::Shared, SqlPath::Tick])
         .collect();
     let samples = serial_pass(bench, &lock_paths, cycles).await?;
     let p = |i: usize, q| percentile(&samples[i], q);
