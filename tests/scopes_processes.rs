@@ -433,8 +433,12 @@ async fn scope_worker() -> anyhow::Result<()> {
         .scope_lease_duration(LEASE)
         .scope_sweep_interval(SWEEP)
         .install()?;
+    // The test's own channel: a request out while the process is stopped
+    // (SIGSTOP, the paused-owner variant) must not time out when it resumes.
+    let reporting =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(60)));
     let mut redis = redis::Client::open(url.as_str())?
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&reporting)
         .await?;
     let (mut ran, mut skipped) = (0, 0);
     while !redis.exists(STOP).await? {

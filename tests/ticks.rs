@@ -1,7 +1,8 @@
 //! Ticks in one process: a run claims the tick it is for, so a second run of
 //! the same tick (a replica whose clock or scheduler is 400 ms late) skips
 //! though the lock is free, where a plain lock lets it run again; the cron
-//! helper claims the schedule's instant, not the clock's now.
+//! helper claims the schedule's instant, not the clock's now, and catches up
+//! on a missed tick once across replicas when asked to.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -91,4 +92,70 @@ async fn the_cron_helper_claims_the_schedules_instant() -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+#[scheduler_lock(name = "minute-report", lock_at_most_for = "10s", provider = locks)]
+async fn minute_report(locks: &InMemoryLockProvider, runs: Arc<Mutex<Vec<SystemTime>>>) {
+    if let Ok(mut runs) = runs.lock() {
+        runs.push(SystemTime::now());
+    }
+}
+
+/// Misfire "run once": the last tick of a schedule of minutes was missed
+/// (its run before was 5 minutes earlier). Three replicas make the job at
+/// once, two of them catching up: the job runs once at once for that tick,
+/// which reports the 4 ticks before it as missed; the replica that does not
+/// catch up runs nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missed_tick_is_caught_up_once_by_the_replicas_that_start() -> anyhow::Result<()> {
+    use shedlock::admin::{LockAdmin, RunOutcome};
+    let locks = InMemoryLockProvider::new();
+    let runs: Arc<Mutex<Vec<SystemTime>>> = Arc::default();
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?;
+    let this_minute = SystemTime::UNIX_EPOCH + Duration::from_secs(now.as_secs() / 60 * 60);
+    let five_before = this_minute - Duration::from_secs(5 * 60);
+    let every_minute = shedlock::missed_every(Duration::from_secs(60));
+    let before = minute_report(&locks, runs.clone());
+    run_for_tick(five_before, every_minute, before).await?;
+
+    let within = Duration::from_secs(61);
+    let replicas = [
+        LockedJobs::new().catching_up(within),
+        LockedJobs::new().catching_up(within),
+        LockedJobs::new(),
+    ];
+    for jobs in &replicas {
+        let (locks, runs) = (locks.clone(), runs.clone());
+        jobs.annotated_job("0 * * * * *", move || {
+            minute_report_job(locks.clone(), runs.clone())
+        })?;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for jobs in &replicas {
+        jobs.stop().await;
+    }
+    let ran = runs.lock().ok().context("the runs' mutex")?.len();
+    ensure!(
+        ran == 2,
+        "the tick before and one catch-up should have run, not {ran} runs"
+    );
+    let history = locks.run_history("minute-report").await?;
+    let outcomes: Vec<RunOutcome> = history.iter().map(|run| run.outcome).collect();
+    ensure!(
+        outcomes == [RunOutcome::Ok, RunOutcome::Missed, RunOutcome::Ok],
+        "{history:?}"
+    );
+    ensure!(history[1].missed_ticks == Some(4), "{history:?}");
+    ensure!(
+        locks.last_tick("minute-report").await? == Some(this_minute),
+        "the catch-up claimed another tick"
+    );
+    Ok(())
+}
+
+async fn minute_report_job(
+    locks: InMemoryLockProvider,
+    runs: Arc<Mutex<Vec<SystemTime>>>,
+) -> Result<Option<()>, shedlock::LockError> {
+    minute_report(&locks, runs).await
 }

@@ -14,7 +14,7 @@ mod schedule;
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 // The attribute's way to note a run's outcome, which the executor cannot
 // read from a generic output: one mechanism for both (same workspace version).
@@ -93,12 +93,41 @@ pub use tokio_cron_scheduler;
 pub struct LockedJobs {
     stop: CancellationToken,
     runs: TaskTracker,
+    /// `misfire = run_once`: how far back a missed tick is run when a job is made.
+    catch_up: Option<Duration>,
 }
 
 impl LockedJobs {
     /// Jobs stopped only by [`stop`](Self::stop).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// These jobs, and those made from the result catch up on a missed tick
+    /// (misfire "run once"): when such a job is made (at startup), if its
+    /// schedule's latest instant before now is at most `within` ago and no
+    /// replica has claimed it or a later tick, the job runs once at once
+    /// for it. The run claims that tick, so only one replica runs it
+    /// however many start together; one that finds it claimed (it ran, or
+    /// another replica caught up first) skips. Earlier missed ticks are only
+    /// reported (the tick's claim reports them as missed). A job of a shared
+    /// lock claims no ticks and does not catch up. Needs a Tokio runtime
+    /// when the job is made; without one, a `warn` event says the catch-up
+    /// did not run.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use shedlock::cron::LockedJobs;
+    ///
+    /// // An hourly job whose replicas were all down at the hour: the first
+    /// // replica started within 15 minutes runs it once at once.
+    /// let jobs = LockedJobs::new().catching_up(Duration::from_secs(15 * 60));
+    /// ```
+    pub fn catching_up(&self, within: Duration) -> Self {
+        LockedJobs {
+            catch_up: Some(within),
+            ..self.clone()
+        }
     }
 
     /// Jobs stopped when `scheduler` shuts down: this sets the scheduler's
@@ -179,14 +208,16 @@ impl LockedJobs {
         let jobs = self.clone();
         let shown: Arc<str> = schedule.into();
         let ticks = Ticks::of(schedule);
-        cron_job(schedule, move || {
+        let exclusive = config.mode() == LockMode::Exclusive;
+        let catch_up = ticks.clone().filter(|_| exclusive);
+        self.catching_up_on(schedule, catch_up, move || {
             let (jobs, executor) = (jobs.clone(), executor.clone());
             let (job, schedule) = (job.clone(), shown.clone());
             // The tick this run fires for, claimed with the lock (an
             // exclusive one: shared holders take their permits as usual).
             let tick = ticks
                 .as_ref()
-                .filter(|_| config.mode() == LockMode::Exclusive)
+                .filter(|_| exclusive)
                 .map(|ticks| (ticks.tick_at(SystemTime::now()), ticks.missed_between()));
             let config = match &tick {
                 Some((tick, _)) => Arc::new(config.as_ref().clone().for_tick(*tick)),
@@ -296,7 +327,7 @@ impl LockedJobs {
         let jobs = self.clone();
         let shown: Arc<str> = schedule.into();
         let ticks = Ticks::of(schedule);
-        cron_job(schedule, move || {
+        self.catching_up_on(schedule, ticks.clone(), move || {
             let (jobs, job, schedule) = (jobs.clone(), job.clone(), shown.clone());
             // The tick this run fires for: the function claims it (see `run_for_tick`).
             let tick = ticks
@@ -351,6 +382,47 @@ impl LockedJobs {
     /// Whether the jobs were stopped.
     pub fn is_stopped(&self) -> bool {
         self.stop.is_cancelled()
+    }
+
+    /// The job running `fire()` on each tick of `schedule`; with
+    /// [`catching_up`](Self::catching_up), also once now, when the
+    /// schedule's latest instant (`ticks`: `None` when none is claimed) is
+    /// recent enough: `fire` claims the latest instant at or before the
+    /// clock, so this run is that tick's.
+    fn catching_up_on<F, Fut>(
+        &self,
+        schedule: &str,
+        ticks: Option<Ticks>,
+        fire: F,
+    ) -> Result<Job, LockError>
+    where
+        F: Fn() -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let fire = Arc::new(fire);
+        let job = {
+            let fire = fire.clone();
+            cron_job(schedule, move || fire())?
+        };
+        let (Some(within), Some(ticks)) = (self.catch_up, ticks) else {
+            return Ok(job);
+        };
+        let now = SystemTime::now();
+        let missed = ticks.tick_at(now);
+        if now.duration_since(missed).is_ok_and(|ago| ago <= within) {
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => {
+                    tracing::debug!(%schedule, tick = ?missed, "catching up on the schedule's last tick");
+                    drop(runtime.spawn(fire()));
+                }
+                Err(_) => tracing::warn!(
+                    %schedule,
+                    "the catch-up of a missed tick needs a Tokio runtime when the job is made; \
+                     it did not run"
+                ),
+            }
+        }
+        Ok(job)
     }
 
     /// Spawns, as runs [`stop`](Self::stop) waits for, the releases a tick
