@@ -80,7 +80,10 @@ pub(crate) async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) ->
         let ratio = us(p50) / us(floor.0);
         if matches!(
             path,
-            Path::FloorWithChecks | Path::TryLockWithToken | Path::ExecutorWithHistory
+            Path::FloorWithChecks
+                | Path::TryLockWithToken
+                | Path::TryLockForTick
+                | Path::ExecutorWithHistory
         ) {
             rows.push(Row {
                 figure: format!("serial p50: {}", path.label()),
