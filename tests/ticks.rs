@@ -159,3 +159,47 @@ async fn minute_report_job(
 ) -> Result<Option<()>, shedlock::LockError> {
     minute_report(&locks, runs).await
 }
+
+#[scheduler_lock(name = "two-second-report", lock_at_most_for = "10s", every = "2s", misfire = "run_once", provider = locks)]
+async fn catching_up_report(locks: &InMemoryLockProvider) {}
+
+/// `misfire = "run_once"`: a call nearer the next tick than the last one
+/// runs for the last one when no replica claimed it, then a later call for
+/// the next one; a third call of the same two ticks skips.
+#[tokio::test]
+async fn a_call_catches_up_on_the_last_tick_of_its_interval_once() -> anyhow::Result<()> {
+    use shedlock::admin::LockAdmin;
+    let locks = InMemoryLockProvider::new();
+    // Into the second half of a two-second interval, well before its end.
+    let into = |now: Duration| now.as_millis() % 2_000;
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?;
+    if !(1_100..1_600).contains(&into(now)) {
+        let wait = (2_000 + 1_200 - into(now)) % 2_000;
+        tokio::time::sleep(Duration::from_millis(u64::try_from(wait)?)).await;
+    }
+    let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH)?;
+    let last = SystemTime::UNIX_EPOCH
+        + Duration::from_millis(u64::try_from(now.as_millis() / 2_000 * 2_000)?);
+    let next = last + Duration::from_secs(2);
+    ensure!(
+        catching_up_report(&locks).await?.is_some(),
+        "the catch-up did not run"
+    );
+    ensure!(
+        locks.last_tick("two-second-report").await? == Some(last),
+        "not the last tick"
+    );
+    ensure!(
+        catching_up_report(&locks).await?.is_some(),
+        "the next tick did not run"
+    );
+    ensure!(
+        locks.last_tick("two-second-report").await? == Some(next),
+        "not the next tick"
+    );
+    ensure!(
+        catching_up_report(&locks).await?.is_none(),
+        "a tick ran twice"
+    );
+    Ok(())
+}

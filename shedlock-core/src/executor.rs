@@ -297,7 +297,18 @@ pub(crate) fn run_locked<P: LockProvider + ?Sized, F: Future>(
     task: F,
 ) -> impl Future<Output = Result<Option<F::Output>, LockError>> {
     let label = LockLabel::new(config, None);
-    run_labelled(provider, config, label, None, options, task)
+    run_labelled(provider, config, label, Taking::Lease, options, task)
+}
+
+/// How a call takes its hold.
+pub(crate) enum Taking {
+    /// A lease of the call's configuration.
+    Lease,
+    /// First a lease of this configuration (an earlier tick, caught up on:
+    /// `misfire = "run_once"`), else one of the call's.
+    CatchingUp(LockConfiguration),
+    /// A place in a scope this replica owns.
+    Scope(Scoped),
 }
 
 /// [`run_locked`], with `label` on its metrics (the attribute's name
@@ -312,16 +323,21 @@ pub(crate) fn run_labelled<P: LockProvider + ?Sized, F: Future>(
     provider: &P,
     config: &LockConfiguration,
     label: LockLabel,
-    scope: Option<Scoped>,
+    taking: Taking,
     options: ExecutionOptions,
     task: F,
 ) -> impl Future<Output = Result<Option<F::Output>, LockError>> {
     let take = async move {
-        Ok(match scope {
-            None => acquire(provider, config, &options).await?.map(Hold::Lease),
+        Ok(match taking {
+            Taking::Lease => acquire(provider, config, &options).await?.map(Hold::Lease),
+            // The earlier tick if no replica claimed it; else `config`'s.
+            Taking::CatchingUp(earlier) => match acquire(provider, &earlier, &options).await? {
+                Some(guard) => Some(Hold::Lease(guard)),
+                None => acquire(provider, config, &options).await?.map(Hold::Lease),
+            },
             // Boxed: a claim's future is larger than an acquisition's, and
             // would otherwise make every unscoped call's future as large.
-            Some(Scoped { settings, scope }) => {
+            Taking::Scope(Scoped { settings, scope }) => {
                 Box::pin(take_place(provider, settings, scope, config, options))
                     .await?
                     .map(Hold::Scope)

@@ -154,6 +154,8 @@ pub struct LockGuard {
     /// The lease once an extension found it ended: kept only to record the
     /// run in the lock's history.
     ended: Option<Arc<dyn Lease>>,
+    /// The tick this acquisition claimed (ms since 1970), if any.
+    tick: Option<i64>,
     /// The tick claimed before this acquisition's (ms since 1970), when it claims one.
     previous_tick: Option<i64>,
 }
@@ -177,6 +179,12 @@ impl LockGuard {
     /// lease has ended; a store error when the store cannot be reached.
     pub async fn fencing_token(&self) -> Result<u64, LockError> {
         self.info.fencing_token().await
+    }
+
+    /// The tick this acquisition claimed
+    /// ([`LockConfiguration::for_tick`]), if it claimed one.
+    pub fn tick(&self) -> Option<std::time::SystemTime> {
+        self.tick.map(crate::configuration::millis_tick)
     }
 
     /// The tick the run before claimed, when this acquisition claimed one
@@ -455,6 +463,7 @@ impl GrantedLease {
             lease_length: config.lock_at_most_for(),
             lease: Some(lease),
             ended: None,
+            tick: config.tick_millis(),
             previous_tick: None,
         })
     }

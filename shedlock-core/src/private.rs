@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use crate::executor::run_labelled;
+use crate::executor::{Taking, run_labelled};
 use crate::metrics::{Attempt, LockLabel};
 use crate::scopes::Scoped;
 use crate::{ExecutionOptions, LockConfiguration, LockError, LockProvider, SchedulerLock};
@@ -53,7 +53,8 @@ pub struct AttributeOptions {
     pub capacity: Option<u32>,
     /// `every = ".."`: the call claims the interval's tick nearest to now.
     pub every: Option<Duration>,
-    /// `misfire = "run_once"`.
+    /// `misfire = "run_once"` (with `every`): a call nearer the next tick
+    /// than the last one runs for the last one if no replica claimed it.
     pub misfire_run_once: bool,
     /// The `name` literal when it has `{arg}` placeholders: the `lock` label
     /// of the call's metrics, so their number stays bounded.
@@ -231,9 +232,10 @@ pub async fn execute<F: Future>(
     let label = LockLabel::new(&config, options.name_template);
     // `every`: the interval's tick nearest to now; else a scheduler's
     // (`run_for_tick`), if the call runs for one.
+    let now = SystemTime::now();
     let every = options
         .every
-        .map(|every| (crate::ticks::nearest_tick(every, SystemTime::now()), every));
+        .map(|every| (crate::ticks::nearest_tick(every, now), every));
     // A tick is claimed by an exclusive holder: shared calls of a scheduled
     // run take their permits as usual (`every` with a shared mode does not compile).
     let tick = every.map(|(tick, _)| tick).or_else(|| {
@@ -243,11 +245,23 @@ pub async fn execute<F: Future>(
         Some(tick) => config.for_tick(tick),
         None => config,
     };
-    let scope = scope.map(|scope| Scoped {
-        settings: SchedulerLock::scope_settings(),
-        scope,
-    });
-    let run = run_labelled(provider, &config, label, scope, options.execution(), task);
+    let taking = match (scope, every) {
+        (Some(scope), _) => Taking::Scope(Scoped {
+            settings: SchedulerLock::scope_settings(),
+            scope,
+        }),
+        // `misfire = "run_once"`: a call nearer the next tick than the last
+        // one takes the last one if no replica claimed it (a catch-up).
+        (None, Some((nearest, every))) if options.misfire_run_once => {
+            let last = crate::ticks::last_tick(every, now);
+            match last < nearest {
+                true => Taking::CatchingUp(config.clone().for_tick(last)),
+                false => Taking::Lease,
+            }
+        }
+        (None, _) => Taking::Lease,
+    };
+    let run = run_labelled(provider, &config, label, taking, options.execution(), task);
     match every {
         Some((tick, every)) => {
             crate::run_for_tick(tick, crate::ticks::missed_every(every), run).await

@@ -63,6 +63,13 @@ pub(crate) fn nearest_tick(every: Duration, now: SystemTime) -> SystemTime {
     millis_tick(nearest)
 }
 
+/// The latest tick of a schedule every `every` (aligned on 1970) at or
+/// before `now`.
+pub(crate) fn last_tick(every: Duration, now: SystemTime) -> SystemTime {
+    let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX).max(1);
+    millis_tick(tick_millis(now) / every_ms * every_ms)
+}
+
 /// How a schedule ticking every `every` (the attribute's `every = ".."`)
 /// finds the ticks strictly between two of its instants: for
 /// [`run_for_tick`] with an interval schedule.
@@ -124,6 +131,7 @@ mod tests {
         assert_eq!(nearest_tick(every, at_ms(120_000)), at_ms(120_000));
         assert_eq!(nearest_tick(every, at_ms(149_999)), at_ms(120_000));
         assert_eq!(nearest_tick(every, at_ms(150_000)), at_ms(180_000));
+        assert_eq!(last_tick(every, at_ms(179_999)), at_ms(120_000));
         // Replicas 400 ms apart claim the same tick.
         assert_eq!(
             nearest_tick(Duration::from_secs(1), at_ms(10_200)),

@@ -23,6 +23,7 @@ const KEYS: &[&str] = &[
     "capacity",
     "scope",
     "every",
+    "misfire",
     "provider",
     "crate",
 ];
@@ -57,10 +58,18 @@ pub(crate) struct SchedulerLockArgs {
     pub(crate) scope: Option<LitStr>,
     /// `every = "5m"`: claim the interval's tick nearest to now; never zero.
     pub(crate) every: Option<DurationArg>,
+    /// `misfire = "run_once"` (or `"skip"`, the default), with `every`.
+    pub(crate) misfire: Option<MisfireArg>,
     /// `provider = <expr>`: the provider to use instead of the installed default.
     pub(crate) provider: Option<Expr>,
     /// `crate = path`: the path of the `shedlock` facade, when it is renamed.
     pub(crate) krate: Option<Path>,
+}
+
+/// `misfire = ".."`, with its literal.
+pub(crate) struct MisfireArg {
+    pub(crate) run_once: bool,
+    literal: LitStr,
 }
 
 /// `mode = ".."`.
@@ -111,6 +120,7 @@ impl SchedulerLockArgs {
             "capacity" => set_once(&mut self.capacity, count(key, &value, 0)?),
             "scope" => set_once(&mut self.scope, scope(key, &value)?),
             "every" => set_once(&mut self.every, every(key, &value)?),
+            "misfire" => set_once(&mut self.misfire, misfire(key, &value)?),
             "provider" => set_once(&mut self.provider, value),
             "crate" => set_once(&mut self.krate, crate_path(&value)?),
             _ => return Err(unknown_key(key)),
@@ -150,6 +160,14 @@ impl SchedulerLockArgs {
                 permits.literal.span(),
                 "`permits` with `mode = \"exclusive\"`: an exclusive holder takes the whole \
                  lock; remove `permits`, or use `mode = \"shared\"` for a counted lock",
+            ));
+        }
+        if let (Some(misfire), None) = (&self.misfire, &self.every) {
+            errors.push(Error::new(
+                misfire.literal.span(),
+                "`misfire` without `every`: it says what a call of an interval schedule does \
+                 about a tick no replica ran; add `every = \"..\"` (for the cron helper, \
+                 use LockedJobs::catching_up)",
             ));
         }
         if let Some(every) = &self.every
@@ -406,6 +424,24 @@ fn every(key: &Ident, value: &Expr) -> syn::Result<DurationArg> {
         ));
     }
     Ok(duration)
+}
+
+fn misfire(key: &Ident, value: &Expr) -> syn::Result<MisfireArg> {
+    let literal = string_literal(key, value, "\"run_once\"")?;
+    let run_once = match literal.value().as_str() {
+        "run_once" => true,
+        "skip" => false,
+        other => {
+            return Err(Error::new(
+                literal.span(),
+                format!("unknown misfire \"{other}\"; expected \"skip\" or \"run_once\""),
+            ));
+        }
+    };
+    Ok(MisfireArg {
+        run_once,
+        literal: literal.clone(),
+    })
 }
 
 fn mode(key: &Ident, value: &Expr) -> syn::Result<ModeArg> {

@@ -149,6 +149,10 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
     let lock_at_least_for = duration(args.lock_at_least_for.as_ref());
     let wait_for = duration(args.wait_for.as_ref());
     let every = duration(args.every.as_ref());
+    let misfire_run_once = args
+        .misfire
+        .as_ref()
+        .is_some_and(|misfire| misfire.run_once);
     let keep_alive = args.keep_alive.unwrap_or(false);
     let cancel_on_lease_loss = args.cancel_on_lease_loss.unwrap_or(false);
     let shared = args.mode.as_ref().is_some_and(|mode| mode.shared);
@@ -198,6 +202,7 @@ fn expand(args: &SchedulerLockArgs, function: ItemFn) -> syn::Result<TokenStream
                 permits: #permits,
                 capacity: #capacity,
                 every: #every,
+                misfire_run_once: #misfire_run_once,
                 name_template: #name_template,
                 ..::core::default::Default::default()
             };

@@ -38,6 +38,7 @@
 //! | `capacity` | whole number: the lock's capacity while the store holds none (0: paused) | 1 exclusive, unlimited shared |
 //! | `scope` | string literal; `{arg}` placeholders as in `name`: run on the replica that owns this scope (a leader lease kept between ticks) | none |
 //! | `every` | duration string: the call claims the interval's tick nearest to now (aligned on 1970), so each tick runs once across replicas | none |
+//! | `misfire` | `"skip"` or `"run_once"`, with `every`: what a call does about the last tick when no replica ran it (always reported as missed) | `"skip"` |
 //! | `provider` | an expression giving the provider | the installed default |
 //! | `crate` | path of the `shedlock` facade | `::shedlock` |
 //!
@@ -54,8 +55,12 @@
 //!   replicas, however short the job, without `lock_at_least_for`; a later
 //!   call for the same tick skips (`Ok(None)`). Ticks between the claim
 //!   before and this one are reported as missed (a `warn` event and
-//!   `shedlock_missed_ticks_total`). Compile errors: a zero interval,
-//!   `every` with `scope` or a shared mode.
+//!   `shedlock_missed_ticks_total`). With `misfire = "run_once"`, a call
+//!   nearer the next tick than the last one runs for the last one when no
+//!   replica claimed it (a catch-up, once across replicas); with `"skip"`
+//!   (the default) it claims the nearest. Compile errors: a zero interval,
+//!   `every` with `scope` or a shared mode, `misfire` without `every` or
+//!   with another value.
 //! - **`name = "..."`**: the lock's name, unique per job. It may contain
 //!   placeholders in Rust's format syntax that name the function's arguments
 //!   (`"report-{region}"`, `"{tenant}:{id:>04}"`): each distinct value gets its

@@ -3,7 +3,8 @@
 use std::time::{Duration, Instant};
 
 use shedlock_core::{
-    ExecutionOptions, LockConfiguration, LockError, LockingTaskExecutor, is_lease_lost, lease_lost,
+    ExecutionOptions, LockConfiguration, LockError, LockProvider, LockingTaskExecutor,
+    is_lease_lost, lease_lost,
 };
 use shedlock_redis::RedisLockProvider;
 use shedlock_test_support::conformance::{
@@ -139,4 +140,38 @@ async fn redis_unreachable_past_the_lease_end_signals_loss() {
     )
     .await;
     assert_lease_lost_within(&result, started, Duration::from_secs(10));
+}
+
+/// A tick record outlives the lease, and lives 30 days past its last claim
+/// (as a run history does): the records of names no longer used go by
+/// themselves.
+#[tokio::test]
+async fn a_tick_record_outlives_the_lease_and_expires_thirty_days_after_its_claim() {
+    let server = RedisServer::start();
+    let provider = connect(&server).await;
+    let tick = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let config = LockConfiguration::new("ticking", Duration::from_secs(10), Duration::ZERO)
+        .unwrap()
+        .for_tick(tick);
+    let guard = provider.try_lock(&config).await.unwrap().unwrap();
+    unlock(guard).await;
+    let mut redis = redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let left: i64 = redis::cmd("PTTL")
+        .arg("{job-lock:default:ticking}:tick")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let thirty_days = 30 * 24 * 3600 * 1000;
+    assert!(
+        (thirty_days - 60_000..=thirty_days).contains(&left),
+        "the tick record lives {left} ms"
+    );
+    assert!(
+        provider.try_lock(&config).await.unwrap().is_none(),
+        "the tick ran twice"
+    );
 }

@@ -442,7 +442,8 @@ async fn an_acquisition_resent_after_a_lost_reply_still_owns_the_lock() {
     let acquire = redis::Script::new(concat!(
         include_str!("../src/scripts/fence.lua"),
         include_str!("../src/scripts/lease_value.lua"),
-        include_str!("../src/scripts/acquire.lua")
+        include_str!("../src/scripts/acquire.lua"),
+        include_str!("../src/scripts/acquire_main.lua")
     ));
     // The script's answer: a token when it took the lock, negative when not.
     let run = async |name: &str, value: &str, permits: u32, capacity: i64| -> i64 {

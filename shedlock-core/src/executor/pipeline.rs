@@ -73,7 +73,7 @@ pub(crate) async fn run_held<F: Future>(
     );
     let (held, active, scope_run) = match hold {
         Hold::Lease(guard) => {
-            if let (Some(tick), Some(previous)) = (config.tick(), guard.previous_tick())
+            if let (Some(tick), Some(previous)) = (guard.tick(), guard.previous_tick())
                 && let Some(missed) = crate::ticks::report_missed(name, &label, previous, tick)
                 && let Err(err) = guard.record_missed(&missed).await
             {

@@ -1,7 +1,9 @@
 -- A tick's claim (LockConfiguration::for_tick), in the same step as the
 -- acquisition (acquire.lua): each tick is taken by one acquisition.
 -- KEYS[6] the lock's tick record (hash: tick, previous, value of the claiming
--- acquisition; no expiry: it outlives the lease), in the lock key's slot;
+-- acquisition), in the lock key's slot: it outlives the lease, and lives 30
+-- days (2592000000 ms) past the last claim, as run histories do, so the
+-- records of names no longer used go by themselves;
 -- ARGV[7] the tick, ms since 1970.
 -- Returns {answer, the tick claimed before (-1: none)}, answer as acquire()'s;
 -- -1 (a skip) when this tick or a later one was claimed already.
@@ -18,5 +20,6 @@ end
 local answer = acquire()
 if answer > 0 then
   redis.call('HSET', KEYS[6], 'tick', ARGV[7], 'previous', last or -1, 'value', value)
+  redis.call('PEXPIRE', KEYS[6], '2592000000')
 end
 return {answer, last or -1}

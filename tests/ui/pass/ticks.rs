@@ -10,7 +10,7 @@ async fn hourly() -> u32 {
     1
 }
 
-#[scheduler_lock(name = "every-{region}", lock_at_most_for = "1m", every = "15s", provider = &*LOCKS)]
+#[scheduler_lock(name = "every-{region}", lock_at_most_for = "1m", every = "15s", misfire = "run_once", provider = &*LOCKS)]
 async fn per_region(region: &str) -> usize {
     region.len()
 }
