@@ -469,22 +469,17 @@ fn store_takes_a_redis_url_and_prune_has_nothing_to_delete() {
     assert_eq!(json["table"], Value::Null, "{json}");
 }
 
+/// `history`, `show` and `list` give the last runs; `show` the last tick
+/// claimed and the ticks no replica ran, which `history` lists as one
+/// `missed` entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn history_show_and_list_give_the_last_runs() {
+async fn history_show_and_list_give_the_last_runs_and_ticks() {
     let server = RedisServer::start();
     let executor = recording_executor(server.url()).await;
     run_three_times(&executor, &config("nightly", LockMode::Exclusive)).await;
+    run_ticks_with_a_gap(&executor, &config("ticking", LockMode::Exclusive)).await;
 
     assert_last_runs_shown(async |args| shedlock(server.url(), args)).await;
-}
-
-/// `show` gives the last tick claimed and the ticks no replica ran;
-/// `history` lists those as one `missed` entry.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn show_and_history_give_ticks_claimed_and_missed() {
-    let server = RedisServer::start();
-    let executor = recording_executor(server.url()).await;
-    run_ticks_with_a_gap(&executor, &config("ticking", LockMode::Exclusive)).await;
     assert_ticks_shown(async |args| shedlock(server.url(), args)).await;
 }
 

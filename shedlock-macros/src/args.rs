@@ -427,17 +427,7 @@ fn every(key: &Ident, value: &Expr) -> syn::Result<DurationArg> {
 }
 
 fn misfire(key: &Ident, value: &Expr) -> syn::Result<MisfireArg> {
-    let literal = string_literal(key, value, "\"run_once\"")?;
-    let run_once = match literal.value().as_str() {
-        "run_once" => true,
-        "skip" => false,
-        other => {
-            return Err(Error::new(
-                literal.span(),
-                format!("unknown misfire \"{other}\"; expected \"skip\" or \"run_once\""),
-            ));
-        }
-    };
+    let (run_once, literal) = choice(key, value, [("skip", false), ("run_once", true)])?;
     Ok(MisfireArg {
         run_once,
         literal: literal.clone(),
@@ -445,18 +435,27 @@ fn misfire(key: &Ident, value: &Expr) -> syn::Result<MisfireArg> {
 }
 
 fn mode(key: &Ident, value: &Expr) -> syn::Result<ModeArg> {
-    let literal = string_literal(key, value, "\"shared\"")?;
-    let shared = match literal.value().as_str() {
-        "shared" => true,
-        "exclusive" => false,
-        other => {
-            return Err(Error::new(
-                literal.span(),
-                format!("unknown mode \"{other}\"; expected \"shared\" or \"exclusive\""),
-            ));
-        }
-    };
+    let (shared, _) = choice(key, value, [("shared", true), ("exclusive", false)])?;
     Ok(ModeArg { shared })
+}
+
+/// A key whose value is one of two strings, each meaning `true` or `false`:
+/// that meaning, and the literal.
+fn choice<'a>(
+    key: &Ident,
+    value: &'a Expr,
+    [(first, is_first), (second, is_second)]: [(&str, bool); 2],
+) -> syn::Result<(bool, &'a LitStr)> {
+    let example = if is_first { first } else { second };
+    let literal = string_literal(key, value, &format!("\"{example}\""))?;
+    match literal.value().as_str() {
+        text if text == first => Ok((is_first, literal)),
+        text if text == second => Ok((is_second, literal)),
+        other => Err(Error::new(
+            literal.span(),
+            format!("unknown {key} \"{other}\"; expected \"{first}\" or \"{second}\""),
+        )),
+    }
 }
 
 /// A whole number from `min` to [`MAX_PERMITS`].

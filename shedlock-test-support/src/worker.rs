@@ -41,12 +41,8 @@ impl Worker {
                 "--test-threads=1",
             ])
             .envs(envs.iter().copied())
-            .envs(process_env.iter().copied())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command
-            .spawn()
+            .envs(process_env.iter().copied());
+        let mut child = spawn_talking(&mut command, Stdio::piped())
             .unwrap_or_else(|err| fail!("cannot start worker {test}: {err}"));
         Worker {
             stdin: child.stdin.take(),
@@ -172,6 +168,16 @@ pub async fn sleep_until_ms(due: u64) -> Duration {
         tokio::time::sleep(Duration::from_millis(due - now)).await;
     }
     Duration::from_millis(now_ms().saturating_sub(due))
+}
+
+/// Starts `command` as a process the test talks to: its standard input and
+/// output piped, its standard error to `stderr`.
+pub(crate) fn spawn_talking(command: &mut Command, stderr: Stdio) -> std::io::Result<Child> {
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .spawn()
 }
 
 /// Points at libfaketime's `libfaketimeMT.so.1` where it is not in a standard place.

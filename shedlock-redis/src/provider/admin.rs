@@ -141,6 +141,19 @@ impl RedisLockProvider {
         Ok((names, with_runs))
     }
 
+    /// The answer of `command`, a read; `action` says what it was for in
+    /// an error.
+    async fn read<T: redis::FromRedisValue>(
+        &self,
+        command: &Cmd,
+        action: impl FnOnce() -> String,
+    ) -> Result<T, LockError> {
+        command
+            .query_async(&mut self.connection.clone())
+            .await
+            .map_err(|err| store_error(&self.server, &action(), &err, "nothing was read"))
+    }
+
     async fn read_runs(&self, name: &str) -> Result<Vec<RunRecord>, LockError> {
         let runs_key = self.keys(name).runs();
         let mut command = Cmd::new();
@@ -149,17 +162,11 @@ impl RedisLockProvider {
             .arg(&runs_key)
             .arg(0)
             .arg(RUN_HISTORY_LEN - 1);
-        let entries: Vec<String> = command
-            .query_async(&mut self.connection.clone())
-            .await
-            .map_err(|err| {
-                store_error(
-                    &self.server,
-                    &format!("reading the run history of lock '{name}'"),
-                    &err,
-                    "nothing was read",
-                )
-            })?;
+        let entries: Vec<String> = self
+            .read(&command, || {
+                format!("reading the run history of lock '{name}'")
+            })
+            .await?;
         Ok(entries
             .iter()
             .filter_map(|entry| parse_run(entry))
@@ -449,17 +456,9 @@ impl LockAdmin for RedisLockProvider {
             read.arg("HGET")
                 .arg(keys.auxiliary_arg(TICK_SUFFIX))
                 .arg("tick");
-            let tick: Option<u64> = read
-                .query_async(&mut self.connection.clone())
-                .await
-                .map_err(|err| {
-                    store_error(
-                        &self.server,
-                        &format!("reading the last tick of lock '{name}'"),
-                        &err,
-                        "nothing was changed",
-                    )
-                })?;
+            let tick: Option<u64> = self
+                .read(&read, || format!("reading the last tick of lock '{name}'"))
+                .await?;
             Ok(tick.map(|ms| SystemTime::UNIX_EPOCH + Duration::from_millis(ms)))
         })
     }

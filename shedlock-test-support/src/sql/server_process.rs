@@ -50,12 +50,8 @@ impl ServerProcess {
             .arg(dir.path())
             .arg(signal)
             .arg(server.get_program())
-            .args(server.get_args())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
-        let mut shell = shell
-            .spawn()
+            .args(server.get_args());
+        let mut shell = crate::worker::spawn_talking(&mut shell, Stdio::null())
             .unwrap_or_else(|err| fail!("cannot start sh to run the {title} test server: {err}"));
         let (Some(requests), Some(replies)) = (shell.stdin.take(), shell.stdout.take()) else {
             fail!("the shell running the {title} test server has no stdin or stdout")
