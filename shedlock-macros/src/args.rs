@@ -538,13 +538,15 @@ mod tests {
                 "crate" => quote::quote!(renamed),
                 "keep_alive" | "cancel_on_lease_loss" => quote::quote!(true),
                 "mode" => quote::quote!("shared"),
+                "misfire" => quote::quote!("run_once"),
                 "permits" | "capacity" => quote::quote!(2),
                 _ => quote::quote!("30s"),
             };
-            let extra = if key == "name" {
-                quote::quote!()
-            } else {
-                quote::quote!(, name = "job")
+            let extra = match key.to_string().as_str() {
+                "name" => quote::quote!(),
+                // `misfire` goes with `every`.
+                "misfire" => quote::quote!(, name = "job", every = "1m"),
+                _ => quote::quote!(, name = "job"),
             };
             let result = parse(quote::quote!(#key = #value #extra));
             assert!(result.is_ok(), "{key}: {:?}", result.err());
