@@ -232,13 +232,14 @@ pub async fn execute<F: Future>(
     let label = LockLabel::new(&config, options.name_template);
     // `every`: the interval's tick nearest to now; else a scheduler's
     // (`run_for_tick`), if the call runs for one.
-    let now = SystemTime::now();
-    let every = options
-        .every
-        .map(|every| (crate::ticks::nearest_tick(every, now), every));
+    // The clock is read only for `every` (no cost on other calls).
+    let every = options.every.map(|every| {
+        let now = SystemTime::now();
+        (crate::ticks::nearest_tick(every, now), every, now)
+    });
     // A tick is claimed by an exclusive holder: shared calls of a scheduled
     // run take their permits as usual (`every` with a shared mode does not compile).
-    let tick = every.map(|(tick, _)| tick).or_else(|| {
+    let tick = every.map(|(tick, ..)| tick).or_else(|| {
         crate::ticks::scheduled_tick().filter(|_| config.mode() == crate::LockMode::Exclusive)
     });
     let config = match tick {
@@ -252,7 +253,7 @@ pub async fn execute<F: Future>(
         }),
         // `misfire = "run_once"`: a call nearer the next tick than the last
         // one takes the last one if no replica claimed it (a catch-up).
-        (None, Some((nearest, every))) if options.misfire_run_once => {
+        (None, Some((nearest, every, now))) if options.misfire_run_once => {
             let last = crate::ticks::last_tick(every, now);
             match last < nearest {
                 true => Taking::CatchingUp(config.clone().for_tick(last)),
@@ -263,7 +264,7 @@ pub async fn execute<F: Future>(
     };
     let run = run_labelled(provider, &config, label, taking, options.execution(), task);
     match every {
-        Some((tick, every)) => {
+        Some((tick, every, _)) => {
             crate::run_for_tick(tick, crate::ticks::missed_every(every), run).await
         }
         None => run.await,
