@@ -33,9 +33,25 @@ impl<D: Dialect> SqlEngine<D> {
         timeout: Duration,
     ) -> Result<Option<u64>, Failure> {
         let (ticks, tick) = (&statements.ticks, params.tick.unwrap_or(0));
-        execute::<D>(&mut **connection, &ticks.ensure_row, params, timeout).await?;
-        let mut transaction = Self::begin(connection, timeout).await?;
-        execute::<D>(&mut *transaction, &ticks.lock_row, params, timeout).await?;
+        // The name's row is made only when missing (its first claim, or
+        // after a prune), as the lock kinds make theirs: then everything is
+        // done again, on the row now there.
+        let mut made = false;
+        let mut transaction = loop {
+            let mut transaction = Self::begin(connection, timeout).await?;
+            let lock_row = &ticks.lock_row;
+            let locked = answer(
+                timeout,
+                D::Db::fetch_optional(&mut *transaction, &lock_row.sql, params.of(lock_row)),
+            )
+            .await?;
+            if locked.is_some() || made {
+                break transaction;
+            }
+            answer(timeout, transaction.rollback()).await?;
+            execute::<D>(&mut **connection, &ticks.ensure_row, params, timeout).await?;
+            made = true;
+        };
         let row = answer(
             timeout,
             D::Db::fetch_optional(&mut *transaction, &ticks.last.sql, params.of(&ticks.last)),
