@@ -22,7 +22,7 @@ use sqlx::Database;
 use super::runner::execute;
 use super::runs::record_in;
 use super::{Failure, LeaseParams, LeaseRow, SqlEngine, answer, taken};
-use crate::dialect::{Dialect, Statement, Statements};
+use crate::dialect::{Dialect, LeaseParam, Statement, Statements};
 use crate::driver::Driver;
 use crate::table::holder_of;
 
@@ -99,13 +99,7 @@ impl<D: Dialect> SqlEngine<D> {
                 execute::<D>(&mut **connection, &kinds.ensure_row, &params, timeout).await?;
             }
             let mut transaction = Self::begin(connection, timeout).await?;
-            let lock_row = &kinds.lock_row;
-            let locked = answer(
-                timeout,
-                D::Db::fetch_optional(&mut *transaction, &lock_row.sql, params.of(lock_row)),
-            )
-            .await?;
-            if locked.is_none() {
+            if !lock_row::<D>(&mut transaction, &kinds.lock_row, &params, timeout).await? {
                 answer(timeout, transaction.rollback()).await?;
                 continue;
             }
@@ -304,4 +298,21 @@ impl QueuedWaiters {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         places.remove(waiter.id()).is_some()
     }
+}
+
+/// Locks the name's row of `statement`'s table until the transaction ends;
+/// false when there is none.
+pub(super) async fn lock_row<D: Dialect>(
+    transaction: &mut <D::Db as Database>::Connection,
+    statement: &Statement<LeaseParam>,
+    params: &LeaseParams<'_, D>,
+    timeout: Duration,
+) -> Result<bool, Failure> {
+    let values = params.of(statement);
+    let row = answer(
+        timeout,
+        D::Db::fetch_optional(transaction, &statement.sql, values),
+    )
+    .await?;
+    Ok(row.is_some())
 }

@@ -14,6 +14,7 @@ use crate::driver::Driver;
 
 use crate::table::check_admin_name;
 
+use super::kinds::lock_row;
 use super::pool::Checkout;
 use super::runner::{answer, execute};
 use super::*;
@@ -39,13 +40,7 @@ impl<D: Dialect> SqlEngine<D> {
         let mut made = false;
         let mut transaction = loop {
             let mut transaction = Self::begin(connection, timeout).await?;
-            let lock_row = &ticks.lock_row;
-            let locked = answer(
-                timeout,
-                D::Db::fetch_optional(&mut *transaction, &lock_row.sql, params.of(lock_row)),
-            )
-            .await?;
-            if locked.is_some() || made {
+            if lock_row::<D>(&mut transaction, &ticks.lock_row, params, timeout).await? || made {
                 break transaction;
             }
             answer(timeout, transaction.rollback()).await?;
