@@ -93,6 +93,8 @@ pub mod admin {
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis {
+    #[doc(hidden)]
+    pub use shedlock_redis::bench_support;
     /// The `redis` crate, for building a `Client` or an `AsyncConnectionConfig`.
     pub use shedlock_redis::redis as client;
     pub use shedlock_redis::{

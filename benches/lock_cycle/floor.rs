@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis::aio::MultiplexedConnection;
 use redis::{Script, Value};
+use shedlock::redis::bench_support;
 
 use crate::{BenchResult, LEASE};
 
@@ -25,6 +26,8 @@ pub(crate) struct Floor {
     /// the settings and holders keys inside): a shape measured against the
     /// two pipelined commands.
     pub(crate) scripted_acquire: Arc<Script>,
+    /// `locked_by` in the bound's lock values: the provider's.
+    pub(crate) locked_by: Arc<str>,
 }
 
 /// Unique values for the floor's acquisitions (a counter: the cheapest unique value).
@@ -116,6 +119,43 @@ impl Floor {
     pub(crate) async fn checked_cycle(&self, key: &str) -> BenchResult<()> {
         let value = self.acquire_checked(key, false).await?;
         self.release(key, value).await
+    }
+
+    /// The bound: the raw client sending exactly what shedlock sends for a
+    /// plain cycle (`name` is the lock's name): the pipeline of `SET lock
+    /// value NX PX .. GET` and `EXISTS settings holders` with shedlock's key
+    /// names and lock value, then shedlock's release script with its
+    /// arguments. The provider cannot cost the server less than this.
+    pub(crate) async fn bound_cycle(&self, name: &str) -> BenchResult<()> {
+        let lock = format!("job-lock:default:{name}");
+        let value = bench_support::lock_value(&self.locked_by);
+        let (previous, either): (Value, i64) = redis::pipe()
+            .cmd("SET")
+            .arg(&lock)
+            .arg(&value)
+            .arg("NX")
+            .arg("PX")
+            .arg(LEASE.as_millis() as u64)
+            .arg("GET")
+            .cmd("EXISTS")
+            .arg(format!("{{{lock}}}:settings"))
+            .arg(format!("{{{lock}}}:holders"))
+            .query_async(&mut self.connection.clone())
+            .await?;
+        if previous != Value::Nil || either != 0 {
+            return Err(format!("bound acquisition of {lock} failed").into());
+        }
+        let released: i64 = bench_support::release_script()
+            .key(&lock)
+            .arg(&value)
+            .arg(0)
+            .arg(bench_support::RELEASE_CHANNEL)
+            .invoke_async(&mut self.connection.clone())
+            .await?;
+        if released != 1 {
+            return Err(format!("bound release of {lock} found another value").into());
+        }
+        Ok(())
     }
 
     pub(crate) async fn cycle(&self, key: &str) -> BenchResult<()> {

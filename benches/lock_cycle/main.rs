@@ -14,6 +14,9 @@
 //! The `sql` scenario measures the SQL providers (see `sql.rs`; `SQL_STORES`
 //! picks the databases), each against the same statements sent raw.
 //!
+//! `ONLY=scale` and `ONLY=sql_scale`: how cost grows with load (see
+//! `scale.rs`; `SCALE_TASKS=1,16` and `SCALE_PROCESSES=1` pick the Redis runs).
+//!
 //! Scenarios: serial cycles (p50/p99) through `try_lock` + `unlock`, the
 //! executor and the attribute; 256 tasks on distinct names sharing one
 //! provider, spawned (`concurrent`) or 256 loops joined in one task for 3 s
@@ -45,6 +48,7 @@ pub(crate) const CONTENDERS: usize = 64;
 mod floor;
 mod paths;
 mod report;
+mod scale;
 mod scenarios;
 mod server_counts;
 mod sql;
@@ -110,6 +114,7 @@ async fn run() -> BenchResult<()> {
             "local held = redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2], 'GET') \
              return {held or '', redis.call('EXISTS', KEYS[2], KEYS[3])}",
         )),
+        locked_by: provider.locked_by().into(),
     };
     let mut admin = client
         .get_multiplexed_async_connection_with_config(&config)
@@ -119,7 +124,15 @@ async fn run() -> BenchResult<()> {
         executor_with_history: LockingTaskExecutor::new(provider.clone().with_run_history(true)),
         provider,
         floor,
+        url: server.url().to_owned(),
     };
+    // Another process of a scale run: that run alone.
+    if let Ok(spec) = std::env::var(scale::CHILD_ENV) {
+        return match spec.split_whitespace().next() {
+            Some(<Bench as scale::Scaled>::STORE) => scale::child(&spec, &bench).await,
+            _ => sql::scale_child(&spec).await,
+        };
+    }
     let mut rows = Vec::new();
 
     // `ONLY=serial,concurrent` runs some scenarios (for profiling); all by default.
@@ -148,6 +161,14 @@ async fn run() -> BenchResult<()> {
     }
     if runs("sql") {
         sql::sql_cycles(cycles, &mut rows).await?;
+    }
+    if runs("scale") {
+        let tasks = scale::counts("SCALE_TASKS", &[1, 16, 256, 4096])?;
+        let processes = scale::counts("SCALE_PROCESSES", &[1, 4])?;
+        scale::scale(&bench, &tasks, &processes, &mut rows).await?;
+    }
+    if runs("sql_scale") {
+        sql::sql_scale(&mut rows).await?;
     }
     print_table(&rows);
     Ok(())

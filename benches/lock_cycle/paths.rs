@@ -7,7 +7,10 @@ use std::time::{Duration, SystemTime};
 use shedlock::redis::RedisLockProvider;
 use shedlock::{LockConfiguration, LockProvider, LockingTaskExecutor};
 
+use shedlock_test_support::redis::REDIS_URL_ENV;
+
 use crate::floor::Floor;
+use crate::scale::{Scaled, Side};
 use crate::scenarios::Cycles;
 use crate::{BenchResult, serial_job};
 
@@ -23,6 +26,7 @@ pub(crate) enum Path {
     Floor,
     FloorWithChecks,
     FloorOneScript,
+    Bound,
     TryLock,
     TryLockWithToken,
     TryLockForTick,
@@ -37,6 +41,7 @@ impl Path {
             Path::Floor => "floor: SET NX PX + compare-and-delete",
             Path::FloorWithChecks => "floor + EXISTS settings holders",
             Path::FloorOneScript => "floor, acquiring by one script (SET + EXISTS)",
+            Path::Bound => "raw client sending shedlock's commands (bound)",
             Path::TryLock => "LockProvider::try_lock + LockGuard::unlock",
             Path::TryLockWithToken => "try_lock + fencing_token + unlock (3 trips)",
             Path::TryLockForTick => "try_lock claiming a tick (for_tick) + unlock",
@@ -55,6 +60,28 @@ pub(crate) struct Bench {
     /// The same provider with `with_run_history(true)`: what recording costs.
     pub(crate) executor_with_history: LockingTaskExecutor<RedisLockProvider>,
     pub(crate) floor: Floor,
+    /// The server's URL (for the scale runs' other processes).
+    pub(crate) url: String,
+}
+
+impl Scaled for Bench {
+    const STORE: &'static str = "redis";
+
+    fn path(&self, side: Side) -> Option<Path> {
+        Some(match side {
+            Side::Floor => Path::Floor,
+            Side::Bound => Path::Bound,
+            Side::Provider => Path::TryLock,
+        })
+    }
+
+    fn names(task: usize) -> (String, String) {
+        (format!("scale-{task}"), format!("floor:scale-{task}"))
+    }
+
+    fn child_env(&self) -> Vec<(&'static str, String)> {
+        vec![(REDIS_URL_ENV, self.url.clone())]
+    }
 }
 
 impl Cycles for Bench {
@@ -70,6 +97,11 @@ impl Cycles for Bench {
             Path::Floor => self.floor.cycle(floor_key).await,
             Path::FloorWithChecks => self.floor.checked_cycle(floor_key).await,
             Path::FloorOneScript => self.floor.one_script_cycle(floor_key).await,
+            Path::Bound => {
+                self.floor
+                    .bound_cycle(&format!("bound-{}", config.name()))
+                    .await
+            }
             Path::TryLock => match self.provider.try_lock(config).await? {
                 Some(guard) => Ok(guard.unlock().await?),
                 None => Err(unexpected("try_lock", None::<()>)),

@@ -23,6 +23,7 @@ use shedlock_test_support::sql::{mysql_url, postgres_url, unique_table_name};
 
 use crate::paths::for_next_tick;
 use crate::report::{Row, median, percentile, us};
+use crate::scale::{Scaled, Side, child, scale};
 use crate::scenarios::{Cycles, throughput};
 use crate::sql_floor::{Durations, FloorCycle, FloorShape, Param, SqlFloor, provider_cycle};
 use crate::{BenchResult, LEASE};
@@ -70,6 +71,8 @@ struct SqlBench {
     /// A job's cycle through the executor, whose release records the run
     /// (`with_run_history(true)`), and the same without recording.
     executors: [(&'static str, SqlExecutor); 2],
+    /// The lock table (for the scale runs' other processes).
+    table: String,
 }
 
 type SqlExecutor = LockingTaskExecutor<Arc<dyn LockProvider>>;
@@ -200,6 +203,7 @@ impl SqlBench {
         };
         SqlBench {
             label,
+            table: provider.table_name(),
             floor,
             breakdowns,
             executors: [
@@ -370,6 +374,42 @@ impl Cycles for Arc<SqlBench> {
     ) -> impl Future<Output = BenchResult<()>> + Send {
         SqlBench::cycle(self, path, config, floor_name)
     }
+}
+
+/// The table a scale run's other processes use.
+const SCALE_TABLE_ENV: &str = "LOCK_CYCLE_SCALE_TABLE";
+
+impl Scaled for Arc<SqlBench> {
+    const STORE: &'static str = "postgres";
+
+    fn path(&self, side: Side) -> Option<SqlPath> {
+        match side {
+            Side::Floor => Some(SqlPath::Floor),
+            Side::Bound => None,
+            Side::Provider => Some(SqlPath::Provider),
+        }
+    }
+
+    fn names(task: usize) -> (String, String) {
+        task_names(task)
+    }
+
+    fn child_env(&self) -> Vec<(&'static str, String)> {
+        vec![(SCALE_TABLE_ENV, self.table.clone())]
+    }
+}
+
+/// PostgreSQL at 1, 16 and 64 tasks, in one process and in four.
+pub(crate) async fn sql_scale(rows: &mut Vec<Row>) -> BenchResult<()> {
+    let bench = Arc::new(postgres(&unique_table_name("lock_scale")).await?);
+    scale(&bench, &[1, 16, SQL_TASKS], &[1, 4], rows).await
+}
+
+/// A scale run's other process, on the table the first one made.
+pub(crate) async fn scale_child(spec: &str) -> BenchResult<()> {
+    let table = std::env::var(SCALE_TABLE_ENV)?;
+    let bench = Arc::new(postgres(&table).await?);
+    child(spec, &bench).await
 }
 
 /// Task `task`'s names in the throughput rounds: its lock's and its floor's.

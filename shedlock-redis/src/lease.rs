@@ -16,7 +16,8 @@ use crate::keys::{LockKeys, RENEWED_SUFFIX, RUNS_SUFFIX};
 use crate::releases::RELEASE_CHANNEL;
 use crate::replica_acks::{Acknowledgement, ReplicaAcks};
 use crate::scripts::{
-    EXTEND, EXTEND_SHARED, RECORD_RUN, RELEASE, RELEASE_SHARED, TOKEN, evalsha, invoke,
+    EXTEND, EXTEND_SHARED, RECORD_RUN, RELEASE, RELEASE_RECORDING, RELEASE_SHARED,
+    RELEASE_SHARED_PLAIN, TOKEN, evalsha, invoke,
     invoke_acknowledged,
 };
 
@@ -62,15 +63,21 @@ impl RedisLease {
             None => (1, 3),
         };
         let data = 2 * self.keys.lock.len() + self.value.len() + 128;
+        // A release that records no run runs the script without the
+        // history's functions (less work for the server on every cycle).
+        let (exclusive, shared) = match &entry {
+            Some(_) => (&*RELEASE_RECORDING, &*RELEASE_SHARED),
+            None => (&*RELEASE, &*RELEASE_SHARED_PLAIN),
+        };
         let (script, mut release) = if self.shared {
             let holders = self.keys.holders();
-            let mut release = evalsha(&RELEASE_SHARED, keys + 1, args, data + holders.len());
+            let mut release = evalsha(shared, keys + 1, args, data + holders.len());
             release.arg(holders).arg(&self.keys.lock);
-            (&*RELEASE_SHARED, release)
+            (shared, release)
         } else {
-            let mut release = evalsha(&RELEASE, keys, args, data);
+            let mut release = evalsha(exclusive, keys, args, data);
             release.arg(&self.keys.lock);
-            (&*RELEASE, release)
+            (exclusive, release)
         };
         if entry.is_some() {
             release.arg(self.keys.auxiliary_arg(RUNS_SUFFIX));

@@ -40,5 +40,24 @@ mod value;
 
 pub use provider::{DEFAULT_CONNECTION_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, RedisLockProvider};
 
+/// What the lock-cycle bench sends through the raw client to measure the
+/// least shedlock's own commands cost (its "bound" path): not part of the
+/// API, and may change with any release.
+#[doc(hidden)]
+pub mod bench_support {
+    /// The release script a plain exclusive lease is released with.
+    pub fn release_script() -> &'static redis::Script {
+        &crate::scripts::RELEASE
+    }
+
+    /// A new acquisition's lock value for `locked_by`.
+    pub fn lock_value(locked_by: &str) -> String {
+        crate::value::new_lock_value(locked_by)
+    }
+
+    /// The channel a release publishes a freed lock on (when waited for).
+    pub const RELEASE_CHANNEL: &str = crate::releases::RELEASE_CHANNEL;
+}
+
 /// The `redis` crate this provider is built on, for `Client` and `AsyncConnectionConfig`.
 pub use redis;

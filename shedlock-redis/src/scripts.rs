@@ -36,8 +36,10 @@ scripts! {
     /// lease is this acquisition's.
     TOKEN = "fence.lua", "lease_value.lua", "token.lua";
     /// Compare-and-delete (or compare-and-shorten for `lock_at_least_for`),
-    /// recording the run after one.
-    RELEASE = "lease_value.lua", "history.lua", "release.lua";
+    /// recording nothing: the release of every plain cycle.
+    RELEASE = "lease_value.lua", "no_history.lua", "release.lua";
+    /// [`RELEASE`], recording the run after one in the lock's history.
+    RELEASE_RECORDING = "lease_value.lua", "history.lua", "release.lua";
     /// Records a run whose lease had ended.
     RECORD_RUN = "history.lua", "record_run.lua";
     /// Compare-and-expire.
@@ -45,6 +47,8 @@ scripts! {
     /// A shared holder's release, checked against its own value, recording
     /// the run after one.
     RELEASE_SHARED = "settle_shared.lua", "history.lua", "release_shared.lua";
+    /// [`RELEASE_SHARED`] recording nothing.
+    RELEASE_SHARED_PLAIN = "settle_shared.lua", "no_history.lua", "release_shared.lua";
     /// A shared holder's extension, checked against its own value.
     EXTEND_SHARED = "settle_shared.lua", "extend_shared.lua";
     /// A lock's state, read in one step.

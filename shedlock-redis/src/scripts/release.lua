@@ -9,7 +9,8 @@
 -- Returns 1 when released (or shortened), 0 when the lease had already ended.
 -- The value may carry a waiter's mark (acquire.lua): then, and only then, a
 -- freed lock is published. Runs after lease_value.lua (owned()) and
--- history.lua (record_run(), release_lost()).
+-- history.lua (record_run(), release_lost()), or, when no run is recorded
+-- (no KEYS[2]), no_history.lua (release_lost()).
 -- A copy sent again after the first one's reply was lost finds the run it
 -- recorded: it answers as the first did and records nothing more.
 local current = redis.call('GET', KEYS[1])

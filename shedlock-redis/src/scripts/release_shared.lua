@@ -8,7 +8,8 @@
 -- it is recorded, as lost when the lease had ended.
 -- Returns 1 when released (or shortened), 0 when the lease had already ended.
 -- Runs after settle_shared.lua (settle(), my_share()) and history.lua
--- (release_lost(), record_run()).
+-- (release_lost(), record_run()), or, when no run is recorded (no KEYS[3]),
+-- no_history.lua (release_lost()).
 
 -- A copy sent again after the first one's reply was lost finds the run it
 -- recorded: it answers as the first did and records nothing more.
