@@ -420,7 +420,7 @@ impl GrantedLease {
             Some(fencing_token),
             requested_at,
             SystemTime::now(),
-            lease,
+            Arc::new(lease),
         )
     }
 
@@ -432,7 +432,32 @@ impl GrantedLease {
         requested_at: Instant,
         lease: impl Lease,
     ) -> Self {
-        Self::locked_at(config, None, requested_at, SystemTime::now(), lease)
+        Self::locked_at(
+            config,
+            None,
+            requested_at,
+            SystemTime::now(),
+            Arc::new(lease),
+        )
+    }
+
+    /// [`new`](Self::new) (with `Some(fencing_token)`) or
+    /// [`with_token_on_request`](Self::with_token_on_request) (with `None`)
+    /// for a provider that holds its lease behind an `Arc` already: the
+    /// guard shares that one, with no second allocation.
+    pub fn with_shared_lease(
+        config: &LockConfiguration,
+        fencing_token: Option<u64>,
+        requested_at: Instant,
+        lease: Arc<dyn Lease>,
+    ) -> Self {
+        Self::locked_at(
+            config,
+            fencing_token,
+            requested_at,
+            SystemTime::now(),
+            lease,
+        )
     }
 
     /// [`new`](Self::new) or [`with_token_on_request`](Self::with_token_on_request)
@@ -442,9 +467,8 @@ impl GrantedLease {
         fencing_token: Option<u64>,
         requested_at: Instant,
         locked_at: SystemTime,
-        lease: impl Lease,
+        lease: Arc<dyn Lease>,
     ) -> GrantedLease {
-        let lease: Arc<dyn Lease> = Arc::new(lease);
         let fencing_token = match fencing_token {
             Some(token) => FencingToken::given(token),
             None => FencingToken::on_request(lease.clone()),

@@ -140,7 +140,7 @@ impl InMemoryLockProvider {
             acquisition: token,
             locked_by: self.locked_by.clone(),
         };
-        let granted = GrantedLease::locked_at(config, Some(token), now, locked_at, lease);
+        let granted = GrantedLease::locked_at(config, Some(token), now, locked_at, Arc::new(lease));
         Ok(Some(match config.tick_millis() {
             Some(_) => granted.after_tick(previous_tick),
             None => granted,

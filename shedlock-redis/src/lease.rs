@@ -17,8 +17,7 @@ use crate::releases::RELEASE_CHANNEL;
 use crate::replica_acks::{Acknowledgement, ReplicaAcks};
 use crate::scripts::{
     EXTEND, EXTEND_SHARED, RECORD_RUN, RELEASE, RELEASE_RECORDING, RELEASE_SHARED,
-    RELEASE_SHARED_PLAIN, TOKEN, evalsha, invoke,
-    invoke_acknowledged,
+    RELEASE_SHARED_PLAIN, TOKEN, evalsha, invoke, invoke_acknowledged,
 };
 
 /// One acquisition's lease: the lock's keys and the acquisition's unique value.

@@ -132,7 +132,7 @@ impl RedisLockProvider {
                     return self.settle(config, pending).await;
                 }
                 Ok(
-                    GrantedLease::with_token_on_request(config, requested_at, pending.disarm())
+                    GrantedLease::with_shared_lease(config, None, requested_at, pending.disarm())
                         .vouch()
                         .await,
                 )
@@ -182,7 +182,7 @@ impl RedisLockProvider {
                 // Kept and renewed: the renewal is what must be acknowledged now.
                 let pending = self.acknowledged(config, pending, acknowledgement).await?;
                 Ok(
-                    GrantedLease::with_token_on_request(config, requested_at, pending.disarm())
+                    GrantedLease::with_shared_lease(config, None, requested_at, pending.disarm())
                         .vouch()
                         .await,
                 )
@@ -289,8 +289,9 @@ impl RedisLockProvider {
         match reply {
             Ok(((token, previous_tick), acknowledgement)) if token > 0 => {
                 let pending = self.acknowledged(config, pending, acknowledgement).await?;
+                let token = Some(token.unsigned_abs());
                 let granted =
-                    GrantedLease::new(config, token.unsigned_abs(), requested_at, pending.disarm());
+                    GrantedLease::with_shared_lease(config, token, requested_at, pending.disarm());
                 let granted = match tick {
                     Some(_) => granted.after_tick(previous_tick),
                     None => granted,
