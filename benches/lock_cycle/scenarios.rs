@@ -275,8 +275,12 @@ async fn joined_rate(bench: &Bench, path: Path, run_for: Duration) -> BenchResul
 /// The client-cost issue's shape: `TASKS` loops joined in one task for 3 s,
 /// `try_lock` + `unlock` alternating with the floor, three runs each.
 pub(crate) async fn joined(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()> {
-    const RUNS: usize = 3;
     const RUN_FOR: Duration = Duration::from_secs(3);
+    // `JOINED_RUNS=N`: more runs for a steadier median on a noisy machine.
+    let runs: usize = std::env::var("JOINED_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
     // `JOINED_ONLY=floor|bound|try_lock`: one side alone for 10 s, to profile it.
     if let Ok(side) = std::env::var("JOINED_ONLY") {
         let path = match side.as_str() {
@@ -298,7 +302,7 @@ pub(crate) async fn joined(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()
         joined_rate(bench, path, Duration::from_millis(500)).await?; // warm-up
     }
     let mut rates: Vec<Vec<f64>> = vec![Vec::new(); paths.len()];
-    for _ in 0..RUNS {
+    for _ in 0..runs {
         for (i, path) in paths.iter().enumerate() {
             rates[i].push(joined_rate(bench, *path, RUN_FOR).await?);
         }

@@ -174,9 +174,11 @@ impl RedisConnection {
     /// One attempt at `cmd`, on the current connection.
     async fn send_once(&self, cmd: &Cmd) -> RedisResult<Value> {
         match self {
+            // The connection's own method: its trait method boxes the same
+            // future once more, on every command.
             RedisConnection::Single(single) => {
                 single
-                    .send(|mut c| async move { c.req_packed_command(cmd).await })
+                    .send(|mut c| async move { c.send_packed_command(cmd).await })
                     .await
             }
             RedisConnection::Cluster(cluster) => {
@@ -195,13 +197,9 @@ impl RedisConnection {
         count: usize,
     ) -> RedisResult<Vec<Value>> {
         match self {
-            RedisConnection::Single(single) => {
-                single
-                    .send(
-                        |mut c| async move { c.req_packed_commands(pipeline, offset, count).await },
-                    )
-                    .await
-            }
+            RedisConnection::Single(single) => single
+                .send(|mut c| async move { c.send_packed_commands(pipeline, offset, count).await })
+                .await,
             RedisConnection::Cluster(cluster) => {
                 cluster
                     .send(
