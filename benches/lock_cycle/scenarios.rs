@@ -102,8 +102,8 @@ pub(crate) async fn serial(bench: &Bench, cycles: usize, rows: &mut Vec<Row>) ->
             ours: format!("{:.1} µs", us(p50)),
             floor: format!("{:.1} µs", us(floor.0)),
             ratio: Some(ratio),
-            target: "<= 1.05x",
-            met: Some(ratio <= 1.05),
+            target: "<= 1.03x",
+            met: Some(ratio <= 1.03),
         });
         rows.push(Row {
             figure: format!("serial p99: {}", path.label()),

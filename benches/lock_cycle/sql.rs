@@ -96,14 +96,19 @@ pub(crate) async fn sql_cycles(cycles: usize, rows: &mut Vec<Row>) -> BenchResul
 
 async fn postgres(table: &str) -> BenchResult<SqlBench> {
     let provider = PostgresLockProvider::connect(&postgres_url()).await?;
-    let provider = prepared(provider.with_table_name(table)?).await?;
+    postgres_on(prepared(provider.with_table_name(table)?).await?, FLOOR).await
+}
+
+/// The PostgreSQL bench of `provider`, its floor's statements captured
+/// from cycles of `floor_name`.
+async fn postgres_on(provider: PostgresLockProvider, floor_name: &str) -> BenchResult<SqlBench> {
     let pool = provider.pool().clone();
-    let floors = SqlFloor::plain_and_bounded(&provider, &pool, FLOOR, &POSTGRES).await?;
+    let floors = SqlFloor::plain_and_bounded(&provider, &pool, floor_name, &POSTGRES).await?;
     // What announcing the release costs: the release as a plain UPDATE.
     let without_notify = SqlFloor::of(
         &provider,
         &pool,
-        FLOOR,
+        floor_name,
         &POSTGRES,
         Some(release_without_notify),
     )
@@ -405,10 +410,14 @@ pub(crate) async fn sql_scale(rows: &mut Vec<Row>) -> BenchResult<()> {
     scale(&bench, &[1, 16, SQL_TASKS], &[1, 4], rows).await
 }
 
-/// A scale run's other process, on the table the first one made.
+/// A scale run's other process, on the table the first one made (and
+/// prepared); its floor's statements captured on a name of its own, so the
+/// processes starting together do not contend for one.
 pub(crate) async fn scale_child(spec: &str) -> BenchResult<()> {
     let table = std::env::var(SCALE_TABLE_ENV)?;
-    let bench = Arc::new(postgres(&table).await?);
+    let provider = PostgresLockProvider::connect(&postgres_url()).await?;
+    let floor_name = format!("{FLOOR}-{}", std::process::id());
+    let bench = Arc::new(postgres_on(provider.with_table_name(&table)?, &floor_name).await?);
     child(spec, &bench).await
 }
 
