@@ -504,30 +504,38 @@ impl GrantedLease {
     /// it (or a renewal did). `None`: the lease was given back (a `warn`
     /// event says so), and the acquisition counts as not taken.
     pub async fn vouch(self) -> Option<LockGuard> {
-        let mut guard = self.0;
-        let lease = guard.lease_length;
-        if vouches_for(guard.lease_until, lease) {
+        let guard = self.0;
+        if vouches_for(guard.lease_until, guard.lease_length) {
             return Some(guard);
         }
-        tracing::warn!(
-            lock = %guard.name(), ?lease,
-            "lock acquisition answered too late to vouch for its lease; renewing it before use"
-        );
-        match guard.extend_lease(lease, None).await {
-            Ok(true) => return Some(guard),
-            Ok(false) => {} // ended, or late again: given back already
-            Err(err) => {
-                tracing::warn!(lock = %guard.name(), error = %err, "renewing a late lease failed");
-            }
-        }
-        tracing::warn!(
-            lock = %guard.name(),
-            "lock acquisition answered too late to vouch for its lease; given back, not acquired"
-        );
-        guard.keep_until = None;
-        drop(guard); // a lease still held is given back in the background
-        None
+        // Boxed: the late answer is rare, and every acquisition's future
+        // would otherwise carry the renewal's state.
+        Box::pin(renew_late(guard)).await
     }
+}
+
+/// A lease whose answer came too late to vouch for it: renewed once, or
+/// given back (`None`).
+async fn renew_late(mut guard: LockGuard) -> Option<LockGuard> {
+    let lease = guard.lease_length;
+    tracing::warn!(
+        lock = %guard.name(), ?lease,
+        "lock acquisition answered too late to vouch for its lease; renewing it before use"
+    );
+    match guard.extend_lease(lease, None).await {
+        Ok(true) => return Some(guard),
+        Ok(false) => {} // ended, or late again: given back already
+        Err(err) => {
+            tracing::warn!(lock = %guard.name(), error = %err, "renewing a late lease failed");
+        }
+    }
+    tracing::warn!(
+        lock = %guard.name(),
+        "lock acquisition answered too late to vouch for its lease; given back, not acquired"
+    );
+    guard.keep_until = None;
+    drop(guard); // a lease still held is given back in the background
+    None
 }
 
 impl fmt::Debug for GrantedLease {

@@ -17,7 +17,7 @@ use crate::keys::{
     FENCE_SUFFIX, HOLDERS_SUFFIX, LockKeys, SETTINGS_SUFFIX, TICK_SUFFIX, WAITERS_SUFFIX,
 };
 use crate::lease::{PendingLease, RedisLease, millis};
-use crate::replica_acks::Acknowledgement;
+use crate::replica_acks::{Acknowledgement, Shortfall};
 use crate::scripts::{ACQUIRE, CLAIM_TICK, SETTLE, evalsha, invoke_acknowledged};
 use crate::value::{WAITED_MARK, new_lock_value};
 
@@ -44,7 +44,9 @@ impl RedisLockProvider {
         {
             return self.acquire_exclusive(config, keys).await;
         }
-        self.acquire_scripted(config, waiter, keys).await
+        // Boxed, as every path off the plain one: the plain acquisition's
+        // future stays small (it is moved into its box on every call).
+        Box::pin(self.acquire_scripted(config, waiter, keys)).await
     }
 
     fn new_lease(&self, keys: LockKeys, shared: bool) -> RedisLease {
@@ -116,9 +118,9 @@ impl RedisLockProvider {
         let values = match reply {
             Ok(values) => values,
             Err(err) => {
-                return Err(self
-                    .failed_acquisition(config, pending, requested_at, err)
-                    .await);
+                return Err(
+                    Box::pin(self.failed_acquisition(config, pending, requested_at, err)).await,
+                );
             }
         };
         match ExclusiveReply::read(&values, &pending.lease().value) {
@@ -129,7 +131,7 @@ impl RedisLockProvider {
                 };
                 let pending = self.acknowledged(config, pending, acknowledgement).await?;
                 if !may_stand {
-                    return self.settle(config, pending).await;
+                    return Box::pin(self.settle(config, pending)).await;
                 }
                 Ok(
                     GrantedLease::with_shared_lease(config, None, requested_at, pending.disarm())
@@ -148,7 +150,7 @@ impl RedisLockProvider {
                     server = %self.server,
                     "Redis does not take SET NX GET (before 7.0); exclusive locks are taken by script"
                 );
-                self.acquire_scripted(config, None, keys).await
+                Box::pin(self.acquire_scripted(config, None, keys)).await
             }
             ExclusiveReply::Failed(err) => {
                 pending.disarm(); // the SET failed: nothing was set
@@ -337,9 +339,21 @@ impl RedisLockProvider {
         pending: PendingLease,
         acknowledgement: Acknowledgement,
     ) -> Result<PendingLease, LockError> {
-        let Acknowledgement::Short(short) = acknowledgement else {
-            return Ok(pending);
-        };
+        match acknowledgement {
+            Acknowledgement::Enough => Ok(pending),
+            Acknowledgement::Short(short) => {
+                Err(Box::pin(self.not_acknowledged(config, pending, short)).await)
+            }
+        }
+    }
+
+    /// Gives back a lease too few replicas acknowledged: the acquisition's error.
+    async fn not_acknowledged(
+        &self,
+        config: &LockConfiguration,
+        pending: PendingLease,
+        short: Shortfall,
+    ) -> LockError {
         let consequence = match pending.lease().release(Duration::ZERO).await {
             Ok(_) => {
                 pending.disarm(); // given back, or already ended
@@ -356,7 +370,7 @@ impl RedisLockProvider {
             consequence,
         );
         tracing::warn!(lock = %config.name(), error = %err, "lock acquisition not acknowledged by enough replicas");
-        Err(err)
+        err
     }
 
     /// The error of an acquisition the server answered with a failure.
