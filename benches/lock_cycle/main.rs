@@ -1,6 +1,6 @@
 //! The cost of a lock cycle (acquire + release) next to its floor: the raw
 //! `redis` crate with its default settings
-//! (`Client::get_multiplexed_async_connection()`, no response timeout)
+//! (`Client::get_multiplexed_async_connection()`: redis 1.8's defaults)
 //! sending only `SET key value NX PX 30000` and one compare-and-delete
 //! script, in the same process; the project is `RedisLockProvider::connect(url)`.
 //!
