@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use redis::aio::MultiplexedConnection;
-use redis::{Script, Value};
+use redis::{Script, ToRedisArgs, Value};
 use shedlock::redis::bench_support;
 
 use crate::{BenchResult, LEASE};
@@ -63,9 +63,13 @@ impl Floor {
 
     /// `SET key value NX PX` (with `GET` when `get`) and `EXISTS` of a
     /// settings and a holders hash in one round trip, as shedlock's plain
-    /// acquisition sends them; the value when the lock was taken.
-    pub(crate) async fn acquire_checked(&self, key: &str, get: bool) -> BenchResult<u64> {
-        let value = FLOOR_VALUE.fetch_add(1, Ordering::Relaxed);
+    /// acquisition sends them; fails unless the lock was taken.
+    pub(crate) async fn acquire_checked(
+        &self,
+        key: &str,
+        value: impl ToRedisArgs,
+        get: bool,
+    ) -> BenchResult<()> {
         let mut set = redis::cmd("SET");
         set.arg(key)
             .arg(value)
@@ -91,7 +95,7 @@ impl Floor {
         if !taken || either != 0 {
             return Err(format!("checked acquisition of {key} failed").into());
         }
-        Ok(value)
+        Ok(())
     }
 
     /// The acquisition as one short script (the same commands inside), then
@@ -117,36 +121,21 @@ impl Floor {
     /// safe, in the acquisition's round trip, then the floor's release: what
     /// that read costs by itself.
     pub(crate) async fn checked_cycle(&self, key: &str) -> BenchResult<()> {
-        let value = self.acquire_checked(key, false).await?;
+        let value = FLOOR_VALUE.fetch_add(1, Ordering::Relaxed);
+        self.acquire_checked(key, value, false).await?;
         self.release(key, value).await
     }
 
     /// The bound: the raw client sending exactly what shedlock sends for a
-    /// plain cycle (`name` is the lock's name): the pipeline of `SET lock
-    /// value NX PX .. GET` and `EXISTS settings holders` with shedlock's key
-    /// names and lock value, then shedlock's release script with its
-    /// arguments. The provider cannot cost the server less than this.
-    pub(crate) async fn bound_cycle(&self, name: &str) -> BenchResult<()> {
-        let lock = format!("job-lock:default:{name}");
+    /// plain cycle of the lock key `lock` (the provider's `lock_key`): the
+    /// pipeline of `SET lock value NX PX .. GET` and `EXISTS settings
+    /// holders` with shedlock's lock value, then shedlock's release script
+    /// with its arguments. The provider cannot cost the server less than this.
+    pub(crate) async fn bound_cycle(&self, lock: &str) -> BenchResult<()> {
         let value = bench_support::lock_value(&self.locked_by);
-        let (previous, either): (Value, i64) = redis::pipe()
-            .cmd("SET")
-            .arg(&lock)
-            .arg(&value)
-            .arg("NX")
-            .arg("PX")
-            .arg(LEASE.as_millis() as u64)
-            .arg("GET")
-            .cmd("EXISTS")
-            .arg(format!("{{{lock}}}:settings"))
-            .arg(format!("{{{lock}}}:holders"))
-            .query_async(&mut self.connection.clone())
-            .await?;
-        if previous != Value::Nil || either != 0 {
-            return Err(format!("bound acquisition of {lock} failed").into());
-        }
+        self.acquire_checked(lock, &value, true).await?;
         let released: i64 = bench_support::release_script()
-            .key(&lock)
+            .key(lock)
             .arg(&value)
             .arg(0)
             .arg(bench_support::RELEASE_CHANNEL)

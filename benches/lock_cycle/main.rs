@@ -102,6 +102,14 @@ async fn run() -> BenchResult<()> {
         .ok()
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000);
+    // Another process of a scale run: that run alone (a PostgreSQL one
+    // needs no Redis).
+    let child = std::env::var(scale::CHILD_ENV).ok();
+    if let Some(spec) = &child
+        && !spec.starts_with(<Bench as scale::Scaled>::STORE)
+    {
+        return sql::scale_child(spec).await;
+    }
     let server = RedisServer::start();
     // The floor is the plain client as a user gets it: default settings.
     let client = Client::open(server.url())?;
@@ -116,9 +124,6 @@ async fn run() -> BenchResult<()> {
         )),
         locked_by: provider.locked_by().into(),
     };
-    let mut admin = client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?;
     let bench = Bench {
         executor: LockingTaskExecutor::new(provider.clone()),
         executor_with_history: LockingTaskExecutor::new(provider.clone().with_run_history(true)),
@@ -126,13 +131,12 @@ async fn run() -> BenchResult<()> {
         floor,
         url: server.url().to_owned(),
     };
-    // Another process of a scale run: that run alone.
-    if let Ok(spec) = std::env::var(scale::CHILD_ENV) {
-        return match spec.split_whitespace().next() {
-            Some(<Bench as scale::Scaled>::STORE) => scale::child(&spec, &bench).await,
-            _ => sql::scale_child(&spec).await,
-        };
+    if let Some(spec) = &child {
+        return scale::child(spec, &bench).await;
     }
+    let mut admin = client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?;
     let mut rows = Vec::new();
 
     // `ONLY=serial,concurrent` runs some scenarios (for profiling); all by default.

@@ -97,10 +97,10 @@ impl Cycles for Bench {
             Path::Floor => self.floor.cycle(floor_key).await,
             Path::FloorWithChecks => self.floor.checked_cycle(floor_key).await,
             Path::FloorOneScript => self.floor.one_script_cycle(floor_key).await,
+            // A key of its own: the floor's key under shedlock's prefix.
             Path::Bound => {
-                self.floor
-                    .bound_cycle(&format!("bound-{}", config.name()))
-                    .await
+                let lock = self.provider.lock_key(floor_key);
+                self.floor.bound_cycle(&lock).await
             }
             Path::TryLock => match self.provider.try_lock(config).await? {
                 Some(guard) => Ok(guard.unlock().await?),

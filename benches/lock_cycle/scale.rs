@@ -102,6 +102,9 @@ async fn run<B: Scaled>(
     start: SystemTime,
     run_for: Duration,
 ) -> BenchResult<Measured> {
+    let path = bench
+        .path(side)
+        .ok_or_else(|| format!("{}: no {} path", B::STORE, side.name()))?;
     let wait = start.duration_since(SystemTime::now()).unwrap_or_default();
     tokio::time::sleep(wait).await;
     let began = Instant::now();
@@ -109,9 +112,6 @@ async fn run<B: Scaled>(
     let mut running = tokio::task::JoinSet::new();
     for task in 0..tasks {
         let bench = bench.clone();
-        let path = bench
-            .path(side)
-            .ok_or_else(|| format!("{}: no {} path", B::STORE, side.name()))?;
         running.spawn(async move {
             let (name, floor_key) = B::names(process * NAMES_PER_PROCESS + task);
             let config = LockConfiguration::new(name, LEASE, Duration::ZERO)?;

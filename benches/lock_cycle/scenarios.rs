@@ -193,7 +193,7 @@ pub(crate) async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResul
         "{TASKS} tasks on distinct names, one connection ({} cycles per round, median of {ROUNDS} rounds)",
         TASKS * PER_TASK
     );
-    rate_rows(&format!("{TASKS} tasks"), &paths, &mut rates, rows);
+    rate_rows(&format!("{TASKS} tasks"), &paths, &rates, rows);
     Ok(())
 }
 
@@ -203,7 +203,7 @@ pub(crate) async fn concurrent(bench: &Bench, rows: &mut Vec<Row>) -> BenchResul
 /// run's ratio compares runs made seconds apart, and the median of those
 /// resists drift). The floor's breakdowns and the bound are shown, not
 /// held to the target.
-fn rate_rows(figure: &str, paths: &[Path], rates: &mut [Vec<f64>], rows: &mut Vec<Row>) {
+fn rate_rows(figure: &str, paths: &[Path], rates: &[Vec<f64>], rows: &mut Vec<Row>) {
     let shown = |values: &[f64], show: fn(f64) -> String| {
         values
             .iter()
@@ -211,8 +211,7 @@ fn rate_rows(figure: &str, paths: &[Path], rates: &mut [Vec<f64>], rows: &mut Ve
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let floor_runs = rates[0].clone();
-    let floor = median(&mut floor_runs.clone());
+    let floor = median(&mut rates[0].clone());
     for (i, path) in paths.iter().enumerate() {
         let runs = shown(&rates[i], |rate| format!("{:.0}k", rate / 1e3));
         let rate = median(&mut rates[i].clone());
@@ -220,11 +219,7 @@ fn rate_rows(figure: &str, paths: &[Path], rates: &mut [Vec<f64>], rows: &mut Ve
             println!("  {:<46} {rate:>8.0} cycles/s   runs: {runs}", path.label());
             continue;
         }
-        let mut ratios: Vec<f64> = rates[i]
-            .iter()
-            .zip(&floor_runs)
-            .map(|(r, f)| r / f)
-            .collect();
+        let mut ratios: Vec<f64> = rates[i].iter().zip(&rates[0]).map(|(r, f)| r / f).collect();
         println!(
             "  {:<46} {rate:>8.0} cycles/s   runs: {runs}   ÷ floor: {}",
             path.label(),
@@ -308,7 +303,7 @@ pub(crate) async fn joined(bench: &Bench, rows: &mut Vec<Row>) -> BenchResult<()
         }
     }
     println!("{TASKS} loops joined in one task, {RUN_FOR:?} a run, alternating with the floor");
-    rate_rows(&format!("{TASKS} joined"), &paths, &mut rates, rows);
+    rate_rows(&format!("{TASKS} joined"), &paths, &rates, rows);
     Ok(())
 }
 

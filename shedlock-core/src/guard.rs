@@ -492,11 +492,12 @@ impl GrantedLease {
         })
     }
 
-    /// For providers, when the acquisition claimed a tick
-    /// ([`LockConfiguration::for_tick`]): the tick claimed before it, in
+    /// For providers: the tick claimed before this acquisition's, in
     /// milliseconds since 1970, as the store kept it (`None`: none was).
+    /// Kept only when the acquisition claimed a tick
+    /// ([`LockConfiguration::for_tick`]).
     pub fn after_tick(mut self, previous_tick_millis: Option<i64>) -> Self {
-        self.0.previous_tick = previous_tick_millis;
+        self.0.previous_tick = previous_tick_millis.filter(|_| self.0.tick.is_some());
         self
     }
 

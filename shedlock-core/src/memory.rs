@@ -141,10 +141,7 @@ impl InMemoryLockProvider {
             locked_by: self.locked_by.clone(),
         };
         let granted = GrantedLease::locked_at(config, Some(token), now, locked_at, Arc::new(lease));
-        Ok(Some(match config.tick_millis() {
-            Some(_) => granted.after_tick(previous_tick),
-            None => granted,
-        }))
+        Ok(Some(granted.after_tick(previous_tick)))
     }
 
     /// Applies `change` to the entry of `name`, then wakes its waiters.

@@ -255,9 +255,10 @@ pub async fn execute<F: Future>(
         // one takes the last one if no replica claimed it (a catch-up).
         (None, Some((nearest, every, now))) if options.misfire_run_once => {
             let last = crate::ticks::last_tick(every, now);
-            match last < nearest {
-                true => Taking::CatchingUp(config.clone().for_tick(last)),
-                false => Taking::Lease,
+            if last < nearest {
+                Taking::CatchingUp(config.clone().for_tick(last))
+            } else {
+                Taking::Lease
             }
         }
         (None, _) => Taking::Lease,

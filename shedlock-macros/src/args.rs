@@ -155,6 +155,11 @@ impl SchedulerLockArgs {
 }
 
 impl SchedulerLockArgs {
+    /// Whether the lock is taken shared: a shared mode, or permits.
+    fn is_shared(&self) -> bool {
+        self.mode.as_ref().is_some_and(|mode| mode.shared) || self.permits.is_some()
+    }
+
     /// Checks between `mode`, `permits` and `capacity`.
     fn check_kind(&self, errors: &mut Vec<Error>) {
         if let (Some(mode), Some(permits)) = (&self.mode, &self.permits)
@@ -175,7 +180,7 @@ impl SchedulerLockArgs {
             ));
         }
         if let Some(every) = &self.every
-            && (self.mode.as_ref().is_some_and(|mode| mode.shared) || self.permits.is_some())
+            && self.is_shared()
         {
             errors.push(Error::new(
                 every.literal.span(),
@@ -216,7 +221,7 @@ impl SchedulerLockArgs {
                 "a scoped job's lease is its scope's, which its owner keeps alive in the background",
             );
         }
-        if self.mode.as_ref().is_some_and(|mode| mode.shared) || self.permits.is_some() {
+        if self.is_shared() {
             clash(
                 "mode = \"shared\"",
                 "a scoped job runs on the scope's owner alone, so it cannot share with other replicas",

@@ -17,7 +17,7 @@ use crate::releases::RELEASE_CHANNEL;
 use crate::replica_acks::{Acknowledgement, ReplicaAcks};
 use crate::scripts::{
     EXTEND, EXTEND_SHARED, RECORD_RUN, RELEASE, RELEASE_RECORDING, RELEASE_SHARED,
-    RELEASE_SHARED_PLAIN, TOKEN, evalsha, invoke, invoke_acknowledged,
+    RELEASE_SHARED_RECORDING, TOKEN, evalsha, invoke, invoke_acknowledged,
 };
 
 /// One acquisition's lease: the lock's keys and the acquisition's unique value.
@@ -54,20 +54,16 @@ impl RedisLease {
             millis(keep_for)
         };
         let entry = run.zip(self.history.as_deref()).map(|(run, locked_by)| {
-            let (head, tail) = run_entry(run, locked_by);
+            let (head, tail) = run_entry(run, SystemTime::now(), locked_by);
             (head, run.outcome.as_str(), tail)
         });
-        let (keys, args) = match &entry {
-            Some(_) => (2, 6),
-            None => (1, 3),
-        };
-        let data = 2 * self.keys.lock.len() + self.value.len() + 128;
         // A release that records no run runs the script without the
         // history's functions (less work for the server on every cycle).
-        let (exclusive, shared) = match &entry {
-            Some(_) => (&*RELEASE_RECORDING, &*RELEASE_SHARED),
-            None => (&*RELEASE, &*RELEASE_SHARED_PLAIN),
+        let (keys, args, exclusive, shared) = match &entry {
+            Some(_) => (2, 6, &*RELEASE_RECORDING, &*RELEASE_SHARED_RECORDING),
+            None => (1, 3, &*RELEASE, &*RELEASE_SHARED),
         };
+        let data = 2 * self.keys.lock.len() + self.value.len() + 128;
         let (script, mut release) = if self.shared {
             let holders = self.keys.holders();
             let mut release = evalsha(shared, keys + 1, args, data + holders.len());
@@ -100,14 +96,9 @@ impl RedisLease {
 }
 
 /// A run's history entry in two parts around its outcome (`history.lua`):
-/// `"<finished ms> <duration ms>"` by this process's wall clock, and
-/// `"<token, 0 none> <locked_by>"`.
-fn run_entry(run: &FinishedRun, locked_by: &str) -> (String, String) {
-    run_entry_at(run, SystemTime::now(), locked_by)
-}
-
-/// [`run_entry`] of a run that finished at `finished_at`.
-fn run_entry_at(run: &FinishedRun, finished_at: SystemTime, locked_by: &str) -> (String, String) {
+/// `"<finished ms> <duration ms>"` of a run that finished at `finished_at`
+/// by this process's wall clock, and `"<token, 0 none> <locked_by>"`.
+fn run_entry(run: &FinishedRun, finished_at: SystemTime, locked_by: &str) -> (String, String) {
     let finished = finished_at
         .duration_since(UNIX_EPOCH)
         .map_or(0, |now| now.as_millis());
@@ -128,7 +119,7 @@ impl RedisLease {
         let Some(locked_by) = &self.history else {
             return Ok(());
         };
-        let (head, tail) = run_entry_at(&run, finished_at, locked_by);
+        let (head, tail) = run_entry(&run, finished_at, locked_by);
         let runs = self.keys.auxiliary_arg(RUNS_SUFFIX);
         let outcome = run.outcome.as_str();
         let data = self.keys.lock.len() + head.len() + tail.len() + outcome.len() + 32;

@@ -46,9 +46,9 @@ scripts! {
     EXTEND = "lease_value.lua", "extend.lua";
     /// A shared holder's release, checked against its own value, recording
     /// the run after one.
-    RELEASE_SHARED = "settle_shared.lua", "history.lua", "release_shared.lua";
-    /// [`RELEASE_SHARED`] recording nothing.
-    RELEASE_SHARED_PLAIN = "settle_shared.lua", "no_history.lua", "release_shared.lua";
+    RELEASE_SHARED_RECORDING = "settle_shared.lua", "history.lua", "release_shared.lua";
+    /// [`RELEASE_SHARED_RECORDING`] recording nothing.
+    RELEASE_SHARED = "settle_shared.lua", "no_history.lua", "release_shared.lua";
     /// A shared holder's extension, checked against its own value.
     EXTEND_SHARED = "settle_shared.lua", "extend_shared.lua";
     /// A lock's state, read in one step.

@@ -82,9 +82,10 @@ pub trait Dialect: Sized + Send + Sync + 'static {
         ReleaseRun::Transaction
     }
 
-    /// Locks the name's row until the transaction ends.
-    fn lock_row(table: &TableName) -> String {
-        format!("SELECT 1 FROM {table} WHERE name = :name FOR UPDATE")
+    /// Locks the name's row until the transaction ends, answering its
+    /// `column` (an expression: `1` to read nothing of it).
+    fn lock_row(table: &TableName, column: &str) -> String {
+        format!("SELECT {column} FROM {table} WHERE name = :name FOR UPDATE")
     }
 
     /// Announces a release of `:name` to other processes, where the database can.

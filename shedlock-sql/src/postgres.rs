@@ -103,7 +103,7 @@ impl Dialect for Postgres {
              SELECT pg_notify('{channel}', name) FROM released",
             release = release_update::<Self>(tables),
             runs = tables.runs,
-            values = run_values::<Self>(),
+            values = run_values::<Self>(Self::KIND.now()),
             trim = trim_runs(&tables.runs, RUN_HISTORY_LEN - 1),
             channel = channel_of(&tables.table),
         )))

@@ -135,8 +135,8 @@ impl Dialect for Sqlite {
     const KIND: SqlKind = SqlKind::Sqlite;
 
     /// A write: the transaction takes the file's write lock here.
-    fn lock_row(table: &TableName) -> String {
-        format!("UPDATE {table} SET name = name WHERE name = :name RETURNING 1")
+    fn lock_row(table: &TableName, column: &str) -> String {
+        format!("UPDATE {table} SET name = name WHERE name = :name RETURNING {column}")
     }
 
     fn columns() -> Statement<TableParam> {

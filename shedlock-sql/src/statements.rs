@@ -153,14 +153,25 @@ pub(crate) fn release_update<D: Dialect>(tables: &Tables) -> String {
     )
 }
 
-/// The values of a run that finished now, by the database's clock, and took
-/// `:run_millis`: name, start, finish, duration.
-pub(crate) fn run_values<D: Dialect>() -> String {
+/// The values of a run that finished at `finished` (an SQL time: the
+/// database's clock now, or a given instant) and took `:run_millis`: name,
+/// start, finish, duration.
+pub(crate) fn run_values<D: Dialect>(finished: &str) -> String {
     format!(
-        ":name, {started}, {now}, {millis}",
-        started = D::KIND.minus_millis(D::KIND.now(), ":run_millis"),
-        now = D::KIND.now(),
+        ":name, {started}, {finished}, {millis}",
+        started = D::KIND.minus_millis(finished, ":run_millis"),
         millis = D::KIND.typed_param(":run_millis", "bigint"),
+    )
+}
+
+/// The insert of a run finished at `finished` (see [`run_values`]).
+fn record_run_at<D: Dialect>(runs: &TableName, finished: &str) -> String {
+    format!(
+        "INSERT INTO {runs} \
+         (name, started_at, finished_at, duration_ms, outcome, locked_by, fencing_token) \
+         VALUES ({values}, :outcome, :holder, {token})",
+        values = run_values::<D>(finished),
+        token = D::KIND.typed_param(":run_token", "bigint"),
     )
 }
 
@@ -281,24 +292,10 @@ fn runs<D: Dialect>(tables: &Tables) -> RunStatements {
     RunStatements {
         release: D::release_with_run(tables),
         record: [
-            compile::<D>(&format!(
-                "INSERT INTO {runs} \
-                 (name, started_at, finished_at, duration_ms, outcome, locked_by, fencing_token) \
-                 VALUES ({values}, :outcome, :holder, {token})",
-                values = run_values::<D>(),
-                token = D::KIND.typed_param(":run_token", "bigint"),
-            )),
+            compile::<D>(&record_run_at::<D>(runs, D::KIND.now())),
             compile::<D>(&trim_runs(runs, RUN_HISTORY_LEN)),
         ],
-        record_missed: compile::<D>(&format!(
-            "INSERT INTO {runs} \
-             (name, started_at, finished_at, duration_ms, outcome, locked_by, fencing_token) \
-             VALUES (:name, {started}, {finished}, {millis}, :outcome, :holder, {token})",
-            started = D::KIND.minus_millis(&D::KIND.time_of_millis(":tick"), ":run_millis"),
-            finished = D::KIND.time_of_millis(":tick"),
-            millis = D::KIND.typed_param(":run_millis", "bigint"),
-            token = D::KIND.typed_param(":run_token", "bigint"),
-        )),
+        record_missed: compile::<D>(&record_run_at::<D>(runs, &D::KIND.time_of_millis(":tick"))),
         history: compile::<D>(&format!(
             "SELECT {columns} FROM {runs} WHERE name = :name ORDER BY id DESC LIMIT {RUN_HISTORY_LEN}",
             columns = run_columns::<D>(""),
@@ -374,7 +371,7 @@ fn kinds<D: Dialect>(tables: &Tables) -> KindStatements {
             token_column = tables.token_column(),
             token_insert = tables.token_insert::<D>(),
         )),
-        lock_row: compile::<D>(&D::lock_row(table)),
+        lock_row: compile::<D>(&D::lock_row(table, "1")),
         state: compile::<D>(&format!(
             "SELECT (SELECT COUNT(*) FROM {table} WHERE name = :name AND lock_until > {now} \
              AND locked_by <> '{SHARED_MARKER}'), \

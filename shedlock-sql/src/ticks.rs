@@ -11,9 +11,10 @@ use crate::template::compile;
 pub(crate) struct TickStatements {
     /// Makes the name's row (no tick claimed yet) if it is missing.
     pub(crate) ensure_row: Statement<LeaseParam>,
-    /// Locks the name's row until the transaction ends.
+    /// Locks the name's row until the transaction ends, answering the last
+    /// tick claimed (negative: none yet).
     pub(crate) lock_row: Statement<LeaseParam>,
-    /// The last tick claimed (negative: none yet), read after the lock.
+    /// The last tick claimed (negative: none yet), for operators.
     pub(crate) last: Statement<LeaseParam>,
     /// Records the claim of `:tick` by `:locked_by`, keeping the tick before.
     pub(crate) claim: Statement<LeaseParam>,
@@ -45,7 +46,7 @@ pub(crate) fn statements<D: Dialect>(tables: &Tables) -> TickStatements {
             "{insert_ignore} (name, last_tick, previous_tick, claimed_at, claimed_by) \
              VALUES (:name, -1, NULL, {now}, ''){ignore_tail}"
         )),
-        lock_row: compile::<D>(&D::lock_row(ticks)),
+        lock_row: compile::<D>(&D::lock_row(ticks, "last_tick")),
         last: compile::<D>(&format!("SELECT last_tick FROM {ticks} WHERE name = :name")),
         // MySQL assigns left to right: `previous_tick` reads the old tick.
         claim: compile::<D>(&format!(

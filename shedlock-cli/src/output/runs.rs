@@ -22,8 +22,8 @@ pub(crate) fn print_history(format: Format, name: &str, runs: &[RunRecord]) {
             ]];
             for run in runs {
                 rows.push([
-                    humantime::format_rfc3339_millis(run.started_at).to_string(),
-                    humantime::format_rfc3339_millis(run.finished_at).to_string(),
+                    millis_text(run.started_at),
+                    millis_text(run.finished_at),
                     age(run.duration),
                     outcome_cell(run),
                     clean(&run.locked_by).if_empty("-"),
@@ -59,8 +59,8 @@ pub(super) fn run_cell(run: &RunRecord) -> String {
 
 pub(super) fn run_json(run: &RunRecord) -> Value {
     json!({
-        "started_at": humantime::format_rfc3339_millis(run.started_at).to_string(),
-        "finished_at": humantime::format_rfc3339_millis(run.finished_at).to_string(),
+        "started_at": millis_text(run.started_at),
+        "finished_at": millis_text(run.finished_at),
         "duration_ms": run.duration.as_millis(),
         "outcome": run.outcome.as_str(),
         "locked_by": run.locked_by,

@@ -265,21 +265,12 @@ impl RedisLockProvider {
             acquire.arg(tick);
         }
         let pending = PendingLease::new(lease, config.lock_at_most_for());
+        // A tick's claim answers the tick claimed before too (-1: none).
         let (reply, requested_at) = match tick {
-            Some(_) => {
-                let (reply, requested_at) = self.timed::<(i64, i64)>(script, &acquire).await;
-                let reply = reply.map(|((answer, previous), acknowledgement)| {
-                    (
-                        (answer, (previous >= 0).then_some(previous)),
-                        acknowledgement,
-                    )
-                });
-                (reply, requested_at)
-            }
+            Some(_) => self.timed::<(i64, i64)>(script, &acquire).await,
             None => {
                 let (reply, requested_at) = self.timed::<i64>(script, &acquire).await;
-                let reply =
-                    reply.map(|(answer, acknowledgement)| ((answer, None), acknowledgement));
+                let reply = reply.map(|(answer, acknowledgement)| ((answer, -1), acknowledgement));
                 (reply, requested_at)
             }
         };
@@ -293,11 +284,8 @@ impl RedisLockProvider {
                 let pending = self.acknowledged(config, pending, acknowledgement).await?;
                 let token = Some(token.unsigned_abs());
                 let granted =
-                    GrantedLease::with_shared_lease(config, token, requested_at, pending.disarm());
-                let granted = match tick {
-                    Some(_) => granted.after_tick(previous_tick),
-                    None => granted,
-                };
+                    GrantedLease::with_shared_lease(config, token, requested_at, pending.disarm())
+                        .after_tick((previous_tick >= 0).then_some(previous_tick));
                 Ok(granted.vouch().await)
             }
             Ok(((held, _), _)) => {

@@ -96,11 +96,8 @@ impl<D: Dialect> SqlLocks<D> {
                     lease.dequeue(waiter.id().to_owned());
                 }
                 let previous_tick = lease.row.previous_tick.get().copied().flatten();
-                let granted = GrantedLease::new(config, token, requested_at, lease);
-                let granted = match config.tick_millis() {
-                    Some(_) => granted.after_tick(previous_tick),
-                    None => granted,
-                };
+                let granted =
+                    GrantedLease::new(config, token, requested_at, lease).after_tick(previous_tick);
                 Ok(granted.vouch().await)
             }
             Some(Ok(None)) => {

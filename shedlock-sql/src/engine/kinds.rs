@@ -308,11 +308,22 @@ pub(super) async fn lock_row<D: Dialect>(
     params: &LeaseParams<'_, D>,
     timeout: Duration,
 ) -> Result<bool, Failure> {
+    Ok(locked_row(transaction, statement, params, timeout)
+        .await?
+        .is_some())
+}
+
+/// [`lock_row`], answering the row locked (what `statement` selects of it).
+pub(super) async fn locked_row<D: Dialect>(
+    transaction: &mut <D::Db as Database>::Connection,
+    statement: &Statement<LeaseParam>,
+    params: &LeaseParams<'_, D>,
+    timeout: Duration,
+) -> Result<Option<<D::Db as Database>::Row>, Failure> {
     let values = params.of(statement);
-    let row = answer(
+    answer(
         timeout,
         D::Db::fetch_optional(transaction, &statement.sql, values),
     )
-    .await?;
-    Ok(row.is_some())
+    .await
 }

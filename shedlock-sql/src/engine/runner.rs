@@ -436,36 +436,39 @@ impl<D: Dialect> SqlEngine<D> {
         connection: &'c mut Checkout<D::Db>,
         timeout: Duration,
     ) -> Result<Transaction<'c, D::Db>, Failure> {
-        Self::begin_with(connection, D::kinds_begin(timeout), timeout).await
+        Self::begin_with(
+            connection,
+            D::kinds_begin(timeout),
+            D::KINDS_ISOLATION,
+            timeout,
+        )
+        .await
     }
 
     /// Begins a transaction on `connection` with `begin` (`None`: the
-    /// driver's `BEGIN`), at the dialect's isolation level if it sets one.
-    /// Cut off before the answer, the connection is closed (see [`Checkout`]).
+    /// driver's `BEGIN`), after setting `isolation` for it if given. Cut off
+    /// before the answer, the connection is closed (see [`Checkout`]).
     pub(super) async fn begin_with<'c>(
         connection: &'c mut Checkout<D::Db>,
         begin: Option<String>,
+        isolation: Option<&'static str>,
         timeout: Duration,
     ) -> Result<Transaction<'c, D::Db>, Failure> {
         let (connection, beginning) = connection.parts();
         *beginning = true;
-        let begun = match D::KINDS_ISOLATION {
-            Some(isolation) => answer(timeout, D::Db::execute_unprepared(connection, isolation))
-                .await
-                .map(drop),
-            None => Ok(()),
-        };
-        let begun = match (begun, begin) {
-            (Err(failure), _) => Err(failure),
-            (Ok(()), Some(begin)) => {
-                answer(timeout, Connection::begin_with(&mut **connection, begin)).await
-            }
-            (Ok(()), None) => answer(timeout, Connection::begin(&mut **connection)).await,
+        if let Some(isolation) = isolation
+            && let Err(failure) =
+                answer(timeout, D::Db::execute_unprepared(connection, isolation)).await
+        {
+            *beginning = failure.unanswered;
+            return Err(failure);
+        }
+        let begun = match begin {
+            Some(begin) => answer(timeout, Connection::begin_with(&mut **connection, begin)).await,
+            None => answer(timeout, Connection::begin(&mut **connection)).await,
         };
         // Answered, a transaction or a refusal: the driver knows where it stands.
-        if begun.as_ref().is_ok() || begun.as_ref().is_err_and(|failure| !failure.unanswered) {
-            *beginning = false;
-        }
+        *beginning = begun.as_ref().is_err_and(|failure| failure.unanswered);
         begun
     }
 
@@ -489,8 +492,13 @@ impl<D: Dialect> SqlEngine<D> {
             timeout
         };
         let mut connection = self.checkout(timeout).await?;
-        let mut transaction =
-            Self::begin_with(&mut connection, D::bounded_begin(timeout), timeout).await?;
+        let mut transaction = Self::begin_with(
+            &mut connection,
+            D::bounded_begin(timeout),
+            D::KINDS_ISOLATION,
+            timeout,
+        )
+        .await?;
         let mut changed = Vec::with_capacity(statements.len());
         for statement in statements {
             let sql = D::bounded_statement(&statement.sql, timeout);

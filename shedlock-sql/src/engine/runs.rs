@@ -38,7 +38,8 @@ impl<D: Dialect> SqlEngine<D> {
             return self.update(statement, params, timeout).await;
         }
         let mut connection = self.checkout(timeout).await?;
-        let mut transaction = Self::begin_with(&mut connection, None, timeout).await?;
+        // The driver's plain `BEGIN`: a release sets no isolation level.
+        let mut transaction = Self::begin_with(&mut connection, None, None, timeout).await?;
         // MySQL's client counts matched rows (CLIENT_FOUND_ROWS), not changed ones.
         let released =
             execute::<D>(&mut *transaction, &statements.release, &params, timeout).await? == 1;
@@ -125,17 +126,18 @@ fn run_record<DB: Driver>(row: &DB::Row) -> Result<RunRecord, sqlx::Error> {
         .unwrap_or_default()
         .parse::<RunOutcome>()
         .map_err(|message| sqlx::Error::Decode(message.into()))?;
-    // A `missed` entry keeps its count in the token's place.
-    let token = DB::int(row, 5)?.and_then(|token| u64::try_from(token).ok());
-    let missed = outcome == RunOutcome::Missed;
-    Ok(RunRecord {
-        started_at: since_1970(DB::int(row, 0)?),
-        finished_at: since_1970(DB::int(row, 1)?),
+    // A `missed` entry keeps its count in the token's place: `RunRecord::new`
+    // reads it back as such.
+    let run = FinishedRun {
         duration: Duration::from_millis(DB::int(row, 2)?.map_or(0, |ms| ms.max(0).unsigned_abs())),
         outcome,
-        locked_by: DB::text(row, 4)?.unwrap_or_default(),
-        fencing_token: token.filter(|_| !missed),
-        missed_ticks: token.filter(|_| missed),
+        fencing_token: DB::int(row, 5)?.and_then(|token| u64::try_from(token).ok()),
+    };
+    let locked_by = DB::text(row, 4)?.unwrap_or_default();
+    Ok(RunRecord {
+        // As stored, not derived from the finish and the duration.
+        started_at: since_1970(DB::int(row, 0)?),
+        ..RunRecord::new(&run, locked_by, since_1970(DB::int(row, 1)?))
     })
 }
 

@@ -14,7 +14,7 @@ use crate::driver::Driver;
 
 use crate::table::check_admin_name;
 
-use super::kinds::lock_row;
+use super::kinds::locked_row;
 use super::pool::Checkout;
 use super::runner::{answer, execute};
 use super::*;
@@ -37,21 +37,19 @@ impl<D: Dialect> SqlEngine<D> {
         // The name's row is made only when missing (its first claim, or
         // after a prune), as the lock kinds make theirs: then everything is
         // done again, on the row now there.
+        // The locking read answers the last tick too: the latest one
+        // committed, read once the row is ours.
         let mut made = false;
-        let mut transaction = loop {
+        let (mut transaction, row) = loop {
             let mut transaction = Self::begin(connection, timeout).await?;
-            if lock_row::<D>(&mut transaction, &ticks.lock_row, params, timeout).await? || made {
-                break transaction;
+            let row = locked_row::<D>(&mut transaction, &ticks.lock_row, params, timeout).await?;
+            if row.is_some() || made {
+                break (transaction, row);
             }
             answer(timeout, transaction.rollback()).await?;
             execute::<D>(&mut **connection, &ticks.ensure_row, params, timeout).await?;
             made = true;
         };
-        let row = answer(
-            timeout,
-            D::Db::fetch_optional(&mut *transaction, &ticks.last.sql, params.of(&ticks.last)),
-        )
-        .await?;
         let last = row
             .map(|row| D::Db::int(&row, 0))
             .transpose()
